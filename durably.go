@@ -1,0 +1,286 @@
+// Package durably runs jobs made of named steps whose results are persisted,
+// so that a run interrupted by a crash or a deploy resumes from its last
+// completed step. It is a Go port of the TypeScript library Durably
+// (@coji/durably), on SQLite (embedded, the default) or PostgreSQL.
+//
+// A job is a Go function with a typed input and output. Inside it, each
+// durable unit of work is a step, run with RunStep: the first execution
+// records the step's result; a later execution of the same run (after a
+// crash, a deploy, a lost lease) returns the recorded result without running
+// the step again. Runs are claimed by workers through leases whose
+// generation is a fencing token, so a worker that lost its lease can never
+// overwrite the work of the one that took over.
+//
+//	eng, _ := durably.New(durably.Config{Store: st})
+//	greet, _ := durably.Register(eng, &durably.Job[Input, Output]{
+//		Name: "greet",
+//		Run: func(ctx context.Context, s *durably.StepContext, in Input) (Output, error) {
+//			msg, err := durably.RunStep(s, "compose", func(ctx context.Context) (string, error) {
+//				return "hello " + in.Name, nil
+//			})
+//			return Output{Message: msg}, err
+//		},
+//	})
+//	_ = eng.Init(ctx)
+//	out, _ := greet.TriggerAndWait(ctx, Input{Name: "world"})
+//
+// Stores live in runtime/sqlitestore and runtime/pgstore; the HTTP handler
+// in runtime/durablyhttp. See ARCHITECTURE.md for the path of a run.
+package durably
+
+import (
+	_ "embed"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably/internal/ulid"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// Re-exported record types, so that users of the engine rarely need the
+// store package.
+type (
+	// Run is the stored record of a run.
+	Run = store.Run
+	// StepRecord is the stored record of an executed step.
+	StepRecord = store.Step
+	// LogRecord is a persisted log record of a run.
+	LogRecord = store.Log
+	// Progress is what a run last reported about its advance.
+	Progress = store.Progress
+	// Status is the state of a run.
+	Status = store.Status
+	// Disposition says how a trigger was satisfied.
+	Disposition = store.Disposition
+	// Store is the storage interface the engine runs on.
+	Store = store.Store
+)
+
+// Run statuses and trigger dispositions.
+const (
+	StatusPending   = store.StatusPending
+	StatusLeased    = store.StatusLeased
+	StatusCompleted = store.StatusCompleted
+	StatusFailed    = store.StatusFailed
+	StatusCancelled = store.StatusCancelled
+
+	Created    = store.Created
+	Idempotent = store.Idempotent
+	Coalesced  = store.Coalesced
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// migrations are applied in order by Migrate; schema.sql is version 1 (S-015).
+var migrations = []store.Migration{{Version: 1, SQL: schemaSQL}}
+
+// Config configures an Engine. Zero values take the defaults of R-001.
+type Config struct {
+	// Store is where runs live. Required.
+	Store store.Store
+	// PollingInterval is how long an idle worker waits before it polls
+	// again, and the default storage-poll interval of the wait helpers.
+	// Triggers in this process, and on PostgreSQL in any process, wake
+	// idle workers at once (D4), so polling is only the fallback.
+	// Default 1s.
+	PollingInterval time.Duration
+	// MaxConcurrentRuns is the number of runs the worker executes at once,
+	// 1 to 1000. Default 1.
+	MaxConcurrentRuns int
+	// LeaseDuration is how long a claim or renewal holds a run. Default 30s.
+	LeaseDuration time.Duration
+	// LeaseRenewInterval is how often an executing run renews its lease.
+	// Default 5s.
+	LeaseRenewInterval time.Duration
+	// PreserveSteps keeps step and log rows after a run completes or fails.
+	// By default they are deleted then (R-106).
+	PreserveSteps bool
+	// RetainRuns, when positive, purges terminal runs older than this
+	// during idle maintenance, at most 100 a minute (R-105). ParseRetention
+	// reads the original's "30d" / "12h" / "15m" form.
+	RetainRuns time.Duration
+	// Labels, when set, validates (and may normalise) the labels of every
+	// trigger, including triggers without labels (D1).
+	Labels LabelSchema
+	// WorkerID names this engine's worker in lease_owner. Default
+	// "worker_" + a ULID, one per engine.
+	WorkerID string
+	// Logger receives the engine's own diagnostics. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the application clock; every stored time comes from it.
+	// Default time.Now. Tests may supply their own.
+	Now func() time.Time
+}
+
+// LabelSchema validates the labels of a trigger. It returns the labels to
+// store, or an error whose message names the problem (it becomes
+// "labels: <message>", HTTP 400).
+type LabelSchema interface {
+	ValidateLabels(labels map[string]string) (map[string]string, error)
+}
+
+// LabelSchemaFunc adapts a function to LabelSchema.
+type LabelSchemaFunc func(labels map[string]string) (map[string]string, error)
+
+// ValidateLabels calls f.
+func (f LabelSchemaFunc) ValidateLabels(labels map[string]string) (map[string]string, error) {
+	return f(labels)
+}
+
+// Engine triggers, executes and queries runs. It is safe for concurrent use.
+type Engine struct {
+	store  store.Store
+	cfg    Config
+	logger *slog.Logger
+	ids    ulid.Generator
+	events bus
+
+	jobsMu sync.RWMutex
+	jobs   map[string]*jobEntry
+
+	migrateMu sync.Mutex
+	migrated  bool
+
+	worker worker
+}
+
+// New validates cfg and returns an engine. It does not touch the database:
+// call Migrate (or Init) before use.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, validationErrorf("durably: Config.Store is required")
+	}
+	if cfg.MaxConcurrentRuns == 0 {
+		cfg.MaxConcurrentRuns = 1
+	}
+	if cfg.MaxConcurrentRuns < 1 || cfg.MaxConcurrentRuns > 1000 {
+		return nil, validationErrorf("maxConcurrentRuns must be between 1 and 1000")
+	}
+	if cfg.PollingInterval <= 0 {
+		cfg.PollingInterval = time.Second
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = 30 * time.Second
+	}
+	if cfg.LeaseRenewInterval <= 0 {
+		cfg.LeaseRenewInterval = 5 * time.Second
+	}
+	if cfg.RetainRuns < 0 {
+		return nil, validationErrorf("durably: Config.RetainRuns must not be negative")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{
+		store:  cfg.Store,
+		cfg:    cfg,
+		logger: cfg.Logger,
+		jobs:   map[string]*jobEntry{},
+	}
+	if e.cfg.WorkerID == "" {
+		e.cfg.WorkerID = "worker_" + e.newID()
+	}
+	e.events.onPanic = func(r any, ev Event) {
+		e.logger.Error("durably: event listener panicked", "event", ev.Type, "runId", ev.RunID, "panic", r)
+	}
+	e.worker.init(e)
+	return e, nil
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() store.Store { return e.store }
+
+// WorkerID returns the id this engine's worker writes into lease_owner.
+func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
+
+// now is the application clock at the store's precision.
+func (e *Engine) now() time.Time { return store.Truncate(e.cfg.Now()) }
+
+func (e *Engine) newID() string { return e.ids.New(e.cfg.Now()) }
+
+// Migrate creates or updates the schema. It is idempotent; concurrent calls
+// share one migration and later calls return at once (R-116).
+func (e *Engine) Migrate(ctx context.Context) error {
+	e.migrateMu.Lock()
+	defer e.migrateMu.Unlock()
+	if e.migrated {
+		return nil
+	}
+	if err := e.store.Migrate(ctx, migrations); err != nil {
+		return fmt.Errorf("durably: migrate: %w", err)
+	}
+	e.migrated = true
+	return nil
+}
+
+// Init migrates, then starts the worker (R-117).
+func (e *Engine) Init(ctx context.Context) error {
+	if err := e.Migrate(ctx); err != nil {
+		return err
+	}
+	return e.Start()
+}
+
+// OnEvent calls fn for every event the engine emits, synchronously and in
+// emission order, until the returned function is called. fn must not block:
+// it runs on the goroutine that caused the event, often a run's.
+func (e *Engine) OnEvent(fn func(Event)) (unsubscribe func()) {
+	return e.events.subscribe(fn)
+}
+
+// Emit stamps and publishes an event, as if the engine had emitted it (R-121).
+func (e *Engine) Emit(ev Event) { e.emit(ev) }
+
+func (e *Engine) emit(ev Event) { e.events.emit(ev, e.now()) }
+
+var labelKeyPattern = regexp.MustCompile(`^[a-zA-Z0-9\-_./]+$`)
+
+// checkLabelKeys applies R-035. Unlike the original, a bad key is a
+// validation error (HTTP 400, D2).
+func checkLabelKeys(labels map[string]string) error {
+	for _, k := range store.SortedKeys(labels) {
+		if !labelKeyPattern.MatchString(k) {
+			return validationErrorf("Invalid label key %q: must contain only alphanumeric characters, dashes, underscores, dots, and slashes", k)
+		}
+	}
+	return nil
+}
+
+var retentionPattern = regexp.MustCompile(`^(\d+)(d|h|m)$`)
+
+// ParseRetention reads a retention in the original's form: a whole number
+// of days, hours or minutes ("30d", "12h", "15m"; "0d" is accepted, R-002).
+func ParseRetention(s string) (time.Duration, error) {
+	m := retentionPattern.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("Invalid duration format: %q. Use a number followed by d, h or m (e.g. \"30d\")", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > int64(1<<62)/int64(24*time.Hour) {
+		return 0, fmt.Errorf("Invalid duration format: %q: number out of range", s)
+	}
+	unit := map[string]time.Duration{"d": 24 * time.Hour, "h": time.Hour, "m": time.Minute}[m[2]]
+	return time.Duration(n) * unit, nil
+}
+
+// errorMessage is the message recorded for an error returned by a job.
+func errorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var de *Error
+	if errors.As(err, &de) {
+		return de.Msg
+	}
+	return err.Error()
+}

@@ -1,0 +1,377 @@
+package durably
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// JobFunc is the body of a job. It runs once per execution of a run; its
+// durable work goes through RunStep on s, and ctx ends when the run is
+// cancelled, its lease is lost or the engine stops (D9).
+type JobFunc[I, O any] func(ctx context.Context, s *StepContext, input I) (O, error)
+
+// Job defines a job: a name, a typed body, and optional validation.
+// Register it with an engine to get a typed handle.
+type Job[I, O any] struct {
+	// Name identifies the job in storage and on the wire.
+	Name string
+	// Run is the job's body.
+	Run JobFunc[I, O]
+	// ValidateInput, if set, checks an input before anything is written
+	// . Its error message becomes "Invalid input: <message>".
+	ValidateInput func(input *I) error
+	// ValidateOutput, if set, checks the body's result before the run is
+	// completed; a failure fails the run with "Invalid output: <message>"
+	//
+	ValidateOutput func(output *O) error
+	// InputSchema and OutputSchema, if set, validate the JSON form
+	// (generated code plugs JSON Schemas in here).
+	InputSchema  JSONValidator
+	OutputSchema JSONValidator
+}
+
+// JSONValidator validates a JSON document, returning an error that names
+// the offending field.
+type JSONValidator interface {
+	ValidateJSON(doc json.RawMessage) error
+}
+
+// jobEntry is a registered job with its types erased, as the worker and the
+// HTTP handler see it.
+type jobEntry struct {
+	name string
+	def  any // the *Job[I, O] registered, for R-021's identity check
+	// parseInput decodes raw strictly, validates it and returns its
+	// canonical JSON, the "parsed" input that is stored.
+	parseInput func(raw json.RawMessage) (json.RawMessage, error)
+	// execute runs the body on a stored input and returns the output JSON.
+	execute func(ctx context.Context, s *StepContext, input json.RawMessage) (json.RawMessage, error)
+	handle  any
+}
+
+// JobHandle is a registered job with its types: trigger it, wait for it and
+// read its runs.
+type JobHandle[I, O any] struct {
+	e   *Engine
+	job *Job[I, O]
+}
+
+// Register adds a job to the engine and returns its typed handle.
+// Registering the same *Job again returns the same handle; a different job
+// under a registered name is an error. Jobs may be registered while
+// the worker runs.
+func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
+	if job == nil || job.Name == "" {
+		return nil, errors.New("durably: a job needs a name")
+	}
+	if job.Run == nil {
+		return nil, fmt.Errorf("durably: job %q has no Run function", job.Name)
+	}
+	e.jobsMu.Lock()
+	defer e.jobsMu.Unlock()
+	if existing, ok := e.jobs[job.Name]; ok {
+		if existing.def == any(job) {
+			return existing.handle.(*JobHandle[I, O]), nil
+		}
+		return nil, fmt.Errorf("Job %q is already registered with a different definition", job.Name)
+	}
+	h := &JobHandle[I, O]{e: e, job: job}
+	e.jobs[job.Name] = &jobEntry{
+		name:       job.Name,
+		def:        job,
+		parseInput: job.parseInput,
+		execute:    job.execute,
+		handle:     h,
+	}
+	return h, nil
+}
+
+// MustRegister is Register that panics on error, for package-level setup.
+func MustRegister[I, O any](e *Engine, job *Job[I, O]) *JobHandle[I, O] {
+	h, err := Register(e, job)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+func (e *Engine) job(name string) *jobEntry {
+	e.jobsMu.RLock()
+	defer e.jobsMu.RUnlock()
+	return e.jobs[name]
+}
+
+// JobNames lists the registered jobs.
+func (e *Engine) JobNames() []string {
+	e.jobsMu.RLock()
+	defer e.jobsMu.RUnlock()
+	names := make([]string, 0, len(e.jobs))
+	for n := range e.jobs {
+		names = append(names, n)
+	}
+	return names
+}
+
+// HasJob reports whether a job of that name is registered.
+func (e *Engine) HasJob(name string) bool { return e.job(name) != nil }
+
+// encodeInput validates a typed input and returns its JSON.
+func (j *Job[I, O]) encodeInput(in I) (json.RawMessage, error) {
+	if j.ValidateInput != nil {
+		if err := j.ValidateInput(&in); err != nil {
+			return nil, validationErrorf("Invalid input: %s", err.Error())
+		}
+	}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return nil, validationErrorf("Invalid input: %s", err.Error())
+	}
+	if j.InputSchema != nil {
+		if err := j.InputSchema.ValidateJSON(raw); err != nil {
+			return nil, validationErrorf("Invalid input: %s", err.Error())
+		}
+	}
+	return raw, nil
+}
+
+func (j *Job[I, O]) parseInput(raw json.RawMessage) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage("null")
+	}
+	if j.InputSchema != nil {
+		if err := j.InputSchema.ValidateJSON(raw); err != nil {
+			return nil, validationErrorf("Invalid input: %s", err.Error())
+		}
+	}
+	var in I
+	if err := decodeStrict(raw, &in); err != nil {
+		return nil, validationErrorf("Invalid input: %s", err.Error())
+	}
+	return j.encodeInput(in)
+}
+
+func (j *Job[I, O]) execute(ctx context.Context, s *StepContext, raw json.RawMessage) (json.RawMessage, error) {
+	var in I
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, fmt.Errorf("decode stored input: %w", err)
+	}
+	out, err := j.Run(ctx, s, in)
+	if err != nil {
+		return nil, err
+	}
+	if j.ValidateOutput != nil {
+		if err := j.ValidateOutput(&out); err != nil {
+			return nil, &outputError{msg: err.Error()}
+		}
+	}
+	enc, err := json.Marshal(out)
+	if err != nil {
+		return nil, &outputError{msg: err.Error()}
+	}
+	if j.OutputSchema != nil {
+		if err := j.OutputSchema.ValidateJSON(enc); err != nil {
+			return nil, &outputError{msg: err.Error()}
+		}
+	}
+	if string(enc) == "null" {
+		return nil, nil // a job returning nothing leaves output null
+	}
+	return enc, nil
+}
+
+// outputError marks a result that failed output validation.
+type outputError struct{ msg string }
+
+func (e *outputError) Error() string { return "Invalid output: " + e.msg }
+
+// decodeStrict decodes one JSON value into v, refusing unknown object
+// members and trailing data, with errors that name the field.
+func decodeStrict(raw json.RawMessage, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// describeJSONError rewrites encoding/json's errors into messages that name
+// the field and the expected type.
+func describeJSONError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if field == "" {
+			field = "(root)"
+		}
+		return fmt.Errorf("%s: expected %s, got %s", field, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value)
+	}
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return fmt.Errorf("malformed JSON at offset %d: %s", syntaxErr.Offset, strings.TrimPrefix(syntaxErr.Error(), "json: "))
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	return errors.New(msg)
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "integer"
+	case "float32", "float64":
+		return "number"
+	case "bool":
+		return "boolean"
+	case "slice", "array":
+		return "array"
+	case "struct", "map":
+		return "object"
+	}
+	return kind
+}
+
+// Name is the job's name.
+func (h *JobHandle[I, O]) Name() string { return h.job.Name }
+
+// Engine is the engine the job is registered with.
+func (h *JobHandle[I, O]) Engine() *Engine { return h.e }
+
+// Trigger creates a run of the job (R-030 … R-041), or returns the existing
+// run for an idempotent or coalesced trigger.
+func (h *JobHandle[I, O]) Trigger(ctx context.Context, input I, opts ...Option) (*TriggerResult, error) {
+	o := collectOptions(opts)
+	raw, err := h.job.encodeInput(input)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.e.triggerParsed(ctx, []parsedTrigger{{job: h.job.Name, input: raw, opts: o.trigger}}, false)
+	if err != nil {
+		return nil, err
+	}
+	return &res[0], nil
+}
+
+// BatchItem is one item of a batch trigger.
+type BatchItem[I any] struct {
+	Input   I
+	Options []Option
+}
+
+// BatchTrigger creates many runs in one transaction, all or nothing (R-045 …
+// Results are in item order.
+func (h *JobHandle[I, O]) BatchTrigger(ctx context.Context, items []BatchItem[I]) ([]TriggerResult, error) {
+	parsed := make([]parsedTrigger, len(items))
+	for i, it := range items {
+		raw, err := h.job.encodeInput(it.Input)
+		if err != nil {
+			return nil, indexError(err, i)
+		}
+		parsed[i] = parsedTrigger{job: h.job.Name, input: raw, opts: collectOptions(it.Options).trigger}
+	}
+	return h.e.triggerParsed(ctx, parsed, true)
+}
+
+// Outcome is the result of a completed run.
+type Outcome[O any] struct {
+	RunID       string
+	Output      O
+	Disposition Disposition
+}
+
+// TriggerAndWait triggers the job and waits for the run to finish.
+// A failed run returns an error with the run's message; a cancelled one
+// ErrCancelled; WithTimeout bounds the wait with ErrTimeout.
+func (h *JobHandle[I, O]) TriggerAndWait(ctx context.Context, input I, opts ...Option) (Outcome[O], error) {
+	var out Outcome[O]
+	o := collectOptions(opts)
+	o.wait.timeoutName = "triggerAndWait"
+	w, err := h.e.newWaiter(o.wait)
+	if err != nil {
+		return out, err
+	}
+	defer w.close()
+	res, err := h.Trigger(ctx, input, opts...)
+	if err != nil {
+		return out, err
+	}
+	out.RunID, out.Disposition = res.Run.ID, res.Disposition
+	w.bind(res.Run.ID)
+	run, err := w.wait(ctx)
+	if err != nil {
+		return out, err
+	}
+	if len(run.Output) > 0 {
+		if err := json.Unmarshal(run.Output, &out.Output); err != nil {
+			return out, fmt.Errorf("durably: decode output of run %s: %w", run.ID, err)
+		}
+	}
+	return out, nil
+}
+
+// TypedRun is a run of a known job with its input and output decoded.
+// Run.Input and Run.Output keep the JSON.
+type TypedRun[I, O any] struct {
+	*Run
+	Input  I
+	Output O // zero unless the run completed with a value
+}
+
+func decodeTypedRun[I, O any](run *Run) (*TypedRun[I, O], error) {
+	t := &TypedRun[I, O]{Run: run}
+	if len(run.Input) > 0 {
+		if err := json.Unmarshal(run.Input, &t.Input); err != nil {
+			return nil, fmt.Errorf("durably: decode input of run %s: %w", run.ID, err)
+		}
+	}
+	if len(run.Output) > 0 {
+		if err := json.Unmarshal(run.Output, &t.Output); err != nil {
+			return nil, fmt.Errorf("durably: decode output of run %s: %w", run.ID, err)
+		}
+	}
+	return t, nil
+}
+
+// GetRun returns the run if it exists and belongs to this job, else nil.
+func (h *JobHandle[I, O]) GetRun(ctx context.Context, id string) (*TypedRun[I, O], error) {
+	run, err := h.e.GetRun(ctx, id)
+	if err != nil || run == nil || run.JobName != h.job.Name {
+		return nil, err
+	}
+	return decodeTypedRun[I, O](run)
+}
+
+// ListRuns lists this job's runs; the filter's JobNames is replaced by the
+// job's name.
+func (h *JobHandle[I, O]) ListRuns(ctx context.Context, filter RunFilter) ([]*TypedRun[I, O], error) {
+	filter.JobNames = []string{h.job.Name}
+	runs, err := h.e.ListRuns(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*TypedRun[I, O], 0, len(runs))
+	for _, r := range runs {
+		t, err := decodeTypedRun[I, O](r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// WaitForRun waits for a run of this job and returns it typed.
+func (h *JobHandle[I, O]) WaitForRun(ctx context.Context, id string, opts ...Option) (*TypedRun[I, O], error) {
+	run, err := h.e.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTypedRun[I, O](run)
+}

@@ -1,0 +1,238 @@
+-- Queries of the PostgreSQL store. Lease-holder writes take arrays so that the
+-- store's single writer commits the writes of many runs in one statement per
+-- kind and one transaction per group (few round trips, one WAL flush).
+-- Optional text values travel as '' inside arrays and are stored as NULL.
+
+-- name: InsertRuns :many
+-- Inserts what it can; a row that hits the idempotency or pending
+-- concurrency-key index is skipped, and the store then looks up why (S-025).
+-- Label rows are written for the inserted runs only.
+WITH ins AS (
+  INSERT INTO durably_runs (
+    id, job_name, input, status, idempotency_key, concurrency_key, labels,
+    current_step_index, completed_step_count, lease_generation, created_at, updated_at)
+  SELECT u.id, u.job_name, u.input, 'pending', NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
+         u.labels, 0, 0, 0, u.created_at, u.created_at
+  FROM (SELECT unnest(@ids::text[]) AS id,
+          unnest(@job_names::text[]) AS job_name,
+          unnest(@inputs::text[]) AS input,
+          unnest(@idempotency_keys::text[]) AS idempotency_key,
+          unnest(@concurrency_keys::text[]) AS concurrency_key,
+          unnest(@labels::text[]) AS labels,
+          unnest(@created_ats::text[]) AS created_at) AS u
+  ON CONFLICT DO NOTHING
+  RETURNING id, created_at
+), lab AS (
+  INSERT INTO durably_run_labels (run_id, key, value, created_at)
+  SELECT ins.id, l.key, l.value, ins.created_at
+  FROM ins
+  JOIN (SELECT unnest(@label_run_ids::text[]) AS run_id,
+          unnest(@label_keys::text[]) AS key,
+          unnest(@label_values::text[]) AS value) AS l
+    ON l.run_id = ins.id
+)
+SELECT id FROM ins;
+
+-- name: Notify :exec
+SELECT pg_notify(@channel::text, @payload::text);
+
+-- name: GetRunByIdempotencyKey :one
+SELECT * FROM durably_runs
+WHERE job_name = @job_name AND idempotency_key = @idempotency_key;
+
+-- name: GetPendingRunByConcurrencyKey :one
+SELECT * FROM durably_runs
+WHERE job_name = @job_name AND concurrency_key = @concurrency_key AND status = 'pending'
+ORDER BY created_at, id
+LIMIT 1;
+
+-- name: ClaimCandidates :many
+-- Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
+-- rows another claimer holds.
+SELECT c.id, c.concurrency_key FROM durably_runs c
+WHERE c.status IN ('pending', 'leased')
+  AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= @now::text))
+  AND (c.concurrency_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM durably_runs a
+    WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
+      AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
+ORDER BY c.created_at, c.id
+LIMIT @lim
+FOR UPDATE SKIP LOCKED;
+
+-- name: LockConcurrencyKeys :exec
+-- Step 2: claimers of the same key queue here until the holder commits; the
+-- keys come sorted so two claimers never wait on each other in a cycle.
+SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(@keys::text[]) AS k;
+
+-- name: LeasedConcurrencyKeys :many
+-- Step 2, re-check with a fresh snapshot: keys that another run now leases.
+SELECT DISTINCT concurrency_key::text FROM durably_runs
+WHERE concurrency_key = ANY(@keys::text[]) AND status = 'leased'
+  AND lease_expires_at IS NOT NULL AND lease_expires_at > @now::text
+  AND NOT (id = ANY(@ids::text[]));
+
+-- name: ClaimRuns :many
+-- Step 3: lease the chosen runs (R-050).
+UPDATE durably_runs
+SET status = 'leased',
+    lease_owner = @worker_id::text,
+    lease_expires_at = @lease_expires_at::text,
+    lease_generation = lease_generation + 1,
+    started_at = COALESCE(started_at, @now::text),
+    updated_at = @now::text
+WHERE id = ANY(@ids::text[])
+RETURNING *;
+
+-- name: RenewLeases :many
+UPDATE durably_runs r
+SET lease_expires_at = u.lease_expires_at, updated_at = @now::text
+FROM (SELECT unnest(@ids::text[]) AS id,
+        unnest(@generations::bigint[]) AS generation,
+        unnest(@lease_expires_ats::text[]) AS lease_expires_at) AS u
+WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+  AND r.lease_expires_at > @now::text
+RETURNING r.id;
+
+-- name: ReleaseLease :execrows
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::text
+WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
+
+-- name: SetProgress :many
+UPDATE durably_runs r
+SET progress = NULLIF(u.progress, ''), updated_at = @now::text
+FROM (SELECT unnest(@ids::text[]) AS id,
+        unnest(@generations::bigint[]) AS generation,
+        unnest(@progresses::text[]) AS progress) AS u
+WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+RETURNING r.id;
+
+-- name: FinishRuns :many
+-- Completion and failure (R-072, R-073), fenced by generation only (R-065).
+-- Runs whose delete_steps flag is set lose their steps and logs in the same
+-- statement (preserveSteps=false, R-106).
+WITH fin AS (
+  UPDATE durably_runs r
+  SET status = u.status,
+      output = NULLIF(u.output, ''),
+      error = CASE WHEN u.status = 'failed' THEN u.error ELSE NULL END,
+      lease_owner = NULL, lease_expires_at = NULL,
+      completed_at = @now::text, updated_at = @now::text
+  FROM (SELECT unnest(@ids::text[]) AS id,
+          unnest(@generations::bigint[]) AS generation,
+          unnest(@statuses::text[]) AS status,
+          unnest(@outputs::text[]) AS output,
+          unnest(@errors::text[]) AS error,
+          unnest(@delete_steps::boolean[]) AS delete_steps) AS u
+  WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+  RETURNING r.id, u.delete_steps
+), del_steps AS (
+  DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
+), del_logs AS (
+  DELETE FROM durably_logs WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
+)
+SELECT id FROM fin;
+
+-- name: GetRunForUpdate :one
+SELECT * FROM durably_runs WHERE id = @id FOR UPDATE;
+
+-- name: CancelRun :one
+UPDATE durably_runs
+SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = @now::text, updated_at = @now::text
+WHERE id = @id AND status IN ('pending', 'leased')
+RETURNING *;
+
+-- name: DeleteTerminalRun :one
+DELETE FROM durably_runs
+WHERE id = @id AND status IN ('completed', 'failed', 'cancelled')
+RETURNING *;
+
+-- name: SelectPurgeable :many
+SELECT id FROM durably_runs
+WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < @older_than::text
+ORDER BY completed_at
+LIMIT @lim
+FOR UPDATE SKIP LOCKED;
+
+-- name: DeleteRunsCascade :exec
+-- The cascade of S-040 (there are no foreign keys, S-004).
+WITH s AS (DELETE FROM durably_steps WHERE durably_steps.run_id = ANY(@ids::text[])),
+     l AS (DELETE FROM durably_logs WHERE durably_logs.run_id = ANY(@ids::text[])),
+     lb AS (DELETE FROM durably_run_labels WHERE durably_run_labels.run_id = ANY(@ids::text[]))
+DELETE FROM durably_runs WHERE durably_runs.id = ANY(@ids::text[]);
+
+-- name: FailExpiredWithPendingSibling :execrows
+-- Phase 1 of releasing expired leases (S-038).
+UPDATE durably_runs
+SET status = 'failed', error = 'Lease expired; pending run already exists',
+    lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = @now::text, updated_at = @now::text
+WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= @now::text
+  AND EXISTS (
+    SELECT 1 FROM durably_runs o
+    WHERE o.job_name = durably_runs.job_name AND o.concurrency_key = durably_runs.concurrency_key
+      AND o.status = 'pending' AND o.id <> durably_runs.id);
+
+-- name: ListExpiredLeases :many
+SELECT id FROM durably_runs
+WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= @now::text;
+
+-- name: ResetExpiredLease :execrows
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::text
+WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::text;
+
+-- name: FailExpiredLease :execrows
+UPDATE durably_runs
+SET status = 'failed', error = 'Lease expired; pending run already exists',
+    lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = @now::text, updated_at = @now::text
+WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::text;
+
+-- name: GetRun :one
+SELECT * FROM durably_runs WHERE id = @id;
+
+-- name: ListRuns :many
+-- Newest first (R-135) with optional status, job and label filters (labels AND-ed).
+-- A NULL limit means no limit, so offset without limit works (D5).
+SELECT * FROM durably_runs r
+WHERE (cardinality(@statuses::text[]) = 0 OR r.status = ANY(@statuses::text[]))
+  AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
+  AND (cardinality(@label_keys::text[]) = 0 OR cardinality(@label_keys::text[]) = (
+    SELECT count(*) FROM durably_run_labels l
+    JOIN (SELECT unnest(@label_keys::text[]) AS key, unnest(@label_values::text[]) AS value) AS f
+      ON l.key = f.key AND l.value = f.value
+    WHERE l.run_id = r.id))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
+
+-- name: ListRunsByLabel :many
+-- The same filter driven by one label through idx_durably_run_labels_key_value,
+-- newest first, so a page of one tenant costs its own rows.
+SELECT r.* FROM durably_run_labels d
+JOIN durably_runs r ON r.id = d.run_id
+WHERE d.key = @key::text AND d.value = @value::text
+  AND (cardinality(@statuses::text[]) = 0 OR r.status = ANY(@statuses::text[]))
+  AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
+  AND (cardinality(@label_keys::text[]) = 0 OR cardinality(@label_keys::text[]) = (
+    SELECT count(*) FROM durably_run_labels l
+    JOIN (SELECT unnest(@label_keys::text[]) AS key, unnest(@label_values::text[]) AS value) AS f
+      ON l.key = f.key AND l.value = f.value
+    WHERE l.run_id = r.id))
+ORDER BY d.created_at DESC, d.run_id DESC
+LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
+
+-- name: UpdateRunForTest :exec
+-- The unfenced test hook of S-047: each field is written only when its set_ flag is true.
+UPDATE durably_runs SET
+  status = CASE WHEN @set_status::boolean THEN @status::text ELSE status END,
+  current_step_index = CASE WHEN @set_current_step_index::boolean THEN @current_step_index::bigint ELSE current_step_index END,
+  lease_owner = CASE WHEN @set_lease_owner::boolean THEN sqlc.narg(lease_owner)::text ELSE lease_owner END,
+  lease_expires_at = CASE WHEN @set_lease_expires_at::boolean THEN sqlc.narg(lease_expires_at)::text ELSE lease_expires_at END,
+  started_at = CASE WHEN @set_started_at::boolean THEN sqlc.narg(started_at)::text ELSE started_at END,
+  completed_at = CASE WHEN @set_completed_at::boolean THEN sqlc.narg(completed_at)::text ELSE completed_at END,
+  created_at = CASE WHEN @set_created_at::boolean THEN @created_at::text ELSE created_at END,
+  updated_at = @now::text
+WHERE id = @id;

@@ -1,0 +1,69 @@
+-- name: SaveSteps :many
+-- Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
+-- is inserted only while its run is leased with the writer's generation, and
+-- a completed step advances its run's counters in the same statement.
+WITH ins AS (
+  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at)
+  SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
+         u.started_at, u.completed_at
+  FROM (SELECT unnest(@ids::text[]) AS id,
+          unnest(@run_ids::text[]) AS run_id,
+          unnest(@generations::bigint[]) AS generation,
+          unnest(@names::text[]) AS name,
+          unnest(@step_indexes::bigint[]) AS step_index,
+          unnest(@statuses::text[]) AS status,
+          unnest(@outputs::text[]) AS output,
+          unnest(@errors::text[]) AS error,
+          unnest(@started_ats::text[]) AS started_at,
+          unnest(@completed_ats::text[]) AS completed_at) AS u
+  JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
+  RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
+), adv AS (
+  UPDATE durably_runs r
+  SET current_step_index = ins."index" + 1,
+      completed_step_count = r.completed_step_count + 1,
+      updated_at = ins.completed_at
+  FROM ins
+  WHERE r.id = ins.run_id AND ins.status = 'completed'
+)
+SELECT id FROM ins;
+
+-- name: GetSteps :many
+SELECT * FROM durably_steps WHERE run_id = @run_id ORDER BY "index", started_at, id;
+
+-- name: GetCompletedSteps :many
+SELECT * FROM durably_steps WHERE run_id = @run_id AND status = 'completed' ORDER BY "index";
+
+-- name: InsertLogs :exec
+INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
+SELECT u.id, u.run_id, NULLIF(u.step_name, ''), u.level, u.message, NULLIF(u.data, ''), u.created_at
+FROM (SELECT unnest(@ids::text[]) AS id,
+        unnest(@run_ids::text[]) AS run_id,
+        unnest(@step_names::text[]) AS step_name,
+        unnest(@levels::text[]) AS level,
+        unnest(@messages::text[]) AS message,
+        unnest(@datas::text[]) AS data,
+        unnest(@created_ats::text[]) AS created_at) AS u;
+
+-- name: GetLogs :many
+SELECT * FROM durably_logs WHERE run_id = @run_id ORDER BY created_at, id;
+
+-- name: DeleteStepsAndLogs :exec
+WITH s AS (DELETE FROM durably_steps WHERE durably_steps.run_id = @run_id)
+DELETE FROM durably_logs WHERE durably_logs.run_id = @run_id;
+
+-- name: LockMigrations :exec
+-- Serialises Migrate across processes for the length of its transaction.
+SELECT pg_advisory_xact_lock(4242424242);
+
+-- name: SchemaVersion :one
+SELECT COALESCE(MAX(version), 0)::bigint AS version FROM durably_schema_versions;
+
+-- name: RecordSchemaVersion :exec
+INSERT INTO durably_schema_versions (version, applied_at) VALUES (@version, @applied_at);
+
+-- name: SchemaVersionsTableExists :one
+SELECT (to_regclass('durably_schema_versions') IS NOT NULL)::boolean AS present;
+
+-- name: CurrentSchema :one
+SELECT current_schema()::text;

@@ -1,0 +1,190 @@
+-- Queries of the SQLite store. Every write runs on the store's single writer
+-- connection, inside the group-commit transaction (S-020).
+
+-- name: InsertRun :execrows
+-- Both unique indexes (idempotency, pending concurrency key) turn a
+-- conflicting insert into zero rows; the store then looks up why (S-025).
+INSERT INTO durably_runs (
+  id, job_name, input, status, idempotency_key, concurrency_key, labels,
+  current_step_index, completed_step_count, lease_generation, created_at, updated_at
+) VALUES (
+  sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), 'pending', sqlc.narg(idempotency_key),
+  sqlc.narg(concurrency_key), sqlc.arg(labels), 0, 0, 0, CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT)
+) ON CONFLICT DO NOTHING;
+
+-- name: InsertRunLabel :exec
+INSERT INTO durably_run_labels (run_id, key, value, created_at)
+VALUES (sqlc.arg(run_id), CAST(sqlc.arg(key) AS TEXT), CAST(sqlc.arg(value) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT));
+
+-- name: GetRunByIdempotencyKey :one
+SELECT * FROM durably_runs
+WHERE job_name = sqlc.arg(job_name) AND idempotency_key = sqlc.arg(idempotency_key);
+
+-- name: GetPendingRunByConcurrencyKey :one
+SELECT * FROM durably_runs
+WHERE job_name = sqlc.arg(job_name) AND concurrency_key = sqlc.arg(concurrency_key)
+  AND status = 'pending'
+ORDER BY created_at, id
+LIMIT 1;
+
+-- name: ClaimNext :one
+-- The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
+-- expired lease, and not blocked by an unexpired lease on its concurrency key
+-- in any job. One statement; SQLite's single writer makes it atomic.
+UPDATE durably_runs
+SET status = 'leased',
+    lease_owner = CAST(sqlc.arg(worker_id) AS TEXT),
+    lease_expires_at = CAST(sqlc.arg(lease_expires_at) AS TEXT),
+    lease_generation = lease_generation + 1,
+    started_at = COALESCE(started_at, CAST(sqlc.arg(now) AS TEXT)),
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = (
+  SELECT c.id FROM durably_runs c
+  WHERE c.status IN ('pending', 'leased')
+    AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)))
+    AND (c.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
+  ORDER BY c.created_at, c.id
+  LIMIT 1)
+RETURNING *;
+
+-- name: RenewLease :execrows
+UPDATE durably_runs
+SET lease_expires_at = CAST(sqlc.arg(lease_expires_at) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation)
+  AND lease_expires_at > CAST(sqlc.arg(now) AS TEXT);
+
+-- name: ReleaseLease :execrows
+-- A stopping worker hands a run back so another can take it at once. Fenced;
+-- fails on the pending unique index when a same-key pending run exists, and
+-- the run then simply keeps its lease until it expires.
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: SetProgress :execrows
+UPDATE durably_runs
+SET progress = sqlc.narg(progress), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: CompleteRun :execrows
+UPDATE durably_runs
+SET status = 'completed', output = sqlc.narg(output), error = NULL,
+    lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: FailRun :execrows
+UPDATE durably_runs
+SET status = 'failed', error = CAST(sqlc.arg(error) AS TEXT),
+    lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: GetRunForUpdate :one
+SELECT * FROM durably_runs WHERE id = sqlc.arg(id);
+
+-- name: CancelRun :one
+UPDATE durably_runs
+SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status IN ('pending', 'leased')
+RETURNING *;
+
+-- name: DeleteTerminalRun :one
+DELETE FROM durably_runs
+WHERE id = sqlc.arg(id) AND status IN ('completed', 'failed', 'cancelled')
+RETURNING *;
+
+-- name: SelectPurgeable :many
+SELECT id FROM durably_runs
+WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < CAST(sqlc.arg(older_than) AS TEXT)
+ORDER BY completed_at
+LIMIT CAST(sqlc.arg(lim) AS INTEGER);
+
+-- name: DeleteRunsByID :exec
+DELETE FROM durably_runs WHERE id IN (sqlc.slice(ids));
+
+-- name: DeleteLabelsByRunID :exec
+DELETE FROM durably_run_labels WHERE run_id IN (sqlc.slice(ids));
+
+-- name: DeleteStepsByRunID :exec
+DELETE FROM durably_steps WHERE run_id IN (sqlc.slice(ids));
+
+-- name: DeleteLogsByRunID :exec
+DELETE FROM durably_logs WHERE run_id IN (sqlc.slice(ids));
+
+-- name: FailExpiredWithPendingSibling :execrows
+-- Phase 1 of releasing expired leases (S-038): resetting these would break
+-- the one-pending-run-per-key rule, so they fail instead.
+UPDATE durably_runs
+SET status = 'failed', error = 'Lease expired; pending run already exists',
+    lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
+  AND EXISTS (
+    SELECT 1 FROM durably_runs o
+    WHERE o.job_name = durably_runs.job_name AND o.concurrency_key = durably_runs.concurrency_key
+      AND o.status = 'pending' AND o.id <> durably_runs.id);
+
+-- name: ListExpiredLeases :many
+SELECT id FROM durably_runs
+WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
+
+-- name: ResetExpiredLease :execrows
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
+
+-- name: FailExpiredLease :execrows
+UPDATE durably_runs
+SET status = 'failed', error = 'Lease expired; pending run already exists',
+    lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
+
+-- name: GetRun :one
+SELECT * FROM durably_runs WHERE id = sqlc.arg(id);
+
+-- name: ListRuns :many
+-- Newest first (R-135) with optional status, job and label filters. Lists
+-- travel as JSON arrays (one prepared statement for any length); labels as
+-- "key\x00value" pairs, and a run matches when it has all of them.
+SELECT * FROM durably_runs r
+WHERE (CAST(sqlc.arg(filter_status) AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(sqlc.arg(statuses) AS TEXT))))
+  AND (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
+  AND (CAST(sqlc.arg(label_count) AS INTEGER) = 0 OR CAST(sqlc.arg(label_count) AS INTEGER) = (
+    SELECT count(*) FROM durably_run_labels l
+    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT CAST(sqlc.arg(lim) AS INTEGER) OFFSET CAST(sqlc.arg(off) AS INTEGER);
+
+-- name: ListRunsByLabel :many
+-- The same filter driven by one label: idx_durably_run_labels_key_value yields
+-- that label's runs newest first, so a page costs its own rows, not the
+-- tenant's whole history.
+SELECT r.* FROM durably_run_labels d
+JOIN durably_runs r ON r.id = d.run_id
+WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS TEXT)
+  AND (CAST(sqlc.arg(filter_status) AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(sqlc.arg(statuses) AS TEXT))))
+  AND (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
+  AND (CAST(sqlc.arg(label_count) AS INTEGER) = 0 OR CAST(sqlc.arg(label_count) AS INTEGER) = (
+    SELECT count(*) FROM durably_run_labels l
+    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))))
+ORDER BY d.created_at DESC, d.run_id DESC
+LIMIT CAST(sqlc.arg(lim) AS INTEGER) OFFSET CAST(sqlc.arg(off) AS INTEGER);
+
+-- name: UpdateRunForTest :exec
+-- The unfenced test hook of S-047: each field is written only when its set_ flag is true.
+UPDATE durably_runs SET
+  status = CASE WHEN CAST(sqlc.arg(set_status) AS BOOLEAN) THEN CAST(sqlc.arg(status) AS TEXT) ELSE status END,
+  current_step_index = CASE WHEN CAST(sqlc.arg(set_current_step_index) AS BOOLEAN) THEN CAST(sqlc.arg(current_step_index) AS INTEGER) ELSE current_step_index END,
+  lease_owner = CASE WHEN CAST(sqlc.arg(set_lease_owner) AS BOOLEAN) THEN sqlc.narg(lease_owner) ELSE lease_owner END,
+  lease_expires_at = CASE WHEN CAST(sqlc.arg(set_lease_expires_at) AS BOOLEAN) THEN sqlc.narg(lease_expires_at) ELSE lease_expires_at END,
+  started_at = CASE WHEN CAST(sqlc.arg(set_started_at) AS BOOLEAN) THEN sqlc.narg(started_at) ELSE started_at END,
+  completed_at = CASE WHEN CAST(sqlc.arg(set_completed_at) AS BOOLEAN) THEN sqlc.narg(completed_at) ELSE completed_at END,
+  created_at = CASE WHEN CAST(sqlc.arg(set_created_at) AS BOOLEAN) THEN CAST(sqlc.arg(created_at) AS TEXT) ELSE created_at END,
+  updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id);

@@ -1,0 +1,318 @@
+package durably
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// RunFilter selects runs: by statuses, job names and labels (all given
+// labels must match), newest first, with Limit (<= 0: no limit) and Offset.
+type RunFilter = store.RunFilter
+
+// GetRun returns the run, or nil when it does not exist.
+func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
+	run, err := e.store.GetRun(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("durably: get run: %w", err)
+	}
+	return run, nil
+}
+
+// ListRuns returns runs newest first. Label keys are checked as on
+// trigger.
+func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error) {
+	if err := checkLabelKeys(filter.Labels); err != nil {
+		return nil, err
+	}
+	for _, s := range filter.Statuses {
+		if !s.Valid() {
+			return nil, validationErrorf("Invalid status: %s. Must be one of: pending, leased, completed, failed, cancelled", s)
+		}
+	}
+	runs, err := e.store.ListRuns(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("durably: list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// GetSteps returns a run's steps in index order.
+func (e *Engine) GetSteps(ctx context.Context, runID string) ([]*StepRecord, error) {
+	steps, err := e.store.GetSteps(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("durably: get steps: %w", err)
+	}
+	return steps, nil
+}
+
+// GetLogs returns a run's persisted logs in order.
+func (e *Engine) GetLogs(ctx context.Context, runID string) ([]*LogRecord, error) {
+	logs, err := e.store.GetLogs(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("durably: get logs: %w", err)
+	}
+	return logs, nil
+}
+
+// Cancel cancels a pending or leased run (R-095 … R-098). A run executing
+// in this process has its context cancelled at once; its current step may
+// finish but its result is not recorded. A pending run loses its
+// steps and logs unless PreserveSteps is set.
+func (e *Engine) Cancel(ctx context.Context, runID string) error {
+	run, prev, err := e.store.CancelRun(ctx, runID, e.now(), !e.cfg.PreserveSteps)
+	if err != nil {
+		return fmt.Errorf("durably: cancel: %w", err)
+	}
+	if run == nil {
+		return notFoundf("Run not found: %s", runID)
+	}
+	switch prev {
+	case store.StatusCompleted:
+		return conflictf("Cannot cancel completed run: %s", runID)
+	case store.StatusFailed:
+		return conflictf("Cannot cancel failed run: %s", runID)
+	case store.StatusCancelled:
+		return conflictf("Cannot cancel already cancelled run: %s", runID)
+	}
+	if x, ok := e.worker.active.Load(runID); ok {
+		x.(*execution).abort(ErrCancelled)
+	}
+	e.emit(Event{Type: EventRunCancel, RunID: run.ID, JobName: run.JobName, Labels: run.Labels})
+	return nil
+}
+
+// DeleteRun deletes a terminal run with its steps, logs and labels.
+func (e *Engine) DeleteRun(ctx context.Context, runID string) error {
+	run, err := e.store.DeleteRun(ctx, runID)
+	if err != nil {
+		return fmt.Errorf("durably: delete run: %w", err)
+	}
+	if run == nil {
+		current, err := e.store.GetRun(ctx, runID)
+		if err != nil {
+			return fmt.Errorf("durably: delete run: %w", err)
+		}
+		if current == nil {
+			return notFoundf("Run not found: %s", runID)
+		}
+		return conflictf("Cannot delete %s run: %s", current.Status, runID)
+	}
+	e.emit(Event{Type: EventRunDelete, RunID: run.ID, JobName: run.JobName, Labels: run.Labels})
+	return nil
+}
+
+// PurgeRuns deletes up to limit (default 500) terminal runs completed
+// before olderThan, oldest first, and returns how many. It emits no
+// events.
+func (e *Engine) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 500
+	}
+	n, err := e.store.PurgeRuns(ctx, olderThan, limit)
+	if err != nil {
+		return n, fmt.Errorf("durably: purge runs: %w", err)
+	}
+	return n, nil
+}
+
+// WaitForRun waits until the run completes and returns it (R-107 … R-111).
+// A failed run returns an ErrRunFailed error carrying the run's message, a
+// cancelled run ErrCancelled, a missing or deleted run ErrNotFound. Runs
+// finished in this process are seen at once; runs finished elsewhere at the
+// next poll (WithPollInterval, default the engine's PollingInterval).
+func (e *Engine) WaitForRun(ctx context.Context, runID string, opts ...Option) (*Run, error) {
+	o := collectOptions(opts)
+	o.wait.timeoutName = "waitForRun"
+	return e.waitForRun(ctx, runID, o.wait)
+}
+
+func (e *Engine) waitForRun(ctx context.Context, runID string, o waitOptions) (*Run, error) {
+	w, err := e.newWaiter(o)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	w.bind(runID)
+	return w.wait(ctx)
+}
+
+// waiter follows one run's terminal and live events. It subscribes before
+// the run is known, so that TriggerAndWait misses nothing of a run that
+// starts executing before the trigger call returns.
+type waiter struct {
+	e           *Engine
+	o           waitOptions
+	interval    time.Duration
+	unsubscribe func()
+
+	mu      sync.Mutex
+	runID   string
+	early   []Event // events seen before bind, of any run
+	settled chan struct{}
+	live    chan Event
+}
+
+// maxEarlyEvents bounds what a waiter keeps before it knows its run.
+const maxEarlyEvents = 256
+
+func (e *Engine) newWaiter(o waitOptions) (*waiter, error) {
+	interval := o.pollInterval
+	if interval < 0 {
+		return nil, validationErrorf("pollingIntervalMs must be a positive finite number")
+	}
+	if interval == 0 {
+		interval = e.cfg.PollingInterval
+	}
+	w := &waiter{e: e, o: o, interval: interval, settled: make(chan struct{}, 1), live: make(chan Event, 64)}
+	w.unsubscribe = e.OnEvent(w.observe)
+	return w, nil
+}
+
+func (w *waiter) close() { w.unsubscribe() }
+
+func waitRelevant(t EventType) bool {
+	switch t {
+	case EventRunComplete, EventRunFail, EventRunCancel, EventRunDelete, EventRunProgress, EventLogWrite:
+		return true
+	}
+	return false
+}
+
+func (w *waiter) observe(ev Event) {
+	if !waitRelevant(ev.Type) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.runID == "" {
+		if len(w.early) < maxEarlyEvents {
+			w.early = append(w.early, ev)
+		}
+		return
+	}
+	if ev.RunID == w.runID {
+		w.deliver(ev)
+	}
+}
+
+// deliver hands an event of the run to the waiting goroutine; it never
+// blocks the emitter.
+func (w *waiter) deliver(ev Event) {
+	switch ev.Type {
+	case EventRunProgress, EventLogWrite:
+		if w.o.onProgress != nil || w.o.onLog != nil {
+			select {
+			case w.live <- ev:
+			default:
+			}
+		}
+	default:
+		select {
+		case w.settled <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *waiter) bind(runID string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.runID = runID
+	for _, ev := range w.early {
+		if ev.RunID == runID {
+			w.deliver(ev)
+		}
+	}
+	w.early = nil
+}
+
+func (w *waiter) wait(ctx context.Context) (*Run, error) {
+	var timeout <-chan time.Time
+	if w.o.timeout > 0 {
+		t := time.NewTimer(w.o.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	ticker := time.NewTicker(w.interval)
+	defer ticker.Stop()
+	for {
+		run, err := w.e.store.GetRun(ctx, w.runID)
+		if err != nil {
+			return nil, fmt.Errorf("durably: wait for run: %w", err)
+		}
+		if done, err := settledRun(run, w.runID); done {
+			w.drainLive()
+			return run, err
+		}
+	wait:
+		for {
+			select {
+			case <-w.settled:
+				break wait
+			case <-ticker.C:
+				break wait
+			case ev := <-w.live:
+				w.e.callBack(w.o, ev)
+			case <-timeout:
+				return nil, newError(ErrTimeout, "%s timeout after %dms", w.o.timeoutName, w.o.timeout.Milliseconds())
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+// drainLive delivers live events that arrived before the run settled.
+func (w *waiter) drainLive() {
+	for {
+		select {
+		case ev := <-w.live:
+			w.e.callBack(w.o, ev)
+		default:
+			return
+		}
+	}
+}
+
+// ErrRunFailed is the kind of the error the wait helpers return for a
+// failed run; its message is the run's error.
+var ErrRunFailed = fmt.Errorf("run failed")
+
+func settledRun(run *Run, runID string) (bool, error) {
+	if run == nil {
+		return true, notFoundf("Run not found: %s", runID)
+	}
+	switch run.Status {
+	case store.StatusCompleted:
+		return true, nil
+	case store.StatusFailed:
+		msg := run.Error
+		if msg == "" {
+			msg = "Run failed"
+		}
+		return true, &Error{Kind: ErrRunFailed, Msg: msg}
+	case store.StatusCancelled:
+		return true, cancelledError(runID)
+	}
+	return false, nil
+}
+
+// callBack delivers a live event to the wait's callbacks; a panicking
+// callback is ignored, as errors of callbacks are in the original.
+func (e *Engine) callBack(o waitOptions, ev Event) {
+	defer func() { _ = recover() }()
+	switch ev.Type {
+	case EventRunProgress:
+		if o.onProgress != nil && ev.Progress != nil {
+			o.onProgress(*ev.Progress)
+		}
+	case EventLogWrite:
+		if o.onLog != nil {
+			o.onLog(LogRecord{RunID: ev.RunID, StepName: ev.StepName, Level: ev.Level, Message: ev.Message, Data: ev.Data, CreatedAt: ev.Timestamp})
+		}
+	}
+}

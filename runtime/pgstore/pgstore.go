@@ -1,0 +1,302 @@
+// Package pgstore is the PostgreSQL store of durably (pgx/v5): the backend
+// for many workers in many processes sharing one database.
+//
+// Claims use FOR UPDATE SKIP LOCKED plus an advisory lock per concurrency
+// key (S-031). Writes of lease holders (steps, progress, renewals,
+// completions) and triggers go through one writer per store that commits
+// whatever accumulated during the previous commit in one transaction, with
+// one array statement per kind of write: many runs' writes cost a handful of
+// round trips and one WAL flush, with synchronous_commit left on. Triggers
+// NOTIFY idle workers in other processes (D4); polling remains the fallback.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/durably-go/durably/internal/groupcommit"
+	"github.com/durably-go/durably/internal/ulid"
+	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// Options tune a Store. The zero value is the default.
+type Options struct {
+	// Logger receives errors of background work. Default slog.Default().
+	Logger *slog.Logger
+	// DisableListen turns off LISTEN/NOTIFY: idle workers then learn of
+	// other processes' triggers only by polling.
+	DisableListen bool
+}
+
+// Store is the PostgreSQL store. Create it with Open or New.
+type Store struct {
+	pool     *pgxpool.Pool
+	ownsPool bool
+	q        *pgdb.Queries
+	logger   *slog.Logger
+	writer   *groupcommit.Writer[*op]
+
+	// instance tags this store's notifications so that it ignores its own.
+	instance string
+	channel  string
+
+	listenOnce sync.Once
+	disableListen bool
+	wakeups    chan struct{}
+	closing    chan struct{}
+	listenDone chan struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string; search_path may be set in it) with a pool the store owns.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: parse dsn: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: connect: %w", err)
+	}
+	s, err := New(ctx, pool, opts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownsPool = true
+	return s, nil
+}
+
+// New uses a pool the caller owns; Close leaves it open. Tables are found
+// through the pool's search_path.
+func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	q := pgdb.New(pool)
+	schema, err := q.CurrentSchema(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: connect: %w", err)
+	}
+	var ids ulid.Generator
+	s := &Store{
+		pool:          pool,
+		q:             q,
+		logger:        opts.Logger,
+		instance:      ids.New(time.Now()),
+		// Notifications are per database, not per schema: the channel
+		// carries the schema so that two durably schemas in one database
+		// do not wake each other.
+		channel:       "durably_" + schema,
+		disableListen: opts.DisableListen,
+		wakeups:       make(chan struct{}, 1),
+		closing:       make(chan struct{}),
+		listenDone:    make(chan struct{}),
+	}
+	s.writer = groupcommit.New(s.apply, 512, func(err error) {
+		s.logger.Error("durably: queued write failed", "err", err)
+	})
+	return s, nil
+}
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close commits pending writes, stops listening and, if the store opened
+// the pool, closes it.
+func (s *Store) Close() error {
+	s.writer.Close()
+	close(s.closing)
+	s.listenOnce.Do(func() { close(s.listenDone) })
+	<-s.listenDone
+	if s.ownsPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// Migrate applies the migrations newer than the recorded version, holding
+// an advisory lock so that concurrent processes migrate one at a time.
+func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		if err := q.LockMigrations(ctx); err != nil {
+			return fmt.Errorf("pgstore: lock migrations: %w", err)
+		}
+		present, err := q.SchemaVersionsTableExists(ctx)
+		if err != nil {
+			return fmt.Errorf("pgstore: read schema version: %w", err)
+		}
+		var version int64
+		if present {
+			if version, err = q.SchemaVersion(ctx); err != nil {
+				return fmt.Errorf("pgstore: read schema version: %w", err)
+			}
+		}
+		now := store.FormatTime(time.Now())
+		for _, m := range migrations {
+			if int64(m.Version) <= version {
+				continue
+			}
+			// A migration is a script of many statements: pgx sends a
+			// statement without arguments over the simple protocol.
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("pgstore: migration %d: %w", m.Version, err)
+			}
+			if err := q.RecordSchemaVersion(ctx, pgdb.RecordSchemaVersionParams{Version: int32(m.Version), AppliedAt: now}); err != nil {
+				return fmt.Errorf("pgstore: record migration %d: %w", m.Version, err)
+			}
+		}
+		return nil
+	})
+}
+
+func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
+	raw := store.RawRun{
+		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
+		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, Labels: r.Labels,
+		CurrentStepIndex: int64(r.CurrentStepIndex), CompletedStepCount: int64(r.CompletedStepCount),
+		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
+		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: int64(r.LeaseGeneration),
+		StartedAt: r.StartedAt.String, CompletedAt: r.CompletedAt.String, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	return raw.Decode()
+}
+
+func decodeRuns(rows []pgdb.DurablyRun) ([]*store.Run, error) {
+	out := make([]*store.Run, 0, len(rows))
+	for _, r := range rows {
+		run, err := decodeRun(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, run)
+	}
+	return out, nil
+}
+
+func optionalRun(r pgdb.DurablyRun, err error) (*store.Run, error) {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRun(r)
+}
+
+func decodeSteps(rows []pgdb.DurablyStep) ([]*store.Step, error) {
+	out := make([]*store.Step, 0, len(rows))
+	for _, r := range rows {
+		raw := store.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int64(r.Index), Status: r.Status,
+			Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
+		st, err := raw.Decode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// GetRun reads one run.
+func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
+	return optionalRun(s.q.GetRun(ctx, id))
+}
+
+// ListRuns reads runs newest first; with labels it is driven by the first
+// label's index (S-045). A limit of 0 or less is sent as NULL, PostgreSQL's
+// "no limit", so offset without limit works (D5).
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, error) {
+	statuses := make([]string, len(f.Statuses))
+	for i, st := range f.Statuses {
+		statuses[i] = string(st)
+	}
+	jobs := f.JobNames
+	if jobs == nil {
+		jobs = []string{}
+	}
+	var lim pgtype.Int8
+	if f.Limit > 0 {
+		lim = pgtype.Int8{Int64: int64(f.Limit), Valid: true}
+	}
+	keys := store.SortedKeys(f.Labels)
+	var rows []pgdb.DurablyRun
+	var err error
+	if len(keys) == 0 {
+		rows, err = s.q.ListRuns(ctx, pgdb.ListRunsParams{
+			Statuses: statuses, JobNames: jobs, LabelKeys: []string{}, LabelValues: []string{},
+			Off: int64(f.Offset), Lim: lim,
+		})
+	} else {
+		rest, values := keys[1:], make([]string, 0, len(keys)-1)
+		for _, k := range rest {
+			values = append(values, f.Labels[k])
+		}
+		rows, err = s.q.ListRunsByLabel(ctx, pgdb.ListRunsByLabelParams{
+			Key: keys[0], Value: f.Labels[keys[0]],
+			Statuses: statuses, JobNames: jobs, LabelKeys: rest, LabelValues: values,
+			Off: int64(f.Offset), Lim: lim,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list runs: %w", err)
+	}
+	return decodeRuns(rows)
+}
+
+// GetSteps reads a run's steps.
+func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, error) {
+	rows, err := s.q.GetSteps(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: get steps: %w", err)
+	}
+	return decodeSteps(rows)
+}
+
+// GetCompletedSteps reads a run's completed steps.
+func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.Step, error) {
+	rows, err := s.q.GetCompletedSteps(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: get completed steps: %w", err)
+	}
+	return decodeSteps(rows)
+}
+
+// GetLogs reads a run's logs.
+func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error) {
+	rows, err := s.q.GetLogs(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: get logs: %w", err)
+	}
+	out := make([]*store.Log, 0, len(rows))
+	for _, r := range rows {
+		raw := store.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
+		l, err := raw.Decode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// Maintain has nothing to do: PostgreSQL keeps its own house.
+func (s *Store) Maintain(context.Context, time.Time) error { return nil }

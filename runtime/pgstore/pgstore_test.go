@@ -1,0 +1,28 @@
+package pgstore_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/durably-go/durably/internal/pgtest"
+	"github.com/durably-go/durably/runtime/pgstore"
+	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/runtime/storetest"
+)
+
+// TestContract runs the whole contract suite on PostgreSQL, a fresh schema
+// per test.
+func TestContract(t *testing.T) {
+	pgtest.DSN(t)
+	storetest.Run(t, func(t *testing.T) func() store.Store {
+		dsn := pgtest.Schema(t)
+		return func() store.Store {
+			st, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}
+	})
+}

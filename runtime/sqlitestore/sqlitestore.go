@@ -1,0 +1,809 @@
+// Package sqlitestore is the embedded SQLite store of durably: a file path is
+// all it needs, no server, no cgo (modernc.org/sqlite).
+//
+// Durability is SQLite's strongest practical setting: WAL with
+// synchronous=FULL, so a trigger that returned and a step recorded as
+// completed survive a power loss. Throughput comes from group commit
+// instead: every write of the process goes through one writer connection,
+// and the writer commits whatever accumulated while the previous commit was
+// being made durable in a single transaction (S-020). Reads use a separate
+// pool of connections and never wait for the writer.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably/internal/groupcommit"
+	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedb"
+	"github.com/durably-go/durably/runtime/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Options tune a Store. The zero value is the durable default.
+type Options struct {
+	// Synchronous is SQLite's synchronous pragma. The default FULL makes
+	// every commit durable. NORMAL is faster and may lose the last
+	// commits on power loss (never on a process crash); it is offered for
+	// benchmarks and caches, never the default.
+	Synchronous string
+	// BusyTimeout is how long a statement waits for another process's
+	// lock before failing. Default 10s.
+	BusyTimeout time.Duration
+	// ReadConns bounds the read pool. Default 4.
+	ReadConns int
+	// Logger receives errors of background work. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is the SQLite store. Create it with Open.
+type Store struct {
+	path   string
+	logger *slog.Logger
+
+	wdb    *sql.DB // exactly one connection: the writer
+	rdb    *sql.DB // readers
+	writer *groupcommit.Writer[op]
+
+	mu sync.Mutex // guards wq, rq
+	wq *sqlitedb.Queries
+	rq *sqlitedb.Queries
+
+	checkpoint checkpointState
+}
+
+// op is one unit of work for the writer. It runs inside the group's
+// transaction (or outside any transaction when noTx is set) and reports
+// infrastructure failures only; outcomes such as "lease refused" or
+// "conflict" are results it stores in its closure.
+type op struct {
+	noTx bool
+	fn   func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path. path may also
+// be a "file:" URI. Call the engine's Migrate (or Store.Migrate) before use.
+func Open(path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlitestore: empty database path")
+	}
+	if opts.Synchronous == "" {
+		opts.Synchronous = "FULL"
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = 4
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)&_pragma=foreign_keys(0)",
+		opts.BusyTimeout.Milliseconds(), opts.Synchronous)
+	wdb, err := sql.Open("sqlite", path+sep+common+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	// Open the writer connection now so that a bad path fails here and
+	// the WAL switch happens before any reader connects.
+	if err := wdb.Ping(); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	rdb, err := sql.Open("sqlite", path+sep+common)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(opts.ReadConns)
+	rdb.SetMaxIdleConns(opts.ReadConns)
+	rdb.SetConnMaxLifetime(0)
+	rdb.SetConnMaxIdleTime(0)
+	s := &Store{
+		path:   path,
+		logger: opts.Logger,
+		wdb:    wdb,
+		rdb:    rdb,
+		wq:     sqlitedb.New(wdb),
+		rq:     sqlitedb.New(rdb),
+	}
+	s.writer = groupcommit.New(s.apply, 256, func(err error) {
+		s.logger.Error("durably: queued write failed", "err", err)
+	})
+	return s, nil
+}
+
+// Close commits pending writes and closes the database.
+func (s *Store) Close() error {
+	s.writer.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.wq.Close(), s.rq.Close(), s.rdb.Close(), s.wdb.Close())
+}
+
+func (s *Store) queries() (w, r *sqlitedb.Queries) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wq, s.rq
+}
+
+// apply is the writer's commit function: the whole group in one
+// transaction; if that fails, each operation alone so that one bad
+// operation fails only itself.
+func (s *Store) apply(ctx context.Context, ops []op) []error {
+	errs := make([]error, len(ops))
+	var grouped []op
+	for i, o := range ops {
+		if o.noTx {
+			errs[i] = s.runGroup(ctx, []op{o})
+		} else {
+			grouped = append(grouped, o)
+		}
+	}
+	if len(grouped) == 0 {
+		return errs
+	}
+	if err := s.runGroup(ctx, grouped); err == nil {
+		return errs
+	} else if len(grouped) == 1 {
+		for i, o := range ops {
+			if !o.noTx {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	for i, o := range ops {
+		if !o.noTx {
+			errs[i] = s.runGroup(ctx, []op{o})
+		}
+	}
+	return errs
+}
+
+func (s *Store) runGroup(ctx context.Context, ops []op) error {
+	wq, _ := s.queries()
+	if len(ops) == 1 && ops[0].noTx {
+		return ops[0].fn(ctx, nil, wq)
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: begin: %w", err)
+	}
+	q := wq.WithTx(tx)
+	for _, o := range ops {
+		if err := o.fn(ctx, tx, q); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlitestore: commit: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error) error {
+	return s.writer.Do(ctx, op{fn: fn})
+}
+
+// Migrate applies the migrations newer than the recorded version.
+func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ *sqlitedb.Queries) error {
+		q := sqlitedb.New(tx) // unprepared: the tables may not exist yet
+		version, err := q.SchemaVersion(ctx)
+		if err != nil {
+			if !strings.Contains(err.Error(), "no such table") {
+				return fmt.Errorf("sqlitestore: read schema version: %w", err)
+			}
+			version = 0
+		}
+		now := store.FormatTime(time.Now())
+		for _, m := range migrations {
+			if int64(m.Version) <= version {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("sqlitestore: migration %d: %w", m.Version, err)
+			}
+			if err := q.RecordSchemaVersion(ctx, sqlitedb.RecordSchemaVersionParams{Version: int64(m.Version), AppliedAt: now}); err != nil {
+				return fmt.Errorf("sqlitestore: record migration %d: %w", m.Version, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.prepare(ctx)
+}
+
+// prepare swaps in prepared statements once the tables exist: statements
+// are then parsed once per connection instead of once per call.
+func (s *Store) prepare(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wq, err := sqlitedb.Prepare(ctx, s.wdb)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: prepare: %w", err)
+	}
+	rq, err := sqlitedb.Prepare(ctx, s.rdb)
+	if err != nil {
+		wq.Close()
+		return fmt.Errorf("sqlitestore: prepare: %w", err)
+	}
+	old := []*sqlitedb.Queries{s.wq, s.rq}
+	s.wq, s.rq = wq, rq
+	for _, q := range old {
+		_ = q.Close()
+	}
+	return nil
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func decodeRun(r sqlitedb.DurablyRun) (*store.Run, error) {
+	raw := store.RawRun{
+		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
+		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, Labels: r.Labels,
+		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
+		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
+		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: r.LeaseGeneration,
+		StartedAt: r.StartedAt.String, CompletedAt: r.CompletedAt.String, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	return raw.Decode()
+}
+
+func decodeRuns(rows []sqlitedb.DurablyRun) ([]*store.Run, error) {
+	out := make([]*store.Run, 0, len(rows))
+	for _, r := range rows {
+		run, err := decodeRun(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, run)
+	}
+	return out, nil
+}
+
+func decodeStep(r sqlitedb.DurablyStep) (*store.Step, error) {
+	raw := store.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
+		Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
+	return raw.Decode()
+}
+
+func decodeSteps(rows []sqlitedb.DurablyStep) ([]*store.Step, error) {
+	out := make([]*store.Step, 0, len(rows))
+	for _, r := range rows {
+		st, err := decodeStep(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// optionalRun turns sql.ErrNoRows into a nil run.
+func optionalRun(r sqlitedb.DurablyRun, err error) (*store.Run, error) {
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRun(r)
+}
+
+// Enqueue inserts runs all or nothing.
+func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqueued, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	var out []store.Enqueued
+	var conflict error
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
+		out, conflict = nil, nil
+		// The group's transaction carries other callers' writes too, so
+		// this call's items are undone alone, through a savepoint.
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_enqueue"); err != nil {
+			return err
+		}
+		res, err := store.Enqueue(ctx, enqueueOps{q}, items)
+		if err != nil {
+			if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO durably_enqueue; RELEASE durably_enqueue"); rbErr != nil {
+				return errors.Join(err, rbErr)
+			}
+			var ce *store.ConflictError
+			if errors.As(err, &ce) {
+				conflict = err
+				return nil
+			}
+			return err
+		}
+		out = res
+		_, err = tx.ExecContext(ctx, "RELEASE durably_enqueue")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if conflict != nil {
+		return nil, conflict
+	}
+	return out, nil
+}
+
+type enqueueOps struct{ q *sqlitedb.Queries }
+
+func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, error) {
+	inserted := make([]bool, len(runs))
+	for i, r := range runs {
+		created := store.FormatTime(r.CreatedAt)
+		n, err := e.q.InsertRun(ctx, sqlitedb.InsertRunParams{
+			ID: r.ID, JobName: r.JobName, Input: string(r.Input),
+			IdempotencyKey: nullString(r.IdempotencyKey), ConcurrencyKey: nullString(r.ConcurrencyKey),
+			Labels: store.EncodeLabels(r.Labels), CreatedAt: created,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: insert run: %w", err)
+		}
+		if n == 0 {
+			continue
+		}
+		inserted[i] = true
+		for k, v := range r.Labels {
+			if err := e.q.InsertRunLabel(ctx, sqlitedb.InsertRunLabelParams{RunID: r.ID, Key: k, Value: v, CreatedAt: created}); err != nil {
+				return nil, fmt.Errorf("sqlitestore: insert label: %w", err)
+			}
+		}
+	}
+	return inserted, nil
+}
+
+func (e enqueueOps) ByIdempotencyKey(ctx context.Context, job, key string) (*store.Run, error) {
+	return optionalRun(e.q.GetRunByIdempotencyKey(ctx, sqlitedb.GetRunByIdempotencyKeyParams{JobName: job, IdempotencyKey: nullString(key)}))
+}
+
+func (e enqueueOps) PendingByConcurrencyKey(ctx context.Context, job, key string) (*store.Run, error) {
+	return optionalRun(e.q.GetPendingRunByConcurrencyKey(ctx, sqlitedb.GetPendingRunByConcurrencyKeyParams{JobName: job, ConcurrencyKey: nullString(key)}))
+}
+
+// Claim leases up to req.Limit runs, one single-statement claim each (S-030).
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
+	if req.Limit <= 0 {
+		return nil, nil
+	}
+	var runs []*store.Run
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		runs = runs[:0]
+		params := sqlitedb.ClaimNextParams{
+			WorkerID:       req.WorkerID,
+			LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)),
+			Now:            store.FormatTime(req.Now),
+		}
+		for len(runs) < req.Limit {
+			run, err := optionalRun(q.ClaimNext(ctx, params))
+			if err != nil {
+				return fmt.Errorf("sqlitestore: claim: %w", err)
+			}
+			if run == nil {
+				break
+			}
+			runs = append(runs, run)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return runs, nil
+}
+
+// RenewLease extends an unexpired lease.
+func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresAt time.Time) (bool, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) (err error) {
+		n, err = q.RenewLease(ctx, sqlitedb.RenewLeaseParams{
+			LeaseExpiresAt: store.FormatTime(expiresAt), Now: store.FormatTime(now),
+			ID: lease.RunID, Generation: lease.Generation,
+		})
+		return err
+	})
+	return n == 1, err
+}
+
+// ReleaseLease hands the run back to pending; a same-key pending run makes
+// it keep its lease until expiry instead.
+func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (bool, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_release"); err != nil {
+			return err
+		}
+		var err error
+		n, err = q.ReleaseLease(ctx, sqlitedb.ReleaseLeaseParams{Now: store.FormatTime(now), ID: lease.RunID, Generation: lease.Generation})
+		if err != nil && isUniqueViolation(err) {
+			n = 0
+			_, err = tx.ExecContext(ctx, "ROLLBACK TO durably_release")
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "RELEASE durably_release")
+		return err
+	})
+	return n == 1, err
+}
+
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// SaveStep records a step fenced by generation (S-036).
+func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Step) (bool, error) {
+	var ok bool
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		ok = false
+		completed := store.FormatTime(step.CompletedAt)
+		n, err := q.InsertStep(ctx, sqlitedb.InsertStepParams{
+			ID: step.ID, RunID: lease.RunID, Name: step.Name, StepIndex: int64(step.Index), Status: string(step.Status),
+			Output: nullString(string(step.Output)), Error: nullString(step.Error),
+			StartedAt: store.FormatTime(step.StartedAt), CompletedAt: nullString(completed), Generation: lease.Generation,
+		})
+		if err != nil {
+			return fmt.Errorf("sqlitestore: save step %q: %w", step.Name, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if step.Status == store.StepCompleted {
+			if _, err := q.AdvanceStepCounters(ctx, sqlitedb.AdvanceStepCountersParams{
+				NextIndex: int64(step.Index + 1), Now: completed, ID: lease.RunID, Generation: lease.Generation,
+			}); err != nil {
+				return fmt.Errorf("sqlitestore: advance step counters: %w", err)
+			}
+		}
+		ok = true
+		return nil
+	})
+	return ok, err
+}
+
+// SetProgress queues a fenced progress write.
+func (s *Store) SetProgress(ctx context.Context, lease store.Lease, progress *store.Progress, now time.Time) error {
+	params := sqlitedb.SetProgressParams{
+		Progress: nullString(store.EncodeProgress(progress)), Now: store.FormatTime(now),
+		ID: lease.RunID, Generation: lease.Generation,
+	}
+	return s.writer.Submit(op{fn: func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		_, err := q.SetProgress(ctx, params)
+		return err
+	}})
+}
+
+// FinishRun completes or fails the run and, if asked,
+// deletes its steps and logs in the same transaction.
+func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Finish) (bool, error) {
+	var ok bool
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		ok = false
+		now := store.FormatTime(fin.Now)
+		var n int64
+		var err error
+		switch fin.Status {
+		case store.StatusCompleted:
+			n, err = q.CompleteRun(ctx, sqlitedb.CompleteRunParams{Output: nullString(string(fin.Output)), Now: now, ID: lease.RunID, Generation: lease.Generation})
+		case store.StatusFailed:
+			n, err = q.FailRun(ctx, sqlitedb.FailRunParams{Error: fin.Error, Now: now, ID: lease.RunID, Generation: lease.Generation})
+		default:
+			return fmt.Errorf("sqlitestore: finish with status %q", fin.Status)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlitestore: finish run: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		ok = true
+		if fin.DeleteSteps {
+			return deleteStepsAndLogs(ctx, q, lease.RunID)
+		}
+		return nil
+	})
+	return ok, err
+}
+
+func deleteStepsAndLogs(ctx context.Context, q *sqlitedb.Queries, runID string) error {
+	if err := q.DeleteStepsOfRun(ctx, runID); err != nil {
+		return fmt.Errorf("sqlitestore: delete steps: %w", err)
+	}
+	if err := q.DeleteLogsOfRun(ctx, runID); err != nil {
+		return fmt.Errorf("sqlitestore: delete logs: %w", err)
+	}
+	return nil
+}
+
+// AppendLogs queues log records.
+func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	return s.writer.Submit(op{fn: func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		for _, l := range logs {
+			if err := q.InsertLog(ctx, sqlitedb.InsertLogParams{
+				ID: l.ID, RunID: l.RunID, StepName: nullString(l.StepName), Level: l.Level, Message: l.Message,
+				Data: nullString(string(l.Data)), CreatedAt: store.FormatTime(l.CreatedAt),
+			}); err != nil {
+				return fmt.Errorf("sqlitestore: insert log: %w", err)
+			}
+		}
+		return nil
+	}})
+}
+
+// CancelRun cancels a pending or leased run (S-037).
+func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
+	var run *store.Run
+	var prev store.Status
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		run, prev = nil, ""
+		before, err := optionalRun(q.GetRunForUpdate(ctx, id))
+		if err != nil || before == nil {
+			return err
+		}
+		prev = before.Status
+		if !prev.Active() {
+			run = before
+			return nil
+		}
+		if run, err = optionalRun(q.CancelRun(ctx, sqlitedb.CancelRunParams{Now: store.FormatTime(now), ID: id})); err != nil {
+			return fmt.Errorf("sqlitestore: cancel: %w", err)
+		}
+		if prev == store.StatusPending && deleteStepsIfPending {
+			return deleteStepsAndLogs(ctx, q, id)
+		}
+		return nil
+	})
+	return run, prev, err
+}
+
+// DeleteRun removes a terminal run and its children (S-040).
+func (s *Store) DeleteRun(ctx context.Context, id string) (*store.Run, error) {
+	var run *store.Run
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		var err error
+		if run, err = optionalRun(q.DeleteTerminalRun(ctx, id)); err != nil || run == nil {
+			return err
+		}
+		return deleteChildren(ctx, q, []string{id})
+	})
+	return run, err
+}
+
+func deleteChildren(ctx context.Context, q *sqlitedb.Queries, ids []string) error {
+	if err := q.DeleteStepsByRunID(ctx, ids); err != nil {
+		return fmt.Errorf("sqlitestore: delete steps: %w", err)
+	}
+	if err := q.DeleteLogsByRunID(ctx, ids); err != nil {
+		return fmt.Errorf("sqlitestore: delete logs: %w", err)
+	}
+	if err := q.DeleteLabelsByRunID(ctx, ids); err != nil {
+		return fmt.Errorf("sqlitestore: delete labels: %w", err)
+	}
+	return nil
+}
+
+// PurgeRuns deletes old terminal runs (S-041).
+func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
+	var n int
+	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		ids, err := q.SelectPurgeable(ctx, sqlitedb.SelectPurgeableParams{OlderThan: store.FormatTime(olderThan), Lim: int64(limit)})
+		if err != nil {
+			return fmt.Errorf("sqlitestore: select purgeable: %w", err)
+		}
+		n = len(ids)
+		if n == 0 {
+			return nil
+		}
+		if err := deleteChildren(ctx, q, ids); err != nil {
+			return err
+		}
+		return q.DeleteRunsByID(ctx, ids)
+	})
+	return n, err
+}
+
+// ReleaseExpiredLeases implements S-038 and S-039.
+func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error) {
+	var total int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
+		total = 0
+		ts := store.FormatTime(now)
+		n, err := q.FailExpiredWithPendingSibling(ctx, ts)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: fail expired leases: %w", err)
+		}
+		total += n
+		ids, err := q.ListExpiredLeases(ctx, ts)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: list expired leases: %w", err)
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_reset"); err != nil {
+				return err
+			}
+			n, err := q.ResetExpiredLease(ctx, sqlitedb.ResetExpiredLeaseParams{Now: ts, ID: id})
+			if isUniqueViolation(err) {
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO durably_reset"); err != nil {
+					return err
+				}
+				n, err = q.FailExpiredLease(ctx, sqlitedb.FailExpiredLeaseParams{Now: ts, ID: id})
+			}
+			if err != nil {
+				return fmt.Errorf("sqlitestore: reset expired lease: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, "RELEASE durably_reset"); err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	return int(total), err
+}
+
+// PatchRun is the unfenced test hook of S-047.
+func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
+	params := sqlitedb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now())}
+	if p.Status != nil {
+		params.SetStatus, params.Status = true, string(*p.Status)
+	}
+	if p.CurrentStepIndex != nil {
+		params.SetCurrentStepIndex, params.CurrentStepIndex = true, int64(*p.CurrentStepIndex)
+	}
+	if p.LeaseOwner != nil {
+		params.SetLeaseOwner, params.LeaseOwner = true, nullString(*p.LeaseOwner)
+	}
+	if p.LeaseExpiresAt != nil {
+		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, nullString(store.OptionalTime(*p.LeaseExpiresAt))
+	}
+	if p.StartedAt != nil {
+		params.SetStartedAt, params.StartedAt = true, nullString(store.OptionalTime(*p.StartedAt))
+	}
+	if p.CompletedAt != nil {
+		params.SetCompletedAt, params.CompletedAt = true, nullString(store.OptionalTime(*p.CompletedAt))
+	}
+	if p.CreatedAt != nil {
+		params.SetCreatedAt, params.CreatedAt = true, store.FormatTime(*p.CreatedAt)
+	}
+	return s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+		return q.UpdateRunForTest(ctx, params)
+	})
+}
+
+// GetRun reads one run.
+func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
+	_, rq := s.queries()
+	return optionalRun(rq.GetRun(ctx, id))
+}
+
+// ListRuns reads runs newest first; with labels it is driven by the first
+// label's index (S-045).
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, error) {
+	_, rq := s.queries()
+	statuses := make([]string, len(f.Statuses))
+	for i, st := range f.Statuses {
+		statuses[i] = string(st)
+	}
+	limit := int64(-1) // SQLite's "no limit", so offset without limit works (D5)
+	if f.Limit > 0 {
+		limit = int64(f.Limit)
+	}
+	keys := store.SortedKeys(f.Labels)
+	var rows []sqlitedb.DurablyRun
+	var err error
+	if len(keys) == 0 {
+		rows, err = rq.ListRuns(ctx, sqlitedb.ListRunsParams{
+			FilterStatus: boolInt(len(statuses) > 0), Statuses: jsonList(statuses),
+			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
+			Off: int64(f.Offset), Lim: limit,
+		})
+	} else {
+		var pairs []string
+		for _, k := range keys[1:] {
+			pairs = append(pairs, k+"\x00"+f.Labels[k])
+		}
+		rows, err = rq.ListRunsByLabel(ctx, sqlitedb.ListRunsByLabelParams{
+			Key: keys[0], Value: f.Labels[keys[0]],
+			FilterStatus: boolInt(len(statuses) > 0), Statuses: jsonList(statuses),
+			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
+			LabelCount: int64(len(pairs)), LabelPairs: jsonList(pairs),
+			Off: int64(f.Offset), Lim: limit,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: list runs: %w", err)
+	}
+	return decodeRuns(rows)
+}
+
+func jsonList(values []string) string {
+	if len(values) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(values)
+	if err != nil { // a []string always marshals
+		panic(err)
+	}
+	return string(b)
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// GetSteps reads a run's steps.
+func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, error) {
+	_, rq := s.queries()
+	rows, err := rq.GetSteps(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: get steps: %w", err)
+	}
+	return decodeSteps(rows)
+}
+
+// GetCompletedSteps reads a run's completed steps.
+func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.Step, error) {
+	_, rq := s.queries()
+	rows, err := rq.GetCompletedSteps(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: get completed steps: %w", err)
+	}
+	return decodeSteps(rows)
+}
+
+// GetLogs reads a run's logs.
+func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error) {
+	_, rq := s.queries()
+	rows, err := rq.GetLogs(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: get logs: %w", err)
+	}
+	out := make([]*store.Log, 0, len(rows))
+	for _, r := range rows {
+		raw := store.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
+		l, err := raw.Decode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// Wakeups returns nil: SQLite has no cross-process notification, so other
+// processes are found by polling.
+func (s *Store) Wakeups() <-chan struct{} { return nil }

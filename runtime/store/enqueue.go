@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"maps"
+)
+
+// EnqueueOps are the primitives a driver offers, inside its transaction, for
+// the shared enqueue algorithm.
+type EnqueueOps interface {
+	// Insert inserts the runs that violate no unique index (with their
+	// label rows) and reports which were inserted. Later runs must see
+	// earlier ones.
+	Insert(ctx context.Context, runs []*Run) (inserted []bool, err error)
+	// ByIdempotencyKey returns the run of job with the key, or nil.
+	ByIdempotencyKey(ctx context.Context, job, key string) (*Run, error)
+	// PendingByConcurrencyKey returns the oldest pending run of job with
+	// the key, or nil.
+	PendingByConcurrencyKey(ctx context.Context, job, key string) (*Run, error)
+}
+
+// Enqueue runs the enqueue algorithm of S-025 over ops: insert first, then
+// interpret what blocked an insert, which is race-free where check-then-insert
+// is not (S-026). The caller provides the transaction and rolls it back when
+// Enqueue returns an error.
+func Enqueue(ctx context.Context, ops EnqueueOps, items []NewRun) ([]Enqueued, error) {
+	runs := PrepareRuns(items)
+	inserted, err := ops.Insert(ctx, runs)
+	if err != nil {
+		return nil, err
+	}
+	return Resolve(ctx, ops, items, runs, inserted)
+}
+
+// PrepareRuns makes the rows to insert for items, with the defaults of R-010.
+func PrepareRuns(items []NewRun) []*Run {
+	runs := make([]*Run, len(items))
+	for i, it := range items {
+		runs[i] = prepareNewRun(it.Run)
+	}
+	return runs
+}
+
+// Resolve completes Enqueue after the insert: created runs are returned as
+// inserted, the others are explained by resolveBlocked. Drivers that insert
+// the items of several callers in one statement call it per caller.
+func Resolve(ctx context.Context, ops EnqueueOps, items []NewRun, runs []*Run, inserted []bool) ([]Enqueued, error) {
+	out := make([]Enqueued, len(items))
+	for i, it := range items {
+		if inserted[i] {
+			out[i] = Enqueued{Run: cloneRun(runs[i]), Disposition: Created}
+			continue
+		}
+		var err error
+		if out[i], err = resolveBlocked(ctx, ops, i, runs[i], it.Coalesce); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// resolveBlocked explains an insert that hit a unique index: an idempotent
+// hit wins over everything, then coalescing onto the pending run
+// (R-038, retried once when that run was claimed in between), else a conflict.
+func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *Run, coalesce bool) (Enqueued, error) {
+	for attempt := 0; ; attempt++ {
+		if run.IdempotencyKey != "" {
+			existing, err := ops.ByIdempotencyKey(ctx, run.JobName, run.IdempotencyKey)
+			if err != nil {
+				return Enqueued{}, err
+			}
+			if existing != nil {
+				return Enqueued{Run: existing, Disposition: Idempotent}, nil
+			}
+		}
+		if run.ConcurrencyKey == "" {
+			return Enqueued{}, fmt.Errorf("durably store: run %s of job %q violates a unique index that is neither its idempotency key nor its concurrency key", run.ID, run.JobName)
+		}
+		conflict := &ConflictError{Index: index, JobName: run.JobName, ConcurrencyKey: run.ConcurrencyKey, AfterRetry: attempt > 0}
+		if !coalesce {
+			return Enqueued{}, conflict
+		}
+		pending, err := ops.PendingByConcurrencyKey(ctx, run.JobName, run.ConcurrencyKey)
+		if err != nil {
+			return Enqueued{}, err
+		}
+		if pending != nil {
+			return Enqueued{Run: pending, Disposition: Coalesced}, nil
+		}
+		if attempt > 0 {
+			return Enqueued{}, conflict
+		}
+		inserted, err := ops.Insert(ctx, []*Run{run})
+		if err != nil {
+			return Enqueued{}, err
+		}
+		if inserted[0] {
+			return Enqueued{Run: cloneRun(run), Disposition: Created}, nil
+		}
+	}
+}
+
+func prepareNewRun(in *Run) *Run {
+	r := cloneRun(in)
+	r.Status = StatusPending
+	r.CreatedAt = Truncate(r.CreatedAt)
+	r.UpdatedAt = r.CreatedAt
+	r.CurrentStepIndex, r.CompletedStepCount, r.LeaseGeneration = 0, 0, 0
+	if r.Labels == nil {
+		r.Labels = map[string]string{}
+	}
+	return r
+}
+
+func cloneRun(r *Run) *Run {
+	c := *r
+	c.Labels = maps.Clone(r.Labels)
+	return &c
+}

@@ -1,0 +1,298 @@
+// Package store is the seam between the durably engine and a database: the
+// records the engine keeps (runs, steps, logs), the Store interface every
+// database driver implements, and the helpers the drivers share.
+//
+// A Store is a dumb, fast, correct persistence layer. It enforces the
+// invariants that must hold under concurrency (fencing by lease generation,
+// one pending run per job and concurrency key, one completed step per run and
+// name, at most one leased run per concurrency key) because only the
+// database can enforce them across processes. Everything else (validation,
+// events, error messages, retries of the protocol) belongs to the engine.
+//
+// The drivers are github.com/durably-go/durably/runtime/sqlitestore and
+// github.com/durably-go/durably/runtime/pgstore; both pass the contract suite
+// in github.com/durably-go/durably/runtime/storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Store persists runs, steps and logs. All methods are safe for concurrent
+// use. Methods that write on behalf of a lease holder take a Lease and report
+// false, changing nothing, when the lease is no longer held (R-060).
+type Store interface {
+	// Migrate applies the migrations newer than the database's recorded
+	// version, each in its own transaction, and records them. It is
+	// idempotent and safe to call from several processes at once (R-116,
+	// S-015). The engine owns the migrations (schema.sql is version 1).
+	Migrate(ctx context.Context, migrations []Migration) error
+	// Close stops the store's background work and releases its
+	// connections. Writes submitted before Close are committed first.
+	Close() error
+
+	// Enqueue inserts new pending runs in one transaction, all or nothing
+	// (R-047, R-048). Items are processed in order and later items see
+	// earlier ones. Each result is the created run, or the existing run
+	// for an idempotent or coalesced item (R-033, R-038). A pending
+	// concurrency-key conflict fails the whole call with *ConflictError.
+	Enqueue(ctx context.Context, runs []NewRun) ([]Enqueued, error)
+
+	// Claim leases up to req.Limit claimable runs, oldest first (R-050 …
+	// R-054). It returns fewer, or none, when fewer are claimable.
+	Claim(ctx context.Context, req ClaimRequest) ([]*Run, error)
+	// RenewLease extends an unexpired lease to expiresAt (R-061).
+	RenewLease(ctx context.Context, lease Lease, now, expiresAt time.Time) (bool, error)
+	// ReleaseLease hands a leased run back to pending so that another
+	// worker can take it at once (used by a stopping worker).
+	ReleaseLease(ctx context.Context, lease Lease, now time.Time) (bool, error)
+	// SaveStep records a step and, for a completed step, advances the
+	// run's step counters, atomically (R-084, S-036).
+	SaveStep(ctx context.Context, lease Lease, step *Step) (bool, error)
+	// SetProgress queues a fenced write of the run's progress (R-090) and
+	// returns without waiting: progress is fire-and-forget. Like every
+	// queued write, it is committed no later than any write that follows
+	// it; a refused or failed write is dropped.
+	SetProgress(ctx context.Context, lease Lease, progress *Progress, now time.Time) error
+	// FinishRun completes or fails the run, fenced by generation only
+	// (R-065); with DeleteSteps it removes the run's steps and logs in the
+	// same transaction (R-106).
+	FinishRun(ctx context.Context, lease Lease, fin Finish) (bool, error)
+	// AppendLogs queues log records (D10) without waiting; they are
+	// committed no later than any write that follows them.
+	AppendLogs(ctx context.Context, logs []*Log) error
+
+	// CancelRun cancels a pending or leased run (R-096, S-037) and returns
+	// the run as it is afterwards together with its status before. A nil
+	// run means no such run; a terminal previous status means nothing was
+	// changed. With deleteStepsIfPending, a run that was pending loses its
+	// steps and logs (R-097).
+	CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *Run, previous Status, err error)
+	// DeleteRun removes a terminal run with its steps, logs and labels
+	// (R-103, S-040) and returns it; it returns nil when the run does not
+	// exist or is not terminal.
+	DeleteRun(ctx context.Context, id string) (*Run, error)
+	// PurgeRuns removes up to limit terminal runs completed before
+	// olderThan, oldest first, and returns how many (R-104, S-041).
+	PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error)
+	// ReleaseExpiredLeases resets expired leases to pending, or fails them
+	// when a same-job same-key pending run exists (R-062, S-038, S-039).
+	ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error)
+	// Maintain does the database's own housekeeping while the worker is
+	// idle (SQLite: WAL checkpoint, R-141, R-142). It decides itself how
+	// often work is due.
+	Maintain(ctx context.Context, now time.Time) error
+
+	// GetRun returns the run, or nil when it does not exist.
+	GetRun(ctx context.Context, id string) (*Run, error)
+	// ListRuns returns runs newest first (R-135).
+	ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error)
+	// GetSteps returns the run's steps in index order (R-136).
+	GetSteps(ctx context.Context, runID string) ([]*Step, error)
+	// GetCompletedSteps returns the run's completed steps (replay, R-080).
+	GetCompletedSteps(ctx context.Context, runID string) ([]*Step, error)
+	// GetLogs returns the run's logs in creation order (R-092).
+	GetLogs(ctx context.Context, runID string) ([]*Log, error)
+
+	// Wakeups delivers a value when another process created claimable
+	// work, so that idle workers need not wait for their next poll (D4).
+	// Stores without cross-process notification return nil.
+	Wakeups() <-chan struct{}
+
+	// PatchRun changes a run without any fencing. It exists for tests that
+	// need to fabricate states, such as an expired lease (S-047).
+	PatchRun(ctx context.Context, id string, patch RunPatch) error
+}
+
+// Migration is one versioned schema change.
+type Migration struct {
+	Version int
+	SQL     string
+}
+
+// Status is the state of a run (R-011).
+type Status string
+
+// The run statuses. Terminal: completed, failed, cancelled. Active: pending, leased.
+const (
+	StatusPending   Status = "pending"
+	StatusLeased    Status = "leased"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+)
+
+// Statuses lists every run status in the order the protocol names them.
+var Statuses = []Status{StatusPending, StatusLeased, StatusCompleted, StatusFailed, StatusCancelled}
+
+// Terminal reports whether the status is final.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// Active reports whether the run may still execute.
+func (s Status) Active() bool { return s == StatusPending || s == StatusLeased }
+
+// Valid reports whether s is one of the five statuses.
+func (s Status) Valid() bool { return s.Terminal() || s.Active() }
+
+// StepStatus is the outcome recorded for a step.
+type StepStatus string
+
+// The step statuses.
+const (
+	StepCompleted StepStatus = "completed"
+	StepFailed    StepStatus = "failed"
+	StepCancelled StepStatus = "cancelled"
+)
+
+// Disposition says how a trigger was satisfied (R-040).
+type Disposition string
+
+// The trigger dispositions.
+const (
+	Created    Disposition = "created"
+	Idempotent Disposition = "idempotent"
+	Coalesced  Disposition = "coalesced"
+)
+
+// Run is the stored record of one execution request of a job.
+// Zero time values and empty strings stand for SQL NULL.
+type Run struct {
+	ID                 string
+	JobName            string
+	Input              json.RawMessage
+	Status             Status
+	IdempotencyKey     string
+	ConcurrencyKey     string
+	CurrentStepIndex   int
+	CompletedStepCount int
+	Progress           *Progress
+	Output             json.RawMessage // nil unless completed with a value
+	Error              string
+	Labels             map[string]string
+	LeaseOwner         string
+	LeaseExpiresAt     time.Time
+	LeaseGeneration    int64
+	StartedAt          time.Time
+	CompletedAt        time.Time
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+// Progress is what a run last reported about its advance (R-090).
+type Progress struct {
+	Current int     `json:"current"`
+	Total   *int    `json:"total,omitempty"`
+	Message *string `json:"message,omitempty"`
+}
+
+// Step is the stored record of one executed step.
+type Step struct {
+	ID          string
+	RunID       string
+	Name        string
+	Index       int
+	Status      StepStatus
+	Output      json.RawMessage
+	Error       string
+	StartedAt   time.Time
+	CompletedAt time.Time
+}
+
+// Log is a persisted log record of a run (D10).
+type Log struct {
+	ID        string
+	RunID     string
+	StepName  string // empty outside a step
+	Level     string // info, warn or error
+	Message   string
+	Data      json.RawMessage
+	CreatedAt time.Time
+}
+
+// NewRun is a run to enqueue. Run must carry ID, JobName, Input, Labels,
+// optional keys and CreatedAt; the store sets the rest as in R-010.
+type NewRun struct {
+	Run *Run
+	// Coalesce returns the existing pending run of the same job and
+	// concurrency key instead of failing with a conflict (R-038).
+	Coalesce bool
+}
+
+// Enqueued is the outcome of one enqueued item.
+type Enqueued struct {
+	Run         *Run
+	Disposition Disposition
+}
+
+// ClaimRequest asks for up to Limit runs to lease to WorkerID until Now+Lease.
+type ClaimRequest struct {
+	WorkerID string
+	Now      time.Time
+	Lease    time.Duration
+	Limit    int
+}
+
+// Lease identifies a lease holder: the run and the generation it claimed.
+// The generation is the fencing token (R-060).
+type Lease struct {
+	RunID      string
+	Generation int64
+}
+
+// Finish is the terminal write of an execution.
+type Finish struct {
+	Status      Status // StatusCompleted or StatusFailed
+	Output      json.RawMessage
+	Error       string
+	Now         time.Time
+	DeleteSteps bool
+}
+
+// RunFilter selects runs for ListRuns. Empty slices and a nil map do not
+// filter; labels are AND-ed. Limit <= 0 means no limit, also together with
+// an Offset (D5).
+type RunFilter struct {
+	Statuses []Status
+	JobNames []string
+	Labels   map[string]string
+	Limit    int
+	Offset   int
+}
+
+// RunPatch lists fields to overwrite; nil pointers are left alone.
+// Pointers to zero values write SQL NULL for nullable columns.
+type RunPatch struct {
+	Status           *Status
+	CurrentStepIndex *int
+	LeaseOwner       *string
+	LeaseExpiresAt   *time.Time
+	StartedAt        *time.Time
+	CompletedAt      *time.Time
+	CreatedAt        *time.Time
+}
+
+// ConflictError reports that an enqueued item would create a second pending
+// run for its job and concurrency key (R-036), or that coalescing lost a race
+// twice (R-038, AfterRetry).
+type ConflictError struct {
+	Index          int // position of the item in the Enqueue call
+	JobName        string
+	ConcurrencyKey string
+	AfterRetry     bool
+}
+
+func (e *ConflictError) Error() string {
+	if e.AfterRetry {
+		return fmt.Sprintf("Conflict after retry for concurrency key %q in job %q. Concurrent modification detected.", e.ConcurrencyKey, e.JobName)
+	}
+	return fmt.Sprintf("A pending run already exists for concurrency key %q in job %q. Use coalesce: 'skip' to return the existing run instead.", e.ConcurrencyKey, e.JobName)
+}
+
+// ErrClosed is returned by operations submitted after Close.
+var ErrClosed = errors.New("durably store: closed")

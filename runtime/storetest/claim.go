@@ -1,0 +1,416 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+var batchCases = []Case{
+	{"R-046 empty batch writes nothing", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, EchoJob("j"))
+		rec := Record(t, e)
+		res, err := j.BatchTrigger(Ctx(t), nil)
+		if err != nil || len(res) != 0 || len(rec.Events()) != 0 || CountRuns(t, e.Store()) != 0 {
+			t.Fatalf("res %v err %v events %d", res, err, len(rec.Events()))
+		}
+	}},
+	{"R-047 batch validates every item first", func(t *testing.T, h *Harness) {
+		schema := durably.LabelSchemaFunc(func(l map[string]string) (map[string]string, error) {
+			if l["org"] == "" {
+				return nil, fmt.Errorf("Invalid input: org: required")
+			}
+			return l, nil
+		})
+		e := h.Engine(func(c *durably.Config) { c.Labels = schema })
+		j := durably.MustRegister(e, EchoJob("j"))
+		ok := []durably.Option{durably.WithLabels(map[string]string{"org": "o"})}
+		cases := []struct {
+			items []durably.BatchItem[Msg]
+			want  string
+		}{
+			{[]durably.BatchItem[Msg]{{Input: Msg{"a"}, Options: ok}, {Input: Msg{""}, Options: ok}}, "at index 1: Invalid input: message: required"},
+			{[]durably.BatchItem[Msg]{{Input: Msg{"a"}, Options: ok}, {Input: Msg{"b"}}}, "labels at index 1: Invalid input: org: required"},
+			{[]durably.BatchItem[Msg]{{Input: Msg{"a"}, Options: append([]durably.Option{durably.WithCoalesceSkip()}, ok...)}}, "coalesce requires concurrencyKey at index 0"},
+		}
+		for _, c := range cases {
+			_, err := j.BatchTrigger(Ctx(t), c.items)
+			WantKind(t, err, durably.ErrValidation, c.want)
+		}
+		_, err := e.BatchTriggerRaw(Ctx(t), []durably.TriggerRequest{
+			{JobName: "j", Input: json.RawMessage(`{"message":"a"}`), Labels: map[string]string{"org": "o"}},
+			{JobName: "j", Input: json.RawMessage(`{"message":"a"}`), Labels: map[string]string{"org": "o"}, Coalesce: "nope", ConcurrencyKey: "k"},
+		})
+		WantKind(t, err, durably.ErrValidation, "Invalid coalesce value at index 1: 'nope'. Valid values: 'skip'")
+		if n := CountRuns(t, e.Store()); n != 0 {
+			t.Fatalf("%d runs written", n)
+		}
+	}},
+	{"R-048 R-049 batch is one transaction that sees itself", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, EchoJob("j"))
+		rec := Record(t, e)
+		key := []durably.Option{durably.WithConcurrencyKey("k"), durably.WithCoalesceSkip()}
+		res, err := j.BatchTrigger(Ctx(t), []durably.BatchItem[Msg]{
+			{Input: Msg{"a"}, Options: key},
+			{Input: Msg{"b"}, Options: key},
+			{Input: Msg{"c"}},
+			{Input: Msg{"d"}, Options: []durably.Option{durably.WithIdempotencyKey("i")}},
+			{Input: Msg{"e"}, Options: []durably.Option{durably.WithIdempotencyKey("i")}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []durably.Disposition{durably.Created, durably.Coalesced, durably.Created, durably.Created, durably.Idempotent}
+		for i, r := range res {
+			if r.Disposition != want[i] {
+				t.Fatalf("item %d: %s, want %s", i, r.Disposition, want[i])
+			}
+		}
+		if res[1].Run.ID != res[0].Run.ID || res[4].Run.ID != res[3].Run.ID {
+			t.Fatal("later items did not see earlier ones")
+		}
+		var types []durably.EventType
+		for _, ev := range rec.Events() {
+			types = append(types, ev.Type)
+		}
+		wantTypes := []durably.EventType{durably.EventRunTrigger, durably.EventRunCoalesced, durably.EventRunTrigger, durably.EventRunTrigger}
+		if fmt.Sprint(types) != fmt.Sprint(wantTypes) {
+			t.Fatalf("events %v, want %v", types, wantTypes)
+		}
+		// A conflict anywhere rolls the whole batch back.
+		before := CountRuns(t, e.Store())
+		_, err = j.BatchTrigger(Ctx(t), []durably.BatchItem[Msg]{
+			{Input: Msg{"x"}},
+			{Input: Msg{"y"}, Options: []durably.Option{durably.WithConcurrencyKey("z")}},
+			{Input: Msg{"w"}, Options: []durably.Option{durably.WithConcurrencyKey("z")}},
+		})
+		WantKind(t, err, durably.ErrConflict, "")
+		if after := CountRuns(t, e.Store()); after != before {
+			t.Fatalf("batch not rolled back: %d runs before, %d after", before, after)
+		}
+	}},
+}
+
+// claimReq claims for tests at a given instant.
+func claimReq(worker string, now time.Time, limit int) store.ClaimRequest {
+	return store.ClaimRequest{WorkerID: worker, Now: now, Lease: 30 * time.Second, Limit: limit}
+}
+
+var claimCases = []Case{
+	{"R-050 S-030 S-031 claim takes the oldest eligible run", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, EchoJob("j"))
+		st := e.Store()
+		base := time.Now().Add(-time.Hour).Truncate(time.Millisecond).UTC()
+		var ids []string
+		for i := range 3 {
+			r := MustTrigger(t, j, Msg{fmt.Sprint(i)})
+			ids = append(ids, r.ID)
+		}
+		// Created in reverse order of id: created_at decides, not id.
+		for i, id := range ids {
+			if err := st.PatchRun(Ctx(t), id, store.RunPatch{CreatedAt: ptr(base.Add(time.Duration(3-i) * time.Second))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now()
+		got, err := st.Claim(Ctx(t), claimReq("w1", now, 1))
+		if err != nil || len(got) != 1 || got[0].ID != ids[2] {
+			t.Fatalf("claimed %v, %v; want %s", got, err, ids[2])
+		}
+		r := got[0]
+		if r.Status != durably.StatusLeased || r.LeaseOwner != "w1" || r.LeaseGeneration != 1 ||
+			!r.LeaseExpiresAt.Equal(store.Truncate(now.Add(30*time.Second))) || !r.StartedAt.Equal(store.Truncate(now)) {
+			t.Fatalf("claimed run %+v", r)
+		}
+		rest, err := st.Claim(Ctx(t), claimReq("w1", now, 5))
+		if err != nil || len(rest) != 2 || rest[0].ID != ids[1] || rest[1].ID != ids[0] {
+			t.Fatalf("rest %v %v", rest, err)
+		}
+		none, err := st.Claim(Ctx(t), claimReq("w1", now, 5))
+		if err != nil || len(none) != 0 {
+			t.Fatalf("claimed from an empty queue: %v %v", none, err)
+		}
+	}},
+	{"R-051 R-052 S-032 concurrency key excludes across jobs, blocked runs do not block others", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		a := durably.MustRegister(e, EchoJob("a"))
+		b := durably.MustRegister(e, EchoJob("b"))
+		st := e.Store()
+		ctx := Ctx(t)
+		now := time.Now()
+		r1 := MustTrigger(t, a, Msg{"1"}, durably.WithConcurrencyKey("same-key"))
+		got, err := st.Claim(ctx, claimReq("w", now, 1))
+		if err != nil || len(got) != 1 || got[0].ID != r1.ID {
+			t.Fatalf("claim 1: %v %v", got, err)
+		}
+		r2 := MustTrigger(t, b, Msg{"2"}, durably.WithConcurrencyKey("same-key"))
+		free := MustTrigger(t, b, Msg{"3"})
+		got, err = st.Claim(ctx, claimReq("w", now, 5))
+		if err != nil || len(got) != 1 || got[0].ID != free.ID {
+			t.Fatalf("want only the key-less run, got %v %v", got, err)
+		}
+		// Once the lease on the key expires, the blocked run is claimable,
+		// and the expired one is reclaimed first (it is older).
+		later := now.Add(31 * time.Second)
+		got, err = st.Claim(ctx, claimReq("w2", later, 1))
+		if err != nil || len(got) != 1 || got[0].ID != r1.ID || got[0].LeaseGeneration != 2 {
+			t.Fatalf("want reclaim of %s, got %v %v", r1.ID, got, err)
+		}
+		got, err = st.Claim(ctx, claimReq("w2", later, 5))
+		if err != nil || len(got) != 1 || got[0].ID != free.ID {
+			t.Fatalf("key leased again: want only the expired key-less run, got %v %v", got, err)
+		}
+		if run := MustGet(t, e, r2.ID); run.Status != durably.StatusPending {
+			t.Fatalf("blocked run %+v", run)
+		}
+	}},
+	{"R-053 S-032 concurrent claimers: one winner per run and per key", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		var jobs []*durably.JobHandle[Msg, Msg]
+		for _, name := range []string{"a", "b", "c"} {
+			jobs = append(jobs, durably.MustRegister(e, EchoJob(name)))
+		}
+		// 30 key-less runs, and for each of 3 keys one pending run in each
+		// of 3 jobs: the key exclusion spans jobs.
+		for i := range 30 {
+			MustTrigger(t, jobs[i%3], Msg{fmt.Sprint(i)})
+		}
+		for k := range 3 {
+			for _, j := range jobs {
+				MustTrigger(t, j, Msg{"keyed"}, durably.WithConcurrencyKey(fmt.Sprintf("k%d", k)))
+			}
+		}
+		stores := []store.Store{e.Store(), h.OpenStore(), h.OpenStore()}
+		var mu sync.Mutex
+		seen := map[string]int{}
+		keys := map[string]int{}
+		var wg sync.WaitGroup
+		now := time.Now()
+		for w := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st := stores[w%len(stores)]
+				for range 25 {
+					runs, err := st.Claim(Ctx(t), claimReq(fmt.Sprintf("w%d", w), now, 2))
+					if err != nil {
+						t.Errorf("claim: %v", err)
+						return
+					}
+					mu.Lock()
+					for _, r := range runs {
+						seen[r.ID]++
+						if r.ConcurrencyKey != "" {
+							keys[r.ConcurrencyKey]++
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("run %s claimed %d times", id, n)
+			}
+		}
+		for k, n := range keys {
+			if n != 1 {
+				t.Errorf("key %s leased %d times while unexpired", k, n)
+			}
+		}
+		if len(seen) != 30+3 {
+			t.Errorf("claimed %d runs, want 33 (30 key-less + one per key)", len(seen))
+		}
+	}},
+	{"R-054 S-032 expired lease is reclaimed by the claim itself", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, EchoJob("j"))
+		st := e.Store()
+		r := MustTrigger(t, j, Msg{"x"})
+		t0 := time.Now()
+		first, err := st.Claim(Ctx(t), claimReq("old", t0, 1))
+		if err != nil || len(first) != 1 {
+			t.Fatal(err)
+		}
+		if got, _ := st.Claim(Ctx(t), claimReq("new", t0.Add(29*time.Second), 1)); len(got) != 0 {
+			t.Fatal("an unexpired lease was reclaimed")
+		}
+		second, err := st.Claim(Ctx(t), claimReq("new", t0.Add(31*time.Second), 1))
+		if err != nil || len(second) != 1 || second[0].ID != r.ID {
+			t.Fatalf("reclaim: %v %v", second, err)
+		}
+		if second[0].LeaseGeneration <= first[0].LeaseGeneration || second[0].LeaseOwner != "new" || !second[0].StartedAt.Equal(first[0].StartedAt) {
+			t.Fatalf("first %+v second %+v", first[0], second[0])
+		}
+	}},
+	{"R-055 R-057 worker runs up to MaxConcurrentRuns at once", func(t *testing.T, h *Harness) {
+		var running, peak atomic.Int32
+		gate := NewGate()
+		e := h.Engine(func(c *durably.Config) { c.MaxConcurrentRuns = 3 })
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "slow", Run: func(ctx2 context.Context, s *durably.StepContext, in int) (int, error) {
+			return durably.RunStep(s, "work", func(ctx context.Context) (int, error) {
+				n := running.Add(1)
+				defer running.Add(-1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				return in, gate.Wait(ctx, "work")
+			})
+		}})
+		var ids []string
+		for i := range 7 {
+			ids = append(ids, MustTrigger(t, j, i).ID)
+		}
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			gate.Entered(t)
+		}
+		Eventually(t, "three runs leased", func() bool {
+			runs, _ := e.ListRuns(Ctx(t), durably.RunFilter{Statuses: []durably.Status{durably.StatusLeased}})
+			return len(runs) == 3
+		})
+		gate.Open()
+		for _, id := range ids {
+			if _, err := e.WaitForRun(Ctx(t), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p := peak.Load(); p != 3 {
+			t.Fatalf("peak concurrency %d, want 3", p)
+		}
+	}},
+	{"R-057 one slot executes runs one after another in claim order", func(t *testing.T, h *Harness) {
+		var mu sync.Mutex
+		var order []int
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "ordered", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			mu.Lock()
+			order = append(order, in)
+			mu.Unlock()
+			return in, nil
+		}})
+		var last string
+		for i := range 5 {
+			last = MustTrigger(t, j, i).ID
+		}
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.WaitForRun(Ctx(t), last); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(order) != "[0 1 2 3 4]" {
+			t.Fatalf("order %v", order)
+		}
+	}},
+	{"D4 a trigger wakes an idle worker without waiting for the poll", func(t *testing.T, h *Harness) {
+		e := h.Engine(func(c *durably.Config) { c.PollingInterval = time.Hour })
+		j := durably.MustRegister(e, EchoJob("j"))
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Let the worker go idle first, with its hour-long poll armed.
+		Eventually(t, "worker idle", func() bool { return true })
+		out, err := j.TriggerAndWait(Ctx(t), Msg{"wake"}, durably.WithTimeout(10*time.Second), durably.WithPollInterval(time.Hour))
+		if err != nil || out.Output.Message != "wake" {
+			t.Fatalf("out %+v err %v", out, err)
+		}
+	}},
+	{"D7 R-070 a run of an unregistered job fails and says so", func(t *testing.T, h *Harness) {
+		producer := h.Engine(nil)
+		j := durably.MustRegister(producer, EchoJob("gone"))
+		r := MustTrigger(t, j, Msg{"x"})
+		consumer := h.Engine(nil) // knows no jobs
+		rec := Record(t, consumer)
+		ok, err := consumer.ProcessOne(Ctx(t), "")
+		if err != nil || !ok {
+			t.Fatalf("ProcessOne %v %v", ok, err)
+		}
+		run := MustGet(t, consumer, r.ID)
+		if run.Status != durably.StatusFailed || run.Error != "job not registered: gone" {
+			t.Fatalf("run %+v", run)
+		}
+		evs := rec.Events(durably.EventRunFail)
+		if len(evs) != 1 || evs[0].Error != "job not registered: gone" {
+			t.Fatalf("run:fail events %+v", evs)
+		}
+		if n := len(rec.Events(durably.EventRunLeased)); n != 0 {
+			t.Fatalf("%d run:leased events", n)
+		}
+	}},
+	{"R-059 Stop waits for runs in flight", func(t *testing.T, h *Harness) {
+		gate := NewGate()
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "slow", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			return durably.RunStep(s, "work", func(ctx context.Context) (int, error) { return in, gate.Wait(ctx, "work") })
+		}})
+		r := MustTrigger(t, j, 7)
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		gate.Entered(t)
+		stopped := make(chan error, 1)
+		go func() { stopped <- e.Stop(Ctx(t)) }()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned (%v) while a run was in flight", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		gate.Open()
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		if run := MustGet(t, e, r.ID); run.Status != durably.StatusCompleted {
+			t.Fatalf("run %s after Stop", run.Status)
+		}
+		if err := e.Stop(Ctx(t)); err != nil {
+			t.Fatalf("second Stop: %v", err)
+		}
+	}},
+	{"D9 Stop deadline cancels runs and hands their leases back", func(t *testing.T, h *Harness) {
+		gate := NewGate()
+		e := h.Engine(nil)
+		var cause Box[error]
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "stuck", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			return durably.RunStep(s, "work", func(ctx context.Context) (int, error) {
+				err := gate.Wait(ctx, "work")
+				cause.Set(context.Cause(ctx))
+				return in, err
+			})
+		}})
+		r := MustTrigger(t, j, 1)
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		gate.Entered(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := e.Stop(ctx); err == nil {
+			t.Fatal("Stop met its deadline with a stuck run")
+		}
+		Eventually(t, "lease handed back", func() bool { return MustGet(t, e, r.ID).Status == durably.StatusPending })
+		if !errorsIs(cause.Get(), durably.ErrShutdown) {
+			t.Fatalf("step context cause %v", cause.Get())
+		}
+		steps, _ := e.GetSteps(Ctx(t), r.ID)
+		if len(steps) != 0 {
+			t.Fatalf("a shutdown recorded steps: %+v", steps)
+		}
+	}},
+}

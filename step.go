@@ -1,0 +1,360 @@
+package durably
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// StepContext is a job's handle on its run during one execution: it runs
+// steps (RunStep), reports progress, and logs. It is the Go form of the
+// original's step context.
+type StepContext struct {
+	e      *Engine
+	run    *Run
+	lease  store.Lease
+	ctx    context.Context
+	abort  context.CancelCauseFunc
+	logger *slog.Logger
+
+	// completed holds the run's completed steps by name: replay reads it
+	// instead of querying per step (R-080 (3)).
+	completed map[string]*store.Step
+
+	mu          sync.Mutex
+	index       int    // position of the next step in the run (D6)
+	currentStep string // name of the step whose function is running
+}
+
+// RunID is the id of the executing run.
+func (s *StepContext) RunID() string { return s.run.ID }
+
+// JobName is the name of the run's job.
+func (s *StepContext) JobName() string { return s.run.JobName }
+
+// Labels returns a copy of the run's labels.
+func (s *StepContext) Labels() map[string]string { return maps.Clone(s.run.Labels) }
+
+// Context is the run's context: cancelled when the run is cancelled, its
+// lease is lost, or the engine stops (D9). context.Cause tells which.
+func (s *StepContext) Context() context.Context { return s.ctx }
+
+// Err returns nil while the run may go on, else ErrCancelled or
+// ErrLeaseLost (throwIfAborted, R-086).
+func (s *StepContext) Err() error {
+	if s.ctx.Err() == nil {
+		return nil
+	}
+	return s.abortError()
+}
+
+// abortError is the error a step returns once the run's context ended.
+func (s *StepContext) abortError() error {
+	cause := context.Cause(s.ctx)
+	switch {
+	case errors.Is(cause, ErrCancelled):
+		return cancelledError(s.run.ID)
+	case errors.Is(cause, ErrShutdown):
+		return cause
+	default:
+		return leaseLostError(s.run.ID)
+	}
+}
+
+// Logger returns a logger whose records (info and above) are stored with
+// the run and emitted as log:write events, attributed to the running step
+// (D10, R-091).
+func (s *StepContext) Logger() *slog.Logger { return s.logger }
+
+// Progress reports the run's progress: current, and optionally total and a
+// message (a zero total and an empty message are left out). It is
+// fire-and-forget and may be called inside or outside a step.
+func (s *StepContext) Progress(current, total int, message string) {
+	p := Progress{Current: current}
+	if total != 0 {
+		p.Total = &total
+	}
+	if message != "" {
+		p.Message = &message
+	}
+	s.ReportProgress(p)
+}
+
+// ReportProgress is Progress with every field under the caller's control,
+// for a total of 0 or an empty message.
+func (s *StepContext) ReportProgress(p Progress) {
+	now := s.e.now()
+	if err := s.e.store.SetProgress(s.ctx, s.lease, &p, now); err != nil {
+		s.e.logger.Warn("durably: progress not recorded", "runId", s.run.ID, "err", err)
+	}
+	s.e.emit(Event{Type: EventRunProgress, RunID: s.run.ID, JobName: s.run.JobName, Progress: &p, Labels: s.run.Labels})
+}
+
+// stepNameKey carries the running step's name in its context, so that a
+// log call with that context is attributed exactly.
+type stepNameKey struct{}
+
+// RunStep runs one durable step of a job (R-080 … R-089). The first time a
+// run reaches the step, fn runs and its result is recorded; when the run
+// executes again (after a crash, a lost lease, a deploy), the recorded
+// result is returned and fn does not run. Steps are identified by name, so
+// reordering or adding steps between deploys is safe and renaming one runs
+// it again. The result must survive a JSON round trip.
+//
+// fn's context ends when the run is cancelled or its lease is lost; fn
+// should return then. An error from fn fails the step and, when the job
+// returns it, the run. After cancellation RunStep returns an ErrCancelled
+// error, after lease loss an ErrLeaseLost error: the job should return it.
+func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T, error)) (T, error) {
+	var result T
+	var fresh bool
+	raw, err := s.step(name, func(ctx context.Context) (json.RawMessage, error) {
+		v, err := fn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		result, fresh = v, true
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("step %q: encode result: %w", name, err)
+		}
+		return b, nil
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	if fresh {
+		return result, nil
+	}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &result); err != nil {
+			var zero T
+			return zero, fmt.Errorf("step %q: decode recorded result: %w", name, err)
+		}
+	}
+	return result, nil
+}
+
+// step is RunStep on JSON.
+func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+	// (1) An ended run starts no step.
+	if s.ctx.Err() != nil {
+		return nil, s.abortError()
+	}
+	// (3) Replay by name: no call, no event.
+	s.mu.Lock()
+	if done, ok := s.completed[name]; ok {
+		s.index++
+		s.mu.Unlock()
+		return done.Output, nil
+	}
+	index := s.index
+	s.currentStep = name
+	s.mu.Unlock()
+
+	// (4) Run it.
+	startedAt := s.e.now()
+	s.e.emit(Event{Type: EventStepStart, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
+	out, fnErr := fn(context.WithValue(s.ctx, stepNameKey{}, name))
+	s.mu.Lock()
+	s.currentStep = ""
+	s.mu.Unlock()
+	if s.ctx.Err() != nil { // (6) aborted while fn ran
+		fnErr = s.abortError()
+	}
+	if fnErr != nil {
+		return nil, s.failStep(name, index, startedAt, fnErr)
+	}
+
+	// (7) Record it, fenced by generation.
+	rec := &store.Step{
+		ID: s.e.newID(), RunID: s.run.ID, Name: name, Index: index, Status: store.StepCompleted,
+		Output: out, StartedAt: startedAt, CompletedAt: s.e.now(),
+	}
+	ok, err := s.e.store.SaveStep(s.ctx, s.lease, rec)
+	if err != nil {
+		return nil, fmt.Errorf("durably: record step %q of run %s: %w", name, s.run.ID, err)
+	}
+	if !ok {
+		return nil, s.refused(name, index) // (8)
+	}
+	s.mu.Lock()
+	s.index++
+	s.completed[name] = rec
+	s.mu.Unlock()
+	s.e.emit(Event{Type: EventStepComplete, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index,
+		Output: out, Duration: rec.CompletedAt.Sub(startedAt), Labels: s.run.Labels})
+	return out, nil
+}
+
+// failStep is the error path of R-082.
+func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnErr error) error {
+	if errors.Is(fnErr, ErrLeaseLost) || errors.Is(fnErr, ErrShutdown) {
+		return fnErr // the lease is not ours to write with
+	}
+	status := store.StepFailed
+	if errors.Is(fnErr, ErrCancelled) {
+		status = store.StepCancelled
+	}
+	msg := errorMessage(fnErr)
+	rec := &store.Step{
+		ID: s.e.newID(), RunID: s.run.ID, Name: name, Index: index, Status: status,
+		Error: msg, StartedAt: startedAt, CompletedAt: s.e.now(),
+	}
+	// The run's context may be over; the write is fenced, so it is safe to
+	// attempt it regardless.
+	ok, err := s.e.store.SaveStep(context.WithoutCancel(s.ctx), s.lease, rec)
+	if err != nil {
+		return errors.Join(fnErr, fmt.Errorf("durably: record failed step %q of run %s: %w", name, s.run.ID, err))
+	}
+	if !ok {
+		return s.refused(name, index)
+	}
+	s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
+	return fnErr
+}
+
+// refused handles a step write the store turned down: the run was
+// cancelled, or the lease is gone.
+func (s *StepContext) refused(name string, index int) error {
+	run, err := s.e.store.GetRun(context.WithoutCancel(s.ctx), s.run.ID)
+	if err == nil && run != nil && run.Status == store.StatusCancelled {
+		s.abort(ErrCancelled)
+		s.e.emit(Event{Type: EventStepCancel, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
+		return cancelledError(s.run.ID)
+	}
+	s.abort(ErrLeaseLost)
+	return leaseLostError(s.run.ID)
+}
+
+// stepLogHandler persists a step context's log records and emits them as
+// log:write events.
+type stepLogHandler struct {
+	s      *StepContext
+	attrs  []slog.Attr
+	groups []string
+}
+
+func (h *stepLogHandler) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelInfo // debug is not persisted (D10)
+}
+
+func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	s := h.s
+	level := "info"
+	switch {
+	case r.Level >= slog.LevelError:
+		level = "error"
+	case r.Level >= slog.LevelWarn:
+		level = "warn"
+	}
+	stepName, _ := ctx.Value(stepNameKey{}).(string)
+	if stepName == "" {
+		s.mu.Lock()
+		stepName = s.currentStep
+		s.mu.Unlock()
+	}
+	data := h.data(r)
+	now := s.e.now()
+	rec := &store.Log{ID: s.e.newID(), RunID: s.run.ID, StepName: stepName, Level: level, Message: r.Message, Data: data, CreatedAt: now}
+	if err := s.e.store.AppendLogs(ctx, []*store.Log{rec}); err != nil {
+		s.e.logger.Warn("durably: log not recorded", "runId", s.run.ID, "err", err)
+	}
+	s.e.emit(Event{Type: EventLogWrite, RunID: s.run.ID, JobName: s.run.JobName, Labels: s.run.Labels,
+		StepName: stepName, Level: level, Message: r.Message, Data: data})
+	return nil
+}
+
+// data renders the record's attributes as a JSON object, or nil without any.
+func (h *stepLogHandler) data(r slog.Record) json.RawMessage {
+	if len(h.attrs) == 0 && r.NumAttrs() == 0 {
+		return nil
+	}
+	root := map[string]any{}
+	cur := root
+	for _, g := range h.groups {
+		next := map[string]any{}
+		cur[g] = next
+		cur = next
+	}
+	for _, a := range h.attrs {
+		putAttr(root, a)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		putAttr(cur, a)
+		return true
+	})
+	b, err := json.Marshal(root)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": "log data not encodable: " + err.Error()})
+	}
+	return b
+}
+
+func putAttr(m map[string]any, a slog.Attr) {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		sub := map[string]any{}
+		for _, ga := range v.Group() {
+			putAttr(sub, ga)
+		}
+		if a.Key == "" {
+			maps.Copy(m, sub)
+		} else {
+			m[a.Key] = sub
+		}
+		return
+	}
+	if a.Key == "" {
+		return
+	}
+	switch v.Kind() {
+	case slog.KindTime:
+		m[a.Key] = store.FormatTime(v.Time())
+	case slog.KindDuration:
+		m[a.Key] = v.Duration().String()
+	default:
+		if err, ok := v.Any().(error); ok {
+			m[a.Key] = err.Error()
+		} else {
+			m[a.Key] = v.Any()
+		}
+	}
+}
+
+func (h *stepLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *h
+	if len(h.groups) > 0 {
+		// Attributes added inside a group belong to it.
+		g := slog.Group(h.groups[len(h.groups)-1], attrsToAny(attrs)...)
+		c.attrs = append(append([]slog.Attr(nil), h.attrs...), g)
+		return &c
+	}
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
+	return &c
+}
+
+func attrsToAny(attrs []slog.Attr) []any {
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
+}
+
+func (h *stepLogHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	c := *h
+	c.groups = append(append([]string(nil), h.groups...), name)
+	return &c
+}

@@ -1,0 +1,302 @@
+package durably
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// Option configures a trigger or a wait. Trigger uses the trigger options
+// and ignores the wait options; WaitForRun the reverse; TriggerAndWait both.
+type Option func(*options)
+
+type options struct {
+	trigger triggerOptions
+	wait    waitOptions
+}
+
+type triggerOptions struct {
+	idempotencyKey string
+	concurrencyKey string
+	labels         map[string]string
+	coalesce       string
+	// keepLabels skips the label schema: a retrigger keeps the original
+	// run's labels as they are (R-102).
+	keepLabels bool
+}
+
+func collectOptions(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
+}
+
+// WithIdempotencyKey makes the trigger return the existing run of the same
+// job and key, in any status, instead of creating another (R-033).
+func WithIdempotencyKey(key string) Option {
+	return func(o *options) { o.trigger.idempotencyKey = key }
+}
+
+// WithConcurrencyKey allows at most one pending run per job and key, and at
+// most one executing run per key across all jobs (R-036, R-051).
+func WithConcurrencyKey(key string) Option {
+	return func(o *options) { o.trigger.concurrencyKey = key }
+}
+
+// WithLabels attaches immutable labels to the run, e.g. a tenant id.
+func WithLabels(labels map[string]string) Option {
+	return func(o *options) { o.trigger.labels = maps.Clone(labels) }
+}
+
+// WithCoalesceSkip returns the pending run of the same job and concurrency
+// key, unchanged, instead of failing with a conflict (R-038). It needs
+// WithConcurrencyKey.
+func WithCoalesceSkip() Option {
+	return func(o *options) { o.trigger.coalesce = CoalesceSkip }
+}
+
+// CoalesceSkip is the only coalesce mode (R-030).
+const CoalesceSkip = "skip"
+
+// TriggerRequest is an untyped trigger, as it arrives over HTTP (H-022).
+type TriggerRequest struct {
+	JobName        string            `json:"jobName"`
+	Input          json.RawMessage   `json:"input"`
+	IdempotencyKey string            `json:"idempotencyKey,omitempty"`
+	ConcurrencyKey string            `json:"concurrencyKey,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Coalesce       string            `json:"coalesce,omitempty"`
+}
+
+// TriggerResult is a triggered run and how the trigger was satisfied.
+type TriggerResult struct {
+	Run         *Run
+	Disposition Disposition
+}
+
+type parsedTrigger struct {
+	job   string
+	input json.RawMessage
+	opts  triggerOptions
+}
+
+// TriggerRaw triggers a job by name with a JSON input, validated against
+// the job's types and schemas (R-031) before anything is written.
+func (e *Engine) TriggerRaw(ctx context.Context, req TriggerRequest) (*TriggerResult, error) {
+	p, err := e.parseRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := e.triggerParsed(ctx, []parsedTrigger{p}, false)
+	if err != nil {
+		return nil, err
+	}
+	return &res[0], nil
+}
+
+// BatchTriggerRaw is BatchTrigger for untyped requests, possibly of
+// several jobs, in one transaction.
+func (e *Engine) BatchTriggerRaw(ctx context.Context, reqs []TriggerRequest) ([]TriggerResult, error) {
+	parsed := make([]parsedTrigger, len(reqs))
+	for i, r := range reqs {
+		p, err := e.parseRequest(r)
+		if err != nil {
+			return nil, indexError(err, i)
+		}
+		parsed[i] = p
+	}
+	return e.triggerParsed(ctx, parsed, true)
+}
+
+func (e *Engine) parseRequest(req TriggerRequest) (parsedTrigger, error) {
+	job := e.job(req.JobName)
+	if job == nil {
+		return parsedTrigger{}, notFoundf("Job not found: %s", req.JobName)
+	}
+	input, err := job.parseInput(req.Input)
+	if err != nil {
+		return parsedTrigger{}, err
+	}
+	return parsedTrigger{job: req.JobName, input: input, opts: triggerOptions{
+		idempotencyKey: req.IdempotencyKey,
+		concurrencyKey: req.ConcurrencyKey,
+		labels:         maps.Clone(req.Labels),
+		coalesce:       req.Coalesce,
+	}}, nil
+}
+
+// indexError adds the batch index to a validation message as R-047 words it.
+func indexError(err error, i int) error {
+	var de *Error
+	if !errors.As(err, &de) || !errors.Is(err, ErrValidation) {
+		return err
+	}
+	msg := de.Msg
+	switch {
+	case len(msg) > len("labels: ") && msg[:len("labels: ")] == "labels: ":
+		msg = fmt.Sprintf("labels at index %d: %s", i, msg[len("labels: "):])
+	case msg == "coalesce requires concurrencyKey":
+		msg = fmt.Sprintf("coalesce requires concurrencyKey at index %d", i)
+	case len(msg) > len("Invalid coalesce value") && msg[:len("Invalid coalesce value")] == "Invalid coalesce value":
+		msg = fmt.Sprintf("Invalid coalesce value at index %d%s", i, msg[len("Invalid coalesce value"):])
+	default:
+		msg = fmt.Sprintf("at index %d: %s", i, msg)
+	}
+	return &Error{Kind: ErrValidation, Msg: msg}
+}
+
+// validateTriggerOptions applies R-030, R-032 (with D1) and R-035 (with D2),
+// returning the labels to store.
+func (e *Engine) validateTriggerOptions(o triggerOptions) (map[string]string, error) {
+	switch o.coalesce {
+	case "", CoalesceSkip:
+	default:
+		return nil, validationErrorf("Invalid coalesce value: '%s'. Valid values: 'skip'", o.coalesce)
+	}
+	if o.coalesce == CoalesceSkip && o.concurrencyKey == "" {
+		return nil, validationErrorf("coalesce requires concurrencyKey")
+	}
+	labels := o.labels
+	if e.cfg.Labels != nil && !o.keepLabels {
+		validated, err := e.cfg.Labels.ValidateLabels(maps.Clone(labels))
+		if err != nil {
+			return nil, validationErrorf("labels: %s", err.Error())
+		}
+		labels = validated
+	}
+	if err := checkLabelKeys(labels); err != nil {
+		return nil, err
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return labels, nil
+}
+
+// triggerParsed validates the options, enqueues all items in one store call
+// and emits the events of R-041 / R-049.
+func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch bool) ([]TriggerResult, error) {
+	if len(items) == 0 {
+		return []TriggerResult{}, nil
+	}
+	now := e.now()
+	newRuns := make([]store.NewRun, len(items))
+	for i, it := range items {
+		labels, err := e.validateTriggerOptions(it.opts)
+		if err != nil {
+			if batch {
+				return nil, indexError(err, i)
+			}
+			return nil, err
+		}
+		newRuns[i] = store.NewRun{
+			Run: &store.Run{
+				ID:             e.newID(),
+				JobName:        it.job,
+				Input:          it.input,
+				IdempotencyKey: it.opts.idempotencyKey,
+				ConcurrencyKey: it.opts.concurrencyKey,
+				Labels:         labels,
+				CreatedAt:      now,
+			},
+			Coalesce: it.opts.coalesce == CoalesceSkip,
+		}
+	}
+	enqueued, err := e.store.Enqueue(ctx, newRuns)
+	if err != nil {
+		var ce *store.ConflictError
+		if errors.As(err, &ce) {
+			return nil, conflictf("%s", ce.Error())
+		}
+		return nil, fmt.Errorf("durably: trigger: %w", err)
+	}
+	out := make([]TriggerResult, len(enqueued))
+	created := false
+	for i, en := range enqueued {
+		out[i] = TriggerResult{Run: en.Run, Disposition: en.Disposition}
+		switch en.Disposition {
+		case store.Created:
+			created = true
+			e.emit(Event{Type: EventRunTrigger, RunID: en.Run.ID, JobName: en.Run.JobName, Input: en.Run.Input, Labels: en.Run.Labels})
+		case store.Coalesced:
+			skipped := newRuns[i].Run.Labels
+			e.emit(Event{Type: EventRunCoalesced, RunID: en.Run.ID, JobName: en.Run.JobName, Labels: en.Run.Labels,
+				SkippedInput: newRuns[i].Run.Input, SkippedLabels: skipped})
+		}
+	}
+	if created {
+		e.worker.wake()
+	}
+	return out, nil
+}
+
+// Retrigger creates a new pending run with the input (re-validated against
+// the job's current schema), labels and concurrency key of a finished run
+// (R-100 … R-102).
+func (e *Engine) Retrigger(ctx context.Context, runID string) (*Run, error) {
+	run, err := e.store.GetRun(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("durably: retrigger: %w", err)
+	}
+	if run == nil {
+		return nil, notFoundf("Run not found: %s", runID)
+	}
+	if run.Status == store.StatusPending || run.Status == store.StatusLeased {
+		return nil, conflictf("Cannot retrigger %s run: %s", run.Status, runID)
+	}
+	job := e.job(run.JobName)
+	if job == nil {
+		return nil, notFoundf("Unknown job: %s", run.JobName)
+	}
+	input, err := job.parseInput(run.Input)
+	if err != nil {
+		return nil, validationErrorf("Cannot retrigger run %s: %s", runID, errorMessage(err))
+	}
+	res, err := e.triggerParsed(ctx, []parsedTrigger{{job: run.JobName, input: input, opts: triggerOptions{
+		concurrencyKey: run.ConcurrencyKey,
+		labels:         run.Labels,
+		keepLabels:     true,
+	}}}, false)
+	if err != nil {
+		return nil, err
+	}
+	return res[0].Run, nil
+}
+
+// waitOptions configure WaitForRun.
+type waitOptions struct {
+	timeout      time.Duration
+	pollInterval time.Duration
+	onProgress   func(Progress)
+	onLog        func(LogRecord)
+	timeoutName  string
+}
+
+// WithTimeout bounds a wait; when it elapses first the wait returns an
+// ErrTimeout error ("waitForRun timeout after <n>ms") and the run goes on
+// (R-110). A context deadline works too, returning the context's error.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.wait.timeout = d } }
+
+// WithPollInterval sets how often a wait re-reads the run from storage,
+// which is how runs finished by other processes are seen (R-107). Default:
+// the engine's PollingInterval.
+func WithPollInterval(d time.Duration) Option {
+	return func(o *options) { o.wait.pollInterval = d }
+}
+
+// OnProgress calls fn for each live progress report of the awaited run made
+// in this process (R-111).
+func OnProgress(fn func(Progress)) Option { return func(o *options) { o.wait.onProgress = fn } }
+
+// OnLog calls fn for each live log record of the awaited run made in this
+// process (R-111).
+func OnLog(fn func(LogRecord)) Option { return func(o *options) { o.wait.onLog = fn } }

@@ -1,0 +1,411 @@
+package durably
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// worker is the engine's claim-and-execute loop (R-055 … R-059).
+type worker struct {
+	e *Engine
+
+	mu       sync.Mutex
+	running  bool
+	stopping chan struct{} // closed by Stop: claim no more
+	loopDone chan struct{} // closed when the loop has returned
+	wakeCh   chan struct{} // a trigger in this process (D4)
+
+	inflight sync.WaitGroup
+	active   sync.Map // run id → *execution, for in-process cancel
+
+	maintenance struct {
+		mu        sync.Mutex
+		lastPurge time.Time
+	}
+}
+
+// execution is one run being executed here.
+type execution struct {
+	abort context.CancelCauseFunc
+}
+
+func (w *worker) init(e *Engine) {
+	w.e = e
+	w.wakeCh = make(chan struct{}, 1)
+}
+
+// wake nudges an idle worker to claim now instead of at its next poll.
+func (w *worker) wake() {
+	select {
+	case w.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// Start starts the worker loop in the background; it is a no-op when the
+// worker already runs. Stop it with Stop.
+func (e *Engine) Start() error {
+	w := &e.worker
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return nil
+	}
+	w.running = true
+	w.stopping = make(chan struct{})
+	w.loopDone = make(chan struct{})
+	go w.loop(w.stopping, w.loopDone)
+	return nil
+}
+
+// Stop stops claiming runs and waits for the runs in flight to finish
+// . If ctx ends first, the runs still executing are cancelled with
+// ErrShutdown: their steps' contexts end, nothing more is recorded for
+// them, and their leases are handed back so that another worker resumes
+// them at once. Stop then returns ctx's error. Stop on a stopped engine
+// returns nil at once.
+func (e *Engine) Stop(ctx context.Context) error {
+	w := &e.worker
+	w.mu.Lock()
+	if !w.running {
+		w.mu.Unlock()
+		return nil
+	}
+	w.running = false
+	close(w.stopping)
+	loopDone := w.loopDone
+	w.mu.Unlock()
+
+	drained := make(chan struct{})
+	go func() {
+		<-loopDone
+		w.inflight.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+	}
+	w.active.Range(func(_, v any) bool {
+		v.(*execution).abort(ErrShutdown)
+		return true
+	})
+	// Runs that honour their context unwind within moments and hand
+	// their leases back; give them that moment, bounded, since ctx is over.
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	}
+	return ctx.Err()
+}
+
+// loop keeps up to MaxConcurrentRuns runs executing. It claims as
+// many runs as there are free slots in one store call, refills a slot as
+// soon as its run finishes, and when a claim comes back short (the queue
+// is empty) it runs idle maintenance if no run is executing, then sleeps
+// until a run finishes, a trigger wakes it (D4) or the poll interval passes.
+func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	e := w.e
+	slots := e.cfg.MaxConcurrentRuns
+	free := slots
+	finished := make(chan struct{}, slots)
+	wakeups := e.store.Wakeups()
+	poll := time.NewTimer(e.cfg.PollingInterval)
+	defer poll.Stop()
+
+	for {
+		select {
+		case <-stopping:
+			return
+		default:
+		}
+		if free > 0 {
+			runs, err := e.claim(context.Background(), e.cfg.WorkerID, free)
+			if err != nil {
+				// Unlike the original, a failing database does not
+				// make the worker spin: it waits for the next poll.
+				e.logger.Error("durably: claim failed", "err", err)
+			}
+			for _, run := range runs {
+				free--
+				w.inflight.Add(1)
+				go func(run *Run) {
+					defer w.inflight.Done()
+					e.execute(run)
+					finished <- struct{}{}
+				}(run)
+			}
+			if err == nil && len(runs) == 0 && free == slots {
+				w.idleMaintenance(context.Background())
+			}
+		}
+		if !poll.Stop() {
+			select {
+			case <-poll.C:
+			default:
+			}
+		}
+		poll.Reset(e.cfg.PollingInterval)
+		select {
+		case <-stopping:
+			return
+		case <-finished:
+			free++
+		case <-w.wakeCh:
+		case <-wakeups:
+		case <-poll.C:
+		}
+		// Count every run that finished meanwhile before claiming again.
+		for drained := false; !drained; {
+			select {
+			case <-finished:
+				free++
+			default:
+				drained = true
+			}
+		}
+	}
+}
+
+// claim leases up to limit runs.
+func (e *Engine) claim(ctx context.Context, workerID string, limit int) ([]*Run, error) {
+	runs, err := e.store.Claim(ctx, store.ClaimRequest{WorkerID: workerID, Now: e.now(), Lease: e.cfg.LeaseDuration, Limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("durably: claim: %w", err)
+	}
+	return runs, nil
+}
+
+// ProcessOne claims one run and executes it to the end, whatever the
+// outcome, returning true; or returns false when nothing was claimable
+// . It does no maintenance. workerID "" means a fresh worker id.
+func (e *Engine) ProcessOne(ctx context.Context, workerID string) (bool, error) {
+	if workerID == "" {
+		workerID = "worker_" + e.newID()
+	}
+	runs, err := e.claim(ctx, workerID, 1)
+	if err != nil || len(runs) == 0 {
+		return false, err
+	}
+	e.worker.inflight.Add(1)
+	defer e.worker.inflight.Done()
+	e.execute(runs[0])
+	return true, nil
+}
+
+// ProcessUntilIdle processes runs one after another until none is claimable
+// or maxRuns (if positive) were processed, and returns how many it
+// processed. Idle maintenance runs when it stopped for lack of work.
+func (e *Engine) ProcessUntilIdle(ctx context.Context, workerID string, maxRuns int) (int, error) {
+	if workerID == "" {
+		workerID = "worker_" + e.newID()
+	}
+	n := 0
+	for maxRuns <= 0 || n < maxRuns {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		ok, err := e.ProcessOne(ctx, workerID)
+		if err != nil {
+			return n, err
+		}
+		if !ok {
+			e.worker.idleMaintenance(ctx)
+			return n, nil
+		}
+		n++
+	}
+	return n, nil
+}
+
+// idleMaintenance releases expired leases, purges old runs when RetainRuns
+// is set (at most 100 per minute, R-105) and lets the store do its own
+// housekeeping. Errors are reported as worker:error events.
+func (w *worker) idleMaintenance(ctx context.Context) {
+	e := w.e
+	w.maintenance.mu.Lock()
+	defer w.maintenance.mu.Unlock()
+	now := e.now()
+	if _, err := e.store.ReleaseExpiredLeases(ctx, now); err != nil {
+		e.workerError(err, "idle-maintenance", "")
+	}
+	if e.cfg.RetainRuns > 0 && (w.maintenance.lastPurge.IsZero() || now.Sub(w.maintenance.lastPurge) >= time.Minute) {
+		w.maintenance.lastPurge = now
+		if _, err := e.store.PurgeRuns(ctx, now.Add(-e.cfg.RetainRuns), 100); err != nil {
+			e.workerError(err, "idle-maintenance", "")
+		}
+	}
+	if err := e.store.Maintain(ctx, now); err != nil {
+		e.workerError(err, "wal-checkpoint", "")
+	}
+}
+
+func (e *Engine) workerError(err error, context, runID string) {
+	e.logger.Warn("durably: worker error", "context", context, "runId", runID, "err", err)
+	e.emit(Event{Type: EventWorkerError, Error: err.Error(), Context: context, RunID: runID})
+}
+
+// execute runs a claimed run to its end (R-070 … R-075).
+func (e *Engine) execute(run *Run) {
+	lease := store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}
+	job := e.job(run.JobName)
+	if job == nil {
+		// D7: the original fails such runs silently; we say why.
+		msg := "job not registered: " + run.JobName
+		ok, err := e.store.FinishRun(context.Background(), lease, store.Finish{Status: store.StatusFailed, Error: msg, Now: e.now()})
+		if err != nil {
+			e.workerError(err, "run-failure", run.ID)
+		} else if ok {
+			e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: msg, FailedStepName: "unknown", Labels: run.Labels})
+		}
+		return
+	}
+
+	ctx, abort := context.WithCancelCause(context.Background())
+	defer abort(nil)
+	w := &e.worker
+	w.active.Store(run.ID, &execution{abort: abort})
+	defer w.active.Delete(run.ID)
+
+	s := &StepContext{e: e, run: run, lease: lease, ctx: ctx, abort: abort, completed: map[string]*store.Step{}}
+	s.logger = slog.New(&stepLogHandler{s: s})
+	stopLease := e.keepLease(s, run.LeaseExpiresAt)
+	defer stopLease()
+
+	e.emit(Event{Type: EventRunLeased, RunID: run.ID, JobName: run.JobName, Input: run.Input,
+		LeaseOwner: run.LeaseOwner, LeaseExpiresAt: run.LeaseExpiresAt, Labels: run.Labels})
+
+	started := time.Now()
+	if run.CompletedStepCount > 0 {
+		steps, err := e.store.GetCompletedSteps(ctx, run.ID)
+		if err != nil {
+			// Without the record of completed steps we would run them
+			// again: leave the run to be claimed once more.
+			e.workerError(fmt.Errorf("load completed steps: %w", err), "run-failure", run.ID)
+			e.releaseLease(lease)
+			return
+		}
+		for _, st := range steps {
+			s.completed[st.Name] = st
+		}
+	}
+
+	output, runErr := e.callJob(ctx, job, s, run.Input)
+	stopLease()
+
+	// A job that ends with an error after its run was cancelled, lost its
+	// lease or was stopped has nothing to record; a stopped
+	// run's lease goes back so another worker resumes it. A job that
+	// returns normally is completed, fenced, whatever happened.
+	if runErr != nil && ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			e.releaseLease(lease)
+		}
+		return
+	}
+	if errors.Is(runErr, ErrCancelled) || errors.Is(runErr, ErrLeaseLost) {
+		return
+	}
+	now := e.now()
+	fin := store.Finish{Status: store.StatusCompleted, Output: output, Now: now, DeleteSteps: !e.cfg.PreserveSteps}
+	if runErr != nil {
+		fin = store.Finish{Status: store.StatusFailed, Error: errorMessage(runErr), Now: now, DeleteSteps: !e.cfg.PreserveSteps}
+	}
+	var failedStep string
+	if runErr != nil {
+		// failedStepName is read before the steps may be deleted.
+		failedStep = e.firstFailedStep(run.ID)
+	}
+	ok, err := e.store.FinishRun(context.Background(), lease, fin)
+	switch {
+	case err != nil && runErr == nil:
+		e.workerError(err, "run-completion", run.ID)
+	case err != nil:
+		e.workerError(err, "run-failure", run.ID)
+	case !ok && runErr == nil:
+		e.workerError(fmt.Errorf("Lease lost before completing run %s", run.ID), "run-completion", "")
+	case !ok:
+		e.workerError(fmt.Errorf("Lease lost before recording failure for run %s", run.ID), "run-failure", "")
+	case runErr == nil:
+		e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: output, Duration: time.Since(started), Labels: run.Labels})
+	default:
+		e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: fin.Error, FailedStepName: failedStep, Labels: run.Labels})
+	}
+}
+
+// callJob runs the job body; a panic fails the run instead of the process.
+func (e *Engine) callJob(ctx context.Context, job *jobEntry, s *StepContext, input []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("job %q panicked: %v", job.name, r)
+		}
+	}()
+	return job.execute(ctx, s, input)
+}
+
+func (e *Engine) firstFailedStep(runID string) string {
+	steps, err := e.store.GetSteps(context.Background(), runID)
+	if err == nil {
+		for _, st := range steps {
+			if st.Status == store.StepFailed {
+				return st.Name
+			}
+		}
+	}
+	return "unknown"
+}
+
+// releaseLease hands a run back when this process gives it up.
+func (e *Engine) releaseLease(lease store.Lease) {
+	if _, err := e.store.ReleaseLease(context.Background(), lease, e.now()); err != nil {
+		e.logger.Warn("durably: lease not released; it will expire", "runId", lease.RunID, "err", err)
+	}
+}
+
+// keepLease renews the lease every LeaseRenewInterval and aborts the run
+// with ErrLeaseLost when a renewal is refused or the lease runs out before
+// a renewal succeeds. The returned function stops both
+// timers; it may be called more than once.
+func (e *Engine) keepLease(s *StepContext, expiresAt time.Time) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	deadline := time.AfterFunc(time.Until(expiresAt), func() { s.abort(ErrLeaseLost) })
+	var renew *time.Timer
+	renew = time.AfterFunc(e.cfg.LeaseRenewInterval, func() {
+		now := e.now()
+		next := now.Add(e.cfg.LeaseDuration)
+		ok, err := e.store.RenewLease(context.Background(), s.lease, now, next)
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		switch {
+		case err != nil:
+			e.workerError(err, "lease-renewal", s.run.ID)
+		case !ok:
+			s.abort(ErrLeaseLost)
+			e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", s.run.ID), "lease-renewal", s.run.ID)
+			return
+		default:
+			deadline.Reset(time.Until(next))
+			e.emit(Event{Type: EventRunLeaseRenewed, RunID: s.run.ID, JobName: s.run.JobName, LeaseOwner: s.run.LeaseOwner, LeaseExpiresAt: next, Labels: s.run.Labels})
+		}
+		renew.Reset(e.cfg.LeaseRenewInterval)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		deadline.Stop()
+		renew.Stop()
+	}
+}
