@@ -50,11 +50,11 @@ type Store struct {
 	instance string
 	channel  string
 
-	listenOnce sync.Once
+	listenOnce    sync.Once
 	disableListen bool
-	wakeups    chan struct{}
-	closing    chan struct{}
-	listenDone chan struct{}
+	wakeups       chan struct{}
+	closing       chan struct{}
+	listenDone    chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -92,10 +92,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 	}
 	var ids ulid.Generator
 	s := &Store{
-		pool:          pool,
-		q:             q,
-		logger:        opts.Logger,
-		instance:      ids.New(time.Now()),
+		pool:     pool,
+		q:        q,
+		logger:   opts.Logger,
+		instance: ids.New(time.Now()),
 		// Notifications are per database, not per schema: the channel
 		// carries the schema so that two durably schemas in one database
 		// do not wake each other.
