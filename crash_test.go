@@ -29,6 +29,7 @@ const (
 	crashChildEnv  = "DURABLY_CRASH_CHILD"
 	crashStoreEnv  = "DURABLY_CRASH_STORE"
 	crashEffectEnv = "DURABLY_CRASH_EFFECTS"
+	crashLeaseEnv  = "DURABLY_CRASH_LEASE"
 	crashRuns      = 40
 	crashSteps     = 5
 )
@@ -98,12 +99,19 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := openCrashStore(t, os.Getenv(crashStoreEnv))
+	// Short leases let the next process take over a killed one's runs
+	// quickly; the two-process test uses long ones, so that no lease
+	// expires while its holder is alive.
+	lease, err := time.ParseDuration(os.Getenv(crashLeaseEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := durably.New(durably.Config{
 		Store:              st,
 		MaxConcurrentRuns:  4,
 		PollingInterval:    20 * time.Millisecond,
-		LeaseDuration:      400 * time.Millisecond,
-		LeaseRenewInterval: 100 * time.Millisecond,
+		LeaseDuration:      lease,
+		LeaseRenewInterval: lease / 4,
 		PreserveSteps:      true,
 	})
 	if err != nil {
@@ -171,7 +179,7 @@ func crashResume(t *testing.T, storeSpec string) {
 	killed := map[int]bool{}
 	for round := 0; ; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-		cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
+		cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects, crashLeaseEnv+"=1s")
 		out := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -315,7 +323,7 @@ func twoProcesses(t *testing.T, storeSpec string) {
 		go func() {
 			defer wg.Done()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-			cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
+			cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects, crashLeaseEnv+"=30s")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("child: %v\n%s", err, out)
 			}
