@@ -31,6 +31,8 @@ LIMIT 1;
 -- The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
 -- expired lease, and not blocked by an unexpired lease on its concurrency key
 -- in any job. One statement; SQLite's single writer makes it atomic.
+-- INDEXED BY: without statistics SQLite would sort every pending run on each
+-- claim; the partial index of active runs is already in claim order.
 UPDATE durably_runs
 SET status = 'leased',
     lease_owner = CAST(sqlc.arg(worker_id) AS TEXT),
@@ -39,7 +41,7 @@ SET status = 'leased',
     started_at = COALESCE(started_at, CAST(sqlc.arg(now) AS TEXT)),
     updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = (
-  SELECT c.id FROM durably_runs c
+  SELECT c.id FROM durably_runs c INDEXED BY idx_durably_runs_active_created
   WHERE c.status IN ('pending', 'leased')
     AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)))
     AND (c.concurrency_key IS NULL OR NOT EXISTS (

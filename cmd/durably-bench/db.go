@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/internal/pgtest"
+	"github.com/durably-go/durably/runtime/pgstore"
+	"github.com/durably-go/durably/runtime/sqlitestore"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// benchDB is one repetition's fresh database.
+type benchDB struct {
+	kind   string // "sqlite" or "postgres"
+	target string // file path, or DSN with search_path set
+	sync   string
+	stores []store.Store
+	drop   func()
+}
+
+const benchSchema = "durably_bench"
+
+func freshDB(ctx context.Context, c *config, rep int) (*benchDB, error) {
+	if strings.HasPrefix(c.db, "postgres://") || strings.HasPrefix(c.db, "postgresql://") {
+		conn, err := pgx.Connect(ctx, c.db)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close(ctx)
+		// The schema name is a constant of this program, never user input.
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+benchSchema+" CASCADE; CREATE SCHEMA "+benchSchema); err != nil {
+			return nil, err
+		}
+		dsn := pgtest.WithSearchPath(c.db, benchSchema)
+		return &benchDB{kind: "postgres", target: dsn, drop: func() {}}, nil
+	}
+	path := strings.TrimPrefix(c.db, "sqlite:")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+	}
+	return &benchDB{kind: "sqlite", target: path, sync: c.sync, drop: func() {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			_ = os.Remove(path + suffix)
+		}
+	}}, nil
+}
+
+// open opens a store on the database; it is closed with the database.
+func (d *benchDB) open(ctx context.Context) (store.Store, error) {
+	var st store.Store
+	var err error
+	if d.kind == "postgres" {
+		st, err = pgstore.Open(ctx, d.target, pgstore.Options{})
+	} else {
+		st, err = sqlitestore.Open(d.target, sqlitestore.Options{Synchronous: d.sync})
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.stores = append(d.stores, st)
+	return st, nil
+}
+
+// engine opens a store and a migrated engine on it.
+func (d *benchDB) engine(ctx context.Context, cfg durably.Config) (*durably.Engine, error) {
+	st, err := d.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Store = st
+	e, err := durably.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return e, e.Migrate(ctx)
+}
+
+func (d *benchDB) close() {
+	for _, st := range d.stores {
+		_ = st.Close()
+	}
+	d.drop()
+}
+
+// readStatusKB reads a field of /proc/self/status in kB.
+func readStatusKB(field string) (int64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) > 0 {
+				return strconv.ParseInt(fields[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/self/status", field)
+}
+
+// rssSampler records the peak resident set size while it runs.
+type rssSampler struct {
+	quit chan struct{}
+	done chan int64
+}
+
+func startRSS() *rssSampler {
+	// Reset the high-water mark so that VmHWM covers only what follows.
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	s := &rssSampler{quit: make(chan struct{}), done: make(chan int64, 1)}
+	go func() {
+		var peak int64
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := readStatusKB("VmRSS"); err == nil && v > peak {
+				peak = v
+			}
+			select {
+			case <-t.C:
+			case <-s.quit:
+				if v, err := readStatusKB("VmHWM"); err == nil && v > peak {
+					peak = v
+				}
+				s.done <- peak
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// stop returns the peak RSS in MB.
+func (s *rssSampler) stop() float64 {
+	close(s.quit)
+	return float64(<-s.done) / 1024
+}

@@ -1,0 +1,245 @@
+// Command durably-bench measures durably-go on the workloads its peers'
+// harnesses implement (see BENCHMARKS.md), each repetition on a fresh
+// database, with the defaults a user gets (durable commits).
+//
+//	durably-bench -db <sqlite path | postgres DSN> -workload <name> [-n N] [-slots K] [-reps R] [-json]
+//
+// Workloads: enqueue, enqueue-batch, process, latency, list, http, sse, multi.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+type config struct {
+	db       string
+	workload string
+	n        int
+	slots    int
+	reps     int
+	json     bool
+	sync     string // SQLite synchronous pragma; FULL unless asked otherwise
+	profile  string
+	child    bool // internal: a worker process of the multi workload
+}
+
+// result is one repetition's measurements.
+type result struct {
+	Type     string             `json:"type"`
+	Workload string             `json:"workload"`
+	Store    string             `json:"store"`
+	Params   map[string]any     `json:"params"`
+	Rep      int                `json:"rep"`
+	Metrics  map[string]float64 `json:"metrics"`
+	Units    map[string]string  `json:"units"`
+}
+
+// summary is the median, min and max of every metric over the repetitions.
+type summary struct {
+	Type     string                       `json:"type"`
+	Workload string                       `json:"workload"`
+	Store    string                       `json:"store"`
+	Params   map[string]any               `json:"params"`
+	Reps     int                          `json:"reps"`
+	Stats    map[string]map[string]float64 `json:"stats"`
+	Units    map[string]string            `json:"units"`
+}
+
+var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *result) error{
+	"enqueue":       wlEnqueue,
+	"enqueue-batch": wlEnqueue,
+	"process":       wlProcess,
+	"latency":       wlLatency,
+	"list":          wlList,
+	"http":          wlHTTP,
+	"sse":           wlSSE,
+	"multi":         wlMulti,
+}
+
+func defaultN(workload string) int {
+	switch workload {
+	case "latency":
+		return 200
+	case "list":
+		return 100_000
+	case "multi":
+		return 10_000
+	case "sse":
+		return 1000
+	}
+	return 5000
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi")
+	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
+	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
+	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
+	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
+	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
+	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
+	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
+	flag.Parse()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+
+	if c.child {
+		if err := multiChild(&c); err != nil {
+			fmt.Fprintln(os.Stderr, "durably-bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	fn, ok := workloads[c.workload]
+	if !ok {
+		fatalf("unknown -workload %q", c.workload)
+	}
+	if c.n <= 0 {
+		c.n = defaultN(c.workload)
+	}
+	ctx := context.Background()
+	var results []result
+	for rep := 1; rep <= c.reps; rep++ {
+		db, err := freshDB(ctx, &c, rep)
+		if err != nil {
+			fatalf("rep %d: %v", rep, err)
+		}
+		r := result{Type: "rep", Workload: c.workload, Store: db.kind, Rep: rep, Params: c.params(), Metrics: map[string]float64{}, Units: map[string]string{}}
+		err = fn(ctx, &c, db, &r)
+		db.close()
+		if err != nil {
+			fatalf("%s rep %d on %s: %v", c.workload, rep, db.kind, err)
+		}
+		results = append(results, r)
+		if c.json {
+			printJSON(os.Stdout, r)
+		} else {
+			fmt.Fprintf(os.Stderr, "rep %d: %s\n", rep, formatMetrics(r.Metrics, r.Units))
+		}
+	}
+	s := summarize(results)
+	if c.json {
+		printJSON(os.Stdout, s)
+		return
+	}
+	printTable(os.Stdout, s)
+}
+
+func (c *config) params() map[string]any {
+	p := map[string]any{"n": c.n}
+	switch c.workload {
+	case "process", "latency", "multi", "http", "sse":
+		p["slots"] = c.slots
+	}
+	if !strings.HasPrefix(c.db, "postgres") {
+		p["synchronous"] = c.sync
+	}
+	return p
+}
+
+func summarize(rs []result) summary {
+	s := summary{Type: "summary", Workload: rs[0].Workload, Store: rs[0].Store, Params: rs[0].Params, Reps: len(rs),
+		Stats: map[string]map[string]float64{}, Units: rs[0].Units}
+	for name := range rs[0].Metrics {
+		var vals []float64
+		for _, r := range rs {
+			vals = append(vals, r.Metrics[name])
+		}
+		sort.Float64s(vals)
+		s.Stats[name] = map[string]float64{"median": median(vals), "min": vals[0], "max": vals[len(vals)-1]}
+	}
+	return s
+}
+
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// percentile of sorted values, nearest rank.
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p/100*float64(len(sorted))+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func printJSON(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintln(w, string(b))
+}
+
+func formatMetrics(m map[string]float64, units map[string]string) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%s%s", k, fmtNum(m[k]), units[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func printTable(w io.Writer, s summary) {
+	fmt.Fprintf(w, "durably-bench %s on %s %v, %d reps (median [min..max])\n", s.Workload, s.Store, s.Params, s.Reps)
+	var keys []string
+	for k := range s.Stats {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		st := s.Stats[k]
+		fmt.Fprintf(w, "  %-22s %12s %-5s [%s..%s]\n", k, fmtNum(st["median"]), s.Units[k], fmtNum(st["min"]), fmtNum(st["max"]))
+	}
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "durably-bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// progress prints a progress line on stderr for long workloads.
+type progress struct {
+	what  string
+	total int
+	last  time.Time
+}
+
+func (p *progress) report(done int) {
+	if time.Since(p.last) < time.Second && done < p.total {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(os.Stderr, "\r%s: %d/%d", p.what, done, p.total)
+	if done >= p.total {
+		fmt.Fprintln(os.Stderr)
+	}
+}

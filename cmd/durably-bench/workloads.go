@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/durably-go/durably"
+)
+
+// stepResult is what each benchmark step returns: a small struct, as in
+// the peers' harnesses.
+type stepResult struct {
+	V   int    `json:"v"`
+	Tag string `json:"tag"`
+}
+
+type stepsInput struct {
+	I int `json:"i"`
+}
+
+// stepsJob is the job of enqueue and process: three persisted steps.
+var stepsJob = &durably.Job[stepsInput, int]{
+	Name: "bench-steps",
+	Run: func(ctx context.Context, s *durably.StepContext, in stepsInput) (int, error) {
+		a, err := durably.RunStep(s, "a", func(ctx context.Context) (stepResult, error) { return stepResult{V: in.I, Tag: "a"}, nil })
+		if err != nil {
+			return 0, err
+		}
+		b, err := durably.RunStep(s, "b", func(ctx context.Context) (stepResult, error) { return stepResult{V: a.V + 1, Tag: "b"}, nil })
+		if err != nil {
+			return 0, err
+		}
+		c, err := durably.RunStep(s, "c", func(ctx context.Context) (stepResult, error) { return stepResult{V: b.V + 1, Tag: "c"}, nil })
+		if err != nil {
+			return 0, err
+		}
+		if sum := a.V + b.V + c.V; sum != 3*in.I+3 {
+			return 0, fmt.Errorf("bad step results for %d: %v %v %v", in.I, a, b, c)
+		}
+		return c.V, nil
+	},
+}
+
+// oneJob is the job of latency: one persisted step.
+var oneJob = &durably.Job[stepsInput, int]{
+	Name: "bench-one",
+	Run: func(ctx context.Context, s *durably.StepContext, in stepsInput) (int, error) {
+		r, err := durably.RunStep(s, "only", func(ctx context.Context) (stepResult, error) { return stepResult{V: in.I, Tag: "only"}, nil })
+		return r.V, err
+	},
+}
+
+const batchSize = 500
+
+// insertPending inserts n pending runs of job in batches (untimed setup).
+func insertPending(ctx context.Context, j *durably.JobHandle[stepsInput, int], n int, labels func(i int) map[string]string) error {
+	p := &progress{what: "setup: inserting runs", total: n}
+	for start := 0; start < n; start += batchSize {
+		items := make([]durably.BatchItem[stepsInput], 0, batchSize)
+		for i := start; i < min(start+batchSize, n); i++ {
+			it := durably.BatchItem[stepsInput]{Input: stepsInput{I: i}}
+			if labels != nil {
+				it.Options = []durably.Option{durably.WithLabels(labels(i))}
+			}
+			items = append(items, it)
+		}
+		if _, err := j.BatchTrigger(ctx, items); err != nil {
+			return err
+		}
+		if n >= 20_000 {
+			p.report(start + len(items))
+		}
+	}
+	return nil
+}
+
+func countStatus(ctx context.Context, e *durably.Engine, status durably.Status) (int, error) {
+	runs, err := e.ListRuns(ctx, durably.RunFilter{Statuses: []durably.Status{status}})
+	return len(runs), err
+}
+
+// wlEnqueue: n runs of the 3-step job, no worker, triggered one at a time
+// (each awaited), or in batches of 500: runs/s.
+func wlEnqueue(ctx context.Context, c *config, db *benchDB, r *result) error {
+	e, err := db.engine(ctx, durably.Config{})
+	if err != nil {
+		return err
+	}
+	j := durably.MustRegister(e, stepsJob)
+	stop := startProfile(c)
+	t0 := time.Now()
+	if c.workload == "enqueue" {
+		for i := range c.n {
+			if _, err := j.Trigger(ctx, stepsInput{I: i}); err != nil {
+				return err
+			}
+		}
+	} else if err := insertPending(ctx, j, c.n, nil); err != nil {
+		return err
+	}
+	elapsed := time.Since(t0)
+	stop()
+	r.Metrics["runs_per_s"], r.Units["runs_per_s"] = float64(c.n)/elapsed.Seconds(), "/s"
+	if got, err := countStatus(ctx, e, durably.StatusPending); err != nil || got != c.n {
+		return fmt.Errorf("%d pending runs after enqueue, want %d (%v)", got, c.n, err)
+	}
+	return nil
+}
+
+// wlProcess: n pending runs inserted untimed; the clock runs from worker
+// start until all are completed: runs/s, steps/s and peak RSS.
+func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
+	var completed atomic.Int64
+	done := make(chan struct{})
+	var failure atomic.Value
+	e, err := db.engine(ctx, durably.Config{MaxConcurrentRuns: c.slots})
+	if err != nil {
+		return err
+	}
+	j := durably.MustRegister(e, stepsJob)
+	if err := insertPending(ctx, j, c.n, nil); err != nil {
+		return err
+	}
+	e.OnEvent(func(ev durably.Event) {
+		switch ev.Type {
+		case durably.EventRunComplete:
+			if completed.Add(1) == int64(c.n) {
+				close(done)
+			}
+		case durably.EventRunFail:
+			failure.Store(ev.Error)
+		}
+	})
+	runtime.GC()
+	debug.FreeOSMemory()
+	rss := startRSS()
+	stop := startProfile(c)
+	t0 := time.Now()
+	if err := e.Start(); err != nil {
+		return err
+	}
+	p := &progress{what: "process", total: c.n}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-tick.C:
+			p.report(int(completed.Load()))
+			if f := failure.Load(); f != nil {
+				return fmt.Errorf("a run failed: %v", f)
+			}
+		case <-time.After(10 * time.Minute):
+			return errors.New("timed out")
+		}
+	}
+	elapsed := time.Since(t0)
+	stop()
+	peak := rss.stop()
+	if err := e.Stop(ctx); err != nil {
+		return err
+	}
+	r.Metrics["runs_per_s"], r.Units["runs_per_s"] = float64(c.n)/elapsed.Seconds(), "/s"
+	r.Metrics["steps_per_s"], r.Units["steps_per_s"] = float64(3*c.n)/elapsed.Seconds(), "/s"
+	r.Metrics["peak_rss_mb"], r.Units["peak_rss_mb"] = peak, "MB"
+	if got, err := countStatus(ctx, e, durably.StatusCompleted); err != nil || got != c.n {
+		return fmt.Errorf("%d completed runs, want %d (%v)", got, c.n, err)
+	}
+	return nil
+}
+
+// wlLatency: worker running; n sequential trigger-and-wait calls of a
+// 1-step job, timed from before the trigger until the caller sees the run
+// completed.
+func wlLatency(ctx context.Context, c *config, db *benchDB, r *result) error {
+	e, err := db.engine(ctx, durably.Config{MaxConcurrentRuns: c.slots})
+	if err != nil {
+		return err
+	}
+	j := durably.MustRegister(e, oneJob)
+	if err := e.Start(); err != nil {
+		return err
+	}
+	defer e.Stop(ctx)
+	const warmup = 3
+	lat := make([]float64, 0, c.n)
+	stop := startProfile(c)
+	for i := -warmup; i < c.n; i++ {
+		t0 := time.Now()
+		out, err := j.TriggerAndWait(ctx, stepsInput{I: i})
+		d := time.Since(t0)
+		if err != nil {
+			return err
+		}
+		if out.Output != i {
+			return fmt.Errorf("output %d, want %d", out.Output, i)
+		}
+		if i >= 0 {
+			lat = append(lat, float64(d)/float64(time.Millisecond))
+		}
+	}
+	stop()
+	sort.Float64s(lat)
+	for name, p := range map[string]float64{"p50_ms": 50, "p90_ms": 90, "p99_ms": 99} {
+		r.Metrics[name], r.Units[name] = percentile(lat, p), "ms"
+	}
+	r.Metrics["max_ms"], r.Units["max_ms"] = lat[len(lat)-1], "ms"
+	return nil
+}
+
+// wlList: n runs over 100 organizations (labels organizationId, env); the
+// first page (limit 20) of one organization, and of one organization and
+// env: median of 50 calls each.
+func wlList(ctx context.Context, c *config, db *benchDB, r *result) error {
+	e, err := db.engine(ctx, durably.Config{})
+	if err != nil {
+		return err
+	}
+	j := durably.MustRegister(e, stepsJob)
+	envs := []string{"production", "staging"}
+	if err := insertPending(ctx, j, c.n, func(i int) map[string]string {
+		return map[string]string{"organizationId": fmt.Sprintf("org-%03d", i%100), "env": envs[(i/100)%2]}
+	}); err != nil {
+		return err
+	}
+	measure := func(labels map[string]string) (float64, error) {
+		var ds []float64
+		for i := range 53 {
+			t0 := time.Now()
+			runs, err := e.ListRuns(ctx, durably.RunFilter{Labels: labels, Limit: 20})
+			d := time.Since(t0)
+			if err != nil {
+				return 0, err
+			}
+			if len(runs) != 20 {
+				return 0, fmt.Errorf("page of %d runs, want 20", len(runs))
+			}
+			if i >= 3 { // warm-up
+				ds = append(ds, float64(d)/float64(time.Millisecond))
+			}
+		}
+		sort.Float64s(ds)
+		return median(ds), nil
+	}
+	stop := startProfile(c)
+	defer stop()
+	one, err := measure(map[string]string{"organizationId": "org-042"})
+	if err != nil {
+		return err
+	}
+	two, err := measure(map[string]string{"organizationId": "org-042", "env": "staging"})
+	if err != nil {
+		return err
+	}
+	r.Metrics["one_label_ms"], r.Units["one_label_ms"] = one, "ms"
+	r.Metrics["two_labels_ms"], r.Units["two_labels_ms"] = two, "ms"
+	return nil
+}
+
+// startProfile starts the CPU profile of -cpuprofile, if any.
+func startProfile(c *config) (stop func()) {
+	if c.profile == "" {
+		return func() {}
+	}
+	f, err := os.Create(c.profile)
+	if err != nil {
+		fatalf("cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fatalf("cpuprofile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
