@@ -1,12 +1,10 @@
--- Queries of the PostgreSQL store. Lease-holder writes take arrays so that the
--- store's single writer commits the writes of many runs in one statement per
--- kind and one transaction per group (few round trips, one WAL flush).
--- Optional text values travel as '' inside arrays and are stored as NULL.
-
 -- name: InsertRuns :many
 -- Inserts what it can; a row that hits the idempotency or pending
 -- concurrency-key index is skipped, and the store then looks up why (S-025).
--- Label rows are written for the inserted runs only.
+-- Label rows are written for the inserted runs only, and when anything was
+-- inserted, idle workers of other processes are notified at commit (D4).
+-- Like every array statement here, it takes many callers' rows at once;
+-- optional text values travel as '' inside arrays and are stored as NULL.
 WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, labels,
@@ -30,8 +28,11 @@ WITH ins AS (
           unnest(@label_keys::text[]) AS key,
           unnest(@label_values::text[]) AS value) AS l
     ON l.run_id = ins.id
+), wake AS (
+  SELECT pg_notify(@channel::text, @payload::text) FROM (SELECT 1 FROM ins LIMIT 1) AS any_inserted
 )
-SELECT id FROM ins;
+-- The scalar subquery makes wake run: a CTE that is not referenced is not.
+SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins;
 
 -- name: Notify :exec
 SELECT pg_notify(@channel::text, @payload::text);
@@ -48,10 +49,12 @@ LIMIT 1;
 
 -- name: ClaimCandidates :many
 -- Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
--- rows another claimer holds.
+-- rows another claimer holds. The expiry test is a CASE, not an OR, so that
+-- the planner walks idx_durably_runs_active_created in claim order instead
+-- of collecting and sorting every pending run.
 SELECT c.id, c.concurrency_key FROM durably_runs c
 WHERE c.status IN ('pending', 'leased')
-  AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= @now::text))
+  AND CASE WHEN c.status = 'pending' THEN true ELSE c.lease_expires_at <= @now::text END
   AND (c.concurrency_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM durably_runs a
     WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
@@ -85,12 +88,15 @@ WHERE id = ANY(@ids::text[])
 RETURNING *;
 
 -- name: RenewLeases :many
+-- "r.id = ANY(ids)" repeats the join so that the planner looks runs up by
+-- primary key instead of scanning every leased run (it cannot see into
+-- unnest): so do the other array updates.
 UPDATE durably_runs r
 SET lease_expires_at = u.lease_expires_at, updated_at = @now::text
 FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@generations::bigint[]) AS generation,
         unnest(@lease_expires_ats::text[]) AS lease_expires_at) AS u
-WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   AND r.lease_expires_at > @now::text
 RETURNING r.id;
 
@@ -105,7 +111,7 @@ SET progress = NULLIF(u.progress, ''), updated_at = @now::text
 FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@generations::bigint[]) AS generation,
         unnest(@progresses::text[]) AS progress) AS u
-WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
 RETURNING r.id;
 
 -- name: FinishRuns :many
@@ -125,7 +131,7 @@ WITH fin AS (
           unnest(@outputs::text[]) AS output,
           unnest(@errors::text[]) AS error,
           unnest(@delete_steps::boolean[]) AS delete_steps) AS u
-  WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+  WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, u.delete_steps
 ), del_steps AS (
   DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)

@@ -17,6 +17,7 @@ WITH ins AS (
           unnest(@started_ats::text[]) AS started_at,
           unnest(@completed_ats::text[]) AS completed_at) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
+    AND r.id = ANY(@run_ids::text[])
   RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
 ), adv AS (
   UPDATE durably_runs r
@@ -24,7 +25,7 @@ WITH ins AS (
       completed_step_count = r.completed_step_count + 1,
       updated_at = ins.completed_at
   FROM ins
-  WHERE r.id = ins.run_id AND ins.status = 'completed'
+  WHERE r.id = ANY(@run_ids::text[]) AND r.id = ins.run_id AND ins.status = 'completed'
 )
 SELECT id FROM ins;
 

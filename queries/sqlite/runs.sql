@@ -1,6 +1,3 @@
--- Queries of the SQLite store. Every write runs on the store's single writer
--- connection, inside the group-commit transaction (S-020).
-
 -- name: InsertRun :execrows
 -- Both unique indexes (idempotency, pending concurrency key) turn a
 -- conflicting insert into zero rows; the store then looks up why (S-025).

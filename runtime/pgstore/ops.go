@@ -36,75 +36,113 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqu
 // Claim leases up to req.Limit runs (S-031): candidates are row-locked with
 // SKIP LOCKED; for those with a concurrency key, claimers of the same key
 // queue on an advisory lock and re-check, with a fresh snapshot, that no
-// other run of the key holds an unexpired lease.
-func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
+// other run of the key holds an unexpired lease. The transaction is
+// pipelined: BEGIN with the candidates, then the lease with COMMIT, two
+// round trips when no candidate has a key.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*store.Run, err error) {
 	if req.Limit <= 0 {
 		return nil, nil
 	}
 	now := store.FormatTime(req.Now)
-	var runs []*store.Run
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
-		cands, err := q.ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: now, Lim: int32(req.Limit)})
-		if err != nil {
-			return fmt.Errorf("pgstore: claim candidates: %w", err)
-		}
-		if len(cands) == 0 {
-			return nil
-		}
-		ids := make([]string, 0, len(cands))
-		var keys []string
-		seen := map[string]bool{}
-		keyOf := map[string]string{}
-		for _, c := range cands {
-			if !c.ConcurrencyKey.Valid {
-				ids = append(ids, c.ID)
-				continue
-			}
-			k := c.ConcurrencyKey.String
-			if seen[k] {
-				continue // one run per key per claim
-			}
-			seen[k] = true
-			keys = append(keys, k)
-			keyOf[c.ID] = k
-		}
-		if len(keys) > 0 {
-			slices.Sort(keys)
-			if err := q.LockConcurrencyKeys(ctx, keys); err != nil {
-				return fmt.Errorf("pgstore: lock concurrency keys: %w", err)
-			}
-			keyed := make([]string, 0, len(keyOf))
-			for id := range keyOf {
-				keyed = append(keyed, id)
-			}
-			blocked, err := q.LeasedConcurrencyKeys(ctx, pgdb.LeasedConcurrencyKeysParams{Keys: keys, Now: now, Ids: keyed})
-			if err != nil {
-				return fmt.Errorf("pgstore: re-check concurrency keys: %w", err)
-			}
-			for _, id := range keyed {
-				if !slices.Contains(blocked, keyOf[id]) {
-					ids = append(ids, id)
-				}
-			}
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		rows, err := q.ClaimRuns(ctx, pgdb.ClaimRunsParams{
-			WorkerID: req.WorkerID, LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)), Now: now, Ids: ids,
-		})
-		if err != nil {
-			return fmt.Errorf("pgstore: claim runs: %w", err)
-		}
-		if runs, err = decodeRuns(rows); err != nil {
-			return err
-		}
-		return nil
-	})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("pgstore: claim: %w", err)
+	}
+	defer conn.Release()
+	inTx := false
+	defer func() {
+		if err != nil && inTx {
+			// Release must not hand the pool a connection inside a transaction.
+			if _, rbErr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil {
+				conn.Conn().PgConn().Close(context.Background()) //nolint:errcheck
+			}
+		}
+	}()
+	rec := &recorder{}
+	q := pgdb.New(rec)
+
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	inTx = true
+	_, _ = q.ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: now, Lim: int32(req.Limit)})
+	var cands []pgdb.ClaimCandidatesRow
+	rec.queueRows(&b, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var c pgdb.ClaimCandidatesRow
+			if err := rows.Scan(&c.ID, &c.ConcurrencyKey); err != nil {
+				return err
+			}
+			cands = append(cands, c)
+		}
+		return rows.Err()
+	})
+	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("pgstore: claim candidates: %w", err)
+	}
+	if len(cands) == 0 {
+		_, err := conn.Exec(ctx, "COMMIT")
+		inTx = err != nil
 		return nil, err
 	}
+
+	ids := make([]string, 0, len(cands))
+	var keys []string
+	seen := map[string]bool{}
+	keyOf := map[string]string{}
+	for _, c := range cands {
+		if !c.ConcurrencyKey.Valid {
+			ids = append(ids, c.ID)
+			continue
+		}
+		k := c.ConcurrencyKey.String
+		if seen[k] {
+			continue // one run per key per claim
+		}
+		seen[k] = true
+		keys = append(keys, k)
+		keyOf[c.ID] = k
+	}
+	if len(keys) > 0 {
+		slices.Sort(keys)
+		keyed := make([]string, 0, len(keyOf))
+		for id := range keyOf {
+			keyed = append(keyed, id)
+		}
+		var b pgx.Batch
+		_ = q.LockConcurrencyKeys(ctx, keys)
+		rec.queueExec(&b)
+		_, _ = q.LeasedConcurrencyKeys(ctx, pgdb.LeasedConcurrencyKeysParams{Keys: keys, Now: now, Ids: keyed})
+		var blocked []string
+		rec.queueIDs(&b, &blocked)
+		if err := conn.SendBatch(ctx, &b).Close(); err != nil {
+			return nil, fmt.Errorf("pgstore: lock concurrency keys: %w", err)
+		}
+		for _, id := range keyed {
+			if !slices.Contains(blocked, keyOf[id]) {
+				ids = append(ids, id)
+			}
+		}
+	}
+
+	b = pgx.Batch{}
+	if len(ids) > 0 {
+		_, _ = q.ClaimRuns(ctx, pgdb.ClaimRunsParams{
+			WorkerID: req.WorkerID, LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)), Now: now, Ids: ids,
+		})
+		rec.queueRows(&b, func(rows pgx.Rows) error {
+			claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgdb.DurablyRun])
+			if err != nil {
+				return err
+			}
+			runs, err = decodeRuns(claimed)
+			return err
+		})
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("pgstore: claim runs: %w", err)
+	}
+	inTx = false
 	// UPDATE … RETURNING comes in no particular order; runs start oldest first.
 	slices.SortFunc(runs, func(a, b *store.Run) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {

@@ -66,6 +66,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: parse dsn: %w", err)
 	}
+	ConfigurePool(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
@@ -79,8 +80,23 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// ConfigurePool sets what the store's statements want from a session:
+// plan_cache_mode=force_generic_plan, because its array statements plan
+// the same whatever their arguments, and planning them anew for every
+// execution (PostgreSQL's choice for the first executions and whenever a
+// custom plan looks cheaper) costs more than running them. Open applies it;
+// call it on the config of a pool you pass to New.
+func ConfigurePool(cfg *pgxpool.Config) {
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
+}
+
 // New uses a pool the caller owns; Close leaves it open. Tables are found
-// through the pool's search_path.
+// through the pool's search_path. See ConfigurePool.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

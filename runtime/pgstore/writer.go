@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
 	"github.com/durably-go/durably/runtime/store"
@@ -43,184 +45,254 @@ type op struct {
 	ok       bool
 	enqueued []store.Enqueued
 	conflict error
+	err      error // a failure of this op alone, after its group committed
 }
 
-// dbtx is what both a pool (autocommit) and a transaction offer.
-type dbtx interface {
-	pgdb.DBTX
-	Begin(ctx context.Context) (pgx.Tx, error)
+// pipelined reports whether the op is a single array-statement write that
+// can share the group's pipeline. Batch triggers, which must be undone alone
+// on a conflict, and one-off operations get transactions of their own.
+func (o *op) pipelined() bool {
+	switch o.kind {
+	case opFunc:
+		return false
+	case opEnqueue:
+		return len(o.items) == 1
+	}
+	return true
 }
 
-// apply commits a group: all of it in one transaction; when that fails,
-// each op alone, so that one failing op fails only its caller.
+// apply commits a group. The pipelined writes of all callers go to the
+// server in one pipeline: one round trip, one implicit transaction, one WAL
+// flush. When that fails, each of them is retried alone, so that one bad
+// write fails only its caller.
 func (s *Store) apply(ctx context.Context, ops []*op) []error {
 	errs := make([]error, len(ops))
-	err := s.runGroup(ctx, ops)
-	if err == nil {
-		return errs
+	var piped []int
+	for i, o := range ops {
+		o.ok, o.enqueued, o.conflict, o.err = false, nil, nil, nil
+		if o.pipelined() {
+			piped = append(piped, i)
+		}
 	}
-	if len(ops) == 1 {
-		errs[0] = err
-		return errs
+	if len(piped) > 0 {
+		group := make([]*op, len(piped))
+		for k, i := range piped {
+			group[k] = ops[i]
+		}
+		if err := s.pipeline(ctx, group); err != nil {
+			if len(group) == 1 {
+				errs[piped[0]] = err
+			} else {
+				for _, i := range piped {
+					o := ops[i]
+					o.ok, o.enqueued, o.conflict, o.err = false, nil, nil, nil
+					errs[i] = s.pipeline(ctx, []*op{o})
+				}
+			}
+		}
+		for _, i := range piped {
+			if errs[i] == nil {
+				errs[i] = ops[i].err
+			}
+		}
 	}
-	for i := range ops {
-		errs[i] = s.runGroup(ctx, ops[i:i+1])
+	for i, o := range ops {
+		if !o.pipelined() {
+			errs[i] = s.runAlone(ctx, o)
+		}
 	}
 	return errs
 }
 
-// singleStatement reports whether op alone is one statement, which then
-// runs without BEGIN/COMMIT round trips.
-func singleStatement(o *op) bool {
-	switch o.kind {
-	case opLogs, opProgress, opSaveStep, opRenew, opFinish:
-		return true
-	}
-	return false
-}
-
-func (s *Store) runGroup(ctx context.Context, ops []*op) error {
-	for _, o := range ops {
-		o.ok, o.enqueued, o.conflict = false, nil, nil
-	}
-	if len(ops) == 1 && (singleStatement(ops[0]) || (ops[0].kind == opEnqueue && len(ops[0].items) == 1)) {
-		return s.applyOps(ctx, s.pool, ops)
-	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return s.applyOps(ctx, tx, ops)
+// runAlone runs a one-off operation or a batch trigger in its own transaction.
+func (s *Store) runAlone(ctx context.Context, o *op) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := pgdb.New(tx)
+		if o.kind == opFunc {
+			return o.fn(ctx, tx, q)
+		}
+		res, err := store.Enqueue(ctx, enqueueOps{q: q, s: s}, o.items)
+		var ce *store.ConflictError
+		if errors.As(err, &ce) {
+			o.conflict = err
+			return errRollback
+		}
+		o.enqueued = res
+		return err
 	})
+	if errors.Is(err, errRollback) {
+		return nil
+	}
+	return err
 }
 
-// applyOps issues the group's statements: triggers first, then logs (before
-// any finish that deletes them), progress, steps, renewals, finishes, and
-// the one-off operations.
-func (s *Store) applyOps(ctx context.Context, db dbtx, ops []*op) error {
-	q := pgdb.New(db)
+// errRollback ends a transaction whose outcome is already recorded in its op.
+var errRollback = errors.New("pgstore: rolled back")
+
+// pipeline sends the group's writes, one array statement per kind, in one
+// pgx batch. The statements are sqlc's: a recorder stands in for the
+// connection, captures what each generated method would send, and the
+// batch sends it (sqlc's own batch support sends one query kind per batch).
+func (s *Store) pipeline(ctx context.Context, ops []*op) error {
+	var b pgx.Batch
+	rec := &recorder{}
+	q := pgdb.New(rec)
 	byKind := map[opKind][]*op{}
 	for _, o := range ops {
 		byKind[o.kind] = append(byKind[o.kind], o)
 	}
-	created, err := s.applyEnqueues(ctx, db, q, byKind[opEnqueue])
-	if err != nil {
-		return err
-	}
-	if err := applyLogs(ctx, q, byKind[opLogs]); err != nil {
-		return err
-	}
-	if err := applyProgress(ctx, q, byKind[opProgress]); err != nil {
-		return err
-	}
-	if err := applySteps(ctx, q, byKind[opSaveStep]); err != nil {
-		return err
-	}
-	if err := applyRenewals(ctx, q, byKind[opRenew]); err != nil {
-		return err
-	}
-	if err := applyFinishes(ctx, q, byKind[opFinish]); err != nil {
-		return err
-	}
-	for _, o := range byKind[opFunc] {
-		tx, ok := db.(pgx.Tx)
-		if !ok {
-			return errors.New("pgstore: one-off operation outside a transaction")
+
+	// Single-item triggers of all callers: one insert.
+	enqueues := byKind[opEnqueue]
+	var items []store.NewRun
+	var runs []*store.Run
+	var insertedIDs []string
+	if len(enqueues) > 0 {
+		items = make([]store.NewRun, len(enqueues))
+		for i, o := range enqueues {
+			items[i] = o.items[0]
 		}
-		if err := o.fn(ctx, tx, q); err != nil {
-			return err
-		}
+		runs = store.PrepareRuns(items)
+		_, _ = q.InsertRuns(ctx, s.insertParams(runs))
+		rec.queueRows(&b, func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var notified int64
+				if err := rows.Scan(&id, &notified); err != nil {
+					return err
+				}
+				insertedIDs = append(insertedIDs, id)
+			}
+			return rows.Err()
+		})
 	}
-	if created {
-		if err := q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: "w:" + s.instance}); err != nil {
-			return fmt.Errorf("pgstore: notify: %w", err)
+	if logs := byKind[opLogs]; len(logs) > 0 {
+		_ = q.InsertLogs(ctx, logsParams(logs))
+		rec.queueExec(&b)
+	}
+	var progressIDs, stepIDs, renewedIDs, finishedIDs []string
+	if ps := byKind[opProgress]; len(ps) > 0 {
+		_, _ = q.SetProgress(ctx, progressParams(ps))
+		rec.queueIDs(&b, &progressIDs)
+	}
+	if steps := byKind[opSaveStep]; len(steps) > 0 {
+		_, _ = q.SaveSteps(ctx, stepsParams(steps))
+		rec.queueIDs(&b, &stepIDs)
+	}
+	if rs := byKind[opRenew]; len(rs) > 0 {
+		_, _ = q.RenewLeases(ctx, renewParams(rs))
+		rec.queueIDs(&b, &renewedIDs)
+	}
+	if fs := byKind[opFinish]; len(fs) > 0 {
+		_, _ = q.FinishRuns(ctx, finishParams(fs))
+		rec.queueIDs(&b, &finishedIDs)
+	}
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("pgstore: commit group: %w", err)
+	}
+
+	for _, o := range byKind[opProgress] {
+		o.ok = slices.Contains(progressIDs, o.lease.RunID)
+	}
+	for _, o := range byKind[opSaveStep] {
+		o.ok = slices.Contains(stepIDs, o.step.ID)
+	}
+	for _, o := range byKind[opRenew] {
+		o.ok = slices.Contains(renewedIDs, o.lease.RunID)
+	}
+	for _, o := range byKind[opFinish] {
+		o.ok = slices.Contains(finishedIDs, o.lease.RunID)
+	}
+	// A trigger that inserted nothing is explained now that the group is
+	// committed: an idempotent hit, a coalesce, or a conflict (S-025). It
+	// wrote nothing, so there is nothing to undo.
+	eo := enqueueOps{q: s.q, s: s}
+	for i, o := range enqueues {
+		inserted := []bool{slices.Contains(insertedIDs, runs[i].ID)}
+		res, err := store.Resolve(ctx, eo, items[i:i+1], runs[i:i+1], inserted)
+		var ce *store.ConflictError
+		switch {
+		case errors.As(err, &ce):
+			o.conflict = err
+		case err != nil:
+			o.err = err
+		default:
+			o.enqueued = res
 		}
 	}
 	return nil
 }
 
-// applyEnqueues inserts the single-item triggers of all callers in one
-// statement and resolves each; batch triggers, which must be undone alone
-// on a conflict, each get a savepoint. It reports whether any run was
-// created.
-func (s *Store) applyEnqueues(ctx context.Context, db dbtx, q *pgdb.Queries, ops []*op) (bool, error) {
-	if len(ops) == 0 {
-		return false, nil
-	}
-	created := false
-	var singles []*op
-	for _, o := range ops {
-		if len(o.items) == 1 {
-			singles = append(singles, o)
-			continue
-		}
-		sp, err := db.Begin(ctx) // a savepoint inside the group's transaction
-		if err != nil {
-			return false, err
-		}
-		res, err := store.Enqueue(ctx, enqueueOps{pgdb.New(sp)}, o.items)
-		var ce *store.ConflictError
-		switch {
-		case errors.As(err, &ce):
-			o.conflict = err
-			if err := sp.Rollback(ctx); err != nil {
-				return false, err
+// recorder is a pgdb.DBTX that records the statement a generated method
+// would send instead of sending it.
+type recorder struct {
+	sql  string
+	args []any
+}
+
+func (r *recorder) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	r.sql, r.args = sql, args
+	return pgconn.CommandTag{}, nil
+}
+
+func (r *recorder) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	r.sql, r.args = sql, args
+	return emptyRows{}, nil
+}
+
+func (r *recorder) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	r.sql, r.args = sql, args
+	return emptyRow{}
+}
+
+func (r *recorder) queueExec(b *pgx.Batch) {
+	b.Queue(r.sql, r.args...)
+}
+
+func (r *recorder) queueRows(b *pgx.Batch, read func(pgx.Rows) error) {
+	b.Queue(r.sql, r.args...).Query(read)
+}
+
+// queueIDs queues the recorded statement and collects the first column of
+// its rows.
+func (r *recorder) queueIDs(b *pgx.Batch, dst *[]string) {
+	r.queueRows(b, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
 			}
-			continue
-		case err != nil:
-			_ = sp.Rollback(ctx)
-			return false, err
+			*dst = append(*dst, id)
 		}
-		if err := sp.Commit(ctx); err != nil {
-			return false, err
-		}
-		o.enqueued = res
-		created = created || anyCreated(res)
-	}
-	if len(singles) == 0 {
-		return created, nil
-	}
-	items := make([]store.NewRun, len(singles))
-	for i, o := range singles {
-		items[i] = o.items[0]
-	}
-	runs := store.PrepareRuns(items)
-	eo := enqueueOps{q}
-	inserted, err := eo.Insert(ctx, runs)
-	if err != nil {
-		return false, err
-	}
-	for i, o := range singles {
-		res, err := store.Resolve(ctx, eo, items[i:i+1], runs[i:i+1], inserted[i:i+1])
-		var ce *store.ConflictError
-		switch {
-		case errors.As(err, &ce):
-			ce.Index = 0
-			o.conflict = ce
-		case err != nil:
-			return false, err
-		default:
-			o.enqueued = res
-			created = created || anyCreated(res)
-		}
-	}
-	return created, nil
+		return rows.Err()
+	})
 }
 
-func anyCreated(res []store.Enqueued) bool {
-	for _, r := range res {
-		if r.Disposition == store.Created {
-			return true
-		}
-	}
-	return false
-}
+// emptyRows is what the recorder hands the generated code: no rows.
+type emptyRows struct{}
 
-type enqueueOps struct{ q *pgdb.Queries }
+func (emptyRows) Close()                                       {}
+func (emptyRows) Err() error                                   { return nil }
+func (emptyRows) CommandTag() pgconn.CommandTag                { return pgconn.CommandTag{} }
+func (emptyRows) FieldDescriptions() []pgconn.FieldDescription { return nil }
+func (emptyRows) Next() bool                                   { return false }
+func (emptyRows) Scan(...any) error                            { return nil }
+func (emptyRows) Values() ([]any, error)                       { return nil, nil }
+func (emptyRows) RawValues() [][]byte                          { return nil }
+func (emptyRows) Conn() *pgx.Conn                              { return nil }
+func (emptyRows) TypeMap() *pgtype.Map                         { return nil }
 
-func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, error) {
+type emptyRow struct{}
+
+func (emptyRow) Scan(...any) error { return pgx.ErrNoRows }
+
+func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 	p := pgdb.InsertRunsParams{
 		Ids: make([]string, len(runs)), JobNames: make([]string, len(runs)), Inputs: make([]string, len(runs)),
 		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)),
 		Labels: make([]string, len(runs)), CreatedAts: make([]string, len(runs)),
 		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
+		Channel: s.channel, Payload: "w:" + s.instance,
 	}
 	for i, r := range runs {
 		p.Ids[i], p.JobNames[i], p.Inputs[i] = r.ID, r.JobName, string(r.Input)
@@ -232,13 +304,23 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 			p.LabelValues = append(p.LabelValues, r.Labels[k])
 		}
 	}
-	ids, err := e.q.InsertRuns(ctx, p)
+	return p
+}
+
+// enqueueOps runs the shared enqueue algorithm's primitives on q.
+type enqueueOps struct {
+	q *pgdb.Queries
+	s *Store
+}
+
+func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, error) {
+	rows, err := e.q.InsertRuns(ctx, e.s.insertParams(runs))
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: insert runs: %w", err)
 	}
 	inserted := make([]bool, len(runs))
 	for i, r := range runs {
-		inserted[i] = slices.Contains(ids, r.ID)
+		inserted[i] = slices.ContainsFunc(rows, func(row pgdb.InsertRunsRow) bool { return row.ID == r.ID })
 	}
 	return inserted, nil
 }
@@ -251,10 +333,7 @@ func (e enqueueOps) PendingByConcurrencyKey(ctx context.Context, job, key string
 	return optionalRun(e.q.GetPendingRunByConcurrencyKey(ctx, pgdb.GetPendingRunByConcurrencyKeyParams{JobName: job, ConcurrencyKey: text(key)}))
 }
 
-func applyLogs(ctx context.Context, q *pgdb.Queries, ops []*op) error {
-	if len(ops) == 0 {
-		return nil
-	}
+func logsParams(ops []*op) pgdb.InsertLogsParams {
 	var p pgdb.InsertLogsParams
 	for _, o := range ops {
 		for _, l := range o.logs {
@@ -267,19 +346,13 @@ func applyLogs(ctx context.Context, q *pgdb.Queries, ops []*op) error {
 			p.CreatedAts = append(p.CreatedAts, store.FormatTime(l.CreatedAt))
 		}
 	}
-	if err := q.InsertLogs(ctx, p); err != nil {
-		return fmt.Errorf("pgstore: insert logs: %w", err)
-	}
-	return nil
+	return p
 }
 
-// applyProgress writes the latest progress of each run: an UPDATE … FROM
+// progressParams keeps the latest progress of each run: an UPDATE … FROM
 // with two source rows for one target row would apply only one of them,
 // unpredictably.
-func applyProgress(ctx context.Context, q *pgdb.Queries, ops []*op) error {
-	if len(ops) == 0 {
-		return nil
-	}
+func progressParams(ops []*op) pgdb.SetProgressParams {
 	latest := map[string]int{}
 	for i, o := range ops {
 		latest[o.lease.RunID] = i
@@ -298,20 +371,10 @@ func applyProgress(ctx context.Context, q *pgdb.Queries, ops []*op) error {
 		}
 	}
 	p.Now = store.FormatTime(now)
-	ids, err := q.SetProgress(ctx, p)
-	if err != nil {
-		return fmt.Errorf("pgstore: set progress: %w", err)
-	}
-	for _, o := range ops {
-		o.ok = slices.Contains(ids, o.lease.RunID)
-	}
-	return nil
+	return p
 }
 
-func applySteps(ctx context.Context, q *pgdb.Queries, ops []*op) error {
-	if len(ops) == 0 {
-		return nil
-	}
+func stepsParams(ops []*op) pgdb.SaveStepsParams {
 	var p pgdb.SaveStepsParams
 	for _, o := range ops {
 		st := o.step
@@ -326,20 +389,10 @@ func applySteps(ctx context.Context, q *pgdb.Queries, ops []*op) error {
 		p.StartedAts = append(p.StartedAts, store.FormatTime(st.StartedAt))
 		p.CompletedAts = append(p.CompletedAts, store.FormatTime(st.CompletedAt))
 	}
-	ids, err := q.SaveSteps(ctx, p)
-	if err != nil {
-		return fmt.Errorf("pgstore: save steps: %w", err)
-	}
-	for _, o := range ops {
-		o.ok = slices.Contains(ids, o.step.ID)
-	}
-	return nil
+	return p
 }
 
-func applyRenewals(ctx context.Context, q *pgdb.Queries, ops []*op) error {
-	if len(ops) == 0 {
-		return nil
-	}
+func renewParams(ops []*op) pgdb.RenewLeasesParams {
 	var p pgdb.RenewLeasesParams
 	var now time.Time
 	for _, o := range ops {
@@ -351,20 +404,10 @@ func applyRenewals(ctx context.Context, q *pgdb.Queries, ops []*op) error {
 		}
 	}
 	p.Now = store.FormatTime(now)
-	ids, err := q.RenewLeases(ctx, p)
-	if err != nil {
-		return fmt.Errorf("pgstore: renew leases: %w", err)
-	}
-	for _, o := range ops {
-		o.ok = slices.Contains(ids, o.lease.RunID)
-	}
-	return nil
+	return p
 }
 
-func applyFinishes(ctx context.Context, q *pgdb.Queries, ops []*op) error {
-	if len(ops) == 0 {
-		return nil
-	}
+func finishParams(ops []*op) pgdb.FinishRunsParams {
 	var p pgdb.FinishRunsParams
 	var now time.Time
 	for _, o := range ops {
@@ -379,12 +422,5 @@ func applyFinishes(ctx context.Context, q *pgdb.Queries, ops []*op) error {
 		}
 	}
 	p.Now = store.FormatTime(now)
-	ids, err := q.FinishRuns(ctx, p)
-	if err != nil {
-		return fmt.Errorf("pgstore: finish runs: %w", err)
-	}
-	for _, o := range ops {
-		o.ok = slices.Contains(ids, o.lease.RunID)
-	}
-	return nil
+	return p
 }

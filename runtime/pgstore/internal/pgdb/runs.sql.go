@@ -54,7 +54,7 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 const claimCandidates = `-- name: ClaimCandidates :many
 SELECT c.id, c.concurrency_key FROM durably_runs c
 WHERE c.status IN ('pending', 'leased')
-  AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= $1::text))
+  AND CASE WHEN c.status = 'pending' THEN true ELSE c.lease_expires_at <= $1::text END
   AND (c.concurrency_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM durably_runs a
     WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
@@ -75,7 +75,9 @@ type ClaimCandidatesRow struct {
 }
 
 // Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
-// rows another claimer holds.
+// rows another claimer holds. The expiry test is a CASE, not an OR, so that
+// the planner walks idx_durably_runs_active_created in claim order instead
+// of collecting and sorting every pending run.
 func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams) ([]ClaimCandidatesRow, error) {
 	rows, err := q.db.Query(ctx, claimCandidates, arg.Now, arg.Lim)
 	if err != nil {
@@ -263,7 +265,7 @@ WITH fin AS (
           unnest($5::text[]) AS output,
           unnest($6::text[]) AS error,
           unnest($7::boolean[]) AS delete_steps) AS u
-  WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+  WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, u.delete_steps
 ), del_steps AS (
   DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
@@ -453,7 +455,6 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 }
 
 const insertRuns = `-- name: InsertRuns :many
-
 WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, labels,
@@ -477,8 +478,10 @@ WITH ins AS (
           unnest($9::text[]) AS key,
           unnest($10::text[]) AS value) AS l
     ON l.run_id = ins.id
+), wake AS (
+  SELECT pg_notify($11::text, $12::text) FROM (SELECT 1 FROM ins LIMIT 1) AS any_inserted
 )
-SELECT id FROM ins
+SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
 
 type InsertRunsParams struct {
@@ -492,16 +495,23 @@ type InsertRunsParams struct {
 	LabelRunIds     []string
 	LabelKeys       []string
 	LabelValues     []string
+	Channel         string
+	Payload         string
 }
 
-// Queries of the PostgreSQL store. Lease-holder writes take arrays so that the
-// store's single writer commits the writes of many runs in one statement per
-// kind and one transaction per group (few round trips, one WAL flush).
-// Optional text values travel as ” inside arrays and are stored as NULL.
+type InsertRunsRow struct {
+	ID       string
+	Notified int64
+}
+
 // Inserts what it can; a row that hits the idempotency or pending
 // concurrency-key index is skipped, and the store then looks up why (S-025).
-// Label rows are written for the inserted runs only.
-func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]string, error) {
+// Label rows are written for the inserted runs only, and when anything was
+// inserted, idle workers of other processes are notified at commit (D4).
+// Like every array statement here, it takes many callers' rows at once;
+// optional text values travel as ” inside arrays and are stored as NULL.
+// The scalar subquery makes wake run: a CTE that is not referenced is not.
+func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]InsertRunsRow, error) {
 	rows, err := q.db.Query(ctx, insertRuns,
 		arg.Ids,
 		arg.JobNames,
@@ -513,18 +523,20 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]strin
 		arg.LabelRunIds,
 		arg.LabelKeys,
 		arg.LabelValues,
+		arg.Channel,
+		arg.Payload,
 	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []InsertRunsRow{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i InsertRunsRow
+		if err := rows.Scan(&i.ID, &i.Notified); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -790,7 +802,7 @@ SET lease_expires_at = u.lease_expires_at, updated_at = $1::text
 FROM (SELECT unnest($2::text[]) AS id,
         unnest($3::bigint[]) AS generation,
         unnest($4::text[]) AS lease_expires_at) AS u
-WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   AND r.lease_expires_at > $1::text
 RETURNING r.id
 `
@@ -802,6 +814,9 @@ type RenewLeasesParams struct {
 	LeaseExpiresAts []string
 }
 
+// "r.id = ANY(ids)" repeats the join so that the planner looks runs up by
+// primary key instead of scanning every leased run (it cannot see into
+// unnest): so do the other array updates.
 func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]string, error) {
 	rows, err := q.db.Query(ctx, renewLeases,
 		arg.Now,
@@ -885,7 +900,7 @@ SET progress = NULLIF(u.progress, ''), updated_at = $1::text
 FROM (SELECT unnest($2::text[]) AS id,
         unnest($3::bigint[]) AS generation,
         unnest($4::text[]) AS progress) AS u
-WHERE r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
 RETURNING r.id
 `
 

@@ -205,6 +205,7 @@ WITH ins AS (
           unnest($9::text[]) AS started_at,
           unnest($10::text[]) AS completed_at) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
+    AND r.id = ANY($2::text[])
   RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
 ), adv AS (
   UPDATE durably_runs r
@@ -212,7 +213,7 @@ WITH ins AS (
       completed_step_count = r.completed_step_count + 1,
       updated_at = ins.completed_at
   FROM ins
-  WHERE r.id = ins.run_id AND ins.status = 'completed'
+  WHERE r.id = ANY($2::text[]) AND r.id = ins.run_id AND ins.status = 'completed'
 )
 SELECT id FROM ins
 `

@@ -458,7 +458,6 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 }
 
 const insertRun = `-- name: InsertRun :execrows
-
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, labels,
   current_step_index, completed_step_count, lease_generation, created_at, updated_at
@@ -478,8 +477,6 @@ type InsertRunParams struct {
 	CreatedAt      string
 }
 
-// Queries of the SQLite store. Every write runs on the store's single writer
-// connection, inside the group-commit transaction (S-020).
 // Both unique indexes (idempotency, pending concurrency key) turn a
 // conflicting insert into zero rows; the store then looks up why (S-025).
 func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, error) {
