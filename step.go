@@ -31,7 +31,22 @@ type StepContext struct {
 	mu          sync.Mutex
 	index       int    // position of the next step in the run (D6)
 	currentStep string // name of the step whose function is running
+
+	// A completed step is held back instead of written at once: it is
+	// written before the next step starts, or with the run's completion in
+	// the same transaction, or after stepFlushDelay if the job does
+	// neither — so the last step of a run costs no commit of its own.
+	pending     *store.Step
+	flushTimer  *time.Timer
+	flushing    chan struct{} // closed when an in-progress flush ends
+	flushErr    error         // sticky: a refused flush ends the run
+	recordedIdx int           // current_step_index once recorded steps are counted
+	recordedCnt int           // completed_step_count likewise
 }
+
+// stepFlushDelay bounds how long a completed step may stay unrecorded while
+// the job does something other than start a step or return.
+const stepFlushDelay = time.Millisecond
 
 // RunID is the id of the executing run.
 func (s *StepContext) RunID() string { return s.run.ID }
@@ -149,6 +164,10 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 	if s.ctx.Err() != nil {
 		return nil, s.abortError()
 	}
+	// The previous step is recorded before this one may act on the world.
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
 	// (3) Replay by name: no call, no event.
 	s.mu.Lock()
 	if done, ok := s.completed[name]; ok {
@@ -174,31 +193,107 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 		return nil, s.failStep(name, index, startedAt, fnErr)
 	}
 
-	// (7) Record it, fenced by generation.
+	// (7) Hold the record; it is written, fenced by generation, before the
+	// next step, with the finish, or after stepFlushDelay.
 	rec := &store.Step{
 		ID: s.e.newID(), RunID: s.run.ID, Name: name, Index: index, Status: store.StepCompleted,
 		Output: out, StartedAt: startedAt, CompletedAt: s.e.now(),
 	}
-	ok, err := s.e.store.SaveStep(s.ctx, s.lease, rec)
-	if err != nil {
-		return nil, fmt.Errorf("durably: record step %q of run %s: %w", name, s.run.ID, err)
-	}
-	if !ok {
-		return nil, s.refused(name, index) // (8)
-	}
 	s.mu.Lock()
 	s.index++
 	s.completed[name] = rec
+	s.pending = rec
+	s.flushTimer = time.AfterFunc(stepFlushDelay, func() { _ = s.flush() })
 	s.mu.Unlock()
-	s.e.emit(Event{Type: EventStepComplete, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index,
-		Output: out, Duration: rec.CompletedAt.Sub(startedAt), Labels: s.run.Labels})
 	return out, nil
+}
+
+// flush writes the pending step, if any, and reports a refusal.
+// The job's goroutine and the flush timer may both call it.
+func (s *StepContext) flush() error {
+	s.mu.Lock()
+	for s.flushing != nil {
+		ch := s.flushing
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
+	rec := s.pending
+	if rec == nil || s.flushErr != nil {
+		err := s.flushErr
+		s.mu.Unlock()
+		return err
+	}
+	s.pending = nil
+	s.flushTimer.Stop()
+	done := make(chan struct{})
+	s.flushing = done
+	s.mu.Unlock()
+
+	err := s.record(rec)
+
+	s.mu.Lock()
+	s.flushing = nil
+	if err != nil {
+		s.flushErr = err
+	}
+	s.mu.Unlock()
+	close(done)
+	return err
+}
+
+// takePending hands the pending step to the finish, which records it.
+func (s *StepContext) takePending() (*store.Step, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.flushing != nil {
+		ch := s.flushing
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
+	rec := s.pending
+	s.pending = nil
+	if rec != nil {
+		s.flushTimer.Stop()
+	}
+	return rec, s.flushErr
+}
+
+// record writes a completed step (R-080 (7) … (9)).
+func (s *StepContext) record(rec *store.Step) error {
+	ok, err := s.e.store.SaveStep(context.WithoutCancel(s.ctx), s.lease, rec)
+	if err != nil {
+		return fmt.Errorf("durably: record step %q of run %s: %w", rec.Name, s.run.ID, err)
+	}
+	if !ok {
+		return s.refused(rec.Name, rec.Index) // (8)
+	}
+	s.counted(rec)
+	s.stepCompleted(rec)
+	return nil
+}
+
+// counted advances the run's step counters as the store did.
+func (s *StepContext) counted(rec *store.Step) {
+	s.mu.Lock()
+	s.recordedIdx = rec.Index + 1
+	s.recordedCnt++
+	s.mu.Unlock()
+}
+
+func (s *StepContext) stepCompleted(rec *store.Step) {
+	s.e.emit(Event{Type: EventStepComplete, RunID: s.run.ID, JobName: s.run.JobName, StepName: rec.Name, StepIndex: rec.Index,
+		Output: rec.Output, Duration: rec.CompletedAt.Sub(rec.StartedAt), Labels: s.run.Labels})
 }
 
 // failStep is the error path of R-082.
 func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnErr error) error {
 	if errors.Is(fnErr, ErrLeaseLost) || errors.Is(fnErr, ErrShutdown) {
 		return fnErr // the lease is not ours to write with
+	}
+	if err := s.flush(); err != nil { // steps are recorded in order
+		return err
 	}
 	status := store.StepFailed
 	if errors.Is(fnErr, ErrCancelled) {

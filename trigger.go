@@ -211,7 +211,18 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 			Coalesce: it.opts.coalesce == CoalesceSkip,
 		}
 	}
+	// A single key-less trigger while this engine's worker idles with a
+	// free slot is inserted already leased to it and starts at once: one
+	// commit instead of a trigger and a claim.
+	direct := !batch && newRuns[0].Run.ConcurrencyKey == "" && e.worker.reserveDirect()
+	if direct {
+		newRuns[0].Claim = &store.Claim{WorkerID: e.cfg.WorkerID, ExpiresAt: now.Add(e.cfg.LeaseDuration)}
+	}
 	enqueued, err := e.store.Enqueue(ctx, newRuns)
+	if direct && (err != nil || enqueued[0].Disposition != store.Created) {
+		e.worker.unreserve()
+		direct = false
+	}
 	if err != nil {
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
@@ -233,7 +244,9 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 				SkippedInput: newRuns[i].Run.Input, SkippedLabels: skipped})
 		}
 	}
-	if created {
+	if direct {
+		e.worker.startDirect(out[0].Run)
+	} else if created {
 		e.worker.wake()
 	}
 	return out, nil

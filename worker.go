@@ -20,6 +20,11 @@ type worker struct {
 	stopping chan struct{} // closed by Stop: claim no more
 	loopDone chan struct{} // closed when the loop has returned
 	wakeCh   chan struct{} // a trigger in this process (D4)
+	freed    chan struct{} // a slot freed up
+	// Guarded by mu:
+	executing int        // slots in use
+	buffer    []*claimed // claimed runs waiting for a slot, oldest first
+	idle      bool       // the last claim found fewer runs than it asked for
 
 	inflight sync.WaitGroup
 	active   sync.Map // run id → *execution, for in-process cancel
@@ -30,6 +35,13 @@ type worker struct {
 	}
 }
 
+// claimed is a run this worker holds a lease on, with the keeper of that
+// lease, from the claim until the run ends.
+type claimed struct {
+	run    *Run
+	keeper *leaseKeeper
+}
+
 // execution is one run being executed here.
 type execution struct {
 	abort context.CancelCauseFunc
@@ -38,15 +50,18 @@ type execution struct {
 func (w *worker) init(e *Engine) {
 	w.e = e
 	w.wakeCh = make(chan struct{}, 1)
+	w.freed = make(chan struct{}, 1)
 }
 
-// wake nudges an idle worker to claim now instead of at its next poll.
-func (w *worker) wake() {
+func signal(ch chan struct{}) {
 	select {
-	case w.wakeCh <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
+
+// wake nudges an idle worker to claim now instead of at its next poll.
+func (w *worker) wake() { signal(w.wakeCh) }
 
 // Start starts the worker loop in the background; it is a no-op when the
 // worker already runs. Stop it with Stop.
@@ -58,6 +73,7 @@ func (e *Engine) Start() error {
 		return nil
 	}
 	w.running = true
+	w.idle = false
 	w.stopping = make(chan struct{})
 	w.loopDone = make(chan struct{})
 	go w.loop(w.stopping, w.loopDone)
@@ -106,17 +122,17 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// loop keeps up to MaxConcurrentRuns runs executing. It claims as
-// many runs as there are free slots in one store call, refills a slot as
-// soon as its run finishes, and when a claim comes back short (the queue
-// is empty) it runs idle maintenance if no run is executing, then sleeps
-// until a run finishes, a trigger wakes it (D4) or the poll interval passes.
+// loop keeps up to MaxConcurrentRuns runs executing. Runs are
+// claimed in batches: enough to fill the free slots and a buffer of as many
+// runs again, so that a slot that frees up starts its next run at once and
+// claims cost one store call per several runs. A claim that comes back
+// short means the queue is empty: the loop then runs idle maintenance (if
+// nothing executes) and sleeps until a run finishes, a trigger wakes it (D4)
+// or the poll interval passes.
 func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	defer w.releaseBuffer()
 	e := w.e
-	slots := e.cfg.MaxConcurrentRuns
-	free := slots
-	finished := make(chan struct{}, slots)
 	wakeups := e.store.Wakeups()
 	poll := time.NewTimer(e.cfg.PollingInterval)
 	defer poll.Stop()
@@ -127,23 +143,26 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			return
 		default:
 		}
-		if free > 0 {
-			runs, err := e.claim(context.Background(), e.cfg.WorkerID, free)
+		w.startBuffered()
+		if want := w.claimWant(); want > 0 {
+			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
 			if err != nil {
 				// Unlike the original, a failing database does not
 				// make the worker spin: it waits for the next poll.
 				e.logger.Error("durably: claim failed", "err", err)
 			}
+			w.mu.Lock()
+			w.idle = err == nil && len(runs) < want
 			for _, run := range runs {
-				free--
-				w.inflight.Add(1)
-				go func(run *Run) {
-					defer w.inflight.Done()
-					e.execute(run)
-					finished <- struct{}{}
-				}(run)
+				w.buffer = append(w.buffer, &claimed{run: run, keeper: e.keepLease(run)})
 			}
-			if err == nil && len(runs) == 0 && free == slots {
+			nothing := w.executing == 0 && len(w.buffer) == 0
+			w.mu.Unlock()
+			w.startBuffered()
+			if err == nil && len(runs) == want {
+				continue // the queue may hold more
+			}
+			if err == nil && nothing {
 				w.idleMaintenance(context.Background())
 			}
 		}
@@ -157,22 +176,90 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		select {
 		case <-stopping:
 			return
-		case <-finished:
-			free++
+		case <-w.freed:
 		case <-w.wakeCh:
 		case <-wakeups:
 		case <-poll.C:
 		}
-		// Count every run that finished meanwhile before claiming again.
-		for drained := false; !drained; {
-			select {
-			case <-finished:
-				free++
-			default:
-				drained = true
-			}
-		}
 	}
+}
+
+// claimWant is how many runs to claim now: the free slots plus a buffer of
+// as many runs as there are slots, claimed once half of it is used up.
+func (w *worker) claimWant() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	slots := w.e.cfg.MaxConcurrentRuns
+	free := slots - w.executing
+	want := free + slots - len(w.buffer)
+	if want <= 0 || (len(w.buffer) > 0 && want < max(1, slots/2)) {
+		return 0
+	}
+	return want
+}
+
+// startBuffered starts buffered runs in free slots, oldest first.
+func (w *worker) startBuffered() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.executing < w.e.cfg.MaxConcurrentRuns && len(w.buffer) > 0 {
+		c := w.buffer[0]
+		w.buffer[0] = nil
+		w.buffer = w.buffer[1:]
+		w.executing++
+		w.launch(c)
+	}
+}
+
+// launch executes c on its own goroutine in a slot already counted.
+func (w *worker) launch(c *claimed) {
+	w.inflight.Add(1)
+	go func() {
+		defer w.inflight.Done()
+		w.e.execute(c.run, c.keeper)
+		w.mu.Lock()
+		w.executing--
+		w.mu.Unlock()
+		signal(w.freed)
+	}()
+}
+
+// releaseBuffer hands back the leases of claimed runs that never started.
+func (w *worker) releaseBuffer() {
+	w.mu.Lock()
+	buffered := w.buffer
+	w.buffer = nil
+	w.mu.Unlock()
+	for _, c := range buffered {
+		c.keeper.stop()
+		w.e.releaseLease(c.keeper.lease)
+	}
+}
+
+// reserveDirect takes a slot for a run this engine triggers itself, when
+// the worker is idle with a free slot: the run is then inserted already
+// leased and starts without a claim (store.Claim).
+func (w *worker) reserveDirect() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running || !w.idle || len(w.buffer) > 0 || w.executing >= w.e.cfg.MaxConcurrentRuns {
+		return false
+	}
+	w.executing++
+	return true
+}
+
+// unreserve gives back a slot reserveDirect took but did not use.
+func (w *worker) unreserve() {
+	w.mu.Lock()
+	w.executing--
+	w.mu.Unlock()
+	signal(w.freed)
+}
+
+// startDirect executes a run inserted leased, in the slot reserveDirect took.
+func (w *worker) startDirect(run *Run) {
+	w.launch(&claimed{run: run, keeper: w.e.keepLease(run)})
 }
 
 // claim leases up to limit runs.
@@ -197,7 +284,7 @@ func (e *Engine) ProcessOne(ctx context.Context, workerID string) (bool, error) 
 	}
 	e.worker.inflight.Add(1)
 	defer e.worker.inflight.Done()
-	e.execute(runs[0])
+	e.execute(runs[0], e.keepLease(runs[0]))
 	return true, nil
 }
 
@@ -253,14 +340,17 @@ func (e *Engine) workerError(err error, context, runID string) {
 	e.emit(Event{Type: EventWorkerError, Error: err.Error(), Context: context, RunID: runID})
 }
 
-// execute runs a claimed run to its end (R-070 … R-075).
-func (e *Engine) execute(run *Run) {
-	lease := store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}
+// execute runs a claimed run to its end (R-070 … R-075); keeper holds its
+// lease from the claim on.
+func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
+	defer keeper.stop()
+	lease := keeper.lease
 	job := e.job(run.JobName)
 	if job == nil {
 		// D7: the original fails such runs silently; we say why.
 		msg := "job not registered: " + run.JobName
-		ok, err := e.store.FinishRun(context.Background(), lease, store.Finish{Status: store.StatusFailed, Error: msg, Now: e.now()})
+		ok, err := e.store.FinishRun(context.Background(), lease, store.Finish{Status: store.StatusFailed, Error: msg, Now: e.now(),
+			CurrentStepIndex: run.CurrentStepIndex, CompletedStepCount: run.CompletedStepCount})
 		if err != nil {
 			e.workerError(err, "run-failure", run.ID)
 		} else if ok {
@@ -275,10 +365,12 @@ func (e *Engine) execute(run *Run) {
 	w.active.Store(run.ID, &execution{abort: abort})
 	defer w.active.Delete(run.ID)
 
-	s := &StepContext{e: e, run: run, lease: lease, ctx: ctx, abort: abort, completed: map[string]*store.Step{}}
+	s := &StepContext{e: e, run: run, lease: lease, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
+		recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
 	s.logger = slog.New(&stepLogHandler{s: s})
-	stopLease := e.keepLease(s, run.LeaseExpiresAt)
-	defer stopLease()
+	if keeper.attach(abort) {
+		return // the lease ran out before the run could start
+	}
 
 	e.emit(Event{Type: EventRunLeased, RunID: run.ID, JobName: run.JobName, Input: run.Input,
 		LeaseOwner: run.LeaseOwner, LeaseExpiresAt: run.LeaseExpiresAt, Labels: run.Labels})
@@ -299,7 +391,7 @@ func (e *Engine) execute(run *Run) {
 	}
 
 	output, runErr := e.callJob(ctx, job, s, run.Input)
-	stopLease()
+	keeper.stop()
 
 	// A job that ends with an error after its run was cancelled, lost its
 	// lease or was stopped has nothing to record; a stopped
@@ -314,10 +406,24 @@ func (e *Engine) execute(run *Run) {
 	if errors.Is(runErr, ErrCancelled) || errors.Is(runErr, ErrLeaseLost) {
 		return
 	}
+	// The step held back is recorded with the finish, unless it would be
+	// deleted by it at once (PreserveSteps off): then only the counters
+	// say it happened.
+	pending, flushErr := s.takePending()
+	if flushErr != nil {
+		return // a refused step write already ended the run
+	}
 	now := e.now()
 	fin := store.Finish{Status: store.StatusCompleted, Output: output, Now: now, DeleteSteps: !e.cfg.PreserveSteps}
 	if runErr != nil {
 		fin = store.Finish{Status: store.StatusFailed, Error: errorMessage(runErr), Now: now, DeleteSteps: !e.cfg.PreserveSteps}
+	}
+	fin.CurrentStepIndex, fin.CompletedStepCount = s.recordedIdx, s.recordedCnt
+	if pending != nil {
+		fin.CurrentStepIndex, fin.CompletedStepCount = pending.Index+1, s.recordedCnt+1
+		if e.cfg.PreserveSteps {
+			fin.Steps = []*store.Step{pending}
+		}
 	}
 	var failedStep string
 	if runErr != nil {
@@ -330,14 +436,21 @@ func (e *Engine) execute(run *Run) {
 		e.workerError(err, "run-completion", run.ID)
 	case err != nil:
 		e.workerError(err, "run-failure", run.ID)
+	case !ok && pending != nil:
+		_ = s.refused(pending.Name, pending.Index) // as a refused step write would
 	case !ok && runErr == nil:
 		e.workerError(fmt.Errorf("Lease lost before completing run %s", run.ID), "run-completion", "")
 	case !ok:
 		e.workerError(fmt.Errorf("Lease lost before recording failure for run %s", run.ID), "run-failure", "")
-	case runErr == nil:
-		e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: output, Duration: time.Since(started), Labels: run.Labels})
 	default:
-		e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: fin.Error, FailedStepName: failedStep, Labels: run.Labels})
+		if pending != nil {
+			s.stepCompleted(pending)
+		}
+		if runErr == nil {
+			e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: output, Duration: time.Since(started), Labels: run.Labels})
+		} else {
+			e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: fin.Error, FailedStepName: failedStep, Labels: run.Labels})
+		}
 	}
 }
 
@@ -370,42 +483,84 @@ func (e *Engine) releaseLease(lease store.Lease) {
 	}
 }
 
-// keepLease renews the lease every LeaseRenewInterval and aborts the run
-// with ErrLeaseLost when a renewal is refused or the lease runs out before
-// a renewal succeeds. The returned function stops both
-// timers; it may be called more than once.
-func (e *Engine) keepLease(s *StepContext, expiresAt time.Time) (stop func()) {
-	var mu sync.Mutex
-	stopped := false
-	deadline := time.AfterFunc(time.Until(expiresAt), func() { s.abort(ErrLeaseLost) })
-	var renew *time.Timer
-	renew = time.AfterFunc(e.cfg.LeaseRenewInterval, func() {
-		now := e.now()
-		next := now.Add(e.cfg.LeaseDuration)
-		ok, err := e.store.RenewLease(context.Background(), s.lease, now, next)
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		switch {
-		case err != nil:
-			e.workerError(err, "lease-renewal", s.run.ID)
-		case !ok:
-			s.abort(ErrLeaseLost)
-			e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", s.run.ID), "lease-renewal", s.run.ID)
-			return
-		default:
-			deadline.Reset(time.Until(next))
-			e.emit(Event{Type: EventRunLeaseRenewed, RunID: s.run.ID, JobName: s.run.JobName, LeaseOwner: s.run.LeaseOwner, LeaseExpiresAt: next, Labels: s.run.Labels})
-		}
-		renew.Reset(e.cfg.LeaseRenewInterval)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		deadline.Stop()
-		renew.Stop()
+// leaseKeeper renews a run's lease every LeaseRenewInterval from the claim
+// on, and ends the run with ErrLeaseLost when a renewal is refused or the
+// lease runs out before a renewal succeeds.
+type leaseKeeper struct {
+	e     *Engine
+	run   *Run
+	lease store.Lease
+
+	mu       sync.Mutex
+	stopped  bool
+	lost     bool
+	abort    context.CancelCauseFunc // set once the run executes
+	deadline *time.Timer
+	renew    *time.Timer
+}
+
+func (e *Engine) keepLease(run *Run) *leaseKeeper {
+	k := &leaseKeeper{e: e, run: run, lease: store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.deadline = time.AfterFunc(time.Until(run.LeaseExpiresAt), func() { k.lose() })
+	k.renew = time.AfterFunc(e.cfg.LeaseRenewInterval, k.renewNow)
+	return k
+}
+
+// attach hands the keeper the run's abort; it reports whether the lease is
+// already lost.
+func (k *leaseKeeper) attach(abort context.CancelCauseFunc) (lost bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.abort = abort
+	return k.lost
+}
+
+func (k *leaseKeeper) lose() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
 	}
+	k.lost = true
+	if k.abort != nil {
+		k.abort(ErrLeaseLost)
+	}
+}
+
+func (k *leaseKeeper) renewNow() {
+	e := k.e
+	now := e.now()
+	next := now.Add(e.cfg.LeaseDuration)
+	ok, err := e.store.RenewLease(context.Background(), k.lease, now, next)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	switch {
+	case err != nil:
+		e.workerError(err, "lease-renewal", k.run.ID)
+	case !ok:
+		k.lost = true
+		if k.abort != nil {
+			k.abort(ErrLeaseLost)
+		}
+		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
+		return
+	default:
+		k.deadline.Reset(time.Until(next))
+		e.emit(Event{Type: EventRunLeaseRenewed, RunID: k.run.ID, JobName: k.run.JobName, LeaseOwner: k.run.LeaseOwner, LeaseExpiresAt: next, Labels: k.run.Labels})
+	}
+	k.renew.Reset(e.cfg.LeaseRenewInterval)
+}
+
+// stop ends renewals; it may be called more than once.
+func (k *leaseKeeper) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopped = true
+	k.deadline.Stop()
+	k.renew.Stop()
 }

@@ -5,13 +5,22 @@
 -- inserted, idle workers of other processes are notified at commit (D4).
 -- Like every array statement here, it takes many callers' rows at once;
 -- optional text values travel as '' inside arrays and are stored as NULL.
+-- A run started by its own worker at once is inserted leased (store.Claim)
+-- and wakes nobody.
 WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, labels,
-    current_step_index, completed_step_count, lease_generation, created_at, updated_at)
-  SELECT u.id, u.job_name, u.input, 'pending', NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
-         u.labels, 0, 0, 0, u.created_at, u.created_at
+    current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
+    started_at, created_at, updated_at)
+  SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
+         u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
+         NULLIF(u.started_at, ''), u.created_at, u.created_at
   FROM (SELECT unnest(@ids::text[]) AS id,
+          unnest(@statuses::text[]) AS status,
+          unnest(@lease_owners::text[]) AS lease_owner,
+          unnest(@lease_expires_ats::text[]) AS lease_expires_at,
+          unnest(@lease_generations::integer[]) AS lease_generation,
+          unnest(@started_ats::text[]) AS started_at,
           unnest(@job_names::text[]) AS job_name,
           unnest(@inputs::text[]) AS input,
           unnest(@idempotency_keys::text[]) AS idempotency_key,
@@ -19,7 +28,7 @@ WITH ins AS (
           unnest(@labels::text[]) AS labels,
           unnest(@created_ats::text[]) AS created_at) AS u
   ON CONFLICT DO NOTHING
-  RETURNING id, created_at
+  RETURNING id, status, created_at
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
@@ -29,7 +38,7 @@ WITH ins AS (
           unnest(@label_values::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify(@channel::text, @payload::text) FROM (SELECT 1 FROM ins LIMIT 1) AS any_inserted
+  SELECT pg_notify(@channel::text, @payload::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' LIMIT 1) AS any_pending
 )
 -- The scalar subquery makes wake run: a CTE that is not referenced is not.
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins;
@@ -123,6 +132,8 @@ WITH fin AS (
   SET status = u.status,
       output = NULLIF(u.output, ''),
       error = CASE WHEN u.status = 'failed' THEN u.error ELSE NULL END,
+      current_step_index = u.current_step_index,
+      completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
       completed_at = @now::text, updated_at = @now::text
   FROM (SELECT unnest(@ids::text[]) AS id,
@@ -130,7 +141,9 @@ WITH fin AS (
           unnest(@statuses::text[]) AS status,
           unnest(@outputs::text[]) AS output,
           unnest(@errors::text[]) AS error,
-          unnest(@delete_steps::boolean[]) AS delete_steps) AS u
+          unnest(@delete_steps::boolean[]) AS delete_steps,
+          unnest(@current_step_indexes::integer[]) AS current_step_index,
+          unnest(@completed_step_counts::integer[]) AS completed_step_count) AS u
   WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, u.delete_steps
 ), del_steps AS (

@@ -1,12 +1,16 @@
 -- name: InsertRun :execrows
 -- Both unique indexes (idempotency, pending concurrency key) turn a
 -- conflicting insert into zero rows; the store then looks up why (S-025).
+-- A run started by its own worker at once is inserted leased (store.Claim).
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, labels,
-  current_step_index, completed_step_count, lease_generation, created_at, updated_at
+  current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
+  started_at, created_at, updated_at
 ) VALUES (
-  sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), 'pending', sqlc.narg(idempotency_key),
-  sqlc.narg(concurrency_key), sqlc.arg(labels), 0, 0, 0, CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT)
+  sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), CAST(sqlc.arg(status) AS TEXT), sqlc.narg(idempotency_key),
+  sqlc.narg(concurrency_key), sqlc.arg(labels), 0, 0, sqlc.narg(lease_owner), sqlc.narg(lease_expires_at),
+  CAST(sqlc.arg(lease_generation) AS INTEGER), sqlc.narg(started_at),
+  CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT)
 ) ON CONFLICT DO NOTHING;
 
 -- name: InsertRunLabel :exec
@@ -71,6 +75,8 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 -- name: CompleteRun :execrows
 UPDATE durably_runs
 SET status = 'completed', output = sqlc.narg(output), error = NULL,
+    current_step_index = CAST(sqlc.arg(current_step_index) AS INTEGER),
+    completed_step_count = CAST(sqlc.arg(completed_step_count) AS INTEGER),
     lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
@@ -78,6 +84,8 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 -- name: FailRun :execrows
 UPDATE durably_runs
 SET status = 'failed', error = CAST(sqlc.arg(error) AS TEXT),
+    current_step_index = CAST(sqlc.arg(current_step_index) AS INTEGER),
+    completed_step_count = CAST(sqlc.arg(completed_step_count) AS INTEGER),
     lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);

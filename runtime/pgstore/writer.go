@@ -175,8 +175,10 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 		_, _ = q.SetProgress(ctx, progressParams(ps))
 		rec.queueIDs(&b, &progressIDs)
 	}
-	if steps := byKind[opSaveStep]; len(steps) > 0 {
-		_, _ = q.SaveSteps(ctx, stepsParams(steps))
+	// Steps carried by finishes go first, in the same statement as the
+	// others: a finish is refused exactly when its steps are.
+	if steps := byKind[opSaveStep]; len(steps) > 0 || finishHasSteps(byKind[opFinish]) {
+		_, _ = q.SaveSteps(ctx, stepsParams(steps, byKind[opFinish]))
 		rec.queueIDs(&b, &stepIDs)
 	}
 	if rs := byKind[opRenew]; len(rs) > 0 {
@@ -288,7 +290,9 @@ func (emptyRow) Scan(...any) error { return pgx.ErrNoRows }
 
 func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 	p := pgdb.InsertRunsParams{
-		Ids: make([]string, len(runs)), JobNames: make([]string, len(runs)), Inputs: make([]string, len(runs)),
+		Ids: make([]string, len(runs)), Statuses: make([]string, len(runs)), LeaseOwners: make([]string, len(runs)),
+		LeaseExpiresAts: make([]string, len(runs)), LeaseGenerations: make([]int32, len(runs)), StartedAts: make([]string, len(runs)),
+		JobNames: make([]string, len(runs)), Inputs: make([]string, len(runs)),
 		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)),
 		Labels: make([]string, len(runs)), CreatedAts: make([]string, len(runs)),
 		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
@@ -296,6 +300,8 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 	}
 	for i, r := range runs {
 		p.Ids[i], p.JobNames[i], p.Inputs[i] = r.ID, r.JobName, string(r.Input)
+		p.Statuses[i], p.LeaseOwners[i], p.LeaseGenerations[i] = string(r.Status), r.LeaseOwner, int32(r.LeaseGeneration)
+		p.LeaseExpiresAts[i], p.StartedAts[i] = store.OptionalTime(r.LeaseExpiresAt), store.OptionalTime(r.StartedAt)
 		p.IdempotencyKeys[i], p.ConcurrencyKeys[i] = r.IdempotencyKey, r.ConcurrencyKey
 		p.Labels[i], p.CreatedAts[i] = store.EncodeLabels(r.Labels), store.FormatTime(r.CreatedAt)
 		for _, k := range store.SortedKeys(r.Labels) {
@@ -374,13 +380,21 @@ func progressParams(ops []*op) pgdb.SetProgressParams {
 	return p
 }
 
-func stepsParams(ops []*op) pgdb.SaveStepsParams {
-	var p pgdb.SaveStepsParams
+func finishHasSteps(ops []*op) bool {
 	for _, o := range ops {
-		st := o.step
+		if len(o.fin.Steps) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func stepsParams(saves, finishes []*op) pgdb.SaveStepsParams {
+	var p pgdb.SaveStepsParams
+	add := func(lease store.Lease, st *store.Step) {
 		p.Ids = append(p.Ids, st.ID)
-		p.RunIds = append(p.RunIds, o.lease.RunID)
-		p.Generations = append(p.Generations, o.lease.Generation)
+		p.RunIds = append(p.RunIds, lease.RunID)
+		p.Generations = append(p.Generations, lease.Generation)
 		p.Names = append(p.Names, st.Name)
 		p.StepIndexes = append(p.StepIndexes, int64(st.Index))
 		p.Statuses = append(p.Statuses, string(st.Status))
@@ -388,6 +402,14 @@ func stepsParams(ops []*op) pgdb.SaveStepsParams {
 		p.Errors = append(p.Errors, st.Error)
 		p.StartedAts = append(p.StartedAts, store.FormatTime(st.StartedAt))
 		p.CompletedAts = append(p.CompletedAts, store.FormatTime(st.CompletedAt))
+	}
+	for _, o := range saves {
+		add(o.lease, o.step)
+	}
+	for _, o := range finishes {
+		for _, st := range o.fin.Steps {
+			add(o.lease, st)
+		}
 	}
 	return p
 }
@@ -417,6 +439,8 @@ func finishParams(ops []*op) pgdb.FinishRunsParams {
 		p.Outputs = append(p.Outputs, string(o.fin.Output))
 		p.Errors = append(p.Errors, o.fin.Error)
 		p.DeleteSteps = append(p.DeleteSteps, o.fin.DeleteSteps)
+		p.CurrentStepIndexes = append(p.CurrentStepIndexes, int32(o.fin.CurrentStepIndex))
+		p.CompletedStepCounts = append(p.CompletedStepCounts, int32(o.fin.CompletedStepCount))
 		if o.fin.Now.After(now) {
 			now = o.fin.Now
 		}

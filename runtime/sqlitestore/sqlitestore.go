@@ -360,9 +360,11 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 	for i, r := range runs {
 		created := store.FormatTime(r.CreatedAt)
 		n, err := e.q.InsertRun(ctx, sqlitedb.InsertRunParams{
-			ID: r.ID, JobName: r.JobName, Input: string(r.Input),
+			ID: r.ID, JobName: r.JobName, Input: string(r.Input), Status: string(r.Status),
 			IdempotencyKey: nullString(r.IdempotencyKey), ConcurrencyKey: nullString(r.ConcurrencyKey),
-			Labels: store.EncodeLabels(r.Labels), CreatedAt: created,
+			Labels: store.EncodeLabels(r.Labels), LeaseOwner: nullString(r.LeaseOwner),
+			LeaseExpiresAt: nullString(store.OptionalTime(r.LeaseExpiresAt)), LeaseGeneration: r.LeaseGeneration,
+			StartedAt: nullString(store.OptionalTime(r.StartedAt)), CreatedAt: created,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: insert run: %w", err)
@@ -463,22 +465,17 @@ func isUniqueViolation(err error) bool {
 func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Step) (bool, error) {
 	var ok bool
 	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
-		ok = false
-		completed := store.FormatTime(step.CompletedAt)
-		n, err := q.InsertStep(ctx, sqlitedb.InsertStepParams{
-			ID: step.ID, RunID: lease.RunID, Name: step.Name, StepIndex: int64(step.Index), Status: string(step.Status),
-			Output: nullString(string(step.Output)), Error: nullString(step.Error),
-			StartedAt: store.FormatTime(step.StartedAt), CompletedAt: nullString(completed), Generation: lease.Generation,
-		})
+		n, err := insertStep(ctx, q, lease, step)
 		if err != nil {
-			return fmt.Errorf("sqlitestore: save step %q: %w", step.Name, err)
+			return err
 		}
 		if n == 0 {
+			ok = false
 			return nil
 		}
 		if step.Status == store.StepCompleted {
 			if _, err := q.AdvanceStepCounters(ctx, sqlitedb.AdvanceStepCountersParams{
-				NextIndex: int64(step.Index + 1), Now: completed, ID: lease.RunID, Generation: lease.Generation,
+				NextIndex: int64(step.Index + 1), Now: store.FormatTime(step.CompletedAt), ID: lease.RunID, Generation: lease.Generation,
 			}); err != nil {
 				return fmt.Errorf("sqlitestore: advance step counters: %w", err)
 			}
@@ -487,6 +484,19 @@ func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Ste
 		return nil
 	})
 	return ok, err
+}
+
+// insertStep is the fenced insert of S-036; 0 rows means refused.
+func insertStep(ctx context.Context, q *sqlitedb.Queries, lease store.Lease, step *store.Step) (int64, error) {
+	n, err := q.InsertStep(ctx, sqlitedb.InsertStepParams{
+		ID: step.ID, RunID: lease.RunID, Name: step.Name, StepIndex: int64(step.Index), Status: string(step.Status),
+		Output: nullString(string(step.Output)), Error: nullString(step.Error),
+		StartedAt: store.FormatTime(step.StartedAt), CompletedAt: nullString(store.FormatTime(step.CompletedAt)), Generation: lease.Generation,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: save step %q: %w", step.Name, err)
+	}
+	return n, nil
 }
 
 // SetProgress queues a fenced progress write.
@@ -501,20 +511,42 @@ func (s *Store) SetProgress(ctx context.Context, lease store.Lease, progress *st
 	}})
 }
 
-// FinishRun completes or fails the run and, if asked,
-// deletes its steps and logs in the same transaction.
+// FinishRun records fin.Steps and completes or fails the run (R-072,
+// R-073) and, if asked, deletes its steps and logs, all in one transaction
+//
 func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Finish) (bool, error) {
 	var ok bool
-	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
 		ok = false
+		if len(fin.Steps) > 0 {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_finish"); err != nil {
+				return err
+			}
+		}
+		for _, st := range fin.Steps {
+			n, err := insertStep(ctx, q, lease, st)
+			if err != nil {
+				return err
+			}
+			if n == 0 { // refused: the finish is refused too
+				_, err := tx.ExecContext(ctx, "ROLLBACK TO durably_finish; RELEASE durably_finish")
+				return err
+			}
+		}
+		if len(fin.Steps) > 0 {
+			if _, err := tx.ExecContext(ctx, "RELEASE durably_finish"); err != nil {
+				return err
+			}
+		}
 		now := store.FormatTime(fin.Now)
+		cur, count := int64(fin.CurrentStepIndex), int64(fin.CompletedStepCount)
 		var n int64
 		var err error
 		switch fin.Status {
 		case store.StatusCompleted:
-			n, err = q.CompleteRun(ctx, sqlitedb.CompleteRunParams{Output: nullString(string(fin.Output)), Now: now, ID: lease.RunID, Generation: lease.Generation})
+			n, err = q.CompleteRun(ctx, sqlitedb.CompleteRunParams{Output: nullString(string(fin.Output)), CurrentStepIndex: cur, CompletedStepCount: count, Now: now, ID: lease.RunID, Generation: lease.Generation})
 		case store.StatusFailed:
-			n, err = q.FailRun(ctx, sqlitedb.FailRunParams{Error: fin.Error, Now: now, ID: lease.RunID, Generation: lease.Generation})
+			n, err = q.FailRun(ctx, sqlitedb.FailRunParams{Error: fin.Error, CurrentStepIndex: cur, CompletedStepCount: count, Now: now, ID: lease.RunID, Generation: lease.Generation})
 		default:
 			return fmt.Errorf("sqlitestore: finish with status %q", fin.Status)
 		}

@@ -38,6 +38,11 @@ func PrepareRuns(items []NewRun) []*Run {
 	runs := make([]*Run, len(items))
 	for i, it := range items {
 		runs[i] = prepareNewRun(it.Run)
+		if c := it.Claim; c != nil && it.Run.ConcurrencyKey == "" {
+			r := runs[i]
+			r.Status, r.LeaseOwner, r.LeaseGeneration = StatusLeased, c.WorkerID, 1
+			r.LeaseExpiresAt, r.StartedAt = Truncate(c.ExpiresAt), r.CreatedAt
+		}
 	}
 	return runs
 }

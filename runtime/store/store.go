@@ -59,8 +59,8 @@ type Store interface {
 	// it; a refused or failed write is dropped.
 	SetProgress(ctx context.Context, lease Lease, progress *Progress, now time.Time) error
 	// FinishRun completes or fails the run, fenced by generation only
-	// with DeleteSteps it removes the run's steps and logs in the
-	// same transaction.
+	// after recording fin.Steps in the same transaction; with
+	// DeleteSteps it removes the run's steps and logs there too.
 	FinishRun(ctx context.Context, lease Lease, fin Finish) (bool, error)
 	// AppendLogs queues log records (D10) without waiting; they are
 	// committed no later than any write that follows them.
@@ -222,6 +222,17 @@ type NewRun struct {
 	// Coalesce returns the existing pending run of the same job and
 	// concurrency key instead of failing with a conflict.
 	Coalesce bool
+	// Claim, when set, inserts the run already leased (generation 1,
+	// started now), as if a claim had taken it in the same transaction:
+	// a worker with an idle slot starts a run it triggers itself without a
+	// second commit. Only for runs without a concurrency key.
+	Claim *Claim
+}
+
+// Claim leases a new run to a worker until ExpiresAt.
+type Claim struct {
+	WorkerID  string
+	ExpiresAt time.Time
 }
 
 // Enqueued is the outcome of one enqueued item.
@@ -252,6 +263,14 @@ type Finish struct {
 	Error       string
 	Now         time.Time
 	DeleteSteps bool
+	// Steps are recorded, fenced like the finish, in the same transaction
+	// before it: the engine holds a run's last step back so that it costs
+	// no commit of its own.
+	Steps []*Step
+	// CurrentStepIndex and CompletedStepCount are the run's step counters
+	// once Steps are recorded; the finish writes them.
+	CurrentStepIndex   int
+	CompletedStepCount int
 }
 
 // RunFilter selects runs for ListRuns. Empty slices and a nil map do not

@@ -281,10 +281,11 @@ var claimCases = []Case{
 		for range 3 {
 			gate.Entered(t)
 		}
-		Eventually(t, "three runs leased", func() bool {
-			runs, _ := e.ListRuns(Ctx(t), durably.RunFilter{Statuses: []durably.Status{durably.StatusLeased}})
-			return len(runs) == 3
-		})
+		select {
+		case who := <-gate.entered:
+			t.Fatalf("a fourth run (%s) started while three slots were busy", who)
+		case <-time.After(50 * time.Millisecond):
+		}
 		gate.Open()
 		for _, id := range ids {
 			if _, err := e.WaitForRun(Ctx(t), id); err != nil {

@@ -257,6 +257,8 @@ WITH fin AS (
   SET status = u.status,
       output = NULLIF(u.output, ''),
       error = CASE WHEN u.status = 'failed' THEN u.error ELSE NULL END,
+      current_step_index = u.current_step_index,
+      completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
       completed_at = $1::text, updated_at = $1::text
   FROM (SELECT unnest($2::text[]) AS id,
@@ -264,7 +266,9 @@ WITH fin AS (
           unnest($4::text[]) AS status,
           unnest($5::text[]) AS output,
           unnest($6::text[]) AS error,
-          unnest($7::boolean[]) AS delete_steps) AS u
+          unnest($7::boolean[]) AS delete_steps,
+          unnest($8::integer[]) AS current_step_index,
+          unnest($9::integer[]) AS completed_step_count) AS u
   WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, u.delete_steps
 ), del_steps AS (
@@ -276,13 +280,15 @@ SELECT id FROM fin
 `
 
 type FinishRunsParams struct {
-	Now         string
-	Ids         []string
-	Generations []int64
-	Statuses    []string
-	Outputs     []string
-	Errors      []string
-	DeleteSteps []bool
+	Now                 string
+	Ids                 []string
+	Generations         []int64
+	Statuses            []string
+	Outputs             []string
+	Errors              []string
+	DeleteSteps         []bool
+	CurrentStepIndexes  []int32
+	CompletedStepCounts []int32
 }
 
 // Completion and failure (R-072, R-073), fenced by generation only (R-065).
@@ -297,6 +303,8 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]strin
 		arg.Outputs,
 		arg.Errors,
 		arg.DeleteSteps,
+		arg.CurrentStepIndexes,
+		arg.CompletedStepCounts,
 	)
 	if err != nil {
 		return nil, err
@@ -458,45 +466,57 @@ const insertRuns = `-- name: InsertRuns :many
 WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, labels,
-    current_step_index, completed_step_count, lease_generation, created_at, updated_at)
-  SELECT u.id, u.job_name, u.input, 'pending', NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
-         u.labels, 0, 0, 0, u.created_at, u.created_at
+    current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
+    started_at, created_at, updated_at)
+  SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
+         u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
+         NULLIF(u.started_at, ''), u.created_at, u.created_at
   FROM (SELECT unnest($1::text[]) AS id,
-          unnest($2::text[]) AS job_name,
-          unnest($3::text[]) AS input,
-          unnest($4::text[]) AS idempotency_key,
-          unnest($5::text[]) AS concurrency_key,
-          unnest($6::text[]) AS labels,
-          unnest($7::text[]) AS created_at) AS u
+          unnest($2::text[]) AS status,
+          unnest($3::text[]) AS lease_owner,
+          unnest($4::text[]) AS lease_expires_at,
+          unnest($5::integer[]) AS lease_generation,
+          unnest($6::text[]) AS started_at,
+          unnest($7::text[]) AS job_name,
+          unnest($8::text[]) AS input,
+          unnest($9::text[]) AS idempotency_key,
+          unnest($10::text[]) AS concurrency_key,
+          unnest($11::text[]) AS labels,
+          unnest($12::text[]) AS created_at) AS u
   ON CONFLICT DO NOTHING
-  RETURNING id, created_at
+  RETURNING id, status, created_at
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
   FROM ins
-  JOIN (SELECT unnest($8::text[]) AS run_id,
-          unnest($9::text[]) AS key,
-          unnest($10::text[]) AS value) AS l
+  JOIN (SELECT unnest($13::text[]) AS run_id,
+          unnest($14::text[]) AS key,
+          unnest($15::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify($11::text, $12::text) FROM (SELECT 1 FROM ins LIMIT 1) AS any_inserted
+  SELECT pg_notify($16::text, $17::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
 
 type InsertRunsParams struct {
-	Ids             []string
-	JobNames        []string
-	Inputs          []string
-	IdempotencyKeys []string
-	ConcurrencyKeys []string
-	Labels          []string
-	CreatedAts      []string
-	LabelRunIds     []string
-	LabelKeys       []string
-	LabelValues     []string
-	Channel         string
-	Payload         string
+	Ids              []string
+	Statuses         []string
+	LeaseOwners      []string
+	LeaseExpiresAts  []string
+	LeaseGenerations []int32
+	StartedAts       []string
+	JobNames         []string
+	Inputs           []string
+	IdempotencyKeys  []string
+	ConcurrencyKeys  []string
+	Labels           []string
+	CreatedAts       []string
+	LabelRunIds      []string
+	LabelKeys        []string
+	LabelValues      []string
+	Channel          string
+	Payload          string
 }
 
 type InsertRunsRow struct {
@@ -510,10 +530,17 @@ type InsertRunsRow struct {
 // inserted, idle workers of other processes are notified at commit (D4).
 // Like every array statement here, it takes many callers' rows at once;
 // optional text values travel as ” inside arrays and are stored as NULL.
+// A run started by its own worker at once is inserted leased (store.Claim)
+// and wakes nobody.
 // The scalar subquery makes wake run: a CTE that is not referenced is not.
 func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]InsertRunsRow, error) {
 	rows, err := q.db.Query(ctx, insertRuns,
 		arg.Ids,
+		arg.Statuses,
+		arg.LeaseOwners,
+		arg.LeaseExpiresAts,
+		arg.LeaseGenerations,
+		arg.StartedAts,
 		arg.JobNames,
 		arg.Inputs,
 		arg.IdempotencyKeys,

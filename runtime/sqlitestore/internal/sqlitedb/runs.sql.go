@@ -113,21 +113,27 @@ func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRu
 const completeRun = `-- name: CompleteRun :execrows
 UPDATE durably_runs
 SET status = 'completed', output = ?1, error = NULL,
+    current_step_index = CAST(?2 AS INTEGER),
+    completed_step_count = CAST(?3 AS INTEGER),
     lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(?2 AS TEXT), updated_at = CAST(?2 AS TEXT)
-WHERE id = ?3 AND status = 'leased' AND lease_generation = ?4
+    completed_at = CAST(?4 AS TEXT), updated_at = CAST(?4 AS TEXT)
+WHERE id = ?5 AND status = 'leased' AND lease_generation = ?6
 `
 
 type CompleteRunParams struct {
-	Output     sql.NullString
-	Now        string
-	ID         string
-	Generation int64
+	Output             sql.NullString
+	CurrentStepIndex   int64
+	CompletedStepCount int64
+	Now                string
+	ID                 string
+	Generation         int64
 }
 
 func (q *Queries) CompleteRun(ctx context.Context, arg CompleteRunParams) (int64, error) {
 	result, err := q.exec(ctx, q.completeRunStmt, completeRun,
 		arg.Output,
+		arg.CurrentStepIndex,
+		arg.CompletedStepCount,
 		arg.Now,
 		arg.ID,
 		arg.Generation,
@@ -293,21 +299,27 @@ func (q *Queries) FailExpiredWithPendingSibling(ctx context.Context, now string)
 const failRun = `-- name: FailRun :execrows
 UPDATE durably_runs
 SET status = 'failed', error = CAST(?1 AS TEXT),
+    current_step_index = CAST(?2 AS INTEGER),
+    completed_step_count = CAST(?3 AS INTEGER),
     lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(?2 AS TEXT), updated_at = CAST(?2 AS TEXT)
-WHERE id = ?3 AND status = 'leased' AND lease_generation = ?4
+    completed_at = CAST(?4 AS TEXT), updated_at = CAST(?4 AS TEXT)
+WHERE id = ?5 AND status = 'leased' AND lease_generation = ?6
 `
 
 type FailRunParams struct {
-	Error      string
-	Now        string
-	ID         string
-	Generation int64
+	Error              string
+	CurrentStepIndex   int64
+	CompletedStepCount int64
+	Now                string
+	ID                 string
+	Generation         int64
 }
 
 func (q *Queries) FailRun(ctx context.Context, arg FailRunParams) (int64, error) {
 	result, err := q.exec(ctx, q.failRunStmt, failRun,
 		arg.Error,
+		arg.CurrentStepIndex,
+		arg.CompletedStepCount,
 		arg.Now,
 		arg.ID,
 		arg.Generation,
@@ -460,33 +472,47 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 const insertRun = `-- name: InsertRun :execrows
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, labels,
-  current_step_index, completed_step_count, lease_generation, created_at, updated_at
+  current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
+  started_at, created_at, updated_at
 ) VALUES (
-  ?1, ?2, ?3, 'pending', ?4,
-  ?5, ?6, 0, 0, 0, CAST(?7 AS TEXT), CAST(?7 AS TEXT)
+  ?1, ?2, ?3, CAST(?4 AS TEXT), ?5,
+  ?6, ?7, 0, 0, ?8, ?9,
+  CAST(?10 AS INTEGER), ?11,
+  CAST(?12 AS TEXT), CAST(?12 AS TEXT)
 ) ON CONFLICT DO NOTHING
 `
 
 type InsertRunParams struct {
-	ID             string
-	JobName        string
-	Input          string
-	IdempotencyKey sql.NullString
-	ConcurrencyKey sql.NullString
-	Labels         string
-	CreatedAt      string
+	ID              string
+	JobName         string
+	Input           string
+	Status          string
+	IdempotencyKey  sql.NullString
+	ConcurrencyKey  sql.NullString
+	Labels          string
+	LeaseOwner      sql.NullString
+	LeaseExpiresAt  sql.NullString
+	LeaseGeneration int64
+	StartedAt       sql.NullString
+	CreatedAt       string
 }
 
 // Both unique indexes (idempotency, pending concurrency key) turn a
 // conflicting insert into zero rows; the store then looks up why (S-025).
+// A run started by its own worker at once is inserted leased (store.Claim).
 func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, error) {
 	result, err := q.exec(ctx, q.insertRunStmt, insertRun,
 		arg.ID,
 		arg.JobName,
 		arg.Input,
+		arg.Status,
 		arg.IdempotencyKey,
 		arg.ConcurrencyKey,
 		arg.Labels,
+		arg.LeaseOwner,
+		arg.LeaseExpiresAt,
+		arg.LeaseGeneration,
+		arg.StartedAt,
 		arg.CreatedAt,
 	)
 	if err != nil {
