@@ -304,13 +304,13 @@ func (h *JobHandle[I, O]) TriggerAndWait(ctx context.Context, input I, opts ...O
 	}
 	out.RunID, out.Disposition = res.Run.ID, res.Disposition
 	w.bind(res.Run.ID)
-	run, err := w.wait(ctx)
+	output, err := w.waitOutput(ctx)
 	if err != nil {
 		return out, err
 	}
-	if len(run.Output) > 0 {
-		if err := json.Unmarshal(run.Output, &out.Output); err != nil {
-			return out, fmt.Errorf("durably: decode output of run %s: %w", run.ID, err)
+	if len(output) > 0 {
+		if err := json.Unmarshal(output, &out.Output); err != nil {
+			return out, fmt.Errorf("durably: decode output of run %s: %w", res.Run.ID, err)
 		}
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package durably
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -149,11 +150,12 @@ type waiter struct {
 	interval    time.Duration
 	unsubscribe func()
 
-	mu      sync.Mutex
-	runID   string
-	early   []Event // events seen before bind, of any run
-	settled chan struct{}
-	live    chan Event
+	mu       sync.Mutex
+	runID    string
+	early    []Event // events seen before bind, of any run
+	settled  chan struct{}
+	live     chan Event
+	complete *Event // the run:complete that settled the wait, if one did
 }
 
 // maxEarlyEvents bounds what a waiter keeps before it knows its run.
@@ -211,11 +213,25 @@ func (w *waiter) deliver(ev Event) {
 			}
 		}
 	default:
+		if ev.Type == EventRunComplete {
+			w.complete = &ev
+		}
 		select {
 		case w.settled <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// completedOutput returns the output of a run:complete seen for the run,
+// which spares the caller that only wants the output a read of the run.
+func (w *waiter) completedOutput() (json.RawMessage, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.complete == nil {
+		return nil, false
+	}
+	return w.complete.Output, true
 }
 
 func (w *waiter) bind(runID string) {
@@ -228,6 +244,27 @@ func (w *waiter) bind(runID string) {
 		}
 	}
 	w.early = nil
+}
+
+// waitOutput waits like wait but settles on a run:complete event without
+// reading the run again.
+func (w *waiter) waitOutput(ctx context.Context) (json.RawMessage, error) {
+	if out, ok := w.completedOutput(); ok {
+		return out, nil
+	}
+	select {
+	case <-w.settled:
+		if out, ok := w.completedOutput(); ok {
+			return out, nil
+		}
+		signal(w.settled) // let wait see it
+	default:
+	}
+	run, err := w.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return run.Output, nil
 }
 
 func (w *waiter) wait(ctx context.Context) (*Run, error) {

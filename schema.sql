@@ -30,28 +30,54 @@ CREATE TABLE IF NOT EXISTS durably_runs (
   updated_at           TEXT    NOT NULL
 );
 
--- Idempotency keys are unique per job, forever (R-033). NULL keys never collide.
+-- Every status change of a run rewrites the entries of the indexes that
+-- hold it; on PostgreSQL every non-HOT update adds entries to all of them.
+-- So indexes that serve one kind of row are partial: runs without an
+-- idempotency or concurrency key, and runs that are not leased or not
+-- finished, cost them nothing.
+
+-- Idempotency keys are unique per job, forever (R-033).
 CREATE UNIQUE INDEX IF NOT EXISTS idx_durably_runs_job_idempotency
-  ON durably_runs (job_name, idempotency_key);
+  ON durably_runs (job_name, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
 
 -- At most one pending run per (job, concurrency key) (R-036).
 CREATE UNIQUE INDEX IF NOT EXISTS idx_durably_runs_pending_concurrency
   ON durably_runs (job_name, concurrency_key)
   WHERE status = 'pending' AND concurrency_key IS NOT NULL;
 
+-- The claim's concurrency guard: is a run of this key leased (R-051)?
 CREATE INDEX IF NOT EXISTS idx_durably_runs_status_concurrency
-  ON durably_runs (status, concurrency_key);
+  ON durably_runs (concurrency_key, status)
+  WHERE concurrency_key IS NOT NULL;
+
+-- Listing by status, newest first.
 CREATE INDEX IF NOT EXISTS idx_durably_runs_status_created
   ON durably_runs (status, created_at);
+
+-- Releasing expired leases (R-062).
 CREATE INDEX IF NOT EXISTS idx_durably_runs_status_lease_expires
-  ON durably_runs (status, lease_expires_at);
+  ON durably_runs (lease_expires_at)
+  WHERE status = 'leased';
+
+-- Listing by job, newest first.
 CREATE INDEX IF NOT EXISTS idx_durably_runs_job_created
   ON durably_runs (job_name, created_at);
+
+-- Purging finished runs oldest first (R-104).
 CREATE INDEX IF NOT EXISTS idx_durably_runs_status_completed
-  ON durably_runs (status, completed_at);
+  ON durably_runs (completed_at)
+  WHERE status IN ('completed', 'failed', 'cancelled');
+
 -- Listing newest first without a status or job filter (GET /runs).
 CREATE INDEX IF NOT EXISTS idx_durably_runs_created
   ON durably_runs (created_at, id);
+
+-- Claiming walks the active runs in creation order; this index holds only
+-- pending and leased runs, so the scan never wades through finished history.
+CREATE INDEX IF NOT EXISTS idx_durably_runs_active_created
+  ON durably_runs (created_at, id)
+  WHERE status IN ('pending', 'leased');
 
 -- Normalised copy of durably_runs.labels, written once at insert (labels are
 -- immutable) and used only for filtering (S-045). created_at is the run's,
@@ -97,12 +123,6 @@ CREATE TABLE IF NOT EXISTS durably_logs (
 );
 CREATE INDEX IF NOT EXISTS idx_durably_logs_run_created
   ON durably_logs (run_id, created_at);
-
--- Claiming walks the active runs in creation order; this index holds only
--- pending and leased runs, so the scan never wades through finished history.
-CREATE INDEX IF NOT EXISTS idx_durably_runs_active_created
-  ON durably_runs (created_at, id)
-  WHERE status IN ('pending', 'leased');
 
 CREATE TABLE IF NOT EXISTS durably_schema_versions (
   version    INTEGER NOT NULL PRIMARY KEY,

@@ -185,14 +185,16 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 }
 
 // claimWant is how many runs to claim now: the free slots plus a buffer of
-// as many runs as there are slots, claimed once half of it is used up.
+// as many runs as there are slots (at least 4), claimed once half of the
+// buffer is used up.
 func (w *worker) claimWant() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	slots := w.e.cfg.MaxConcurrentRuns
+	buffer := max(slots, 4)
 	free := slots - w.executing
-	want := free + slots - len(w.buffer)
-	if want <= 0 || (len(w.buffer) > 0 && want < max(1, slots/2)) {
+	want := free + buffer - len(w.buffer)
+	if want <= 0 || (len(w.buffer) > 0 && want < buffer/2) {
 		return 0
 	}
 	return want

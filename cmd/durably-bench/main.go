@@ -46,13 +46,13 @@ type result struct {
 
 // summary is the median, min and max of every metric over the repetitions.
 type summary struct {
-	Type     string                       `json:"type"`
-	Workload string                       `json:"workload"`
-	Store    string                       `json:"store"`
-	Params   map[string]any               `json:"params"`
-	Reps     int                          `json:"reps"`
+	Type     string                        `json:"type"`
+	Workload string                        `json:"workload"`
+	Store    string                        `json:"store"`
+	Params   map[string]any                `json:"params"`
+	Reps     int                           `json:"reps"`
 	Stats    map[string]map[string]float64 `json:"stats"`
-	Units    map[string]string            `json:"units"`
+	Units    map[string]string             `json:"units"`
 }
 
 var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *result) error{
