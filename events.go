@@ -2,12 +2,11 @@ package durably
 
 import (
 	"encoding/json"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/durably-go/durably/internal/jsonw"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -97,197 +96,62 @@ func (e Event) MarshalJSON() ([]byte, error) {
 // AppendJSON appends the event's JSON to b. It is MarshalJSON without the
 // allocation, for streams that encode many events.
 func (e Event) AppendJSON(b []byte) []byte {
-	w := jsonWriter{b: append(b, '{')}
-	w.str("type", string(e.Type))
+	w := jsonw.Writer{B: append(b, '{')}
+	w.Str("type", string(e.Type))
 	switch e.Type {
 	case EventWorkerError:
-		w.str("error", e.Error)
-		w.str("context", e.Context)
+		w.Str("error", e.Error)
+		w.Str("context", e.Context)
 		if e.RunID != "" {
-			w.str("runId", e.RunID)
+			w.Str("runId", e.RunID)
 		}
 	default:
-		w.str("runId", e.RunID)
-		w.str("jobName", e.JobName)
+		w.Str("runId", e.RunID)
+		w.Str("jobName", e.JobName)
 		switch e.Type {
 		case EventRunTrigger:
-			w.raw("input", e.Input)
+			w.Raw("input", e.Input)
 		case EventRunCoalesced:
-			w.raw("skippedInput", e.SkippedInput)
-			w.labels("skippedLabels", e.SkippedLabels)
+			w.Raw("skippedInput", e.SkippedInput)
+			w.Labels("skippedLabels", e.SkippedLabels)
 		case EventRunLeased:
-			w.raw("input", e.Input)
-			w.str("leaseOwner", e.LeaseOwner)
-			w.str("leaseExpiresAt", store.FormatTime(e.LeaseExpiresAt))
+			w.Raw("input", e.Input)
+			w.Str("leaseOwner", e.LeaseOwner)
+			w.Str("leaseExpiresAt", store.FormatTime(e.LeaseExpiresAt))
 		case EventRunLeaseRenewed:
-			w.str("leaseOwner", e.LeaseOwner)
-			w.str("leaseExpiresAt", store.FormatTime(e.LeaseExpiresAt))
+			w.Str("leaseOwner", e.LeaseOwner)
+			w.Str("leaseExpiresAt", store.FormatTime(e.LeaseExpiresAt))
 		case EventRunProgress:
-			w.progress("progress", e.Progress)
+			w.Progress("progress", e.Progress)
 		case EventRunComplete:
-			w.raw("output", e.Output)
-			w.int("duration", e.Duration.Milliseconds())
+			w.Raw("output", e.Output)
+			w.Int("duration", e.Duration.Milliseconds())
 		case EventRunFail:
-			w.str("error", e.Error)
-			w.str("failedStepName", e.FailedStepName)
+			w.Str("error", e.Error)
+			w.Str("failedStepName", e.FailedStepName)
 		case EventStepStart, EventStepCancel:
-			w.str("stepName", e.StepName)
-			w.int("stepIndex", int64(e.StepIndex))
+			w.Str("stepName", e.StepName)
+			w.Int("stepIndex", int64(e.StepIndex))
 		case EventStepComplete:
-			w.str("stepName", e.StepName)
-			w.int("stepIndex", int64(e.StepIndex))
-			w.raw("output", e.Output)
-			w.int("duration", e.Duration.Milliseconds())
+			w.Str("stepName", e.StepName)
+			w.Int("stepIndex", int64(e.StepIndex))
+			w.Raw("output", e.Output)
+			w.Int("duration", e.Duration.Milliseconds())
 		case EventStepFail:
-			w.str("stepName", e.StepName)
-			w.int("stepIndex", int64(e.StepIndex))
-			w.str("error", e.Error)
+			w.Str("stepName", e.StepName)
+			w.Int("stepIndex", int64(e.StepIndex))
+			w.Str("error", e.Error)
 		case EventLogWrite:
-			w.nullableStr("stepName", e.StepName)
-			w.str("level", e.Level)
-			w.str("message", e.Message)
-			w.raw("data", e.Data)
+			w.NullableStr("stepName", e.StepName)
+			w.Str("level", e.Level)
+			w.Str("message", e.Message)
+			w.Raw("data", e.Data)
 		}
-		w.labels("labels", e.Labels)
+		w.Labels("labels", e.Labels)
 	}
-	w.str("timestamp", store.FormatTime(e.Timestamp))
-	w.int("sequence", e.Sequence)
-	return append(w.b, '}')
-}
-
-// jsonWriter appends object members; the first member gets no comma.
-type jsonWriter struct {
-	b    []byte
-	more bool
-}
-
-func (w *jsonWriter) key(k string) {
-	if w.more {
-		w.b = append(w.b, ',')
-	}
-	w.more = true
-	w.b = append(w.b, '"')
-	w.b = append(w.b, k...)
-	w.b = append(w.b, '"', ':')
-}
-
-func (w *jsonWriter) str(k, v string) {
-	w.key(k)
-	w.b = appendJSONString(w.b, v)
-}
-
-func (w *jsonWriter) nullableStr(k, v string) {
-	if v == "" {
-		w.key(k)
-		w.b = append(w.b, "null"...)
-		return
-	}
-	w.str(k, v)
-}
-
-func (w *jsonWriter) int(k string, v int64) {
-	w.key(k)
-	w.b = strconv.AppendInt(w.b, v, 10)
-}
-
-func (w *jsonWriter) raw(k string, v json.RawMessage) {
-	w.key(k)
-	if len(v) == 0 {
-		w.b = append(w.b, "null"...)
-		return
-	}
-	w.b = append(w.b, v...)
-}
-
-func (w *jsonWriter) labels(k string, m map[string]string) {
-	w.key(k)
-	w.b = appendLabels(w.b, m)
-}
-
-func (w *jsonWriter) progress(k string, p *store.Progress) {
-	w.key(k)
-	w.b = appendProgress(w.b, p)
-}
-
-func appendLabels(b []byte, m map[string]string) []byte {
-	b = append(b, '{')
-	for i, k := range store.SortedKeys(m) {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, m[k])
-	}
-	return append(b, '}')
-}
-
-func appendProgress(b []byte, p *store.Progress) []byte {
-	if p == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, `{"current":`...)
-	b = strconv.AppendInt(b, int64(p.Current), 10)
-	if p.Total != nil {
-		b = append(b, `,"total":`...)
-		b = strconv.AppendInt(b, int64(*p.Total), 10)
-	}
-	if p.Message != nil {
-		b = append(b, `,"message":`...)
-		b = appendJSONString(b, *p.Message)
-	}
-	return append(b, '}')
-}
-
-// appendJSONString quotes s as encoding/json does (including its HTML-safe
-// escaping, harmless for the protocol, H-052) without its reflection.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	w.Str("timestamp", store.FormatTime(e.Timestamp))
+	w.Int("sequence", e.Sequence)
+	return append(w.B, '}')
 }
 
 // bus delivers events to listeners synchronously, in emission order.

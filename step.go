@@ -105,6 +105,11 @@ func (s *StepContext) Progress(current, total int, message string) {
 // ReportProgress is Progress with every field under the caller's control,
 // for a total of 0 or an empty message.
 func (s *StepContext) ReportProgress(p Progress) {
+	// A step held back is recorded first, so that its step:complete comes
+	// before this progress, as the job's code ordered them.
+	if err := s.flush(); err != nil {
+		return // the run is over; its context says why
+	}
 	now := s.e.now()
 	if err := s.e.store.SetProgress(s.ctx, s.lease, &p, now); err != nil {
 		s.e.logger.Warn("durably: progress not recorded", "runId", s.run.ID, "err", err)
@@ -350,6 +355,9 @@ func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
 		level = "error"
 	case r.Level >= slog.LevelWarn:
 		level = "warn"
+	}
+	if err := s.flush(); err != nil { // keep step:complete before this log, as in the code
+		return nil
 	}
 	stepName, _ := ctx.Value(stepNameKey{}).(string)
 	if stepName == "" {

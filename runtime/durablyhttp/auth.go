@@ -1,0 +1,123 @@
+package durablyhttp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+
+	"github.com/durably-go/durably"
+)
+
+// AuthConfig holds the hooks that authenticate requests and authorize
+// operations (H-060 … H-065), typed by the authentication context C that
+// Authenticate returns and the labels type L of the application.
+//
+// A hook rejects a request by returning a *Rejection (see Reject): the
+// handler writes its status and body verbatim. A hook that returns an engine
+// error (durably.ErrNotFound, …) answers with that error's status and an
+// {"error": …} body. Any other error answers 500 without its text, which is
+// logged instead.
+type AuthConfig[C any, L Labels[L]] struct {
+	// Authenticate runs first on every request, before routing: an
+	// unauthenticated request to an unknown route gets the rejection, not
+	// 404 (H-003). Required when AuthConfig is set (H-061).
+	Authenticate func(r *http.Request) (C, error)
+	// OnTrigger may reject a trigger, and may change it: labels set here
+	// are stamped server-side (D8). It runs after the job's existence is
+	// checked and before input and labels are validated (H-033, H-062).
+	OnTrigger func(ctx context.Context, auth C, req *TriggerRequest[L]) error
+	// OnRunAccess guards every operation on one run, after the run was
+	// found (H-063). Return Reject(404, …) to hide a run's existence.
+	OnRunAccess func(ctx context.Context, auth C, run *Run[L], op Operation) error
+	// ScopeRuns returns the filter GET /runs uses (H-064), typically
+	// forcing a tenant label.
+	ScopeRuns func(ctx context.Context, auth C, filter RunsFilter[L]) (RunsFilter[L], error)
+	// ScopeRunsSubscribe returns the filter of GET /runs/subscribe; when
+	// nil, ScopeRuns is used and only its job names and labels count.
+	ScopeRunsSubscribe func(ctx context.Context, auth C, filter SubscribeFilter[L]) (SubscribeFilter[L], error)
+}
+
+// Operation names what OnRunAccess is asked to allow.
+type Operation string
+
+// The operations on one run (H-063).
+const (
+	OpRead      Operation = "read"
+	OpSteps     Operation = "steps"
+	OpSubscribe Operation = "subscribe"
+	OpRetrigger Operation = "retrigger"
+	OpCancel    Operation = "cancel"
+	OpDelete    Operation = "delete"
+)
+
+// Labels is what a labels type offers the handler: conversion from and to
+// the stored string map. Generated label structs implement it; MapLabels is
+// the untyped form. ToMap leaves out unset fields, so that a labels value
+// also serves as a filter (only the set fields must match).
+type Labels[L any] interface {
+	ToMap() map[string]string
+	// FromMap makes an L from a map. It fails only for keys L cannot
+	// hold; the values are validated by the engine's label schema, after
+	// OnTrigger (H-033).
+	FromMap(m map[string]string) (L, error)
+}
+
+// MapLabels is the labels type of applications that declare none: any keys,
+// string values.
+type MapLabels map[string]string
+
+// ToMap returns a copy of the labels.
+func (m MapLabels) ToMap() map[string]string { return maps.Clone(m) }
+
+// FromMap returns a copy of m.
+func (MapLabels) FromMap(m map[string]string) (MapLabels, error) { return maps.Clone(m), nil }
+
+// TriggerRequest is a POST /trigger body (H-022) as OnTrigger sees it; the
+// hook may change any field.
+type TriggerRequest[L any] struct {
+	JobName        string
+	Input          json.RawMessage
+	IdempotencyKey string
+	ConcurrencyKey string
+	// Labels is nil when the body carries none.
+	Labels   *L
+	Coalesce string
+}
+
+// Run is a run as the hooks see it: the full internal record (H-063),
+// with typed labels.
+type Run[L any] struct {
+	*durably.Run
+	Labels L
+}
+
+// RunsFilter is the filter of GET /runs (H-039).
+type RunsFilter[L any] struct {
+	JobNames []string
+	Statuses []durably.Status
+	// Labels: the set fields must all match.
+	Labels L
+	Limit  int // 0: none
+	Offset int
+}
+
+// SubscribeFilter is the filter of GET /runs/subscribe (H-050).
+type SubscribeFilter[L any] struct {
+	JobNames []string
+	Labels   L
+}
+
+// Rejection is a complete response a hook answers with instead of the
+// operation (H-013).
+type Rejection struct {
+	Status      int
+	Body        string
+	ContentType string // default text/plain; charset=utf-8
+}
+
+func (r *Rejection) Error() string { return fmt.Sprintf("rejected with %d: %s", r.Status, r.Body) }
+
+// Reject makes a Rejection with a plain-text body, e.g. Reject(403, "Forbidden").
+func Reject(status int, body string) error { return &Rejection{Status: status, Body: body} }

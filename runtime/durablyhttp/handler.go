@@ -1,0 +1,514 @@
+// Package durablyhttp serves a durably engine over Durably's own HTTP and
+// Server-Sent Events protocol (http.md), so that existing clients, the
+// unmodified @coji/durably-react hooks among them, work against a Go server.
+//
+// Mount it under any path. With net/http:
+//
+//	mux.Handle("/api/durably/", http.StripPrefix("/api/durably", h))
+//
+// with chi:
+//
+//	r.Mount("/api/durably", h)   // chi strips the mount path itself
+//
+// or let the handler strip it: Options.BasePath = "/api/durably".
+//
+// Call Close (or register it with http.Server.RegisterOnShutdown) to end
+// the open event streams when the server shuts down.
+package durablyhttp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// Options configure a Handler.
+type Options[C any, L Labels[L]] struct {
+	// Auth, when set, authenticates every request and authorizes
+	// operations. Without it every request is served.
+	Auth *AuthConfig[C, L]
+	// OnRequest runs on every request after authentication and before
+	// routing (H-060), e.g. for lazy initialisation.
+	OnRequest func(r *http.Request) error
+	// BasePath is removed from the request path before routing (its first
+	// occurrence, H-001). Empty when the router strips the mount path.
+	BasePath string
+	// SSEThrottle is the per-run interval of run:progress messages on an
+	// event stream (H-053). Default 100ms; negative disables throttling.
+	SSEThrottle time.Duration
+	// Heartbeat is the interval of the comment lines that keep idle event
+	// streams open through proxies. Default 15s; negative disables them.
+	Heartbeat time.Duration
+	// MaxBodyBytes bounds request bodies. Default 1 MiB.
+	MaxBodyBytes int64
+	// StreamBuffer bounds the messages an event stream holds for a slow
+	// client; past it the stream is closed and the client, reconnecting,
+	// gets a fresh snapshot. Default 1024.
+	StreamBuffer int
+	// Logger receives errors that are answered with a bare 500. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler serves the protocol. Create it with New.
+type Handler[C any, L Labels[L]] struct {
+	e    *durably.Engine
+	opts Options[C, L]
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	streams   sync.WaitGroup
+}
+
+// New returns a handler for e. Configuring Auth without Authenticate is an
+// error (H-061).
+func New[C any, L Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C, L], error) {
+	if opts.Auth != nil && opts.Auth.Authenticate == nil {
+		return nil, errors.New("createDurablyHandler: auth.authenticate is required when auth is provided")
+	}
+	if opts.SSEThrottle == 0 {
+		opts.SSEThrottle = 100 * time.Millisecond
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.StreamBuffer <= 0 {
+		opts.StreamBuffer = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Handler[C, L]{e: e, opts: opts, closing: make(chan struct{})}, nil
+}
+
+// Close ends every open event stream and makes new ones end at once. It
+// returns when the streams have ended.
+func (h *Handler[C, L]) Close() {
+	h.closeOnce.Do(func() { close(h.closing) })
+	h.streams.Wait()
+}
+
+// request is one request's state through the pipeline of H-060.
+type request[C any] struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	auth   C
+	authed bool // hooks run only with an authentication context
+}
+
+// ServeHTTP runs authenticate → onRequest → routing → validation → hook →
+// operation (H-060).
+func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req := &request[C]{w: w, r: r}
+	if a := h.opts.Auth; a != nil {
+		c, err := a.Authenticate(r)
+		if err != nil {
+			h.fail(req, err)
+			return
+		}
+		req.auth, req.authed = c, true
+	}
+	if h.opts.OnRequest != nil {
+		if err := h.opts.OnRequest(r); err != nil {
+			h.fail(req, err)
+			return
+		}
+	}
+	path := r.URL.Path
+	if h.opts.BasePath != "" {
+		path = strings.Replace(path, h.opts.BasePath, "", 1)
+	}
+	switch {
+	case r.Method == http.MethodPost && path == "/trigger":
+		h.trigger(req)
+	case r.Method == http.MethodGet && path == "/runs":
+		h.listRuns(req)
+	case r.Method == http.MethodGet && path == "/run":
+		h.withRun(req, OpRead, h.getRun)
+	case r.Method == http.MethodGet && path == "/steps":
+		h.withRun(req, OpSteps, h.getSteps)
+	case r.Method == http.MethodPost && path == "/retrigger":
+		h.withRun(req, OpRetrigger, h.retrigger)
+	case r.Method == http.MethodPost && path == "/cancel":
+		h.withRun(req, OpCancel, h.cancel)
+	case r.Method == http.MethodDelete && path == "/run":
+		h.withRun(req, OpDelete, h.deleteRun)
+	case r.Method == http.MethodGet && path == "/subscribe":
+		h.withRun(req, OpSubscribe, h.subscribe)
+	case r.Method == http.MethodGet && path == "/runs/subscribe":
+		h.subscribeRuns(req)
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, "Not Found") // H-003
+	}
+}
+
+// fail answers an error: a hook's rejection verbatim, an engine error with
+// its status, anything else with a 500 that keeps its text in the log.
+func (h *Handler[C, L]) fail(req *request[C], err error) {
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		ct := rej.ContentType
+		if ct == "" {
+			ct = "text/plain; charset=utf-8"
+		}
+		req.w.Header().Set("Content-Type", ct)
+		req.w.WriteHeader(rej.Status)
+		_, _ = io.WriteString(req.w, rej.Body)
+		return
+	}
+	var de *durably.Error
+	if errors.As(err, &de) {
+		writeError(req.w, durably.StatusCode(err), de.Msg)
+		return
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(req.w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body too large (limit %d bytes)", tooBig.Limit))
+		return
+	}
+	h.opts.Logger.Error("durably http: request failed", "method", req.r.Method, "path", req.r.URL.Path, "err", err)
+	writeError(req.w, http.StatusInternalServerError, "Internal Server Error")
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b := appendJSONObjectString(nil, "error", msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// hooksOn reports whether hooks run: only with Auth and a context (H-061).
+func (h *Handler[C, L]) hooksOn(req *request[C]) bool { return h.opts.Auth != nil && req.authed }
+
+// triggerBody is what POST /trigger reads; members of the wrong type are
+// reported by name (D2). Other members are ignored (H-022).
+type triggerBody struct {
+	JobName        json.RawMessage `json:"jobName"`
+	Input          json.RawMessage `json:"input"`
+	IdempotencyKey json.RawMessage `json:"idempotencyKey"`
+	ConcurrencyKey json.RawMessage `json:"concurrencyKey"`
+	Labels         json.RawMessage `json:"labels"`
+	Coalesce       json.RawMessage `json:"coalesce"`
+}
+
+func (h *Handler[C, L]) trigger(req *request[C]) {
+	body, err := io.ReadAll(http.MaxBytesReader(req.w, req.r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	var tb triggerBody
+	if err := json.Unmarshal(body, &tb); err != nil {
+		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: "+strings.TrimPrefix(err.Error(), "json: "))
+		return
+	}
+	if isNull(body) {
+		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: expected an object")
+		return
+	}
+	jobName, err := optionalString(tb.JobName, "jobName")
+	if err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if jobName == "" {
+		writeError(req.w, http.StatusBadRequest, "jobName is required") // H-031
+		return
+	}
+	if !h.e.HasJob(jobName) {
+		writeError(req.w, http.StatusNotFound, "Job not found: "+jobName) // H-032
+		return
+	}
+	tr := &TriggerRequest[L]{JobName: jobName, Input: tb.Input}
+	for _, f := range []struct {
+		raw  json.RawMessage
+		name string
+		dst  *string
+	}{
+		{tb.IdempotencyKey, "idempotencyKey", &tr.IdempotencyKey},
+		{tb.ConcurrencyKey, "concurrencyKey", &tr.ConcurrencyKey},
+		{tb.Coalesce, "coalesce", &tr.Coalesce},
+	} {
+		if *f.dst, err = optionalString(f.raw, f.name); err != nil {
+			writeError(req.w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if len(tb.Labels) > 0 && !isNull(tb.Labels) {
+		var m map[string]string
+		if err := json.Unmarshal(tb.Labels, &m); err != nil {
+			writeError(req.w, http.StatusBadRequest, "labels must be an object of strings")
+			return
+		}
+		var zero L
+		l, err := zero.FromMap(m)
+		if err != nil {
+			writeError(req.w, http.StatusBadRequest, "labels: "+err.Error())
+			return
+		}
+		tr.Labels = &l
+	}
+	if h.hooksOn(req) && h.opts.Auth.OnTrigger != nil {
+		if err := h.opts.Auth.OnTrigger(req.r.Context(), req.auth, tr); err != nil {
+			h.fail(req, err)
+			return
+		}
+	}
+	raw := durably.TriggerRequest{
+		JobName: tr.JobName, Input: tr.Input, IdempotencyKey: tr.IdempotencyKey,
+		ConcurrencyKey: tr.ConcurrencyKey, Coalesce: tr.Coalesce,
+	}
+	if tr.Labels != nil {
+		raw.Labels = (*tr.Labels).ToMap()
+	}
+	res, err := h.e.TriggerRaw(req.r.Context(), raw)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	b := []byte(`{"runId":`)
+	b = appendString(b, res.Run.ID)
+	b = append(b, `,"disposition":`...)
+	b = appendString(b, string(res.Disposition))
+	writeJSON(req.w, append(b, '}'))
+}
+
+func isNull(raw []byte) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// optionalString reads a member that must be a string when present.
+func optionalString(raw json.RawMessage, name string) (string, error) {
+	if len(raw) == 0 || isNull(raw) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("%s must be a string", name)
+	}
+	return s, nil
+}
+
+// listRuns serves GET /runs (H-036 … H-040).
+func (h *Handler[C, L]) listRuns(req *request[C]) {
+	q := req.r.URL.Query()
+	filter := RunsFilter[L]{JobNames: q["jobName"]}
+	for _, s := range q["status"] {
+		if s == "" {
+			writeError(req.w, http.StatusBadRequest, "Invalid status: empty value. Must be one of: pending, leased, completed, failed, cancelled")
+			return
+		}
+		st := durably.Status(s)
+		if !st.Valid() {
+			writeError(req.w, http.StatusBadRequest, "Invalid status: "+s+". Must be one of: pending, leased, completed, failed, cancelled")
+			return
+		}
+		filter.Statuses = append(filter.Statuses, st)
+	}
+	var err error
+	hasLimit := false
+	if v := q.Get("limit"); v != "" {
+		if filter.Limit, err = nonNegative(v); err != nil {
+			writeError(req.w, http.StatusBadRequest, "Invalid limit: must be a non-negative integer")
+			return
+		}
+		hasLimit = true
+	}
+	if v := q.Get("offset"); v != "" {
+		if filter.Offset, err = nonNegative(v); err != nil {
+			writeError(req.w, http.StatusBadRequest, "Invalid offset: must be a non-negative integer")
+			return
+		}
+	}
+	if filter.Labels, err = labelsFromQuery[L](req.r); err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if h.hooksOn(req) && h.opts.Auth.ScopeRuns != nil {
+		if filter, err = h.opts.Auth.ScopeRuns(req.r.Context(), req.auth, filter); err != nil {
+			h.fail(req, err)
+			return
+		}
+	}
+	if hasLimit && filter.Limit == 0 {
+		writeJSON(req.w, []byte("[]")) // limit=0 returns [] (H-038)
+		return
+	}
+	runs, err := h.e.ListRuns(req.r.Context(), durably.RunFilter{
+		Statuses: filter.Statuses, JobNames: filter.JobNames, Labels: filter.Labels.ToMap(),
+		Limit: filter.Limit, Offset: filter.Offset,
+	})
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	b := make([]byte, 0, 256*len(runs)+2)
+	b = append(b, '[')
+	for i, run := range runs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendClientRun(b, run)
+	}
+	writeJSON(req.w, append(b, ']'))
+}
+
+// nonNegative parses a base-10 non-negative integer; unlike the original's
+// parseInt it refuses trailing garbage such as "10abc" (H-038 allows this).
+func nonNegative(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, errors.New("not a non-negative integer")
+	}
+	return n, nil
+}
+
+// labelsFromQuery reads label.<key>=<value> parameters; a repeated key keeps
+// the last value (H-036).
+func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
+	m := map[string]string{}
+	for k, vs := range r.URL.Query() {
+		if key, ok := strings.CutPrefix(k, "label."); ok {
+			m[key] = vs[len(vs)-1]
+		}
+	}
+	var zero L
+	if len(m) == 0 {
+		return zero, nil
+	}
+	for _, k := range store.SortedKeys(m) {
+		if !validLabelKey(k) {
+			return zero, fmt.Errorf("Invalid label key %q: must contain only alphanumeric characters, dashes, underscores, dots, and slashes", k)
+		}
+	}
+	l, err := zero.FromMap(m)
+	if err != nil {
+		return zero, fmt.Errorf("labels: %w", err)
+	}
+	return l, nil
+}
+
+func validLabelKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// withRun does the checks of H-014 and the access hook of H-063, then op.
+func (h *Handler[C, L]) withRun(req *request[C], op Operation, then func(*request[C], *durably.Run)) {
+	id := req.r.URL.Query().Get("runId")
+	if id == "" {
+		writeError(req.w, http.StatusBadRequest, "runId query parameter is required")
+		return
+	}
+	run, err := h.e.GetRun(req.r.Context(), id)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	if run == nil {
+		writeError(req.w, http.StatusNotFound, "Run not found")
+		return
+	}
+	if h.hooksOn(req) && h.opts.Auth.OnRunAccess != nil {
+		var zero L
+		labels, err := zero.FromMap(run.Labels)
+		if err != nil {
+			h.fail(req, fmt.Errorf("run %s has labels its type cannot hold: %w", run.ID, err))
+			return
+		}
+		// Unlike the original (H-046), an engine error from the hook on the
+		// subscribe route keeps its status, as on every other route (H-065).
+		if err := h.opts.Auth.OnRunAccess(req.r.Context(), req.auth, &Run[L]{Run: run, Labels: labels}, op); err != nil {
+			h.fail(req, err)
+			return
+		}
+	}
+	then(req, run)
+}
+
+func (h *Handler[C, L]) getRun(req *request[C], run *durably.Run) {
+	writeJSON(req.w, AppendClientRun(nil, run))
+}
+
+func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
+	steps, err := h.e.GetSteps(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	b := []byte{'['}
+	for i, st := range steps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendStep(b, st)
+	}
+	writeJSON(req.w, append(b, ']'))
+}
+
+func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
+	fresh, err := h.e.Retrigger(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	b := appendString([]byte(`{"success":true,"runId":`), fresh.ID)
+	writeJSON(req.w, append(b, '}'))
+}
+
+func (h *Handler[C, L]) cancel(req *request[C], run *durably.Run) {
+	if err := h.e.Cancel(req.r.Context(), run.ID); err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, []byte(`{"success":true}`))
+}
+
+func (h *Handler[C, L]) deleteRun(req *request[C], run *durably.Run) {
+	if err := h.e.DeleteRun(req.r.Context(), run.ID); err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, []byte(`{"success":true}`))
+}
+
+// streamContext ends when the client goes away or the handler closes.
+func (h *Handler[C, L]) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	go func() {
+		select {
+		case <-h.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

@@ -1,0 +1,93 @@
+package durablyhttp
+
+import (
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/internal/jsonw"
+)
+
+func appendString(b []byte, s string) []byte { return jsonw.String(b, s) }
+
+// appendJSONObjectString appends {"k": v}.
+func appendJSONObjectString(b []byte, k, v string) []byte {
+	w := jsonw.Writer{B: append(b, '{')}
+	w.Str(k, v)
+	return append(w.B, '}')
+}
+
+// AppendClientRun appends the ClientRun projection of a run (H-020): the
+// run without its keys, lease fields and updatedAt, plus isTerminal and
+// isActive, in exactly this key order.
+func AppendClientRun(b []byte, r *durably.Run) []byte {
+	w := jsonw.Writer{B: append(b, '{')}
+	w.Str("id", r.ID)
+	w.Str("jobName", r.JobName)
+	w.Raw("input", r.Input)
+	w.Str("status", string(r.Status))
+	w.Int("currentStepIndex", int64(r.CurrentStepIndex))
+	w.Int("completedStepCount", int64(r.CompletedStepCount))
+	w.Progress("progress", r.Progress)
+	w.Raw("output", r.Output)
+	w.NullableStr("error", r.Error)
+	w.Labels("labels", r.Labels)
+	w.Time("startedAt", r.StartedAt)
+	w.Time("completedAt", r.CompletedAt)
+	w.Time("createdAt", r.CreatedAt)
+	w.Bool("isTerminal", r.Status.Terminal())
+	w.Bool("isActive", r.Status.Active())
+	return append(w.B, '}')
+}
+
+// AppendStep appends a step as GET /steps shows it (H-021).
+func AppendStep(b []byte, s *durably.StepRecord) []byte {
+	w := jsonw.Writer{B: append(b, '{')}
+	w.Str("id", s.ID)
+	w.Str("runId", s.RunID)
+	w.Str("name", s.Name)
+	w.Int("index", int64(s.Index))
+	w.Str("status", string(s.Status))
+	w.Raw("output", s.Output)
+	w.NullableStr("error", s.Error)
+	w.Time("startedAt", s.StartedAt)
+	w.Time("completedAt", s.CompletedAt)
+	return append(w.B, '}')
+}
+
+// AppendProjection appends an event as GET /runs/subscribe sends it: a
+// projection without timestamp and sequence, keys in the order of H-051.
+// It reports false for types the list stream does not forward.
+func AppendProjection(b []byte, e *durably.Event) ([]byte, bool) {
+	w := jsonw.Writer{B: append(b, '{')}
+	w.Str("type", string(e.Type))
+	w.Str("runId", e.RunID)
+	w.Str("jobName", e.JobName)
+	switch e.Type {
+	case durably.EventRunTrigger, durably.EventRunLeased, durably.EventRunComplete, durably.EventRunFail,
+		durably.EventRunCancel, durably.EventRunDelete:
+		w.Labels("labels", e.Labels)
+	case durably.EventRunCoalesced:
+		w.Labels("labels", e.Labels)
+		w.Raw("skippedInput", e.SkippedInput)
+		w.Labels("skippedLabels", e.SkippedLabels)
+	case durably.EventRunProgress:
+		w.Progress("progress", e.Progress)
+		w.Labels("labels", e.Labels)
+	case durably.EventStepStart, durably.EventStepComplete, durably.EventStepCancel:
+		w.Str("stepName", e.StepName)
+		w.Int("stepIndex", int64(e.StepIndex))
+		w.Labels("labels", e.Labels)
+	case durably.EventStepFail:
+		w.Str("stepName", e.StepName)
+		w.Int("stepIndex", int64(e.StepIndex))
+		w.Str("error", e.Error)
+		w.Labels("labels", e.Labels)
+	case durably.EventLogWrite:
+		w.Labels("labels", e.Labels)
+		w.NullableStr("stepName", e.StepName)
+		w.Str("level", e.Level)
+		w.Str("message", e.Message)
+		w.Raw("data", e.Data)
+	default:
+		return b, false
+	}
+	return append(w.B, '}'), true
+}
