@@ -207,7 +207,7 @@ func TestRunShapesH020H021H041H042(t *testing.T) {
 			t.Fatalf("steps %s", r.body)
 		}
 		want := []string{"id", "runId", "name", "index", "status", "output", "error", "startedAt", "completedAt"}
-		first := r.body[1:strings.Index(r.body, "}")+1]
+		first := r.body[1 : strings.Index(r.body, "}")+1]
 		if got := keysOf(t, first); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("Step keys %v", got)
 		}
@@ -262,7 +262,7 @@ func TestListRunsH036H040(t *testing.T) {
 			{"?status=completed", "[]"},
 			{"?label.env=staging", rev(3, 1)},
 			{"?label.env=production&label.env=staging", rev(3, 1)}, // last value wins
-			{"?label.organizationId=org-b", rev(4, 3, 2, 1, 0)},   // scoping overrides
+			{"?label.organizationId=org-b", rev(4, 3, 2, 1, 0)},    // scoping overrides
 			{"?limit=2", rev(4, 3)},
 			{"?limit=2&offset=2", rev(2, 1)},
 			{"?offset=3", rev(1, 0)}, // D5

@@ -291,4 +291,3 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 		}
 	}
 }
-

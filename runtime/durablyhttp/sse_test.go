@@ -152,7 +152,9 @@ func TestRunsSubscribeH050H051(t *testing.T) {
 func TestProgressThrottleH053(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		const n = 200
-		v := newEnv(t, open, func(_ *durably.Config, o *durablyhttp.Options[user, testLabels]) { o.SSEThrottle = 50 * time.Millisecond })
+		v := newEnv(t, open, func(_ *durably.Config, o *durablyhttp.Options[user, testLabels]) {
+			o.SSEThrottle = 50 * time.Millisecond
+		})
 		durably.MustRegister(v.e, &durably.Job[int, int]{Name: "chatty", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
 			for i := 1; i <= n; i++ {
 				s.Progress(i, n, "")
