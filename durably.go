@@ -148,6 +148,10 @@ type Engine struct {
 	migrateMu sync.Mutex
 	migrated  bool
 
+	// transport carries events to and from other processes (D3), when the
+	// store can.
+	transport store.EventTransport
+
 	worker worker
 }
 
@@ -194,6 +198,10 @@ func New(cfg Config) (*Engine, error) {
 		e.logger.Error("durably: event listener panicked", "event", ev.Type, "runId", ev.RunID, "panic", r)
 	}
 	e.worker.init(e)
+	if t, ok := cfg.Store.(store.EventTransport); ok {
+		e.transport = t
+		go e.receiveRemote(t.RemoteEvents())
+	}
 	return e, nil
 }
 
@@ -241,7 +249,38 @@ func (e *Engine) OnEvent(fn func(Event)) (unsubscribe func()) {
 // Emit stamps and publishes an event, as if the engine had emitted it (R-121).
 func (e *Engine) Emit(ev Event) { e.emit(ev) }
 
-func (e *Engine) emit(ev Event) { e.events.emit(ev, e.now()) }
+func (e *Engine) emit(ev Event) {
+	now := e.now()
+	e.events.emit(ev, now)
+	if e.transport != nil && ev.Type != EventWorkerError {
+		ev.Timestamp = now
+		b, err := ev.encodeTransport()
+		if err == nil {
+			err = e.transport.PublishEvents([][]byte{b})
+		}
+		if err != nil {
+			e.logger.Warn("durably: event not published to other processes", "event", ev.Type, "err", err)
+		}
+	}
+}
+
+// receiveRemote re-emits the events other processes publish (D3). A remote
+// cancellation also stops the run if it executes here.
+func (e *Engine) receiveRemote(events <-chan []byte) {
+	for b := range events {
+		ev, err := decodeTransport(b)
+		if err != nil {
+			e.logger.Warn("durably: malformed remote event", "err", err)
+			continue
+		}
+		if ev.Type == EventRunCancel {
+			if x, ok := e.worker.active.Load(ev.RunID); ok {
+				x.(*execution).abort(ErrCancelled)
+			}
+		}
+		e.events.emit(ev, e.now())
+	}
+}
 
 var labelKeyPattern = regexp.MustCompile(`^[a-zA-Z0-9\-_./]+$`)
 

@@ -85,6 +85,58 @@ type Event struct {
 	SkippedLabels map[string]string // run:coalesced
 
 	Context string // worker:error: lease-renewal, run-completion, run-failure, idle-maintenance, wal-checkpoint
+
+	// remote marks an event that another process emitted (D3): it is
+	// delivered here but not published again.
+	remote bool
+}
+
+// Remote reports whether the event was emitted by another process sharing
+// the database and delivered here by the store (D3).
+func (e Event) Remote() bool { return e.remote }
+
+// transportEvent is an event as it travels between processes: every field,
+// so that the receiving process can serve it in any form.
+type transportEvent struct {
+	Type           EventType         `json:"t"`
+	Timestamp      time.Time         `json:"ts"`
+	RunID          string            `json:"r,omitempty"`
+	JobName        string            `json:"j,omitempty"`
+	Labels         map[string]string `json:"l,omitempty"`
+	Input          json.RawMessage   `json:"in,omitempty"`
+	Output         json.RawMessage   `json:"out,omitempty"`
+	Error          string            `json:"err,omitempty"`
+	FailedStepName string            `json:"fs,omitempty"`
+	Duration       time.Duration     `json:"d,omitempty"`
+	LeaseOwner     string            `json:"lo,omitempty"`
+	LeaseExpiresAt time.Time         `json:"le,omitzero"`
+	Progress       *store.Progress   `json:"p,omitempty"`
+	StepName       string            `json:"sn,omitempty"`
+	StepIndex      int               `json:"si,omitempty"`
+	Level          string            `json:"lv,omitempty"`
+	Message        string            `json:"m,omitempty"`
+	Data           json.RawMessage   `json:"data,omitempty"`
+	SkippedInput   json.RawMessage   `json:"sk,omitempty"`
+	SkippedLabels  map[string]string `json:"skl,omitempty"`
+	Context        string            `json:"c,omitempty"`
+}
+
+func (e Event) encodeTransport() ([]byte, error) {
+	return json.Marshal(transportEvent{e.Type, e.Timestamp, e.RunID, e.JobName, e.Labels, e.Input, e.Output, e.Error,
+		e.FailedStepName, e.Duration, e.LeaseOwner, e.LeaseExpiresAt, e.Progress, e.StepName, e.StepIndex, e.Level,
+		e.Message, e.Data, e.SkippedInput, e.SkippedLabels, e.Context})
+}
+
+func decodeTransport(b []byte) (Event, error) {
+	var t transportEvent
+	if err := json.Unmarshal(b, &t); err != nil {
+		return Event{}, err
+	}
+	return Event{Type: t.Type, Timestamp: t.Timestamp, RunID: t.RunID, JobName: t.JobName, Labels: t.Labels,
+		Input: t.Input, Output: t.Output, Error: t.Error, FailedStepName: t.FailedStepName, Duration: t.Duration,
+		LeaseOwner: t.LeaseOwner, LeaseExpiresAt: t.LeaseExpiresAt, Progress: t.Progress, StepName: t.StepName,
+		StepIndex: t.StepIndex, Level: t.Level, Message: t.Message, Data: t.Data, SkippedInput: t.SkippedInput,
+		SkippedLabels: t.SkippedLabels, Context: t.Context, remote: true}, nil
 }
 
 // MarshalJSON writes the event as the protocol sends it on a per-run stream
@@ -198,9 +250,12 @@ func (b *bus) load() []*listener {
 
 // emit stamps the event and calls every listener. A listener that panics
 // is reported and does not stop the others or the run (runtime.md §18).
+// A remote event keeps the time its process gave it.
 func (b *bus) emit(e Event, now time.Time) {
 	e.Sequence = b.seq.Add(1)
-	e.Timestamp = now
+	if !e.remote {
+		e.Timestamp = now
+	}
 	for _, l := range b.load() {
 		b.call(l, e)
 	}

@@ -128,3 +128,20 @@ CREATE TABLE IF NOT EXISTS durably_schema_versions (
   version    INTEGER NOT NULL PRIMARY KEY,
   applied_at TEXT    NOT NULL
 );
+
+-- PostgreSQL carries events between processes with NOTIFY (D3); an event
+-- too large for a notification's 8000-byte payload is parked here and the
+-- notification carries its id. Rows live a minute. Unused on SQLite.
+CREATE TABLE IF NOT EXISTS durably_event_payloads (
+  id         TEXT NOT NULL PRIMARY KEY,
+  payload    TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+
+-- Processes that want other processes' events (an open event stream) keep a
+-- row here; the others publish events only while one exists (D3), so a
+-- database nobody watches pays for no notifications.
+CREATE TABLE IF NOT EXISTS durably_event_listeners (
+  instance   TEXT NOT NULL PRIMARY KEY,
+  expires_at TEXT NOT NULL
+);

@@ -25,8 +25,14 @@ const maxStreamBacklog = 1024
 // its current state (Sequence 0), then live events, and the channel closes
 // after run:complete, run:fail, run:cancel or run:delete, or when ctx ends.
 // A pending or missing run has no snapshot; the stream waits for it.
+//
+// On a store that carries events between processes (PostgreSQL, D3) the
+// stream also follows a run executed elsewhere; since other processes may
+// take a moment to notice a new watcher, the run is read once more a second
+// in, and a finish missed meanwhile is reported from storage.
 func (e *Engine) SubscribeRun(ctx context.Context, runID string) (<-chan Event, error) {
 	q := newEventQueue()
+	release := e.WatchRemoteEvents()
 	unsubscribe := e.OnEvent(func(ev Event) {
 		if ev.RunID == runID && runStreamTypes[ev.Type] {
 			q.push(ev)
@@ -35,12 +41,17 @@ func (e *Engine) SubscribeRun(ctx context.Context, runID string) (<-chan Event, 
 	run, err := e.store.GetRun(ctx, runID)
 	if err != nil {
 		unsubscribe()
+		release()
 		return nil, fmt.Errorf("durably: subscribe: %w", err)
 	}
 	snapshot := snapshotEvents(run, e.now())
+	if e.transport != nil && (run == nil || !run.Status.Terminal()) {
+		go e.resync(ctx, runID, q)
+	}
 	out := make(chan Event)
 	go func() {
 		defer close(out)
+		defer release()
 		defer unsubscribe()
 		send := func(ev Event) bool {
 			select {
@@ -63,6 +74,34 @@ func (e *Engine) SubscribeRun(ctx context.Context, runID string) (<-chan Event, 
 		}
 	}()
 	return out, nil
+}
+
+// resync reads the run once more after other processes had time to notice
+// this watcher, and reports a finish whose event may have been missed.
+func (e *Engine) resync(ctx context.Context, runID string, q *eventQueue) {
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return
+	}
+	run, err := e.store.GetRun(ctx, runID)
+	if err != nil || run == nil || !run.Status.Terminal() {
+		return
+	}
+	for _, ev := range snapshotEvents(run, e.now()) {
+		q.push(ev)
+	}
+}
+
+// WatchRemoteEvents asks the store to deliver events of other processes
+// (D3) until release is called; SubscribeRun does it by itself. Listeners
+// of OnEvent that want remote events call it. Without an event-carrying
+// store it does nothing.
+func (e *Engine) WatchRemoteEvents() (release func()) {
+	if e.transport == nil {
+		return func() {}
+	}
+	return e.transport.WatchRemote()
 }
 
 // snapshotEvents describes a run's current state as the events a late

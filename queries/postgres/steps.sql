@@ -68,3 +68,24 @@ SELECT (to_regclass('durably_schema_versions') IS NOT NULL)::boolean AS present;
 
 -- name: CurrentSchema :one
 SELECT current_schema()::text;
+
+-- name: InsertEventPayload :exec
+INSERT INTO durably_event_payloads (id, payload, created_at) VALUES (@id, @payload, @created_at);
+
+-- name: GetEventPayload :one
+SELECT payload FROM durably_event_payloads WHERE id = @id;
+
+-- name: DeleteEventPayloadsBefore :exec
+DELETE FROM durably_event_payloads WHERE created_at < @before::text;
+
+-- name: UpsertEventListener :exec
+INSERT INTO durably_event_listeners (instance, expires_at) VALUES (@instance, @expires_at)
+ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+
+-- name: DeleteEventListener :exec
+DELETE FROM durably_event_listeners WHERE instance = @instance OR expires_at < @now::text;
+
+-- name: OtherEventListeners :one
+SELECT EXISTS (
+  SELECT 1 FROM durably_event_listeners WHERE instance <> @instance AND expires_at > @now::text
+)::boolean AS present;

@@ -251,6 +251,7 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 	ctx, cancel := h.streamContext(req.r)
 	defer cancel()
 	qu := newQueue(h.opts.StreamBuffer)
+	defer h.e.WatchRemoteEvents()()
 	unsubscribe := h.e.OnEvent(func(e durably.Event) {
 		if len(jobs) > 0 && !jobs[e.JobName] {
 			return

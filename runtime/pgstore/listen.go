@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -14,14 +15,19 @@ func (s *Store) Wakeups() <-chan struct{} {
 	if s.disableListen {
 		return nil
 	}
-	s.listenOnce.Do(func() { go s.listen() })
+	s.ensureListening()
 	return s.wakeups
+}
+
+func (s *Store) ensureListening() {
+	s.listenOnce.Do(func() { go s.listen() })
 }
 
 // listen holds one dedicated connection in LISTEN, reconnecting with
 // backoff, until the store closes.
 func (s *Store) listen() {
 	defer close(s.listenDone)
+	defer close(s.remote)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -57,16 +63,56 @@ func (s *Store) listenOnceConn(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
-	own := "w:" + s.instance
+	// Payloads: "w:<instance>" wakes workers, "p:<instance>" announces a
+	// new event watcher, "e:<instance>:[events]" carries events,
+	// "r:<instance>:<id>" an event parked by id.
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if n.Payload == own || !strings.HasPrefix(n.Payload, "w:") {
+		kind, rest, _ := strings.Cut(n.Payload, ":")
+		from, body, _ := strings.Cut(rest, ":")
+		if from == s.instance {
 			continue
 		}
-		s.wake()
+		switch kind {
+		case "w":
+			s.wake()
+		case "p":
+			s.publish.Store(true) // a process started watching for events
+		case "e":
+			s.deliverEvents([]byte(body))
+		case "r":
+			payload, err := s.q.GetEventPayload(ctx, body)
+			if err != nil {
+				s.logger.Warn("durably: event payload not found", "id", body, "err", err)
+				continue
+			}
+			s.deliver([]byte(payload))
+		}
+	}
+}
+
+// deliverEvents splits a JSON array of events.
+func (s *Store) deliverEvents(array []byte) {
+	var events []json.RawMessage
+	if err := json.Unmarshal(array, &events); err != nil {
+		s.logger.Warn("durably: malformed event notification", "err", err)
+		return
+	}
+	for _, e := range events {
+		s.deliver(e)
+	}
+}
+
+// deliver hands a remote event to the engine; a reader that falls behind
+// loses events rather than blocking the LISTEN connection.
+func (s *Store) deliver(e []byte) {
+	select {
+	case s.remote <- e:
+	default:
+		s.logger.Warn("durably: remote event dropped: reader too slow")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,9 +51,16 @@ type Store struct {
 	instance string
 	channel  string
 
+	ids           ulid.Generator
 	listenOnce    sync.Once
 	disableListen bool
 	wakeups       chan struct{}
+	remote        chan []byte
+
+	watchMu      sync.Mutex
+	watchers     int
+	publish      atomic.Bool // another process watches for events
+	presenceOnce sync.Once
 	closing       chan struct{}
 	listenDone    chan struct{}
 }
@@ -118,9 +126,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		channel:       "durably_" + schema,
 		disableListen: opts.DisableListen,
 		wakeups:       make(chan struct{}, 1),
+		remote:        make(chan []byte, 4096),
 		closing:       make(chan struct{}),
 		listenDone:    make(chan struct{}),
 	}
+	s.instance = s.ids.New(time.Now())
 	s.writer = groupcommit.New(s.apply, 512, func(err error) {
 		s.logger.Error("durably: queued write failed", "err", err)
 	})
@@ -146,6 +156,14 @@ func (s *Store) Close() error {
 // Migrate applies the migrations newer than the recorded version, holding
 // an advisory lock so that concurrent processes migrate one at a time.
 func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
+	err := s.migrate(ctx, migrations)
+	if err == nil {
+		s.presenceOnce.Do(func() { go s.presenceLoop() })
+	}
+	return err
+}
+
+func (s *Store) migrate(ctx context.Context, migrations []store.Migration) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
 		if err := q.LockMigrations(ctx); err != nil {
@@ -323,5 +341,8 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 	return out, nil
 }
 
-// Maintain has nothing to do: PostgreSQL keeps its own house.
-func (s *Store) Maintain(context.Context, time.Time) error { return nil }
+// Maintain drops parked event payloads older than a minute; PostgreSQL
+// keeps its own house otherwise.
+func (s *Store) Maintain(ctx context.Context, now time.Time) error {
+	return s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention)))
+}

@@ -24,6 +24,7 @@ const (
 	opSaveStep
 	opRenew
 	opFinish
+	opPublish
 	opFunc
 )
 
@@ -40,6 +41,7 @@ type op struct {
 	step      *store.Step    // opSaveStep
 	expiresAt time.Time      // opRenew
 	fin       store.Finish   // opFinish
+	payloads  [][]byte       // opPublish
 	fn        func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error
 
 	ok       bool
@@ -188,6 +190,20 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	if fs := byKind[opFinish]; len(fs) > 0 {
 		_, _ = q.FinishRuns(ctx, finishParams(fs))
 		rec.queueIDs(&b, &finishedIDs)
+	}
+	if pubs := byKind[opPublish]; len(pubs) > 0 {
+		notifications, oversized := s.packEvents(pubs)
+		now := store.FormatTime(time.Now())
+		for _, p := range oversized {
+			id := s.ids.New(time.Now())
+			_ = q.InsertEventPayload(ctx, pgdb.InsertEventPayloadParams{ID: id, Payload: string(p), CreatedAt: now})
+			rec.queueExec(&b)
+			notifications = append(notifications, "r:"+s.instance+":"+id)
+		}
+		for _, n := range notifications {
+			_ = q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: n})
+			rec.queueExec(&b)
+		}
 	}
 	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return fmt.Errorf("pgstore: commit group: %w", err)

@@ -108,6 +108,22 @@ type Store interface {
 	PatchRun(ctx context.Context, id string, patch RunPatch) error
 }
 
+// EventTransport is implemented by stores that carry engine events between
+// the processes sharing a database (D3), so that a server streams the
+// events of a run another server executes.
+type EventTransport interface {
+	// PublishEvents queues encoded events for the other processes and
+	// returns at once; delivery is best-effort, in order per publisher.
+	PublishEvents(payloads [][]byte) error
+	// RemoteEvents delivers the payloads other processes published. The
+	// channel closes when the store closes.
+	RemoteEvents() <-chan []byte
+	// WatchRemote declares that this process wants other processes'
+	// events until release is called. Stores may publish only while some
+	// process watches, so that nobody pays for events nobody reads.
+	WatchRemote() (release func())
+}
+
 // Migration is one versioned schema change.
 type Migration struct {
 	Version int

@@ -130,10 +130,14 @@ type Recorder struct {
 	events []durably.Event
 }
 
-// Record starts recording e's events.
+// Record starts recording the events e emits itself; events other
+// processes published (D3) are left out.
 func Record(t *testing.T, e *durably.Engine) *Recorder {
 	r := &Recorder{}
 	t.Cleanup(e.OnEvent(func(ev durably.Event) {
+		if ev.Remote() {
+			return
+		}
 		r.mu.Lock()
 		r.events = append(r.events, ev)
 		r.mu.Unlock()

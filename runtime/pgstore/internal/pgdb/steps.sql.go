@@ -20,6 +20,29 @@ func (q *Queries) CurrentSchema(ctx context.Context) (string, error) {
 	return column_1, err
 }
 
+const deleteEventListener = `-- name: DeleteEventListener :exec
+DELETE FROM durably_event_listeners WHERE instance = $1 OR expires_at < $2::text
+`
+
+type DeleteEventListenerParams struct {
+	Instance string
+	Now      string
+}
+
+func (q *Queries) DeleteEventListener(ctx context.Context, arg DeleteEventListenerParams) error {
+	_, err := q.db.Exec(ctx, deleteEventListener, arg.Instance, arg.Now)
+	return err
+}
+
+const deleteEventPayloadsBefore = `-- name: DeleteEventPayloadsBefore :exec
+DELETE FROM durably_event_payloads WHERE created_at < $1::text
+`
+
+func (q *Queries) DeleteEventPayloadsBefore(ctx context.Context, before string) error {
+	_, err := q.db.Exec(ctx, deleteEventPayloadsBefore, before)
+	return err
+}
+
 const deleteStepsAndLogs = `-- name: DeleteStepsAndLogs :exec
 WITH s AS (DELETE FROM durably_steps WHERE durably_steps.run_id = $1)
 DELETE FROM durably_logs WHERE durably_logs.run_id = $1
@@ -62,6 +85,17 @@ func (q *Queries) GetCompletedSteps(ctx context.Context, runID string) ([]Durabl
 		return nil, err
 	}
 	return items, nil
+}
+
+const getEventPayload = `-- name: GetEventPayload :one
+SELECT payload FROM durably_event_payloads WHERE id = $1
+`
+
+func (q *Queries) GetEventPayload(ctx context.Context, id string) (string, error) {
+	row := q.db.QueryRow(ctx, getEventPayload, id)
+	var payload string
+	err := row.Scan(&payload)
+	return payload, err
 }
 
 const getLogs = `-- name: GetLogs :many
@@ -130,6 +164,21 @@ func (q *Queries) GetSteps(ctx context.Context, runID string) ([]DurablyStep, er
 	return items, nil
 }
 
+const insertEventPayload = `-- name: InsertEventPayload :exec
+INSERT INTO durably_event_payloads (id, payload, created_at) VALUES ($1, $2, $3)
+`
+
+type InsertEventPayloadParams struct {
+	ID        string
+	Payload   string
+	CreatedAt string
+}
+
+func (q *Queries) InsertEventPayload(ctx context.Context, arg InsertEventPayloadParams) error {
+	_, err := q.db.Exec(ctx, insertEventPayload, arg.ID, arg.Payload, arg.CreatedAt)
+	return err
+}
+
 const insertLogs = `-- name: InsertLogs :exec
 INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
 SELECT u.id, u.run_id, NULLIF(u.step_name, ''), u.level, u.message, NULLIF(u.data, ''), u.created_at
@@ -173,6 +222,24 @@ SELECT pg_advisory_xact_lock(4242424242)
 func (q *Queries) LockMigrations(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, lockMigrations)
 	return err
+}
+
+const otherEventListeners = `-- name: OtherEventListeners :one
+SELECT EXISTS (
+  SELECT 1 FROM durably_event_listeners WHERE instance <> $1 AND expires_at > $2::text
+)::boolean AS present
+`
+
+type OtherEventListenersParams struct {
+	Instance string
+	Now      string
+}
+
+func (q *Queries) OtherEventListeners(ctx context.Context, arg OtherEventListenersParams) (bool, error) {
+	row := q.db.QueryRow(ctx, otherEventListeners, arg.Instance, arg.Now)
+	var present bool
+	err := row.Scan(&present)
+	return present, err
 }
 
 const recordSchemaVersion = `-- name: RecordSchemaVersion :exec
@@ -285,4 +352,19 @@ func (q *Queries) SchemaVersionsTableExists(ctx context.Context) (bool, error) {
 	var present bool
 	err := row.Scan(&present)
 	return present, err
+}
+
+const upsertEventListener = `-- name: UpsertEventListener :exec
+INSERT INTO durably_event_listeners (instance, expires_at) VALUES ($1, $2)
+ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at
+`
+
+type UpsertEventListenerParams struct {
+	Instance  string
+	ExpiresAt string
+}
+
+func (q *Queries) UpsertEventListener(ctx context.Context, arg UpsertEventListenerParams) error {
+	_, err := q.db.Exec(ctx, upsertEventListener, arg.Instance, arg.ExpiresAt)
+	return err
 }
