@@ -61,8 +61,8 @@ type Store struct {
 	watchers     int
 	publish      atomic.Bool // another process watches for events
 	presenceOnce sync.Once
-	closing       chan struct{}
-	listenDone    chan struct{}
+	closing      chan struct{}
+	listenDone   chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
