@@ -269,3 +269,65 @@ func (b *bus) call(l *listener, e Event) {
 	}()
 	l.fn(e)
 }
+
+// wireEvent is an event as the protocol carries it (H-047, H-051).
+type wireEvent struct {
+	Type           EventType         `json:"type"`
+	Timestamp      string            `json:"timestamp"`
+	Sequence       int64             `json:"sequence"`
+	RunID          string            `json:"runId"`
+	JobName        string            `json:"jobName"`
+	Labels         map[string]string `json:"labels"`
+	Input          json.RawMessage   `json:"input"`
+	Output         json.RawMessage   `json:"output"`
+	Error          string            `json:"error"`
+	FailedStepName string            `json:"failedStepName"`
+	Duration       int64             `json:"duration"`
+	LeaseOwner     string            `json:"leaseOwner"`
+	LeaseExpiresAt string            `json:"leaseExpiresAt"`
+	Progress       *store.Progress   `json:"progress"`
+	StepName       *string           `json:"stepName"`
+	StepIndex      int               `json:"stepIndex"`
+	Level          string            `json:"level"`
+	Message        string            `json:"message"`
+	Data           json.RawMessage   `json:"data"`
+	SkippedInput   json.RawMessage   `json:"skippedInput"`
+	SkippedLabels  map[string]string `json:"skippedLabels"`
+	Context        string            `json:"context"`
+}
+
+// UnmarshalJSON reads an event in the protocol's form (a per-run stream's
+// full event or a list stream's projection).
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var w wireEvent
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*e = Event{Type: w.Type, Sequence: w.Sequence, RunID: w.RunID, JobName: w.JobName, Labels: w.Labels,
+		Input: nullToNil(w.Input), Output: nullToNil(w.Output), Error: w.Error, FailedStepName: w.FailedStepName,
+		Duration: time.Duration(w.Duration) * time.Millisecond, LeaseOwner: w.LeaseOwner, Progress: w.Progress,
+		StepIndex: w.StepIndex, Level: w.Level, Message: w.Message, Data: nullToNil(w.Data),
+		SkippedInput: nullToNil(w.SkippedInput), SkippedLabels: w.SkippedLabels, Context: w.Context}
+	if w.StepName != nil {
+		e.StepName = *w.StepName
+	}
+	var err error
+	if w.Timestamp != "" {
+		if e.Timestamp, err = store.ParseTime(w.Timestamp); err != nil {
+			return err
+		}
+	}
+	if w.LeaseExpiresAt != "" {
+		if e.LeaseExpiresAt, err = store.ParseTime(w.LeaseExpiresAt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nullToNil(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	return b
+}

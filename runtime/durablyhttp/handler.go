@@ -59,6 +59,18 @@ type Options[C any, L Labels[L]] struct {
 	// Logger receives errors that are answered with a bare 500. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Jobs, when set, are served at GET /jobs so that clients can discover
+	// the jobs and their schemas (an addition to the original protocol;
+	// generated handlers set it).
+	Jobs []JobSchema
+}
+
+// JobSchema describes a job for GET /jobs.
+type JobSchema struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Input       json.RawMessage `json:"input"`
+	Output      json.RawMessage `json:"output"`
 }
 
 // Handler serves the protocol. Create it with New.
@@ -151,6 +163,8 @@ func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.withRun(req, OpSubscribe, h.subscribe)
 	case r.Method == http.MethodGet && path == "/runs/subscribe":
 		h.subscribeRuns(req)
+	case r.Method == http.MethodGet && path == "/jobs" && h.opts.Jobs != nil:
+		h.listJobs(req)
 	default:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
@@ -511,4 +525,14 @@ func (h *Handler[C, L]) streamContext(r *http.Request) (context.Context, context
 		}
 	}()
 	return ctx, cancel
+}
+
+// listJobs serves GET /jobs: the jobs and their JSON Schemas.
+func (h *Handler[C, L]) listJobs(req *request[C]) {
+	b, err := json.Marshal(h.opts.Jobs)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, b)
 }

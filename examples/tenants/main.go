@@ -1,0 +1,230 @@
+// Command tenants serves the tenants fixture (../shared/spec/fixture.md):
+// four jobs behind header authentication and multi-tenant hooks, on the
+// embedded SQLite store or on PostgreSQL.
+//
+//	go run ./examples/tenants -addr 127.0.0.1:8787 -db tenants.db
+//	go run ./examples/tenants -db postgres://postgres@127.0.0.1:5432/test
+//
+// Its jobs, labels and auth context are declared in durably.yaml and
+// generated into ./tenantjobs (go generate ./examples/tenants).
+package main
+
+//go:generate go run github.com/durably-go/durably/cmd/durably-gen -q -config durably.yaml
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/examples/tenants/tenantjobs"
+	"github.com/durably-go/durably/runtime/durablyhttp"
+	"github.com/durably-go/durably/runtime/pgstore"
+	"github.com/durably-go/durably/runtime/sqlitestore"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8787", "listen address")
+	db := flag.String("db", "", `storage: empty, a path or "file:" for SQLite (default tenants.db); postgres:// for PostgreSQL`)
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(*addr, *db, logger); err != nil {
+		logger.Error("tenants", "err", err)
+		os.Exit(1)
+	}
+}
+
+func openStore(ctx context.Context, db string, logger *slog.Logger) (store.Store, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		return pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
+	}
+	if db == "" {
+		db = "tenants.db"
+	}
+	return sqlitestore.Open(db, sqlitestore.Options{Logger: logger})
+}
+
+func run(addr, db string, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st, err := openStore(ctx, db, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	eng, err := durably.New(tenantjobs.Config(durably.Config{
+		Store:              st,
+		PollingInterval:    50 * time.Millisecond,
+		MaxConcurrentRuns:  4,
+		LeaseDuration:      30 * time.Second,
+		LeaseRenewInterval: 5 * time.Second,
+		Logger:             logger,
+	}))
+	if err != nil {
+		return err
+	}
+	if _, err := tenantjobs.Register(eng, handlers); err != nil {
+		return err
+	}
+	h, err := tenantjobs.NewHandler(eng, tenantjobs.HandlerOptions{
+		Auth:        &auth,
+		SSEThrottle: 100 * time.Millisecond,
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("/api/durably/", http.StripPrefix("/api/durably", h))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(h.Close) // end event streams, which never go idle
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	if err := eng.Init(ctx); err != nil {
+		return err
+	}
+	ready.Store(true)
+	logger.Info("tenants: serving", "addr", ln.Addr().String(), "db", db)
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop accepting requests, then let runs in flight finish; past the
+	// deadline their steps are cancelled and their leases handed back.
+	logger.Info("tenants: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if err := eng.Stop(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// auth is the fixture's demo authentication: headers, never for production.
+var auth = tenantjobs.AuthConfig{
+	Authenticate: func(r *http.Request) (tenantjobs.AuthContext, error) {
+		c := tenantjobs.AuthContext{UserID: r.Header.Get("X-User-Id"), OrgID: r.Header.Get("X-Org-Id")}
+		if err := c.Role.UnmarshalText([]byte(r.Header.Get("X-Role"))); err != nil || c.UserID == "" || c.OrgID == "" {
+			return c, durablyhttp.Reject(http.StatusUnauthorized, "Unauthorized")
+		}
+		return c, nil
+	},
+	OnTrigger: func(ctx context.Context, c tenantjobs.AuthContext, req *tenantjobs.TriggerRequest) error {
+		if c.Role == tenantjobs.RoleViewer {
+			return forbidden
+		}
+		if req.Labels == nil {
+			// The React client sends no labels: stamp them here (D8).
+			req.Labels = &tenantjobs.Labels{OrganizationID: c.OrgID, Env: tenantjobs.EnvProduction}
+		}
+		if req.Labels.OrganizationID != c.OrgID {
+			return forbidden
+		}
+		return nil // the labels schema is checked after this hook
+	},
+	OnRunAccess: func(ctx context.Context, c tenantjobs.AuthContext, run *tenantjobs.HookRun, op durablyhttp.Operation) error {
+		if run.Labels.OrganizationID != c.OrgID {
+			return forbidden
+		}
+		if c.Role == tenantjobs.RoleViewer && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
+			return forbidden
+		}
+		return nil
+	},
+	ScopeRuns: func(ctx context.Context, c tenantjobs.AuthContext, f tenantjobs.RunsFilter) (tenantjobs.RunsFilter, error) {
+		f.Labels.OrganizationID = c.OrgID
+		return f, nil
+	},
+}
+
+var forbidden = durablyhttp.Reject(http.StatusForbidden, "Forbidden")
+
+// handlers are the four jobs of the fixture.
+var handlers = tenantjobs.Handlers{
+	Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
+		return durably.RunStep(s, "echo", func(ctx context.Context) (tenantjobs.EchoOutput, error) {
+			return tenantjobs.EchoOutput{Message: in.Message}, nil
+		})
+	},
+	Steps: func(ctx context.Context, s *durably.StepContext, in tenantjobs.StepsInput) (tenantjobs.StepsOutput, error) {
+		sum := 0
+		for i := 1; i <= in.Count; i++ {
+			v, err := durably.RunStep(s, fmt.Sprintf("step-%d", i), func(ctx context.Context) (int, error) {
+				if err := sleep(ctx, time.Duration(in.DelayMs)*time.Millisecond); err != nil {
+					return 0, err
+				}
+				s.Logger().InfoContext(ctx, fmt.Sprintf("step %d", i))
+				return i, nil
+			})
+			if err != nil {
+				return tenantjobs.StepsOutput{}, err
+			}
+			s.Progress(i, in.Count, fmt.Sprintf("step %d", i))
+			sum += v
+		}
+		return tenantjobs.StepsOutput{Sum: sum}, nil
+	},
+	Fail: func(ctx context.Context, s *durably.StepContext, in tenantjobs.FailInput) (tenantjobs.FailOutput, error) {
+		for i := 1; ; i++ {
+			_, err := durably.RunStep(s, fmt.Sprintf("step-%d", i), func(ctx context.Context) (int, error) {
+				if i == in.FailAt {
+					return 0, fmt.Errorf("boom at step %d", i)
+				}
+				return i, nil
+			})
+			if err != nil {
+				return tenantjobs.FailOutput{}, err
+			}
+		}
+	},
+	Slow: func(ctx context.Context, s *durably.StepContext, in tenantjobs.SlowInput) (tenantjobs.SlowOutput, error) {
+		return durably.RunStep(s, "wait", func(ctx context.Context) (tenantjobs.SlowOutput, error) {
+			start := time.Now()
+			err := sleep(ctx, time.Duration(in.Ms)*time.Millisecond)
+			return tenantjobs.SlowOutput{Waited: int(time.Since(start).Milliseconds())}, err
+		})
+	},
+}
+
+// sleep waits d or until the run is cancelled.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

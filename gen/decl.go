@@ -1,0 +1,110 @@
+// Package gen turns a declaration of jobs, labels and an auth context
+// (durably.yaml) into a Go package: typed jobs, label structs whose wrong
+// keys and enum values do not compile, the auth context, an HTTP handler
+// typed by both, JSON Schemas, and a typed HTTP client. cmd/durably-gen is
+// its command.
+package gen
+
+import (
+	"fmt"
+
+	invopop "github.com/invopop/jsonschema"
+	"gopkg.in/yaml.v3"
+)
+
+// Declaration is the content of durably.yaml. Its JSON Schema (Schema,
+// committed as durably.schema.json) lets editors check and complete it.
+type Declaration struct {
+	// Package names the Go package to emit.
+	Package Package `json:"package" jsonschema:"description=The Go package to emit." yaml:"package"`
+	// Labels every run carries; values are strings (string or enum fields).
+	Labels Fields `json:"labels,omitempty" jsonschema:"description=The labels every run carries: string or enum fields." yaml:"labels,omitempty"`
+	// Context is the authentication context the handler's hooks receive.
+	Context Fields `json:"context,omitempty" jsonschema:"description=The fields of the authentication context (TContext)." yaml:"context,omitempty"`
+	// Jobs are the jobs with their input and output types.
+	Jobs []Job `json:"jobs" jsonschema:"minItems=1,description=The jobs." yaml:"jobs"`
+}
+
+// Package is where and how the code is emitted.
+type Package struct {
+	// Name is the Go package name.
+	Name string `json:"name" jsonschema:"pattern=^[a-z][a-z0-9]*$,description=The Go package name." yaml:"name"`
+	// Output is the directory of the package, relative to the declaration.
+	Output string `json:"output" jsonschema:"minLength=1,description=The output directory relative to this file." yaml:"output"`
+	// Client, unless false, also emits a typed HTTP client in Output/client.
+	Client *bool `json:"client,omitempty" jsonschema:"description=Emit a typed HTTP client package in <output>/client (default true)." yaml:"client,omitempty"`
+}
+
+// Job declares one job.
+type Job struct {
+	// Name is the job's name in storage and on the wire.
+	Name string `json:"name" jsonschema:"minLength=1,description=The job name used on the wire." yaml:"name"`
+	// ID is the Go identifier of the job (exported); default: Name in
+	// CamelCase.
+	ID          string `json:"id,omitempty" jsonschema:"pattern=^[A-Z][A-Za-z0-9]*$,description=The Go identifier (default: the name in CamelCase)." yaml:"id,omitempty"`
+	Description string `json:"description,omitempty" yaml:"description,omitempty"`
+	// Input is the job's input type (an object, usually).
+	Input *Type `json:"input" yaml:"input"`
+	// Output is the job's output type; absent for a job without output.
+	Output *Type `json:"output,omitempty" yaml:"output,omitempty"`
+}
+
+// Type is a JSON-Schema-style type.
+type Type struct {
+	Type        string `json:"type" jsonschema:"enum=string,enum=integer,enum=number,enum=boolean,enum=enum,enum=array,enum=object" yaml:"type"`
+	Description string `json:"description,omitempty" yaml:"description,omitempty"`
+	// Required marks an object property that must be present.
+	Required bool `json:"required,omitempty" yaml:"required,omitempty"`
+
+	MinLength *int    `json:"minLength,omitempty" jsonschema:"minimum=0" yaml:"minLength,omitempty"`
+	MaxLength *int    `json:"maxLength,omitempty" jsonschema:"minimum=0" yaml:"maxLength,omitempty"`
+	Pattern   string  `json:"pattern,omitempty" yaml:"pattern,omitempty"`
+	Minimum   *number `json:"minimum,omitempty" yaml:"minimum,omitempty"`
+	Maximum   *number `json:"maximum,omitempty" yaml:"maximum,omitempty"`
+	// Values are the members of an enum.
+	Values   []string `json:"values,omitempty" jsonschema:"minItems=1" yaml:"values,omitempty"`
+	Items    *Type    `json:"items,omitempty" yaml:"items,omitempty"`
+	MinItems *int     `json:"minItems,omitempty" jsonschema:"minimum=0" yaml:"minItems,omitempty"`
+	MaxItems *int     `json:"maxItems,omitempty" jsonschema:"minimum=0" yaml:"maxItems,omitempty"`
+	// Properties of an object, in declaration order.
+	Properties Fields `json:"properties,omitempty" yaml:"properties,omitempty"`
+}
+
+// number is a YAML number.
+type number = float64
+
+// Field is a named type: an object property, a label, a context field.
+type Field struct {
+	Name string
+	Type Type
+	line int
+	col  int
+}
+
+// Fields is a YAML mapping whose order is kept: fields come out in the
+// order they are declared.
+type Fields []Field
+
+// UnmarshalYAML keeps the mapping's order.
+func (f *Fields) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: expected a mapping", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var t Type
+		if err := v.Decode(&t); err != nil {
+			return err
+		}
+		*f = append(*f, Field{Name: k.Value, Type: t, line: k.Line, col: k.Column})
+	}
+	return nil
+}
+
+// JSONSchema describes Fields as an object whose values are Types.
+func (Fields) JSONSchema() *invopop.Schema {
+	return &invopop.Schema{
+		Type:                 "object",
+		AdditionalProperties: &invopop.Schema{Ref: "#/$defs/Type"},
+	}
+}

@@ -1,0 +1,380 @@
+// Package durablyclient is a Go client of Durably's HTTP/SSE protocol, the
+// runtime of the typed client packages durably-gen emits.
+package durablyclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/durablyhttp"
+)
+
+// Client talks to a durably server. L is the labels type (a generated
+// Labels struct, or durablyhttp.MapLabels).
+type Client[L durablyhttp.Labels[L]] struct {
+	base string
+	hc   *http.Client
+	edit func(*http.Request) error
+}
+
+// Option configures a Client.
+type Option func(*config)
+
+type config struct {
+	hc   *http.Client
+	edit func(*http.Request) error
+}
+
+// WithHTTPClient sets the *http.Client (default http.DefaultClient).
+func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.hc = hc } }
+
+// WithRequestEditor edits every request before it is sent, e.g. to add
+// authentication headers.
+func WithRequestEditor(edit func(*http.Request) error) Option {
+	return func(c *config) { c.edit = edit }
+}
+
+// New returns a client of the handler mounted at baseURL
+// (e.g. "https://example.com/api/durably").
+func New[L durablyhttp.Labels[L]](baseURL string, opts ...Option) *Client[L] {
+	c := config{hc: http.DefaultClient}
+	for _, o := range opts {
+		o(&c)
+	}
+	return &Client[L]{base: strings.TrimSuffix(baseURL, "/"), hc: c.hc, edit: c.edit}
+}
+
+// Error is a non-2xx answer of the server.
+type Error struct {
+	Status  int
+	Message string // the body's "error", or the body itself
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("durably server: %d: %s", e.Status, e.Message) }
+
+// Is maps statuses to the engine's error kinds, so that errors.Is(err,
+// durably.ErrNotFound) works across the wire.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case durably.ErrValidation:
+		return e.Status == http.StatusBadRequest
+	case durably.ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case durably.ErrConflict:
+		return e.Status == http.StatusConflict
+	}
+	return false
+}
+
+func (c *Client[L]) do(ctx context.Context, method, path string, q url.Values, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.edit != nil {
+		if err := c.edit(req); err != nil {
+			return err
+		}
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode/100 != 2 {
+		var eb struct {
+			Error string `json:"error"`
+		}
+		msg := string(data)
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		return &Error{Status: res.StatusCode, Message: msg}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// TriggerOptions are the options of a trigger.
+type TriggerOptions[L any] struct {
+	// Labels, when set, are sent; the server's OnTrigger may set them too.
+	Labels         *L
+	IdempotencyKey string
+	ConcurrencyKey string
+	CoalesceSkip   bool
+}
+
+// Triggered is the answer to a trigger.
+type Triggered struct {
+	RunID       string              `json:"runId"`
+	Disposition durably.Disposition `json:"disposition"`
+}
+
+// Trigger triggers job with input.
+func (c *Client[L]) Trigger(ctx context.Context, job string, input any, opts TriggerOptions[L]) (Triggered, error) {
+	body := map[string]any{"jobName": job, "input": input}
+	if opts.Labels != nil {
+		body["labels"] = (*opts.Labels).ToMap()
+	}
+	if opts.IdempotencyKey != "" {
+		body["idempotencyKey"] = opts.IdempotencyKey
+	}
+	if opts.ConcurrencyKey != "" {
+		body["concurrencyKey"] = opts.ConcurrencyKey
+	}
+	if opts.CoalesceSkip {
+		body["coalesce"] = durably.CoalesceSkip
+	}
+	var t Triggered
+	err := c.do(ctx, http.MethodPost, "/trigger", nil, body, &t)
+	return t, err
+}
+
+// Run is a run as the server shows it (H-020).
+type Run struct {
+	ID                 string            `json:"id"`
+	JobName            string            `json:"jobName"`
+	Input              json.RawMessage   `json:"input"`
+	Status             durably.Status    `json:"status"`
+	CurrentStepIndex   int               `json:"currentStepIndex"`
+	CompletedStepCount int               `json:"completedStepCount"`
+	Progress           *durably.Progress `json:"progress"`
+	Output             json.RawMessage   `json:"output"`
+	Error              *string           `json:"error"`
+	Labels             map[string]string `json:"labels"`
+	StartedAt          *time.Time        `json:"startedAt"`
+	CompletedAt        *time.Time        `json:"completedAt"`
+	CreatedAt          time.Time         `json:"createdAt"`
+	IsTerminal         bool              `json:"isTerminal"`
+	IsActive           bool              `json:"isActive"`
+}
+
+// GetRun returns a run, or nil when there is none (404).
+func (c *Client[L]) GetRun(ctx context.Context, id string) (*Run, error) {
+	var r Run
+	err := c.do(ctx, http.MethodGet, "/run", url.Values{"runId": {id}}, nil, &r)
+	if errors.Is(err, durably.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ListOptions filter GET /runs.
+type ListOptions[L any] struct {
+	JobNames []string
+	Statuses []durably.Status
+	Labels   *L
+	Limit    int // 0: none
+	Offset   int
+}
+
+// ListRuns lists runs newest first.
+func (c *Client[L]) ListRuns(ctx context.Context, o ListOptions[L]) ([]*Run, error) {
+	q := url.Values{}
+	for _, j := range o.JobNames {
+		q.Add("jobName", j)
+	}
+	for _, s := range o.Statuses {
+		q.Add("status", string(s))
+	}
+	if o.Labels != nil {
+		for k, v := range (*o.Labels).ToMap() {
+			q.Set("label."+k, v)
+		}
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Offset > 0 {
+		q.Set("offset", strconv.Itoa(o.Offset))
+	}
+	var runs []*Run
+	err := c.do(ctx, http.MethodGet, "/runs", q, nil, &runs)
+	return runs, err
+}
+
+// Step is a step as GET /steps shows it (H-021).
+type Step struct {
+	ID          string          `json:"id"`
+	RunID       string          `json:"runId"`
+	Name        string          `json:"name"`
+	Index       int             `json:"index"`
+	Status      string          `json:"status"`
+	Output      json.RawMessage `json:"output"`
+	Error       *string         `json:"error"`
+	StartedAt   time.Time       `json:"startedAt"`
+	CompletedAt *time.Time      `json:"completedAt"`
+}
+
+// Steps returns a run's steps.
+func (c *Client[L]) Steps(ctx context.Context, id string) ([]Step, error) {
+	var steps []Step
+	err := c.do(ctx, http.MethodGet, "/steps", url.Values{"runId": {id}}, nil, &steps)
+	return steps, err
+}
+
+// Cancel cancels a run.
+func (c *Client[L]) Cancel(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/cancel", url.Values{"runId": {id}}, nil, nil)
+}
+
+// Retrigger makes a new run from a finished one and returns its id.
+func (c *Client[L]) Retrigger(ctx context.Context, id string) (string, error) {
+	var out struct {
+		RunID string `json:"runId"`
+	}
+	err := c.do(ctx, http.MethodPost, "/retrigger", url.Values{"runId": {id}}, nil, &out)
+	return out.RunID, err
+}
+
+// Delete deletes a finished run.
+func (c *Client[L]) Delete(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/run", url.Values{"runId": {id}}, nil, nil)
+}
+
+// Jobs lists the server's jobs and their schemas (GET /jobs).
+func (c *Client[L]) Jobs(ctx context.Context) ([]durablyhttp.JobSchema, error) {
+	var jobs []durablyhttp.JobSchema
+	err := c.do(ctx, http.MethodGet, "/jobs", nil, nil, &jobs)
+	return jobs, err
+}
+
+// Subscribe streams one run's events (GET /subscribe): its snapshot, then
+// live events; the sequence ends after the run's last event, or with an
+// error.
+func (c *Client[L]) Subscribe(ctx context.Context, id string) iter.Seq2[durably.Event, error] {
+	return c.stream(ctx, "/subscribe", url.Values{"runId": {id}})
+}
+
+// SubscribeRuns streams the events of many runs (GET /runs/subscribe) as
+// projections (H-051) until ctx ends.
+func (c *Client[L]) SubscribeRuns(ctx context.Context, jobNames []string, labels *L) iter.Seq2[durably.Event, error] {
+	q := url.Values{}
+	for _, j := range jobNames {
+		q.Add("jobName", j)
+	}
+	if labels != nil {
+		for k, v := range (*labels).ToMap() {
+			q.Set("label."+k, v)
+		}
+	}
+	return c.stream(ctx, "/runs/subscribe", q)
+}
+
+func (c *Client[L]) stream(ctx context.Context, path string, q url.Values) iter.Seq2[durably.Event, error] {
+	return func(yield func(durably.Event, error) bool) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path+"?"+q.Encode(), nil)
+		if err != nil {
+			yield(durably.Event{}, err)
+			return
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		if c.edit != nil {
+			if err := c.edit(req); err != nil {
+				yield(durably.Event{}, err)
+				return
+			}
+		}
+		res, err := c.hc.Do(req)
+		if err != nil {
+			yield(durably.Event{}, err)
+			return
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			data, _ := io.ReadAll(res.Body)
+			yield(durably.Event{}, &Error{Status: res.StatusCode, Message: string(data)})
+			return
+		}
+		sc := bufio.NewScanner(res.Body)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue // blank separators and ": ping" comments
+			}
+			var ev durably.Event
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				if !yield(durably.Event{}, fmt.Errorf("durablyclient: malformed event %q: %w", data, err)) {
+					return
+				}
+				continue
+			}
+			if !yield(ev, nil) {
+				return
+			}
+		}
+		if err := sc.Err(); err != nil && ctx.Err() == nil {
+			yield(durably.Event{}, err)
+		}
+	}
+}
+
+// TypedRun is a run with its input, output and labels decoded.
+type TypedRun[I, O any, L durablyhttp.Labels[L]] struct {
+	*Run
+	Input  I
+	Output O
+	Labels L
+}
+
+// Decode decodes a run's input, output and labels into typed values.
+func Decode[I, O any, L durablyhttp.Labels[L]](r *Run) (*TypedRun[I, O, L], error) {
+	if r == nil {
+		return nil, nil
+	}
+	t := &TypedRun[I, O, L]{Run: r}
+	if len(r.Input) > 0 && string(r.Input) != "null" {
+		if err := json.Unmarshal(r.Input, &t.Input); err != nil {
+			return nil, fmt.Errorf("durablyclient: input of run %s: %w", r.ID, err)
+		}
+	}
+	if len(r.Output) > 0 && string(r.Output) != "null" {
+		if err := json.Unmarshal(r.Output, &t.Output); err != nil {
+			return nil, fmt.Errorf("durablyclient: output of run %s: %w", r.ID, err)
+		}
+	}
+	var zero L
+	l, err := zero.FromMap(r.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("durablyclient: labels of run %s: %w", r.ID, err)
+	}
+	t.Labels = l
+	return t, nil
+}
