@@ -36,7 +36,8 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	ids := map[string]int{}
 	for i, j := range d.Jobs {
 		ptr := "/jobs/" + strconv.Itoa(i)
-		if prev, dup := names[j.Name]; dup {
+		prev, dupName := names[j.Name]
+		if dupName {
 			c.add(ptr+"/name", "duplicate job name %q (also jobs[%d])", j.Name, prev)
 		}
 		names[j.Name] = i
@@ -46,7 +47,7 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 		id := JobID(j)
 		if id == "" || !token.IsIdentifier(id) || !token.IsExported(id) {
 			c.add(ptr+"/name", "job name %q gives no exported Go identifier; set id", j.Name)
-		} else if prev, dup := ids[id]; dup {
+		} else if prev, dup := ids[id]; dup && !dupName {
 			c.add(ptr+"/id", "Go identifier %s is used by jobs[%d] too", id, prev)
 		}
 		ids[id] = i
@@ -69,7 +70,13 @@ type checker struct {
 }
 
 func (c *checker) add(ptr, format string, args ...any) {
-	p := c.pos[ptr]
+	// A problem about a key that is absent (a derived id, say) is shown
+	// where its nearest present ancestor is.
+	p, ok := c.pos[ptr]
+	for at := ptr; !ok && at != ""; {
+		at = at[:strings.LastIndex(at, "/")]
+		p, ok = c.pos[at]
+	}
 	c.problems = append(c.problems, Problem{File: c.file, Line: p[0], Col: p[1], Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
 }
 

@@ -210,6 +210,11 @@ func (g *emitter) labels() {
 	}
 	g.p("}")
 	g.p("")
+	for _, f := range d.Labels {
+		if f.Type.Pattern != "" {
+			g.extends["Labels"] = append(g.extends["Labels"], fmt.Sprintf("if p, ok := s.Properties.Get(%q); ok { p.Pattern = %q }", f.Name, f.Type.Pattern))
+		}
+	}
 	g.p("// ToMap renders the set labels as they are stored.")
 	g.p("func (l Labels) ToMap() map[string]string {")
 	g.p("m := make(map[string]string, %d)", len(d.Labels))
@@ -417,6 +422,13 @@ func (g *emitter) namedType(name string, t Type, what string) {
 			g.p("// %s is %s.", name, what)
 			g.p("type %s %s", name, typ)
 			g.p("")
+			if c := constraints(t); c != "" {
+				g.p("// JSONSchemaExtend adds the declared constraints to the reflected schema.")
+				g.p("func (%s) JSONSchemaExtend(s *invopop.Schema) {", name)
+				g.p("typed.Constraints{%s}.Apply(s)", c)
+				g.p("}")
+				g.p("")
+			}
 		})
 	}
 }
@@ -537,6 +549,7 @@ func (g *emitter) goType(parent string, f Field, required bool) string {
 		return name // zero value is "no value": never a pointer
 	case "array":
 		items := Field{Name: f.Name + "Item", Type: *t.Items}
+		items.Type.Description = ""
 		items.Type.Required = true
 		return "[]" + g.goType(parent, items, true)
 	case "object":
@@ -626,4 +639,32 @@ func lowerFirst(s string) string {
 	default:
 		return strings.ToLower(s[:i-1]) + s[i-1:]
 	}
+}
+
+// constraints renders a typed.Constraints literal's fields for t.
+func constraints(t Type) string {
+	var parts []string
+	u := func(name string, v *int) {
+		if v != nil {
+			parts = append(parts, fmt.Sprintf("%s: typed.Uint(%d)", name, *v))
+		}
+	}
+	f := func(name string, v *float64) {
+		if v != nil {
+			parts = append(parts, fmt.Sprintf("%s: typed.Float(%s)", name, strconv.FormatFloat(*v, 'g', -1, 64)))
+		}
+	}
+	u("MinLength", t.MinLength)
+	u("MaxLength", t.MaxLength)
+	u("MinItems", t.MinItems)
+	u("MaxItems", t.MaxItems)
+	f("Minimum", t.Minimum)
+	f("Maximum", t.Maximum)
+	if t.Pattern != "" {
+		parts = append(parts, fmt.Sprintf("Pattern: %q", t.Pattern))
+	}
+	if t.Description != "" {
+		parts = append(parts, fmt.Sprintf("Description: %q", oneLine(t.Description)))
+	}
+	return strings.Join(parts, ", ")
 }

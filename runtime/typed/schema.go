@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	invopop "github.com/invopop/jsonschema"
@@ -181,3 +182,47 @@ func EnumSchema(values ...string) *invopop.Schema {
 	}
 	return &invopop.Schema{Type: "string", Enum: enum}
 }
+
+// Constraints are the JSON-Schema keywords of a generated named type that is
+// not a struct (a string or array input, say), which struct tags cannot
+// carry. Zero fields are left out.
+type Constraints struct {
+	MinLength, MaxLength, MinItems, MaxItems *uint64
+	Minimum, Maximum                         *float64
+	Pattern, Description                     string
+}
+
+// Apply adds the constraints to a reflected schema, from the
+// JSONSchemaExtend method of a generated type.
+func (c Constraints) Apply(s *invopop.Schema) {
+	if c.MinLength != nil {
+		s.MinLength = c.MinLength
+	}
+	if c.MaxLength != nil {
+		s.MaxLength = c.MaxLength
+	}
+	if c.MinItems != nil {
+		s.MinItems = c.MinItems
+	}
+	if c.MaxItems != nil {
+		s.MaxItems = c.MaxItems
+	}
+	if c.Minimum != nil {
+		s.Minimum = json.Number(strconv.FormatFloat(*c.Minimum, 'g', -1, 64))
+	}
+	if c.Maximum != nil {
+		s.Maximum = json.Number(strconv.FormatFloat(*c.Maximum, 'g', -1, 64))
+	}
+	if c.Pattern != "" {
+		s.Pattern = c.Pattern
+	}
+	if c.Description != "" {
+		s.Description = c.Description
+	}
+}
+
+// Uint returns a pointer to v, for Constraints literals.
+func Uint(v uint64) *uint64 { return &v }
+
+// Float returns a pointer to v, for Constraints literals.
+func Float(v float64) *float64 { return &v }

@@ -1,0 +1,174 @@
+package gen
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestCommittedOutputIsCurrent fails when regenerating a committed
+// declaration would change its output: run `go generate ./...`.
+func TestCommittedOutputIsCurrent(t *testing.T) {
+	for _, decl := range []string{"../durably.yaml", "../examples/tenants/durably.yaml"} {
+		t.Run(decl, func(t *testing.T) {
+			d, err := Load(decl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Dir(decl)
+			mod, err := importPath(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, err := Generate(d, filepath.Base(decl), mod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range files {
+				on, err := os.ReadFile(filepath.Join(dir, f.Path))
+				if err != nil {
+					t.Fatalf("%s: %v (run go generate ./...)", f.Path, err)
+				}
+				if !bytes.Equal(on, f.Content) {
+					t.Errorf("%s is not what %s generates; run `go run ./cmd/durably-gen -config %s`", filepath.Join(dir, f.Path), decl, decl)
+				}
+			}
+		})
+	}
+}
+
+// TestSchemaFileIsCurrent keeps durably.schema.json, which editors read,
+// equal to the schema of the Declaration types.
+func TestSchemaFileIsCurrent(t *testing.T) {
+	on, err := os.ReadFile("../durably.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(on, Schema()) {
+		t.Fatal("durably.schema.json is stale; run `go run ./cmd/durably-gen -schema > durably.schema.json`")
+	}
+}
+
+// TestGolden compares the output for testdata/golden/*.yaml with the golden
+// files next to them (-update rewrites them).
+func TestGolden(t *testing.T) {
+	decls, _ := filepath.Glob("testdata/golden/*.yaml")
+	if len(decls) == 0 {
+		t.Fatal("no golden declarations")
+	}
+	for _, decl := range decls {
+		d, err := Load(decl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := Generate(d, filepath.Base(decl), "example.com/app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			golden := strings.TrimSuffix(decl, ".yaml") + "." + strings.ReplaceAll(filepath.ToSlash(f.Path), "/", "_") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, f.Content, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./gen -update)", err)
+			}
+			if !bytes.Equal(want, f.Content) {
+				t.Errorf("%s differs from %s:\n%s", f.Path, golden, f.Content)
+			}
+		}
+	}
+}
+
+func TestProblems(t *testing.T) {
+	const good = "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string}\n"
+	cases := []struct {
+		name, yaml string
+		want       []string // each must appear, in order
+	}{
+		{"YAML syntax", "package: [\n", []string{"d.yaml:1:1: YAML: "}},
+		{"unknown top-level key", good + "extra: 1\n", []string{"d.yaml:5:1: extra: unknown key \"extra\""}},
+		{"unknown type key", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, minLenght: 3}\n",
+			[]string{"d.yaml:4:27: jobs[0].input.minLenght: unknown key \"minLenght\""}},
+		{"missing jobs", "package: {name: p, output: ./p}\n", []string{"d.yaml:1:1: missing \"jobs\""}},
+		{"unsupported type", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: date}\n",
+			[]string{"d.yaml:4:13: jobs[0].input.type: value must be one of"}},
+		{"wrong value type", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, minLength: three}\n",
+			[]string{"d.yaml:4:27: jobs[0].input.minLength: expected integer, but got string"}},
+		{"duplicate job", good + "  - name: a\n    input: {type: string}\n", []string{"d.yaml:5:5: jobs[1].name: duplicate job name \"a\" (also jobs[0])"}},
+		{"bad package name", "package: {name: Bad, output: ./p}\njobs:\n  - name: a\n    input: {type: string}\n",
+			[]string{"d.yaml:1:11: package.name: does not match pattern"}},
+		{"keyword package", "package: {name: func, output: ./p}\njobs:\n  - name: a\n    input: {type: string}\n",
+			[]string{"package.name: \"func\" is a Go keyword"}},
+		{"invalid identifier", "package: {name: p, output: ./p}\njobs:\n  - name: 9lives\n    input: {type: string}\n",
+			[]string{"d.yaml:3:5: jobs[0].name: job name \"9lives\" gives no exported Go identifier; set id"}},
+		{"id collision", "package: {name: p, output: ./p}\njobs:\n  - name: import-csv\n    input: {type: string}\n  - name: importCsv\n    input: {type: string}\n",
+			[]string{"jobs[1].id: Go identifier ImportCSV is used by jobs[0] too"}},
+		{"keyword on wrong type", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: integer, minLength: 1}\n",
+			[]string{"jobs[0].input.minLength: minLength applies to string, not integer"}},
+		{"bounds", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: integer, minimum: 5, maximum: 1}\n",
+			[]string{"jobs[0].input.minimum: minimum 5 exceeds maximum 1"}},
+		{"enum without values", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: enum}\n",
+			[]string{"jobs[0].input: an enum needs values"}},
+		{"array without items", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: array}\n",
+			[]string{"jobs[0].input: an array needs items"}},
+		{"label of wrong type", "package: {name: p, output: ./p}\nlabels:\n  n: {type: integer}\njobs:\n  - name: a\n    input: {type: string}\n",
+			[]string{"d.yaml:3:7: labels.n.type: a label is a string or an enum, not integer"}},
+		{"bad label key", "package: {name: p, output: ./p}\nlabels:\n  \"bad key\": {type: string}\njobs:\n  - name: a\n    input: {type: string}\n",
+			[]string{"labels.bad key: label key \"bad key\" must contain only"}},
+		{"fields colliding in Go", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input:\n      type: object\n      properties:\n        user_id: {type: string}\n        userId: {type: string}\n",
+			[]string{"\"user_id\" and \"userId\" both become the Go field UserID"}},
+		{"bad pattern", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, pattern: \"(\"}\n",
+			[]string{"jobs[0].input.pattern: pattern does not compile"}},
+		{"reserved job name", "package: {name: p, output: ./p}\njobs:\n  - name: useRuns\n    input: {type: string}\n",
+			[]string{"\"useRuns\" is reserved by the React client (H-078)"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "d.yaml")
+			if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/app\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Write(path)
+			if err == nil {
+				t.Fatal("a bad declaration generated code")
+			}
+			got := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			rest := got
+			for _, w := range c.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("problems\n%s\nlack %q", got, w)
+				}
+				rest = rest[i+len(w):]
+			}
+			if _, err := os.Stat(filepath.Join(dir, "p")); !os.IsNotExist(err) {
+				t.Fatal("a bad declaration wrote files")
+			}
+		})
+	}
+}
+
+func TestGoName(t *testing.T) {
+	for in, want := range map[string]string{
+		"organizationId": "OrganizationID", "import-csv": "ImportCSV", "delay_ms": "DelayMs", "url": "URL",
+		"HTTPServer": "HTTPServer", "userID": "UserID", "a": "A", "9x": "", "fooBarBaz": "FooBarBaz", "api_key": "APIKey",
+	} {
+		if got := GoName(in); got != want {
+			t.Errorf("GoName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
