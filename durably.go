@@ -109,6 +109,11 @@ type Config struct {
 	// Labels, when set, validates (and may normalise) the labels of every
 	// trigger, including triggers without labels (D1).
 	Labels LabelSchema
+	// SelectiveLabels orders label keys from the most to the least
+	// selective (a tenant id before an environment): a list filtered by
+	// several labels walks the index of the first one present. Generated
+	// Config sets it.
+	SelectiveLabels []string
 	// WorkerID names this engine's worker in lease_owner. Default
 	// "worker_" + a ULID, one per engine.
 	WorkerID string

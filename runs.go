@@ -34,6 +34,14 @@ func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error)
 			return nil, validationErrorf("Invalid status: %s. Must be one of: pending, leased, completed, failed, cancelled", s)
 		}
 	}
+	if filter.DriveBy == "" {
+		for _, k := range e.cfg.SelectiveLabels {
+			if _, ok := filter.Labels[k]; ok {
+				filter.DriveBy = k
+				break
+			}
+		}
+	}
 	runs, err := e.store.ListRuns(ctx, filter)
 	if err != nil {
 		return nil, fmt.Errorf("durably: list runs: %w", err)

@@ -260,9 +260,19 @@ func (g *emitter) labels() {
 	g.p("// LabelsJSONSchema is the JSON Schema of Labels.")
 	g.p("func LabelsJSONSchema() []byte { return labelsSchema.JSON() }")
 	g.p("")
-	g.p("// Config returns cfg with the declared label schema (D1).")
+	var selective []string
+	for _, kind := range []string{"string", "enum"} {
+		for _, f := range d.Labels {
+			if f.Type.Type == kind {
+				selective = append(selective, strconv.Quote(f.Name))
+			}
+		}
+	}
+	g.p("// Config returns cfg with the declared label schema (D1), and string")
+	g.p("// labels before enums as the ones that narrow a list most.")
 	g.p("func Config(cfg durably.Config) durably.Config {")
 	g.p("cfg.Labels = LabelSchema()")
+	g.p("cfg.SelectiveLabels = []string{%s}", strings.Join(selective, ", "))
 	g.p("return cfg")
 	g.p("}")
 	g.p("")
@@ -281,6 +291,7 @@ func (g *emitter) labels() {
 		g.p("for k, v := range filter.Labels { labels[k] = v }")
 		g.p("labels[%q] = %s", f.Name, arg)
 		g.p("filter.Labels = labels")
+		g.p("filter.DriveBy = %q", f.Name)
 		g.p("return e.ListRuns(ctx, filter)")
 		g.p("}")
 		g.p("")

@@ -70,9 +70,11 @@ func LabelSchema() durably.LabelSchema { return typed.LabelSchema(labelsSchema) 
 // LabelsJSONSchema is the JSON Schema of Labels.
 func LabelsJSONSchema() []byte { return labelsSchema.JSON() }
 
-// Config returns cfg with the declared label schema (D1).
+// Config returns cfg with the declared label schema (D1), and string
+// labels before enums as the ones that narrow a list most.
 func Config(cfg durably.Config) durably.Config {
 	cfg.Labels = LabelSchema()
+	cfg.SelectiveLabels = []string{"organizationId", "team", "env"}
 	return cfg
 }
 
@@ -85,6 +87,7 @@ func ListRunsByOrganizationID(ctx context.Context, e *durably.Engine, value stri
 	}
 	labels["organizationId"] = value
 	filter.Labels = labels
+	filter.DriveBy = "organizationId"
 	return e.ListRuns(ctx, filter)
 }
 
@@ -97,6 +100,7 @@ func ListRunsByEnv(ctx context.Context, e *durably.Engine, value Env, filter dur
 	}
 	labels["env"] = value.String()
 	filter.Labels = labels
+	filter.DriveBy = "env"
 	return e.ListRuns(ctx, filter)
 }
 
@@ -109,6 +113,7 @@ func ListRunsByTeam(ctx context.Context, e *durably.Engine, value string, filter
 	}
 	labels["team"] = value
 	filter.Labels = labels
+	filter.DriveBy = "team"
 	return e.ListRuns(ctx, filter)
 }
 

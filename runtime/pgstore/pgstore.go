@@ -280,21 +280,21 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 	if f.Limit > 0 {
 		lim = pgtype.Int8{Int64: int64(f.Limit), Valid: true}
 	}
-	keys := store.SortedKeys(f.Labels)
+	drive, rest := f.DrivingLabel()
 	var rows []pgdb.DurablyRun
 	var err error
-	if len(keys) == 0 {
+	if drive == "" {
 		rows, err = s.q.ListRuns(ctx, pgdb.ListRunsParams{
 			Statuses: statuses, JobNames: jobs, LabelKeys: []string{}, LabelValues: []string{},
 			Off: int64(f.Offset), Lim: lim,
 		})
 	} else {
-		rest, values := keys[1:], make([]string, 0, len(keys)-1)
+		values := make([]string, 0, len(rest))
 		for _, k := range rest {
 			values = append(values, f.Labels[k])
 		}
 		rows, err = s.q.ListRunsByLabel(ctx, pgdb.ListRunsByLabelParams{
-			Key: keys[0], Value: f.Labels[keys[0]],
+			Key: drive, Value: f.Labels[drive],
 			Statuses: statuses, JobNames: jobs, LabelKeys: rest, LabelValues: values,
 			Off: int64(f.Offset), Lim: lim,
 		})

@@ -751,10 +751,10 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 	if f.Limit > 0 {
 		limit = int64(f.Limit)
 	}
-	keys := store.SortedKeys(f.Labels)
+	drive, rest := f.DrivingLabel()
 	var rows []sqlitedb.DurablyRun
 	var err error
-	if len(keys) == 0 {
+	if drive == "" {
 		rows, err = rq.ListRuns(ctx, sqlitedb.ListRunsParams{
 			FilterStatus: boolInt(len(statuses) > 0), Statuses: jsonList(statuses),
 			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
@@ -762,11 +762,11 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		})
 	} else {
 		var pairs []string
-		for _, k := range keys[1:] {
+		for _, k := range rest {
 			pairs = append(pairs, k+"\x00"+f.Labels[k])
 		}
 		rows, err = rq.ListRunsByLabel(ctx, sqlitedb.ListRunsByLabelParams{
-			Key: keys[0], Value: f.Labels[keys[0]],
+			Key: drive, Value: f.Labels[drive],
 			FilterStatus: boolInt(len(statuses) > 0), Statuses: jsonList(statuses),
 			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
 			LabelCount: int64(len(pairs)), LabelPairs: jsonList(pairs),

@@ -298,6 +298,30 @@ type RunFilter struct {
 	Labels   map[string]string
 	Limit    int
 	Offset   int
+	// DriveBy names the label whose index a label filter walks: the most
+	// selective one (a tenant id rather than an environment). Default: the
+	// first key in sorted order.
+	DriveBy string
+}
+
+// DrivingLabel returns the label key a filter's lookup walks first and the
+// other keys, sorted.
+func (f RunFilter) DrivingLabel() (string, []string) {
+	keys := SortedKeys(f.Labels)
+	if len(keys) == 0 {
+		return "", nil
+	}
+	drive := keys[0]
+	if _, ok := f.Labels[f.DriveBy]; ok {
+		drive = f.DriveBy
+	}
+	rest := make([]string, 0, len(keys)-1)
+	for _, k := range keys {
+		if k != drive {
+			rest = append(rest, k)
+		}
+	}
+	return drive, rest
 }
 
 // RunPatch lists fields to overwrite; nil pointers are left alone.
