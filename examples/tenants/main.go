@@ -37,9 +37,10 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8787", "listen address")
 	db := flag.String("db", "", `storage: empty, a path or "file:" for SQLite (default tenants.db); postgres:// for PostgreSQL`)
+	grace := flag.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM, how long runs in flight may take before their leases are handed back")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *db, logger); err != nil {
+	if err := run(*addr, *db, *grace, logger); err != nil {
 		logger.Error("tenants", "err", err)
 		os.Exit(1)
 	}
@@ -55,7 +56,7 @@ func openStore(ctx context.Context, db string, logger *slog.Logger) (store.Store
 	return sqlitestore.Open(db, sqlitestore.Options{Logger: logger})
 }
 
-func run(addr, db string, logger *slog.Logger) error {
+func run(addr, db string, grace time.Duration, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -120,7 +121,7 @@ func run(addr, db string, logger *slog.Logger) error {
 	// Stop accepting requests, then let runs in flight finish; past the
 	// deadline their steps are cancelled and their leases handed back.
 	logger.Info("tenants: shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err

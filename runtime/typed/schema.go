@@ -88,6 +88,12 @@ func describe(ve *jsonschema.ValidationError) string {
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
+			if rest, ok := strings.CutPrefix(e.Message, "missing properties: "); ok {
+				for _, name := range strings.Split(rest, ", ") {
+					parts = append(parts, field(e.InstanceLocation, "missing properties: "+name)+": required")
+				}
+				return
+			}
 			parts = append(parts, field(e.InstanceLocation, e.Message)+": "+message(e.Message))
 			return
 		}
