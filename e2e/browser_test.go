@@ -1,0 +1,48 @@
+// Package e2e holds the browser test: a page using the unmodified
+// @coji/durably-react hooks, served by Vite, driven by playwright-core in
+// Debian's chromium, against the Go tenants server.
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestBrowser runs run.mjs. It needs `npm ci` in this directory and
+// /usr/bin/chromium (.ci/run installs both); without them it is skipped,
+// except under CI=true, where that is a failure.
+func TestBrowser(t *testing.T) {
+	missing := ""
+	if _, err := os.Stat("node_modules/@coji/durably-react"); err != nil {
+		missing = "e2e/node_modules (run npm ci in e2e)"
+	}
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		missing = chromium + " (apt-get install chromium)"
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		missing = "node"
+	}
+	if missing != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the browser test needs %s", missing)
+		}
+		t.Skipf("the browser test needs %s", missing)
+	}
+	bin := filepath.Join(t.TempDir(), "tenants")
+	if out, err := exec.Command("go", "build", "-o", bin, "../examples/tenants").CombinedOutput(); err != nil {
+		t.Fatalf("build tenants: %v\n%s", err, out)
+	}
+	cmd := exec.Command("node", "run.mjs")
+	cmd.Env = append(os.Environ(), "TENANTS_BIN="+bin, "CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("browser test failed: %v (screenshots in e2e/test-results)", err)
+	}
+}

@@ -1,0 +1,98 @@
+// The browser test: the unmodified @coji/durably-react hooks in a real
+// Chromium, through Vite's dev server, against the Go tenants server.
+//
+//   TENANTS_BIN=/path/to/tenants node run.mjs
+//
+// Exits 0 when the page shows the "steps" run completed with its output and
+// the run list shows it; saves test-results/steps-completed.png either way.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+import { createServer } from 'vite'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const results = join(here, 'test-results')
+mkdirSync(results, { recursive: true })
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+    srv.on('error', reject)
+  })
+}
+
+async function waitHealthy(url, ms) {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url)
+      if (res.ok) return
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`${url} not healthy within ${ms}ms`)
+}
+
+const bin = process.env.TENANTS_BIN
+if (!bin) throw new Error('TENANTS_BIN is not set')
+const work = mkdtempSync(join(tmpdir(), 'durably-e2e-'))
+const port = await freePort()
+const tenants = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-db', join(work, 'tenants.db'), '-shutdown-timeout', '500ms'], { stdio: 'inherit' })
+let browser, vite
+let failed = false
+try {
+  await waitHealthy(`http://127.0.0.1:${port}/healthz`, 30_000)
+  process.env.TENANTS_URL = `http://127.0.0.1:${port}`
+  vite = await createServer({ root: here, logLevel: 'warn', server: { host: '127.0.0.1', port: await freePort(), strictPort: true } })
+  await vite.listen()
+  const url = vite.resolvedUrls.local[0]
+
+  browser = await chromium.launchPersistentContext(join(work, 'profile'), {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  const page = browser.pages()[0] ?? (await browser.newPage())
+  page.on('console', (m) => { if (m.type() === 'error') console.error('[page]', m.text()) })
+  await page.goto(url)
+  await page.getByTestId('runs').waitFor({ timeout: 30_000 })
+  await page.getByTestId('count').fill('5')
+  await page.getByTestId('run').click()
+  // Live progress over SSE, then the terminal status.
+  await page.getByTestId('progress').waitFor({ timeout: 30_000 })
+  await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'completed', null, { timeout: 30_000 })
+  const output = await page.getByTestId('output').textContent()
+  const progress = await page.getByTestId('progress').textContent()
+  const logs = await page.getByTestId('logs').textContent()
+  await page.waitForSelector('[data-testid=runs] tr[data-status=completed]', { timeout: 30_000 })
+  await page.screenshot({ path: join(results, 'steps-completed.png'), fullPage: true })
+  const problems = []
+  if (output !== '{"sum":15}') problems.push(`output ${output}, want {"sum":15}`)
+  if (!progress.startsWith('5/5')) problems.push(`progress ${progress}, want 5/5`)
+  if (logs !== '5') problems.push(`logs ${logs}, want 5`)
+  if (problems.length) throw new Error(problems.join('; '))
+  console.log(`browser test: completed, output ${output}, progress ${progress}, ${logs} logs; screenshot in test-results/steps-completed.png`)
+} catch (err) {
+  failed = true
+  console.error('browser test failed:', err)
+  try {
+    const page = browser?.pages()[0]
+    if (page) await page.screenshot({ path: join(results, 'failure.png'), fullPage: true })
+  } catch {}
+} finally {
+  await browser?.close().catch(() => {})
+  await vite?.close().catch(() => {})
+  tenants.kill('SIGTERM')
+  await new Promise((r) => tenants.once('exit', r))
+  rmSync(work, { recursive: true, force: true })
+}
+process.exit(failed ? 1 : 0)
