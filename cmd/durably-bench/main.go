@@ -31,6 +31,8 @@ type config struct {
 	sync     string // SQLite synchronous pragma; FULL unless asked otherwise
 	profile  string
 	child    bool // internal: a worker process of the multi workload
+	sseN     int  // internal: run as the client process of the sse workload
+	rate     int  // sse: runs triggered per second (0: as fast as they go)
 }
 
 // result is one repetition's measurements.
@@ -91,9 +93,18 @@ func main() {
 	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
+	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes)")
+	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
+	if c.sseN > 0 {
+		if err := sseClients(c.sseN, c.n, c.db); err != nil {
+			fmt.Fprintln(os.Stderr, "durably-bench sse clients:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.child {
 		if err := multiChild(&c); err != nil {
 			fmt.Fprintln(os.Stderr, "durably-bench child:", err)

@@ -81,6 +81,7 @@ type Handler[C any, L Labels[L]] struct {
 	closeOnce sync.Once
 	closing   chan struct{}
 	streams   sync.WaitGroup
+	hub       hub
 }
 
 // New returns a handler for e. Configuring Auth without Authenticate is an
@@ -536,3 +537,7 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 	}
 	writeJSON(req.w, b)
 }
+
+func (h *Handler[C, L]) engine() *durably.Engine { return h.e }
+
+func (h *Handler[C, L]) done() <-chan struct{} { return h.closing }

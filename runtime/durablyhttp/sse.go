@@ -1,7 +1,11 @@
 package durablyhttp
 
 import (
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,17 +18,27 @@ const writeTimeout = 30 * time.Second
 
 // sse writes one Server-Sent Events response (H-052): "data: <json>\n\n"
 // messages, comment heartbeats, and the progress throttle of H-053.
+// Messages are collected and written together: one write and one flush per
+// burst, not per message.
 type sse struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	throttle time.Duration
 	encode   func(b []byte, e *durably.Event) ([]byte, bool)
 
-	buf      []byte
+	out      []byte // messages not yet written
 	lastSent map[string]time.Time
-	held     map[string]durably.Event // the latest throttled progress per run
+	held     map[string]item // the latest throttled progress per run
 	timer    *time.Timer
+	deadline time.Time // of writes
 	failed   bool
+}
+
+// item is a message to send: the event, and its encoding when the hub
+// shared one encoding among its streams. The event is shared, read-only.
+type item struct {
+	ev   *durably.Event
+	data []byte
 }
 
 func newSSE(w http.ResponseWriter, throttle time.Duration, encode func([]byte, *durably.Event) ([]byte, bool)) *sse {
@@ -35,53 +49,75 @@ func newSSE(w http.ResponseWriter, throttle time.Duration, encode func([]byte, *
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	s := &sse{w: w, rc: http.NewResponseController(w), throttle: throttle, encode: encode,
-		lastSent: map[string]time.Time{}, held: map[string]durably.Event{}, timer: time.NewTimer(time.Hour)}
+		lastSent: map[string]time.Time{}, held: map[string]item{}, timer: time.NewTimer(time.Hour)}
 	s.timer.Stop()
-	s.flush()
+	if err := s.rc.Flush(); err != nil {
+		s.failed = true
+	}
 	return s
 }
 
-// send writes one message now.
-func (s *sse) send(e *durably.Event) {
+// send queues one message for the next flush.
+func (s *sse) send(it *item) {
 	if s.failed {
 		return
 	}
-	b, ok := s.encode(append(s.buf[:0], "data: "...), e)
-	if !ok {
-		return
+	s.out = append(s.out, "data: "...)
+	if it.data != nil {
+		s.out = append(s.out, it.data...)
+	} else {
+		var ok bool
+		n := len(s.out)
+		if s.out, ok = s.encode(s.out, it.ev); !ok {
+			s.out = s.out[:n-len("data: ")]
+			return
+		}
 	}
-	s.buf = append(b, '\n', '\n')
-	s.write(s.buf)
+	s.out = append(s.out, '\n', '\n')
 }
 
-func (s *sse) write(b []byte) {
-	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := s.w.Write(b); err != nil {
+// flush writes what was queued.
+func (s *sse) flush() {
+	if s.failed || len(s.out) == 0 {
+		return
+	}
+	// Moving the deadline costs a timer update; once per half timeout is
+	// enough to bound a stuck client.
+	if now := time.Now(); s.deadline.Sub(now) < writeTimeout/2 {
+		s.deadline = now.Add(writeTimeout)
+		_ = s.rc.SetWriteDeadline(s.deadline)
+	}
+	if _, err := s.w.Write(s.out); err != nil {
 		s.failed = true
 		return
 	}
-	s.flush()
-}
-
-func (s *sse) flush() {
+	if cap(s.out) > 64<<10 {
+		s.out = nil // let a burst's buffer go
+	} else {
+		s.out = s.out[:0]
+	}
 	if err := s.rc.Flush(); err != nil {
 		s.failed = true
 	}
 }
 
-func (s *sse) heartbeat() { s.write([]byte(": ping\n\n")) }
+func (s *sse) heartbeat() {
+	s.out = append(s.out, ": ping\n\n"...)
+	s.flush()
+}
 
-// handle applies the throttle (H-053) and sends or holds e.
-func (s *sse) handle(e *durably.Event, now time.Time) {
+// handle applies the throttle (H-053) and queues or holds the message.
+func (s *sse) handle(it *item, now time.Time) {
+	e := it.ev
 	switch {
 	case e.Type == durably.EventRunProgress && s.throttle > 0:
 		if last, ok := s.lastSent[e.RunID]; !ok || now.Sub(last) >= s.throttle {
 			delete(s.held, e.RunID)
 			s.lastSent[e.RunID] = now
-			s.send(e)
+			s.send(it)
 			return
 		}
-		s.held[e.RunID] = *e
+		s.held[e.RunID] = *it
 		s.schedule()
 	case e.Type.ClosesRun():
 		if held, ok := s.held[e.RunID]; ok {
@@ -89,9 +125,9 @@ func (s *sse) handle(e *durably.Event, now time.Time) {
 			s.send(&held)
 		}
 		delete(s.lastSent, e.RunID)
-		s.send(e)
+		s.send(it)
 	default:
-		s.send(e)
+		s.send(it)
 	}
 }
 
@@ -112,22 +148,24 @@ func (s *sse) schedule() {
 
 // due sends the held progress whose window has passed.
 func (s *sse) due(now time.Time) {
-	for run, e := range s.held {
+	for run, it := range s.held {
 		if now.Sub(s.lastSent[run]) >= s.throttle {
 			delete(s.held, run)
 			s.lastSent[run] = now
-			s.send(&e)
+			s.send(&it)
 		}
 	}
 	s.schedule()
+	s.flush()
 }
 
 // drainHeld sends every held progress: the stream is ending (H-053 rule 4).
 func (s *sse) drainHeld() {
-	for run, e := range s.held {
+	for run, it := range s.held {
 		delete(s.held, run)
-		s.send(&e)
+		s.send(&it)
 	}
+	s.flush()
 }
 
 // queue is a bounded FIFO between the engine's synchronous event delivery,
@@ -136,7 +174,7 @@ func (s *sse) drainHeld() {
 // client reconnects and starts from a fresh snapshot.
 type queue struct {
 	mu         sync.Mutex
-	items      []durably.Event
+	items      []item
 	max        int
 	overflowed bool
 	signal     chan struct{}
@@ -144,12 +182,13 @@ type queue struct {
 
 func newQueue(max int) *queue { return &queue{max: max, signal: make(chan struct{}, 1)} }
 
-func (q *queue) push(e durably.Event) {
+// push appends items and wakes the stream once.
+func (q *queue) push(items ...item) {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
+	if len(q.items)+len(items) > q.max {
 		q.overflowed = true
 	} else {
-		q.items = append(q.items, e)
+		q.items = append(q.items, items...)
 	}
 	q.mu.Unlock()
 	select {
@@ -159,7 +198,7 @@ func (q *queue) push(e durably.Event) {
 }
 
 // take returns everything queued, and whether the queue overflowed.
-func (q *queue) take(into []durably.Event) ([]durably.Event, bool) {
+func (q *queue) take(into []item) ([]item, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	into = append(into[:0], q.items...)
@@ -190,11 +229,26 @@ func (h *Handler[C, L]) subscribe(req *request[C], run *durably.Run) {
 				s.drainHeld()
 				return
 			}
-			s.handle(&e, time.Now())
-			if e.Type.ClosesRun() {
-				s.drainHeld()
-				return
+			// Take what else is ready, then write once.
+			for {
+				now := time.Now()
+				s.handle(&item{ev: &e}, now)
+				if e.Type.ClosesRun() {
+					s.drainHeld()
+					return
+				}
+				select {
+				case e, ok = <-events:
+					if !ok {
+						s.drainHeld()
+						return
+					}
+					continue
+				default:
+				}
+				break
 			}
+			s.flush()
 		case <-s.timer.C:
 			s.due(time.Now())
 		case <-heartbeat.C:
@@ -240,46 +294,28 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 			return
 		}
 	}
-	jobs := map[string]bool{}
-	for _, j := range filter.JobNames {
-		jobs[j] = true
-	}
-	labels := filter.Labels.ToMap()
+	sub := newListSub(filter.JobNames, filter.Labels.ToMap(), h.opts.StreamBuffer)
 
 	h.streams.Add(1)
 	defer h.streams.Done()
 	ctx, cancel := h.streamContext(req.r)
 	defer cancel()
-	qu := newQueue(h.opts.StreamBuffer)
 	defer h.e.WatchRemoteEvents()()
-	unsubscribe := h.e.OnEvent(func(e durably.Event) {
-		if len(jobs) > 0 && !jobs[e.JobName] {
-			return
-		}
-		for k, v := range labels {
-			if e.Labels[k] != v {
-				return
-			}
-		}
-		if e.Type == durably.EventRunLeaseRenewed || e.Type == durably.EventWorkerError {
-			return
-		}
-		qu.push(e)
-	})
-	defer unsubscribe()
+	defer h.hub.add(h, sub)()
 	s := newSSE(req.w, h.opts.SSEThrottle, AppendProjection)
 	heartbeat := h.heartbeat()
 	defer heartbeat.Stop()
-	var batch []durably.Event
+	var batch []item
 	for !s.failed {
 		select {
-		case <-qu.signal:
+		case <-sub.q.signal:
 			var overflowed bool
-			batch, overflowed = qu.take(batch)
+			batch, overflowed = sub.q.take(batch)
 			now := time.Now()
 			for i := range batch {
 				s.handle(&batch[i], now)
 			}
+			s.flush()
 			if overflowed {
 				return
 			}
@@ -289,6 +325,155 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 			s.heartbeat()
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// listSub is one GET /runs/subscribe stream as the hub sees it.
+type listSub struct {
+	jobs   map[string]bool
+	labels map[string]string
+	key    string // equal for streams with equal filters
+	q      *queue
+}
+
+func newListSub(jobs []string, labels map[string]string, buffer int) *listSub {
+	sub := &listSub{jobs: map[string]bool{}, labels: labels, q: newQueue(buffer)}
+	for _, j := range jobs {
+		sub.jobs[j] = true
+	}
+	// The key only groups streams; any injective encoding does.
+	names := slices.Sorted(maps.Keys(sub.jobs))
+	keys := slices.Sorted(maps.Keys(labels))
+	var b strings.Builder
+	for _, j := range names {
+		fmt.Fprintf(&b, "j%d:%s", len(j), j)
+	}
+	for _, k := range keys {
+		fmt.Fprintf(&b, "l%d:%s%d:%s", len(k), k, len(labels[k]), labels[k])
+	}
+	sub.key = b.String()
+	return sub
+}
+
+func (sub *listSub) wants(e *durably.Event) bool {
+	if len(sub.jobs) > 0 && !sub.jobs[e.JobName] {
+		return false
+	}
+	for k, v := range sub.labels {
+		if e.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// fanoutInterval is the least time between two fan-outs of the hub. Under
+// load, events arriving within it reach every stream in one write instead
+// of one write each: with a thousand streams, write system calls are what
+// the server spends its time on. It adds at most this much delay.
+const fanoutInterval = 20 * time.Millisecond
+
+// hub fans the engine's events out to the list streams of one handler.
+// The engine's listener only appends the event to a list, so a run never
+// waits on streams however many there are; the hub's goroutine encodes
+// each event once, filters once per distinct filter, and hands each stream
+// everything it wants that arrived meanwhile, in one push.
+type hub struct {
+	once    sync.Once
+	mu      sync.Mutex
+	subs    map[*listSub]struct{}
+	pending []*durably.Event
+	wake    chan struct{}
+}
+
+func (hb *hub) add(h interface {
+	engine() *durably.Engine
+	done() <-chan struct{}
+}, sub *listSub) (remove func()) {
+	hb.once.Do(func() {
+		hb.subs = map[*listSub]struct{}{}
+		hb.wake = make(chan struct{}, 1)
+		h.engine().OnEvent(hb.collect)
+		go hb.run(h.done())
+	})
+	hb.mu.Lock()
+	hb.subs[sub] = struct{}{}
+	hb.mu.Unlock()
+	return func() {
+		hb.mu.Lock()
+		delete(hb.subs, sub)
+		hb.mu.Unlock()
+	}
+}
+
+func (hb *hub) collect(e durably.Event) {
+	if e.Type == durably.EventRunLeaseRenewed || e.Type == durably.EventWorkerError {
+		return
+	}
+	hb.mu.Lock()
+	if len(hb.subs) == 0 {
+		hb.mu.Unlock()
+		return
+	}
+	hb.pending = append(hb.pending, &e)
+	hb.mu.Unlock()
+	select {
+	case hb.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (hb *hub) run(done <-chan struct{}) {
+	var subs []*listSub
+	var encoded []item
+	groups := map[string][]item{}
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-hb.wake:
+		case <-done:
+			return
+		}
+		if wait := fanoutInterval - time.Since(last); wait > 0 {
+			pause.Reset(wait)
+			select {
+			case <-pause.C:
+			case <-done:
+				return
+			}
+		}
+		last = time.Now()
+		hb.mu.Lock()
+		batch := hb.pending
+		hb.pending = nil
+		subs = subs[:0]
+		for sub := range hb.subs {
+			subs = append(subs, sub)
+		}
+		hb.mu.Unlock()
+		encoded = encoded[:0]
+		for _, e := range batch {
+			if data, ok := AppendProjection(nil, e); ok {
+				encoded = append(encoded, item{ev: e, data: data})
+			}
+		}
+		clear(groups)
+		for _, sub := range subs {
+			items, seen := groups[sub.key]
+			if !seen {
+				for _, it := range encoded {
+					if sub.wants(it.ev) {
+						items = append(items, it)
+					}
+				}
+				groups[sub.key] = items
+			}
+			if len(items) > 0 {
+				sub.q.push(items...)
+			}
 		}
 	}
 }

@@ -249,3 +249,57 @@ func TestSlowConsumers(t *testing.T) {
 		}
 	})
 }
+
+// Many list streams with different and equal filters share one fan-out:
+// each stream gets exactly the events its (scoped) filter selects, and a
+// run's events in their order (H-050).
+func TestRunsSubscribeFanOut(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func() store.Store) {
+		v := newEnv(t, open, func(_ *durably.Config, o *durablyhttp.Options[user, testLabels]) { o.SSEThrottle = -1 })
+		type sub struct {
+			name string
+			s    *stream
+			want map[string]bool // run ids
+		}
+		subs := []*sub{
+			{name: "org-a echo", s: v.open("/runs/subscribe?jobName=echo", admin)},
+			{name: "org-a echo again", s: v.open("/runs/subscribe?jobName=echo", admin)},
+			{name: "org-a steps", s: v.open("/runs/subscribe?jobName=steps", admin)},
+			{name: "org-b all", s: v.open("/runs/subscribe", other)},
+		}
+		for _, s := range subs {
+			s.want = map[string]bool{}
+		}
+		if err := v.e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			a := v.trigger(fmt.Sprintf(`{"jobName":"echo","input":{"message":"a%d"}}`, i), admin)
+			subs[0].want[a], subs[1].want[a] = true, true
+			subs[2].want[v.trigger(`{"jobName":"steps","input":{"count":1,"delayMs":0}}`, admin)] = true
+			subs[3].want[v.trigger(fmt.Sprintf(`{"jobName":"echo","input":{"message":"b%d"}}`, i), other)] = true
+		}
+		for _, s := range subs {
+			triggered := map[string]bool{}
+			for completed := 0; completed < len(s.want); {
+				data := s.s.next()
+				var m struct{ Type, RunID string }
+				if err := json.Unmarshal([]byte(data), &m); err != nil {
+					t.Fatalf("%s: %q: %v", s.name, data, err)
+				}
+				if !s.want[m.RunID] {
+					t.Fatalf("%s: event of a run outside its filter: %s", s.name, data)
+				}
+				switch m.Type {
+				case "run:trigger":
+					triggered[m.RunID] = true
+				case "run:complete":
+					if !triggered[m.RunID] {
+						t.Fatalf("%s: run:complete before run:trigger for %s", s.name, m.RunID)
+					}
+					completed++
+				}
+			}
+		}
+	})
+}
