@@ -55,7 +55,7 @@ CREATE INDEX IF NOT EXISTS idx_durably_runs_status_concurrency
 CREATE INDEX IF NOT EXISTS idx_durably_runs_status_created
   ON durably_runs (status, created_at);
 
--- Releasing expired leases (R-062).
+-- Releasing and reclaiming expired leases (R-051, R-062).
 CREATE INDEX IF NOT EXISTS idx_durably_runs_status_lease_expires
   ON durably_runs (lease_expires_at)
   WHERE status = 'leased';
@@ -73,11 +73,13 @@ CREATE INDEX IF NOT EXISTS idx_durably_runs_status_completed
 CREATE INDEX IF NOT EXISTS idx_durably_runs_created
   ON durably_runs (created_at, id);
 
--- Claiming walks the active runs in creation order; this index holds only
--- pending and leased runs, so the scan never wades through finished history.
-CREATE INDEX IF NOT EXISTS idx_durably_runs_active_created
+-- Claiming walks the pending runs in creation order. Leased runs are not
+-- in this index: however many runs are leased, and however long they run,
+-- a claim never steps over them. Expired leases are found through
+-- idx_durably_runs_status_lease_expires instead.
+CREATE INDEX IF NOT EXISTS idx_durably_runs_pending_created
   ON durably_runs (created_at, id)
-  WHERE status IN ('pending', 'leased');
+  WHERE status = 'pending';
 
 -- Normalised copy of durably_runs.labels, written once at insert (labels are
 -- immutable) and used only for filtering (S-045). created_at is the run's,

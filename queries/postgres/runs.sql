@@ -58,19 +58,36 @@ LIMIT 1;
 
 -- name: ClaimCandidates :many
 -- Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
--- rows another claimer holds. The expiry test is a CASE, not an OR, so that
--- the planner walks idx_durably_runs_active_created in claim order instead
--- of collecting and sorting every pending run.
-SELECT c.id, c.concurrency_key FROM durably_runs c
-WHERE c.status IN ('pending', 'leased')
-  AND CASE WHEN c.status = 'pending' THEN true ELSE c.lease_expires_at <= @now::text END
-  AND (c.concurrency_key IS NULL OR NOT EXISTS (
-    SELECT 1 FROM durably_runs a
-    WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
-      AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
+-- rows another claimer holds. Pending runs and expired leases come from two
+-- partial indexes, each in a useful order, so that live leases and finished
+-- history are never scanned; the oldest of both kinds win. A row locked
+-- here but not chosen stays locked only until the claim commits.
+WITH pending AS (
+  SELECT p.id, p.concurrency_key, p.created_at FROM durably_runs p
+  WHERE p.status = 'pending'
+    AND (p.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
+  ORDER BY p.created_at, p.id
+  LIMIT @lim
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT x.id, x.concurrency_key, x.created_at FROM durably_runs x
+  WHERE x.status = 'leased' AND x.lease_expires_at <= @now::text
+    AND (x.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
+  ORDER BY x.created_at, x.id
+  LIMIT @lim
+  FOR UPDATE SKIP LOCKED
+)
+SELECT c.id, c.concurrency_key FROM (
+  SELECT * FROM pending UNION ALL SELECT * FROM expired
+) AS c
 ORDER BY c.created_at, c.id
-LIMIT @lim
-FOR UPDATE SKIP LOCKED;
+LIMIT @lim;
 
 -- name: LockConcurrencyKeys :exec
 -- Step 2: claimers of the same key queue here until the holder commits; the

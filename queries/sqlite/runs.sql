@@ -32,8 +32,10 @@ LIMIT 1;
 -- The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
 -- expired lease, and not blocked by an unexpired lease on its concurrency key
 -- in any job. One statement; SQLite's single writer makes it atomic.
--- INDEXED BY: without statistics SQLite would sort every pending run on each
--- claim; the partial index of active runs is already in claim order.
+-- The two kinds come from two indexes, each already in a useful order, so
+-- that neither finished history nor live leases are ever scanned; the older
+-- of the two candidates wins. INDEXED BY: without statistics SQLite might
+-- sort every pending run on each claim instead.
 UPDATE durably_runs
 SET status = 'leased',
     lease_owner = CAST(sqlc.arg(worker_id) AS TEXT),
@@ -42,14 +44,28 @@ SET status = 'leased',
     started_at = COALESCE(started_at, CAST(sqlc.arg(now) AS TEXT)),
     updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = (
-  SELECT c.id FROM durably_runs c INDEXED BY idx_durably_runs_active_created
-  WHERE c.status IN ('pending', 'leased')
-    AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)))
-    AND (c.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
-  ORDER BY c.created_at, c.id
+  SELECT u.id FROM (
+    SELECT * FROM (
+      SELECT p.id, p.created_at FROM durably_runs p INDEXED BY idx_durably_runs_pending_created
+      WHERE p.status = 'pending'
+        AND (p.concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM durably_runs a
+          WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+            AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
+      ORDER BY p.created_at, p.id
+      LIMIT 1)
+    UNION ALL
+    SELECT * FROM (
+      SELECT x.id, x.created_at FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
+      WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
+        AND (x.concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM durably_runs a
+          WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+            AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
+      ORDER BY x.created_at, x.id
+      LIMIT 1)
+  ) AS u
+  ORDER BY u.created_at, u.id
   LIMIT 1)
 RETURNING *;
 

@@ -105,3 +105,59 @@ func TestLabelLookupsUseTheIndex(t *testing.T) {
 	}
 	t.Logf("first page of one organization and env among 5000 runs: %v", time.Since(start))
 }
+
+// TestClaimSkipsLiveLeasesByIndex shows the plan of the claim's candidate
+// query with many live leases: pending runs come from their own partial
+// index in claim order, so the claim never steps over leased runs.
+func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, pgtest.Schema(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, err := durably.New(durably.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	job := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
+	for range 10 {
+		items := make([]durably.BatchItem[int], 500)
+		if _, err := job.BatchTrigger(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	for range 4 {
+		if got, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Hour, Limit: 500}); err != nil || len(got) != 500 {
+			t.Fatalf("claim: %d, %v", len(got), err)
+		}
+	}
+	if _, err := st.pool.Exec(ctx, "ANALYZE durably_runs"); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: store.FormatTime(now), Lim: 8})
+	var plan string
+	rows, err := st.pool.Query(ctx, "EXPLAIN "+rec.sql, append([]any{pgx.QueryExecModeSimpleProtocol}, rec.args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan += line + "\n"
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	t.Logf("EXPLAIN:\n%s", plan)
+	if !strings.Contains(plan, "idx_durably_runs_pending_created") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("the claim does not walk the pending index:\n%s", plan)
+	}
+}

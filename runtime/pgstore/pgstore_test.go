@@ -26,3 +26,17 @@ func TestContract(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkStore runs the hot-path micro-benchmarks on PostgreSQL, a fresh
+// schema per benchmark.
+func BenchmarkStore(b *testing.B) {
+	pgtest.DSN(b)
+	storetest.Benchmark(b, func(b *testing.B) store.Store {
+		st, err := pgstore.Open(context.Background(), pgtest.Schema(b), pgstore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = st.Close() })
+		return st
+	})
+}

@@ -23,3 +23,16 @@ func TestContract(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkStore runs the hot-path micro-benchmarks on a SQLite file with
+// the durable defaults (WAL, synchronous=FULL).
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(b *testing.B) store.Store {
+		st, err := sqlitestore.Open(filepath.Join(b.TempDir(), "durably.db"), sqlitestore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = st.Close() })
+		return st
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,6 +140,45 @@ var claimCases = []Case{
 		none, err := st.Claim(Ctx(t), claimReq("w1", now, 5))
 		if err != nil || len(none) != 0 {
 			t.Fatalf("claimed from an empty queue: %v %v", none, err)
+		}
+	}},
+	{"R-050 R-051 pending runs and expired leases compete by age; live leases are skipped", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, EchoJob("j"))
+		st := e.Store()
+		ctx := Ctx(t)
+		base := time.Now().Add(-time.Hour).Truncate(time.Millisecond).UTC()
+		at := func(r *durably.Run, sec int) string {
+			if err := st.PatchRun(ctx, r.ID, store.RunPatch{CreatedAt: ptr(base.Add(time.Duration(sec) * time.Second))}); err != nil {
+				t.Fatal(err)
+			}
+			return r.ID
+		}
+		// b, c, d are leased a minute ago for 30 s; c's lease is renewed.
+		b, c, d := at(MustTrigger(t, j, Msg{"b"}), 2), at(MustTrigger(t, j, Msg{"c"}), 3), at(MustTrigger(t, j, Msg{"d"}), 4)
+		past := time.Now().Add(-time.Minute)
+		leased, err := st.Claim(ctx, claimReq("old", past, 3))
+		if err != nil || len(leased) != 3 {
+			t.Fatalf("setup claim: %v %v", leased, err)
+		}
+		for _, r := range leased {
+			if r.ID == c {
+				if ok, err := st.RenewLease(ctx, store.Lease{RunID: c, Generation: r.LeaseGeneration}, past, time.Now().Add(time.Hour)); !ok || err != nil {
+					t.Fatalf("renew: %v %v", ok, err)
+				}
+			}
+		}
+		a, f := at(MustTrigger(t, j, Msg{"a"}), 1), at(MustTrigger(t, j, Msg{"f"}), 5)
+		got, err := st.Claim(ctx, claimReq("new", time.Now(), 10))
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if want := []string{a, b, d, f}; err != nil || !slices.Equal(ids, want) {
+			t.Fatalf("claimed %v, %v; want %v (c's lease is live)", ids, err, want)
+		}
+		if run := MustGet(t, e, c); run.LeaseOwner != "old" {
+			t.Fatalf("live lease taken: %+v", run)
 		}
 	}},
 	{"R-051 R-052 S-032 concurrency key excludes across jobs, blocked runs do not block others", func(t *testing.T, h *Harness) {

@@ -52,21 +52,37 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 }
 
 const claimCandidates = `-- name: ClaimCandidates :many
-SELECT c.id, c.concurrency_key FROM durably_runs c
-WHERE c.status IN ('pending', 'leased')
-  AND CASE WHEN c.status = 'pending' THEN true ELSE c.lease_expires_at <= $1::text END
-  AND (c.concurrency_key IS NULL OR NOT EXISTS (
-    SELECT 1 FROM durably_runs a
-    WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
-      AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::text))
+WITH pending AS (
+  SELECT p.id, p.concurrency_key, p.created_at FROM durably_runs p
+  WHERE p.status = 'pending'
+    AND (p.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::text))
+  ORDER BY p.created_at, p.id
+  LIMIT $1
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT x.id, x.concurrency_key, x.created_at FROM durably_runs x
+  WHERE x.status = 'leased' AND x.lease_expires_at <= $2::text
+    AND (x.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::text))
+  ORDER BY x.created_at, x.id
+  LIMIT $1
+  FOR UPDATE SKIP LOCKED
+)
+SELECT c.id, c.concurrency_key FROM (
+  SELECT id, concurrency_key, created_at FROM pending UNION ALL SELECT id, concurrency_key, created_at FROM expired
+) AS c
 ORDER BY c.created_at, c.id
-LIMIT $2
-FOR UPDATE SKIP LOCKED
+LIMIT $1
 `
 
 type ClaimCandidatesParams struct {
-	Now string
 	Lim int32
+	Now string
 }
 
 type ClaimCandidatesRow struct {
@@ -75,11 +91,12 @@ type ClaimCandidatesRow struct {
 }
 
 // Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
-// rows another claimer holds. The expiry test is a CASE, not an OR, so that
-// the planner walks idx_durably_runs_active_created in claim order instead
-// of collecting and sorting every pending run.
+// rows another claimer holds. Pending runs and expired leases come from two
+// partial indexes, each in a useful order, so that live leases and finished
+// history are never scanned; the oldest of both kinds win. A row locked
+// here but not chosen stays locked only until the claim commits.
 func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams) ([]ClaimCandidatesRow, error) {
-	rows, err := q.db.Query(ctx, claimCandidates, arg.Now, arg.Lim)
+	rows, err := q.db.Query(ctx, claimCandidates, arg.Lim, arg.Now)
 	if err != nil {
 		return nil, err
 	}

@@ -60,14 +60,28 @@ SET status = 'leased',
     started_at = COALESCE(started_at, CAST(?3 AS TEXT)),
     updated_at = CAST(?3 AS TEXT)
 WHERE id = (
-  SELECT c.id FROM durably_runs c INDEXED BY idx_durably_runs_active_created
-  WHERE c.status IN ('pending', 'leased')
-    AND (c.status = 'pending' OR (c.lease_expires_at IS NOT NULL AND c.lease_expires_at <= CAST(?3 AS TEXT)))
-    AND (c.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = c.concurrency_key AND a.id <> c.id
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
-  ORDER BY c.created_at, c.id
+  SELECT u.id FROM (
+    SELECT id, created_at FROM (
+      SELECT p.id, p.created_at FROM durably_runs p INDEXED BY idx_durably_runs_pending_created
+      WHERE p.status = 'pending'
+        AND (p.concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM durably_runs a
+          WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+            AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
+      ORDER BY p.created_at, p.id
+      LIMIT 1)
+    UNION ALL
+    SELECT id, created_at FROM (
+      SELECT x.id, x.created_at FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
+      WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(?3 AS TEXT)
+        AND (x.concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM durably_runs a
+          WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+            AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
+      ORDER BY x.created_at, x.id
+      LIMIT 1)
+  ) AS u
+  ORDER BY u.created_at, u.id
   LIMIT 1)
 RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
 `
@@ -81,8 +95,10 @@ type ClaimNextParams struct {
 // The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
 // expired lease, and not blocked by an unexpired lease on its concurrency key
 // in any job. One statement; SQLite's single writer makes it atomic.
-// INDEXED BY: without statistics SQLite would sort every pending run on each
-// claim; the partial index of active runs is already in claim order.
+// The two kinds come from two indexes, each already in a useful order, so
+// that neither finished history nor live leases are ever scanned; the older
+// of the two candidates wins. INDEXED BY: without statistics SQLite might
+// sort every pending run on each claim instead.
 func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRun, error) {
 	row := q.queryRow(ctx, q.claimNextStmt, claimNext, arg.WorkerID, arg.LeaseExpiresAt, arg.Now)
 	var i DurablyRun
