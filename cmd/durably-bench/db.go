@@ -149,3 +149,69 @@ func (s *rssSampler) stop() float64 {
 	close(s.quit)
 	return float64(<-s.done) / 1024
 }
+
+// commitCount measures what a workload cost in commits: the store's own
+// count of write transactions and of the writes they carried, and on
+// PostgreSQL the server's count of WAL flushes (pg_stat_wal.wal_sync,
+// server-wide: the machine must be otherwise idle).
+type commitCount struct {
+	store    store.Store
+	st       interface{ WriteStats() store.WriteStats }
+	before   store.WriteStats
+	pg       *pgx.Conn
+	walSyncs int64
+}
+
+func startCommitCount(ctx context.Context, st store.Store, db *benchDB) *commitCount {
+	c := &commitCount{store: st}
+	if ws, ok := st.(interface{ WriteStats() store.WriteStats }); ok {
+		c.st, c.before = ws, ws.WriteStats()
+	}
+	if db.kind == "postgres" {
+		if conn, err := pgx.Connect(ctx, db.target); err == nil {
+			c.pg = conn
+			c.walSyncs = c.readWALSyncs(ctx)
+		}
+	}
+	return c
+}
+
+// readWALSyncs reads pg_stat_wal, a statistics view that sqlc's schema
+// does not hold; hence the literal query.
+func (c *commitCount) readWALSyncs(ctx context.Context) int64 {
+	var n int64
+	if err := c.pg.QueryRow(ctx, "SELECT wal_sync FROM pg_stat_wal").Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+func (c *commitCount) stop(ctx context.Context, runs int, r *result) {
+	if c.st != nil {
+		after := c.st.WriteStats()
+		commits, writes := after.Commits-c.before.Commits, after.Writes-c.before.Writes
+		r.Metrics["commits_per_run"], r.Units["commits_per_run"] = float64(commits)/float64(runs), ""
+		if commits > 0 {
+			r.Metrics["writes_per_commit"], r.Units["writes_per_commit"] = float64(writes)/float64(commits), ""
+		}
+	}
+	if c.pg != nil {
+		// Backends report their statistics when idle for a while or when
+		// they exit: close the store's connections, then read until the
+		// count settles.
+		_ = c.store.Close()
+		after := c.readWALSyncs(ctx)
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			n := c.readWALSyncs(ctx)
+			if n == after {
+				break
+			}
+			after = n
+		}
+		if after >= 0 && c.walSyncs >= 0 {
+			r.Metrics["wal_syncs_per_run"], r.Units["wal_syncs_per_run"] = float64(after-c.walSyncs)/float64(runs), ""
+		}
+		_ = c.pg.Close(ctx)
+	}
+}

@@ -165,7 +165,7 @@ func wlHTTP(ctx context.Context, c *config, db *benchDB, r *result) error {
 // 1-step runs complete: the delay from a run:complete's emission in the
 // server to its receipt by each client, and the server's peak RSS.
 func wlSSE(ctx context.Context, c *config, db *benchDB, r *result) error {
-	const clients = 1000
+	clients := c.clients
 	e, err := db.engine(ctx, tenantjobs.Config(durably.Config{MaxConcurrentRuns: c.slots}))
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type config struct {
 	child    bool // internal: a worker process of the multi workload
 	sseN     int  // internal: run as the client process of the sse workload
 	rate     int  // sse: runs triggered per second (0: as fast as they go)
+	clients  int  // sse: concurrent /runs/subscribe clients
 }
 
 // result is one repetition's measurements.
@@ -94,6 +95,7 @@ func main() {
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
 	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes)")
+	flag.IntVar(&c.clients, "clients", 1000, "sse: concurrent /runs/subscribe clients")
 	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
@@ -152,6 +154,9 @@ func (c *config) params() map[string]any {
 	switch c.workload {
 	case "process", "latency", "multi", "http", "sse":
 		p["slots"] = c.slots
+	}
+	if c.workload == "sse" {
+		p["clients"], p["rate"] = c.clients, c.rate
 	}
 	if !strings.HasPrefix(c.db, "postgres") {
 		p["synchronous"] = c.sync

@@ -141,6 +141,7 @@ func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
 	})
 	runtime.GC()
 	debug.FreeOSMemory()
+	commits := startCommitCount(ctx, e.Store(), db)
 	rss := startRSS()
 	stop := startProfile(c)
 	t0 := time.Now()
@@ -176,6 +177,7 @@ wait:
 	if got, err := countStatus(ctx, e, durably.StatusCompleted); err != nil || got != c.n {
 		return fmt.Errorf("%d completed runs, want %d (%v)", got, c.n, err)
 	}
+	commits.stop(ctx, c.n, r)
 	return nil
 }
 
@@ -237,7 +239,9 @@ func wlList(ctx context.Context, c *config, db *benchDB, r *result) error {
 		var ds []float64
 		for i := range 53 {
 			t0 := time.Now()
-			runs, err := e.ListRuns(ctx, durably.RunFilter{Labels: labels, Limit: 20})
+			// DriveBy as the generated code of a durably.yaml sets it
+			// (the tenant id is the selective label).
+			runs, err := e.ListRuns(ctx, durably.RunFilter{Labels: labels, Limit: 20, DriveBy: "organizationId"})
 			d := time.Since(t0)
 			if err != nil {
 				return 0, err

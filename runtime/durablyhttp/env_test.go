@@ -299,6 +299,12 @@ func (r response) want(t *testing.T, status int, body string) {
 	if r.status != status || (body != "" && r.body != body) {
 		t.Fatalf("got %d %s\nwant %d %s", r.status, r.body, status, body)
 	}
+	// H-010, H-011: the handler's own JSON answers say so.
+	if strings.HasPrefix(r.body, "{") || strings.HasPrefix(r.body, "[") {
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("%d %s with Content-Type %q", r.status, r.body, ct)
+		}
+	}
 }
 
 // trigger posts a trigger and returns the run id.

@@ -289,7 +289,10 @@ func TestListRunsH036H040(t *testing.T) {
 	})
 }
 
-func TestRunOperationsH043H045(t *testing.T) {
+// TestRunOperationsH012H014H043H045 also pins what useRunActions of the
+// React client relies on (H-077): a retrigger answers with the new runId,
+// cancel and delete with {"success":true}, a missing run with 404.
+func TestRunOperationsH012H014H043H045(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		id := v.trigger(`{"jobName":"echo","input":{"message":"a"},"concurrencyKey":"k"}`, admin)
@@ -318,9 +321,11 @@ func TestRunOperationsH043H045(t *testing.T) {
 	})
 }
 
-// TestTenantIsolation: a user of org B can never reach a run of org A,
-// whatever route, query parameter or label it tries.
-func TestTenantIsolation(t *testing.T) {
+// TestTenantIsolationH062H064: a user of org B can never reach a run of org
+// A, whatever route, query parameter or label it tries; OnTrigger stamps
+// the tenant (H-062), OnRunAccess hides foreign runs (H-063), ScopeRuns and
+// ScopeRunsSubscribe force the tenant filter (H-064).
+func TestTenantIsolationH062H064(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		id := v.trigger(`{"jobName":"echo","input":{"message":"secret of org a"}}`, admin)

@@ -143,6 +143,8 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 		return nil, fmt.Errorf("pgstore: claim runs: %w", err)
 	}
 	inTx = false
+	s.stats.commits.Add(1)
+	s.stats.writes.Add(1)
 	// UPDATE … RETURNING comes in no particular order; runs start oldest first.
 	slices.SortFunc(runs, func(a, b *store.Run) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {

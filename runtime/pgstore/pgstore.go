@@ -46,6 +46,7 @@ type Store struct {
 	q        *pgdb.Queries
 	logger   *slog.Logger
 	writer   *groupcommit.Writer[*op]
+	stats    writeStats
 
 	// instance tags this store's notifications so that it ignores its own.
 	instance string

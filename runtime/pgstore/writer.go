@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -125,7 +126,19 @@ func (s *Store) runAlone(ctx context.Context, o *op) error {
 	if errors.Is(err, errRollback) {
 		return nil
 	}
+	if err == nil {
+		s.stats.commits.Add(1)
+		s.stats.writes.Add(1)
+	}
 	return err
+}
+
+type writeStats struct{ commits, writes atomic.Int64 }
+
+// WriteStats reports the write transactions the store committed (groups,
+// claims, one-off writes) and the writes they carried.
+func (s *Store) WriteStats() store.WriteStats {
+	return store.WriteStats{Commits: s.stats.commits.Load(), Writes: s.stats.writes.Load()}
 }
 
 // errRollback ends a transaction whose outcome is already recorded in its op.
@@ -208,6 +221,8 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return fmt.Errorf("pgstore: commit group: %w", err)
 	}
+	s.stats.commits.Add(1)
+	s.stats.writes.Add(int64(len(ops)))
 
 	for _, o := range byKind[opProgress] {
 		o.ok = slices.Contains(progressIDs, o.lease.RunID)

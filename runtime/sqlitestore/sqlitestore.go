@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably/internal/groupcommit"
@@ -52,6 +53,7 @@ type Store struct {
 	wdb    *sql.DB // exactly one connection: the writer
 	rdb    *sql.DB // readers
 	writer *groupcommit.Writer[op]
+	stats  writeStats
 
 	mu sync.Mutex // guards wq, rq
 	wq *sqlitedb.Queries
@@ -199,7 +201,17 @@ func (s *Store) runGroup(ctx context.Context, ops []op) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlitestore: commit: %w", err)
 	}
+	s.stats.commits.Add(1)
+	s.stats.writes.Add(int64(len(ops)))
 	return nil
+}
+
+type writeStats struct{ commits, writes atomic.Int64 }
+
+// WriteStats reports the transactions the writer committed and the writes
+// they carried.
+func (s *Store) WriteStats() store.WriteStats {
+	return store.WriteStats{Commits: s.stats.commits.Load(), Writes: s.stats.writes.Load()}
 }
 
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error) error {

@@ -265,6 +265,15 @@ type ClaimRequest struct {
 	Limit    int
 }
 
+// WriteStats counts what a store has committed since it was opened: the
+// transactions, and the writes (claims, steps, finishes, triggers, …) they
+// carried. Diagnostics for benchmarks and monitoring: writes per commit is
+// how well group commit works.
+type WriteStats struct {
+	Commits int64
+	Writes  int64
+}
+
 // Lease identifies a lease holder: the run and the generation it claimed.
 // The generation is the fencing token.
 type Lease struct {

@@ -3,8 +3,10 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -454,4 +456,59 @@ var claimCases = []Case{
 			t.Fatalf("a shutdown recorded steps: %+v", steps)
 		}
 	}},
+	{"R-056 (fixed) one worker id per engine, or the configured one", func(t *testing.T, h *Harness) {
+		for _, configured := range []string{"", "api-7"} {
+			e := h.Engine(func(c *durably.Config) { c.WorkerID = configured })
+			j := durably.MustRegister(e, EchoJob("j"+configured))
+			rec := Record(t, e)
+			var ids []string
+			for i := range 3 {
+				ids = append(ids, MustTrigger(t, j, Msg{fmt.Sprint(i)}).ID)
+			}
+			if n, err := e.ProcessUntilIdle(Ctx(t), e.WorkerID(), 0); err != nil || n != 3 {
+				t.Fatalf("processed %d, %v", n, err)
+			}
+			want := e.WorkerID()
+			if configured != "" && want != configured || configured == "" && !strings.HasPrefix(want, "worker_") {
+				t.Fatalf("worker id %q with configured %q", want, configured)
+			}
+			leased := rec.Events(durably.EventRunLeased)
+			if len(leased) != len(ids) {
+				t.Fatalf("%d run:leased events for %d runs", len(leased), len(ids))
+			}
+			for _, ev := range leased {
+				if ev.LeaseOwner != want {
+					t.Fatalf("run %s leased by %q, want %q", ev.RunID, ev.LeaseOwner, want)
+				}
+			}
+		}
+	}},
+	{"R-058 (fixed) a failing claim waits for the next poll instead of spinning", func(t *testing.T, h *Harness) {
+		st := &failingClaims{Store: h.Store}
+		e := h.EngineOn(st, func(c *durably.Config) { c.PollingInterval = 50 * time.Millisecond })
+		durably.MustRegister(e, EchoJob("j"))
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, "three failed claims", func() bool { return st.calls.Load() >= 3 })
+		start, first := time.Now(), st.calls.Load()
+		Eventually(t, "three more failed claims", func() bool { return st.calls.Load() >= first+3 })
+		// Three polls take at least 2.5 intervals; a spinning worker makes
+		// thousands of calls meanwhile.
+		if elapsed := time.Since(start); elapsed < 100*time.Millisecond {
+			t.Fatalf("3 claims in %v: the worker spins on a failing database", elapsed)
+		}
+	}},
+}
+
+// failingClaims is a store whose claims fail, as with a database that is
+// down.
+type failingClaims struct {
+	store.Store
+	calls atomic.Int64
+}
+
+func (f *failingClaims) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
+	f.calls.Add(1)
+	return nil, errors.New("database is down")
 }

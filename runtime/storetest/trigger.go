@@ -157,6 +157,26 @@ var triggerCases = []Case{
 			}
 		}
 	}},
+	{"R-039 precedence: validation, then idempotency, then the key conflict", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		j := durably.MustRegister(e, EchoJob("j"))
+		first := MustTrigger(t, j, Msg{Message: "1"}, durably.WithIdempotencyKey("i"), durably.WithConcurrencyKey("c"))
+		// (1) Invalid input fails even when the idempotency key would hit.
+		_, err := j.Trigger(Ctx(t), Msg{}, durably.WithIdempotencyKey("i"))
+		WantKind(t, err, durably.ErrValidation, "Invalid input: message: required")
+		// (3) before (2) here (a fix, see README): a malformed label key
+		// fails even when the idempotency key would hit.
+		_, err = j.Trigger(Ctx(t), Msg{Message: "x"}, durably.WithIdempotencyKey("i"), durably.WithLabels(map[string]string{"bad key": "v"}))
+		WantKind(t, err, durably.ErrValidation, `Invalid label key "bad key": must contain only alphanumeric characters, dashes, underscores, dots, and slashes`)
+		// (4) Without an idempotent hit, the pending key conflicts, or
+		// coalesces when asked.
+		_, err = j.Trigger(Ctx(t), Msg{Message: "2"}, durably.WithConcurrencyKey("c"))
+		WantKind(t, err, durably.ErrConflict, "")
+		res, err := j.Trigger(Ctx(t), Msg{Message: "2"}, durably.WithConcurrencyKey("c"), durably.WithCoalesceSkip())
+		if err != nil || res.Disposition != durably.Coalesced || res.Run.ID != first.ID {
+			t.Fatalf("coalesce: %+v, %v", res, err)
+		}
+	}},
 	{"R-035 D2 label keys are validated", func(t *testing.T, h *Harness) {
 		e := h.Engine(nil)
 		j := durably.MustRegister(e, EchoJob("j"))
