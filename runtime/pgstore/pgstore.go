@@ -54,6 +54,7 @@ type Store struct {
 
 	ids           ulid.Generator
 	listenOnce    sync.Once
+	closeOnce     sync.Once
 	disableListen bool
 	wakeups       chan struct{}
 	remote        chan []byte
@@ -142,15 +143,17 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close commits pending writes, stops listening and, if the store opened
-// the pool, closes it.
+// the pool, closes it. Calling it again does nothing.
 func (s *Store) Close() error {
-	s.writer.Close()
-	close(s.closing)
-	s.listenOnce.Do(func() { close(s.listenDone) })
-	<-s.listenDone
-	if s.ownsPool {
-		s.pool.Close()
-	}
+	s.closeOnce.Do(func() {
+		s.writer.Close()
+		close(s.closing)
+		s.listenOnce.Do(func() { close(s.listenDone) })
+		<-s.listenDone
+		if s.ownsPool {
+			s.pool.Close()
+		}
+	})
 	return nil
 }
 

@@ -53,7 +53,10 @@ type Store struct {
 	wdb    *sql.DB // exactly one connection: the writer
 	rdb    *sql.DB // readers
 	writer *groupcommit.Writer[op]
-	stats  writeStats
+
+	closeOnce sync.Once
+	closeErr  error
+	stats     writeStats
 
 	mu sync.Mutex // guards wq, rq
 	wq *sqlitedb.Queries
@@ -136,10 +139,13 @@ func Open(path string, opts Options) (*Store, error) {
 
 // Close commits pending writes and closes the database.
 func (s *Store) Close() error {
-	s.writer.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return errors.Join(s.wq.Close(), s.rq.Close(), s.rdb.Close(), s.wdb.Close())
+	s.closeOnce.Do(func() {
+		s.writer.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closeErr = errors.Join(s.wq.Close(), s.rq.Close(), s.rdb.Close(), s.wdb.Close())
+	})
+	return s.closeErr
 }
 
 func (s *Store) queries() (w, r *sqlitedb.Queries) {

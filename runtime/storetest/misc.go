@@ -404,6 +404,15 @@ var queryCases = []Case{
 }
 
 var lifecycleCases = []Case{
+	{"Close is idempotent: closing a store again is harmless", func(t *testing.T, h *Harness) {
+		st := h.OpenStore()
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	}},
 	{"R-116 S-015 migrate is idempotent and safe concurrently", func(t *testing.T, h *Harness) {
 		var wg sync.WaitGroup
 		errs := make(chan error, 4)
