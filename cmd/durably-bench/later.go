@@ -89,18 +89,25 @@ func authed(req *http.Request, org string) {
 	req.Header.Set("X-Role", "admin")
 }
 
+// serveTenants serves the tenants example's handler on an engine with cfg
+// on loopback; base is its URL.
+func serveTenants(ctx context.Context, db *benchDB, cfg durably.Config) (e *durably.Engine, h *tenantjobs.Handler, base string, stop func(), err error) {
+	if e, err = db.engine(ctx, tenantjobs.Config(cfg)); err != nil {
+		return nil, nil, "", nil, err
+	}
+	if h, err = tenantsHandler(e); err != nil {
+		return nil, nil, "", nil, err
+	}
+	if base, stop, err = serve(h); err != nil {
+		return nil, nil, "", nil, err
+	}
+	return e, h, base, stop, nil
+}
+
 // wlHTTP: the tenants handler on loopback; n POST /trigger with 16 in
 // flight, the worker off: requests/s.
 func wlHTTP(ctx context.Context, c *config, db *benchDB, r *result) error {
-	e, err := db.engine(ctx, tenantjobs.Config(durably.Config{}))
-	if err != nil {
-		return err
-	}
-	h, err := tenantsHandler(e)
-	if err != nil {
-		return err
-	}
-	base, stop, err := serve(h)
+	e, _, base, stop, err := serveTenants(ctx, db, durably.Config{})
 	if err != nil {
 		return err
 	}
@@ -166,15 +173,7 @@ func wlHTTP(ctx context.Context, c *config, db *benchDB, r *result) error {
 // server to its receipt by each client, and the server's peak RSS.
 func wlSSE(ctx context.Context, c *config, db *benchDB, r *result) error {
 	clients := c.clients
-	e, err := db.engine(ctx, tenantjobs.Config(durably.Config{MaxConcurrentRuns: c.slots}))
-	if err != nil {
-		return err
-	}
-	h, err := tenantsHandler(e)
-	if err != nil {
-		return err
-	}
-	base, stop, err := serve(h)
+	e, h, base, stop, err := serveTenants(ctx, db, durably.Config{MaxConcurrentRuns: c.slots})
 	if err != nil {
 		return err
 	}

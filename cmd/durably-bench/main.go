@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -22,18 +23,19 @@ import (
 )
 
 type config struct {
-	db       string
-	workload string
-	n        int
-	slots    int
-	reps     int
-	json     bool
-	sync     string // SQLite synchronous pragma; FULL unless asked otherwise
-	profile  string
-	child    bool // internal: a worker process of the multi workload
-	sseN     int  // internal: run as the client process of the sse workload
-	rate     int  // sse: runs triggered per second (0: as fast as they go)
-	clients  int  // sse: concurrent /runs/subscribe clients
+	db        string
+	workload  string
+	n         int
+	slots     int
+	reps      int
+	json      bool
+	sync      string // SQLite synchronous pragma; FULL unless asked otherwise
+	profile   string
+	child     bool // internal: a worker process of the multi workload
+	sseN      int  // internal: run as the client process of the sse workload
+	rate      int  // sse: runs triggered per second (0: as fast as they go)
+	clients   int  // sse: concurrent /runs/subscribe clients
+	summarize string
 }
 
 // result is one repetition's measurements.
@@ -95,11 +97,18 @@ func main() {
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
 	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes)")
+	flag.StringVar(&c.summarize, "summarize", "", "print the summaries of a JSON-lines file (from -json) as a markdown table, and exit")
 	flag.IntVar(&c.clients, "clients", 1000, "sse: concurrent /runs/subscribe clients")
 	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
+	if c.summarize != "" {
+		if err := summarizeFile(os.Stdout, c.summarize); err != nil {
+			fatalf("%v", err)
+		}
+		return
+	}
 	if c.sseN > 0 {
 		if err := sseClients(c.sseN, c.n, c.db); err != nil {
 			fmt.Fprintln(os.Stderr, "durably-bench sse clients:", err)
@@ -224,6 +233,36 @@ func printTable(w io.Writer, s summary) {
 		st := s.Stats[k]
 		fmt.Fprintf(w, "  %-22s %12s %-5s [%s..%s]\n", k, fmtNum(st["median"]), s.Units[k], fmtNum(st["min"]), fmtNum(st["max"]))
 	}
+}
+
+// summarizeFile prints every summary line of a -json output file as one
+// markdown table row per metric.
+func summarizeFile(w io.Writer, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "| store | workload | params | metric | median [min..max] | reps |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for line := range strings.Lines(string(b)) {
+		var s summary
+		if json.Unmarshal([]byte(line), &s) != nil || s.Type != "summary" {
+			continue
+		}
+		var params []string
+		for _, k := range slices.Sorted(maps.Keys(s.Params)) {
+			if k != "n" {
+				params = append(params, fmt.Sprintf("%s=%v", k, s.Params[k]))
+			}
+		}
+		params = append([]string{fmt.Sprintf("n=%v", s.Params["n"])}, params...)
+		for _, k := range slices.Sorted(maps.Keys(s.Stats)) {
+			st := s.Stats[k]
+			fmt.Fprintf(w, "| %s | %s | %s | %s %s | %s [%s..%s] | %d |\n", s.Store, s.Workload, strings.Join(params, " "), k, s.Units[k],
+				fmtNum(st["median"]), fmtNum(st["min"]), fmtNum(st["max"]), s.Reps)
+		}
+	}
+	return nil
 }
 
 func fmtNum(v float64) string {

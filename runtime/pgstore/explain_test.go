@@ -68,22 +68,7 @@ func TestLabelLookupsUseTheIndex(t *testing.T) {
 			}
 			p.Lim = pgtype.Int8{Int64: 20, Valid: true}
 			_, _ = pgdb.New(rec).ListRunsByLabel(ctx, p)
-			var plan string
-			rows, err := st.pool.Query(ctx, "EXPLAIN "+rec.sql, append([]any{pgx.QueryExecModeSimpleProtocol}, rec.args...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				plan += line + "\n"
-			}
-			if rows.Err() != nil {
-				t.Fatal(rows.Err())
-			}
-			t.Logf("EXPLAIN:\n%s", plan)
+			plan := explain(t, st, rec)
 			if !strings.Contains(plan, "idx_durably_run_labels_key_value") || strings.Contains(plan, "Seq Scan") {
 				t.Fatalf("the label lookup does not use the label index:\n%s", plan)
 			}
@@ -141,8 +126,18 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 	}
 	rec := &recorder{}
 	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: store.FormatTime(now), Lim: 8})
+	plan := explain(t, st, rec)
+	if !strings.Contains(plan, "idx_durably_runs_pending_created") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("the claim does not walk the pending index:\n%s", plan)
+	}
+}
+
+// explain returns the plan of the statement rec captured, with its
+// arguments, and logs it.
+func explain(t *testing.T, st *Store, rec *recorder) string {
+	t.Helper()
 	var plan string
-	rows, err := st.pool.Query(ctx, "EXPLAIN "+rec.sql, append([]any{pgx.QueryExecModeSimpleProtocol}, rec.args...)...)
+	rows, err := st.pool.Query(context.Background(), "EXPLAIN "+rec.sql, append([]any{pgx.QueryExecModeSimpleProtocol}, rec.args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +152,5 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 		t.Fatal(rows.Err())
 	}
 	t.Logf("EXPLAIN:\n%s", plan)
-	if !strings.Contains(plan, "idx_durably_runs_pending_created") || strings.Contains(plan, "Seq Scan") {
-		t.Fatalf("the claim does not walk the pending index:\n%s", plan)
-	}
+	return plan
 }
