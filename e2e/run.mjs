@@ -3,8 +3,11 @@
 //
 //   TENANTS_BIN=/path/to/tenants node run.mjs
 //
-// Exits 0 when the page shows the "steps" run completed with its output and
-// the run list shows it; saves test-results/steps-completed.png either way.
+// Exits 0 when the page shows the "steps" run completed with its output,
+// live progress and logs (useJob: H-070 trigger, H-073 run stream), the run
+// list shows it completed (useRuns: H-075, H-076 realtime), and a retrigger
+// through useRunActions (H-077) makes a second run that completes too;
+// saves test-results/steps-completed.png either way.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -75,12 +78,22 @@ try {
   const logs = await page.getByTestId('logs').textContent()
   await page.waitForSelector('[data-testid=runs] tr[data-status=completed]', { timeout: 30_000 })
   await page.screenshot({ path: join(results, 'steps-completed.png'), fullPage: true })
+  // useRunActions (H-077): retrigger the finished run, read the new one back;
+  // the realtime list (H-076) shows both runs completed.
+  const firstId = await page.locator('[data-testid=runs] tr[data-status=completed] td').first().textContent()
+  await page.getByTestId('retrigger').first().click()
+  await page.getByTestId('retriggered').waitFor({ timeout: 30_000 })
+  const retriggered = await page.getByTestId('retriggered').textContent()
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-status=completed]').length === 2, null, { timeout: 30_000 })
   const problems = []
+  if (!/^[0-9A-Z]{26} (pending|leased|completed)$/.test(retriggered) || retriggered.slice(18, 26) === firstId) {
+    problems.push(`retriggered ${retriggered} (first run …${firstId})`)
+  }
   if (output !== '{"sum":15}') problems.push(`output ${output}, want {"sum":15}`)
   if (!progress.startsWith('5/5')) problems.push(`progress ${progress}, want 5/5`)
   if (logs !== '5') problems.push(`logs ${logs}, want 5`)
   if (problems.length) throw new Error(problems.join('; '))
-  console.log(`browser test: completed, output ${output}, progress ${progress}, ${logs} logs; screenshot in test-results/steps-completed.png`)
+  console.log(`browser test: completed, output ${output}, progress ${progress}, ${logs} logs; retriggered ${retriggered}; screenshot in test-results/steps-completed.png`)
 } catch (err) {
   failed = true
   console.error('browser test failed:', err)

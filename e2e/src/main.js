@@ -33,16 +33,26 @@ function StepsJob() {
 
 function RunList() {
   const { runs, isLoading, error } = durably.useRuns({ jobName: 'steps', pageSize: 5 })
+  const actions = durably.useRunActions()
+  const [retriggered, setRetriggered] = useState(null)
+  const retrigger = async (id) => {
+    const newId = await actions.retrigger(id)
+    const run = await actions.getRun(newId)
+    setRetriggered(`${newId} ${run?.status ?? 'missing'}`)
+  }
   return h('section', { className: 'card' },
     h('h2', null, 'Runs'),
     error && h('p', null, error),
+    retriggered && h('p', null, 'retriggered: ', h('code', { 'data-testid': 'retriggered' }, retriggered)),
     isLoading && runs.length === 0 ? h('p', null, 'loading…') :
       h('table', { 'data-testid': 'runs' },
         h('thead', null, h('tr', null, h('th', null, 'id'), h('th', null, 'status'), h('th', null, 'progress'))),
         h('tbody', null, runs.map((r) => h('tr', { key: r.id, 'data-status': r.status },
           h('td', null, r.id.slice(-8)),
           h('td', null, r.status),
-          h('td', null, r.progress ? `${r.progress.current}/${r.progress.total}` : '')))))
+          h('td', null, r.progress ? `${r.progress.current}/${r.progress.total}` : ''),
+          h('td', null, r.status === 'completed' &&
+            h('button', { 'data-testid': 'retrigger', onClick: () => retrigger(r.id).catch((e) => setRetriggered(`error ${e.message}`)) }, 'retrigger'))))))
   )
 }
 

@@ -17,12 +17,12 @@ import (
 
 const workerChildEnv = "DURABLY_HTTP_WORKER_CHILD"
 
-// TestWorkerChild is the other process of TestCrossProcessEvents: an engine
+// TestWorkerChild is the other process of TestCrossProcessEventsH049: an engine
 // with a worker and no HTTP, until its parent kills it.
 func TestWorkerChild(t *testing.T) {
 	dsn := os.Getenv(workerChildEnv)
 	if dsn == "" {
-		t.Skip("child process of TestCrossProcessEvents")
+		t.Skip("child process of TestCrossProcessEventsH049")
 	}
 	st, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
 	if err != nil {
@@ -36,9 +36,9 @@ func TestWorkerChild(t *testing.T) {
 	select {} // until killed
 }
 
-// TestCrossProcessEvents: a client subscribed on server B sees the events
+// TestCrossProcessEventsH049: a client subscribed on server B sees the events
 // of a run that server A, another process, executes (D3).
-func TestCrossProcessEvents(t *testing.T) {
+func TestCrossProcessEventsH049(t *testing.T) {
 	if os.Getenv(workerChildEnv) != "" {
 		t.Skip("in the child")
 	}

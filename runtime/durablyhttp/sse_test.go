@@ -16,7 +16,7 @@ import (
 	"github.com/durably-go/durably/runtime/store"
 )
 
-func TestSubscribeRunH046H048H052(t *testing.T) {
+func TestSubscribeRunH046H047H048H052(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		id := v.trigger(`{"jobName":"steps","input":{"count":2,"delayMs":0}}`, admin)

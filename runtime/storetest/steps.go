@@ -133,7 +133,7 @@ var stepCases = []Case{
 			t.Fatalf("run:fail %+v", fails)
 		}
 	}},
-	{"R-084 R-089 D6 steps: counters, timestamps, contiguous indexes", func(t *testing.T, h *Harness) {
+	{"R-084 R-087 R-089 D6 steps: counters, timestamps, contiguous indexes", func(t *testing.T, h *Harness) {
 		var calls Counter
 		crash := true
 		e := h.Engine(func(c *durably.Config) { c.PreserveSteps = true })
