@@ -363,13 +363,15 @@ var claimCases = []Case{
 		}
 	}},
 	{"D4 a trigger wakes an idle worker without waiting for the poll", func(t *testing.T, h *Harness) {
-		e := h.Engine(func(c *durably.Config) { c.PollingInterval = time.Hour })
+		st := &countingClaims{Store: h.Store}
+		e := h.EngineOn(st, func(c *durably.Config) { c.PollingInterval = time.Hour })
 		j := durably.MustRegister(e, EchoJob("j"))
 		if err := e.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Let the worker go idle first, with its hour-long poll armed.
-		Eventually(t, "worker idle", func() bool { return true })
+		// Let the worker go idle first: its first claim finds nothing and
+		// the next poll is an hour away.
+		Eventually(t, "the worker's first claim", func() bool { return st.calls.Load() >= 1 })
 		out, err := j.TriggerAndWait(Ctx(t), Msg{"wake"}, durably.WithTimeout(10*time.Second), durably.WithPollInterval(time.Hour))
 		if err != nil || out.Output.Message != "wake" {
 			t.Fatalf("out %+v err %v", out, err)
@@ -395,6 +397,42 @@ var claimCases = []Case{
 		}
 		if n := len(rec.Events(durably.EventRunLeased)); n != 0 {
 			t.Fatalf("%d run:leased events", n)
+		}
+	}},
+	{"R-071 R-072 the body runs on the stored input; an output the job rejects fails the run", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		rec := Record(t, e)
+		j := durably.MustRegister(e, &durably.Job[Msg, Msg]{
+			Name: "strict-out",
+			Run: func(ctx context.Context, s *durably.StepContext, in Msg) (Msg, error) {
+				return Msg{Message: in.Message + "!"}, nil
+			},
+			ValidateOutput: func(out *Msg) error {
+				if out.Message == "bad!" {
+					return errors.New("message: must not be bad")
+				}
+				return nil
+			},
+		})
+		good := MustTrigger(t, j, Msg{"good"}, durably.WithLabels(map[string]string{"org": "a"}))
+		bad := MustTrigger(t, j, Msg{"bad"})
+		if n, err := e.ProcessUntilIdle(Ctx(t), "", 0); err != nil || n != 2 {
+			t.Fatalf("ProcessUntilIdle %d %v", n, err)
+		}
+		if run := MustGet(t, e, good.ID); run.Status != durably.StatusCompleted || string(run.Output) != `{"message":"good!"}` {
+			t.Fatalf("good run %+v output %s", run, run.Output)
+		}
+		run := MustGet(t, e, bad.ID)
+		if run.Status != durably.StatusFailed || run.Error != "Invalid output: message: must not be bad" || run.Output != nil {
+			t.Fatalf("bad run %+v", run)
+		}
+		leased := rec.Events(durably.EventRunLeased)
+		if len(leased) != 2 || leased[0].RunID != good.ID || string(leased[0].Input) != `{"message":"good"}` ||
+			leased[0].Labels["org"] != "a" || leased[0].LeaseOwner == "" || leased[0].LeaseExpiresAt.IsZero() {
+			t.Fatalf("run:leased events %+v", leased)
+		}
+		if evs := rec.Events(durably.EventRunComplete); len(evs) != 1 || evs[0].RunID != good.ID {
+			t.Fatalf("run:complete events %+v", evs)
 		}
 	}},
 	{"R-059 Stop waits for runs in flight", func(t *testing.T, h *Harness) {
@@ -499,6 +537,18 @@ var claimCases = []Case{
 			t.Fatalf("3 claims in %v: the worker spins on a failing database", elapsed)
 		}
 	}},
+}
+
+// countingClaims is a store that counts the worker's claims.
+type countingClaims struct {
+	store.Store
+	calls atomic.Int64
+}
+
+func (c *countingClaims) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
+	runs, err := c.Store.Claim(ctx, req)
+	c.calls.Add(1) // after the claim, so a count of 1 means "went idle"
+	return runs, err
 }
 
 // failingClaims is a store whose claims fail, as with a database that is
