@@ -257,7 +257,7 @@ func (e *Engine) Emit(ev Event) { e.emit(ev) }
 func (e *Engine) emit(ev Event) {
 	now := e.now()
 	e.events.emit(ev, now)
-	if e.transport != nil && ev.Type != EventWorkerError {
+	if e.transport != nil && ev.Type != EventWorkerError && e.transport.Publishing() {
 		ev.Timestamp = now
 		b, err := ev.encodeTransport()
 		if err == nil {
@@ -287,14 +287,12 @@ func (e *Engine) receiveRemote(events <-chan []byte) {
 	}
 }
 
-var labelKeyPattern = regexp.MustCompile(`^[a-zA-Z0-9\-_./]+$`)
-
 // checkLabelKeys applies R-035. Unlike the original, a bad key is a
 // validation error (HTTP 400, D2).
 func checkLabelKeys(labels map[string]string) error {
 	for _, k := range store.SortedKeys(labels) {
-		if !labelKeyPattern.MatchString(k) {
-			return validationErrorf("Invalid label key %q: must contain only alphanumeric characters, dashes, underscores, dots, and slashes", k)
+		if !store.ValidLabelKey(k) {
+			return validationErrorf("Invalid label key %q: %s", k, store.LabelKeyRule)
 		}
 	}
 	return nil

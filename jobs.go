@@ -152,6 +152,9 @@ func (j *Job[I, O]) parseInput(raw json.RawMessage) (json.RawMessage, error) {
 	if err := decodeStrict(raw, &in); err != nil {
 		return nil, validationErrorf("Invalid input: %s", err.Error())
 	}
+	// The stored input is the re-encoded one, and encodeInput checks it
+	// against the schema again: decoding fills in members the raw form
+	// left out (zero values), which the schema may refuse.
 	return j.encodeInput(in)
 }
 

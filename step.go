@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -339,8 +340,13 @@ func (s *StepContext) refused(name string, index int) error {
 // log:write events.
 type stepLogHandler struct {
 	s      *StepContext
-	attrs  []slog.Attr
+	attrs  []groupedAttr // from With, each under the groups open at the time
+	groups []string      // from WithGroup: where the record's own attributes go
+}
+
+type groupedAttr struct {
 	groups []string
+	attr   slog.Attr
 }
 
 func (h *stepLogHandler) Enabled(_ context.Context, level slog.Level) bool {
@@ -382,19 +388,16 @@ func (h *stepLogHandler) data(r slog.Record) json.RawMessage {
 		return nil
 	}
 	root := map[string]any{}
-	cur := root
-	for _, g := range h.groups {
-		next := map[string]any{}
-		cur[g] = next
-		cur = next
-	}
 	for _, a := range h.attrs {
-		putAttr(root, a)
+		putAttr(groupMap(root, a.groups), a.attr)
 	}
-	r.Attrs(func(a slog.Attr) bool {
-		putAttr(cur, a)
-		return true
-	})
+	if r.NumAttrs() > 0 {
+		cur := groupMap(root, h.groups)
+		r.Attrs(func(a slog.Attr) bool {
+			putAttr(cur, a)
+			return true
+		})
+	}
 	b, err := json.Marshal(root)
 	if err != nil {
 		b, _ = json.Marshal(map[string]string{"error": "log data not encodable: " + err.Error()})
@@ -402,17 +405,30 @@ func (h *stepLogHandler) data(r slog.Record) json.RawMessage {
 	return b
 }
 
+// groupMap returns the object at path under root, creating what is missing
+// and keeping what earlier attributes put there.
+func groupMap(root map[string]any, path []string) map[string]any {
+	cur := root
+	for _, g := range path {
+		next, ok := cur[g].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[g] = next
+		}
+		cur = next
+	}
+	return cur
+}
+
 func putAttr(m map[string]any, a slog.Attr) {
 	v := a.Value.Resolve()
 	if v.Kind() == slog.KindGroup {
-		sub := map[string]any{}
+		sub := m // an unnamed group is inlined (slog.Handler's rules)
+		if a.Key != "" {
+			sub = groupMap(m, []string{a.Key})
+		}
 		for _, ga := range v.Group() {
 			putAttr(sub, ga)
-		}
-		if a.Key == "" {
-			maps.Copy(m, sub)
-		} else {
-			m[a.Key] = sub
 		}
 		return
 	}
@@ -435,22 +451,11 @@ func putAttr(m map[string]any, a slog.Attr) {
 
 func (h *stepLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	c := *h
-	if len(h.groups) > 0 {
-		// Attributes added inside a group belong to it.
-		g := slog.Group(h.groups[len(h.groups)-1], attrsToAny(attrs)...)
-		c.attrs = append(append([]slog.Attr(nil), h.attrs...), g)
-		return &c
+	c.attrs = slices.Clip(h.attrs)
+	for _, a := range attrs {
+		c.attrs = append(c.attrs, groupedAttr{groups: h.groups, attr: a})
 	}
-	c.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
 	return &c
-}
-
-func attrsToAny(attrs []slog.Attr) []any {
-	out := make([]any, len(attrs))
-	for i, a := range attrs {
-		out[i] = a
-	}
-	return out
 }
 
 func (h *stepLogHandler) WithGroup(name string) slog.Handler {
@@ -458,6 +463,6 @@ func (h *stepLogHandler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	c := *h
-	c.groups = append(append([]string(nil), h.groups...), name)
+	c.groups = append(slices.Clip(h.groups), name) // h.groups is never appended to in place
 	return &c
 }

@@ -218,7 +218,14 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 	if direct {
 		newRuns[0].Claim = &store.Claim{WorkerID: e.cfg.WorkerID, ExpiresAt: now.Add(e.cfg.LeaseDuration)}
 	}
-	enqueued, err := e.store.Enqueue(ctx, newRuns)
+	enqueueCtx := ctx
+	if direct {
+		// A run inserted leased to this worker must start here: were the
+		// caller to give up while the commit is under way, it could commit
+		// with nobody to run it until its lease expired.
+		enqueueCtx = context.WithoutCancel(ctx)
+	}
+	enqueued, err := e.store.Enqueue(enqueueCtx, newRuns)
 	if direct && (err != nil || enqueued[0].Disposition != store.Created) {
 		e.worker.unreserve()
 		direct = false

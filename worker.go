@@ -216,14 +216,18 @@ func (w *worker) startBuffered() {
 // launch executes c on its own goroutine in a slot already counted.
 func (w *worker) launch(c *claimed) {
 	w.inflight.Add(1)
-	go func() {
-		defer w.inflight.Done()
-		w.e.execute(c.run, c.keeper)
-		w.mu.Lock()
-		w.executing--
-		w.mu.Unlock()
-		signal(w.freed)
-	}()
+	go w.executeInSlot(c)
+}
+
+// executeInSlot runs a claimed run in the slot and inflight count taken for
+// it, and gives both back.
+func (w *worker) executeInSlot(c *claimed) {
+	defer w.inflight.Done()
+	w.e.execute(c.run, c.keeper)
+	w.mu.Lock()
+	w.executing--
+	w.mu.Unlock()
+	signal(w.freed)
 }
 
 // releaseBuffer hands back the leases of claimed runs that never started.
@@ -248,6 +252,9 @@ func (w *worker) reserveDirect() bool {
 		return false
 	}
 	w.executing++
+	// Counted in flight from here, under mu while running holds, so that
+	// a Stop that begins meanwhile waits for this run too.
+	w.inflight.Add(1)
 	return true
 }
 
@@ -256,12 +263,13 @@ func (w *worker) unreserve() {
 	w.mu.Lock()
 	w.executing--
 	w.mu.Unlock()
+	w.inflight.Done()
 	signal(w.freed)
 }
 
 // startDirect executes a run inserted leased, in the slot reserveDirect took.
 func (w *worker) startDirect(run *Run) {
-	w.launch(&claimed{run: run, keeper: w.e.keepLease(run)})
+	go w.executeInSlot(&claimed{run: run, keeper: w.e.keepLease(run)})
 }
 
 // claim leases up to limit runs.
@@ -401,6 +409,11 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 	// returns normally is completed, fenced, whatever happened.
 	if runErr != nil && ctx.Err() != nil {
 		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			// A step that completed just before the stop is recorded
+			// before the lease goes back, so it does not run again.
+			if err := s.flush(); err != nil {
+				e.workerError(err, "run-failure", run.ID)
+			}
 			e.releaseLease(lease)
 		}
 		return
@@ -413,7 +426,14 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 	// say it happened.
 	pending, flushErr := s.takePending()
 	if flushErr != nil {
-		return // a refused step write already ended the run
+		// A refused step write already ended the run (its context says
+		// why). Any other failure to record a step leaves the run to be
+		// resumed from its last recorded step, here or elsewhere, at once.
+		if ctx.Err() == nil {
+			e.workerError(flushErr, "run-failure", run.ID)
+			e.releaseLease(lease)
+		}
+		return
 	}
 	now := e.now()
 	fin := store.Finish{Status: store.StatusCompleted, Output: output, Now: now, DeleteSteps: !e.cfg.PreserveSteps}
@@ -505,7 +525,7 @@ func (e *Engine) keepLease(run *Run) *leaseKeeper {
 	k := &leaseKeeper{e: e, run: run, lease: store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.deadline = time.AfterFunc(time.Until(run.LeaseExpiresAt), func() { k.lose() })
+	k.deadline = time.AfterFunc(run.LeaseExpiresAt.Sub(e.now()), func() { k.lose() }) // on Config.Now's clock, as the lease was written
 	k.renew = time.AfterFunc(e.cfg.LeaseRenewInterval, k.renewNow)
 	return k
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // check finds what the schema cannot: duplicate and invalid names, types
@@ -16,10 +18,9 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	if token.IsKeyword(d.Package.Name) {
 		c.add("/package/name", "%q is a Go keyword", d.Package.Name)
 	}
-	labelKey := regexp.MustCompile(`^[a-zA-Z0-9\-_./]+$`)
 	c.fields("/labels", d.Labels, func(ptr string, f Field) {
-		if !labelKey.MatchString(f.Name) {
-			c.add(ptr, "label key %q must contain only alphanumeric characters, dashes, underscores, dots, and slashes", f.Name)
+		if !store.ValidLabelKey(f.Name) {
+			c.add(ptr, "label key %q %s", f.Name, store.LabelKeyRule)
 		}
 		if f.Type.Type != "string" && f.Type.Type != "enum" {
 			c.add(ptr+"/type", "a label is a string or an enum, not %s", f.Type.Type)

@@ -1,7 +1,10 @@
 -- name: SaveSteps :many
 -- Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
 -- is inserted only while its run is leased with the writer's generation, and
--- a completed step advances its run's counters in the same statement.
+-- a completed step advances its run's counters in the same statement. The
+-- run rows are locked (FOR UPDATE) so that a claim or cancel committing
+-- while this statement runs is seen: the join is re-checked against the
+-- run's newest version and a step of a lost lease is not inserted.
 WITH ins AS (
   INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at)
   SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
@@ -18,6 +21,7 @@ WITH ins AS (
           unnest(@completed_ats::text[]) AS completed_at) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
     AND r.id = ANY(@run_ids::text[])
+  FOR UPDATE OF r
   RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
 ), adv AS (
   UPDATE durably_runs r

@@ -80,6 +80,8 @@ type Handler[C any, L Labels[L]] struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	streamsMu sync.Mutex // orders beginStream's Add before Close's Wait
+	closed    bool
 	streams   sync.WaitGroup
 	hub       hub
 }
@@ -111,7 +113,12 @@ func New[C any, L Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C,
 // Close ends every open event stream and makes new ones end at once. It
 // returns when the streams have ended.
 func (h *Handler[C, L]) Close() {
-	h.closeOnce.Do(func() { close(h.closing) })
+	h.closeOnce.Do(func() {
+		h.streamsMu.Lock()
+		h.closed = true
+		h.streamsMu.Unlock()
+		close(h.closing)
+	})
 	h.streams.Wait()
 }
 
@@ -412,8 +419,8 @@ func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
 		return zero, nil
 	}
 	for _, k := range store.SortedKeys(m) {
-		if !validLabelKey(k) {
-			return zero, fmt.Errorf("Invalid label key %q: must contain only alphanumeric characters, dashes, underscores, dots, and slashes", k)
+		if !store.ValidLabelKey(k) {
+			return zero, fmt.Errorf("Invalid label key %q: %s", k, store.LabelKeyRule)
 		}
 	}
 	l, err := zero.FromMap(m)
@@ -421,19 +428,6 @@ func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
 		return zero, fmt.Errorf("labels: %w", err)
 	}
 	return l, nil
-}
-
-func validLabelKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, c := range k {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/'
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // withRun does the checks of H-014 and the access hook of H-063, then op.
@@ -515,9 +509,19 @@ func (h *Handler[C, L]) deleteRun(req *request[C], run *durably.Run) {
 	writeJSON(req.w, []byte(`{"success":true}`))
 }
 
-// streamContext ends when the client goes away or the handler closes.
-func (h *Handler[C, L]) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(r.Context())
+// beginStream counts a stream, which Close waits for, and gives it a
+// context that ends when the client goes away or the handler closes. After
+// Close it answers 503 and reports false.
+func (h *Handler[C, L]) beginStream(req *request[C]) (context.Context, func(), bool) {
+	h.streamsMu.Lock()
+	if h.closed {
+		h.streamsMu.Unlock()
+		writeError(req.w, http.StatusServiceUnavailable, "server is shutting down")
+		return nil, nil, false
+	}
+	h.streams.Add(1)
+	h.streamsMu.Unlock()
+	ctx, cancel := context.WithCancel(req.r.Context())
 	go func() {
 		select {
 		case <-h.closing:
@@ -525,7 +529,7 @@ func (h *Handler[C, L]) streamContext(r *http.Request) (context.Context, context
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, cancel
+	return ctx, func() { cancel(); h.streams.Done() }, true
 }
 
 // listJobs serves GET /jobs: the jobs and their JSON Schemas.

@@ -159,6 +159,29 @@ func (s *sse) due(now time.Time) {
 	s.flush()
 }
 
+// takeBurst handles e and whatever else events has ready, so that a burst
+// is written at once, and reports whether the stream is over (the run
+// closed or events ended). Each event gets its own copy: a held progress
+// must keep pointing at itself while the burst goes on.
+func (s *sse) takeBurst(e durably.Event, events <-chan durably.Event) (over bool) {
+	for {
+		ev := e
+		s.handle(&item{ev: &ev}, time.Now())
+		if ev.Type.ClosesRun() {
+			return true
+		}
+		select {
+		case next, ok := <-events:
+			if !ok {
+				return true
+			}
+			e = next
+		default:
+			return false
+		}
+	}
+}
+
 // drainHeld sends every held progress: the stream is ending (H-053 rule 4).
 func (s *sse) drainHeld() {
 	for run, it := range s.held {
@@ -210,10 +233,11 @@ func (q *queue) take(into []item) ([]item, bool) {
 // subscribe serves GET /subscribe (H-046 … H-049): the run's snapshot,
 // then its live events, ending after the run's last event.
 func (h *Handler[C, L]) subscribe(req *request[C], run *durably.Run) {
-	h.streams.Add(1)
-	defer h.streams.Done()
-	ctx, cancel := h.streamContext(req.r)
-	defer cancel()
+	ctx, end, ok := h.beginStream(req)
+	if !ok {
+		return
+	}
+	defer end()
 	events, err := h.e.SubscribeRun(ctx, run.ID)
 	if err != nil {
 		h.fail(req, err)
@@ -225,28 +249,9 @@ func (h *Handler[C, L]) subscribe(req *request[C], run *durably.Run) {
 	for !s.failed {
 		select {
 		case e, ok := <-events:
-			if !ok {
+			if !ok || s.takeBurst(e, events) {
 				s.drainHeld()
 				return
-			}
-			// Take what else is ready, then write once.
-			for {
-				now := time.Now()
-				s.handle(&item{ev: &e}, now)
-				if e.Type.ClosesRun() {
-					s.drainHeld()
-					return
-				}
-				select {
-				case e, ok = <-events:
-					if !ok {
-						s.drainHeld()
-						return
-					}
-					continue
-				default:
-				}
-				break
 			}
 			s.flush()
 		case <-s.timer.C:
@@ -296,10 +301,11 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 	}
 	sub := newListSub(filter.JobNames, filter.Labels.ToMap(), h.opts.StreamBuffer)
 
-	h.streams.Add(1)
-	defer h.streams.Done()
-	ctx, cancel := h.streamContext(req.r)
-	defer cancel()
+	ctx, end, ok := h.beginStream(req)
+	if !ok {
+		return
+	}
+	defer end()
 	defer h.e.WatchRemoteEvents()()
 	defer h.hub.add(h, sub)()
 	s := newSSE(req.w, h.opts.SSEThrottle, AppendProjection)
@@ -394,8 +400,11 @@ func (hb *hub) add(h interface {
 	hb.once.Do(func() {
 		hb.subs = map[*listSub]struct{}{}
 		hb.wake = make(chan struct{}, 1)
-		h.engine().OnEvent(hb.collect)
-		go hb.run(h.done())
+		unsubscribe := h.engine().OnEvent(hb.collect)
+		go func() {
+			defer unsubscribe()
+			hb.run(h.done())
+		}()
 	})
 	hb.mu.Lock()
 	hb.subs[sub] = struct{}{}

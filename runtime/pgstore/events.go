@@ -30,6 +30,9 @@ func (s *Store) PublishEvents(payloads [][]byte) error {
 	return s.writer.Submit(&op{kind: opPublish, payloads: payloads})
 }
 
+// Publishing reports whether another process watches events now.
+func (s *Store) Publishing() bool { return s.publish.Load() }
+
 // RemoteEvents delivers the events other processes publish.
 func (s *Store) RemoteEvents() <-chan []byte {
 	s.ensureListening()

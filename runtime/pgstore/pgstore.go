@@ -116,12 +116,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
-	var ids ulid.Generator
 	s := &Store{
-		pool:     pool,
-		q:        q,
-		logger:   opts.Logger,
-		instance: ids.New(time.Now()),
+		pool:   pool,
+		q:      q,
+		logger: opts.Logger,
 		// Notifications are per database, not per schema: the channel
 		// carries the schema so that two durably schemas in one database
 		// do not wake each other.

@@ -115,6 +115,10 @@ type EventTransport interface {
 	// PublishEvents queues encoded events for the other processes and
 	// returns at once; delivery is best-effort, in order per publisher.
 	PublishEvents(payloads [][]byte) error
+	// Publishing reports whether PublishEvents would carry events anywhere
+	// now, so that an engine encodes events only when some process
+	// watches.
+	Publishing() bool
 	// RemoteEvents delivers the payloads other processes published. The
 	// channel closes when the store closes.
 	RemoteEvents() <-chan []byte
@@ -364,3 +368,21 @@ func (e *ConflictError) Error() string {
 
 // ErrClosed is returned by operations submitted after Close.
 var ErrClosed = errors.New("durably store: closed")
+
+// LabelKeyRule is what ValidLabelKey demands, worded for error messages.
+const LabelKeyRule = "must contain only alphanumeric characters, dashes, underscores, dots, and slashes"
+
+// ValidLabelKey reports whether k may be a label key: the engine,
+// the HTTP handler and the generator all apply this one rule.
+func ValidLabelKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -435,6 +435,59 @@ var claimCases = []Case{
 			t.Fatalf("run:complete events %+v", evs)
 		}
 	}},
+	{"R-059 D9 a step completed just before Stop gives up is recorded before the lease goes back", func(t *testing.T, h *Harness) {
+		st := &heldStepWrites{Store: h.Store, entered: make(chan struct{}), release: make(chan struct{})}
+		e := h.EngineOn(st, nil)
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			if _, err := durably.RunStep(s, "a", func(context.Context) (int, error) { return 1, nil }); err != nil {
+				return 0, err
+			}
+			<-ctx.Done() // until Stop stops waiting
+			return 0, context.Cause(ctx)
+		}})
+		r := MustTrigger(t, j, 0)
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-st.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("step a was never written")
+		}
+		expired, cancel := context.WithCancel(Ctx(t))
+		cancel()
+		_ = e.Stop(expired) // aborts the run while step a's write is held up
+		close(st.release)
+		Eventually(t, "the run handed back", func() bool { return MustGet(t, e, r.ID).Status == durably.StatusPending })
+		steps, err := e.GetSteps(Ctx(t), r.ID)
+		if err != nil || len(steps) != 1 || steps[0].Name != "a" || steps[0].Status != store.StepCompleted {
+			t.Fatalf("steps %+v err %v: a completed step was lost at shutdown", steps, err)
+		}
+	}},
+	{"R-062 a step write that fails (not refused) hands the run back at once", func(t *testing.T, h *Harness) {
+		st := &failingStepWrite{Store: h.Store}
+		e := h.EngineOn(st, func(c *durably.Config) { c.LeaseDuration = time.Hour })
+		rec := Record(t, e)
+		var calls Counter
+		j := durably.MustRegister(e, StepsJob("j", &calls))
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// With an hour-long lease, only a handed-back run completes in time.
+		out, err := j.TriggerAndWait(Ctx(t), StepsInput{Count: 2}, durably.WithTimeout(10*time.Second))
+		if err != nil || out.Output != 3 {
+			t.Fatalf("out %+v err %v", out, err)
+		}
+		evs := rec.Events(durably.EventWorkerError)
+		if len(evs) != 1 || evs[0].RunID != out.RunID || !strings.Contains(evs[0].Error, "disk full") {
+			t.Fatalf("worker:error events %+v", evs)
+		}
+		// Step 1's record was lost with the failed write, so it ran again;
+		// step 2 ran once.
+		if one, two := calls.Get(out.RunID+"/step-1"), calls.Get(out.RunID+"/step-2"); one != 2 || two != 1 {
+			t.Fatalf("calls step-1 %d step-2 %d", one, two)
+		}
+	}},
 	{"R-059 Stop waits for runs in flight", func(t *testing.T, h *Harness) {
 		gate := NewGate()
 		e := h.Engine(nil)
@@ -537,6 +590,35 @@ var claimCases = []Case{
 			t.Fatalf("3 claims in %v: the worker spins on a failing database", elapsed)
 		}
 	}},
+}
+
+// heldStepWrites is a store whose first step write waits for release.
+type heldStepWrites struct {
+	store.Store
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (h *heldStepWrites) SaveStep(ctx context.Context, lease store.Lease, step *store.Step) (bool, error) {
+	h.once.Do(func() {
+		close(h.entered)
+		<-h.release
+	})
+	return h.Store.SaveStep(ctx, lease, step)
+}
+
+// failingStepWrite is a store whose first step write fails, as with a
+// full disk.
+type failingStepWrite struct {
+	store.Store
+	failed atomic.Bool
+}
+
+func (f *failingStepWrite) SaveStep(ctx context.Context, lease store.Lease, step *store.Step) (bool, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return false, errors.New("disk full")
+	}
+	return f.Store.SaveStep(ctx, lease, step)
 }
 
 // countingClaims is a store that counts the worker's claims.

@@ -241,6 +241,10 @@ var stepCases = []Case{
 			})
 			s.ReportProgress(durably.Progress{Current: 2, Total: ptr(0)})
 			s.Logger().Error("after", "err", errors.New("bad"))
+			// slog's handler rules: With inside groups, nested groups, a
+			// record's attributes under the open groups.
+			s.Logger().With("a", 1).WithGroup("req").With("id", "r1").WithGroup("db").With("rows", 3).
+				Info("grouped", "ms", 5, slog.Group("", "inl", true))
 			return 2, err
 		}})
 		r := MustTrigger(t, j, 0)
@@ -267,11 +271,12 @@ var stepCases = []Case{
 			"info||before steps|",
 			`warn|work|inside|{"g":{"k":"v"},"n":7}`,
 			`error||after|{"err":"bad"}`,
+			`info||grouped|{"a":1,"req":{"db":{"inl":true,"ms":5,"rows":3},"id":"r1"}}`,
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("logs\n got %q\nwant %q", got, want)
 		}
-		if n := len(rec.Events(durably.EventLogWrite)); n != 3 {
+		if n := len(rec.Events(durably.EventLogWrite)); n != 4 {
 			t.Fatalf("%d log:write events", n)
 		}
 	}},

@@ -273,6 +273,7 @@ WITH ins AS (
           unnest($10::text[]) AS completed_at) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
     AND r.id = ANY($2::text[])
+  FOR UPDATE OF r
   RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
 ), adv AS (
   UPDATE durably_runs r
@@ -300,7 +301,10 @@ type SaveStepsParams struct {
 
 // Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
 // is inserted only while its run is leased with the writer's generation, and
-// a completed step advances its run's counters in the same statement.
+// a completed step advances its run's counters in the same statement. The
+// run rows are locked (FOR UPDATE) so that a claim or cancel committing
+// while this statement runs is seen: the join is re-checked against the
+// run's newest version and a step of a lost lease is not inserted.
 func (q *Queries) SaveSteps(ctx context.Context, arg SaveStepsParams) ([]string, error) {
 	rows, err := q.db.Query(ctx, saveSteps,
 		arg.Ids,
