@@ -12,6 +12,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -291,13 +292,17 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 			Off: int64(f.Offset), Lim: lim,
 		})
 	} else {
-		values := make([]string, 0, len(rest))
+		others := make(map[string]string, len(rest))
 		for _, k := range rest {
-			values = append(values, f.Labels[k])
+			others[k] = f.Labels[k]
+		}
+		otherLabels, jerr := json.Marshal(others)
+		if jerr != nil {
+			return nil, fmt.Errorf("pgstore: list runs: %w", jerr)
 		}
 		rows, err = s.q.ListRunsByLabel(ctx, pgdb.ListRunsByLabelParams{
 			Key: drive, Value: f.Labels[drive],
-			Statuses: statuses, JobNames: jobs, LabelKeys: rest, LabelValues: values,
+			Statuses: statuses, JobNames: jobs, OtherLabels: otherLabels,
 			Off: int64(f.Offset), Lim: lim,
 		})
 	}
