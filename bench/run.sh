@@ -33,4 +33,9 @@ for db in "$SQLITE" "$PG"; do
   run -db "$db" -workload sse
 done
 run -db "$PG" -workload multi
+# Not headline figures: how PostgreSQL throughput scales with slots, and
+# SQLite with synchronous=NORMAL (not durable against power loss).
+run -db "$PG" -workload process -slots 32
+run -db "$SQLITE" -workload process -slots 8 -sqlite-synchronous NORMAL
+run -db "$SQLITE" -workload latency -sqlite-synchronous NORMAL
 /tmp/durably-bench -summarize "$OUT"
