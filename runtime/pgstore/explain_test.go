@@ -22,19 +22,7 @@ import (
 // sort of the tenant's runs.
 func TestLabelLookupsUseTheIndex(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, pgtest.Schema(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	job := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
+	st, job := explainSetup(t)
 	// 20,000 runs over 100 organizations: enough for the planner to weigh
 	// a walk of one tenant against a scan of every run.
 	for b := range 40 {
@@ -99,19 +87,7 @@ func TestLabelLookupsUseTheIndex(t *testing.T) {
 // index in claim order, so the claim never steps over leased runs.
 func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, pgtest.Schema(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	job := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
+	st, job := explainSetup(t)
 	for range 10 {
 		items := make([]durably.BatchItem[int], 500)
 		if _, err := job.BatchTrigger(ctx, items); err != nil {
@@ -137,6 +113,25 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 
 // explain returns the plan of the statement rec captured, with its
 // arguments, and logs it.
+// explainSetup opens a store in a fresh schema with an engine and a job
+// to fill it through.
+func explainSetup(t *testing.T) (*Store, *durably.JobHandle[int, int]) {
+	t.Helper()
+	st, err := Open(context.Background(), pgtest.Schema(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e, err := durably.New(durably.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st, durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
+}
+
 func explain(t *testing.T, st *Store, rec *recorder) string {
 	t.Helper()
 	var plan string
