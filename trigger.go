@@ -214,7 +214,7 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 	// A single key-less trigger while this engine's worker idles with a
 	// free slot is inserted already leased to it and starts at once: one
 	// commit instead of a trigger and a claim.
-	direct := !batch && newRuns[0].Run.ConcurrencyKey == "" && e.worker.reserveDirect()
+	direct := !batch && newRuns[0].Run.ConcurrencyKey == "" && ctx.Err() == nil && e.worker.reserveDirect()
 	if direct {
 		newRuns[0].Claim = &store.Claim{WorkerID: e.cfg.WorkerID, ExpiresAt: now.Add(e.cfg.LeaseDuration)}
 	}
