@@ -442,6 +442,26 @@ var lifecycleCases = []Case{
 		j := durably.MustRegister(e, EchoJob("j"))
 		MustTrigger(t, j, Msg{"after migrate"})
 	}},
+	{"R-001 a Config.Now behind the wall clock does not end leases early", func(t *testing.T, h *Harness) {
+		e := h.Engine(func(c *durably.Config) { c.Now = func() time.Time { return time.Now().Add(-time.Hour) } })
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			return durably.RunStep(s, "wait", func(ctx context.Context) (int, error) {
+				select { // long enough for a deadline computed on the wall clock to fire
+				case <-time.After(100 * time.Millisecond):
+					return in, nil
+				case <-ctx.Done():
+					return 0, context.Cause(ctx)
+				}
+			})
+		}})
+		r := MustTrigger(t, j, 7)
+		if ok, err := e.ProcessOne(Ctx(t), ""); !ok || err != nil {
+			t.Fatalf("ProcessOne %v %v", ok, err)
+		}
+		if run := MustGet(t, e, r.ID); run.Status != durably.StatusCompleted {
+			t.Fatalf("run %+v: the lease was treated as expired", run)
+		}
+	}},
 	{"R-001 R-021 configuration and registration rules", func(t *testing.T, h *Harness) {
 		for _, n := range []int{-1, 1001} {
 			_, err := durably.New(durably.Config{Store: h.Store, MaxConcurrentRuns: n})
