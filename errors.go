@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // The kinds of errors the engine returns. Test for them with errors.Is; the
@@ -27,6 +29,10 @@ var (
 	// ErrShutdown: the engine stopped before the run finished; the run's
 	// lease is handed back so another worker resumes it.
 	ErrShutdown = errors.New("engine stopped")
+	// ErrUnavailable: the database could not be reached or refused the
+	// work for a transient reason; nothing is known to have changed and
+	// the call may be retried (HTTP 503).
+	ErrUnavailable = store.ErrUnavailable
 )
 
 // Error is an error of one of the kinds above with the protocol's message.
@@ -43,7 +49,7 @@ func (e *Error) Unwrap() error { return e.Kind }
 // StatusCode is the HTTP status the error maps to (R-130, H-011).
 func (e *Error) StatusCode() int { return StatusCode(e) }
 
-// StatusCode maps any error to its HTTP status: 400, 404, 409, or 500 for
+// StatusCode maps any error to its HTTP status: 400, 404, 409, 503, or 500 for
 // everything that is not one of the engine's kinds.
 func StatusCode(err error) int {
 	switch {
@@ -53,6 +59,8 @@ func StatusCode(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}

@@ -369,6 +369,14 @@ func (e *ConflictError) Error() string {
 // ErrClosed is returned by operations submitted after Close.
 var ErrClosed = errors.New("durably store: closed")
 
+// ErrUnavailable marks a failure that says nothing about the operation
+// itself: the database could not be reached or asked the caller to come
+// back (connection refused or reset, administrator shutdown, serialization
+// failure, SQLite busy or disk full). Stores wrap such errors so that
+// errors.Is(err, ErrUnavailable) holds; the operation may be retried, and
+// fenced writes are safe to retry.
+var ErrUnavailable = errors.New("durably store: database unavailable")
+
 // LabelKeyRule is what ValidLabelKey demands, worded for error messages.
 const LabelKeyRule = "must contain only alphanumeric characters, dashes, underscores, dots, and slashes"
 
