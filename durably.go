@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -78,8 +79,20 @@ const (
 //go:embed schema.sql
 var schemaSQL string
 
-// migrations are applied in order by Migrate; schema.sql is version 1 (S-015).
-var migrations = []store.Migration{{Version: 1, SQL: schemaSQL}}
+//go:embed migrations/0002_key_scope.sql
+var keyScopeSQL string
+
+// migrations are applied in order by Migrate (S-015): schema.sql is version
+// 1, later versions live in migrations/.
+var migrations = []store.Migration{
+	{Version: 1, SQL: schemaSQL},
+	{Version: 2, SQL: keyScopeSQL}, // key scopes (D11)
+}
+
+// Migrations returns the schema migrations Migrate applies, in order, for
+// tools that manage the schema themselves (and for tests that build an
+// older schema to migrate from).
+func Migrations() []store.Migration { return slices.Clone(migrations) }
 
 // Config configures an Engine. Zero values take the defaults of R-001.
 type Config struct {
@@ -109,6 +122,18 @@ type Config struct {
 	// Labels, when set, validates (and may normalise) the labels of every
 	// trigger, including triggers without labels (D1).
 	Labels LabelSchema
+	// TenantLabels names the labels that identify a tenant (D11). When
+	// set, idempotency keys, concurrency keys and coalescing are scoped by
+	// the values of these labels: the same key in two tenants gives two
+	// runs, a tenant's trigger never returns, coalesces onto or conflicts
+	// with another tenant's run, and runs wait for each other's
+	// concurrency key only within one tenant. A trigger missing one of
+	// these labels is scoped with that label absent. WithGlobalKeys opts a
+	// trigger out. Without TenantLabels every key is global, as in the
+	// original. Runs triggered before TenantLabels was set keep their
+	// global keys. Generated Config sets it from the labels durably.yaml
+	// declares with tenant: true.
+	TenantLabels []string
 	// SelectiveLabels orders label keys from the most to the least
 	// selective (a tenant id before an environment): a list filtered by
 	// several labels walks the index of the first one present. Generated
@@ -184,6 +209,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.RetainRuns < 0 {
 		return nil, validationErrorf("durably: Config.RetainRuns must not be negative")
 	}
+	if err := checkTenantLabels(cfg.TenantLabels); err != nil {
+		return nil, err
+	}
+	cfg.TenantLabels = slices.Clone(cfg.TenantLabels)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

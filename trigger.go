@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/durably-go/durably/runtime/store"
@@ -28,6 +29,8 @@ type triggerOptions struct {
 	// keepLabels skips the label schema: a retrigger keeps the original
 	// run's labels as they are.
 	keepLabels bool
+	// globalKeys puts the keys in the global scope despite TenantLabels.
+	globalKeys bool
 }
 
 func collectOptions(opts []Option) options {
@@ -50,6 +53,15 @@ func WithIdempotencyKey(key string) Option {
 // most one executing run per key across all jobs.
 func WithConcurrencyKey(key string) Option {
 	return func(o *options) { o.trigger.concurrencyKey = key }
+}
+
+// WithGlobalKeys puts the trigger's idempotency and concurrency keys (and
+// its coalescing) in the global key scope, shared by every tenant, even
+// when Config.TenantLabels scopes keys by tenant (D11). Use it for keys
+// that must be unique across tenants, e.g. a job run once per deployment;
+// never for keys a tenant chooses. HTTP triggers cannot ask for it.
+func WithGlobalKeys() Option {
+	return func(o *options) { o.trigger.globalKeys = true }
 }
 
 // WithLabels attaches immutable labels to the run, e.g. a tenant id.
@@ -182,6 +194,43 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (map[string]string, er
 	return labels, nil
 }
 
+// keyScope is the scope of a run's keys (D11): "" (global) without
+// TenantLabels or with WithGlobalKeys, else the JSON array of the tenant
+// labels' [key, value] pairs in configured order, a missing label's value
+// null. It is never "" for a scoped run, so no tenant shares the global
+// scope, and it is injective, so no two tenants share a scope.
+func (e *Engine) keyScope(labels map[string]string, global bool) string {
+	if global || len(e.cfg.TenantLabels) == 0 {
+		return ""
+	}
+	pairs := make([][2]any, len(e.cfg.TenantLabels))
+	for i, k := range e.cfg.TenantLabels {
+		pairs[i][0] = k
+		if v, ok := labels[k]; ok {
+			pairs[i][1] = v
+		}
+	}
+	b, err := json.Marshal(pairs)
+	if err != nil { // strings and nil always marshal
+		panic(err)
+	}
+	return string(b)
+}
+
+// checkTenantLabels validates Config.TenantLabels: label keys, each
+// once.
+func checkTenantLabels(keys []string) error {
+	for i, k := range keys {
+		if !store.ValidLabelKey(k) {
+			return validationErrorf("durably: Config.TenantLabels[%d] %q: %s", i, k, store.LabelKeyRule)
+		}
+		if slices.Contains(keys[:i], k) {
+			return validationErrorf("durably: Config.TenantLabels[%d] %q: listed twice", i, k)
+		}
+	}
+	return nil
+}
+
 // triggerParsed validates the options, enqueues all items in one store call
 // and emits the events of.
 func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch bool) ([]TriggerResult, error) {
@@ -205,6 +254,7 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 				Input:          it.input,
 				IdempotencyKey: it.opts.idempotencyKey,
 				ConcurrencyKey: it.opts.concurrencyKey,
+				KeyScope:       e.keyScope(labels, it.opts.globalKeys),
 				Labels:         labels,
 				CreatedAt:      now,
 			},

@@ -498,10 +498,17 @@ func (e *Engine) firstFailedStep(runID string) string {
 	return "unknown"
 }
 
-// releaseLease hands a run back when this process gives it up.
+// releaseLease hands a run back when this process gives it up: to pending,
+// or by expiring its lease when a pending sibling forbids that (D12). A
+// hand-back that cannot happen is logged, never silent.
 func (e *Engine) releaseLease(lease store.Lease) {
-	if _, err := e.store.ReleaseLease(context.Background(), lease, e.now()); err != nil {
-		e.logger.Warn("durably: lease not released; it will expire", "runId", lease.RunID, "err", err)
+	ok, err := e.store.ReleaseLease(context.Background(), lease, e.now())
+	switch {
+	case err != nil:
+		e.logger.Warn("durably: lease not released; it will expire", "runId", lease.RunID, "generation", lease.Generation, "err", err)
+	case !ok:
+		// Cancelled, finished or taken over meanwhile: nothing to hand back.
+		e.logger.Info("durably: lease not released: no longer held", "runId", lease.RunID, "generation", lease.Generation)
 	}
 }
 

@@ -6,14 +6,14 @@
 -- Like every array statement here, it takes many callers' rows at once;
 -- optional text values travel as '' inside arrays and are stored as NULL.
 -- A run started by its own worker at once is inserted leased (store.Claim)
--- and wakes nobody.
+-- and wakes nobody. Keys are unique within their key_scope (D11).
 WITH ins AS (
   INSERT INTO durably_runs (
-    id, job_name, input, status, idempotency_key, concurrency_key, labels,
+    id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
     started_at, created_at, updated_at)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
-         u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
+         u.key_scope, u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
          NULLIF(u.started_at, ''), u.created_at, u.created_at
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@statuses::text[]) AS status,
@@ -25,6 +25,7 @@ WITH ins AS (
           unnest(@inputs::text[]) AS input,
           unnest(@idempotency_keys::text[]) AS idempotency_key,
           unnest(@concurrency_keys::text[]) AS concurrency_key,
+          unnest(@key_scopes::text[]) AS key_scope,
           unnest(@labels::text[]) AS labels,
           unnest(@created_ats::text[]) AS created_at) AS u
   ON CONFLICT DO NOTHING
@@ -48,11 +49,12 @@ SELECT pg_notify(@channel::text, @payload::text);
 
 -- name: GetRunByIdempotencyKey :one
 SELECT * FROM durably_runs
-WHERE job_name = @job_name AND idempotency_key = @idempotency_key;
+WHERE job_name = @job_name AND key_scope = @key_scope::text AND idempotency_key = @idempotency_key;
 
 -- name: GetPendingRunByConcurrencyKey :one
 SELECT * FROM durably_runs
-WHERE job_name = @job_name AND concurrency_key = @concurrency_key AND status = 'pending'
+WHERE job_name = @job_name AND key_scope = @key_scope::text AND concurrency_key = @concurrency_key
+  AND status = 'pending'
 ORDER BY created_at, id
 LIMIT 1;
 
@@ -61,45 +63,54 @@ LIMIT 1;
 -- rows another claimer holds. Pending runs and expired leases come from two
 -- partial indexes, each in a useful order, so that live leases and finished
 -- history are never scanned; the oldest of both kinds win. A row locked
--- here but not chosen stays locked only until the claim commits.
+-- here but not chosen stays locked only until the claim commits. The guard
+-- is per (key scope, concurrency key) (D11); an expired lease with a pending
+-- sibling is a candidate like any other (D12) and, older, comes first.
 WITH pending AS (
-  SELECT p.id, p.concurrency_key, p.created_at FROM durably_runs p
+  SELECT p.id, p.concurrency_key, p.key_scope, p.created_at FROM durably_runs p
   WHERE p.status = 'pending'
     AND (p.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
   ORDER BY p.created_at, p.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
 ), expired AS (
-  SELECT x.id, x.concurrency_key, x.created_at FROM durably_runs x
+  SELECT x.id, x.concurrency_key, x.key_scope, x.created_at FROM durably_runs x
   WHERE x.status = 'leased' AND x.lease_expires_at <= @now::text
     AND (x.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
+        AND a.id <> x.id
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
   ORDER BY x.created_at, x.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
 )
-SELECT c.id, c.concurrency_key FROM (
+SELECT c.id, c.concurrency_key, c.key_scope FROM (
   SELECT * FROM pending UNION ALL SELECT * FROM expired
 ) AS c
 ORDER BY c.created_at, c.id
 LIMIT @lim;
 
 -- name: LockConcurrencyKeys :exec
--- Step 2: claimers of the same key queue here until the holder commits; the
--- keys come sorted so two claimers never wait on each other in a cycle.
-SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(@keys::text[]) AS k;
+-- Step 2: claimers of the same (scope, key) queue here until the holder
+-- commits; the pairs come sorted so two claimers never wait on each other in
+-- a cycle. A global key locks the hash of the key alone, as before key
+-- scopes existed (D11), so processes of both versions exclude each other.
+SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
+FROM (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u;
 
 -- name: LeasedConcurrencyKeys :many
--- Step 2, re-check with a fresh snapshot: keys that another run now leases.
-SELECT DISTINCT concurrency_key::text FROM durably_runs
-WHERE concurrency_key = ANY(@keys::text[]) AND status = 'leased'
-  AND lease_expires_at IS NOT NULL AND lease_expires_at > @now::text
-  AND NOT (id = ANY(@ids::text[]));
+-- Step 2, re-check with a fresh snapshot: the (scope, key) pairs that
+-- another run now leases.
+SELECT DISTINCT r.key_scope, r.concurrency_key::text AS concurrency_key
+FROM durably_runs r
+JOIN (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u ON r.key_scope = u.s AND r.concurrency_key = u.k
+WHERE r.status = 'leased'
+  AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at > @now::text
+  AND NOT (r.id = ANY(@ids::text[]));
 
 -- name: ClaimRuns :many
 -- Step 3: lease the chosen runs (R-050).
@@ -127,8 +138,20 @@ WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lea
 RETURNING r.id;
 
 -- name: ReleaseLease :execrows
+-- A stopping worker hands a run back so another can take it at once. Fenced;
+-- fails on the pending unique index when a same-key pending run exists, and
+-- the store then hands it back with ExpireLease instead (D12).
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::text
+WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
+
+-- name: ExpireLease :execrows
+-- The hand-back of a run that may not become pending (its key has a pending
+-- sibling, D12): the lease ends now, so the next claim takes the run over
+-- as an expired lease. The generation moves on, so that the holder's writes
+-- are refused from here on, as they would be for a pending run.
+UPDATE durably_runs
+SET lease_expires_at = @now::text, lease_generation = lease_generation + 1, updated_at = @now::text
 WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 
 -- name: SetProgress :many
@@ -199,32 +222,20 @@ WITH s AS (DELETE FROM durably_steps WHERE durably_steps.run_id = ANY(@ids::text
      lb AS (DELETE FROM durably_run_labels WHERE durably_run_labels.run_id = ANY(@ids::text[]))
 DELETE FROM durably_runs WHERE durably_runs.id = ANY(@ids::text[]);
 
--- name: FailExpiredWithPendingSibling :execrows
--- Phase 1 of releasing expired leases (S-038).
-UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = @now::text, updated_at = @now::text
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= @now::text
-  AND EXISTS (
-    SELECT 1 FROM durably_runs o
-    WHERE o.job_name = durably_runs.job_name AND o.concurrency_key = durably_runs.concurrency_key
-      AND o.status = 'pending' AND o.id <> durably_runs.id);
-
 -- name: ListExpiredLeases :many
-SELECT id FROM durably_runs
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= @now::text;
+-- Expired leases that may go back to pending (S-039). Those whose key has a
+-- pending sibling stay leased and expired, claimable as they are, instead
+-- of being failed as S-038 has it (D12).
+SELECT x.id FROM durably_runs x
+WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= @now::text
+  AND (x.concurrency_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM durably_runs o
+    WHERE o.job_name = x.job_name AND o.key_scope = x.key_scope AND o.concurrency_key = x.concurrency_key
+      AND o.status = 'pending'));
 
 -- name: ResetExpiredLease :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::text
-WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::text;
-
--- name: FailExpiredLease :execrows
-UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = @now::text, updated_at = @now::text
 WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::text;
 
 -- name: GetRun :one

@@ -2,13 +2,14 @@
 -- Both unique indexes (idempotency, pending concurrency key) turn a
 -- conflicting insert into zero rows; the store then looks up why (S-025).
 -- A run started by its own worker at once is inserted leased (store.Claim).
+-- Keys are unique within their key_scope (D11).
 INSERT INTO durably_runs (
-  id, job_name, input, status, idempotency_key, concurrency_key, labels,
+  id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
   started_at, created_at, updated_at
 ) VALUES (
   sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), CAST(sqlc.arg(status) AS TEXT), sqlc.narg(idempotency_key),
-  sqlc.narg(concurrency_key), sqlc.arg(labels), 0, 0, sqlc.narg(lease_owner), sqlc.narg(lease_expires_at),
+  sqlc.narg(concurrency_key), CAST(sqlc.arg(key_scope) AS TEXT), sqlc.arg(labels), 0, 0, sqlc.narg(lease_owner), sqlc.narg(lease_expires_at),
   CAST(sqlc.arg(lease_generation) AS INTEGER), sqlc.narg(started_at),
   CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT)
 ) ON CONFLICT DO NOTHING;
@@ -19,19 +20,21 @@ VALUES (sqlc.arg(run_id), CAST(sqlc.arg(key) AS TEXT), CAST(sqlc.arg(value) AS T
 
 -- name: GetRunByIdempotencyKey :one
 SELECT * FROM durably_runs
-WHERE job_name = sqlc.arg(job_name) AND idempotency_key = sqlc.arg(idempotency_key);
+WHERE job_name = sqlc.arg(job_name) AND key_scope = CAST(sqlc.arg(key_scope) AS TEXT)
+  AND idempotency_key = sqlc.arg(idempotency_key);
 
 -- name: GetPendingRunByConcurrencyKey :one
 SELECT * FROM durably_runs
-WHERE job_name = sqlc.arg(job_name) AND concurrency_key = sqlc.arg(concurrency_key)
-  AND status = 'pending'
+WHERE job_name = sqlc.arg(job_name) AND key_scope = CAST(sqlc.arg(key_scope) AS TEXT)
+  AND concurrency_key = sqlc.arg(concurrency_key) AND status = 'pending'
 ORDER BY created_at, id
 LIMIT 1;
 
 -- name: ClaimNext :one
 -- The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
 -- expired lease, and not blocked by an unexpired lease on its concurrency key
--- in any job. One statement; SQLite's single writer makes it atomic.
+-- in any job of its key scope (D11). An expired lease with a pending sibling
+-- is claimable like any other (D12); being older, it wins over the sibling. One statement; SQLite's single writer makes it atomic.
 -- The two kinds come from two indexes, each already in a useful order, so
 -- that neither finished history nor live leases are ever scanned; the older
 -- of the two candidates wins. INDEXED BY: without statistics SQLite might
@@ -50,7 +53,7 @@ WHERE id = (
       WHERE p.status = 'pending'
         AND (p.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
-          WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+          WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
       ORDER BY p.created_at, p.id
       LIMIT 1)
@@ -60,7 +63,8 @@ WHERE id = (
       WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
         AND (x.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
-          WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+          WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
+            AND a.id <> x.id
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
       ORDER BY x.created_at, x.id
       LIMIT 1)
@@ -78,9 +82,19 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 -- name: ReleaseLease :execrows
 -- A stopping worker hands a run back so another can take it at once. Fenced;
 -- fails on the pending unique index when a same-key pending run exists, and
--- the run then simply keeps its lease until it expires.
+-- the store then hands it back with ExpireLease instead (D12).
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: ExpireLease :execrows
+-- The hand-back of a run that may not become pending (its key has a pending
+-- sibling, D12): the lease ends now, so the next claim takes the run over
+-- as an expired lease. The generation moves on, so that the holder's writes
+-- are refused from here on, as they would be for a pending run.
+UPDATE durably_runs
+SET lease_expires_at = CAST(sqlc.arg(now) AS TEXT), lease_generation = lease_generation + 1,
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
 
 -- name: SetProgress :execrows
@@ -139,33 +153,20 @@ DELETE FROM durably_steps WHERE run_id IN (sqlc.slice(ids));
 -- name: DeleteLogsByRunID :exec
 DELETE FROM durably_logs WHERE run_id IN (sqlc.slice(ids));
 
--- name: FailExpiredWithPendingSibling :execrows
--- Phase 1 of releasing expired leases (S-038): resetting these would break
--- the one-pending-run-per-key rule, so they fail instead.
-UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
-  AND EXISTS (
-    SELECT 1 FROM durably_runs o
-    WHERE o.job_name = durably_runs.job_name AND o.concurrency_key = durably_runs.concurrency_key
-      AND o.status = 'pending' AND o.id <> durably_runs.id);
-
 -- name: ListExpiredLeases :many
-SELECT id FROM durably_runs
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
+-- Expired leases that may go back to pending (S-039). Those whose key has a
+-- pending sibling stay leased and expired, claimable as they are, instead
+-- of being failed as S-038 has it (D12).
+SELECT id FROM durably_runs x
+WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
+  AND (x.concurrency_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM durably_runs o
+    WHERE o.job_name = x.job_name AND o.key_scope = x.key_scope AND o.concurrency_key = x.concurrency_key
+      AND o.status = 'pending'));
 
 -- name: ResetExpiredLease :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(sqlc.arg(now) AS TEXT)
-WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
-
--- name: FailExpiredLease :execrows
-UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
 
 -- name: GetRun :one

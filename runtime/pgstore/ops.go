@@ -35,8 +35,8 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqu
 
 // Claim leases up to req.Limit runs (S-031): candidates are row-locked with
 // SKIP LOCKED; for those with a concurrency key, claimers of the same key
-// queue on an advisory lock and re-check, with a fresh snapshot, that no
-// other run of the key holds an unexpired lease. The transaction is
+// (in the same key scope, D11) queue on an advisory lock and re-check, with
+// a fresh snapshot, that no other run of the key holds an unexpired lease. The transaction is
 // pipelined: BEGIN with the candidates, then the lease with COMMIT, two
 // round trips when no candidate has a key.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*store.Run, err error) {
@@ -69,7 +69,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	rec.queueRows(&b, func(rows pgx.Rows) error {
 		for rows.Next() {
 			var c pgdb.ClaimCandidatesRow
-			if err := rows.Scan(&c.ID, &c.ConcurrencyKey); err != nil {
+			if err := rows.Scan(&c.ID, &c.ConcurrencyKey, &c.KeyScope); err != nil {
 				return err
 			}
 			cands = append(cands, c)
@@ -86,34 +86,50 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	}
 
 	ids := make([]string, 0, len(cands))
-	var keys []string
-	seen := map[string]bool{}
-	keyOf := map[string]string{}
+	var keys []scopedKey
+	keyOf := map[string]scopedKey{}
 	for _, c := range cands {
 		if !c.ConcurrencyKey.Valid {
 			ids = append(ids, c.ID)
 			continue
 		}
-		k := c.ConcurrencyKey.String
-		if seen[k] {
-			continue // one run per key per claim
+		k := scopedKey{scope: c.KeyScope, key: c.ConcurrencyKey.String}
+		if slices.Contains(keys, k) {
+			continue // one run per key per claim: the oldest candidate
 		}
-		seen[k] = true
 		keys = append(keys, k)
 		keyOf[c.ID] = k
 	}
 	if len(keys) > 0 {
-		slices.Sort(keys)
+		slices.SortFunc(keys, func(a, b scopedKey) int {
+			if c := strings.Compare(a.scope, b.scope); c != 0 {
+				return c
+			}
+			return strings.Compare(a.key, b.key)
+		})
+		scopes, names := make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			scopes[i], names[i] = k.scope, k.key
+		}
 		keyed := make([]string, 0, len(keyOf))
 		for id := range keyOf {
 			keyed = append(keyed, id)
 		}
 		var b pgx.Batch
-		_ = q.LockConcurrencyKeys(ctx, keys)
+		_ = q.LockConcurrencyKeys(ctx, pgdb.LockConcurrencyKeysParams{Scopes: scopes, Keys: names})
 		rec.queueExec(&b)
-		_, _ = q.LeasedConcurrencyKeys(ctx, pgdb.LeasedConcurrencyKeysParams{Keys: keys, Now: now, Ids: keyed})
-		var blocked []string
-		rec.queueIDs(&b, &blocked)
+		_, _ = q.LeasedConcurrencyKeys(ctx, pgdb.LeasedConcurrencyKeysParams{Scopes: scopes, Keys: names, Now: now, Ids: keyed})
+		var blocked []scopedKey
+		rec.queueRows(&b, func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k scopedKey
+				if err := rows.Scan(&k.scope, &k.key); err != nil {
+					return err
+				}
+				blocked = append(blocked, k)
+			}
+			return rows.Err()
+		})
 		if err := conn.SendBatch(ctx, &b).Close(); err != nil {
 			return nil, fmt.Errorf("pgstore: lock concurrency keys: %w", err)
 		}
@@ -162,23 +178,31 @@ func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresA
 	return o.ok, err
 }
 
-// ReleaseLease hands a run back to pending; when a same-key pending run
-// exists the run keeps its lease until it expires.
+// ReleaseLease hands a run back to pending or, when a same-key pending run
+// forbids that, by expiring its lease now (D12).
 func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (bool, error) {
 	var ok bool
 	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
+		ok = false
+		ts := store.FormatTime(now)
 		sp, err := tx.Begin(ctx)
 		if err != nil {
 			return err
 		}
-		n, err := pgdb.New(sp).ReleaseLease(ctx, pgdb.ReleaseLeaseParams{Now: store.FormatTime(now), ID: lease.RunID, Generation: int32(lease.Generation)})
+		n, err := pgdb.New(sp).ReleaseLease(ctx, pgdb.ReleaseLeaseParams{Now: ts, ID: lease.RunID, Generation: int32(lease.Generation)})
 		if isUniqueViolation(err) {
-			ok = false
-			return sp.Rollback(ctx)
+			if err := sp.Rollback(ctx); err != nil {
+				return err
+			}
+			if n, err = q.ExpireLease(ctx, pgdb.ExpireLeaseParams{Now: ts, ID: lease.RunID, Generation: int32(lease.Generation)}); err != nil {
+				return fmt.Errorf("pgstore: expire lease: %w", err)
+			}
+			ok = n == 1
+			return nil
 		}
 		if err != nil {
 			_ = sp.Rollback(ctx)
-			return err
+			return fmt.Errorf("pgstore: release lease: %w", err)
 		}
 		ok = n == 1
 		return sp.Commit(ctx)
@@ -272,17 +296,13 @@ func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (
 	return n, err
 }
 
-// ReleaseExpiredLeases implements S-038 and S-039.
+// ReleaseExpiredLeases implements S-039; expired leases with a pending
+// sibling stay claimable as they are instead of failing (D12, not S-038).
 func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error) {
 	var total int64
 	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
 		total = 0
 		ts := store.FormatTime(now)
-		n, err := q.FailExpiredWithPendingSibling(ctx, ts)
-		if err != nil {
-			return fmt.Errorf("pgstore: fail expired leases: %w", err)
-		}
-		total += n
 		ids, err := q.ListExpiredLeases(ctx, ts)
 		if err != nil {
 			return fmt.Errorf("pgstore: list expired leases: %w", err)
@@ -294,13 +314,11 @@ func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, e
 			}
 			n, err := pgdb.New(sp).ResetExpiredLease(ctx, pgdb.ResetExpiredLeaseParams{Now: ts, ID: id})
 			if isUniqueViolation(err) {
+				// A pending sibling appeared since the list: this run
+				// stays an expired lease, claimable as it is (D12).
 				if err := sp.Rollback(ctx); err != nil {
 					return err
 				}
-				if n, err = q.FailExpiredLease(ctx, pgdb.FailExpiredLeaseParams{Now: ts, ID: id}); err != nil {
-					return fmt.Errorf("pgstore: fail expired lease: %w", err)
-				}
-				total += n
 				continue
 			}
 			if err != nil {
@@ -343,3 +361,7 @@ func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error
 	}
 	return s.q.UpdateRunForTest(ctx, params)
 }
+
+// scopedKey is a concurrency key in its key scope (D11): the unit of the
+// claim's "one leased run per key".
+type scopedKey struct{ scope, key string }

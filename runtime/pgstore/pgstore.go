@@ -212,7 +212,7 @@ func (s *Store) migrate(ctx context.Context, migrations []store.Migration) error
 func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 	raw := store.RawRun{
 		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
-		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, Labels: r.Labels,
+		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: r.Labels,
 		CurrentStepIndex: int64(r.CurrentStepIndex), CompletedStepCount: int64(r.CompletedStepCount),
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
 		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: int64(r.LeaseGeneration),

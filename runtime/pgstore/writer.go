@@ -324,7 +324,7 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		Ids: make([]string, len(runs)), Statuses: make([]string, len(runs)), LeaseOwners: make([]string, len(runs)),
 		LeaseExpiresAts: make([]string, len(runs)), LeaseGenerations: make([]int32, len(runs)), StartedAts: make([]string, len(runs)),
 		JobNames: make([]string, len(runs)), Inputs: make([]string, len(runs)),
-		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)),
+		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)), KeyScopes: make([]string, len(runs)),
 		Labels: make([]string, len(runs)), CreatedAts: make([]string, len(runs)),
 		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
 		Channel: s.channel, Payload: "w:" + s.instance,
@@ -333,7 +333,7 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		p.Ids[i], p.JobNames[i], p.Inputs[i] = r.ID, r.JobName, string(r.Input)
 		p.Statuses[i], p.LeaseOwners[i], p.LeaseGenerations[i] = string(r.Status), r.LeaseOwner, int32(r.LeaseGeneration)
 		p.LeaseExpiresAts[i], p.StartedAts[i] = store.OptionalTime(r.LeaseExpiresAt), store.OptionalTime(r.StartedAt)
-		p.IdempotencyKeys[i], p.ConcurrencyKeys[i] = r.IdempotencyKey, r.ConcurrencyKey
+		p.IdempotencyKeys[i], p.ConcurrencyKeys[i], p.KeyScopes[i] = r.IdempotencyKey, r.ConcurrencyKey, r.KeyScope
 		p.Labels[i], p.CreatedAts[i] = store.EncodeLabels(r.Labels), store.FormatTime(r.CreatedAt)
 		for _, k := range store.SortedKeys(r.Labels) {
 			p.LabelRunIds = append(p.LabelRunIds, r.ID)
@@ -362,12 +362,12 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 	return inserted, nil
 }
 
-func (e enqueueOps) ByIdempotencyKey(ctx context.Context, job, key string) (*store.Run, error) {
-	return optionalRun(e.q.GetRunByIdempotencyKey(ctx, pgdb.GetRunByIdempotencyKeyParams{JobName: job, IdempotencyKey: text(key)}))
+func (e enqueueOps) ByIdempotencyKey(ctx context.Context, job, scope, key string) (*store.Run, error) {
+	return optionalRun(e.q.GetRunByIdempotencyKey(ctx, pgdb.GetRunByIdempotencyKeyParams{JobName: job, KeyScope: scope, IdempotencyKey: text(key)}))
 }
 
-func (e enqueueOps) PendingByConcurrencyKey(ctx context.Context, job, key string) (*store.Run, error) {
-	return optionalRun(e.q.GetPendingRunByConcurrencyKey(ctx, pgdb.GetPendingRunByConcurrencyKeyParams{JobName: job, ConcurrencyKey: text(key)}))
+func (e enqueueOps) PendingByConcurrencyKey(ctx context.Context, job, scope, key string) (*store.Run, error) {
+	return optionalRun(e.q.GetPendingRunByConcurrencyKey(ctx, pgdb.GetPendingRunByConcurrencyKeyParams{JobName: job, KeyScope: scope, ConcurrencyKey: text(key)}))
 }
 
 func logsParams(ops []*op) pgdb.InsertLogsParams {

@@ -80,6 +80,7 @@ func DecodeProgress(s string) (*Progress, error) {
 // string; Decode turns it into a Run.
 type RawRun struct {
 	ID, JobName, Input, Status, IdempotencyKey, ConcurrencyKey, Labels string
+	KeyScope                                                           string
 	CurrentStepIndex, CompletedStepCount                               int64
 	Progress, Output, Error, LeaseOwner, LeaseExpiresAt                string
 	LeaseGeneration                                                    int64
@@ -95,6 +96,7 @@ func (r *RawRun) Decode() (*Run, error) {
 		Status:             Status(r.Status),
 		IdempotencyKey:     r.IdempotencyKey,
 		ConcurrencyKey:     r.ConcurrencyKey,
+		KeyScope:           r.KeyScope,
 		CurrentStepIndex:   int(r.CurrentStepIndex),
 		CompletedStepCount: int(r.CompletedStepCount),
 		Error:              r.Error,

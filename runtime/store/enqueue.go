@@ -13,11 +13,11 @@ type EnqueueOps interface {
 	// label rows) and reports which were inserted. Later runs must see
 	// earlier ones.
 	Insert(ctx context.Context, runs []*Run) (inserted []bool, err error)
-	// ByIdempotencyKey returns the run of job with the key, or nil.
-	ByIdempotencyKey(ctx context.Context, job, key string) (*Run, error)
+	// ByIdempotencyKey returns the run of job with the key in scope, or nil.
+	ByIdempotencyKey(ctx context.Context, job, scope, key string) (*Run, error)
 	// PendingByConcurrencyKey returns the oldest pending run of job with
-	// the key, or nil.
-	PendingByConcurrencyKey(ctx context.Context, job, key string) (*Run, error)
+	// the key in scope, or nil.
+	PendingByConcurrencyKey(ctx context.Context, job, scope, key string) (*Run, error)
 }
 
 // Enqueue runs the enqueue algorithm of S-025 over ops: insert first, then
@@ -71,7 +71,7 @@ func Resolve(ctx context.Context, ops EnqueueOps, items []NewRun, runs []*Run, i
 func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *Run, coalesce bool) (Enqueued, error) {
 	for attempt := 0; ; attempt++ {
 		if run.IdempotencyKey != "" {
-			existing, err := ops.ByIdempotencyKey(ctx, run.JobName, run.IdempotencyKey)
+			existing, err := ops.ByIdempotencyKey(ctx, run.JobName, run.KeyScope, run.IdempotencyKey)
 			if err != nil {
 				return Enqueued{}, err
 			}
@@ -86,7 +86,7 @@ func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *Run, co
 		if !coalesce {
 			return Enqueued{}, conflict
 		}
-		pending, err := ops.PendingByConcurrencyKey(ctx, run.JobName, run.ConcurrencyKey)
+		pending, err := ops.PendingByConcurrencyKey(ctx, run.JobName, run.KeyScope, run.ConcurrencyKey)
 		if err != nil {
 			return Enqueued{}, err
 		}

@@ -5,7 +5,7 @@
 // A Store is a dumb, fast, correct persistence layer. It enforces the
 // invariants that must hold under concurrency (fencing by lease generation,
 // one pending run per job and concurrency key, one completed step per run and
-// name, at most one leased run per concurrency key) because only the
+// name, at most one leased run per key scope and concurrency key) because only the
 // database can enforce them across processes. Everything else (validation,
 // events, error messages, retries of the protocol) belongs to the engine.
 //
@@ -38,17 +38,25 @@ type Store interface {
 	// Enqueue inserts new pending runs in one transaction, all or nothing
 	// . Items are processed in order and later items see
 	// earlier ones. Each result is the created run, or the existing run
-	// for an idempotent or coalesced item. A pending
-	// concurrency-key conflict fails the whole call with *ConflictError.
+	// for an idempotent or coalesced item; keys match only
+	// within the run's KeyScope (D11). A pending concurrency-key conflict
+	// fails the whole call with *ConflictError.
 	Enqueue(ctx context.Context, runs []NewRun) ([]Enqueued, error)
 
 	// Claim leases up to req.Limit claimable runs, oldest first (R-050 …
-	// It returns fewer, or none, when fewer are claimable.
+	// pending runs and expired leases, never two live leases of
+	// one (KeyScope, ConcurrencyKey) in any job. It returns fewer, or
+	// none, when fewer are claimable.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Run, error)
 	// RenewLease extends an unexpired lease to expiresAt.
 	RenewLease(ctx context.Context, lease Lease, now, expiresAt time.Time) (bool, error)
-	// ReleaseLease hands a leased run back to pending so that another
-	// worker can take it at once (used by a stopping worker).
+	// ReleaseLease hands a leased run back so that another worker can take
+	// it at once (used by a stopping worker): to pending, or, when a pending
+	// sibling of its job, scope and concurrency key forbids that, by ending
+	// its lease now and advancing its generation, so that the next claim
+	// takes it over as an expired lease (D12). Either way the holder's
+	// writes are refused from then on. It reports false when the lease was
+	// no longer held.
 	ReleaseLease(ctx context.Context, lease Lease, now time.Time) (bool, error)
 	// SaveStep records a step and, for a completed step, advances the
 	// run's step counters, atomically (R-084, S-036).
@@ -79,8 +87,10 @@ type Store interface {
 	// PurgeRuns removes up to limit terminal runs completed before
 	// olderThan, oldest first, and returns how many (R-104, S-041).
 	PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error)
-	// ReleaseExpiredLeases resets expired leases to pending, or fails them
-	// when a same-job same-key pending run exists (R-062, S-038, S-039).
+	// ReleaseExpiredLeases resets expired leases to pending (R-062,
+	// S-039). An expired lease whose job, scope and concurrency key has a
+	// pending run is left as it is, to be claimed as an expired lease: it
+	// is never failed for its sibling (D12, unlike S-038).
 	ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error)
 	// Maintain does the database's own housekeeping while the worker is
 	// idle (SQLite: WAL checkpoint, R-141, R-142). It decides itself how
@@ -189,6 +199,7 @@ type Run struct {
 	Status             Status
 	IdempotencyKey     string
 	ConcurrencyKey     string
+	KeyScope           string // where both keys are unique (D11): "" is global; not on the wire
 	CurrentStepIndex   int
 	CompletedStepCount int
 	Progress           *Progress
@@ -239,8 +250,8 @@ type Log struct {
 // optional keys and CreatedAt; the store sets the rest as in R-010.
 type NewRun struct {
 	Run *Run
-	// Coalesce returns the existing pending run of the same job and
-	// concurrency key instead of failing with a conflict.
+	// Coalesce returns the existing pending run of the same job, key scope
+	// and concurrency key instead of failing with a conflict.
 	Coalesce bool
 	// Claim, when set, inserts the run already leased (generation 1,
 	// started now), as if a claim had taken it in the same transaction:

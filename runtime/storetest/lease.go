@@ -117,12 +117,14 @@ var leaseCases = []Case{
 			t.Fatalf("run %v err %v", run, err)
 		}
 	}},
-	{"R-062 S-038 S-039 idle maintenance releases expired leases", func(t *testing.T, h *Harness) {
+	{"R-062 S-039 D12 idle maintenance releases expired leases; one with a pending sibling stays claimable", func(t *testing.T, h *Harness) {
 		e := h.Engine(nil)
 		st := e.Store()
 		ctx := Ctx(t)
 		t0 := time.Now().Add(-time.Hour)
-		// r1 expired, no sibling: back to pending. r2 expired with a pending sibling: failed.
+		// r1 expired, no sibling: back to pending. r2 expired with a
+		// pending sibling: the original fails it (S-038); it stays an
+		// expired lease instead, claimed before its sibling (D12).
 		j := durably.MustRegister(e, EchoJob("j"))
 		r1 := MustTrigger(t, j, Msg{"1"})
 		r2 := MustTrigger(t, j, Msg{"2"}, durably.WithConcurrencyKey("k"))
@@ -132,14 +134,14 @@ var leaseCases = []Case{
 		sibling := MustTrigger(t, j, Msg{"3"}, durably.WithConcurrencyKey("k"))
 		rec := Record(t, e)
 		n, err := st.ReleaseExpiredLeases(ctx, time.Now())
-		if err != nil || n != 2 {
+		if err != nil || n != 1 {
 			t.Fatalf("released %d, %v", n, err)
 		}
 		a, b := MustGet(t, e, r1.ID), MustGet(t, e, r2.ID)
 		if a.Status != durably.StatusPending || a.LeaseOwner != "" || !a.LeaseExpiresAt.IsZero() || a.LeaseGeneration != 1 || a.StartedAt.IsZero() {
 			t.Fatalf("r1 %+v", a)
 		}
-		if b.Status != durably.StatusFailed || b.Error != "Lease expired; pending run already exists" || b.CompletedAt.IsZero() {
+		if b.Status != durably.StatusLeased || b.Error != "" || !b.CompletedAt.IsZero() || b.LeaseGeneration != 1 {
 			t.Fatalf("r2 %+v", b)
 		}
 		if s := MustGet(t, e, sibling.ID); s.Status != durably.StatusPending {
@@ -147,6 +149,10 @@ var leaseCases = []Case{
 		}
 		if len(rec.Events()) != 0 {
 			t.Fatalf("events emitted: %v", rec.Events())
+		}
+		got, err := st.Claim(ctx, claimReq("w2", time.Now(), 5))
+		if err != nil || len(got) != 2 || got[0].ID != r1.ID || got[1].ID != r2.ID || got[1].LeaseGeneration != 2 {
+			t.Fatalf("claim after maintenance: %v %v; want %s and %s, not the sibling", got, err, r1.ID, r2.ID)
 		}
 	}},
 	{"R-063 R-064 R-066 a run whose lease runs out stops cooperatively", func(t *testing.T, h *Harness) {

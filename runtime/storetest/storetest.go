@@ -60,6 +60,7 @@ func Cases() []Case {
 	all = append(all, processCases...)
 	all = append(all, queryCases...)
 	all = append(all, lifecycleCases...)
+	all = append(all, tenantCases...)
 	return all
 }
 

@@ -49,6 +49,7 @@ type DurablyRun struct {
 	CompletedAt        pgtype.Text
 	CreatedAt          string
 	UpdatedAt          string
+	KeyScope           string
 }
 
 type DurablyRunLabel struct {

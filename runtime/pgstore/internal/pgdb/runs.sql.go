@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = $1::text, updated_at = $1::text
 WHERE id = $2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 type CancelRunParams struct {
@@ -47,34 +47,36 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const claimCandidates = `-- name: ClaimCandidates :many
 WITH pending AS (
-  SELECT p.id, p.concurrency_key, p.created_at FROM durably_runs p
+  SELECT p.id, p.concurrency_key, p.key_scope, p.created_at FROM durably_runs p
   WHERE p.status = 'pending'
     AND (p.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::text))
   ORDER BY p.created_at, p.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
 ), expired AS (
-  SELECT x.id, x.concurrency_key, x.created_at FROM durably_runs x
+  SELECT x.id, x.concurrency_key, x.key_scope, x.created_at FROM durably_runs x
   WHERE x.status = 'leased' AND x.lease_expires_at <= $2::text
     AND (x.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
+        AND a.id <> x.id
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::text))
   ORDER BY x.created_at, x.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
 )
-SELECT c.id, c.concurrency_key FROM (
-  SELECT id, concurrency_key, created_at FROM pending UNION ALL SELECT id, concurrency_key, created_at FROM expired
+SELECT c.id, c.concurrency_key, c.key_scope FROM (
+  SELECT id, concurrency_key, key_scope, created_at FROM pending UNION ALL SELECT id, concurrency_key, key_scope, created_at FROM expired
 ) AS c
 ORDER BY c.created_at, c.id
 LIMIT $1
@@ -88,13 +90,16 @@ type ClaimCandidatesParams struct {
 type ClaimCandidatesRow struct {
 	ID             string
 	ConcurrencyKey pgtype.Text
+	KeyScope       string
 }
 
 // Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
 // rows another claimer holds. Pending runs and expired leases come from two
 // partial indexes, each in a useful order, so that live leases and finished
 // history are never scanned; the oldest of both kinds win. A row locked
-// here but not chosen stays locked only until the claim commits.
+// here but not chosen stays locked only until the claim commits. The guard
+// is per (key scope, concurrency key) (D11); an expired lease with a pending
+// sibling is a candidate like any other (D12) and, older, comes first.
 func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams) ([]ClaimCandidatesRow, error) {
 	rows, err := q.db.Query(ctx, claimCandidates, arg.Lim, arg.Now)
 	if err != nil {
@@ -104,7 +109,7 @@ func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams
 	items := []ClaimCandidatesRow{}
 	for rows.Next() {
 		var i ClaimCandidatesRow
-		if err := rows.Scan(&i.ID, &i.ConcurrencyKey); err != nil {
+		if err := rows.Scan(&i.ID, &i.ConcurrencyKey, &i.KeyScope); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -124,7 +129,7 @@ SET status = 'leased',
     started_at = COALESCE(started_at, $3::text),
     updated_at = $3::text
 WHERE id = ANY($4::text[])
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 type ClaimRunsParams struct {
@@ -169,6 +174,7 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.KeyScope,
 		); err != nil {
 			return nil, err
 		}
@@ -196,7 +202,7 @@ func (q *Queries) DeleteRunsCascade(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -222,46 +228,29 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
-const failExpiredLease = `-- name: FailExpiredLease :execrows
+const expireLease = `-- name: ExpireLease :execrows
 UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = $1::text, updated_at = $1::text
-WHERE id = $2 AND status = 'leased' AND lease_expires_at <= $1::text
+SET lease_expires_at = $1::text, lease_generation = lease_generation + 1, updated_at = $1::text
+WHERE id = $2 AND status = 'leased' AND lease_generation = $3
 `
 
-type FailExpiredLeaseParams struct {
-	Now string
-	ID  string
+type ExpireLeaseParams struct {
+	Now        string
+	ID         string
+	Generation int32
 }
 
-func (q *Queries) FailExpiredLease(ctx context.Context, arg FailExpiredLeaseParams) (int64, error) {
-	result, err := q.db.Exec(ctx, failExpiredLease, arg.Now, arg.ID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const failExpiredWithPendingSibling = `-- name: FailExpiredWithPendingSibling :execrows
-UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = $1::text, updated_at = $1::text
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= $1::text
-  AND EXISTS (
-    SELECT 1 FROM durably_runs o
-    WHERE o.job_name = durably_runs.job_name AND o.concurrency_key = durably_runs.concurrency_key
-      AND o.status = 'pending' AND o.id <> durably_runs.id)
-`
-
-// Phase 1 of releasing expired leases (S-038).
-func (q *Queries) FailExpiredWithPendingSibling(ctx context.Context, now string) (int64, error) {
-	result, err := q.db.Exec(ctx, failExpiredWithPendingSibling, now)
+// The hand-back of a run that may not become pending (its key has a pending
+// sibling, D12): the lease ends now, so the next claim takes the run over
+// as an expired lease. The generation moves on, so that the holder's writes
+// are refused from here on, as they would be for a pending run.
+func (q *Queries) ExpireLease(ctx context.Context, arg ExpireLeaseParams) (int64, error) {
+	result, err := q.db.Exec(ctx, expireLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
 		return 0, err
 	}
@@ -342,19 +331,21 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]strin
 }
 
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs
-WHERE job_name = $1 AND concurrency_key = $2 AND status = 'pending'
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+WHERE job_name = $1 AND key_scope = $2::text AND concurrency_key = $3
+  AND status = 'pending'
 ORDER BY created_at, id
 LIMIT 1
 `
 
 type GetPendingRunByConcurrencyKeyParams struct {
 	JobName        string
+	KeyScope       string
 	ConcurrencyKey pgtype.Text
 }
 
 func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPendingRunByConcurrencyKeyParams) (DurablyRun, error) {
-	row := q.db.QueryRow(ctx, getPendingRunByConcurrencyKey, arg.JobName, arg.ConcurrencyKey)
+	row := q.db.QueryRow(ctx, getPendingRunByConcurrencyKey, arg.JobName, arg.KeyScope, arg.ConcurrencyKey)
 	var i DurablyRun
 	err := row.Scan(
 		&i.ID,
@@ -376,12 +367,13 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs WHERE id = $1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = $1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -407,22 +399,24 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs
-WHERE job_name = $1 AND idempotency_key = $2
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+WHERE job_name = $1 AND key_scope = $2::text AND idempotency_key = $3
 `
 
 type GetRunByIdempotencyKeyParams struct {
 	JobName        string
+	KeyScope       string
 	IdempotencyKey pgtype.Text
 }
 
 func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempotencyKeyParams) (DurablyRun, error) {
-	row := q.db.QueryRow(ctx, getRunByIdempotencyKey, arg.JobName, arg.IdempotencyKey)
+	row := q.db.QueryRow(ctx, getRunByIdempotencyKey, arg.JobName, arg.KeyScope, arg.IdempotencyKey)
 	var i DurablyRun
 	err := row.Scan(
 		&i.ID,
@@ -444,12 +438,13 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs WHERE id = $1 FOR UPDATE
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -475,6 +470,7 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
@@ -482,11 +478,11 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 const insertRuns = `-- name: InsertRuns :many
 WITH ins AS (
   INSERT INTO durably_runs (
-    id, job_name, input, status, idempotency_key, concurrency_key, labels,
+    id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
     started_at, created_at, updated_at)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
-         u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
+         u.key_scope, u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
          NULLIF(u.started_at, ''), u.created_at, u.created_at
   FROM (SELECT unnest($1::text[]) AS id,
           unnest($2::text[]) AS status,
@@ -498,20 +494,21 @@ WITH ins AS (
           unnest($8::text[]) AS input,
           unnest($9::text[]) AS idempotency_key,
           unnest($10::text[]) AS concurrency_key,
-          unnest($11::text[]) AS labels,
-          unnest($12::text[]) AS created_at) AS u
+          unnest($11::text[]) AS key_scope,
+          unnest($12::text[]) AS labels,
+          unnest($13::text[]) AS created_at) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
   FROM ins
-  JOIN (SELECT unnest($13::text[]) AS run_id,
-          unnest($14::text[]) AS key,
-          unnest($15::text[]) AS value) AS l
+  JOIN (SELECT unnest($14::text[]) AS run_id,
+          unnest($15::text[]) AS key,
+          unnest($16::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify($16::text, $17::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' LIMIT 1) AS any_pending
+  SELECT pg_notify($17::text, $18::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
@@ -527,6 +524,7 @@ type InsertRunsParams struct {
 	Inputs           []string
 	IdempotencyKeys  []string
 	ConcurrencyKeys  []string
+	KeyScopes        []string
 	Labels           []string
 	CreatedAts       []string
 	LabelRunIds      []string
@@ -548,7 +546,7 @@ type InsertRunsRow struct {
 // Like every array statement here, it takes many callers' rows at once;
 // optional text values travel as ” inside arrays and are stored as NULL.
 // A run started by its own worker at once is inserted leased (store.Claim)
-// and wakes nobody.
+// and wakes nobody. Keys are unique within their key_scope (D11).
 // The scalar subquery makes wake run: a CTE that is not referenced is not.
 func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]InsertRunsRow, error) {
 	rows, err := q.db.Query(ctx, insertRuns,
@@ -562,6 +560,7 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]Inser
 		arg.Inputs,
 		arg.IdempotencyKeys,
 		arg.ConcurrencyKeys,
+		arg.KeyScopes,
 		arg.Labels,
 		arg.CreatedAts,
 		arg.LabelRunIds,
@@ -589,32 +588,46 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]Inser
 }
 
 const leasedConcurrencyKeys = `-- name: LeasedConcurrencyKeys :many
-SELECT DISTINCT concurrency_key::text FROM durably_runs
-WHERE concurrency_key = ANY($1::text[]) AND status = 'leased'
-  AND lease_expires_at IS NOT NULL AND lease_expires_at > $2::text
-  AND NOT (id = ANY($3::text[]))
+SELECT DISTINCT r.key_scope, r.concurrency_key::text AS concurrency_key
+FROM durably_runs r
+JOIN (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u ON r.key_scope = u.s AND r.concurrency_key = u.k
+WHERE r.status = 'leased'
+  AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at > $3::text
+  AND NOT (r.id = ANY($4::text[]))
 `
 
 type LeasedConcurrencyKeysParams struct {
-	Keys []string
-	Now  string
-	Ids  []string
+	Scopes []string
+	Keys   []string
+	Now    string
+	Ids    []string
 }
 
-// Step 2, re-check with a fresh snapshot: keys that another run now leases.
-func (q *Queries) LeasedConcurrencyKeys(ctx context.Context, arg LeasedConcurrencyKeysParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, leasedConcurrencyKeys, arg.Keys, arg.Now, arg.Ids)
+type LeasedConcurrencyKeysRow struct {
+	KeyScope       string
+	ConcurrencyKey string
+}
+
+// Step 2, re-check with a fresh snapshot: the (scope, key) pairs that
+// another run now leases.
+func (q *Queries) LeasedConcurrencyKeys(ctx context.Context, arg LeasedConcurrencyKeysParams) ([]LeasedConcurrencyKeysRow, error) {
+	rows, err := q.db.Query(ctx, leasedConcurrencyKeys,
+		arg.Scopes,
+		arg.Keys,
+		arg.Now,
+		arg.Ids,
+	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []LeasedConcurrencyKeysRow{}
 	for rows.Next() {
-		var concurrency_key string
-		if err := rows.Scan(&concurrency_key); err != nil {
+		var i LeasedConcurrencyKeysRow
+		if err := rows.Scan(&i.KeyScope, &i.ConcurrencyKey); err != nil {
 			return nil, err
 		}
-		items = append(items, concurrency_key)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -623,10 +636,17 @@ func (q *Queries) LeasedConcurrencyKeys(ctx context.Context, arg LeasedConcurren
 }
 
 const listExpiredLeases = `-- name: ListExpiredLeases :many
-SELECT id FROM durably_runs
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= $1::text
+SELECT x.id FROM durably_runs x
+WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= $1::text
+  AND (x.concurrency_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM durably_runs o
+    WHERE o.job_name = x.job_name AND o.key_scope = x.key_scope AND o.concurrency_key = x.concurrency_key
+      AND o.status = 'pending'))
 `
 
+// Expired leases that may go back to pending (S-039). Those whose key has a
+// pending sibling stay leased and expired, claimable as they are, instead
+// of being failed as S-038 has it (D12).
 func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, error) {
 	rows, err := q.db.Query(ctx, listExpiredLeases, now)
 	if err != nil {
@@ -648,7 +668,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, 
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs r
 WHERE (cardinality($1::text[]) = 0 OR r.status = ANY($1::text[]))
   AND (cardinality($2::text[]) = 0 OR r.job_name = ANY($2::text[]))
   AND (cardinality($3::text[]) = 0 OR cardinality($3::text[]) = (
@@ -707,6 +727,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.KeyScope,
 		); err != nil {
 			return nil, err
 		}
@@ -719,7 +740,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
   AND (cardinality($3::text[]) = 0 OR r.status = ANY($3::text[]))
@@ -783,6 +804,7 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.KeyScope,
 		); err != nil {
 			return nil, err
 		}
@@ -795,13 +817,21 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 }
 
 const lockConcurrencyKeys = `-- name: LockConcurrencyKeys :exec
-SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest($1::text[]) AS k
+SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
+FROM (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u
 `
 
-// Step 2: claimers of the same key queue here until the holder commits; the
-// keys come sorted so two claimers never wait on each other in a cycle.
-func (q *Queries) LockConcurrencyKeys(ctx context.Context, keys []string) error {
-	_, err := q.db.Exec(ctx, lockConcurrencyKeys, keys)
+type LockConcurrencyKeysParams struct {
+	Scopes []string
+	Keys   []string
+}
+
+// Step 2: claimers of the same (scope, key) queue here until the holder
+// commits; the pairs come sorted so two claimers never wait on each other in
+// a cycle. A global key locks the hash of the key alone, as before key
+// scopes existed (D11), so processes of both versions exclude each other.
+func (q *Queries) LockConcurrencyKeys(ctx context.Context, arg LockConcurrencyKeysParams) error {
+	_, err := q.db.Exec(ctx, lockConcurrencyKeys, arg.Scopes, arg.Keys)
 	return err
 }
 
@@ -831,6 +861,9 @@ type ReleaseLeaseParams struct {
 	Generation int32
 }
 
+// A stopping worker hands a run back so another can take it at once. Fenced;
+// fails on the pending unique index when a same-key pending run exists, and
+// the store then hands it back with ExpireLease instead (D12).
 func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) (int64, error) {
 	result, err := q.db.Exec(ctx, releaseLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {

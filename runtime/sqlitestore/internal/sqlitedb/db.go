@@ -57,11 +57,8 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteTerminalRunStmt, err = db.PrepareContext(ctx, deleteTerminalRun); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteTerminalRun: %w", err)
 	}
-	if q.failExpiredLeaseStmt, err = db.PrepareContext(ctx, failExpiredLease); err != nil {
-		return nil, fmt.Errorf("error preparing query FailExpiredLease: %w", err)
-	}
-	if q.failExpiredWithPendingSiblingStmt, err = db.PrepareContext(ctx, failExpiredWithPendingSibling); err != nil {
-		return nil, fmt.Errorf("error preparing query FailExpiredWithPendingSibling: %w", err)
+	if q.expireLeaseStmt, err = db.PrepareContext(ctx, expireLease); err != nil {
+		return nil, fmt.Errorf("error preparing query ExpireLease: %w", err)
 	}
 	if q.failRunStmt, err = db.PrepareContext(ctx, failRun); err != nil {
 		return nil, fmt.Errorf("error preparing query FailRun: %w", err)
@@ -192,14 +189,9 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing deleteTerminalRunStmt: %w", cerr)
 		}
 	}
-	if q.failExpiredLeaseStmt != nil {
-		if cerr := q.failExpiredLeaseStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing failExpiredLeaseStmt: %w", cerr)
-		}
-	}
-	if q.failExpiredWithPendingSiblingStmt != nil {
-		if cerr := q.failExpiredWithPendingSiblingStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing failExpiredWithPendingSiblingStmt: %w", cerr)
+	if q.expireLeaseStmt != nil {
+		if cerr := q.expireLeaseStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing expireLeaseStmt: %w", cerr)
 		}
 	}
 	if q.failRunStmt != nil {
@@ -367,8 +359,7 @@ type Queries struct {
 	deleteStepsByRunIDStmt            *sql.Stmt
 	deleteStepsOfRunStmt              *sql.Stmt
 	deleteTerminalRunStmt             *sql.Stmt
-	failExpiredLeaseStmt              *sql.Stmt
-	failExpiredWithPendingSiblingStmt *sql.Stmt
+	expireLeaseStmt                   *sql.Stmt
 	failRunStmt                       *sql.Stmt
 	getCompletedStepsStmt             *sql.Stmt
 	getLogsStmt                       *sql.Stmt
@@ -409,8 +400,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		deleteStepsByRunIDStmt:            q.deleteStepsByRunIDStmt,
 		deleteStepsOfRunStmt:              q.deleteStepsOfRunStmt,
 		deleteTerminalRunStmt:             q.deleteTerminalRunStmt,
-		failExpiredLeaseStmt:              q.failExpiredLeaseStmt,
-		failExpiredWithPendingSiblingStmt: q.failExpiredWithPendingSiblingStmt,
+		expireLeaseStmt:                   q.expireLeaseStmt,
 		failRunStmt:                       q.failRunStmt,
 		getCompletedStepsStmt:             q.getCompletedStepsStmt,
 		getLogsStmt:                       q.getLogsStmt,

@@ -49,6 +49,7 @@ type DurablyRun struct {
 	CompletedAt        sql.NullString
 	CreatedAt          string
 	UpdatedAt          string
+	KeyScope           string
 }
 
 type DurablyRunLabel struct {

@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(?1 AS TEXT), updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 type CancelRunParams struct {
@@ -47,6 +47,7 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
@@ -66,7 +67,7 @@ WHERE id = (
       WHERE p.status = 'pending'
         AND (p.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
-          WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key
+          WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
       ORDER BY p.created_at, p.id
       LIMIT 1)
@@ -76,14 +77,15 @@ WHERE id = (
       WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(?3 AS TEXT)
         AND (x.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
-          WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.id <> x.id
+          WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
+            AND a.id <> x.id
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
       ORDER BY x.created_at, x.id
       LIMIT 1)
   ) AS u
   ORDER BY u.created_at, u.id
   LIMIT 1)
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 type ClaimNextParams struct {
@@ -94,7 +96,8 @@ type ClaimNextParams struct {
 
 // The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
 // expired lease, and not blocked by an unexpired lease on its concurrency key
-// in any job. One statement; SQLite's single writer makes it atomic.
+// in any job of its key scope (D11). An expired lease with a pending sibling
+// is claimable like any other (D12); being older, it wins over the sibling. One statement; SQLite's single writer makes it atomic.
 // The two kinds come from two indexes, each already in a useful order, so
 // that neither finished history nor live leases are ever scanned; the older
 // of the two candidates wins. INDEXED BY: without statistics SQLite might
@@ -122,6 +125,7 @@ func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRu
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
@@ -239,7 +243,7 @@ func (q *Queries) DeleteStepsByRunID(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -265,47 +269,30 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
-const failExpiredLease = `-- name: FailExpiredLease :execrows
+const expireLease = `-- name: ExpireLease :execrows
 UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(?1 AS TEXT), updated_at = CAST(?1 AS TEXT)
-WHERE id = ?2 AND status = 'leased' AND lease_expires_at <= CAST(?1 AS TEXT)
+SET lease_expires_at = CAST(?1 AS TEXT), lease_generation = lease_generation + 1,
+    updated_at = CAST(?1 AS TEXT)
+WHERE id = ?2 AND status = 'leased' AND lease_generation = ?3
 `
 
-type FailExpiredLeaseParams struct {
-	Now string
-	ID  string
+type ExpireLeaseParams struct {
+	Now        string
+	ID         string
+	Generation int64
 }
 
-func (q *Queries) FailExpiredLease(ctx context.Context, arg FailExpiredLeaseParams) (int64, error) {
-	result, err := q.exec(ctx, q.failExpiredLeaseStmt, failExpiredLease, arg.Now, arg.ID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected()
-}
-
-const failExpiredWithPendingSibling = `-- name: FailExpiredWithPendingSibling :execrows
-UPDATE durably_runs
-SET status = 'failed', error = 'Lease expired; pending run already exists',
-    lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(?1 AS TEXT), updated_at = CAST(?1 AS TEXT)
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= CAST(?1 AS TEXT)
-  AND EXISTS (
-    SELECT 1 FROM durably_runs o
-    WHERE o.job_name = durably_runs.job_name AND o.concurrency_key = durably_runs.concurrency_key
-      AND o.status = 'pending' AND o.id <> durably_runs.id)
-`
-
-// Phase 1 of releasing expired leases (S-038): resetting these would break
-// the one-pending-run-per-key rule, so they fail instead.
-func (q *Queries) FailExpiredWithPendingSibling(ctx context.Context, now string) (int64, error) {
-	result, err := q.exec(ctx, q.failExpiredWithPendingSiblingStmt, failExpiredWithPendingSibling, now)
+// The hand-back of a run that may not become pending (its key has a pending
+// sibling, D12): the lease ends now, so the next claim takes the run over
+// as an expired lease. The generation moves on, so that the holder's writes
+// are refused from here on, as they would be for a pending run.
+func (q *Queries) ExpireLease(ctx context.Context, arg ExpireLeaseParams) (int64, error) {
+	result, err := q.exec(ctx, q.expireLeaseStmt, expireLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
 		return 0, err
 	}
@@ -347,20 +334,21 @@ func (q *Queries) FailRun(ctx context.Context, arg FailRunParams) (int64, error)
 }
 
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs
-WHERE job_name = ?1 AND concurrency_key = ?2
-  AND status = 'pending'
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
+  AND concurrency_key = ?3 AND status = 'pending'
 ORDER BY created_at, id
 LIMIT 1
 `
 
 type GetPendingRunByConcurrencyKeyParams struct {
 	JobName        string
+	KeyScope       string
 	ConcurrencyKey sql.NullString
 }
 
 func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPendingRunByConcurrencyKeyParams) (DurablyRun, error) {
-	row := q.queryRow(ctx, q.getPendingRunByConcurrencyKeyStmt, getPendingRunByConcurrencyKey, arg.JobName, arg.ConcurrencyKey)
+	row := q.queryRow(ctx, q.getPendingRunByConcurrencyKeyStmt, getPendingRunByConcurrencyKey, arg.JobName, arg.KeyScope, arg.ConcurrencyKey)
 	var i DurablyRun
 	err := row.Scan(
 		&i.ID,
@@ -382,12 +370,13 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -413,22 +402,25 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs
-WHERE job_name = ?1 AND idempotency_key = ?2
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
+  AND idempotency_key = ?3
 `
 
 type GetRunByIdempotencyKeyParams struct {
 	JobName        string
+	KeyScope       string
 	IdempotencyKey sql.NullString
 }
 
 func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempotencyKeyParams) (DurablyRun, error) {
-	row := q.queryRow(ctx, q.getRunByIdempotencyKeyStmt, getRunByIdempotencyKey, arg.JobName, arg.IdempotencyKey)
+	row := q.queryRow(ctx, q.getRunByIdempotencyKeyStmt, getRunByIdempotencyKey, arg.JobName, arg.KeyScope, arg.IdempotencyKey)
 	var i DurablyRun
 	err := row.Scan(
 		&i.ID,
@@ -450,12 +442,13 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -481,20 +474,21 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.KeyScope,
 	)
 	return i, err
 }
 
 const insertRun = `-- name: InsertRun :execrows
 INSERT INTO durably_runs (
-  id, job_name, input, status, idempotency_key, concurrency_key, labels,
+  id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
   started_at, created_at, updated_at
 ) VALUES (
   ?1, ?2, ?3, CAST(?4 AS TEXT), ?5,
-  ?6, ?7, 0, 0, ?8, ?9,
-  CAST(?10 AS INTEGER), ?11,
-  CAST(?12 AS TEXT), CAST(?12 AS TEXT)
+  ?6, CAST(?7 AS TEXT), ?8, 0, 0, ?9, ?10,
+  CAST(?11 AS INTEGER), ?12,
+  CAST(?13 AS TEXT), CAST(?13 AS TEXT)
 ) ON CONFLICT DO NOTHING
 `
 
@@ -505,6 +499,7 @@ type InsertRunParams struct {
 	Status          string
 	IdempotencyKey  sql.NullString
 	ConcurrencyKey  sql.NullString
+	KeyScope        string
 	Labels          string
 	LeaseOwner      sql.NullString
 	LeaseExpiresAt  sql.NullString
@@ -516,6 +511,7 @@ type InsertRunParams struct {
 // Both unique indexes (idempotency, pending concurrency key) turn a
 // conflicting insert into zero rows; the store then looks up why (S-025).
 // A run started by its own worker at once is inserted leased (store.Claim).
+// Keys are unique within their key_scope (D11).
 func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, error) {
 	result, err := q.exec(ctx, q.insertRunStmt, insertRun,
 		arg.ID,
@@ -524,6 +520,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, er
 		arg.Status,
 		arg.IdempotencyKey,
 		arg.ConcurrencyKey,
+		arg.KeyScope,
 		arg.Labels,
 		arg.LeaseOwner,
 		arg.LeaseExpiresAt,
@@ -560,10 +557,17 @@ func (q *Queries) InsertRunLabel(ctx context.Context, arg InsertRunLabelParams) 
 }
 
 const listExpiredLeases = `-- name: ListExpiredLeases :many
-SELECT id FROM durably_runs
-WHERE status = 'leased' AND lease_expires_at IS NOT NULL AND lease_expires_at <= CAST(?1 AS TEXT)
+SELECT id FROM durably_runs x
+WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= CAST(?1 AS TEXT)
+  AND (x.concurrency_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM durably_runs o
+    WHERE o.job_name = x.job_name AND o.key_scope = x.key_scope AND o.concurrency_key = x.concurrency_key
+      AND o.status = 'pending'))
 `
 
+// Expired leases that may go back to pending (S-039). Those whose key has a
+// pending sibling stay leased and expired, claimable as they are, instead
+// of being failed as S-038 has it (D12).
 func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, error) {
 	rows, err := q.query(ctx, q.listExpiredLeasesStmt, listExpiredLeases, now)
 	if err != nil {
@@ -588,7 +592,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, 
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs r
 WHERE (CAST(?1 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?2 AS TEXT))))
   AND (CAST(?3 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
   AND (CAST(?5 AS INTEGER) = 0 OR CAST(?5 AS INTEGER) = (
@@ -650,6 +654,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.KeyScope,
 		); err != nil {
 			return nil, err
 		}
@@ -665,7 +670,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
   AND (CAST(?3 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
@@ -733,6 +738,7 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.KeyScope,
 		); err != nil {
 			return nil, err
 		}
@@ -761,7 +767,7 @@ type ReleaseLeaseParams struct {
 
 // A stopping worker hands a run back so another can take it at once. Fenced;
 // fails on the pending unique index when a same-key pending run exists, and
-// the run then simply keeps its lease until it expires.
+// the store then hands it back with ExpireLease instead (D12).
 func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) (int64, error) {
 	result, err := q.exec(ctx, q.releaseLeaseStmt, releaseLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
