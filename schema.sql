@@ -7,6 +7,9 @@
 -- application and child rows are deleted explicitly (S-004).
 --
 -- sqlc reads this file for both engines; the stores apply it as migration 1.
+-- It stays as deployed databases ran it: later changes are migrations of
+-- their own in migrations/ (version 2: key scopes, D11), which sqlc reads
+-- after this file.
 
 CREATE TABLE IF NOT EXISTS durably_runs (
   id                   TEXT    NOT NULL PRIMARY KEY,

@@ -311,7 +311,8 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 
 // Retrigger creates a new pending run with the input (re-validated against
 // the job's current schema), labels and concurrency key of a finished run
-// (R-100 … R-102).
+// (R-100 … R-102). Its key is scoped by its labels like any trigger's
+// (D11).
 func (e *Engine) Retrigger(ctx context.Context, runID string) (*Run, error) {
 	run, err := e.store.GetRun(ctx, runID)
 	if err != nil {

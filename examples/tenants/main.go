@@ -71,7 +71,10 @@ func run(addr, db string, grace time.Duration, logger *slog.Logger) error {
 		MaxConcurrentRuns:  4,
 		LeaseDuration:      30 * time.Second,
 		LeaseRenewInterval: 5 * time.Second,
-		Logger:             logger,
+		// Idempotency and concurrency keys are per organization (D11): a
+		// key one tenant uses neither reveals nor blocks another's run.
+		TenantLabels: []string{"organizationId"},
+		Logger:       logger,
 	}))
 	if err != nil {
 		return err

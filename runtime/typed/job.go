@@ -42,6 +42,9 @@ type TriggerOptions[L any] struct {
 	// CoalesceSkip returns the pending run of the concurrency key instead
 	// of failing with a conflict.
 	CoalesceSkip bool
+	// GlobalKeys puts the keys in the scope shared by all tenants, even
+	// when the engine scopes keys by tenant (durably.WithGlobalKeys, D11).
+	GlobalKeys bool
 }
 
 func (o TriggerOptions[L]) options(labels map[string]string) []durably.Option {
@@ -54,6 +57,9 @@ func (o TriggerOptions[L]) options(labels map[string]string) []durably.Option {
 	}
 	if o.CoalesceSkip {
 		opts = append(opts, durably.WithCoalesceSkip())
+	}
+	if o.GlobalKeys {
+		opts = append(opts, durably.WithGlobalKeys())
 	}
 	return opts
 }
