@@ -87,6 +87,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 
 	ids := make([]string, 0, len(cands))
 	var keys []scopedKey
+	seen := map[scopedKey]bool{}
 	keyOf := map[string]scopedKey{}
 	for _, c := range cands {
 		if !c.ConcurrencyKey.Valid {
@@ -94,9 +95,10 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 			continue
 		}
 		k := scopedKey{scope: c.KeyScope, key: c.ConcurrencyKey.String}
-		if slices.Contains(keys, k) {
+		if seen[k] {
 			continue // one run per key per claim: the oldest candidate
 		}
+		seen[k] = true
 		keys = append(keys, k)
 		keyOf[c.ID] = k
 	}

@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,6 +188,74 @@ var tenantCases = []Case{
 		WantPrefix(t, err, durably.ErrConflict, "A pending run already exists")
 		if again.Labels["org"] != "org-a" {
 			t.Fatalf("retriggered run %+v", again)
+		}
+	}},
+	{"D11 D12 R-053 concurrent claimers: one live lease per tenant and key, expired leases with pending siblings included", func(t *testing.T, h *Harness) {
+		e := tenantEngine(h, nil)
+		var jobs []*durably.JobHandle[Msg, Msg]
+		for _, name := range []string{"a", "b", "c"} {
+			jobs = append(jobs, durably.MustRegister(e, EchoJob(name)))
+		}
+		orgs, keys := []string{"org-1", "org-2"}, []string{"k0", "k1", "k2"}
+		// For each tenant and key: a run of a worker that crashed an hour
+		// ago, then a pending run of the key in each job.
+		for _, o := range orgs {
+			for _, k := range keys {
+				MustTrigger(t, jobs[0], Msg{"crashed"}, org(o), durably.WithConcurrencyKey(k))
+			}
+		}
+		if got, err := e.Store().Claim(Ctx(t), claimReq("crashed", time.Now().Add(-time.Hour), 100)); err != nil || len(got) != 6 {
+			t.Fatalf("claim: %d %v", len(got), err)
+		}
+		for _, o := range orgs {
+			for _, k := range keys {
+				for _, j := range jobs {
+					MustTrigger(t, j, Msg{"pending"}, org(o), durably.WithConcurrencyKey(k))
+				}
+			}
+		}
+		stores := []store.Store{e.Store(), h.OpenStore(), h.OpenStore()}
+		var mu sync.Mutex
+		leased := map[string][]string{}
+		var wg sync.WaitGroup
+		now := time.Now()
+		for w := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st := stores[w%len(stores)]
+				for range 10 {
+					runs, err := st.Claim(Ctx(t), claimReq(fmt.Sprintf("w%d", w), now, 2))
+					if err != nil {
+						t.Errorf("claim: %v", err)
+						return
+					}
+					if w == 0 { // maintenance racing the claims, as an idle worker's would
+						if _, err := st.ReleaseExpiredLeases(Ctx(t), now); err != nil {
+							t.Errorf("release expired: %v", err)
+						}
+					}
+					mu.Lock()
+					for _, r := range runs {
+						k := r.Labels["org"] + "/" + r.ConcurrencyKey
+						leased[k] = append(leased[k], r.ID)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(leased) != len(orgs)*len(keys) {
+			t.Errorf("leased keys %v, want one run for each of %d tenant keys", leased, len(orgs)*len(keys))
+		}
+		for k, ids := range leased {
+			if len(ids) != 1 {
+				t.Errorf("key %s leased %d times while unexpired: %v", k, len(ids), ids)
+			}
+		}
+		failed, err := e.ListRuns(Ctx(t), durably.RunFilter{Statuses: []durably.Status{durably.StatusFailed}})
+		if err != nil || len(failed) != 0 {
+			t.Errorf("failed runs %v, %v", failed, err)
 		}
 	}},
 	{"D12 Stop hands back a run whose key has a pending sibling at once", func(t *testing.T, h *Harness) {
