@@ -14,6 +14,12 @@
 //
 // Call Close (or register it with http.Server.RegisterOnShutdown) to end
 // the open event streams when the server shuts down.
+//
+// Event streams outlive http.Server.WriteTimeout (each replaces it with
+// Options.StreamWriteTimeout per write) and, unlike other requests, hold
+// their connection until the client leaves: bound them with
+// Options.MaxStreams and Options.MaxStreamsPerPrincipal, and give the
+// server a ReadHeaderTimeout, ReadTimeout and IdleTimeout.
 package durablyhttp
 
 import (
