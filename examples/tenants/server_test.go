@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -149,6 +150,24 @@ func tryRequestFrom(src, addr, path, user string) (*rawConn, error) {
 	return rc, nil
 }
 
+// waitIdle polls until n connections are idle.
+func (l *connLimiter) waitIdle(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		idle := l.idle.Len()
+		l.mu.Unlock()
+		if idle == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections, want %d", idle, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // closedByServer reports whether the server closed c.
 func closedByServer(c *rawConn) bool {
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -164,11 +183,14 @@ func TestConnLimiterShedsIdle(t *testing.T) {
 	addr, conns, _ := tenantsServer(t, serverLimits{MaxConns: 3, MaxStreams: 10, MaxStreamsPerPrincipal: 10})
 	stream := request(t, addr, "/api/durably/runs/subscribe", "u1")
 	defer stream.Close()
+	// The server marks a connection idle after the client has its
+	// response: wait for it, so that the order of idleness is known.
 	oldIdle := request(t, addr, "/healthz", "u1")
 	defer oldIdle.Close()
-	time.Sleep(10 * time.Millisecond) // so that the two idle connections differ in age
+	conns.waitIdle(t, 1)
 	newIdle := request(t, addr, "/healthz", "u1")
 	defer newIdle.Close()
+	conns.waitIdle(t, 2)
 
 	fresh := request(t, addr, "/healthz", "u1") // a fourth connection
 	defer fresh.Close()
@@ -179,10 +201,16 @@ func TestConnLimiterShedsIdle(t *testing.T) {
 		t.Fatalf("%d connections closed, want 1", conns.Shed())
 	}
 	// The stream is untouched: it is in use.
-	fresh2 := request(t, addr, "/healthz", "u1") // closes newIdle, the next longest idle
+	conns.waitIdle(t, 2) // newIdle, then fresh
+	// A fifth connection closes newIdle, the next longest idle.
+	fresh2 := request(t, addr, "/healthz", "u1")
 	defer fresh2.Close()
 	if !closedByServer(newIdle) {
 		t.Fatal("the second idle connection is still open")
+	}
+	_ = stream.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := stream.r.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the stream, in use, was touched: %v", err)
 	}
 
 	// Now every connection is a stream: a new client waits for one to end.
