@@ -38,9 +38,13 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8787", "listen address")
 	db := flag.String("db", "", `storage: empty, a path or "file:" for SQLite (default tenants.db); postgres:// for PostgreSQL`)
 	grace := flag.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM, how long runs in flight may take before their leases are handed back")
+	lim := defaultLimits(fdLimit())
+	flag.IntVar(&lim.MaxConns, "max-conns", lim.MaxConns, "open connections; at it the longest-idle one is closed (default from the open-files limit; 0: no limit)")
+	flag.IntVar(&lim.MaxStreams, "max-streams", lim.MaxStreams, "event streams open at once (0: no limit)")
+	flag.IntVar(&lim.MaxStreamsPerPrincipal, "max-streams-per-user", lim.MaxStreamsPerPrincipal, "event streams one user may have open (0: no limit)")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *db, *grace, logger); err != nil {
+	if err := run(*addr, *db, *grace, lim, logger); err != nil {
 		logger.Error("tenants", "err", err)
 		os.Exit(1)
 	}
@@ -56,7 +60,7 @@ func openStore(ctx context.Context, db string, logger *slog.Logger) (store.Store
 	return sqlitestore.Open(db, sqlitestore.Options{Logger: logger})
 }
 
-func run(addr, db string, grace time.Duration, logger *slog.Logger) error {
+func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -82,11 +86,13 @@ func run(addr, db string, grace time.Duration, logger *slog.Logger) error {
 	if _, err := tenantjobs.Register(eng, handlers); err != nil {
 		return err
 	}
-	h, err := tenantjobs.NewHandler(eng, tenantjobs.HandlerOptions{
+	hopts := tenantjobs.HandlerOptions{
 		Auth:        &auth,
 		SSEThrottle: 100 * time.Millisecond,
 		Logger:      logger,
-	})
+	}
+	handlerLimits(&hopts, lim)
+	h, err := tenantjobs.NewHandler(eng, hopts)
 	if err != nil {
 		return err
 	}
@@ -101,20 +107,21 @@ func run(addr, db string, grace time.Duration, logger *slog.Logger) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv, conns := newHTTPServer(mux, lim, logger)
 	srv.RegisterOnShutdown(h.Close) // end event streams, which never go idle
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(conns.Listener(ln)) }()
 
 	if err := eng.Init(ctx); err != nil {
 		return err
 	}
 	ready.Store(true)
-	logger.Info("tenants: serving", "addr", ln.Addr().String(), "db", db)
+	logger.Info("tenants: serving", "addr", ln.Addr().String(), "db", redactDSN(db),
+		"maxConns", lim.MaxConns, "maxStreams", lim.MaxStreams, "maxStreamsPerUser", lim.MaxStreamsPerPrincipal)
 
 	select {
 	case err := <-serveErr:

@@ -14,6 +14,12 @@
 //
 // Call Close (or register it with http.Server.RegisterOnShutdown) to end
 // the open event streams when the server shuts down.
+//
+// Event streams outlive http.Server.WriteTimeout (each replaces it with
+// Options.StreamWriteTimeout per write) and, unlike other requests, hold
+// their connection until the client leaves: bound them with
+// Options.MaxStreams and Options.MaxStreamsPerPrincipal, and give the
+// server a ReadHeaderTimeout, ReadTimeout and IdleTimeout.
 package durablyhttp
 
 import (
@@ -27,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably"
@@ -56,6 +63,32 @@ type Options[C any, L Labels[L]] struct {
 	// client; past it the stream is closed and the client, reconnecting,
 	// gets a fresh snapshot. Default 1024.
 	StreamBuffer int
+	// StreamWriteTimeout bounds each write to an event stream, so that a
+	// client that stopped reading is dropped once the socket's buffers are
+	// full instead of holding its stream forever. It stands in for
+	// http.Server.WriteTimeout, which event streams override because it
+	// would end every stream at that age. Default 30s; negative: writes
+	// wait as long as they must.
+	StreamWriteTimeout time.Duration
+	// MaxStreams bounds the event streams (GET /subscribe, GET
+	// /runs/subscribe) open at once; past it a new stream is refused with
+	// 429 and an {"error"} body. Each stream holds a connection, a
+	// goroutine and its buffer until the client leaves. 0: no bound.
+	MaxStreams int
+	// MaxStreamsPerPrincipal bounds the event streams one principal, as
+	// StreamPrincipal names it, has open at once; past it 429. 0: no
+	// bound. It requires StreamPrincipal.
+	MaxStreamsPerPrincipal int
+	// StreamPrincipal names whose stream a request opens, for
+	// MaxStreamsPerPrincipal: typically the user or tenant of the
+	// authentication context. It runs after the route's hook allowed the
+	// stream. auth is C's zero value when Auth is nil, so that such
+	// handlers can key by r (say, a client address their proxy sets).
+	StreamPrincipal func(r *http.Request, auth C) string
+	// RetryAfter is the Retry-After of the answers that say "come back
+	// later": 503 while the database is unavailable or the handler is
+	// closing, 429 past a stream bound. Default 1s.
+	RetryAfter time.Duration
 	// Logger receives errors that are answered with a bare 500. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -78,12 +111,18 @@ type Handler[C any, L Labels[L]] struct {
 	e    *durably.Engine
 	opts Options[C, L]
 
-	closeOnce sync.Once
-	closing   chan struct{}
-	streamsMu sync.Mutex // orders beginStream's Add before Close's Wait
-	closed    bool
-	streams   sync.WaitGroup
-	hub       hub
+	closeOnce   sync.Once
+	closing     chan struct{}
+	streamsMu   sync.Mutex // orders beginStream's Add before Close's Wait; guards the counts
+	closed      bool
+	open        int            // streams open
+	byPrincipal map[string]int // streams open per principal, when bounded
+	streams     sync.WaitGroup
+	hub         hub
+
+	// lastUnavailableLog (unix nanoseconds) spaces the log lines of 503s:
+	// an outage answers every request with one, and says so once.
+	lastUnavailableLog atomic.Int64
 }
 
 // New returns a handler for e. Configuring Auth without Authenticate is an
@@ -107,7 +146,16 @@ func New[C any, L Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C,
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler[C, L]{e: e, opts: opts, closing: make(chan struct{})}, nil
+	if opts.StreamWriteTimeout == 0 {
+		opts.StreamWriteTimeout = 30 * time.Second
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = time.Second
+	}
+	if opts.MaxStreamsPerPrincipal > 0 && opts.StreamPrincipal == nil {
+		return nil, errors.New("durablyhttp: Options.MaxStreamsPerPrincipal is set but StreamPrincipal is nil: say how to tell principals apart")
+	}
+	return &Handler[C, L]{e: e, opts: opts, closing: make(chan struct{}), byPrincipal: map[string]int{}}, nil
 }
 
 // Close ends every open event stream and makes new ones end at once. It
@@ -174,14 +222,18 @@ func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && path == "/jobs" && h.opts.Jobs != nil:
 		h.listJobs(req)
 	default:
+		// The one error of the handler that is not {"error"} JSON: the
+		// protocol fixes it as plain text (H-003), and a wrong method on a
+		// known route is this 404 too, not a 405.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, "Not Found") // H-003
+		_, _ = io.WriteString(w, "Not Found")
 	}
 }
 
-// fail answers an error: a hook's rejection verbatim, an engine error with
-// its status, anything else with a 500 that keeps its text in the log.
+// fail answers an error: a hook's rejection verbatim, an unavailable
+// database with 503, an engine error with its status, anything else with a
+// 500 that keeps its text in the log.
 func (h *Handler[C, L]) fail(req *request[C], err error) {
 	var rej *Rejection
 	if errors.As(err, &rej) {
@@ -192,6 +244,10 @@ func (h *Handler[C, L]) fail(req *request[C], err error) {
 		req.w.Header().Set("Content-Type", ct)
 		req.w.WriteHeader(rej.Status)
 		_, _ = io.WriteString(req.w, rej.Body)
+		return
+	}
+	if errors.Is(err, durably.ErrUnavailable) {
+		h.unavailable(req, err)
 		return
 	}
 	var de *durably.Error
@@ -208,6 +264,29 @@ func (h *Handler[C, L]) fail(req *request[C], err error) {
 	writeError(req.w, http.StatusInternalServerError, "Internal Server Error")
 }
 
+// unavailableLogEvery spaces the log lines of an outage's 503s.
+const unavailableLogEvery = 10 * time.Second
+
+// unavailable answers 503 with Retry-After (issue 12 item 2): the database
+// is down or refusing work for now, and the request may simply be sent
+// again. The store's text stays in the log: it may name hosts and users.
+func (h *Handler[C, L]) unavailable(req *request[C], err error) {
+	now := time.Now().UnixNano()
+	if last := h.lastUnavailableLog.Load(); now-last >= int64(unavailableLogEvery) && h.lastUnavailableLog.CompareAndSwap(last, now) {
+		h.opts.Logger.Warn("durably http: database unavailable, answering 503", "method", req.r.Method, "path", req.r.URL.Path, "err", err)
+	}
+	h.retryLater(req.w, http.StatusServiceUnavailable, "Service Unavailable: the database cannot be reached; retry later")
+}
+
+// retryLater answers a status that says "come back later", with the
+// handler's Retry-After.
+func (h *Handler[C, L]) retryLater(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((h.opts.RetryAfter+time.Second-1)/time.Second)))
+	writeError(w, status, msg)
+}
+
+// writeError answers {"error": msg}: the one shape of every error the
+// handler makes itself (H-011).
 func writeError(w http.ResponseWriter, status int, msg string) {
 	b := appendJSONObjectString(nil, "error", msg)
 	w.Header().Set("Content-Type", "application/json")
@@ -509,15 +588,34 @@ func (h *Handler[C, L]) deleteRun(req *request[C], run *durably.Run) {
 	writeJSON(req.w, []byte(`{"success":true}`))
 }
 
-// beginStream counts a stream, which Close waits for, and gives it a
-// context that ends when the client goes away or the handler closes. After
-// Close it answers 503 and reports false.
+// beginStream counts a stream, which Close waits for and the stream bounds
+// limit, and gives it a context that ends when the client goes away or the
+// handler closes. After Close it answers 503, past a bound 429, and
+// reports false.
 func (h *Handler[C, L]) beginStream(req *request[C]) (context.Context, func(), bool) {
+	perPrincipal := h.opts.MaxStreamsPerPrincipal > 0
+	var principal string
+	if perPrincipal {
+		principal = h.opts.StreamPrincipal(req.r, req.auth)
+	}
 	h.streamsMu.Lock()
-	if h.closed {
+	switch {
+	case h.closed:
 		h.streamsMu.Unlock()
-		writeError(req.w, http.StatusServiceUnavailable, "server is shutting down")
+		h.retryLater(req.w, http.StatusServiceUnavailable, "server is shutting down")
 		return nil, nil, false
+	case h.opts.MaxStreams > 0 && h.open >= h.opts.MaxStreams:
+		h.streamsMu.Unlock()
+		h.retryLater(req.w, http.StatusTooManyRequests, fmt.Sprintf("Too many open event streams (limit %d)", h.opts.MaxStreams))
+		return nil, nil, false
+	case perPrincipal && h.byPrincipal[principal] >= h.opts.MaxStreamsPerPrincipal:
+		h.streamsMu.Unlock()
+		h.retryLater(req.w, http.StatusTooManyRequests, fmt.Sprintf("Too many open event streams for this client (limit %d)", h.opts.MaxStreamsPerPrincipal))
+		return nil, nil, false
+	}
+	h.open++
+	if perPrincipal {
+		h.byPrincipal[principal]++
 	}
 	h.streams.Add(1)
 	h.streamsMu.Unlock()
@@ -529,7 +627,28 @@ func (h *Handler[C, L]) beginStream(req *request[C]) (context.Context, func(), b
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, func() { cancel(); h.streams.Done() }, true
+	end := func() {
+		cancel()
+		h.streamsMu.Lock()
+		h.open--
+		if perPrincipal {
+			if n := h.byPrincipal[principal] - 1; n > 0 {
+				h.byPrincipal[principal] = n
+			} else {
+				delete(h.byPrincipal, principal)
+			}
+		}
+		h.streamsMu.Unlock()
+		h.streams.Done()
+	}
+	return ctx, end, true
+}
+
+// OpenStreams reports how many event streams are open now.
+func (h *Handler[C, L]) OpenStreams() int {
+	h.streamsMu.Lock()
+	defer h.streamsMu.Unlock()
+	return h.open
 }
 
 // listJobs serves GET /jobs: the jobs and their JSON Schemas.

@@ -12,10 +12,6 @@ import (
 	"github.com/durably-go/durably"
 )
 
-// writeTimeout bounds one write to a client: a client that stops reading
-// loses its stream instead of holding a goroutine forever.
-const writeTimeout = 30 * time.Second
-
 // sse writes one Server-Sent Events response (H-052): "data: <json>\n\n"
 // messages, comment heartbeats, and the progress throttle of H-053.
 // Messages are collected and written together: one write and one flush per
@@ -23,6 +19,7 @@ const writeTimeout = 30 * time.Second
 type sse struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
+	timeout  time.Duration // of each write; <= 0: none
 	throttle time.Duration
 	encode   func(b []byte, e *durably.Event) ([]byte, bool)
 
@@ -41,14 +38,26 @@ type item struct {
 	data []byte
 }
 
-func newSSE(w http.ResponseWriter, throttle time.Duration, encode func([]byte, *durably.Event) ([]byte, bool)) *sse {
+func newSSE(w http.ResponseWriter, timeout, throttle time.Duration, encode func([]byte, *durably.Event) ([]byte, bool)) *sse {
+	rc := http.NewResponseController(w)
+	// http.Server.WriteTimeout is for requests that end: it would fail
+	// the first write past it and so end every stream at that age. A
+	// stream lives as long as its client reads, so it replaces that
+	// deadline with its own per write (net/http already clears the read
+	// deadline while the handler runs). Writers that cannot
+	// (ErrNotSupported) have no deadlines.
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	_ = rc.SetWriteDeadline(deadline)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	s := &sse{w: w, rc: http.NewResponseController(w), throttle: throttle, encode: encode,
+	s := &sse{w: w, rc: rc, timeout: timeout, deadline: deadline, throttle: throttle, encode: encode,
 		lastSent: map[string]time.Time{}, held: map[string]item{}, timer: time.NewTimer(time.Hour)}
 	s.timer.Stop()
 	if err := s.rc.Flush(); err != nil {
@@ -81,10 +90,10 @@ func (s *sse) flush() {
 	if s.failed || len(s.out) == 0 {
 		return
 	}
-	// Moving the deadline costs a timer update; once per half timeout is
-	// enough to bound a stuck client.
-	if now := time.Now(); s.deadline.Sub(now) < writeTimeout/2 {
-		s.deadline = now.Add(writeTimeout)
+	// Moving the deadline costs a timer update; moving it once per half
+	// timeout still gives every write between half and all of it.
+	if now := time.Now(); s.timeout > 0 && s.deadline.Sub(now) < s.timeout/2 {
+		s.deadline = now.Add(s.timeout)
 		_ = s.rc.SetWriteDeadline(s.deadline)
 	}
 	if _, err := s.w.Write(s.out); err != nil {
@@ -243,7 +252,7 @@ func (h *Handler[C, L]) subscribe(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	s := newSSE(req.w, h.opts.SSEThrottle, func(b []byte, e *durably.Event) ([]byte, bool) { return e.AppendJSON(b), true })
+	s := newSSE(req.w, h.opts.StreamWriteTimeout, h.opts.SSEThrottle, func(b []byte, e *durably.Event) ([]byte, bool) { return e.AppendJSON(b), true })
 	heartbeat := h.heartbeat()
 	defer heartbeat.Stop()
 	for !s.failed {
@@ -308,7 +317,7 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 	defer end()
 	defer h.e.WatchRemoteEvents()()
 	defer h.hub.add(h, sub)()
-	s := newSSE(req.w, h.opts.SSEThrottle, AppendProjection)
+	s := newSSE(req.w, h.opts.StreamWriteTimeout, h.opts.SSEThrottle, AppendProjection)
 	heartbeat := h.heartbeat()
 	defer heartbeat.Stop()
 	var batch []item

@@ -16,7 +16,7 @@ import (
 // event the burst read last.
 func TestBurstKeepsHeldProgress(t *testing.T) {
 	rec := httptest.NewRecorder()
-	s := newSSE(rec, time.Hour, func(b []byte, e *durably.Event) ([]byte, bool) {
+	s := newSSE(rec, 0, time.Hour, func(b []byte, e *durably.Event) ([]byte, bool) {
 		b = append(b, string(e.Type)...)
 		if e.Progress != nil {
 			b = append(b, ' ', byte('0'+e.Progress.Current))

@@ -114,6 +114,16 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 	}
 	q := pgdb.New(pool)
 	schema, err := q.CurrentSchema(ctx)
+	if sae := (pgx.ScanArgError{}); errors.As(err, &sae) {
+		// current_schema() is NULL, which is the only thing that fails to
+		// scan into its string, when no schema of the search_path exists:
+		// say that rather than pgx's "cannot scan NULL into *string".
+		path := pool.Config().ConnConfig.RuntimeParams["search_path"]
+		if path == "" {
+			path = "the server's default"
+		}
+		return nil, fmt.Errorf("pgstore: search_path (%s) names no existing schema; create the schema or fix the DSN: %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
