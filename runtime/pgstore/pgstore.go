@@ -159,7 +159,7 @@ func (s *Store) Close() error {
 // Migrate applies the migrations newer than the recorded version, holding
 // an advisory lock so that concurrent processes migrate one at a time.
 func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
-	err := s.migrate(ctx, migrations)
+	err := classify(s.migrate(ctx, migrations))
 	if err == nil {
 		s.presenceOnce.Do(func() { go s.presenceLoop() })
 	}
@@ -264,7 +264,8 @@ func isUniqueViolation(err error) bool {
 
 // GetRun reads one run.
 func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
-	return optionalRun(s.q.GetRun(ctx, id))
+	run, err := optionalRun(s.q.GetRun(ctx, id))
+	return run, classify(err)
 }
 
 // ListRuns reads runs newest first; with labels it is driven by the first
@@ -307,7 +308,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: list runs: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: list runs: %w", err))
 	}
 	return decodeRuns(rows)
 }
@@ -316,7 +317,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, error) {
 	rows, err := s.q.GetSteps(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: get steps: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: get steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
@@ -325,7 +326,7 @@ func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, erro
 func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.Step, error) {
 	rows, err := s.q.GetCompletedSteps(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: get completed steps: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: get completed steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
@@ -334,7 +335,7 @@ func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.S
 func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error) {
 	rows, err := s.q.GetLogs(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: get logs: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: get logs: %w", err))
 	}
 	out := make([]*store.Log, 0, len(rows))
 	for _, r := range rows {
@@ -351,5 +352,5 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 // Maintain drops parked event payloads older than a minute; PostgreSQL
 // keeps its own house otherwise.
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
-	return s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention)))
+	return classify(s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention))))
 }
