@@ -123,7 +123,7 @@ func outage(t *testing.T, kind string) {
 	defer db.closeFn()
 
 	var mu sync.Mutex
-	executed := map[string]int{}      // run/step → executions
+	executed := map[string]int{}       // run/step → executions
 	lastStep := map[string]time.Time{} // run → last step completion seen
 	e, err := durably.New(durably.Config{Store: db.st, Logger: logger, MaxConcurrentRuns: runs, LeaseDuration: 30 * time.Second})
 	if err != nil {
