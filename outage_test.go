@@ -118,7 +118,7 @@ func outage(t *testing.T, kind string) {
 		steps = 8
 	)
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := newTextLogger(logs)
 	db := openOutageStore(t, kind, logger)
 	defer db.closeFn()
 
@@ -227,6 +227,10 @@ func outage(t *testing.T, kind string) {
 	if strings.Contains(out, "lease not released") || strings.Contains(out, "claim failed") {
 		t.Errorf("failures the engine should have retried were logged:\n%s", out)
 	}
+}
+
+func newTextLogger(b *syncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
