@@ -30,6 +30,7 @@ const (
 	crashStoreEnv  = "DURABLY_CRASH_STORE"
 	crashEffectEnv = "DURABLY_CRASH_EFFECTS"
 	crashLeaseEnv  = "DURABLY_CRASH_LEASE"
+	crashStepEnv   = "DURABLY_CRASH_STEP" // a step's duration; default 2–8 ms
 	crashRuns      = 40
 	crashSteps     = 5
 )
@@ -38,7 +39,7 @@ type crashInput struct {
 	N int `json:"n"`
 }
 
-func crashJob(effects *effectLog) *durably.Job[crashInput, int] {
+func crashJob(effects *effectLog, stepTime time.Duration) *durably.Job[crashInput, int] {
 	return &durably.Job[crashInput, int]{
 		Name: "crash",
 		Run: func(ctx context.Context, s *durably.StepContext, in crashInput) (int, error) {
@@ -46,7 +47,11 @@ func crashJob(effects *effectLog) *durably.Job[crashInput, int] {
 			for i := 1; i <= crashSteps; i++ {
 				v, err := durably.RunStep(s, fmt.Sprintf("step-%d", i), func(ctx context.Context) (int, error) {
 					effects.write("start", s.RunID(), i)
-					time.Sleep(time.Duration(2+rand.IntN(6)) * time.Millisecond)
+					if stepTime > 0 {
+						time.Sleep(stepTime)
+					} else {
+						time.Sleep(time.Duration(2+rand.IntN(6)) * time.Millisecond)
+					}
 					effects.write("end", s.RunID(), i)
 					return in.N * i, nil
 				})
@@ -117,7 +122,13 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	durably.MustRegister(e, crashJob(&effectLog{f: f}))
+	var stepTime time.Duration
+	if v := os.Getenv(crashStepEnv); v != "" {
+		if stepTime, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	durably.MustRegister(e, crashJob(&effectLog{f: f}, stepTime))
 	ctx := context.Background()
 	if err := e.Init(ctx); err != nil {
 		t.Fatal(err)
@@ -162,7 +173,7 @@ func crashResume(t *testing.T, storeSpec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := durably.MustRegister(e, crashJob(nil))
+	job := durably.MustRegister(e, crashJob(nil, 0))
 	ctx := context.Background()
 	if err := e.Migrate(ctx); err != nil {
 		t.Fatal(err)
@@ -305,7 +316,7 @@ func twoProcesses(t *testing.T, storeSpec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := durably.MustRegister(e, crashJob(nil))
+	job := durably.MustRegister(e, crashJob(nil, 0))
 	ctx := context.Background()
 	if err := e.Migrate(ctx); err != nil {
 		t.Fatal(err)
