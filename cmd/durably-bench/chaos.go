@@ -17,12 +17,16 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/chaos"
 	"github.com/durably-go/durably/internal/faultproxy"
+	"github.com/durably-go/durably/runtime/sqlitestore"
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // The chaos workload: worker processes (this program, re-executed with
 // -chaos-child) execute runs of a five-step job on the database while the
 // parent SIGKILLs them at random moments and starts new ones, triggers keyed
-// runs meanwhile, and once takes the database away for a few seconds. Every
+// runs meanwhile, and once takes the database away for a few seconds
+// (PostgreSQL: connections reset and refused by a fault proxy; SQLite:
+// another connection holds the write lock past the workers' busy timeout). Every
 // step appends to a synced side-effect log (internal/chaos, shared with the
 // crash tests). At the end it counts what the crashes cost.
 const (
@@ -61,11 +65,16 @@ func chaosJob(effects *chaos.EffectLog) *durably.Job[chaosInput, int] {
 // chaosChild is one worker process: it works until SIGINT (or SIGKILL).
 func chaosChild(c *config) error {
 	ctx := context.Background()
-	kind := "sqlite"
+	var st store.Store
+	var err error
 	if isPostgres(c.db) {
-		kind = "postgres"
+		st, err = (&benchDB{kind: "postgres", target: c.db}).open(ctx)
+	} else {
+		// A short busy timeout turns the parent's outage (a held write
+		// lock) into SQLITE_BUSY errors the engine must retry, instead of
+		// writes that just wait.
+		st, err = sqlitestore.Open(c.db, sqlitestore.Options{Synchronous: c.sync, BusyTimeout: 250 * time.Millisecond})
 	}
-	st, err := (&benchDB{kind: kind, target: c.db, sync: c.sync}).open(ctx)
 	if err != nil {
 		return err
 	}
