@@ -104,7 +104,9 @@ func unavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 // saw the connection die; its retry is then refused (the step exists, the
 // run is finished) or fails on a unique key. applied tells whether the
 // write is in the database, and is asked only after such an uncertain
-// failure, so that the write counts as done, not as a lost lease.
+// failure, so that the write counts as done, not as a lost lease. The read
+// of a run's completed steps before it executes goes through it too: it is
+// as safe to repeat, and as much needed for the run to go on.
 func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time.Time, write func() (bool, error), applied func(context.Context) (bool, error)) (bool, error) {
 	o := &e.worker.outage
 	var b backoff

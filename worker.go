@@ -264,10 +264,14 @@ func (w *worker) releaseBuffer() {
 	buffered := w.buffer
 	w.buffer = nil
 	w.mu.Unlock()
+	// Concurrently: during an outage each hand-back retries until its
+	// lease ends, and they should not wait for one another.
+	var wg sync.WaitGroup
 	for _, c := range buffered {
 		c.keeper.stop()
-		w.e.releaseLease(c.keeper)
+		wg.Go(func() { w.e.releaseLease(c.keeper) })
 	}
+	wg.Wait()
 }
 
 // reserveDirect takes a slot for a run this engine triggers itself, when
