@@ -161,3 +161,45 @@ func TestUnavailableThroughProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminShutdownIsUnavailable terminates the store's connection from
+// another session, as a server shutdown or a DBA does: the next call fails
+// as unavailable, and the one after it works on a fresh connection.
+func TestAdminShutdownIsUnavailable(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	ctx := context.Background()
+	st, err := Open(ctx, dsn, Options{DisableListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, err := durably.New(durably.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One connection in the pool, so that the next call gets the killed one.
+	st.Pool().Reset()
+	var pid int32
+	if err := st.Pool().QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	// Written by hand: a test's administrative statement, not the store's.
+	if err := other.Exec(ctx, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid)).Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the FATAL message reaches the client's socket
+	if _, err := st.GetRun(ctx, "r1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("GetRun on a terminated connection: %v, want ErrUnavailable", err)
+	}
+	if _, err := st.GetRun(ctx, "r1"); err != nil {
+		t.Fatalf("GetRun after the termination: %v", err)
+	}
+}
