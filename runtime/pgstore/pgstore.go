@@ -132,9 +132,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		listenDone:    make(chan struct{}),
 	}
 	s.instance = s.ids.New(time.Now())
-	s.writer = groupcommit.New(s.apply, 512, func(err error) {
-		s.logger.Error("durably: queued write failed", "err", err)
-	})
+	s.writer = groupcommit.New(s.apply, 512, (&store.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 

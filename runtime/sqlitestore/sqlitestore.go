@@ -132,9 +132,7 @@ func Open(path string, opts Options) (*Store, error) {
 		wq:     sqlitedb.New(wdb),
 		rq:     sqlitedb.New(rdb),
 	}
-	s.writer = groupcommit.New(s.apply, 256, func(err error) {
-		s.logger.Error("durably: queued write failed", "err", err)
-	})
+	s.writer = groupcommit.New(s.apply, 256, (&store.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 
