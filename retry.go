@@ -111,6 +111,9 @@ func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time
 	o := &e.worker.outage
 	var b backoff
 	uncertain := false
+	// A second bound on the wall clock, in case Config.Now is a clock that
+	// does not advance: no lease outlives LeaseDuration without a renewal.
+	var firstFailure time.Time
 	for {
 		ok, err := write()
 		if err == nil || !unavailable(err) {
@@ -125,10 +128,12 @@ func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time
 			}
 			return ok, err
 		}
-		uncertain = true
+		if !uncertain {
+			uncertain, firstFailure = true, time.Now()
+		}
 		o.failed(e.logger, what, err)
 		d := b.next()
-		if !e.now().Add(d).Before(until()) || !sleepCtx(ctx, d) {
+		if !e.now().Add(d).Before(until()) || time.Since(firstFailure)+d > e.cfg.LeaseDuration || !sleepCtx(ctx, d) {
 			return false, err
 		}
 	}
