@@ -1,7 +1,6 @@
 package durably_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/internal/chaos"
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/pgstore"
 	"github.com/durably-go/durably/runtime/sqlitestore"
@@ -30,6 +30,7 @@ const (
 	crashStoreEnv  = "DURABLY_CRASH_STORE"
 	crashEffectEnv = "DURABLY_CRASH_EFFECTS"
 	crashLeaseEnv  = "DURABLY_CRASH_LEASE"
+	crashStepEnv   = "DURABLY_CRASH_STEP" // a step's duration; default 2–8 ms
 	crashRuns      = 40
 	crashSteps     = 5
 )
@@ -38,16 +39,20 @@ type crashInput struct {
 	N int `json:"n"`
 }
 
-func crashJob(effects *effectLog) *durably.Job[crashInput, int] {
+func crashJob(effects *chaos.EffectLog, stepTime time.Duration) *durably.Job[crashInput, int] {
 	return &durably.Job[crashInput, int]{
 		Name: "crash",
 		Run: func(ctx context.Context, s *durably.StepContext, in crashInput) (int, error) {
 			sum := 0
 			for i := 1; i <= crashSteps; i++ {
 				v, err := durably.RunStep(s, fmt.Sprintf("step-%d", i), func(ctx context.Context) (int, error) {
-					effects.write("start", s.RunID(), i)
-					time.Sleep(time.Duration(2+rand.IntN(6)) * time.Millisecond)
-					effects.write("end", s.RunID(), i)
+					effects.Write("start", s.RunID(), i)
+					if stepTime > 0 {
+						time.Sleep(stepTime)
+					} else {
+						time.Sleep(time.Duration(2+rand.IntN(6)) * time.Millisecond)
+					}
+					effects.Write("end", s.RunID(), i)
 					return in.N * i, nil
 				})
 				if err != nil {
@@ -58,20 +63,6 @@ func crashJob(effects *effectLog) *durably.Job[crashInput, int] {
 			return sum, nil
 		},
 	}
-}
-
-// effectLog is the side-effect file; every line is synced before the step
-// goes on, so a SIGKILL loses no line that the process wrote.
-type effectLog struct {
-	mu sync.Mutex
-	f  *os.File
-}
-
-func (l *effectLog) write(what, runID string, step int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.f, "%s %s %d %d\n", what, runID, step, os.Getpid())
-	_ = l.f.Sync()
 }
 
 func openCrashStore(t testing.TB, spec string) store.Store {
@@ -94,7 +85,7 @@ func TestCrashChild(t *testing.T) {
 	if os.Getenv(crashChildEnv) != "1" {
 		t.Skip("child process of TestCrashResume")
 	}
-	f, err := os.OpenFile(os.Getenv(crashEffectEnv), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	effects, err := chaos.Open(os.Getenv(crashEffectEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +108,13 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	durably.MustRegister(e, crashJob(&effectLog{f: f}))
+	var stepTime time.Duration
+	if v := os.Getenv(crashStepEnv); v != "" {
+		if stepTime, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	durably.MustRegister(e, crashJob(effects, stepTime))
 	ctx := context.Background()
 	if err := e.Init(ctx); err != nil {
 		t.Fatal(err)
@@ -162,7 +159,7 @@ func crashResume(t *testing.T, storeSpec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := durably.MustRegister(e, crashJob(nil))
+	job := durably.MustRegister(e, crashJob(nil, 0))
 	ctx := context.Background()
 	if err := e.Migrate(ctx); err != nil {
 		t.Fatal(err)
@@ -240,44 +237,14 @@ func crashResume(t *testing.T, storeSpec string) {
 // ran it earlier was killed.
 func checkNoStepRanAfterCompletion(t *testing.T, path string, killed map[int]bool) {
 	t.Helper()
-	f, err := os.Open(path)
+	r, err := chaos.Analyze(path, killed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	type key struct {
-		run  string
-		step int
+	if r.RerunsAfterRecord > 0 || r.RerunsWithoutKill > 0 {
+		t.Fatalf("%d steps re-run after their record, %d without a kill; first: %s", r.RerunsAfterRecord, r.RerunsWithoutKill, r.First)
 	}
-	recorded := map[key]bool{} // step known to be recorded (a later step of its run started)
-	starts := map[key][]int{}
-	sc := bufio.NewScanner(f)
-	reruns := 0
-	for sc.Scan() {
-		var what, run string
-		var step, pid int
-		if _, err := fmt.Sscanf(sc.Text(), "%s %s %d %d", &what, &run, &step, &pid); err != nil {
-			t.Fatalf("bad line %q: %v", sc.Text(), err)
-		}
-		if what != "start" {
-			continue
-		}
-		k := key{run, step}
-		if recorded[k] {
-			t.Fatalf("step %d of run %s started again in pid %d after it was recorded", step, run, pid)
-		}
-		if prev := starts[k]; len(prev) > 0 {
-			reruns++
-			if last := prev[len(prev)-1]; !killed[last] {
-				t.Fatalf("step %d of run %s ran again in pid %d although pid %d, which ran it, was not killed", step, run, pid, last)
-			}
-		}
-		starts[k] = append(starts[k], pid)
-		for s := 1; s < step; s++ {
-			recorded[key{run, s}] = true
-		}
-	}
-	t.Logf("%d step executions were repeated after a kill before the step was recorded", reruns)
+	t.Logf("%d step executions were repeated after a kill before the step was recorded", r.Reruns)
 }
 
 // TestTwoProcessesNeverRunTwice starts two worker processes on one database
@@ -305,7 +272,7 @@ func twoProcesses(t *testing.T, storeSpec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := durably.MustRegister(e, crashJob(nil))
+	job := durably.MustRegister(e, crashJob(nil, 0))
 	ctx := context.Background()
 	if err := e.Migrate(ctx); err != nil {
 		t.Fatal(err)

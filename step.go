@@ -21,6 +21,7 @@ type StepContext struct {
 	e      *Engine
 	run    *Run
 	lease  store.Lease
+	keeper *leaseKeeper // its end bounds the retries of the run's writes
 	ctx    context.Context
 	abort  context.CancelCauseFunc
 	logger *slog.Logger
@@ -268,7 +269,7 @@ func (s *StepContext) takePending() (*store.Step, error) {
 
 // record writes a completed step (R-080 (7) … (9)).
 func (s *StepContext) record(rec *store.Step) error {
-	ok, err := s.e.store.SaveStep(context.WithoutCancel(s.ctx), s.lease, rec)
+	ok, err := s.save(rec)
 	if err != nil {
 		return fmt.Errorf("durably: record step %q of run %s: %w", rec.Name, s.run.ID, err)
 	}
@@ -278,6 +279,20 @@ func (s *StepContext) record(rec *store.Step) error {
 	s.counted(rec)
 	s.stepCompleted(rec)
 	return nil
+}
+
+// save writes a step record, fenced, retrying while the database is
+// unavailable and the lease lasts. A retry of a write that had committed
+// is refused or hits the step's unique id; the step is then found with
+// its id, and the write counts as done.
+func (s *StepContext) save(rec *store.Step) (bool, error) {
+	ctx := context.WithoutCancel(s.ctx)
+	return s.e.fencedWrite(s.ctx, "record step", s.keeper.until, func() (bool, error) {
+		return s.e.store.SaveStep(ctx, s.lease, rec)
+	}, func(ctx context.Context) (bool, error) {
+		steps, err := s.e.store.GetSteps(ctx, s.run.ID)
+		return slices.ContainsFunc(steps, func(st *store.Step) bool { return st.ID == rec.ID }), err
+	})
 }
 
 // counted advances the run's step counters as the store did.
@@ -312,7 +327,7 @@ func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnEr
 	}
 	// The run's context may be over; the write is fenced, so it is safe to
 	// attempt it regardless.
-	ok, err := s.e.store.SaveStep(context.WithoutCancel(s.ctx), s.lease, rec)
+	ok, err := s.save(rec)
 	if err != nil {
 		return errors.Join(fnErr, fmt.Errorf("durably: record failed step %q of run %s: %w", name, s.run.ID, err))
 	}

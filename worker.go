@@ -33,6 +33,8 @@ type worker struct {
 		mu        sync.Mutex
 		lastPurge time.Time
 	}
+
+	outage outage // the database's unavailability, logged once per outage
 }
 
 // claimed is a run this worker holds a lease on, with the keeper of that
@@ -136,6 +138,7 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 	wakeups := e.store.Wakeups()
 	poll := time.NewTimer(e.cfg.PollingInterval)
 	defer poll.Stop()
+	var retry backoff
 
 	for {
 		select {
@@ -146,7 +149,20 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		w.startBuffered()
 		if want := w.claimWant(); want > 0 {
 			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
-			if err != nil {
+			switch {
+			case err == nil:
+				w.outage.ok(e.logger)
+				retry.reset()
+			case unavailable(err):
+				// The database is away: try again soon (at most retryMax
+				// from now, so runs move on within moments of its return),
+				// logging the outage once rather than every attempt.
+				w.outage.failed(e.logger, "claim", err)
+				if !sleepUntilStopped(stopping, retry.next()) {
+					return
+				}
+				continue
+			default:
 				// Unlike the original, a failing database does not
 				// make the worker spin: it waits for the next poll.
 				e.logger.Error("durably: claim failed", "err", err)
@@ -181,6 +197,18 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		case <-wakeups:
 		case <-poll.C:
 		}
+	}
+}
+
+// sleepUntilStopped waits d or until stopping closes; false means stopping.
+func sleepUntilStopped(stopping <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-stopping:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -236,10 +264,14 @@ func (w *worker) releaseBuffer() {
 	buffered := w.buffer
 	w.buffer = nil
 	w.mu.Unlock()
+	// Concurrently: during an outage each hand-back retries until its
+	// lease ends, and they should not wait for one another.
+	var wg sync.WaitGroup
 	for _, c := range buffered {
 		c.keeper.stop()
-		w.e.releaseLease(c.keeper.lease)
+		wg.Go(func() { w.e.releaseLease(c.keeper) })
 	}
+	wg.Wait()
 }
 
 // reserveDirect takes a slot for a run this engine triggers itself, when
@@ -332,17 +364,28 @@ func (w *worker) idleMaintenance(ctx context.Context) {
 	defer w.maintenance.mu.Unlock()
 	now := e.now()
 	if _, err := e.store.ReleaseExpiredLeases(ctx, now); err != nil {
-		e.workerError(err, "idle-maintenance", "")
+		w.maintenanceError(err, "idle-maintenance")
 	}
 	if e.cfg.RetainRuns > 0 && (w.maintenance.lastPurge.IsZero() || now.Sub(w.maintenance.lastPurge) >= time.Minute) {
 		w.maintenance.lastPurge = now
 		if _, err := e.store.PurgeRuns(ctx, now.Add(-e.cfg.RetainRuns), 100); err != nil {
-			e.workerError(err, "idle-maintenance", "")
+			w.maintenanceError(err, "idle-maintenance")
 		}
 	}
 	if err := e.store.Maintain(ctx, now); err != nil {
-		e.workerError(err, "wal-checkpoint", "")
+		w.maintenanceError(err, "wal-checkpoint")
 	}
+}
+
+// maintenanceError reports a failed maintenance task; an unavailable
+// database is part of the outage the claims already report, and the task
+// runs again at the next idle moment.
+func (w *worker) maintenanceError(err error, context string) {
+	if unavailable(err) {
+		w.outage.failed(w.e.logger, context, err)
+		return
+	}
+	w.e.workerError(err, context, "")
 }
 
 func (e *Engine) workerError(err error, context, runID string) {
@@ -375,7 +418,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 	w.active.Store(run.ID, &execution{abort: abort})
 	defer w.active.Delete(run.ID)
 
-	s := &StepContext{e: e, run: run, lease: lease, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
+	s := &StepContext{e: e, run: run, lease: lease, keeper: keeper, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
 		recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
 	s.logger = slog.New(&stepLogHandler{s: s})
 	if keeper.attach(abort) {
@@ -387,12 +430,17 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 
 	started := time.Now()
 	if run.CompletedStepCount > 0 {
-		steps, err := e.store.GetCompletedSteps(ctx, run.ID)
+		var steps []*store.Step
+		_, err := e.fencedWrite(ctx, "load completed steps", keeper.until, func() (bool, error) {
+			var err error
+			steps, err = e.store.GetCompletedSteps(ctx, run.ID)
+			return true, err
+		}, nil)
 		if err != nil {
 			// Without the record of completed steps we would run them
 			// again: leave the run to be claimed once more.
 			e.workerError(fmt.Errorf("load completed steps: %w", err), "run-failure", run.ID)
-			e.releaseLease(lease)
+			e.releaseLease(keeper)
 			return
 		}
 		for _, st := range steps {
@@ -414,7 +462,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 			if err := s.flush(); err != nil {
 				e.workerError(err, "run-failure", run.ID)
 			}
-			e.releaseLease(lease)
+			e.releaseLease(keeper)
 		}
 		return
 	}
@@ -431,7 +479,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 		// resumed from its last recorded step, here or elsewhere, at once.
 		if ctx.Err() == nil {
 			e.workerError(flushErr, "run-failure", run.ID)
-			e.releaseLease(lease)
+			e.releaseLease(keeper)
 		}
 		return
 	}
@@ -452,7 +500,14 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 		// failedStepName is read before the steps may be deleted.
 		failedStep = e.firstFailedStep(run.ID)
 	}
-	ok, err := e.store.FinishRun(context.Background(), lease, fin)
+	ok, err := e.fencedWrite(context.Background(), "finish run", keeper.until, func() (bool, error) {
+		return e.store.FinishRun(context.Background(), lease, fin)
+	}, func(ctx context.Context) (bool, error) {
+		// A finish that committed before its connection died: the run is
+		// terminal with this status, finished by this generation.
+		run, err := e.store.GetRun(ctx, lease.RunID)
+		return err == nil && run != nil && run.Status == fin.Status && run.LeaseGeneration == lease.Generation, err
+	})
 	switch {
 	case err != nil && runErr == nil:
 		e.workerError(err, "run-completion", run.ID)
@@ -499,10 +554,14 @@ func (e *Engine) firstFailedStep(runID string) string {
 }
 
 // releaseLease hands a run back when this process gives it up: to pending,
-// or by expiring its lease when a pending sibling forbids that (D12). A
+// or by expiring its lease when a pending sibling forbids that (D12). It
+// retries while the database is unavailable and the lease lasts. A
 // hand-back that cannot happen is logged, never silent.
-func (e *Engine) releaseLease(lease store.Lease) {
-	ok, err := e.store.ReleaseLease(context.Background(), lease, e.now())
+func (e *Engine) releaseLease(k *leaseKeeper) {
+	lease := k.lease
+	ok, err := e.fencedWrite(context.Background(), "release lease", k.until, func() (bool, error) {
+		return e.store.ReleaseLease(context.Background(), lease, e.now())
+	}, nil)
 	switch {
 	case err != nil:
 		e.logger.Warn("durably: lease not released; it will expire", "runId", lease.RunID, "generation", lease.Generation, "err", err)
@@ -526,15 +585,25 @@ type leaseKeeper struct {
 	abort    context.CancelCauseFunc // set once the run executes
 	deadline *time.Timer
 	renew    *time.Timer
+	expires  time.Time // the lease's end as last written, on Config.Now's clock
+	retry    backoff   // between renewals the database turned away
 }
 
 func (e *Engine) keepLease(run *Run) *leaseKeeper {
-	k := &leaseKeeper{e: e, run: run, lease: store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}}
+	k := &leaseKeeper{e: e, run: run, lease: store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}, expires: run.LeaseExpiresAt}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.deadline = time.AfterFunc(run.LeaseExpiresAt.Sub(e.now()), func() { k.lose() }) // on Config.Now's clock, as the lease was written
 	k.renew = time.AfterFunc(e.cfg.LeaseRenewInterval, k.renewNow)
 	return k
+}
+
+// until is when the lease ends unless renewed: the deadline of the
+// retries of the lease holder's writes.
+func (k *leaseKeeper) until() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.expires
 }
 
 // attach hands the keeper the run's abort; it reports whether the lease is
@@ -569,6 +638,12 @@ func (k *leaseKeeper) renewNow() {
 		return
 	}
 	switch {
+	case err != nil && unavailable(err) && now.Before(k.expires):
+		// Try again soon rather than at the next interval: the lease
+		// must be renewed before it runs out.
+		e.worker.outage.failed(e.logger, "lease renewal", err)
+		k.renew.Reset(k.retry.next())
+		return
 	case err != nil:
 		e.workerError(err, "lease-renewal", k.run.ID)
 	case !ok:
@@ -579,6 +654,9 @@ func (k *leaseKeeper) renewNow() {
 		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
 		return
 	default:
+		e.worker.outage.ok(e.logger)
+		k.retry.reset()
+		k.expires = next
 		k.deadline.Reset(time.Until(next))
 		e.emit(Event{Type: EventRunLeaseRenewed, RunID: k.run.ID, JobName: k.run.JobName, LeaseOwner: k.run.LeaseOwner, LeaseExpiresAt: next, Labels: k.run.Labels})
 	}

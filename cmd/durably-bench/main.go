@@ -4,7 +4,9 @@
 //
 //	durably-bench -db <sqlite path | postgres DSN> -workload <name> [-n N] [-slots K] [-reps R] [-json]
 //
-// Workloads: enqueue, enqueue-batch, process, latency, list, http, sse, multi.
+// Workloads: enqueue, enqueue-batch, process, latency, list, http, sse, multi,
+// and chaos (SIGKILLed worker processes and a database outage; it prints what
+// they cost instead of a speed).
 package main
 
 import (
@@ -23,19 +25,21 @@ import (
 )
 
 type config struct {
-	db        string
-	workload  string
-	n         int
-	slots     int
-	reps      int
-	json      bool
-	sync      string // SQLite synchronous pragma; FULL unless asked otherwise
-	profile   string
-	child     bool // internal: a worker process of the multi workload
-	sseN      int  // internal: run as the client process of the sse workload
-	rate      int  // sse: runs triggered per second (0: as fast as they go)
-	clients   int  // sse: concurrent /runs/subscribe clients
-	summarize string
+	db         string
+	workload   string
+	n          int
+	slots      int
+	reps       int
+	json       bool
+	sync       string // SQLite synchronous pragma; FULL unless asked otherwise
+	profile    string
+	child      bool // internal: a worker process of the multi workload
+	sseN       int  // internal: run as the client process of the sse workload
+	rate       int  // sse: runs triggered per second (0: as fast as they go)
+	clients    int  // sse: concurrent /runs/subscribe clients
+	summarize  string
+	kills      int  // chaos: SIGKILLs of worker processes
+	chaosChild bool // internal: a worker process of the chaos workload
 }
 
 // result is one repetition's measurements.
@@ -69,6 +73,7 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 	"http":          wlHTTP,
 	"sse":           wlSSE,
 	"multi":         wlMulti,
+	"chaos":         wlChaos,
 }
 
 func defaultN(workload string) int {
@@ -81,6 +86,8 @@ func defaultN(workload string) int {
 		return 10_000
 	case "sse":
 		return 1000
+	case "chaos":
+		return 300
 	}
 	return 5000
 }
@@ -88,7 +95,7 @@ func defaultN(workload string) int {
 func main() {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
@@ -100,6 +107,8 @@ func main() {
 	flag.StringVar(&c.summarize, "summarize", "", "print the summaries of a JSON-lines file (from -json) as a markdown table, and exit")
 	flag.IntVar(&c.clients, "clients", 1000, "sse: concurrent /runs/subscribe clients")
 	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
+	flag.IntVar(&c.kills, "kills", 20, "chaos: worker processes killed with SIGKILL")
+	flag.BoolVar(&c.chaosChild, "chaos-child", false, "internal: run as a worker process of the chaos workload")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
@@ -112,6 +121,13 @@ func main() {
 	if c.sseN > 0 {
 		if err := sseClients(c.sseN, c.n, c.db); err != nil {
 			fmt.Fprintln(os.Stderr, "durably-bench sse clients:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if c.chaosChild {
+		if err := chaosChild(&c); err != nil {
+			fmt.Fprintln(os.Stderr, "durably-bench chaos child:", err)
 			os.Exit(1)
 		}
 		return
@@ -166,6 +182,9 @@ func (c *config) params() map[string]any {
 	}
 	if c.workload == "sse" {
 		p["clients"], p["rate"] = c.clients, c.rate
+	}
+	if c.workload == "chaos" {
+		p["slots"], p["kills"] = c.slots, c.kills
 	}
 	if !strings.HasPrefix(c.db, "postgres") {
 		p["synchronous"] = c.sync

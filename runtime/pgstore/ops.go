@@ -43,6 +43,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	if req.Limit <= 0 {
 		return nil, nil
 	}
+	defer func() { err = classify(err) }()
 	now := store.FormatTime(req.Now)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {

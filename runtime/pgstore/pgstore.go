@@ -142,9 +142,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		listenDone:    make(chan struct{}),
 	}
 	s.instance = s.ids.New(time.Now())
-	s.writer = groupcommit.New(s.apply, 512, func(err error) {
-		s.logger.Error("durably: queued write failed", "err", err)
-	})
+	s.writer = groupcommit.New(s.apply, 512, (&store.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 
@@ -169,7 +167,7 @@ func (s *Store) Close() error {
 // Migrate applies the migrations newer than the recorded version, holding
 // an advisory lock so that concurrent processes migrate one at a time.
 func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
-	err := s.migrate(ctx, migrations)
+	err := classify(s.migrate(ctx, migrations))
 	if err == nil {
 		s.presenceOnce.Do(func() { go s.presenceLoop() })
 	}
@@ -274,7 +272,8 @@ func isUniqueViolation(err error) bool {
 
 // GetRun reads one run.
 func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
-	return optionalRun(s.q.GetRun(ctx, id))
+	run, err := optionalRun(s.q.GetRun(ctx, id))
+	return run, classify(err)
 }
 
 // ListRuns reads runs newest first; with labels it is driven by the first
@@ -317,7 +316,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: list runs: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: list runs: %w", err))
 	}
 	return decodeRuns(rows)
 }
@@ -326,7 +325,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, error) {
 	rows, err := s.q.GetSteps(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: get steps: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: get steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
@@ -335,7 +334,7 @@ func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, erro
 func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.Step, error) {
 	rows, err := s.q.GetCompletedSteps(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: get completed steps: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: get completed steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
@@ -344,7 +343,7 @@ func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.S
 func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error) {
 	rows, err := s.q.GetLogs(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: get logs: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: get logs: %w", err))
 	}
 	out := make([]*store.Log, 0, len(rows))
 	for _, r := range rows {
@@ -361,5 +360,5 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 // Maintain drops parked event payloads older than a minute; PostgreSQL
 // keeps its own house otherwise.
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
-	return s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention)))
+	return classify(s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention))))
 }

@@ -83,8 +83,12 @@ func (s *Store) apply(ctx context.Context, ops []*op) []error {
 			group[k] = ops[i]
 		}
 		if err := s.pipeline(ctx, group); err != nil {
-			if len(group) == 1 {
-				errs[piped[0]] = err
+			// A database out of reach fails every write alike: trying
+			// each alone would only multiply the failed connects.
+			if len(group) == 1 || transient(err) {
+				for _, i := range piped {
+					errs[i] = err
+				}
 			} else {
 				for _, i := range piped {
 					o := ops[i]
@@ -103,6 +107,9 @@ func (s *Store) apply(ctx context.Context, ops []*op) []error {
 		if !o.pipelined() {
 			errs[i] = s.runAlone(ctx, o)
 		}
+	}
+	for i := range errs {
+		errs[i] = classify(errs[i])
 	}
 	return errs
 }

@@ -63,6 +63,7 @@ type Store struct {
 	rq *sqlitedb.Queries
 
 	checkpoint checkpointState
+	fault      atomic.Int32 // a Fault, for fault-injection tests (InjectFault)
 }
 
 // op is one unit of work for the writer. It runs inside the group's
@@ -131,9 +132,7 @@ func Open(path string, opts Options) (*Store, error) {
 		wq:     sqlitedb.New(wdb),
 		rq:     sqlitedb.New(rdb),
 	}
-	s.writer = groupcommit.New(s.apply, 256, func(err error) {
-		s.logger.Error("durably: queued write failed", "err", err)
-	})
+	s.writer = groupcommit.New(s.apply, 256, (&store.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 
@@ -168,22 +167,31 @@ func (s *Store) apply(ctx context.Context, ops []op) []error {
 		}
 	}
 	if len(grouped) == 0 {
-		return errs
+		return classifyAll(errs)
 	}
 	if err := s.runGroup(ctx, grouped); err == nil {
-		return errs
-	} else if len(grouped) == 1 {
+		return classifyAll(errs)
+	} else if len(grouped) == 1 || transient(err) {
+		// A busy or full database fails every write alike: trying each
+		// alone would only wait out the busy timeout once per write.
 		for i, o := range ops {
 			if !o.noTx {
 				errs[i] = err
 			}
 		}
-		return errs
+		return classifyAll(errs)
 	}
 	for i, o := range ops {
 		if !o.noTx {
 			errs[i] = s.runGroup(ctx, []op{o})
 		}
+	}
+	return classifyAll(errs)
+}
+
+func classifyAll(errs []error) []error {
+	for i := range errs {
+		errs[i] = classify(errs[i])
 	}
 	return errs
 }
@@ -192,6 +200,9 @@ func (s *Store) runGroup(ctx context.Context, ops []op) error {
 	wq, _ := s.queries()
 	if len(ops) == 1 && ops[0].noTx {
 		return ops[0].fn(ctx, nil, wq)
+	}
+	if err := s.injected(); err != nil {
+		return fmt.Errorf("sqlitestore: begin: %w", err)
 	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
@@ -766,7 +777,8 @@ func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error
 // GetRun reads one run.
 func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
 	_, rq := s.queries()
-	return optionalRun(rq.GetRun(ctx, id))
+	run, err := optionalRun(rq.GetRun(ctx, id))
+	return run, classify(err)
 }
 
 // ListRuns reads runs newest first; with labels it is driven by the first
@@ -804,7 +816,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: list runs: %w", err)
+		return nil, classify(fmt.Errorf("sqlitestore: list runs: %w", err))
 	}
 	return decodeRuns(rows)
 }
@@ -832,7 +844,7 @@ func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, erro
 	_, rq := s.queries()
 	rows, err := rq.GetSteps(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: get steps: %w", err)
+		return nil, classify(fmt.Errorf("sqlitestore: get steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
@@ -842,7 +854,7 @@ func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.S
 	_, rq := s.queries()
 	rows, err := rq.GetCompletedSteps(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: get completed steps: %w", err)
+		return nil, classify(fmt.Errorf("sqlitestore: get completed steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
@@ -852,7 +864,7 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 	_, rq := s.queries()
 	rows, err := rq.GetLogs(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: get logs: %w", err)
+		return nil, classify(fmt.Errorf("sqlitestore: get logs: %w", err))
 	}
 	out := make([]*store.Log, 0, len(rows))
 	for _, r := range rows {

@@ -1,0 +1,140 @@
+package durably
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// When the database is unavailable (store.ErrUnavailable: connection
+// refused or reset, administrator shutdown, serialization failure, SQLite
+// busy or disk full), the engine waits and tries again instead of giving
+// up: a lease holder's writes are fenced by generation, so repeating one is
+// safe, and giving up would strand the run until its lease expired.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = time.Second
+	// outageReminderMin is how long an outage lasts before it is logged a
+	// second time; the reminders then come at doubling intervals.
+	outageReminderMin = 10 * time.Second
+	outageReminderMax = 5 * time.Minute
+)
+
+// backoff spaces attempts: retryMin doubling to retryMax, each jittered
+// by ±25% so that the workers of many processes do not retry in step.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		b.d = retryMin
+	} else {
+		b.d = min(2*b.d, retryMax)
+	}
+	return b.d*3/4 + rand.N(b.d/2)
+}
+
+func (b *backoff) reset() { b.d = 0 }
+
+// sleepCtx waits d, or less if ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// outage logs the database's unavailability once when it begins, then at
+// growing intervals while it lasts, and once when it ends, instead of every
+// failed poll and retry. Every store call the engine retries reports to it.
+type outage struct {
+	down atomic.Bool // fast path for ok, which every successful call makes
+
+	mu       sync.Mutex
+	since    time.Time
+	remindAt time.Time
+	remind   time.Duration
+}
+
+// failed records a transient failure of the database.
+func (o *outage) failed(logger *slog.Logger, what string, err error) {
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.down.Load() {
+		o.down.Store(true)
+		o.since, o.remind = now, outageReminderMin
+		o.remindAt = now.Add(o.remind)
+		logger.Warn("durably: database unavailable; retrying with backoff", "op", what, "err", err)
+		return
+	}
+	if now.After(o.remindAt) {
+		o.remind = min(2*o.remind, outageReminderMax)
+		o.remindAt = now.Add(o.remind)
+		logger.Warn("durably: database still unavailable", "for", now.Sub(o.since).Round(time.Millisecond).String(), "op", what, "err", err)
+	}
+}
+
+// ok records that the database answered.
+func (o *outage) ok(logger *slog.Logger) {
+	if !o.down.Load() {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.down.Load() {
+		o.down.Store(false)
+		logger.Info("durably: database reachable again", "after", time.Since(o.since).Round(time.Millisecond).String())
+	}
+}
+
+// unavailable reports whether err says the database was out of reach.
+func unavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
+// fencedWrite makes a fenced write of a lease holder, retrying while the
+// database is unavailable and the lease lasts (until, on Config.Now's
+// clock), or until ctx ends. A write may have committed although its caller
+// saw the connection die; its retry is then refused (the step exists, the
+// run is finished) or fails on a unique key. applied tells whether the
+// write is in the database, and is asked only after such an uncertain
+// failure, so that the write counts as done, not as a lost lease. The read
+// of a run's completed steps before it executes goes through it too: it is
+// as safe to repeat, and as much needed for the run to go on.
+func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time.Time, write func() (bool, error), applied func(context.Context) (bool, error)) (bool, error) {
+	o := &e.worker.outage
+	var b backoff
+	uncertain := false
+	// A second bound on the wall clock, in case Config.Now is a clock that
+	// does not advance: no lease outlives LeaseDuration without a renewal.
+	var firstFailure time.Time
+	for {
+		ok, err := write()
+		if err == nil || !unavailable(err) {
+			if err == nil {
+				o.ok(e.logger)
+			}
+			if (err != nil || !ok) && uncertain && applied != nil {
+				if done, aerr := applied(context.WithoutCancel(ctx)); aerr == nil && done {
+					o.ok(e.logger)
+					return true, nil
+				}
+			}
+			return ok, err
+		}
+		if !uncertain {
+			uncertain, firstFailure = true, time.Now()
+		}
+		o.failed(e.logger, what, err)
+		d := b.next()
+		if !e.now().Add(d).Before(until()) || time.Since(firstFailure)+d > e.cfg.LeaseDuration || !sleepCtx(ctx, d) {
+			return false, err
+		}
+	}
+}
