@@ -128,6 +128,35 @@ func (e *Engine) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) 
 	return n, nil
 }
 
+// waitOptions configure WaitForRun.
+type waitOptions struct {
+	timeout      time.Duration
+	pollInterval time.Duration
+	onProgress   func(Progress)
+	onLog        func(LogRecord)
+	timeoutName  string
+}
+
+// WithTimeout bounds a wait; when it elapses first the wait returns an
+// ErrTimeout error ("waitForRun timeout after <n>ms") and the run goes on
+// . A context deadline works too, returning the context's error.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.wait.timeout = d } }
+
+// WithPollInterval sets how often a wait re-reads the run from storage,
+// which is how runs finished by other processes are seen. Default:
+// the engine's PollingInterval.
+func WithPollInterval(d time.Duration) Option {
+	return func(o *options) { o.wait.pollInterval = d }
+}
+
+// OnProgress calls fn for each live progress report of the awaited run made
+// in this process.
+func OnProgress(fn func(Progress)) Option { return func(o *options) { o.wait.onProgress = fn } }
+
+// OnLog calls fn for each live log record of the awaited run made in this
+// process.
+func OnLog(fn func(LogRecord)) Option { return func(o *options) { o.wait.onLog = fn } }
+
 // WaitForRun waits until the run completes and returns it (R-107 … R-111).
 // A failed run returns an ErrRunFailed error carrying the run's message, a
 // cancelled run ErrCancelled, a missing or deleted run ErrNotFound. Runs

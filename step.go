@@ -16,39 +16,28 @@ import (
 
 // StepContext is a job's handle on its run during one execution: it runs
 // steps (RunStep), reports progress, and logs. It is the Go form of the
-// original's step context.
+// original's step context. What it needs of the run's execution (replayed
+// steps, the held-back step, the fenced step writes) it asks of exec
+// through replay, hold, flush, save and refused (execution.go), and
+// nothing else; the execution knows it only as what it hands the job.
 type StepContext struct {
 	e      *Engine
 	run    *Run
 	lease  store.Lease
-	keeper *leaseKeeper // its end bounds the retries of the run's writes
 	ctx    context.Context
-	abort  context.CancelCauseFunc
+	exec   *execution
 	logger *slog.Logger
-
-	// completed holds the run's completed steps by name: replay reads it
-	// instead of querying per step (R-080 (3)).
-	completed map[string]*store.Step
 
 	mu          sync.Mutex
 	index       int    // position of the next step in the run (D6)
 	currentStep string // name of the step whose function is running
-
-	// A completed step is held back instead of written at once: it is
-	// written before the next step starts, or with the run's completion in
-	// the same transaction, or after stepFlushDelay if the job does
-	// neither — so the last step of a run costs no commit of its own.
-	pending     *store.Step
-	flushTimer  *time.Timer
-	flushing    chan struct{} // closed when an in-progress flush ends
-	flushErr    error         // sticky: a refused flush ends the run
-	recordedIdx int           // current_step_index once recorded steps are counted
-	recordedCnt int           // completed_step_count likewise
 }
 
-// stepFlushDelay bounds how long a completed step may stay unrecorded while
-// the job does something other than start a step or return.
-const stepFlushDelay = time.Millisecond
+func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec *execution) *StepContext {
+	s := &StepContext{e: e, run: run, lease: lease, ctx: ctx, exec: exec}
+	s.logger = slog.New(&stepLogHandler{s: s})
+	return s
+}
 
 // RunID is the id of the executing run.
 func (s *StepContext) RunID() string { return s.run.ID }
@@ -109,7 +98,7 @@ func (s *StepContext) Progress(current, total int, message string) {
 func (s *StepContext) ReportProgress(p Progress) {
 	// A step held back is recorded first, so that its step:complete comes
 	// before this progress, as the job's code ordered them.
-	if err := s.flush(); err != nil {
+	if err := s.exec.flush(); err != nil {
 		return // the run is over; its context says why
 	}
 	now := s.e.now()
@@ -172,16 +161,17 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 		return nil, s.abortError()
 	}
 	// The previous step is recorded before this one may act on the world.
-	if err := s.flush(); err != nil {
+	if err := s.exec.flush(); err != nil {
 		return nil, err
 	}
 	// (3) Replay by name: no call, no event.
-	s.mu.Lock()
-	if done, ok := s.completed[name]; ok {
+	if out, ok := s.exec.replay(name); ok {
+		s.mu.Lock()
 		s.index++
 		s.mu.Unlock()
-		return done.Output, nil
+		return out, nil
 	}
+	s.mu.Lock()
 	index := s.index
 	s.currentStep = name
 	s.mu.Unlock()
@@ -200,112 +190,16 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 		return nil, s.failStep(name, index, startedAt, fnErr)
 	}
 
-	// (7) Hold the record; it is written, fenced by generation, before the
-	// next step, with the finish, or after stepFlushDelay.
+	// (7) Hold the record back; the execution writes it.
 	rec := &store.Step{
 		ID: s.e.newID(), RunID: s.run.ID, Name: name, Index: index, Status: store.StepCompleted,
 		Output: out, StartedAt: startedAt, CompletedAt: s.e.now(),
 	}
 	s.mu.Lock()
 	s.index++
-	s.completed[name] = rec
-	s.pending = rec
-	s.flushTimer = time.AfterFunc(stepFlushDelay, func() { _ = s.flush() })
 	s.mu.Unlock()
+	s.exec.hold(rec)
 	return out, nil
-}
-
-// flush writes the pending step, if any, and reports a refusal.
-// The job's goroutine and the flush timer may both call it.
-func (s *StepContext) flush() error {
-	s.mu.Lock()
-	for s.flushing != nil {
-		ch := s.flushing
-		s.mu.Unlock()
-		<-ch
-		s.mu.Lock()
-	}
-	rec := s.pending
-	if rec == nil || s.flushErr != nil {
-		err := s.flushErr
-		s.mu.Unlock()
-		return err
-	}
-	s.pending = nil
-	s.flushTimer.Stop()
-	done := make(chan struct{})
-	s.flushing = done
-	s.mu.Unlock()
-
-	err := s.record(rec)
-
-	s.mu.Lock()
-	s.flushing = nil
-	if err != nil {
-		s.flushErr = err
-	}
-	s.mu.Unlock()
-	close(done)
-	return err
-}
-
-// takePending hands the pending step to the finish, which records it.
-func (s *StepContext) takePending() (*store.Step, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.flushing != nil {
-		ch := s.flushing
-		s.mu.Unlock()
-		<-ch
-		s.mu.Lock()
-	}
-	rec := s.pending
-	s.pending = nil
-	if rec != nil {
-		s.flushTimer.Stop()
-	}
-	return rec, s.flushErr
-}
-
-// record writes a completed step (R-080 (7) … (9)).
-func (s *StepContext) record(rec *store.Step) error {
-	ok, err := s.save(rec)
-	if err != nil {
-		return fmt.Errorf("durably: record step %q of run %s: %w", rec.Name, s.run.ID, err)
-	}
-	if !ok {
-		return s.refused(rec.Name, rec.Index) // (8)
-	}
-	s.counted(rec)
-	s.stepCompleted(rec)
-	return nil
-}
-
-// save writes a step record, fenced, retrying while the database is
-// unavailable and the lease lasts. A retry of a write that had committed
-// is refused or hits the step's unique id; the step is then found with
-// its id, and the write counts as done.
-func (s *StepContext) save(rec *store.Step) (bool, error) {
-	ctx := context.WithoutCancel(s.ctx)
-	return s.e.fencedWrite(s.ctx, "record step", s.keeper.until, func() (bool, error) {
-		return s.e.store.SaveStep(ctx, s.lease, rec)
-	}, func(ctx context.Context) (bool, error) {
-		steps, err := s.e.store.GetSteps(ctx, s.run.ID)
-		return slices.ContainsFunc(steps, func(st *store.Step) bool { return st.ID == rec.ID }), err
-	})
-}
-
-// counted advances the run's step counters as the store did.
-func (s *StepContext) counted(rec *store.Step) {
-	s.mu.Lock()
-	s.recordedIdx = rec.Index + 1
-	s.recordedCnt++
-	s.mu.Unlock()
-}
-
-func (s *StepContext) stepCompleted(rec *store.Step) {
-	s.e.emit(Event{Type: EventStepComplete, RunID: s.run.ID, JobName: s.run.JobName, StepName: rec.Name, StepIndex: rec.Index,
-		Output: rec.Output, Duration: rec.CompletedAt.Sub(rec.StartedAt), Labels: s.run.Labels})
 }
 
 // failStep is the error path of R-082.
@@ -313,7 +207,7 @@ func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnEr
 	if errors.Is(fnErr, ErrLeaseLost) || errors.Is(fnErr, ErrShutdown) {
 		return fnErr // the lease is not ours to write with
 	}
-	if err := s.flush(); err != nil { // steps are recorded in order
+	if err := s.exec.flush(); err != nil { // steps are recorded in order
 		return err
 	}
 	status := store.StepFailed
@@ -327,28 +221,15 @@ func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnEr
 	}
 	// The run's context may be over; the write is fenced, so it is safe to
 	// attempt it regardless.
-	ok, err := s.save(rec)
+	ok, err := s.exec.save(rec)
 	if err != nil {
 		return errors.Join(fnErr, fmt.Errorf("durably: record failed step %q of run %s: %w", name, s.run.ID, err))
 	}
 	if !ok {
-		return s.refused(name, index)
+		return s.exec.refused(name, index)
 	}
 	s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
 	return fnErr
-}
-
-// refused handles a step write the store turned down: the run was
-// cancelled, or the lease is gone.
-func (s *StepContext) refused(name string, index int) error {
-	run, err := s.e.store.GetRun(context.WithoutCancel(s.ctx), s.run.ID)
-	if err == nil && run != nil && run.Status == store.StatusCancelled {
-		s.abort(ErrCancelled)
-		s.e.emit(Event{Type: EventStepCancel, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
-		return cancelledError(s.run.ID)
-	}
-	s.abort(ErrLeaseLost)
-	return leaseLostError(s.run.ID)
 }
 
 // stepLogHandler persists a step context's log records and emits them as
@@ -377,7 +258,7 @@ func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	case r.Level >= slog.LevelWarn:
 		level = "warn"
 	}
-	if err := s.flush(); err != nil { // keep step:complete before this log, as in the code
+	if err := s.exec.flush(); err != nil { // keep step:complete before this log, as in the code
 		return nil
 	}
 	stepName, _ := ctx.Value(stepNameKey{}).(string)

@@ -1,0 +1,547 @@
+package durably
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// A run's execution, from the lease the worker claimed to the finish:
+// the lease keeper, the run's context, the steps already completed, the
+// completed step held back from the database, the fenced writes, and the
+// finish. The worker (worker.go) only hands claimed runs to execute; the
+// job's code sees the run through StepContext (step.go), which asks the
+// execution for what it needs through the methods of the block "the step
+// API's side" below and touches nothing else of it.
+
+// execution is one run being executed here.
+type execution struct {
+	e      *Engine
+	run    *Run
+	keeper *leaseKeeper
+	ctx    context.Context // ends when the run is cancelled, its lease is lost, or the engine stops
+	abort  context.CancelCauseFunc
+
+	mu sync.Mutex
+	// completed holds the run's completed steps by name: replay reads it
+	// instead of querying per step (R-080 (3)).
+	completed map[string]*store.Step
+	// A completed step is held back instead of written at once: it is
+	// written before the next step starts, or with the run's finish in the
+	// same transaction, or after stepFlushDelay if the job does neither —
+	// so the last step of a run costs no commit of its own.
+	pending     *store.Step
+	flushTimer  *time.Timer
+	flushing    chan struct{} // closed when an in-progress flush ends
+	flushErr    error         // sticky: a refused flush ends the run
+	recordedIdx int           // current_step_index once recorded steps are counted
+	recordedCnt int           // completed_step_count likewise
+}
+
+// stepFlushDelay bounds how long a completed step may stay unrecorded while
+// the job does something other than start a step or return.
+const stepFlushDelay = time.Millisecond
+
+// execute runs a claimed run to its end (R-070 … R-075); keeper holds its
+// lease from the claim on. No goroutine or timer of the run outlives it.
+func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
+	defer keeper.stop()
+	job := e.job(run.JobName)
+	if job == nil {
+		e.failUnregistered(run, keeper.lease)
+		return
+	}
+
+	ctx, abort := context.WithCancelCause(context.Background())
+	defer abort(nil)
+	x := &execution{e: e, run: run, keeper: keeper, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
+		recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
+	e.worker.active.Store(run.ID, x)
+	defer e.worker.active.Delete(run.ID)
+	defer x.settle()
+	if keeper.attach(abort) {
+		return // the lease ran out before the run could start
+	}
+
+	e.emit(Event{Type: EventRunLeased, RunID: run.ID, JobName: run.JobName, Input: run.Input,
+		LeaseOwner: run.LeaseOwner, LeaseExpiresAt: run.LeaseExpiresAt, Labels: run.Labels})
+
+	started := time.Now()
+	if !x.loadCompleted() {
+		return
+	}
+	output, runErr := x.callJob(job)
+	keeper.stop()
+	x.finish(output, runErr, time.Since(started))
+}
+
+// failUnregistered fails a run whose job this process does not know.
+func (e *Engine) failUnregistered(run *Run, lease store.Lease) {
+	// D7: the original fails such runs silently; we say why.
+	msg := "job not registered: " + run.JobName
+	ok, err := e.store.FinishRun(context.Background(), lease, store.Finish{Status: store.StatusFailed, Error: msg, Now: e.now(),
+		CurrentStepIndex: run.CurrentStepIndex, CompletedStepCount: run.CompletedStepCount})
+	if err != nil {
+		e.workerError(err, "run-failure", run.ID)
+	} else if ok {
+		e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: msg, FailedStepName: "unknown", Labels: run.Labels})
+	}
+}
+
+// loadCompleted reads the steps an earlier execution completed; false
+// means the run cannot go on here and has been handed back.
+func (x *execution) loadCompleted() bool {
+	e, run := x.e, x.run
+	if run.CompletedStepCount == 0 {
+		return true
+	}
+	var steps []*store.Step
+	_, err := e.fencedWrite(x.ctx, "load completed steps", x.keeper.until, func() (bool, error) {
+		var err error
+		steps, err = e.store.GetCompletedSteps(x.ctx, run.ID)
+		return true, err
+	}, nil)
+	if err != nil {
+		// Without the record of completed steps we would run them
+		// again: leave the run to be claimed once more.
+		e.workerError(fmt.Errorf("load completed steps: %w", err), "run-failure", run.ID)
+		e.releaseLease(x.keeper)
+		return false
+	}
+	x.mu.Lock()
+	for _, st := range steps {
+		x.completed[st.Name] = st
+	}
+	x.mu.Unlock()
+	return true
+}
+
+// callJob runs the job body; a panic fails the run instead of the process.
+func (x *execution) callJob(job *jobEntry) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("job %q panicked: %v", job.name, r)
+		}
+	}()
+	s := newStepContext(x.e, x.run, x.keeper.lease, x.ctx, x)
+	return job.execute(x.ctx, s, x.run.Input)
+}
+
+// finish records how the job ended (R-064, R-066, R-073).
+func (x *execution) finish(output []byte, runErr error, took time.Duration) {
+	e, run, ctx, lease := x.e, x.run, x.ctx, x.keeper.lease
+	// A job that ends with an error after its run was cancelled, lost its
+	// lease or was stopped has nothing to record (R-073, R-066); a stopped
+	// run's lease goes back so another worker resumes it. A job that
+	// returns normally is completed, fenced, whatever happened (R-064).
+	if runErr != nil && ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			// A step that completed just before the stop is recorded
+			// before the lease goes back, so it does not run again.
+			if err := x.flush(); err != nil {
+				e.workerError(err, "run-failure", run.ID)
+			}
+			e.releaseLease(x.keeper)
+		}
+		return
+	}
+	if errors.Is(runErr, ErrCancelled) || errors.Is(runErr, ErrLeaseLost) {
+		return
+	}
+	// The step held back is recorded with the finish, unless it would be
+	// deleted by it at once (PreserveSteps off): then only the counters
+	// say it happened.
+	pending, flushErr := x.takePending()
+	if flushErr != nil {
+		// A refused step write already ended the run (its context says
+		// why). Any other failure to record a step leaves the run to be
+		// resumed from its last recorded step, here or elsewhere, at once.
+		if ctx.Err() == nil {
+			e.workerError(flushErr, "run-failure", run.ID)
+			e.releaseLease(x.keeper)
+		}
+		return
+	}
+	now := e.now()
+	fin := store.Finish{Status: store.StatusCompleted, Output: output, Now: now, DeleteSteps: !e.cfg.PreserveSteps}
+	if runErr != nil {
+		fin = store.Finish{Status: store.StatusFailed, Error: errorMessage(runErr), Now: now, DeleteSteps: !e.cfg.PreserveSteps}
+	}
+	x.mu.Lock()
+	fin.CurrentStepIndex, fin.CompletedStepCount = x.recordedIdx, x.recordedCnt
+	x.mu.Unlock()
+	if pending != nil {
+		fin.CurrentStepIndex, fin.CompletedStepCount = pending.Index+1, fin.CompletedStepCount+1
+		if e.cfg.PreserveSteps {
+			fin.Steps = []*store.Step{pending}
+		}
+	}
+	var failedStep string
+	if runErr != nil {
+		// failedStepName is read before the steps may be deleted (R-073).
+		failedStep = x.firstFailedStep()
+	}
+	ok, err := e.fencedWrite(context.Background(), "finish run", x.keeper.until, func() (bool, error) {
+		return e.store.FinishRun(context.Background(), lease, fin)
+	}, func(ctx context.Context) (bool, error) {
+		// A finish that committed before its connection died: the run is
+		// terminal with this status, finished by this generation.
+		run, err := e.store.GetRun(ctx, lease.RunID)
+		return err == nil && run != nil && run.Status == fin.Status && run.LeaseGeneration == lease.Generation, err
+	})
+	switch {
+	case err != nil && runErr == nil:
+		e.workerError(err, "run-completion", run.ID)
+	case err != nil:
+		e.workerError(err, "run-failure", run.ID)
+	case !ok && pending != nil:
+		_ = x.refused(pending.Name, pending.Index) // as a refused step write would (R-083)
+	case !ok && runErr == nil:
+		e.workerError(fmt.Errorf("Lease lost before completing run %s", run.ID), "run-completion", "")
+	case !ok:
+		e.workerError(fmt.Errorf("Lease lost before recording failure for run %s", run.ID), "run-failure", "")
+	default:
+		if pending != nil {
+			x.stepCompleted(pending)
+		}
+		if runErr == nil {
+			e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: output, Duration: took, Labels: run.Labels})
+		} else {
+			e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: fin.Error, FailedStepName: failedStep, Labels: run.Labels})
+		}
+	}
+}
+
+func (x *execution) firstFailedStep() string {
+	steps, err := x.e.store.GetSteps(context.Background(), x.run.ID)
+	if err == nil {
+		for _, st := range steps {
+			if st.Status == store.StepFailed {
+				return st.Name
+			}
+		}
+	}
+	return "unknown"
+}
+
+// settle ends the execution's held-back step: a step the finish did not
+// take (the run ended otherwise) is written now, as its flush timer would
+// have done moments later, so that neither the timer nor its write
+// outlives the execution.
+func (x *execution) settle() {
+	_ = x.flush()
+}
+
+// ---- the step API's side: what StepContext asks of the execution ----
+
+// replay returns the recorded output of the run's completed step name.
+func (x *execution) replay(name string) (out []byte, ok bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	done, ok := x.completed[name]
+	if !ok {
+		return nil, false
+	}
+	return done.Output, true
+}
+
+// hold keeps a completed step back from the database (R-080 (7)): it is
+// written, fenced by generation, before the next step, with the finish, or
+// after stepFlushDelay. The caller flushed the step before it.
+func (x *execution) hold(rec *store.Step) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.completed[rec.Name] = rec
+	x.pending = rec
+	x.flushTimer = time.AfterFunc(stepFlushDelay, func() { _ = x.flush() })
+}
+
+// flush writes the held-back step, if any, and reports a refusal (R-083).
+// The job's goroutine and the flush timer may both call it.
+func (x *execution) flush() error {
+	x.mu.Lock()
+	for x.flushing != nil {
+		ch := x.flushing
+		x.mu.Unlock()
+		<-ch
+		x.mu.Lock()
+	}
+	rec := x.pending
+	if rec == nil || x.flushErr != nil {
+		err := x.flushErr
+		x.mu.Unlock()
+		return err
+	}
+	x.pending = nil
+	x.flushTimer.Stop()
+	done := make(chan struct{})
+	x.flushing = done
+	x.mu.Unlock()
+
+	err := x.record(rec)
+
+	x.mu.Lock()
+	x.flushing = nil
+	if err != nil {
+		x.flushErr = err
+	}
+	x.mu.Unlock()
+	close(done)
+	return err
+}
+
+// save writes a step record, fenced, retrying while the database is
+// unavailable and the lease lasts. A retry of a write that had committed
+// is refused or hits the step's unique id; the step is then found with
+// its id, and the write counts as done.
+func (x *execution) save(rec *store.Step) (bool, error) {
+	e := x.e
+	lease := x.keeper.lease
+	ctx := context.WithoutCancel(x.ctx)
+	return e.fencedWrite(x.ctx, "record step", x.keeper.until, func() (bool, error) {
+		return e.store.SaveStep(ctx, lease, rec)
+	}, func(ctx context.Context) (bool, error) {
+		steps, err := e.store.GetSteps(ctx, x.run.ID)
+		return slices.ContainsFunc(steps, func(st *store.Step) bool { return st.ID == rec.ID }), err
+	})
+}
+
+// refused handles a step write the store turned down (R-083): the run was
+// cancelled, or the lease is gone. It ends the run's context and returns
+// the error the job should return.
+func (x *execution) refused(name string, index int) error {
+	e, run := x.e, x.run
+	got, err := e.store.GetRun(context.WithoutCancel(x.ctx), run.ID)
+	if err == nil && got != nil && got.Status == store.StatusCancelled {
+		x.abort(ErrCancelled)
+		e.emit(Event{Type: EventStepCancel, RunID: run.ID, JobName: run.JobName, StepName: name, StepIndex: index, Labels: run.Labels})
+		return cancelledError(run.ID)
+	}
+	x.abort(ErrLeaseLost)
+	return leaseLostError(run.ID)
+}
+
+// ---- held-back steps, the execution's own side ----
+
+// takePending hands the held-back step to the finish, which records it.
+func (x *execution) takePending() (*store.Step, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for x.flushing != nil {
+		ch := x.flushing
+		x.mu.Unlock()
+		<-ch
+		x.mu.Lock()
+	}
+	rec := x.pending
+	x.pending = nil
+	if rec != nil {
+		x.flushTimer.Stop()
+	}
+	return rec, x.flushErr
+}
+
+// record writes a completed step (R-080 (7) … (9)).
+func (x *execution) record(rec *store.Step) error {
+	ok, err := x.save(rec)
+	if err != nil {
+		return fmt.Errorf("durably: record step %q of run %s: %w", rec.Name, x.run.ID, err)
+	}
+	if !ok {
+		return x.refused(rec.Name, rec.Index) // (8)
+	}
+	x.mu.Lock()
+	x.recordedIdx = rec.Index + 1 // the run's step counters, as the store advanced them (R-084)
+	x.recordedCnt++
+	x.mu.Unlock()
+	x.stepCompleted(rec)
+	return nil
+}
+
+func (x *execution) stepCompleted(rec *store.Step) {
+	run := x.run
+	x.e.emit(Event{Type: EventStepComplete, RunID: run.ID, JobName: run.JobName, StepName: rec.Name, StepIndex: rec.Index,
+		Output: rec.Output, Duration: rec.CompletedAt.Sub(rec.StartedAt), Labels: run.Labels})
+}
+
+// ---- fenced writes ----
+
+// fencedWrite makes a fenced write of a lease holder, retrying while the
+// database is unavailable and the lease lasts (until, on Config.Now's
+// clock), or until ctx ends. A write may have committed although its caller
+// saw the connection die; its retry is then refused (the step exists, the
+// run is finished) or fails on a unique key. applied tells whether the
+// write is in the database, and is asked only after such an uncertain
+// failure, so that the write counts as done, not as a lost lease. The read
+// of a run's completed steps before it executes goes through it too: it is
+// as safe to repeat, and as much needed for the run to go on.
+func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time.Time, write func() (bool, error), applied func(context.Context) (bool, error)) (bool, error) {
+	o := &e.worker.outage
+	var b backoff
+	uncertain := false
+	// A second bound on the wall clock, in case Config.Now is a clock that
+	// does not advance: no lease outlives LeaseDuration without a renewal.
+	var firstFailure time.Time
+	for {
+		ok, err := write()
+		if err == nil || !unavailable(err) {
+			if err == nil {
+				o.ok(e.logger)
+			}
+			if (err != nil || !ok) && uncertain && applied != nil {
+				if done, aerr := applied(context.WithoutCancel(ctx)); aerr == nil && done {
+					o.ok(e.logger)
+					return true, nil
+				}
+			}
+			return ok, err
+		}
+		if !uncertain {
+			uncertain, firstFailure = true, time.Now()
+		}
+		o.failed(e.logger, what, err)
+		d := b.next()
+		if !e.now().Add(d).Before(until()) || time.Since(firstFailure)+d > e.cfg.LeaseDuration || !sleepCtx(ctx, d) {
+			return false, err
+		}
+	}
+}
+
+// ---- the lease ----
+
+// releaseLease hands a run back when this process gives it up: to pending,
+// or by expiring its lease when a pending sibling forbids that (D12). It
+// retries while the database is unavailable and the lease lasts. A
+// hand-back that cannot happen is logged, never silent.
+func (e *Engine) releaseLease(k *leaseKeeper) {
+	lease := k.lease
+	ok, err := e.fencedWrite(context.Background(), "release lease", k.until, func() (bool, error) {
+		return e.store.ReleaseLease(context.Background(), lease, e.now())
+	}, nil)
+	switch {
+	case err != nil:
+		e.logger.Warn("durably: lease not released; it will expire", "runId", lease.RunID, "generation", lease.Generation, "err", err)
+	case !ok:
+		// Cancelled, finished or taken over meanwhile: nothing to hand back.
+		e.logger.Info("durably: lease not released: no longer held", "runId", lease.RunID, "generation", lease.Generation)
+	}
+}
+
+// leaseKeeper renews a run's lease every LeaseRenewInterval from the claim
+// on, and ends the run with ErrLeaseLost when a renewal is refused or the
+// lease runs out before a renewal succeeds (R-061, R-063).
+type leaseKeeper struct {
+	e     *Engine
+	run   *Run
+	lease store.Lease
+
+	mu       sync.Mutex
+	stopped  bool
+	lost     bool
+	abort    context.CancelCauseFunc // set once the run executes
+	deadline *time.Timer
+	renew    *time.Timer
+	renewing sync.WaitGroup // a renewal in progress, which stop waits for
+	expires  time.Time      // the lease's end as last written, on Config.Now's clock
+	retry    backoff        // between renewals the database turned away
+}
+
+func (e *Engine) keepLease(run *Run) *leaseKeeper {
+	k := &leaseKeeper{e: e, run: run, lease: store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}, expires: run.LeaseExpiresAt}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.deadline = time.AfterFunc(run.LeaseExpiresAt.Sub(e.now()), func() { k.lose() }) // on Config.Now's clock, as the lease was written
+	k.renew = time.AfterFunc(e.cfg.LeaseRenewInterval, k.renewNow)
+	return k
+}
+
+// until is when the lease ends unless renewed: the deadline of the
+// retries of the lease holder's writes.
+func (k *leaseKeeper) until() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.expires
+}
+
+// attach hands the keeper the run's abort; it reports whether the lease is
+// already lost.
+func (k *leaseKeeper) attach(abort context.CancelCauseFunc) (lost bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.abort = abort
+	return k.lost
+}
+
+func (k *leaseKeeper) lose() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	k.lost = true
+	if k.abort != nil {
+		k.abort(ErrLeaseLost)
+	}
+}
+
+func (k *leaseKeeper) renewNow() {
+	k.mu.Lock()
+	if k.stopped {
+		k.mu.Unlock()
+		return
+	}
+	// Counted under mu before stop can see it, so that stop waits for it.
+	k.renewing.Add(1)
+	k.mu.Unlock()
+	defer k.renewing.Done()
+
+	e := k.e
+	now := e.now()
+	next := now.Add(e.cfg.LeaseDuration)
+	ok, err := e.store.RenewLease(context.Background(), k.lease, now, next)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	switch {
+	case err != nil && unavailable(err) && now.Before(k.expires):
+		// Try again soon rather than at the next interval: the lease
+		// must be renewed before it runs out.
+		e.worker.outage.failed(e.logger, "lease renewal", err)
+		k.renew.Reset(k.retry.next())
+		return
+	case err != nil:
+		e.workerError(err, "lease-renewal", k.run.ID)
+	case !ok:
+		k.lost = true
+		if k.abort != nil {
+			k.abort(ErrLeaseLost)
+		}
+		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
+		return
+	default:
+		e.worker.outage.ok(e.logger)
+		k.retry.reset()
+		k.expires = next
+		k.deadline.Reset(next.Sub(e.now())) // on Config.Now's clock, as the lease was written
+		e.emit(Event{Type: EventRunLeaseRenewed, RunID: k.run.ID, JobName: k.run.JobName, LeaseOwner: k.run.LeaseOwner, LeaseExpiresAt: next, Labels: k.run.Labels})
+	}
+	k.renew.Reset(e.cfg.LeaseRenewInterval)
+}
+
+// stop ends renewals, waiting for one in progress; it may be called more
+// than once.
+func (k *leaseKeeper) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.deadline.Stop()
+	k.renew.Stop()
+	k.mu.Unlock()
+	k.renewing.Wait()
+}
