@@ -183,6 +183,13 @@ type Engine struct {
 	transport store.EventTransport
 
 	worker worker
+	// running holds the abort (context.CancelCauseFunc) of each run that
+	// executes here, by run id: cancelling a run ends its execution in this
+	// process at once, and Stop ends them all.
+	running sync.Map
+	// outage is the database's unavailability as the engine's retried store
+	// calls meet it, logged once per outage.
+	outage outage
 }
 
 // New validates cfg and returns an engine. It does not touch the database:
@@ -298,6 +305,21 @@ func (e *Engine) emit(ev Event) {
 	}
 }
 
+// workerError reports a failure that no caller sees: logged, and emitted as
+// a worker:error event.
+func (e *Engine) workerError(err error, context, runID string) {
+	e.logger.Warn("durably: worker error", "context", context, "runId", runID, "err", err)
+	e.emit(Event{Type: EventWorkerError, Error: err.Error(), Context: context, RunID: runID})
+}
+
+// abortRunning ends the execution of runID in this process, if it runs
+// here, with cause.
+func (e *Engine) abortRunning(runID string, cause error) {
+	if abort, ok := e.running.Load(runID); ok {
+		abort.(context.CancelCauseFunc)(cause)
+	}
+}
+
 // receiveRemote re-emits the events other processes publish (D3). A remote
 // cancellation also stops the run if it executes here.
 func (e *Engine) receiveRemote(events <-chan []byte) {
@@ -308,9 +330,7 @@ func (e *Engine) receiveRemote(events <-chan []byte) {
 			continue
 		}
 		if ev.Type == EventRunCancel {
-			if x, ok := e.worker.active.Load(ev.RunID); ok {
-				x.(*execution).abort(ErrCancelled)
-			}
+			e.abortRunning(ev.RunID, ErrCancelled)
 		}
 		e.events.emit(ev, e.now())
 	}

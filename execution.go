@@ -61,8 +61,8 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 	defer abort(nil)
 	x := &execution{e: e, run: run, keeper: keeper, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
 		recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
-	e.worker.active.Store(run.ID, x)
-	defer e.worker.active.Delete(run.ID)
+	e.running.Store(run.ID, abort)
+	defer e.running.Delete(run.ID)
 	defer x.settle()
 	if keeper.attach(abort) {
 		return // the lease ran out before the run could start
@@ -381,7 +381,7 @@ func (x *execution) stepCompleted(rec *store.Step) {
 // of a run's completed steps before it executes goes through it too: it is
 // as safe to repeat, and as much needed for the run to go on.
 func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time.Time, write func() (bool, error), applied func(context.Context) (bool, error)) (bool, error) {
-	o := &e.worker.outage
+	o := &e.outage
 	var b backoff
 	uncertain := false
 	// A second bound on the wall clock, in case Config.Now is a clock that
@@ -513,7 +513,7 @@ func (k *leaseKeeper) renewNow() {
 	case err != nil && unavailable(err) && now.Before(k.expires):
 		// Try again soon rather than at the next interval: the lease
 		// must be renewed before it runs out.
-		e.worker.outage.failed(e.logger, "lease renewal", err)
+		e.outage.failed(e.logger, "lease renewal", err)
 		k.renew.Reset(k.retry.next())
 		return
 	case err != nil:
@@ -526,7 +526,7 @@ func (k *leaseKeeper) renewNow() {
 		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
 		return
 	default:
-		e.worker.outage.ok(e.logger)
+		e.outage.ok(e.logger)
 		k.retry.reset()
 		k.expires = next
 		k.deadline.Reset(next.Sub(e.now())) // on Config.Now's clock, as the lease was written

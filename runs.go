@@ -87,9 +87,7 @@ func (e *Engine) Cancel(ctx context.Context, runID string) error {
 	case store.StatusCancelled:
 		return conflictf("Cannot cancel already cancelled run: %s", runID)
 	}
-	if x, ok := e.worker.active.Load(runID); ok {
-		x.(*execution).abort(ErrCancelled)
-	}
+	e.abortRunning(runID, ErrCancelled)
 	e.emit(Event{Type: EventRunCancel, RunID: run.ID, JobName: run.JobName, Labels: run.Labels})
 	return nil
 }

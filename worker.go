@@ -25,14 +25,11 @@ type worker struct {
 	idle      bool       // the last claim found fewer runs than it asked for
 
 	inflight sync.WaitGroup
-	active   sync.Map // run id → *execution, for in-process cancel
 
 	maintenance struct {
 		mu        sync.Mutex
 		lastPurge time.Time
 	}
-
-	outage outage // the database's unavailability, logged once per outage
 }
 
 // claimed is a run this worker holds a lease on, with the keeper of that
@@ -104,15 +101,17 @@ func (e *Engine) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	w.active.Range(func(_, v any) bool {
-		v.(*execution).abort(ErrShutdown)
+	e.running.Range(func(_, abort any) bool {
+		abort.(context.CancelCauseFunc)(ErrShutdown)
 		return true
 	})
 	// Runs that honour their context unwind within moments and hand
 	// their leases back; give them that moment, bounded, since ctx is over.
+	grace := time.NewTimer(2 * time.Second)
+	defer grace.Stop()
 	select {
 	case <-drained:
-	case <-time.After(2 * time.Second):
+	case <-grace.C:
 	}
 	return ctx.Err()
 }
@@ -144,13 +143,13 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
 			switch {
 			case err == nil:
-				w.outage.ok(e.logger)
+				e.outage.ok(e.logger)
 				retry.reset()
 			case unavailable(err):
 				// The database is away: try again soon (at most retryMax
 				// from now, so runs move on within moments of its return),
 				// logging the outage once rather than every attempt.
-				w.outage.failed(e.logger, "claim", err)
+				e.outage.failed(e.logger, "claim", err)
 				if !sleepUntilStopped(stopping, retry.next()) {
 					return
 				}
@@ -375,13 +374,8 @@ func (w *worker) idleMaintenance(ctx context.Context) {
 // runs again at the next idle moment.
 func (w *worker) maintenanceError(err error, context string) {
 	if unavailable(err) {
-		w.outage.failed(w.e.logger, context, err)
+		w.e.outage.failed(w.e.logger, context, err)
 		return
 	}
 	w.e.workerError(err, context, "")
-}
-
-func (e *Engine) workerError(err error, context, runID string) {
-	e.logger.Warn("durably: worker error", "context", context, "runId", runID, "err", err)
-	e.emit(Event{Type: EventWorkerError, Error: err.Error(), Context: context, RunID: runID})
 }
