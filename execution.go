@@ -16,8 +16,7 @@ import (
 // completed step held back from the database, the fenced writes, and the
 // finish. The worker (worker.go) only hands claimed runs to execute; the
 // job's code sees the run through StepContext (step.go), which asks the
-// execution for what it needs through the methods of the block "the step
-// API's side" below and touches nothing else of it.
+// execution only what its stepRecorder interface names.
 
 // execution is one run being executed here.
 type execution struct {
@@ -237,7 +236,7 @@ func (x *execution) settle() {
 	_ = x.flush()
 }
 
-// ---- the step API's side: what StepContext asks of the execution ----
+// ---- stepRecorder: what StepContext asks of the execution ----
 
 // replay returns the recorded output of the run's completed step name.
 func (x *execution) replay(name string) (out []byte, ok bool) {

@@ -16,16 +16,13 @@ import (
 
 // StepContext is a job's handle on its run during one execution: it runs
 // steps (RunStep), reports progress, and logs. It is the Go form of the
-// original's step context. What it needs of the run's execution (replayed
-// steps, the held-back step, the fenced step writes) it asks of exec
-// through replay, hold, flush, save and refused (execution.go), and
-// nothing else; the execution knows it only as what it hands the job.
+// original's step context.
 type StepContext struct {
 	e      *Engine
 	run    *Run
 	lease  store.Lease
 	ctx    context.Context
-	exec   *execution
+	exec   stepRecorder
 	logger *slog.Logger
 
 	mu          sync.Mutex
@@ -33,7 +30,28 @@ type StepContext struct {
 	currentStep string // name of the step whose function is running
 }
 
-func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec *execution) *StepContext {
+// stepRecorder is all that a StepContext asks of its run's execution
+// (execution.go), which owns the run's record: the steps completed before,
+// the completed step held back from the database, and the fenced writes.
+// The execution, for its part, sees the StepContext only as the value it
+// hands the job.
+type stepRecorder interface {
+	// replay returns the recorded output of the run's completed step name.
+	replay(name string) (out []byte, ok bool)
+	// hold takes a completed step to record, held back until the next
+	// step, the finish, or a moment later.
+	hold(rec *store.Step)
+	// flush records the held-back step now; an error ends the run.
+	flush() error
+	// save records a step at once, fenced; false means the write was
+	// refused (see refused).
+	save(rec *store.Step) (bool, error)
+	// refused ends the run after a refused step write and returns
+	// the error the job should return.
+	refused(name string, index int) error
+}
+
+func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec stepRecorder) *StepContext {
 	s := &StepContext{e: e, run: run, lease: lease, ctx: ctx, exec: exec}
 	s.logger = slog.New(&stepLogHandler{s: s})
 	return s
