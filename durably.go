@@ -183,6 +183,7 @@ type Engine struct {
 	transport store.EventTransport
 
 	worker worker
+	sched  scheduler // periodic triggers (schedule.go)
 }
 
 // New validates cfg and returns an engine. It does not touch the database:
