@@ -46,8 +46,9 @@ type Schedule[I any] struct {
 	Cron string
 	// TimeZone is the IANA zone the spec is read in, e.g. "Europe/Paris".
 	// Default UTC. Across a daylight-saving change a wall-clock time that
-	// does not exist is skipped and one that happens twice fires once,
-	// at its first occurrence.
+	// does not exist is skipped; one that happens twice fires once, at its
+	// first instant, unless the spec runs every hour ("0 * * * *" fires
+	// both 02:00s, an hour apart).
 	TimeZone string
 	// Input is the input of every run, validated at registration as a
 	// trigger's is.
@@ -96,14 +97,41 @@ type tickSource interface {
 type cronTicks struct {
 	spec cron.Schedule
 	loc  *time.Location
+	// everyHour: the spec's hour field matches all hours, so a wall-clock
+	// hour that happens twice is two ticks.
+	everyHour bool
 }
 
 func (c cronTicks) next(t time.Time) time.Time {
 	n := c.spec.Next(t.In(c.loc))
+	for !n.IsZero() && c.repeated(n) {
+		n = c.spec.Next(n)
+	}
 	if n.IsZero() {
 		return n
 	}
 	return n.UTC()
+}
+
+// repeated reports whether n is the second instant of a wall-clock time
+// that happens twice because the zone's clocks went back. robfig/cron
+// fires both; like cron(8), a spec that names its hours fires only the
+// first, so that "30 2 * * *" runs once on the night of the change.
+func (c cronTicks) repeated(n time.Time) bool {
+	if c.everyHour {
+		return false
+	}
+	local := n.In(c.loc)
+	_, offset := local.Zone()
+	// Zones change offset by at most a few hours; one that went back
+	// within the last 3 hours had a larger offset then.
+	_, before := n.Add(-3 * time.Hour).In(c.loc).Zone()
+	if before <= offset {
+		return false
+	}
+	earlier := n.Add(-time.Duration(before-offset) * time.Second).In(c.loc)
+	const wall = "2006-01-02T15:04:05"
+	return earlier.Format(wall) == local.Format(wall)
 }
 
 // prev looks back over growing windows, so that a minutely spec costs a
@@ -162,7 +190,9 @@ func parseSchedule(name, spec, zone string) (tickSource, error) {
 		// the per-tick key needs.
 		return everyTicks{period: every.Delay}, nil
 	}
-	return cronTicks{spec: parsed, loc: loc}, nil
+	const allHours = 1<<24 - 1
+	fields, ok := parsed.(*cron.SpecSchedule)
+	return cronTicks{spec: parsed, loc: loc, everyHour: ok && fields.Hour&allHours == allHours}, nil
 }
 
 // tickKey is the idempotency key of a tick: the tick's time is fixed-width
