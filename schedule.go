@@ -74,7 +74,7 @@ type ScheduleInfo struct {
 	TimeZone string `json:"timeZone"`
 	// Next is the next tick after the engine's clock now; zero if the spec
 	// has none within five years.
-	Next time.Time `json:"next"`
+	Next time.Time `json:"next,omitzero"`
 	// LastFired is the latest tick this engine triggered (or found already
 	// triggered by another process); zero if none since it started.
 	LastFired time.Time `json:"lastFired,omitzero"`
