@@ -219,7 +219,8 @@ type scheduleEntry struct {
 // scheduler fires the engine's schedules (issue 14 item 3). Its goroutine
 // runs between Start and Stop; FireDueSchedules does its work on demand.
 type scheduler struct {
-	mu        sync.Mutex // guards the fields below and serialises firing
+	fireMu    sync.Mutex // serialises firing
+	mu        sync.Mutex // guards the fields below and the entries' state
 	schedules []*scheduleEntry
 	running   bool
 	stop      context.CancelFunc
@@ -297,14 +298,20 @@ func (e *Engine) FireDueSchedules(ctx context.Context) error {
 }
 
 // fireDue fires what is due and returns the next tick of any schedule
-// (zero if none).
+// (zero if none). The triggers run without sc.mu held, so that an event
+// listener may call Schedules; fireMu keeps two callers from interleaving.
 func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
 	sc := &e.sched
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
+	sc.fireMu.Lock()
+	defer sc.fireMu.Unlock()
 	now := e.cfg.Now()
+	type dueTick struct {
+		s    *scheduleEntry
+		tick time.Time
+	}
+	var due []dueTick
 	var next time.Time
-	var errs []error
+	sc.mu.Lock()
 	for _, s := range sc.schedules {
 		tick := s.ticks.prev(now)
 		if !s.seen {
@@ -315,24 +322,36 @@ func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
 			}
 		}
 		if !tick.IsZero() && tick.After(s.handled) {
-			if err := e.fireTick(ctx, s, tick); err != nil {
-				errs = append(errs, err)
-				// Due again at once: the caller retries after its backoff.
-				next = now
-				continue
-			}
+			due = append(due, dueTick{s, tick})
 		}
 		if n := s.ticks.next(now); !n.IsZero() && (next.IsZero() || n.Before(next)) {
 			next = n
 		}
 	}
+	sc.mu.Unlock()
+	var errs []error
+	for _, d := range due {
+		fired, err := e.fireTick(ctx, d.s, d.tick)
+		if err != nil {
+			errs = append(errs, err)
+			next = now // due again at once: the caller retries after its backoff
+			continue
+		}
+		sc.mu.Lock()
+		d.s.handled = d.tick
+		if fired {
+			d.s.lastFire = d.tick
+		}
+		sc.mu.Unlock()
+	}
 	return next, errors.Join(errs...)
 }
 
-// fireTick triggers the run of one tick. A validation error (the label
-// schema changed, the job's schema no longer takes the input) cannot heal
-// by retrying, so that tick is skipped; any other error leaves it due.
-func (e *Engine) fireTick(ctx context.Context, s *scheduleEntry, tick time.Time) error {
+// fireTick triggers the run of one tick and reports whether it has one. A
+// validation error (the label schema changed, the job's schema no longer
+// takes the input) cannot heal by retrying, so that tick is skipped
+// (false, nil); any other error leaves it due.
+func (e *Engine) fireTick(ctx context.Context, s *scheduleEntry, tick time.Time) (bool, error) {
 	res, err := e.triggerParsed(ctx, []parsedTrigger{{job: s.job, input: s.input, opts: triggerOptions{
 		idempotencyKey: tickKey(s.name, tick),
 		labels:         maps.Clone(s.labels),
@@ -340,16 +359,14 @@ func (e *Engine) fireTick(ctx context.Context, s *scheduleEntry, tick time.Time)
 	}}}, false)
 	if err != nil {
 		if errors.Is(err, ErrValidation) || errors.Is(err, ErrNotFound) {
-			s.handled = tick
 			e.logger.Error("durably: scheduled tick skipped", "schedule", s.name, "tick", tick, "err", err)
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("durably: schedule %q: tick %s: %w", s.name, tick.Format(time.RFC3339), err)
+		return false, fmt.Errorf("durably: schedule %q: tick %s: %w", s.name, tick.Format(time.RFC3339), err)
 	}
-	s.handled, s.lastFire = tick, tick
 	e.logger.Debug("durably: scheduled tick", "schedule", s.name, "tick", tick, "runId", res[0].Run.ID,
 		"disposition", res[0].Disposition)
-	return nil
+	return true, nil
 }
 
 // startScheduler starts the scheduler goroutine; a no-op if it runs.

@@ -160,3 +160,39 @@ func TestSchedulerStopsWithEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestScheduleListenerMayReadSchedules: the trigger of a tick emits
+// run:trigger synchronously; a listener that reads Schedules then must not
+// deadlock on the scheduler's lock.
+func TestScheduleListenerMayReadSchedules(t *testing.T) {
+	now := mustParseTime(t, "2026-05-04T10:00:30Z")
+	e, h := scheduleTestEngine(t, Config{Now: func() time.Time { return now }})
+	if err := e.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddSchedule(h, Schedule[schedInput]{Name: "m", Cron: "* * * * *"}); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan []ScheduleInfo, 1)
+	e.OnEvent(func(ev Event) {
+		if ev.Type == EventRunTrigger {
+			seen <- e.Schedules()
+		}
+	})
+	done := make(chan error, 1)
+	go func() { done <- e.FireDueSchedules(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("FireDueSchedules deadlocked with a listener reading Schedules")
+	}
+	if s := <-seen; len(s) != 1 || s[0].Name != "m" {
+		t.Fatalf("listener saw %+v", s)
+	}
+	if s := e.Schedules(); !s[0].LastFired.Equal(mustParseTime(t, "2026-05-04T10:00:00Z")) {
+		t.Fatalf("LastFired = %s, want 10:00", s[0].LastFired)
+	}
+}

@@ -117,6 +117,15 @@ var scheduleCases = []Case{
 				t.Fatalf("after tick %s: runs %q, want %q", tick, got, want)
 			}
 		}
+		runs, err := engines[0].ListRuns(Ctx(t), durably.RunFilter{JobNames: []string{"cron-race"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			if r.KeyScope != "" || r.Labels["org"] != "acme" {
+				t.Fatalf("run %s: key scope %q, labels %v; want the global scope with the schedule's labels", r.ID, r.KeyScope, r.Labels)
+			}
+		}
 		for i, e := range engines {
 			if s := e.Schedules(); len(s) != 1 || !s[0].Next.Equal(mustTime(t, "2026-05-04T10:05:00Z")) || s[0].JobName != "cron-race" {
 				t.Fatalf("engine %d: Schedules() = %+v", i, s)
