@@ -76,7 +76,7 @@ type ScheduleInfo struct {
 	// has none within five years.
 	Next time.Time `json:"next,omitzero"`
 	// LastFired is the latest tick this engine triggered (or found already
-	// triggered by another process); zero if none since it started.
+	// triggered by another process); zero if none yet in this process.
 	LastFired time.Time `json:"lastFired,omitzero"`
 }
 
@@ -287,7 +287,8 @@ func (e *Engine) Schedules() []ScheduleInfo {
 }
 
 // FireDueSchedules fires, now on the engine's clock (Config.Now), the ticks
-// that are due, with the policy of Schedule, and returns the first error.
+// that are due, with the policy of Schedule; the error joins those of the
+// ticks that could not fire, which stay due.
 // The engine's scheduler does this by itself while the engine runs; call
 // it to drive schedules from a fake clock in tests, or from an external
 // timer when no engine stays up between ticks (then CatchUp's rule applies
@@ -432,11 +433,13 @@ func (e *Engine) runScheduler(ctx context.Context, done chan<- struct{}) {
 			failures++
 			d = min(e.cfg.PollingInterval*time.Duration(failures), 10*e.cfg.PollingInterval)
 		case next.IsZero():
-			failures = 0
 			d = schedulerMaxSleep
 		default:
-			failures = 0
 			d = min(max(next.Sub(e.cfg.Now()), 0), schedulerMaxSleep)
+		}
+		if err == nil && failures > 0 {
+			e.logger.Info("durably: scheduled ticks fire again", "attempts", failures+1)
+			failures = 0
 		}
 		timer.Reset(d)
 		select {
