@@ -60,6 +60,16 @@ func TestScheduleFiresThroughOutage(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
+			// The outage is logged once when it starts and once when it ends.
+			for !strings.Contains(logs.String(), "scheduled ticks fire again") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the recovery was not logged; logs:\n%s", logs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := strings.Count(logs.String(), "scheduled tick not fired yet"); n != 1 {
+				t.Fatalf("the failure was logged %d times, want once; logs:\n%s", n, logs)
+			}
 		})
 	}
 }
