@@ -167,22 +167,31 @@ func (e everyTicks) prev(t time.Time) time.Time {
 
 func (e everyTicks) next(t time.Time) time.Time { return e.prev(t).Add(e.period) }
 
-// parseSchedule reads a spec and a zone; errors name the schedule.
-func parseSchedule(name, spec, zone string) (tickSource, error) {
+// ValidateScheduleSpec checks a cron spec and a time zone as AddSchedule
+// does, for tools that check declarations before any engine exists (the
+// generator, on durably.yaml's schedules). The error names the part at
+// fault ("cron ..." or "time zone ...").
+func ValidateScheduleSpec(spec, timeZone string) error {
+	_, err := parseSchedule(spec, timeZone)
+	return err
+}
+
+// parseSchedule reads a spec and a zone.
+func parseSchedule(spec, zone string) (tickSource, error) {
 	trimmed := strings.TrimSpace(spec)
 	if strings.HasPrefix(trimmed, "TZ=") || strings.HasPrefix(trimmed, "CRON_TZ=") {
-		return nil, validationErrorf("durably: schedule %q: cron %q: the time zone goes in TimeZone, not in the spec", name, spec)
+		return nil, validationErrorf("cron %q: the time zone goes in TimeZone, not in the spec", spec)
 	}
 	if zone == "" {
 		zone = "UTC"
 	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
-		return nil, validationErrorf("durably: schedule %q: time zone %q: %v", name, zone, err)
+		return nil, validationErrorf("time zone %q: %v", zone, err)
 	}
 	parsed, err := scheduleSpecParser.Parse(trimmed)
 	if err != nil {
-		return nil, validationErrorf("durably: schedule %q: cron %q: %v", name, spec, err)
+		return nil, validationErrorf("cron %q: %v", spec, err)
 	}
 	if every, ok := parsed.(cron.ConstantDelaySchedule); ok {
 		// robfig/cron counts @every from whenever the process started;
@@ -237,9 +246,9 @@ func AddSchedule[I, O any](h *JobHandle[I, O], s Schedule[I]) error {
 	if s.Name == "" {
 		return validationErrorf("durably: a schedule needs a name")
 	}
-	ticks, err := parseSchedule(s.Name, s.Cron, s.TimeZone)
+	ticks, err := parseSchedule(s.Cron, s.TimeZone)
 	if err != nil {
-		return err
+		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
 	}
 	input, err := h.job.encodeInput(s.Input)
 	if err != nil {

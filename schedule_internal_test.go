@@ -44,7 +44,7 @@ func TestScheduleTicks(t *testing.T) {
 		{"fall back: hourly fires at both 02:00s", "0 * * * *", "Europe/Paris", "2026-10-25T00:30:00Z", "2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ticks, err := parseSchedule(c.name, c.spec, c.zone)
+			ticks, err := parseSchedule(c.spec, c.zone)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,5 +194,27 @@ func TestScheduleListenerMayReadSchedules(t *testing.T) {
 	}
 	if s := e.Schedules(); !s[0].LastFired.Equal(mustParseTime(t, "2026-05-04T10:00:00Z")) {
 		t.Fatalf("LastFired = %s, want 10:00", s[0].LastFired)
+	}
+}
+
+// TestValidateScheduleSpec: the check tools run before any engine exists
+// accepts what AddSchedule accepts and names the part at fault.
+func TestValidateScheduleSpec(t *testing.T) {
+	for _, c := range []struct{ spec, zone, want string }{
+		{"0 3 * * *", "Europe/Paris", ""},
+		{"@every 15m", "", ""},
+		{"@daily", "America/New_York", ""},
+		{"0 3 * *", "", `cron "0 3 * *": `},
+		{"@every 1.5x", "", `cron "@every 1.5x": `},
+		{"TZ=UTC 0 3 * * *", "", `cron "TZ=UTC 0 3 * * *": the time zone goes in TimeZone`},
+		{"0 3 * * *", "Mars/Olympus", `time zone "Mars/Olympus": `},
+	} {
+		err := ValidateScheduleSpec(c.spec, c.zone)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("ValidateScheduleSpec(%q, %q) = %v, want nil", c.spec, c.zone, err)
+		case c.want != "" && (err == nil || !errors.Is(err, ErrValidation) || !strings.HasPrefix(err.Error(), c.want)):
+			t.Errorf("ValidateScheduleSpec(%q, %q) = %v, want a validation error starting %q", c.spec, c.zone, err, c.want)
+		}
 	}
 }
