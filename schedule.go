@@ -44,8 +44,9 @@ type Schedule[I any] struct {
 	// process computes the same ticks whenever it started. A TZ= or
 	// CRON_TZ= prefix is refused: the zone is TimeZone.
 	Cron string
-	// TimeZone is the IANA zone the spec is read in, e.g. "Europe/Paris".
-	// Default UTC. Across a daylight-saving change a wall-clock time that
+	// TimeZone is the IANA zone the spec is read in, e.g. "Europe/Paris",
+	// from the system's zone database (import time/tzdata where there is
+	// none). Default UTC; "Local" is refused. Across a daylight-saving change a wall-clock time that
 	// does not exist is skipped; one that happens twice fires once, at its
 	// first instant, unless the spec runs every hour ("0 * * * *" fires
 	// both 02:00s, an hour apart).
@@ -184,6 +185,11 @@ func parseSchedule(spec, zone string) (tickSource, error) {
 	}
 	if zone == "" {
 		zone = "UTC"
+	}
+	if zone == "Local" {
+		// Processes in different zones would compute different ticks, and
+		// so different keys: two runs for one intended tick.
+		return nil, validationErrorf("time zone %q: name the zone (e.g. \"Europe/Paris\"); the machine's local zone may differ between processes", zone)
 	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {

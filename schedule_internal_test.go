@@ -208,6 +208,7 @@ func TestValidateScheduleSpec(t *testing.T) {
 		{"@every 1.5x", "", `cron "@every 1.5x": `},
 		{"TZ=UTC 0 3 * * *", "", `cron "TZ=UTC 0 3 * * *": the time zone goes in TimeZone`},
 		{"0 3 * * *", "Mars/Olympus", `time zone "Mars/Olympus": `},
+		{"0 3 * * *", "Local", `time zone "Local": name the zone`},
 	} {
 		err := ValidateScheduleSpec(c.spec, c.zone)
 		switch {
