@@ -137,7 +137,7 @@ var scheduleCases = []Case{
 		var engines []*durably.Engine
 		for range 4 {
 			e := h.EngineOn(h.OpenStore(), nil)
-			addSchedule(t, e, job, durably.Schedule[Msg]{Name: "live", Cron: "@every 1s", CatchUp: -1})
+			addSchedule(t, e, job, durably.Schedule[Msg]{Name: "live", Cron: "@every 2s", CatchUp: -1})
 			engines = append(engines, e)
 		}
 		for _, e := range engines {
@@ -145,7 +145,9 @@ var scheduleCases = []Case{
 				t.Fatal(err)
 			}
 		}
-		Eventually(t, "three ticks", func() bool { return len(scheduledKeys(t, engines[0], "cron-live")) >= 3 })
+		// Two-second ticks leave room for a loaded machine: a tick is only
+		// superseded if every scheduler wakes a whole period late.
+		Eventually(t, "two ticks", func() bool { return len(scheduledKeys(t, engines[0], "cron-live")) >= 2 })
 		for _, e := range engines {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := e.Stop(ctx); err != nil {
@@ -154,13 +156,13 @@ var scheduleCases = []Case{
 			cancel()
 		}
 		keys := scheduledKeys(t, engines[0], "cron-live")
-		// Consecutive seconds: no tick lost between the first and the last.
+		// Consecutive ticks: none lost between the first and the last.
 		first, err := time.Parse(time.RFC3339, keys[0][len("schedule:live:"):])
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, k := range keys {
-			if want := "schedule:live:" + first.Add(time.Duration(i)*time.Second).Format(time.RFC3339); k != want {
+			if want := "schedule:live:" + first.Add(time.Duration(i)*2*time.Second).Format(time.RFC3339); k != want {
 				t.Fatalf("tick %d is %s, want %s (all: %q)", i, k, want, keys)
 			}
 		}
