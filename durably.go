@@ -183,6 +183,7 @@ type Engine struct {
 	transport store.EventTransport
 
 	worker worker
+	sched  scheduler // periodic triggers (schedule.go)
 	// running holds the abort (context.CancelCauseFunc) of each run that
 	// executes here, by run id: cancelling a run ends its execution in this
 	// process at once, and Stop ends them all.

@@ -69,6 +69,7 @@ func (e *Engine) Start() error {
 	w.stopping = make(chan struct{})
 	w.loopDone = make(chan struct{})
 	go w.loop(w.stopping, w.loopDone)
+	e.startScheduler()
 	return nil
 }
 
@@ -89,6 +90,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	close(w.stopping)
 	loopDone := w.loopDone
 	w.mu.Unlock()
+	e.stopScheduler()
 
 	drained := make(chan struct{})
 	go func() {

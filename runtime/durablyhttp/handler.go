@@ -30,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,6 +105,10 @@ type JobSchema struct {
 	Description string          `json:"description,omitempty"`
 	Input       json.RawMessage `json:"input"`
 	Output      json.RawMessage `json:"output"`
+	// Schedules are the job's periodic triggers registered with the
+	// engine (durably.AddSchedule), filled in at each request; an
+	// addition to the original protocol, absent when there are none.
+	Schedules []durably.ScheduleInfo `json:"schedules,omitempty"`
 }
 
 // Handler serves the protocol. Create it with New.
@@ -653,7 +658,18 @@ func (h *Handler[C, L]) OpenStreams() int {
 
 // listJobs serves GET /jobs: the jobs and their JSON Schemas.
 func (h *Handler[C, L]) listJobs(req *request[C]) {
-	b, err := json.Marshal(h.opts.Jobs)
+	jobs := h.opts.Jobs
+	if schedules := h.e.Schedules(); len(schedules) > 0 {
+		jobs = slices.Clone(jobs)
+		for i := range jobs {
+			for _, s := range schedules {
+				if s.JobName == jobs[i].Name {
+					jobs[i].Schedules = append(jobs[i].Schedules, s)
+				}
+			}
+		}
+	}
+	b, err := json.Marshal(jobs)
 	if err != nil {
 		h.fail(req, err)
 		return

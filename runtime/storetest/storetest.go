@@ -61,6 +61,7 @@ func Cases() []Case {
 	all = append(all, queryCases...)
 	all = append(all, lifecycleCases...)
 	all = append(all, tenantCases...)
+	all = append(all, scheduleCases...)
 	return all
 }
 
