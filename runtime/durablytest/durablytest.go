@@ -1,0 +1,194 @@
+// Package durablytest helps users of durably test their jobs in their own
+// `go test`, as River's rivertest does for River: an engine on a temporary
+// SQLite file with a fake clock (New), a job run synchronously to its end
+// (TriggerAndRun), assertions on what was triggered (RequireTriggered,
+// RequireNotTriggered), and a clock that, when advanced, fires the
+// schedules and processes the runs that became due on it (Env.Advance).
+//
+// Nothing here starts a worker: runs execute on the test's goroutine, one
+// after another, through Engine.ProcessUntilIdle, so a test sees the same
+// outcome every time. The helpers other than New and Env's methods take a
+// job handle and work on any engine, PostgreSQL included.
+package durablytest
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/sqlitestore"
+)
+
+// Clock is a fake clock for Config.Now. It stands still until Set or
+// Advance moves it. It is safe for concurrent use: the engine reads it from
+// its own goroutines (lease renewals).
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock reading start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time; pass it as Config.Now.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Set moves the clock to t, forward or back, and nothing else: to fire
+// what t makes due, use Env.AdvanceTo.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// Advance moves the clock forward by d and returns the new time, and
+// nothing else: to fire what becomes due, use Env.Advance.
+func (c *Clock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return c.now
+}
+
+// Env is an engine on a temporary SQLite file, driven by a fake clock.
+// Register jobs and add schedules on Engine as usual; do not Start it
+// unless the test wants a background worker, which makes outcomes depend
+// on timing.
+type Env struct {
+	Engine *durably.Engine
+	Clock  *Clock
+	tb     testing.TB
+}
+
+// startTime is where an Env's clock starts: a fixed instant, so that a
+// test and its schedules see the same times on every run.
+func startTime() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+
+// New returns an engine on a fresh SQLite file in tb.TempDir, migrated,
+// whose Config.Now is the Env's fake clock, reading 2026-01-01T00:00:00Z
+// (move it with Clock.Set before the first trigger to start elsewhere).
+// cfg sets everything else;
+// its Store and Now must be unset. The engine is stopped and its store
+// closed when the test ends (tb.Cleanup): no goroutine of it outlives the
+// test. A setup failure ends the test (Fatalf).
+func New(tb testing.TB, cfg durably.Config) *Env {
+	tb.Helper()
+	if cfg.Store != nil || cfg.Now != nil {
+		tb.Fatalf("durablytest.New: leave Config.Store and Config.Now unset; New supplies a temporary SQLite store and the fake clock")
+		return nil
+	}
+	st, err := sqlitestore.Open(filepath.Join(tb.TempDir(), "durably.db"), sqlitestore.Options{})
+	if err != nil {
+		tb.Fatalf("durablytest.New: %v", err)
+		return nil
+	}
+	clock := NewClock(startTime())
+	cfg.Store, cfg.Now = st, clock.Now
+	eng, err := durably.New(cfg)
+	if err != nil {
+		_ = st.Close()
+		tb.Fatalf("durablytest.New: %v", err)
+		return nil
+	}
+	// Registered before Migrate can fail, so that the store is closed
+	// either way; cleanups run after the test's own, in reverse order,
+	// and this one before TempDir's removal.
+	tb.Cleanup(func() {
+		// Stop waits for runs a started worker executes; a job that
+		// ignores its context must not hang the test binary.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Stop(ctx); err != nil {
+			tb.Errorf("durablytest: stop engine: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			tb.Errorf("durablytest: close store: %v", err)
+		}
+	})
+	if err := eng.Migrate(context.Background()); err != nil {
+		tb.Fatalf("durablytest.New: %v", err)
+		return nil
+	}
+	return &Env{Engine: eng, Clock: clock, tb: tb}
+}
+
+// ProcessDue fires the schedules due on the clock (FireDueSchedules) and
+// processes every run claimable now, on the calling goroutine, until none
+// is left; it returns how many runs it processed. Runs that the processed
+// runs trigger are processed too. A store failure ends the test.
+func (e *Env) ProcessDue() int {
+	e.tb.Helper()
+	ctx := e.tb.Context()
+	if err := e.Engine.FireDueSchedules(ctx); err != nil {
+		e.tb.Fatalf("durablytest: fire due schedules: %v", err)
+		return 0
+	}
+	n, err := e.Engine.ProcessUntilIdle(ctx, "", 0)
+	if err != nil {
+		e.tb.Fatalf("durablytest: process runs: %v", err)
+	}
+	return n
+}
+
+// Advance moves the clock forward by d as a running engine would live
+// through it, and returns how many runs it processed: it processes what
+// is due now, then stops at each schedule tick up to the new time, firing
+// that tick and processing what is due then, and finally processes what is
+// due at the new time. Anything else that waits for the clock (a run
+// triggered for later, a sleep, a retry's next attempt) is processed at
+// the first of those stops at or after its time. A negative d ends the
+// test.
+func (e *Env) Advance(d time.Duration) int {
+	e.tb.Helper()
+	if d < 0 {
+		e.tb.Fatalf("durablytest: Advance(%v): the clock only goes forward; use Clock.Set to go back", d)
+		return 0
+	}
+	return e.AdvanceTo(e.Clock.Now().Add(d))
+}
+
+// AdvanceTo is Advance to the time t, which must not be before the clock.
+func (e *Env) AdvanceTo(t time.Time) int {
+	e.tb.Helper()
+	now := e.Clock.Now()
+	if t.Before(now) {
+		e.tb.Fatalf("durablytest: AdvanceTo(%s): the clock reads %s and only goes forward; use Clock.Set to go back",
+			t.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
+		return 0
+	}
+	// A started engine fires a tick due when it starts; processing before
+	// the first move does the same for a schedule added at this time.
+	n := e.ProcessDue()
+	for {
+		next := e.nextTick()
+		if next.IsZero() || next.After(t) {
+			break
+		}
+		// Every tick in between, not just the latest: a running engine
+		// fires each one as it comes, where FireDueSchedules alone would
+		// fire only the latest (the no-burst policy for missed ticks).
+		e.Clock.Set(next)
+		n += e.ProcessDue()
+	}
+	e.Clock.Set(t)
+	return n + e.ProcessDue()
+}
+
+// nextTick is the earliest next tick of the engine's schedules, zero if
+// none.
+func (e *Env) nextTick() time.Time {
+	var next time.Time
+	for _, s := range e.Engine.Schedules() {
+		if !s.Next.IsZero() && (next.IsZero() || s.Next.Before(next)) {
+			next = s.Next
+		}
+	}
+	return next
+}
