@@ -8,7 +8,9 @@
 // Nothing here starts a worker: runs execute on the test's goroutine, one
 // after another, through Engine.ProcessUntilIdle, so a test sees the same
 // outcome every time. The helpers other than New and Env's methods take a
-// job handle and work on any engine, PostgreSQL included.
+// job handle and work on any engine, PostgreSQL included. Because runs
+// execute one after another, a job that waits inside a step for another
+// run to finish (TriggerAndWait in a step) waits until its timeout.
 package durablytest
 
 import (
@@ -122,7 +124,8 @@ func New(tb testing.TB, cfg durably.Config) *Env {
 // ProcessDue fires the schedules due on the clock (FireDueSchedules) and
 // processes every run claimable now, on the calling goroutine, until none
 // is left; it returns how many runs it processed. Runs that the processed
-// runs trigger are processed too. A store failure ends the test.
+// runs trigger are processed too. Runs are leased under the engine's
+// WorkerID, as its own worker would. A store failure ends the test.
 func (e *Env) ProcessDue() int {
 	e.tb.Helper()
 	ctx := e.tb.Context()
@@ -130,7 +133,7 @@ func (e *Env) ProcessDue() int {
 		e.tb.Fatalf("durablytest: fire due schedules: %v", err)
 		return 0
 	}
-	n, err := e.Engine.ProcessUntilIdle(ctx, "", 0)
+	n, err := e.Engine.ProcessUntilIdle(ctx, e.Engine.WorkerID(), 0)
 	if err != nil {
 		e.tb.Fatalf("durablytest: process runs: %v", err)
 	}

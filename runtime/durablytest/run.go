@@ -30,7 +30,7 @@ func TriggerAndRun[I, O any](tb testing.TB, h *durably.JobHandle[I, O], in I, op
 	if err != nil {
 		return durably.Outcome[O]{}, err
 	}
-	if _, err := h.Engine().ProcessUntilIdle(tb.Context(), "", 0); err != nil {
+	if _, err := h.Engine().ProcessUntilIdle(tb.Context(), h.Engine().WorkerID(), 0); err != nil {
 		tb.Fatalf("durablytest: process runs: %v", err)
 		return durably.Outcome[O]{RunID: res.Run.ID, Disposition: res.Disposition}, err
 	}
