@@ -76,8 +76,7 @@ func startTime() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) 
 // New returns an engine on a fresh SQLite file in tb.TempDir, migrated,
 // whose Config.Now is the Env's fake clock, reading 2026-01-01T00:00:00Z
 // (move it with Clock.Set before the first trigger to start elsewhere).
-// cfg sets everything else;
-// its Store and Now must be unset. The engine is stopped and its store
+// cfg sets everything else; its Store and Now must be unset. The engine is stopped and its store
 // closed when the test ends (tb.Cleanup): no goroutine of it outlives the
 // test. A setup failure ends the test (Fatalf).
 func New(tb testing.TB, cfg durably.Config) *Env {
@@ -114,7 +113,7 @@ func New(tb testing.TB, cfg durably.Config) *Env {
 			tb.Errorf("durablytest: close store: %v", err)
 		}
 	})
-	if err := eng.Migrate(context.Background()); err != nil {
+	if err := eng.Migrate(tb.Context()); err != nil {
 		tb.Fatalf("durablytest.New: %v", err)
 		return nil
 	}
