@@ -7,7 +7,8 @@ GO       ?= go
 TOOL     := $(GO) tool -modfile=tools/go.mod
 FUZZTIME ?= 10s
 # package:FuzzTarget, each run for FUZZTIME by `make fuzz`.
-FUZZ     := ./runtime/durablyhttp:FuzzTriggerBody \
+FUZZ     := .:FuzzDecodeTransport \
+            ./runtime/durablyhttp:FuzzTriggerBody \
             ./runtime/durablyhttp:FuzzListQuery
 
 .PHONY: help generate check-generated lint test fuzz bench ci

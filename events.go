@@ -2,6 +2,8 @@ package durably
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,10 +129,16 @@ func (e Event) encodeTransport() ([]byte, error) {
 		e.Message, e.Data, e.SkippedInput, e.SkippedLabels, e.Context})
 }
 
+// decodeTransport reads an event another process published. The bytes come
+// from the database, so anything is possible: input that is not a JSON
+// object with a type is an error, never a panic or an empty event.
 func decodeTransport(b []byte) (Event, error) {
 	var t transportEvent
 	if err := json.Unmarshal(b, &t); err != nil {
-		return Event{}, err
+		return Event{}, fmt.Errorf("durably: remote event: %w", err)
+	}
+	if t.Type == "" {
+		return Event{}, errors.New("durably: remote event: no type (t)")
 	}
 	return Event{Type: t.Type, Timestamp: t.Timestamp, RunID: t.RunID, JobName: t.JobName, Labels: t.Labels,
 		Input: t.Input, Output: t.Output, Error: t.Error, FailedStepName: t.FailedStepName, Duration: t.Duration,

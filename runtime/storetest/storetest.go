@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/store"
 )
@@ -33,8 +35,14 @@ type Case struct {
 	Run  func(t *testing.T, h *Harness)
 }
 
-// Run runs every case against stores made by factory, in parallel.
+// Run runs every case against stores made by factory, in parallel. Once
+// every case is done, no goroutine may be left that was not there before:
+// each engine, store, writer and stream a case starts must end with it
+// (Stop, Close, a cancelled context). The cases run in parallel, so they
+// are checked together, not one by one.
 func Run(t *testing.T, factory Factory) {
+	existing := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, existing) })
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
