@@ -29,8 +29,12 @@ func transportSamples() []Event {
 		with(func(e *Event) {
 			e.Type, e.Input, e.LeaseOwner, e.LeaseExpiresAt = EventRunLeased, json.RawMessage(`null`), "worker_01J", ts.Add(30*time.Second)
 		}),
-		with(func(e *Event) { e.Type, e.Progress = EventRunProgress, &store.Progress{Current: 2, Total: &total, Message: &msg} }),
-		with(func(e *Event) { e.Type, e.Output, e.Duration = EventRunComplete, json.RawMessage(`{"sum":6}`), 1500 * time.Millisecond }),
+		with(func(e *Event) {
+			e.Type, e.Progress = EventRunProgress, &store.Progress{Current: 2, Total: &total, Message: &msg}
+		}),
+		with(func(e *Event) {
+			e.Type, e.Output, e.Duration = EventRunComplete, json.RawMessage(`{"sum":6}`), 1500*time.Millisecond
+		}),
 		with(func(e *Event) { e.Type, e.Error, e.FailedStepName = EventRunFail, "boom \"quoted\"\n", "step-2" }),
 		with(func(e *Event) { e.Type, e.StepName, e.StepIndex = EventStepStart, "step-1", 1 }),
 		with(func(e *Event) {
