@@ -572,7 +572,7 @@ func (k *leaseKeeper) renewNow() {
 		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
 		return
 	default:
-		k.deadline.Reset(time.Until(next))
+		k.deadline.Reset(next.Sub(e.now())) // on Config.Now's clock, as the renewed lease is written
 		e.emit(Event{Type: EventRunLeaseRenewed, RunID: k.run.ID, JobName: k.run.JobName, LeaseOwner: k.run.LeaseOwner, LeaseExpiresAt: next, Labels: k.run.Labels})
 	}
 	k.renew.Reset(e.cfg.LeaseRenewInterval)
