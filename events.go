@@ -12,7 +12,7 @@ import (
 	"github.com/durably-go/durably/runtime/store"
 )
 
-// EventType names an event (runtime.md §18).
+// EventType names an event (docs/contract.md, "Events").
 type EventType string
 
 // The event types. Domain events: trigger, coalesced, complete, fail,
@@ -54,8 +54,8 @@ func (t EventType) ClosesRun() bool {
 }
 
 // Event is something that happened to a run, a step or the worker. Which
-// fields are set depends on Type, as in the table of runtime.md §18; the JSON
-// form carries exactly those fields.
+// fields are set depends on Type, as in the table of docs/contract.md
+// ("Events"); the JSON form carries exactly those fields.
 type Event struct {
 	Type      EventType
 	Timestamp time.Time
@@ -257,7 +257,8 @@ func (b *bus) load() []*listener {
 }
 
 // emit stamps the event and calls every listener. A listener that panics
-// is reported and does not stop the others or the run (runtime.md §18).
+// is reported and does not stop the others or the run (docs/contract.md,
+// "Events").
 // A remote event keeps the time its process gave it.
 func (b *bus) emit(e Event, now time.Time) {
 	e.Sequence = b.seq.Add(1)

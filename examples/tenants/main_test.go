@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestTenantsProcess starts the fixture as a process, drives it over real
-// HTTP as fixture.md describes, and stops it with SIGTERM; on SQLite and on
+// HTTP as docs/contract.md ("The tenants fixture") describes, and stops it with SIGTERM; on SQLite and on
 // PostgreSQL.
 func TestTenantsProcess(t *testing.T) {
 	bin := os.Args[0]

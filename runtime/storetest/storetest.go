@@ -3,8 +3,8 @@
 // database. A store's tests call Run with a factory that makes a fresh,
 // empty database per test, so the tests run in parallel.
 //
-// Test names carry the spec items they check (R-… in runtime.md, S-… in
-// storage.md, D… in DECISIONS.md).
+// Test names carry the numbers of the behaviours they check, as defined in
+// docs/contract.md (R-… engine, S-… storage, D… deliberate differences).
 package storetest
 
 import (
