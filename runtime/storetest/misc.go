@@ -462,6 +462,43 @@ var lifecycleCases = []Case{
 			t.Fatalf("run %+v: the lease was treated as expired", run)
 		}
 	}},
+	{"R-001 R-061 a Config.Now behind the wall clock does not end leases at the first renewal", func(t *testing.T, h *Harness) {
+		// The renewed deadline must be measured on Config.Now's clock, as
+		// the renewed lease is written; on the wall clock, an hour behind,
+		// it lies in the past and the first renewal drops the lease.
+		e := h.Engine(func(c *durably.Config) {
+			c.Now = func() time.Time { return time.Now().Add(-time.Hour) }
+			c.LeaseRenewInterval = 10 * time.Millisecond
+		})
+		renewed := make(chan struct{}, 100)
+		defer e.OnEvent(func(ev durably.Event) {
+			if ev.Type == durably.EventRunLeaseRenewed {
+				select {
+				case renewed <- struct{}{}:
+				default:
+				}
+			}
+		})()
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			return durably.RunStep(s, "renewals", func(ctx context.Context) (int, error) {
+				for range 3 { // outlive three renewals
+					select {
+					case <-renewed:
+					case <-ctx.Done():
+						return 0, context.Cause(ctx)
+					}
+				}
+				return in, nil
+			})
+		}})
+		r := MustTrigger(t, j, 7)
+		if ok, err := e.ProcessOne(Ctx(t), ""); !ok || err != nil {
+			t.Fatalf("ProcessOne %v %v", ok, err)
+		}
+		if run := MustGet(t, e, r.ID); run.Status != durably.StatusCompleted {
+			t.Fatalf("run %+v: the renewed lease was treated as expired", run)
+		}
+	}},
 	{"R-001 R-021 configuration and registration rules", func(t *testing.T, h *Harness) {
 		for _, n := range []int{-1, 1001} {
 			_, err := durably.New(durably.Config{Store: h.Store, MaxConcurrentRuns: n})

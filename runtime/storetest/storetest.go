@@ -3,8 +3,8 @@
 // database. A store's tests call Run with a factory that makes a fresh,
 // empty database per test, so the tests run in parallel.
 //
-// Test names carry the spec items they check (R-… in runtime.md, S-… in
-// storage.md, D… in DECISIONS.md).
+// Test names carry the numbers of the behaviours they check, as defined in
+// docs/contract.md (R-… engine, S-… storage, D… deliberate differences).
 package storetest
 
 import (
@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/store"
@@ -33,8 +35,14 @@ type Case struct {
 	Run  func(t *testing.T, h *Harness)
 }
 
-// Run runs every case against stores made by factory, in parallel.
+// Run runs every case against stores made by factory, in parallel. Once
+// every case is done, no goroutine may be left that was not there before:
+// each engine, store, writer and stream a case starts must end with it
+// (Stop, Close, a cancelled context). The cases run in parallel, so they
+// are checked together, not one by one.
 func Run(t *testing.T, factory Factory) {
+	existing := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, existing) })
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
