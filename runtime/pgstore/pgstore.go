@@ -21,11 +21,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/durably-go/durably/internal/groupcommit"
+	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/internal/ulid"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
 	"github.com/durably-go/durably/runtime/store"
@@ -142,7 +142,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		listenDone:    make(chan struct{}),
 	}
 	s.instance = s.ids.New(time.Now())
-	s.writer = groupcommit.New(s.apply, 512, (&store.DroppedWrites{Logger: s.logger}).Report)
+	s.writer = groupcommit.New(s.apply, 512, (&storekit.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 
@@ -175,50 +175,17 @@ func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error
 }
 
 func (s *Store) migrate(ctx context.Context, migrations []store.Migration) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
-		if err := q.LockMigrations(ctx); err != nil {
-			return fmt.Errorf("pgstore: lock migrations: %w", err)
-		}
-		present, err := q.SchemaVersionsTableExists(ctx)
-		if err != nil {
-			return fmt.Errorf("pgstore: read schema version: %w", err)
-		}
-		var version int64
-		if present {
-			if version, err = q.SchemaVersion(ctx); err != nil {
-				return fmt.Errorf("pgstore: read schema version: %w", err)
-			}
-		}
-		now := store.FormatTime(time.Now())
-		for _, m := range migrations {
-			if int64(m.Version) <= version {
-				continue
-			}
-			// A migration is a script of many statements: pgx sends a
-			// statement without arguments over the simple protocol.
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				return fmt.Errorf("pgstore: migration %d: %w", m.Version, err)
-			}
-			if m.Version == 1 {
-				// Room on each page lets PostgreSQL update a run in place
-				// (HOT) when no indexed column changes, as recording a step
-				// or progress does. Written here, not in schema.sql, because
-				// SQLite has no storage parameters.
-				if _, err := tx.Exec(ctx, "ALTER TABLE durably_runs SET (fillfactor = 70)"); err != nil {
-					return fmt.Errorf("pgstore: migration %d: %w", m.Version, err)
-				}
-			}
-			if err := q.RecordSchemaVersion(ctx, pgdb.RecordSchemaVersionParams{Version: int32(m.Version), AppliedAt: now}); err != nil {
-				return fmt.Errorf("pgstore: record migration %d: %w", m.Version, err)
-			}
-		}
-		return nil
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return storekit.Migrate(ctx, txOps{tx, s.q.WithTx(tx)}, migrations, time.Now())
 	})
+	if err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	return nil
 }
 
 func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
-	raw := store.RawRun{
+	raw := storekit.RawRun{
 		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
 		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: r.Labels,
 		CurrentStepIndex: int64(r.CurrentStepIndex), CompletedStepCount: int64(r.CompletedStepCount),
@@ -230,44 +197,21 @@ func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 }
 
 func decodeRuns(rows []pgdb.DurablyRun) ([]*store.Run, error) {
-	out := make([]*store.Run, 0, len(rows))
-	for _, r := range rows {
-		run, err := decodeRun(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, run)
-	}
-	return out, nil
+	return storekit.DecodeAll(rows, decodeRun)
 }
 
 func optionalRun(r pgdb.DurablyRun, err error) (*store.Run, error) {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeRun(r)
+	return storekit.Optional(r, err, pgx.ErrNoRows, decodeRun)
+}
+
+func decodeStep(r pgdb.DurablyStep) (*store.Step, error) {
+	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int64(r.Index), Status: r.Status,
+		Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
+	return raw.Decode()
 }
 
 func decodeSteps(rows []pgdb.DurablyStep) ([]*store.Step, error) {
-	out := make([]*store.Step, 0, len(rows))
-	for _, r := range rows {
-		raw := store.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int64(r.Index), Status: r.Status,
-			Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
-		st, err := raw.Decode()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, nil
-}
-
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+	return storekit.DecodeAll(rows, decodeStep)
 }
 
 // GetRun reads one run.
@@ -345,16 +289,12 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 	if err != nil {
 		return nil, classify(fmt.Errorf("pgstore: get logs: %w", err))
 	}
-	out := make([]*store.Log, 0, len(rows))
-	for _, r := range rows {
-		raw := store.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
-		l, err := raw.Decode()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, nil
+	return storekit.DecodeAll(rows, decodeLog)
+}
+
+func decodeLog(r pgdb.DurablyLog) (*store.Log, error) {
+	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
+	return raw.Decode()
 }
 
 // Maintain drops parked event payloads older than a minute; PostgreSQL

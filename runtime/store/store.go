@@ -112,10 +112,6 @@ type Store interface {
 	// work, so that idle workers need not wait for their next poll (D4).
 	// Stores without cross-process notification return nil.
 	Wakeups() <-chan struct{}
-
-	// PatchRun changes a run without any fencing. It exists for tests that
-	// need to fabricate states, such as an expired lease (S-047).
-	PatchRun(ctx context.Context, id string, patch RunPatch) error
 }
 
 // EventTransport is implemented by stores that carry engine events between
@@ -349,7 +345,9 @@ func (f RunFilter) DrivingLabel() (string, []string) {
 }
 
 // RunPatch lists fields to overwrite; nil pointers are left alone.
-// Pointers to zero values write SQL NULL for nullable columns.
+// Pointers to zero values write SQL NULL for nullable columns. It is the
+// argument of storetest.Patcher, the unfenced write the contract suite
+// needs to fabricate states (S-047); it is not part of Store.
 type RunPatch struct {
 	Status           *Status
 	CurrentStepIndex *int

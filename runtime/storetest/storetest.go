@@ -367,3 +367,21 @@ func (b *Box[T]) Get() T {
 	defer b.mu.Unlock()
 	return b.v
 }
+
+// Patcher is implemented by stores that let the suite fabricate states no
+// engine would write, such as an expired lease or a run created in the past
+// (S-047). It is not part of store.Store: production code never changes a
+// run without fencing.
+type Patcher interface {
+	// PatchRun overwrites the fields the patch sets, without fencing.
+	PatchRun(ctx context.Context, id string, patch store.RunPatch) error
+}
+
+// PatchRun patches a run through st, which must implement Patcher.
+func PatchRun(ctx context.Context, st store.Store, id string, patch store.RunPatch) error {
+	p, ok := st.(Patcher)
+	if !ok {
+		return fmt.Errorf("storetest: store %T does not implement storetest.Patcher, which the suite needs", st)
+	}
+	return p.PatchRun(ctx, id, patch)
+}

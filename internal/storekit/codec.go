@@ -1,31 +1,12 @@
-package store
+package storekit
 
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
+
+	"github.com/durably-go/durably/runtime/store"
 )
-
-// TimeLayout is the stored and wire form of every timestamp: UTC with exactly
-// three fractional digits, so that string order is time order (S-002).
-const TimeLayout = "2006-01-02T15:04:05.000Z"
-
-// FormatTime renders t in TimeLayout.
-func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
-
-// ParseTime reads a TimeLayout timestamp.
-func ParseTime(s string) (time.Time, error) {
-	t, err := time.Parse(TimeLayout, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("durably store: bad timestamp %q: %w", s, err)
-	}
-	return t, nil
-}
-
-// Truncate rounds t down to the millisecond in UTC, the precision the store
-// keeps, so that a value read back equals the value written.
-func Truncate(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 // EncodeLabels renders labels as the JSON object stored in durably_runs.labels.
 // Keys come out sorted, so equal maps give equal text.
@@ -53,7 +34,7 @@ func DecodeLabels(s string) (map[string]string, error) {
 }
 
 // EncodeProgress renders progress as stored JSON; nil stays empty (NULL).
-func EncodeProgress(p *Progress) string {
+func EncodeProgress(p *store.Progress) string {
 	if p == nil {
 		return ""
 	}
@@ -65,11 +46,11 @@ func EncodeProgress(p *Progress) string {
 }
 
 // DecodeProgress parses stored progress; empty text is nil.
-func DecodeProgress(s string) (*Progress, error) {
+func DecodeProgress(s string) (*store.Progress, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var p Progress
+	var p store.Progress
 	if err := json.Unmarshal([]byte(s), &p); err != nil {
 		return nil, fmt.Errorf("durably store: bad progress %q: %w", s, err)
 	}
@@ -88,12 +69,12 @@ type RawRun struct {
 }
 
 // Decode converts the row.
-func (r *RawRun) Decode() (*Run, error) {
-	run := &Run{
+func (r *RawRun) Decode() (*store.Run, error) {
+	run := &store.Run{
 		ID:                 r.ID,
 		JobName:            r.JobName,
 		Input:              json.RawMessage(r.Input),
-		Status:             Status(r.Status),
+		Status:             store.Status(r.Status),
 		IdempotencyKey:     r.IdempotencyKey,
 		ConcurrencyKey:     r.ConcurrencyKey,
 		KeyScope:           r.KeyScope,
@@ -126,7 +107,7 @@ func (r *RawRun) Decode() (*Run, error) {
 		if f.src == "" {
 			continue
 		}
-		if *f.dst, err = ParseTime(f.src); err != nil {
+		if *f.dst, err = store.ParseTime(f.src); err != nil {
 			return nil, err
 		}
 	}
@@ -141,17 +122,17 @@ type RawStep struct {
 }
 
 // Decode converts the row.
-func (r *RawStep) Decode() (*Step, error) {
-	s := &Step{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int(r.Index), Status: StepStatus(r.Status), Error: r.Error}
+func (r *RawStep) Decode() (*store.Step, error) {
+	s := &store.Step{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int(r.Index), Status: store.StepStatus(r.Status), Error: r.Error}
 	if r.Output != "" {
 		s.Output = json.RawMessage(r.Output)
 	}
 	var err error
-	if s.StartedAt, err = ParseTime(r.StartedAt); err != nil {
+	if s.StartedAt, err = store.ParseTime(r.StartedAt); err != nil {
 		return nil, err
 	}
 	if r.CompletedAt != "" {
-		if s.CompletedAt, err = ParseTime(r.CompletedAt); err != nil {
+		if s.CompletedAt, err = store.ParseTime(r.CompletedAt); err != nil {
 			return nil, err
 		}
 	}
@@ -164,13 +145,13 @@ type RawLog struct {
 }
 
 // Decode converts the row.
-func (r *RawLog) Decode() (*Log, error) {
-	l := &Log{ID: r.ID, RunID: r.RunID, StepName: r.StepName, Level: r.Level, Message: r.Message}
+func (r *RawLog) Decode() (*store.Log, error) {
+	l := &store.Log{ID: r.ID, RunID: r.RunID, StepName: r.StepName, Level: r.Level, Message: r.Message}
 	if r.Data != "" {
 		l.Data = json.RawMessage(r.Data)
 	}
 	var err error
-	if l.CreatedAt, err = ParseTime(r.CreatedAt); err != nil {
+	if l.CreatedAt, err = store.ParseTime(r.CreatedAt); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -181,15 +162,5 @@ func OptionalTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return FormatTime(t)
-}
-
-// SortedKeys returns the map's keys in ascending order.
-func SortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	return store.FormatTime(t)
 }
