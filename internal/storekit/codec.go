@@ -57,15 +57,16 @@ func DecodeProgress(s string) (*store.Progress, error) {
 	return &p, nil
 }
 
-// RawRun is a run row as both drivers read it, with NULL as the empty
-// string; Decode turns it into a Run.
+// RawRun is a run row as the stores read it, with NULL as the empty string
+// or the zero time; Decode turns it into a Run. A store whose engine keeps
+// timestamps as text parses them first (ParseTimes).
 type RawRun struct {
 	ID, JobName, Input, Status, IdempotencyKey, ConcurrencyKey, Labels string
 	KeyScope                                                           string
 	CurrentStepIndex, CompletedStepCount                               int64
-	Progress, Output, Error, LeaseOwner, LeaseExpiresAt                string
+	Progress, Output, Error, LeaseOwner                                string
 	LeaseGeneration                                                    int64
-	StartedAt, CompletedAt, CreatedAt, UpdatedAt                       string
+	LeaseExpiresAt, StartedAt, CompletedAt, CreatedAt, UpdatedAt       time.Time
 }
 
 // Decode converts the row.
@@ -83,6 +84,11 @@ func (r *RawRun) Decode() (*store.Run, error) {
 		Error:              r.Error,
 		LeaseOwner:         r.LeaseOwner,
 		LeaseGeneration:    r.LeaseGeneration,
+		LeaseExpiresAt:     storedTime(r.LeaseExpiresAt),
+		StartedAt:          storedTime(r.StartedAt),
+		CompletedAt:        storedTime(r.CompletedAt),
+		CreatedAt:          storedTime(r.CreatedAt),
+		UpdatedAt:          storedTime(r.UpdatedAt),
 	}
 	if r.Output != "" {
 		run.Output = json.RawMessage(r.Output)
@@ -94,67 +100,72 @@ func (r *RawRun) Decode() (*store.Run, error) {
 	if run.Progress, err = DecodeProgress(r.Progress); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		dst *time.Time
-		src string
-	}{
-		{&run.LeaseExpiresAt, r.LeaseExpiresAt},
-		{&run.StartedAt, r.StartedAt},
-		{&run.CompletedAt, r.CompletedAt},
-		{&run.CreatedAt, r.CreatedAt},
-		{&run.UpdatedAt, r.UpdatedAt},
-	} {
-		if f.src == "" {
-			continue
-		}
-		if *f.dst, err = store.ParseTime(f.src); err != nil {
-			return nil, err
-		}
-	}
 	return run, nil
 }
 
-// RawStep is a step row with NULL as the empty string.
+// RawStep is a step row with NULL as the empty string or the zero time.
 type RawStep struct {
-	ID, RunID, Name                               string
-	Index                                         int64
-	Status, Output, Error, StartedAt, CompletedAt string
+	ID, RunID, Name        string
+	Index                  int64
+	Status, Output, Error  string
+	StartedAt, CompletedAt time.Time
 }
 
 // Decode converts the row.
-func (r *RawStep) Decode() (*store.Step, error) {
-	s := &store.Step{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int(r.Index), Status: store.StepStatus(r.Status), Error: r.Error}
+func (r *RawStep) Decode() *store.Step {
+	s := &store.Step{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int(r.Index), Status: store.StepStatus(r.Status), Error: r.Error,
+		StartedAt: storedTime(r.StartedAt), CompletedAt: storedTime(r.CompletedAt)}
 	if r.Output != "" {
 		s.Output = json.RawMessage(r.Output)
 	}
-	var err error
-	if s.StartedAt, err = store.ParseTime(r.StartedAt); err != nil {
-		return nil, err
-	}
-	if r.CompletedAt != "" {
-		if s.CompletedAt, err = store.ParseTime(r.CompletedAt); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return s
 }
 
 // RawLog is a log row with NULL as the empty string.
 type RawLog struct {
-	ID, RunID, StepName, Level, Message, Data, CreatedAt string
+	ID, RunID, StepName, Level, Message, Data string
+	CreatedAt                                 time.Time
 }
 
 // Decode converts the row.
-func (r *RawLog) Decode() (*store.Log, error) {
-	l := &store.Log{ID: r.ID, RunID: r.RunID, StepName: r.StepName, Level: r.Level, Message: r.Message}
+func (r *RawLog) Decode() *store.Log {
+	l := &store.Log{ID: r.ID, RunID: r.RunID, StepName: r.StepName, Level: r.Level, Message: r.Message, CreatedAt: storedTime(r.CreatedAt)}
 	if r.Data != "" {
 		l.Data = json.RawMessage(r.Data)
 	}
-	var err error
-	if l.CreatedAt, err = store.ParseTime(r.CreatedAt); err != nil {
-		return nil, err
+	return l
+}
+
+// storedTime is a time as the contract returns it: UTC, milliseconds
+// (store.Truncate), the zero time for NULL.
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
 	}
-	return l, nil
+	return store.Truncate(t)
+}
+
+// TimeText is a timestamp stored as text (store.TimeLayout), "" for NULL,
+// and where its parsed value goes.
+type TimeText struct {
+	Dst *time.Time
+	Src string
+}
+
+// ParseTimes parses timestamps stored as text.
+func ParseTimes(fields ...TimeText) error {
+	for _, f := range fields {
+		if f.Src == "" {
+			*f.Dst = time.Time{}
+			continue
+		}
+		t, err := store.ParseTime(f.Src)
+		if err != nil {
+			return err
+		}
+		*f.Dst = t
+	}
+	return nil
 }
 
 // OptionalTime formats t, or returns "" (NULL) for the zero time.

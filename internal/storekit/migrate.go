@@ -3,10 +3,54 @@ package storekit
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
-
-	"github.com/durably-go/durably/runtime/store"
 )
+
+// Migration is one versioned schema change of a store.
+type Migration struct {
+	Version int
+	SQL     string
+}
+
+// LoadMigrations reads a store's embedded migrations: the files
+// NNNN_name.sql of dir, version NNNN, in order. Versions must run 1, 2, 3, …
+// without gaps, so that a lost file fails at once rather than on a
+// customer's database.
+func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var out []Migration
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || path.Ext(name) != ".sql" {
+			continue
+		}
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration file %q: name must be NNNN_name.sql", name)
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("migration file %q: %w", name, err)
+		}
+		out = append(out, Migration{Version: v, SQL: string(b)})
+	}
+	slices.SortFunc(out, func(a, b Migration) int { return a.Version - b.Version })
+	for i, m := range out {
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("migrations: version %d where %d was expected", m.Version, i+1)
+		}
+	}
+	return out, nil
+}
 
 // MigrateOps are what the migration loop needs of a store's transaction,
 // which the store holds (with a lock where several processes may migrate at
@@ -14,21 +58,23 @@ import (
 type MigrateOps interface {
 	// SchemaVersion is the highest version recorded, 0 on a new database.
 	SchemaVersion(ctx context.Context) (int64, error)
-	// Exec runs one migration's script.
+	// Exec runs a script of statements.
 	Exec(ctx context.Context, script string) error
 	// RecordVersion records that version was applied at.
 	RecordVersion(ctx context.Context, version int, at time.Time) error
 }
 
-// Migrate applies, in order, the migrations newer than the recorded
-// version, each with its version record (R-116, S-015).
-func Migrate(ctx context.Context, ops MigrateOps, migrations []store.Migration, now time.Time) error {
+// Migrate applies, in order, the migrations newer than the recorded version
+// up to and including version target, each with its version record (R-116,
+// S-015). Then, if seed is not empty, it runs seed in the same transaction:
+// tests use it to write rows as an older version stored them.
+func Migrate(ctx context.Context, ops MigrateOps, migrations []Migration, target int, seed string, now time.Time) error {
 	version, err := ops.SchemaVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	for _, m := range migrations {
-		if int64(m.Version) <= version {
+		if int64(m.Version) <= version || m.Version > target {
 			continue
 		}
 		if err := ops.Exec(ctx, m.SQL); err != nil {
@@ -36,6 +82,11 @@ func Migrate(ctx context.Context, ops MigrateOps, migrations []store.Migration, 
 		}
 		if err := ops.RecordVersion(ctx, m.Version, now); err != nil {
 			return fmt.Errorf("record migration %d: %w", m.Version, err)
+		}
+	}
+	if seed != "" {
+		if err := ops.Exec(ctx, seed); err != nil {
+			return fmt.Errorf("seed: %w", err)
 		}
 	}
 	return nil

@@ -45,7 +45,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 		return nil, nil
 	}
 	defer func() { err = classify(err) }()
-	now := store.FormatTime(req.Now)
+	now := ts(req.Now)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claim: %w", err)
@@ -147,7 +147,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	b = pgx.Batch{}
 	if len(ids) > 0 {
 		_, _ = q.ClaimRuns(ctx, pgdb.ClaimRunsParams{
-			WorkerID: req.WorkerID, LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)), Now: now, Ids: ids,
+			WorkerID: req.WorkerID, LeaseExpiresAt: ts(req.Now.Add(req.Lease)), Now: now, Ids: ids,
 		})
 		rec.queueRows(&b, func(rows pgx.Rows) error {
 			claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgdb.DurablyRun])
@@ -260,7 +260,7 @@ func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int,
 
 // PatchRun is the unfenced test hook of S-047.
 func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
-	params := pgdb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now())}
+	params := pgdb.UpdateRunForTestParams{ID: id, Now: ts(time.Now())}
 	if p.Status != nil {
 		params.SetStatus, params.Status = true, string(*p.Status)
 	}
@@ -271,16 +271,16 @@ func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error
 		params.SetLeaseOwner, params.LeaseOwner = true, text(*p.LeaseOwner)
 	}
 	if p.LeaseExpiresAt != nil {
-		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, text(storekit.OptionalTime(*p.LeaseExpiresAt))
+		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, ts(*p.LeaseExpiresAt)
 	}
 	if p.StartedAt != nil {
-		params.SetStartedAt, params.StartedAt = true, text(storekit.OptionalTime(*p.StartedAt))
+		params.SetStartedAt, params.StartedAt = true, ts(*p.StartedAt)
 	}
 	if p.CompletedAt != nil {
-		params.SetCompletedAt, params.CompletedAt = true, text(storekit.OptionalTime(*p.CompletedAt))
+		params.SetCompletedAt, params.CompletedAt = true, ts(*p.CompletedAt)
 	}
 	if p.CreatedAt != nil {
-		params.SetCreatedAt, params.CreatedAt = true, store.FormatTime(*p.CreatedAt)
+		params.SetCreatedAt, params.CreatedAt = true, ts(*p.CreatedAt)
 	}
 	return s.q.UpdateRunForTest(ctx, params)
 }
@@ -288,3 +288,20 @@ func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error
 // scopedKey is a concurrency key in its key scope (D11): the unit of the
 // claim's "one leased run per key".
 type scopedKey struct{ scope, key string }
+
+// ts is t as a timestamptz parameter: to the millisecond the contract keeps
+// (store.Truncate), NULL for the zero time.
+func ts(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: store.Truncate(t), Valid: true}
+}
+
+// fromTS is a timestamptz column as the records hold it: the zero time for NULL.
+func fromTS(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time
+}

@@ -12,10 +12,12 @@ package pgstore
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -164,22 +166,41 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Migrate applies the migrations newer than the recorded version, holding
-// an advisory lock so that concurrent processes migrate one at a time.
-func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
-	err := classify(s.migrate(ctx, migrations))
+// migrationFiles are the store's own migrations (sqlc reads them too).
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrations are migrationFiles, read once; a malformed set is a bug of
+// this package that every test catches.
+var migrations = sync.OnceValues(func() ([]storekit.Migration, error) {
+	return storekit.LoadMigrations(migrationFiles, "migrations")
+})
+
+// Migrate applies the store's migrations newer than the database's version,
+// holding an advisory lock so that concurrent processes migrate one at a
+// time (R-116, S-015).
+func (s *Store) Migrate(ctx context.Context) error {
+	err := s.MigrateTo(ctx, math.MaxInt, "")
 	if err == nil {
 		s.presenceOnce.Do(func() { go s.presenceLoop() })
 	}
 	return err
 }
 
-func (s *Store) migrate(ctx context.Context, migrations []store.Migration) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return storekit.Migrate(ctx, txOps{tx, s.q.WithTx(tx)}, migrations, time.Now())
+// MigrateTo applies the migrations up to version and then runs seed, a
+// script, in the same transaction. It exists for tests that build a
+// database as an older version left it (storetest.Migrator); use Migrate.
+func (s *Store) MigrateTo(ctx context.Context, version int, seed string) error {
+	all, err := migrations()
+	if err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return storekit.Migrate(ctx, txOps{tx, s.q.WithTx(tx)}, all, version, seed, time.Now())
 	})
 	if err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
+		return classify(fmt.Errorf("pgstore: migrate: %w", err))
 	}
 	return nil
 }
@@ -187,11 +208,11 @@ func (s *Store) migrate(ctx context.Context, migrations []store.Migration) error
 func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 	raw := storekit.RawRun{
 		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
-		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: r.Labels,
-		CurrentStepIndex: int64(r.CurrentStepIndex), CompletedStepCount: int64(r.CompletedStepCount),
+		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: string(r.Labels),
+		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
-		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: int64(r.LeaseGeneration),
-		StartedAt: r.StartedAt.String, CompletedAt: r.CompletedAt.String, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: fromTS(r.LeaseExpiresAt), LeaseGeneration: r.LeaseGeneration,
+		StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt), CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
 	}
 	return raw.Decode()
 }
@@ -205,9 +226,9 @@ func optionalRun(r pgdb.DurablyRun, err error) (*store.Run, error) {
 }
 
 func decodeStep(r pgdb.DurablyStep) (*store.Step, error) {
-	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int64(r.Index), Status: r.Status,
-		Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
-	return raw.Decode()
+	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
+		Output: r.Output.String, Error: r.Error.String, StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt)}
+	return raw.Decode(), nil
 }
 
 func decodeSteps(rows []pgdb.DurablyStep) ([]*store.Step, error) {
@@ -293,12 +314,12 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 }
 
 func decodeLog(r pgdb.DurablyLog) (*store.Log, error) {
-	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
-	return raw.Decode()
+	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: fromTS(r.CreatedAt)}
+	return raw.Decode(), nil
 }
 
 // Maintain drops parked event payloads older than a minute; PostgreSQL
 // keeps its own house otherwise.
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
-	return classify(s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention))))
+	return classify(s.q.DeleteEventPayloadsBefore(ctx, ts(now.Add(-payloadRetention))))
 }

@@ -49,7 +49,7 @@ func (o txOps) RunForUpdate(ctx context.Context, id string) (*store.Run, error) 
 }
 
 func (o txOps) Cancel(ctx context.Context, id string, now time.Time) (*store.Run, error) {
-	return optionalRun(o.q.CancelRun(ctx, pgdb.CancelRunParams{Now: store.FormatTime(now), ID: id}))
+	return optionalRun(o.q.CancelRun(ctx, pgdb.CancelRunParams{Now: ts(now), ID: id}))
 }
 
 func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {
@@ -57,19 +57,19 @@ func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {
 }
 
 func (o txOps) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (int64, error) {
-	return o.q.ReleaseLease(ctx, pgdb.ReleaseLeaseParams{Now: store.FormatTime(now), ID: lease.RunID, Generation: int32(lease.Generation)})
+	return o.q.ReleaseLease(ctx, pgdb.ReleaseLeaseParams{Now: ts(now), ID: lease.RunID, Generation: lease.Generation})
 }
 
 func (o txOps) ExpireLease(ctx context.Context, lease store.Lease, now time.Time) (int64, error) {
-	return o.q.ExpireLease(ctx, pgdb.ExpireLeaseParams{Now: store.FormatTime(now), ID: lease.RunID, Generation: int32(lease.Generation)})
+	return o.q.ExpireLease(ctx, pgdb.ExpireLeaseParams{Now: ts(now), ID: lease.RunID, Generation: lease.Generation})
 }
 
 func (o txOps) ListExpiredLeases(ctx context.Context, now time.Time) ([]string, error) {
-	return o.q.ListExpiredLeases(ctx, store.FormatTime(now))
+	return o.q.ListExpiredLeases(ctx, ts(now))
 }
 
 func (o txOps) ResetExpiredLease(ctx context.Context, id string, now time.Time) (int64, error) {
-	return o.q.ResetExpiredLease(ctx, pgdb.ResetExpiredLeaseParams{Now: store.FormatTime(now), ID: id})
+	return o.q.ResetExpiredLease(ctx, pgdb.ResetExpiredLeaseParams{Now: ts(now), ID: id})
 }
 
 func (o txOps) DeleteTerminalRun(ctx context.Context, id string) (*store.Run, error) {
@@ -77,7 +77,7 @@ func (o txOps) DeleteTerminalRun(ctx context.Context, id string) (*store.Run, er
 }
 
 func (o txOps) SelectPurgeable(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
-	return o.q.SelectPurgeable(ctx, pgdb.SelectPurgeableParams{OlderThan: store.FormatTime(olderThan), Lim: int32(limit)})
+	return o.q.SelectPurgeable(ctx, pgdb.SelectPurgeableParams{OlderThan: ts(olderThan), Lim: int32(limit)})
 }
 
 func (o txOps) DeleteRuns(ctx context.Context, ids []string) error {
@@ -105,5 +105,5 @@ func (o txOps) Exec(ctx context.Context, script string) error {
 }
 
 func (o txOps) RecordVersion(ctx context.Context, version int, at time.Time) error {
-	return o.q.RecordSchemaVersion(ctx, pgdb.RecordSchemaVersionParams{Version: int32(version), AppliedAt: store.FormatTime(at)})
+	return o.q.RecordSchemaVersion(ctx, pgdb.RecordSchemaVersionParams{Version: int32(version), AppliedAt: ts(at)})
 }

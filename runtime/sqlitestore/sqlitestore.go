@@ -13,10 +13,12 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,11 +222,32 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 	return s.writer.Do(ctx, op{fn: fn})
 }
 
-// Migrate applies the migrations newer than the recorded version.
-func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ *sqlitedb.Queries) error {
+// migrationFiles are the store's own migrations (sqlc reads them too).
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrations are migrationFiles, read once; a malformed set is a bug of
+// this package that every test catches.
+var migrations = sync.OnceValues(func() ([]storekit.Migration, error) {
+	return storekit.LoadMigrations(migrationFiles, "migrations")
+})
+
+// Migrate applies the store's migrations newer than the database's
+// version (R-116, S-015).
+func (s *Store) Migrate(ctx context.Context) error { return s.MigrateTo(ctx, math.MaxInt, "") }
+
+// MigrateTo applies the migrations up to version and then runs seed, a
+// script, in the same transaction. It exists for tests that build a
+// database as an older version left it (storetest.Migrator); use Migrate.
+func (s *Store) MigrateTo(ctx context.Context, version int, seed string) error {
+	all, err := migrations()
+	if err != nil {
+		return fmt.Errorf("sqlitestore: %w", err)
+	}
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ *sqlitedb.Queries) error {
 		ops := migrateOps{txOps{tx: tx, q: sqlitedb.New(tx)}}
-		return storekit.Migrate(ctx, ops, migrations, time.Now())
+		return storekit.Migrate(ctx, ops, all, version, seed, time.Now())
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: migrate: %w", err)
@@ -269,8 +292,16 @@ func decodeRun(r sqlitedb.DurablyRun) (*store.Run, error) {
 		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: r.Labels,
 		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
-		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: r.LeaseGeneration,
-		StartedAt: r.StartedAt.String, CompletedAt: r.CompletedAt.String, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		LeaseOwner: r.LeaseOwner.String, LeaseGeneration: r.LeaseGeneration,
+	}
+	if err := storekit.ParseTimes(
+		storekit.TimeText{Dst: &raw.LeaseExpiresAt, Src: r.LeaseExpiresAt.String},
+		storekit.TimeText{Dst: &raw.StartedAt, Src: r.StartedAt.String},
+		storekit.TimeText{Dst: &raw.CompletedAt, Src: r.CompletedAt.String},
+		storekit.TimeText{Dst: &raw.CreatedAt, Src: r.CreatedAt},
+		storekit.TimeText{Dst: &raw.UpdatedAt, Src: r.UpdatedAt},
+	); err != nil {
+		return nil, fmt.Errorf("sqlitestore: run %s: %w", r.ID, err)
 	}
 	return raw.Decode()
 }
@@ -281,8 +312,14 @@ func decodeRuns(rows []sqlitedb.DurablyRun) ([]*store.Run, error) {
 
 func decodeStep(r sqlitedb.DurablyStep) (*store.Step, error) {
 	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
-		Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
-	return raw.Decode()
+		Output: r.Output.String, Error: r.Error.String}
+	if err := storekit.ParseTimes(
+		storekit.TimeText{Dst: &raw.StartedAt, Src: r.StartedAt},
+		storekit.TimeText{Dst: &raw.CompletedAt, Src: r.CompletedAt.String},
+	); err != nil {
+		return nil, fmt.Errorf("sqlitestore: step %s: %w", r.ID, err)
+	}
+	return raw.Decode(), nil
 }
 
 func decodeSteps(rows []sqlitedb.DurablyStep) ([]*store.Step, error) {
@@ -706,8 +743,11 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 }
 
 func decodeLog(r sqlitedb.DurablyLog) (*store.Log, error) {
-	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
-	return raw.Decode()
+	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String}
+	if err := storekit.ParseTimes(storekit.TimeText{Dst: &raw.CreatedAt, Src: r.CreatedAt}); err != nil {
+		return nil, fmt.Errorf("sqlitestore: log %s: %w", r.ID, err)
+	}
+	return raw.Decode(), nil
 }
 
 // Wakeups returns nil: SQLite has no cross-process notification, so other

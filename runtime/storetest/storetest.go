@@ -385,3 +385,23 @@ func PatchRun(ctx context.Context, st store.Store, id string, patch store.RunPat
 	}
 	return p.PatchRun(ctx, id, patch)
 }
+
+// Migrator is implemented by stores that can build a database as an older
+// version of the schema left it, so that the suite checks that their
+// migrations carry data forward (S-015). Both of this module's stores
+// implement it.
+type Migrator interface {
+	// MigrateTo applies the store's migrations up to version, then runs
+	// seed (SQL both engines take) in the same transaction.
+	MigrateTo(ctx context.Context, version int, seed string) error
+}
+
+// migrator returns h.Store as a Migrator, skipping the test for a store
+// that has no older versions to migrate from.
+func (h *Harness) migrator() Migrator {
+	m, ok := h.Store.(Migrator)
+	if !ok {
+		h.t.Skipf("store %T does not implement storetest.Migrator", h.Store)
+	}
+	return m
+}
