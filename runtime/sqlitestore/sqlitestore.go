@@ -254,9 +254,9 @@ func (s *Store) MigrateTo(ctx context.Context, version int, seed string) error {
 	}
 	if err := s.prepare(ctx); err != nil {
 		// Prepared statements only save parsing. They fail to prepare on a
-		// schema older than this store's statements (a migration list that
-		// stops short of the latest version, as a test of migrating from an
-		// old database has it); the unprepared ones then fail only if used.
+		// schema older than this store's statements (MigrateTo an older
+		// version, as the tests of migrating from an old database do); the
+		// unprepared ones then fail only if used.
 		s.logger.Warn("durably: statements not prepared; using unprepared statements", "err", err)
 	}
 	return nil
