@@ -54,19 +54,7 @@ func Read(ctx context.Context, path string) (Model, error) {
 		return nil, fmt.Errorf("datamodel: %w", err)
 	}
 	defer rows.Close()
-	m := Model{}
-	for rows.Next() {
-		var table, name, typ string
-		var notNull bool
-		if err := rows.Scan(&table, &name, &typ, &notNull); err != nil {
-			return nil, fmt.Errorf("datamodel: %w", err)
-		}
-		if m[table] == nil {
-			m[table] = map[string]Column{}
-		}
-		m[table][name] = Column{Type: strings.ToUpper(typ), NotNull: notNull}
-	}
-	return m, rows.Err()
+	return Scan(rows)
 }
 
 // Diff compares a catalog, in the model's terms (the caller maps its
@@ -125,4 +113,32 @@ func (m Model) Map(f func(table, column string, c Column) Column) Model {
 		}
 	}
 	return out
+}
+
+// Rows is what Scan reads: database/sql's and pgx's rows alike.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Scan reads a catalog query's rows of (table, column, type, not null) into
+// a Model, upper-casing the types.
+func Scan(rows Rows) (Model, error) {
+	m := Model{}
+	for rows.Next() {
+		var table, name, typ string
+		var notNull bool
+		if err := rows.Scan(&table, &name, &typ, &notNull); err != nil {
+			return nil, fmt.Errorf("datamodel: %w", err)
+		}
+		if m[table] == nil {
+			m[table] = map[string]Column{}
+		}
+		m[table][name] = Column{Type: strings.ToUpper(typ), NotNull: notNull}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("datamodel: %w", err)
+	}
+	return m, nil
 }

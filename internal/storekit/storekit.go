@@ -217,3 +217,38 @@ func Classify(err error, transient func(error) bool) error {
 	}
 	return &unavailableError{err: err}
 }
+
+// FlatPatch is a store.RunPatch as the stores' UPDATE takes it: each field
+// with a flag saying whether to write it (the query's set_ parameters). A
+// zero time or empty owner in a set field writes NULL.
+type FlatPatch struct {
+	SetStatus, SetCurrentStepIndex, SetLeaseOwner                 bool
+	SetLeaseExpiresAt, SetStartedAt, SetCompletedAt, SetCreatedAt bool
+	Status, LeaseOwner                                            string
+	CurrentStepIndex                                              int64
+	LeaseExpiresAt, StartedAt, CompletedAt, CreatedAt             time.Time
+}
+
+// Flatten turns the patch's optional fields into flags and values.
+func Flatten(p store.RunPatch) FlatPatch {
+	var f FlatPatch
+	if p.Status != nil {
+		f.SetStatus, f.Status = true, string(*p.Status)
+	}
+	if p.CurrentStepIndex != nil {
+		f.SetCurrentStepIndex, f.CurrentStepIndex = true, int64(*p.CurrentStepIndex)
+	}
+	if p.LeaseOwner != nil {
+		f.SetLeaseOwner, f.LeaseOwner = true, *p.LeaseOwner
+	}
+	set := func(flag *bool, dst *time.Time, src *time.Time) {
+		if src != nil {
+			*flag, *dst = true, *src
+		}
+	}
+	set(&f.SetLeaseExpiresAt, &f.LeaseExpiresAt, p.LeaseExpiresAt)
+	set(&f.SetStartedAt, &f.StartedAt, p.StartedAt)
+	set(&f.SetCompletedAt, &f.CompletedAt, p.CompletedAt)
+	set(&f.SetCreatedAt, &f.CreatedAt, p.CreatedAt)
+	return f
+}

@@ -258,31 +258,14 @@ func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int,
 	return n, err
 }
 
-// PatchRun is the unfenced test hook of S-047.
+// PatchRun is the unfenced write of storetest.Patcher (S-047), for the
+// contract suite; production code never calls it.
 func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
-	params := pgdb.UpdateRunForTestParams{ID: id, Now: ts(time.Now())}
-	if p.Status != nil {
-		params.SetStatus, params.Status = true, string(*p.Status)
-	}
-	if p.CurrentStepIndex != nil {
-		params.SetCurrentStepIndex, params.CurrentStepIndex = true, int64(*p.CurrentStepIndex)
-	}
-	if p.LeaseOwner != nil {
-		params.SetLeaseOwner, params.LeaseOwner = true, text(*p.LeaseOwner)
-	}
-	if p.LeaseExpiresAt != nil {
-		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, ts(*p.LeaseExpiresAt)
-	}
-	if p.StartedAt != nil {
-		params.SetStartedAt, params.StartedAt = true, ts(*p.StartedAt)
-	}
-	if p.CompletedAt != nil {
-		params.SetCompletedAt, params.CompletedAt = true, ts(*p.CompletedAt)
-	}
-	if p.CreatedAt != nil {
-		params.SetCreatedAt, params.CreatedAt = true, ts(*p.CreatedAt)
-	}
-	return s.q.UpdateRunForTest(ctx, params)
+	f := storekit.Flatten(p)
+	return s.q.UpdateRunForTest(ctx, pgdb.UpdateRunForTestParams{ID: id, Now: ts(time.Now()), SetStatus: f.SetStatus, Status: f.Status,
+		SetCurrentStepIndex: f.SetCurrentStepIndex, CurrentStepIndex: f.CurrentStepIndex, SetLeaseOwner: f.SetLeaseOwner, LeaseOwner: text(f.LeaseOwner),
+		SetLeaseExpiresAt: f.SetLeaseExpiresAt, LeaseExpiresAt: ts(f.LeaseExpiresAt), SetStartedAt: f.SetStartedAt, StartedAt: ts(f.StartedAt),
+		SetCompletedAt: f.SetCompletedAt, CompletedAt: ts(f.CompletedAt), SetCreatedAt: f.SetCreatedAt, CreatedAt: ts(f.CreatedAt)})
 }
 
 // scopedKey is a concurrency key in its key scope (D11): the unit of the

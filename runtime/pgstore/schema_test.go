@@ -36,19 +36,8 @@ func TestSchemaMatchesDataModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	catalog := datamodel.Model{}
-	for rows.Next() {
-		var table, name, typ string
-		var notNull bool
-		if err := rows.Scan(&table, &name, &typ, &notNull); err != nil {
-			t.Fatal(err)
-		}
-		if catalog[table] == nil {
-			catalog[table] = map[string]datamodel.Column{}
-		}
-		catalog[table][name] = datamodel.Column{Type: strings.ToUpper(typ), NotNull: notNull}
-	}
-	if err := rows.Err(); err != nil {
+	catalog, err := datamodel.Scan(rows)
+	if err != nil {
 		t.Fatal(err)
 	}
 	want := model.Map(func(table, column string, c datamodel.Column) datamodel.Column {

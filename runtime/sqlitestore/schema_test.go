@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/durably-go/durably/internal/datamodel"
@@ -42,19 +41,8 @@ func TestSchemaMatchesDataModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	catalog := datamodel.Model{}
-	for rows.Next() {
-		var table, name, typ string
-		var notNull bool
-		if err := rows.Scan(&table, &name, &typ, &notNull); err != nil {
-			t.Fatal(err)
-		}
-		if catalog[table] == nil {
-			catalog[table] = map[string]datamodel.Column{}
-		}
-		catalog[table][name] = datamodel.Column{Type: strings.ToUpper(typ), NotNull: notNull}
-	}
-	if err := rows.Err(); err != nil {
+	catalog, err := datamodel.Scan(rows)
+	if err != nil {
 		t.Fatal(err)
 	}
 	want := model.Map(func(_, _ string, c datamodel.Column) datamodel.Column {

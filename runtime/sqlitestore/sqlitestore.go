@@ -618,30 +618,14 @@ func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int,
 	return n, err
 }
 
-// PatchRun is the unfenced test hook of S-047.
+// PatchRun is the unfenced write of storetest.Patcher (S-047), for the
+// contract suite; production code never calls it.
 func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
-	params := sqlitedb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now())}
-	if p.Status != nil {
-		params.SetStatus, params.Status = true, string(*p.Status)
-	}
-	if p.CurrentStepIndex != nil {
-		params.SetCurrentStepIndex, params.CurrentStepIndex = true, int64(*p.CurrentStepIndex)
-	}
-	if p.LeaseOwner != nil {
-		params.SetLeaseOwner, params.LeaseOwner = true, nullString(*p.LeaseOwner)
-	}
-	if p.LeaseExpiresAt != nil {
-		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, nullString(storekit.OptionalTime(*p.LeaseExpiresAt))
-	}
-	if p.StartedAt != nil {
-		params.SetStartedAt, params.StartedAt = true, nullString(storekit.OptionalTime(*p.StartedAt))
-	}
-	if p.CompletedAt != nil {
-		params.SetCompletedAt, params.CompletedAt = true, nullString(storekit.OptionalTime(*p.CompletedAt))
-	}
-	if p.CreatedAt != nil {
-		params.SetCreatedAt, params.CreatedAt = true, store.FormatTime(*p.CreatedAt)
-	}
+	f, opt := storekit.Flatten(p), func(t time.Time) sql.NullString { return nullString(storekit.OptionalTime(t)) }
+	params := sqlitedb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now()), SetStatus: f.SetStatus, Status: f.Status,
+		SetCurrentStepIndex: f.SetCurrentStepIndex, CurrentStepIndex: f.CurrentStepIndex, SetLeaseOwner: f.SetLeaseOwner, LeaseOwner: nullString(f.LeaseOwner),
+		SetLeaseExpiresAt: f.SetLeaseExpiresAt, LeaseExpiresAt: opt(f.LeaseExpiresAt), SetStartedAt: f.SetStartedAt, StartedAt: opt(f.StartedAt),
+		SetCompletedAt: f.SetCompletedAt, CompletedAt: opt(f.CompletedAt), SetCreatedAt: f.SetCreatedAt, CreatedAt: store.FormatTime(f.CreatedAt)}
 	return s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
 		return q.UpdateRunForTest(ctx, params)
 	})
