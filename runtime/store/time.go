@@ -6,8 +6,10 @@ import (
 	"time"
 )
 
-// TimeLayout is the stored and wire form of every timestamp: UTC with exactly
-// three fractional digits, so that string order is time order (S-002).
+// TimeLayout is the wire form of every timestamp, and the stored form where
+// an engine keeps timestamps as text (SQLite): UTC with exactly three
+// fractional digits, so that string order is time order (S-002). Stores
+// keep milliseconds whatever the column type (Truncate).
 const TimeLayout = "2006-01-02T15:04:05.000Z"
 
 // FormatTime renders t in TimeLayout.
