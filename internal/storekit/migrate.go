@@ -2,6 +2,7 @@ package storekit
 
 import (
 	"context"
+	"embed"
 	"fmt"
 	"io/fs"
 	"path"
@@ -17,11 +18,40 @@ type Migration struct {
 	SQL     string
 }
 
+// history are versions 1 and 2, one schema both engines ran (TEXT and
+// INTEGER only); each store's own migrations follow from version 3.
+//
+//go:embed history/*.sql
+var history embed.FS
+
+// StoreMigrations are a store's migrations: the shared history (versions 1
+// and 2), then the store's own files NNNN_name.sql in dir of own, from
+// version 3.
+func StoreMigrations(own fs.FS, dir string) ([]Migration, error) {
+	past, err := LoadMigrations(history, "history")
+	if err != nil {
+		return nil, err
+	}
+	mine, err := loadFiles(own, dir)
+	if err != nil {
+		return nil, err
+	}
+	return ordered(append(past, mine...))
+}
+
 // LoadMigrations reads a store's embedded migrations: the files
 // NNNN_name.sql of dir, version NNNN, in order. Versions must run 1, 2, 3, …
 // without gaps, so that a lost file fails at once rather than on a
 // customer's database.
 func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	ms, err := loadFiles(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	return ordered(ms)
+}
+
+func loadFiles(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
@@ -43,13 +73,18 @@ func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 		}
 		out = append(out, Migration{Version: v, SQL: string(b)})
 	}
-	slices.SortFunc(out, func(a, b Migration) int { return a.Version - b.Version })
-	for i, m := range out {
+	return out, nil
+}
+
+// ordered sorts migrations by version and checks that they run 1, 2, 3, …
+func ordered(ms []Migration) ([]Migration, error) {
+	slices.SortFunc(ms, func(a, b Migration) int { return a.Version - b.Version })
+	for i, m := range ms {
 		if m.Version != i+1 {
 			return nil, fmt.Errorf("migrations: version %d where %d was expected", m.Version, i+1)
 		}
 	}
-	return out, nil
+	return ms, nil
 }
 
 // MigrateOps are what the migration loop needs of a store's transaction,

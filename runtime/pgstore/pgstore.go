@@ -166,7 +166,8 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// migrationFiles are the store's own migrations (sqlc reads them too).
+// migrationFiles are the store's own migrations, from version 3 (sqlc
+// reads them too, after the shared history of storekit.StoreMigrations).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -174,7 +175,7 @@ var migrationFiles embed.FS
 // migrations are migrationFiles, read once; a malformed set is a bug of
 // this package that every test catches.
 var migrations = sync.OnceValues(func() ([]storekit.Migration, error) {
-	return storekit.LoadMigrations(migrationFiles, "migrations")
+	return storekit.StoreMigrations(migrationFiles, "migrations")
 })
 
 // Migrate applies the store's migrations newer than the database's version,

@@ -18,7 +18,13 @@
 --
 -- ALTER COLUMN … TYPE rewrites each table once and rebuilds its indexes, in
 -- this migration's transaction; the partial indexes' predicates do not
--- mention the converted columns. fillfactor (version 1) survives the rewrite.
+-- mention the converted columns.
+
+-- Room on each page lets PostgreSQL update a run in place (HOT) when no
+-- indexed column changes, as recording a step or progress does. Until this
+-- version pgstore set it from Go after version 1; a database that has it
+-- already is unchanged.
+ALTER TABLE durably_runs SET (fillfactor = 70);
 
 ALTER TABLE durably_runs
   ALTER COLUMN labels DROP DEFAULT,

@@ -1,16 +1,17 @@
--- durably-go SQLite schema, version 1 (storage.md S-001 … S-050).
+-- durably-go schema, version 1 (storage.md S-001 … S-050).
 --
--- Columns are TEXT and INTEGER: timestamps are fixed-width UTC ISO-8601
--- strings with milliseconds (2026-03-29T10:15:30.123Z) so that string
--- comparison is time comparison (S-002), JSON is stored as TEXT (S-003), ids
--- are ULIDs made by the application and child rows are deleted explicitly
--- (S-004). That suits SQLite, whose types are affinities anyway.
+-- One schema for SQLite and PostgreSQL: columns are TEXT and INTEGER only,
+-- timestamps are fixed-width UTC ISO-8601 strings with milliseconds
+-- (2026-03-29T10:15:30.123Z) so that string comparison is time comparison
+-- (S-002), JSON is stored as TEXT (S-003), ids are ULIDs made by the
+-- application and child rows are deleted explicitly (S-004).
 --
--- sqlitestore embeds this directory and applies its files in order, each in
--- one transaction with its version record; sqlc reads them in the same
--- order. A file stays as deployed databases ran it: changes are new files.
--- (Until version 3, one file served both engines; version 1 then also
--- created PostgreSQL's event tables, which migration 3 drops.)
+-- History: versions 1 and 2 are what deployed databases of both engines
+-- ran, and stay so. Both stores apply them (storekit.StoreMigrations) and
+-- sqlc reads them, before each store's own migrations (version 3 on),
+-- which give each engine its own schema. The data model is the top-level
+-- schema.sql. (PostgreSQL's fillfactor, applied from Go after this file
+-- until then, is in its migration 3.)
 
 CREATE TABLE IF NOT EXISTS durably_runs (
   id                   TEXT    NOT NULL PRIMARY KEY,
@@ -133,4 +134,21 @@ CREATE INDEX IF NOT EXISTS idx_durably_logs_run_created
 CREATE TABLE IF NOT EXISTS durably_schema_versions (
   version    INTEGER NOT NULL PRIMARY KEY,
   applied_at TEXT    NOT NULL
+);
+
+-- PostgreSQL carries events between processes with NOTIFY (D3); an event
+-- too large for a notification's 8000-byte payload is parked here and the
+-- notification carries its id. Rows live a minute. Unused on SQLite.
+CREATE TABLE IF NOT EXISTS durably_event_payloads (
+  id         TEXT NOT NULL PRIMARY KEY,
+  payload    TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+
+-- Processes that want other processes' events (an open event stream) keep a
+-- row here; the others publish events only while one exists (D3), so a
+-- database nobody watches pays for no notifications.
+CREATE TABLE IF NOT EXISTS durably_event_listeners (
+  instance   TEXT NOT NULL PRIMARY KEY,
+  expires_at TEXT NOT NULL
 );

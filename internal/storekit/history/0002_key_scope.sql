@@ -8,8 +8,8 @@
 -- per concurrency key" (R-051) holds per (scope, key), so one tenant's keys
 -- can neither reveal nor block another tenant's runs.
 --
--- The same file for both engines (each store keeps its copy: its
--- migrations are its own).
+-- History, like version 1: both stores apply it as migration 2, and sqlc
+-- reads it after version 1.
 
 ALTER TABLE durably_runs ADD COLUMN key_scope TEXT NOT NULL DEFAULT '';
 
