@@ -17,7 +17,7 @@ import (
 // time.
 func finish(t *testing.T, e *durably.Engine, id string, status store.Status, at time.Time) {
 	t.Helper()
-	if err := e.Store().PatchRun(Ctx(t), id, store.RunPatch{Status: &status, CompletedAt: &at}); err != nil {
+	if err := PatchRun(Ctx(t), e.Store(), id, store.RunPatch{Status: &status, CompletedAt: &at}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -341,7 +341,7 @@ var queryCases = []Case{
 			}
 			labels := map[string]string{"org": fmt.Sprint("o", i%3), "env": []string{"prod", "dev"}[i%2]}
 			r := MustTrigger(t, j, Msg{fmt.Sprint(i)}, durably.WithLabels(labels))
-			if err := e.Store().PatchRun(ctx, r.ID, store.RunPatch{CreatedAt: ptr(time.Now().Add(time.Duration(i) * time.Second))}); err != nil {
+			if err := PatchRun(ctx, e.Store(), r.ID, store.RunPatch{CreatedAt: ptr(time.Now().Add(time.Duration(i) * time.Second))}); err != nil {
 				t.Fatal(err)
 			}
 			all = append(all, r.ID)

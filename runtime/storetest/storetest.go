@@ -376,3 +376,41 @@ func (b *Box[T]) Get() T {
 	defer b.mu.Unlock()
 	return b.v
 }
+
+// Patcher is implemented by stores that let the suite fabricate states no
+// engine would write, such as an expired lease or a run created in the past
+// (S-047). It is not part of store.Store: production code never changes a
+// run without fencing.
+type Patcher interface {
+	// PatchRun overwrites the fields the patch sets, without fencing.
+	PatchRun(ctx context.Context, id string, patch store.RunPatch) error
+}
+
+// PatchRun patches a run through st, which must implement Patcher.
+func PatchRun(ctx context.Context, st store.Store, id string, patch store.RunPatch) error {
+	p, ok := st.(Patcher)
+	if !ok {
+		return fmt.Errorf("storetest: store %T does not implement storetest.Patcher, which the suite needs", st)
+	}
+	return p.PatchRun(ctx, id, patch)
+}
+
+// Migrator is implemented by stores that can build a database as an older
+// version of the schema left it, so that the suite checks that their
+// migrations carry data forward (S-015). Both of this module's stores
+// implement it.
+type Migrator interface {
+	// MigrateTo applies the store's migrations up to version, then runs
+	// seed (SQL both engines take) in the same transaction.
+	MigrateTo(ctx context.Context, version int, seed string) error
+}
+
+// migrator returns h.Store as a Migrator, skipping the test for a store
+// that has no older versions to migrate from.
+func (h *Harness) migrator() Migrator {
+	m, ok := h.Store.(Migrator)
+	if !ok {
+		h.t.Skipf("store %T does not implement storetest.Migrator", h.Store)
+	}
+	return m
+}
