@@ -95,7 +95,7 @@ func TestProblems(t *testing.T) {
 		name, yaml string
 		want       []string // each must appear, in order
 	}{
-		{"YAML syntax", "package: [\n", []string{"d.yaml:1:1: YAML: "}},
+		{"YAML syntax", "package: [\n", []string{"d.yaml:1:10: YAML: did not find expected node content"}},
 		{"unknown top-level key", good + "extra: 1\n", []string{"d.yaml:5:1: extra: unknown key \"extra\""}},
 		{"unknown type key", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, minLenght: 3}\n",
 			[]string{"d.yaml:4:27: jobs[0].input.minLenght: unknown key \"minLenght\""}},
@@ -112,7 +112,7 @@ func TestProblems(t *testing.T) {
 		{"invalid identifier", "package: {name: p, output: ./p}\njobs:\n  - name: 9lives\n    input: {type: string}\n",
 			[]string{"d.yaml:3:5: jobs[0].name: job name \"9lives\" gives no exported Go identifier; set id"}},
 		{"id collision", "package: {name: p, output: ./p}\njobs:\n  - name: import-csv\n    input: {type: string}\n  - name: importCsv\n    input: {type: string}\n",
-			[]string{"jobs[1].id: Go identifier ImportCSV is used by jobs[0] too"}},
+			[]string{"d.yaml:5:5: jobs[1].name: jobs[0] (\"import-csv\") has the Go identifier ImportCSV too; set id on one of them"}},
 		{"keyword on wrong type", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: integer, minLength: 1}\n",
 			[]string{"jobs[0].input.minLength: minLength applies to string, not integer"}},
 		{"bounds", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: integer, minimum: 5, maximum: 1}\n",
@@ -122,15 +122,15 @@ func TestProblems(t *testing.T) {
 		{"array without items", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: array}\n",
 			[]string{"jobs[0].input: an array needs items"}},
 		{"label of wrong type", "package: {name: p, output: ./p}\nlabels:\n  n: {type: integer}\njobs:\n  - name: a\n    input: {type: string}\n",
-			[]string{"d.yaml:3:7: labels.n.type: a label is a string or an enum, not integer"}},
+			[]string{"d.yaml:3:7: labels.n.type: a label is a string or an enum"}},
 		{"bad label key", "package: {name: p, output: ./p}\nlabels:\n  \"bad key\": {type: string}\njobs:\n  - name: a\n    input: {type: string}\n",
 			[]string{"labels.bad key: label key \"bad key\" must contain only"}},
 		{"fields colliding in Go", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input:\n      type: object\n      properties:\n        user_id: {type: string}\n        userId: {type: string}\n",
-			[]string{"\"user_id\" and \"userId\" both become the Go field UserID"}},
+			[]string{"d.yaml:8:9: jobs[0].input.properties.userId: the Go identifier UserID of the field of property \"userId\" in struct AInput is also the field of property \"user_id\" (jobs[0].input.properties.user_id, 7:9); rename one of them"}},
 		{"bad pattern", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, pattern: \"(\"}\n",
 			[]string{"jobs[0].input.pattern: pattern does not compile"}},
 		{"reserved job name", "package: {name: p, output: ./p}\njobs:\n  - name: useRuns\n    input: {type: string}\n",
-			[]string{"\"useRuns\" is reserved by the React client (H-078)"}},
+			[]string{"\"useRuns\" is reserved by the React client of the protocol; choose another job name"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -142,7 +142,7 @@ func TestProblems(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Write(path)
+			_, _, err := Write(path)
 			if err == nil {
 				t.Fatal("a bad declaration generated code")
 			}

@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	invopop "github.com/invopop/jsonschema"
+	orderedmap "github.com/pb33f/ordered-map/v2"
 	"github.com/santhosh-tekuri/jsonschema/v5"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Problem is one thing wrong with a declaration, where it is.
@@ -53,6 +56,22 @@ func (ps Problems) Error() string {
 func Schema() []byte {
 	r := &invopop.Reflector{Anonymous: false, AllowAdditionalProperties: false, RequiredFromJSONSchemaTags: false}
 	s := r.Reflect(&Declaration{})
+	// Labels are Fields whose types are strings or enums: the schema says
+	// so too, so that an editor flags a label of another type.
+	s.Definitions["LabelFields"] = &invopop.Schema{
+		Type:                 "object",
+		AdditionalProperties: &invopop.Schema{Ref: "#/$defs/Label"},
+	}
+	s.Definitions["Label"] = &invopop.Schema{
+		Description: "A label: a string or an enum.",
+		AllOf: []*invopop.Schema{
+			{Ref: "#/$defs/Type"},
+			{Properties: properties("type", &invopop.Schema{Enum: []any{"string", "enum"}})},
+		},
+	}
+	if labels, ok := s.Definitions["Declaration"].Properties.Get("labels"); ok {
+		labels.Ref = "#/$defs/LabelFields"
+	}
 	s.ID = "https://github.com/durably-go/durably/durably.schema.json"
 	s.Title = "durably-gen declaration (durably.yaml)"
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -60,6 +79,12 @@ func Schema() []byte {
 		panic(err)
 	}
 	return append(b, '\n')
+}
+
+func properties(name string, s *invopop.Schema) *orderedmap.OrderedMap[string, *invopop.Schema] {
+	m := orderedmap.New[string, *invopop.Schema]()
+	m.Set(name, s)
+	return m
 }
 
 var (
@@ -89,23 +114,28 @@ func Load(path string) (*Declaration, error) {
 	return Parse(path, data)
 }
 
+// maxNodes bounds the YAML nodes a declaration may expand to, aliases
+// included, so that a few lines of anchors cannot make it enormous.
+const maxNodes = 100000
+
 // Parse checks a declaration: YAML syntax, then the JSON Schema (unknown
 // keys, types, required members), then what a schema cannot say (unique
-// names, valid Go identifiers, sensible bounds). Every problem is reported
-// with its line, column and path.
+// names, valid Go identifiers, sensible bounds), then the Go identifiers
+// the declaration would generate. Every problem is reported with its line,
+// column and path, in the order of the file.
 func Parse(file string, data []byte) (*Declaration, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Problems{yamlProblem(file, err)}
+		return nil, Problems{yamlProblem(file, data, err)}
 	}
 	if len(doc.Content) == 0 {
-		return nil, Problems{{File: file, Msg: "empty declaration"}}
+		return nil, Problems{{File: file, Line: 1, Col: 1, Msg: "empty declaration: it needs package and jobs"}}
 	}
 	root := doc.Content[0]
-	pos := map[string][2]int{}
-	value, err := toValue(root, "", pos)
-	if err != nil {
-		return nil, Problems{{File: file, Msg: err.Error()}}
+	conv := &converter{file: file, pos: map[string][2]int{}}
+	value := conv.value(root, "", 0)
+	if len(conv.problems) > 0 {
+		return nil, sortProblems(conv.problems)
 	}
 	schema, err := declarationSchema()
 	if err != nil {
@@ -116,73 +146,196 @@ func Parse(file string, data []byte) (*Declaration, error) {
 		if !errors.As(err, &ve) {
 			return nil, err
 		}
-		return nil, schemaProblems(file, ve, pos)
+		return nil, schemaProblems(file, ve, conv.pos)
 	}
 	var d Declaration
 	if err := root.Decode(&d); err != nil {
-		return nil, Problems{{File: file, Msg: err.Error()}}
+		return nil, decodeProblems(file, err, conv.pos)
 	}
-	if ps := check(file, &d, pos); len(ps) > 0 {
-		return nil, ps
+	d.file, d.pos = file, conv.pos
+	if ps := check(file, &d, conv.pos); len(ps) > 0 {
+		return nil, sortProblems(ps)
+	}
+	if ps := checkNames(&d, filepath.Base(file)); len(ps) > 0 {
+		return nil, sortProblems(ps)
 	}
 	return &d, nil
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var labelType = regexp.MustCompile(`^/labels/[^/]+/type$`)
 
-func yamlProblem(file string, err error) Problem {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return Problem{File: file, Line: line, Col: 1, Msg: "YAML: " + m[2]}
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlProblem places a YAML syntax error. The parser names the line (not
+// always) but not the column, so both are found again: the shortest prefix
+// of the file that fails with the same message ends where the parser
+// stopped.
+func yamlProblem(file string, data []byte, err error) Problem {
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return Problem{File: file, Line: 1, Col: 1, Msg: "YAML: " + err.Error()}
 	}
-	return Problem{File: file, Msg: "YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	msg := "YAML: " + m[2]
+	line, col := 0, 0
+	if len(data) <= 1<<16 {
+		line, col = errorPosition(data, err.Error())
+	}
+	if line == 0 {
+		line, _ = strconv.Atoi(m[1])
+		col = 1
+	}
+	if line == 0 {
+		line = 1
+	}
+	return Problem{File: file, Line: line, Col: col, Msg: msg}
 }
 
-// toValue converts YAML to the JSON value the schema validates, recording
+// errorPosition finds the line and column after which data fails to parse
+// with msg, or 0, 0.
+func errorPosition(data []byte, msg string) (int, int) {
+	fails := func(prefix []byte) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal(prefix, &n)
+		return err != nil && err.Error() == msg
+	}
+	lineStart := 0
+	for line := 1; lineStart <= len(data); line++ {
+		end := bytes.IndexByte(data[lineStart:], '\n')
+		lineEnd := len(data)
+		if end >= 0 {
+			lineEnd = lineStart + end
+		}
+		if fails(data[:lineEnd]) {
+			for i := lineStart; i < lineEnd; i++ {
+				if fails(data[:i+1]) {
+					return line, utf8.RuneCount(data[lineStart:i]) + 1
+				}
+			}
+			return line, utf8.RuneCount(data[lineStart:lineEnd]) + 1
+		}
+		if end < 0 {
+			break
+		}
+		lineStart = lineEnd + 1
+	}
+	return 0, 0
+}
+
+// decodeProblems places the errors of decoding the checked tree into the
+// Declaration (rare: the schema has refused what does not fit).
+func decodeProblems(file string, err error, pos map[string][2]int) Problems {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var ps Problems
+	for _, m := range msgs {
+		p := Problem{File: file, Line: 1, Col: 1, Msg: strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLine.FindStringSubmatch("yaml: " + strings.TrimPrefix(m, "yaml: ")); sm != nil && sm[1] != "" {
+			p.Line, _ = strconv.Atoi(sm[1])
+			p.Msg = sm[2]
+			p.Col = 0
+			for _, lc := range pos {
+				if lc[0] == p.Line && (p.Col == 0 || lc[1] < p.Col) {
+					p.Col = lc[1]
+				}
+			}
+			if p.Col == 0 {
+				p.Col = 1
+			}
+		}
+		ps = append(ps, p)
+	}
+	return sortProblems(ps)
+}
+
+// converter turns YAML into the JSON value the schema validates, recording
 // the position of every value under its JSON pointer.
-func toValue(n *yaml.Node, ptr string, pos map[string][2]int) (any, error) {
-	pos[ptr] = [2]int{n.Line, n.Column}
+type converter struct {
+	file     string
+	pos      map[string][2]int
+	nodes    int
+	problems Problems
+}
+
+func (c *converter) fail(n *yaml.Node, ptr, format string, args ...any) {
+	c.problems = append(c.problems, Problem{File: c.file, Line: n.Line, Col: n.Column, Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+// value converts n. A mapping member whose value is null counts as absent:
+// `input:` with nothing after it is a job without input.
+func (c *converter) value(n *yaml.Node, ptr string, depth int) any {
+	c.nodes++
+	if c.nodes > maxNodes || depth > 100 {
+		if c.nodes == maxNodes+1 || depth == 101 {
+			c.fail(n, ptr, "the declaration is too large or too deeply nested (aliases included)")
+		}
+		return nil
+	}
+	if _, ok := c.pos[ptr]; !ok {
+		c.pos[ptr] = [2]int{n.Line, n.Column}
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := map[string]any{}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			child := ptr + "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(k.Value)
-			val, err := toValue(v, child, pos)
-			if err != nil {
-				return nil, err
+			child := ptr + "/" + esc(k.Value)
+			if seen[k.Value] {
+				c.fail(k, child, "duplicate key %q", k.Value)
+				continue
 			}
-			if _, dup := m[k.Value]; dup {
-				return nil, fmt.Errorf("line %d:%d: duplicate key %q", k.Line, k.Column, k.Value)
+			seen[k.Value] = true
+			c.pos[child] = [2]int{k.Line, k.Column} // point at the key, where the reader looks
+			val := c.value(v, child, depth+1)
+			if isNull(v) {
+				continue
 			}
 			m[k.Value] = val
-			pos[child] = [2]int{k.Line, k.Column} // point at the key, where the reader looks
 		}
-		return m, nil
+		return m
 	case yaml.SequenceNode:
 		s := make([]any, len(n.Content))
-		for i, c := range n.Content {
-			v, err := toValue(c, ptr+"/"+strconv.Itoa(i), pos)
-			if err != nil {
-				return nil, err
-			}
-			s[i] = v
+		for i, e := range n.Content {
+			s[i] = c.value(e, ptr+"/"+strconv.Itoa(i), depth+1)
 		}
-		return s, nil
+		return s
 	case yaml.ScalarNode:
 		switch n.Tag {
 		case "!!int", "!!float":
-			return json.Number(n.Value), nil
+			var f float64
+			if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+				c.fail(n, ptr, "%s is not a finite number", n.Value)
+				return nil
+			}
+			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
 		case "!!bool":
-			return n.Value == "true", nil
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				c.fail(n, ptr, "%s is not a boolean", n.Value)
+			}
+			return b
 		case "!!null":
-			return nil, nil
+			return nil
 		}
-		return n.Value, nil
+		return n.Value
 	case yaml.AliasNode:
-		return toValue(n.Alias, ptr, pos)
+		return c.value(n.Alias, ptr, depth+1)
+	case yaml.DocumentNode:
+		if len(n.Content) > 0 {
+			return c.value(n.Content[0], ptr, depth+1)
+		}
 	}
-	return nil, fmt.Errorf("line %d: unsupported YAML node", n.Line)
+	return nil
+}
+
+func isNull(n *yaml.Node) bool {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 // schemaProblems reports the leaves of a validation error at their
@@ -206,17 +359,14 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 		} else if rest, ok := strings.CutPrefix(msg, "missing properties: "); ok {
 			msg = "missing " + strings.ReplaceAll(rest, "'", "\"")
 		}
+		if labelType.MatchString(ptr) && strings.HasPrefix(msg, "value must be one of") {
+			msg = "a label is a string or an enum"
+		}
 		p := pos[ptr]
 		ps = append(ps, Problem{File: file, Line: p[0], Col: p[1], Path: dotted(ptr), Msg: msg})
 	}
 	walk(ve)
-	slices.SortFunc(ps, func(a, b Problem) int {
-		if a.Line != b.Line {
-			return a.Line - b.Line
-		}
-		return strings.Compare(a.Msg, b.Msg)
-	})
-	return slices.CompactFunc(ps, func(a, b Problem) bool { return a.String() == b.String() })
+	return sortProblems(ps)
 }
 
 // dotted turns /jobs/0/input into jobs[0].input.

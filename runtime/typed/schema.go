@@ -232,3 +232,15 @@ func Uint(v uint64) *uint64 { return &v }
 
 // Float returns a pointer to v, for Constraints literals.
 func Float(v float64) *float64 { return &v }
+
+// ApplyItems adds the constraints to the schema depth levels of items
+// below s (1: the items of the array s), for constraints on the items of
+// arrays, which struct tags cannot carry.
+func (c Constraints) ApplyItems(s *invopop.Schema, depth int) {
+	for ; depth > 0 && s != nil; depth-- {
+		s = s.Items
+	}
+	if s != nil {
+		c.Apply(s)
+	}
+}
