@@ -106,14 +106,8 @@ type checker struct {
 }
 
 func (c *checker) add(ptr, format string, args ...any) {
-	// A problem about a key that is absent (a derived id, say) is shown
-	// where its nearest present ancestor is.
-	p, ok := c.pos[ptr]
-	for at := ptr; !ok && at != ""; {
-		at = at[:strings.LastIndex(at, "/")]
-		p, ok = c.pos[at]
-	}
-	c.problems = append(c.problems, Problem{File: c.file, Line: p[0], Col: p[1], Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
+	line, col := lookup(c.pos, ptr)
+	c.problems = append(c.problems, Problem{File: c.file, Line: line, Col: col, Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
 }
 
 // fields checks the names of a mapping of fields and each field's type.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -350,7 +351,11 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 			}
 			return
 		}
+		// The validator writes the instance location percent-encoded.
 		ptr := e.InstanceLocation
+		if un, err := url.PathUnescape(ptr); err == nil {
+			ptr = un
+		}
 		msg := e.Message
 		if rest, ok := strings.CutPrefix(msg, "additionalProperties "); ok {
 			key := strings.Trim(strings.SplitN(rest, " ", 2)[0], "'")
@@ -362,8 +367,8 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 		if labelType.MatchString(ptr) && strings.HasPrefix(msg, "value must be one of") {
 			msg = "a label is a string or an enum"
 		}
-		p := pos[ptr]
-		ps = append(ps, Problem{File: file, Line: p[0], Col: p[1], Path: dotted(ptr), Msg: msg})
+		line, col := lookup(pos, ptr)
+		ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(ptr), Msg: msg})
 	}
 	walk(ve)
 	return sortProblems(ps)
@@ -386,4 +391,18 @@ func dotted(ptr string) string {
 		b.WriteString(strings.NewReplacer("~1", "/", "~0", "~").Replace(seg))
 	}
 	return b.String()
+}
+
+// lookup is the position of ptr, or of its nearest ancestor that has one
+// (a member that is absent, or a location the validator normalised).
+func lookup(pos map[string][2]int, ptr string) (int, int) {
+	p, ok := pos[ptr]
+	for at := ptr; !ok && at != ""; {
+		at = at[:strings.LastIndex(at, "/")]
+		p, ok = pos[at]
+	}
+	if !ok || p[0] == 0 {
+		return 1, 1
+	}
+	return p[0], p[1]
 }

@@ -61,14 +61,7 @@ type namer struct {
 	reported map[[2]string]bool // pairs of sources already reported
 }
 
-func (n *namer) at(ptr string) (int, int) {
-	p, ok := n.pos[ptr]
-	for at := ptr; !ok && at != ""; {
-		at = at[:strings.LastIndex(at, "/")]
-		p, ok = n.pos[at]
-	}
-	return p[0], p[1]
-}
+func (n *namer) at(ptr string) (int, int) { return lookup(n.pos, ptr) }
 
 func (n *namer) describe(id string, o origin) string {
 	if o.ptr == "" {
