@@ -519,4 +519,3 @@ func vetSample(t *testing.T, sample [][]File) {
 		}
 	}
 }
-
