@@ -178,9 +178,7 @@ func yamlProblem(file string, data []byte, err error) Problem {
 	}
 	msg := "YAML: " + m[2]
 	line, col := 0, 0
-	if len(data) <= 1<<16 {
-		line, col = errorPosition(data, err.Error())
-	}
+	line, col = errorPosition(data, err.Error())
 	if line == 0 {
 		line, _ = strconv.Atoi(m[1])
 		col = 1
@@ -192,34 +190,30 @@ func yamlProblem(file string, data []byte, err error) Problem {
 }
 
 // errorPosition finds the line and column after which data fails to parse
-// with msg, or 0, 0.
+// with msg, or 0, 0: the end of the shortest failing prefix, found by
+// bisection (a parser stops at its first error, so longer prefixes fail
+// alike).
 func errorPosition(data []byte, msg string) (int, int) {
-	fails := func(prefix []byte) bool {
-		var n yaml.Node
-		err := yaml.Unmarshal(prefix, &n)
+	fails := func(n int) bool {
+		var node yaml.Node
+		err := yaml.Unmarshal(data[:n], &node)
 		return err != nil && err.Error() == msg
 	}
-	lineStart := 0
-	for line := 1; lineStart <= len(data); line++ {
-		end := bytes.IndexByte(data[lineStart:], '\n')
-		lineEnd := len(data)
-		if end >= 0 {
-			lineEnd = lineStart + end
-		}
-		if fails(data[:lineEnd]) {
-			for i := lineStart; i < lineEnd; i++ {
-				if fails(data[:i+1]) {
-					return line, utf8.RuneCount(data[lineStart:i]) + 1
-				}
-			}
-			return line, utf8.RuneCount(data[lineStart:lineEnd]) + 1
-		}
-		if end < 0 {
-			break
-		}
-		lineStart = lineEnd + 1
+	if !fails(len(data)) {
+		return 0, 0
 	}
-	return 0, 0
+	lo, hi := 0, len(data) // fails(hi); the answer is in (lo, hi]
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	at := hi - 1 // the last byte the failing prefix needs
+	lineStart := bytes.LastIndexByte(data[:at], '\n') + 1
+	return bytes.Count(data[:lineStart], []byte("\n")) + 1, utf8.RuneCount(data[lineStart:at]) + 1
 }
 
 // decodeProblems places the errors of decoding the checked tree into the
@@ -358,9 +352,16 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 		}
 		msg := e.Message
 		if rest, ok := strings.CutPrefix(msg, "additionalProperties "); ok {
-			key := strings.Trim(strings.SplitN(rest, " ", 2)[0], "'")
-			ptr += "/" + key
-			msg = "unknown key " + strconv.Quote(key)
+			// "additionalProperties 'a', 'b' not allowed": one problem a key,
+			// at the key.
+			rest = strings.TrimSuffix(rest, " not allowed")
+			for _, key := range strings.Split(rest, ", ") {
+				key = strings.TrimSuffix(strings.TrimPrefix(key, "'"), "'")
+				kp := ptr + "/" + esc(key)
+				line, col := lookup(pos, kp)
+				ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(kp), Msg: "unknown key " + strconv.Quote(key)})
+			}
+			return
 		} else if rest, ok := strings.CutPrefix(msg, "missing properties: "); ok {
 			msg = "missing " + strings.ReplaceAll(rest, "'", "\"")
 		}
