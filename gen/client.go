@@ -67,7 +67,9 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 	for i, j := range d.Jobs {
 		id := JobID(j)
 		jp := jobPtr(i, j)
-		what := func(s string) origin { return origin{jp, fmt.Sprintf("the %s of job %q", s, j.Name)} }
+		what := func(s string) origin {
+			return origin{ptr: jp, what: fmt.Sprintf("the %s of job %q", s, j.Name), job: id, jobN: i + 1}
+		}
 		in, out := pkg+"."+id+"Input", pkg+"."+id+"Output"
 		run := id + "Run"
 		g.names.declare(types, run, what("client run type"))

@@ -51,8 +51,16 @@ func Generate(d *Declaration, declName, modulePath string) ([]File, error) {
 	return files, nil
 }
 
-// checkNames runs the emitter for its namespace check only.
-func checkNames(d *Declaration, declName string) Problems {
+// checkNames runs the emitter for its namespace check only. It also runs
+// on declarations that check refused, so that all problems come at once;
+// should such a declaration trip the emitter, its other problems are
+// enough.
+func checkNames(d *Declaration, declName string) (ps Problems) {
+	defer func() {
+		if recover() != nil {
+			ps = nil
+		}
+	}()
 	g := newEmitter(d, declName)
 	g.mainFile()
 	if d.wantsClient() {
@@ -79,6 +87,14 @@ type emitter struct {
 	decls []*bytes.Buffer
 	// extends collects JSONSchemaExtend bodies per struct.
 	extends map[string][]string
+	// job and jobN are the Go identifier and 1 + the index of the job
+	// whose types are being emitted, for the origins of their names.
+	job  string
+	jobN int
+}
+
+func (g *emitter) origin(ptr, what string) origin {
+	return origin{ptr: ptr, what: what, job: g.job, jobN: g.jobN}
 }
 
 func newEmitter(d *Declaration, declName string) *emitter {
@@ -187,7 +203,7 @@ func (g *emitter) labels() {
 	for _, f := range d.Labels {
 		ptr := "/labels/" + esc(f.Name)
 		n := GoName(f.Name)
-		g.names.declare(fields, n, origin{ptr, fmt.Sprintf("the field of label %q", f.Name)})
+		g.names.declare(fields, n, origin{ptr: ptr, what: fmt.Sprintf("the field of label %q", f.Name)})
 		g.fieldDoc(f, fmt.Sprintf("the label %q", f.Name))
 		g.p("%s %s %s", n, g.goType("", ptr, f, true, fmt.Sprintf("label %q", f.Name)), g.tag(f, f.Type.Required))
 	}
@@ -268,7 +284,7 @@ func (g *emitter) labels() {
 	for _, f := range d.Labels {
 		n := GoName(f.Name)
 		fn := "ListRunsBy" + n
-		g.names.declare(g.pkg, fn, origin{"/labels/" + esc(f.Name), fmt.Sprintf("the lookup function of label %q", f.Name)})
+		g.names.declare(g.pkg, fn, origin{ptr: "/labels/" + esc(f.Name), what: fmt.Sprintf("the lookup function of label %q", f.Name)})
 		param := "string"
 		arg := "value"
 		if f.Type.Type == "enum" {
@@ -339,7 +355,7 @@ func (g *emitter) triggerLabels() {
 		}
 		n := GoName(f.Name)
 		fn := "With" + n
-		g.names.declare(g.pkg, fn, origin{"/labels/" + esc(f.Name), fmt.Sprintf("the option function of label %q", f.Name)})
+		g.names.declare(g.pkg, fn, origin{ptr: "/labels/" + esc(f.Name), what: fmt.Sprintf("the option function of label %q", f.Name)})
 		typ := "string"
 		if f.Type.Type == "enum" {
 			typ = g.enumName("", f)
@@ -359,7 +375,7 @@ func (g *emitter) context() {
 	for _, f := range g.d.Context {
 		ptr := "/context/" + esc(f.Name)
 		n := GoName(f.Name)
-		g.names.declare(fields, n, origin{ptr, fmt.Sprintf("the field of context field %q", f.Name)})
+		g.names.declare(fields, n, origin{ptr: ptr, what: fmt.Sprintf("the field of context field %q", f.Name)})
 		g.fieldDoc(f, "")
 		g.p("%s %s %s", n, g.goType("", ptr, f, true, fmt.Sprintf("context field %q", f.Name)), g.tag(f, true))
 	}
@@ -383,7 +399,8 @@ func (g *emitter) jobs() {
 	for i, j := range d.Jobs {
 		id := JobID(j)
 		jp := jobPtr(i, j)
-		what := func(s string) origin { return origin{jp, fmt.Sprintf("the %s of job %q", s, j.Name)} }
+		g.job, g.jobN = id, i+1
+		what := func(s string) origin { return g.origin(jp, fmt.Sprintf("the %s of job %q", s, j.Name)) }
 		g.names.declare(handlers, id, what("handler field"))
 		g.names.declare(jobs, id, what("handle field"))
 		in, out := id+"Input", id+"Output"
@@ -458,6 +475,7 @@ func (g *emitter) jobs() {
 		g.p("func (j *%s) ListRuns(ctx context.Context, f RunFilter) ([]*%s, error) { return j.job.ListRuns(ctx, f) }", handle, run)
 		g.p("")
 	}
+	g.job, g.jobN = "", 0
 	g.p("// Handlers are the bodies of the declared jobs; each one is required.")
 	g.p("type Handlers struct {")
 	for _, j := range d.Jobs {
@@ -549,7 +567,7 @@ func (g *emitter) namedType(name, ptr string, t Type, what string) {
 	case "enum":
 		g.enumType(name, ptr, t.Values, what)
 	default:
-		if !g.names.declare(g.pkg, name, origin{ptr, what}) {
+		if !g.names.declare(g.pkg, name, g.origin(ptr, what)) {
 			return
 		}
 		typ := g.goType(name, ptr, Field{Name: "", Type: t}, true, what)
@@ -591,7 +609,7 @@ func itemConstraints(s string, t Type) []string {
 }
 
 func (g *emitter) structType(name, ptr string, t Type, what string) {
-	if !g.names.declare(g.pkg, name, origin{ptr, what}) {
+	if !g.names.declare(g.pkg, name, g.origin(ptr, what)) {
 		return
 	}
 	fields := newScope("struct "+name, structMethods, "the generated method")
@@ -605,7 +623,7 @@ func (g *emitter) structType(name, ptr string, t Type, what string) {
 		for _, f := range t.Properties {
 			fp := ptr + "/properties/" + esc(f.Name)
 			n := GoName(f.Name)
-			g.names.declare(fields, n, origin{fp, fmt.Sprintf("the field of property %q", f.Name)})
+			g.names.declare(fields, n, g.origin(fp, fmt.Sprintf("the field of property %q", f.Name)))
 			g.fieldDoc(f, "")
 			g.p("%s %s %s", n, g.goType(name, fp, f, f.Type.Required, fmt.Sprintf("property %q", f.Name)), g.tag(f, f.Type.Required))
 		}
@@ -648,11 +666,11 @@ func (g *emitter) enumName(parent string, f Field) string { return parent + GoNa
 // outside the declared variables can be written, so a wrong value does not
 // compile.
 func (g *emitter) enumType(name, ptr string, values []string, what string) {
-	if !g.names.declare(g.pkg, name, origin{ptr, "the enum type of " + what}) {
+	if !g.names.declare(g.pkg, name, g.origin(ptr, "the enum type of "+what)) {
 		return
 	}
 	for i, v := range values {
-		g.names.declare(g.pkg, name+EnumValueName(v), origin{ptr + "/values/" + strconv.Itoa(i), fmt.Sprintf("the value %q of enum %s", v, name)})
+		g.names.declare(g.pkg, name+EnumValueName(v), g.origin(ptr+"/values/"+strconv.Itoa(i), fmt.Sprintf("the value %q of enum %s", v, name)))
 	}
 	g.declare(func() {
 		g.p("// %s is %s, an enum: its values are the %s… variables; no other", name, comment(what), name)
@@ -715,6 +733,9 @@ func (g *emitter) goType(parent, ptr string, f Field, required bool, what string
 		g.enumType(name, ptr, t.Values, what)
 		return name // zero value is "no value": never a pointer
 	case "array":
+		if t.Items == nil { // refused by check; named for the namespace check alone
+			return "[]any"
+		}
 		items := Field{Name: f.Name + "Item", Type: *t.Items}
 		items.Type.Description = ""
 		items.Type.Required = true

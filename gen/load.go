@@ -154,10 +154,9 @@ func Parse(file string, data []byte) (*Declaration, error) {
 		return nil, decodeProblems(file, err, conv.pos)
 	}
 	d.file, d.pos = file, conv.pos
-	if ps := check(file, &d, conv.pos); len(ps) > 0 {
-		return nil, sortProblems(ps)
-	}
-	if ps := checkNames(&d, filepath.Base(file)); len(ps) > 0 {
+	ps := check(file, &d, conv.pos)
+	ps = append(ps, checkNames(&d, filepath.Base(file))...)
+	if len(ps) > 0 {
 		return nil, sortProblems(ps)
 	}
 	return &d, nil

@@ -35,6 +35,8 @@ var (
 type origin struct {
 	ptr  string
 	what string // "the input type of job \"a\"", "the field of property \"x\""
+	job  string // the Go identifier of the job the name derives from, if any
+	jobN int    // 1 + the index of that job
 }
 
 // scope is a Go namespace the generated code declares names in: a
@@ -47,10 +49,20 @@ type scope struct {
 func newScope(desc string, fixed []string, fixedWhat string) *scope {
 	s := &scope{desc: desc, ids: map[string]origin{}}
 	for _, n := range fixed {
-		s.ids[n] = origin{what: fixedWhat}
+		what := fixedWhat
+		if what == "the generated" {
+			what = "the generated type"
+			if slices.Contains(fixedFuncs, n) {
+				what = "the generated function"
+			}
+		}
+		s.ids[n] = origin{what: what}
 	}
 	return s
 }
+
+// fixedFuncs are the functions among the generator's own identifiers.
+var fixedFuncs = []string{"NewLabels", "LabelSchema", "LabelsJSONSchema", "Config", "Register", "JobSchemas", "NewHandler", "New"}
 
 // namer collects the identifiers the generated code declares and refuses
 // each collision with both of its sources.
@@ -78,6 +90,9 @@ func (n *namer) declare(s *scope, id string, o origin) bool {
 	if !taken {
 		s.ids[id] = o
 		return true
+	}
+	if o.job != "" && o.job == prev.job && o.jobN != prev.jobN {
+		return false // two jobs with one Go identifier: check says so once
 	}
 	at, other := o, prev
 	if o.ptr == "" {
