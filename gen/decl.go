@@ -100,6 +100,9 @@ func (f *Fields) UnmarshalYAML(n *yaml.Node) error {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if isNull(v) {
+			continue // a member set to null is absent, as the schema saw it
+		}
 		var t Type
 		if err := v.Decode(&t); err != nil {
 			return err

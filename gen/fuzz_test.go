@@ -1,6 +1,7 @@
 package gen
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -68,6 +69,7 @@ func TestIssueCases(t *testing.T) {
 		"keyword_names":               "",
 		"description_specials":        "",
 		"alias_bomb":                  "the declaration is too large or too deeply nested",
+		"null_context_field":          "",
 		"infinite_minimum":            `d.yaml:4:36: jobs[0].input.minimum: .inf is not a finite number`,
 	}
 	tc := newTypeChecker(t)
@@ -114,6 +116,13 @@ var fuzzChecker struct {
 func FuzzLoad(f *testing.F) {
 	for _, src := range corpus(f) {
 		f.Add(src)
+	}
+	exports, err := exportData()
+	if err != nil {
+		f.Fatal(err)
+	}
+	if b, err := json.Marshal(exports); err == nil && os.Getenv(exportDataEnv) == "" {
+		os.Setenv(exportDataEnv, string(b)) // for the fuzz workers this process starts
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		d, err := Parse("d.yaml", src)
