@@ -194,6 +194,10 @@ func (g randDecl) fields(names []string, depth int, label bool, max int) *yaml.N
 			continue
 		}
 		seen[n] = true
+		if g.r.Float64() < 0.03 { // a field set to null is absent
+			m.Content = append(m.Content, scalar(n), plain("null"))
+			continue
+		}
 		m.Content = append(m.Content, scalar(n), g.typ(depth, label))
 	}
 	return m
