@@ -70,6 +70,8 @@ func TestIssueCases(t *testing.T) {
 		"description_specials":        "",
 		"alias_bomb":                  "the declaration is too large or too deeply nested",
 		"null_context_field":          "",
+		"two_documents":               "d.yaml:5:1: a second YAML document: a declaration is one document",
+		"aliases":                     "",
 		"infinite_minimum":            `d.yaml:4:36: jobs[0].input.minimum: .inf is not a finite number`,
 	}
 	tc := newTypeChecker(t)

@@ -129,6 +129,16 @@ func Parse(file string, data []byte) (*Declaration, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, Problems{yamlProblem(file, data, err)}
 	}
+	// A second document would be ignored: refuse it rather than lose it.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) == nil && dec.Decode(&second) == nil {
+		line, col := second.Line, second.Column
+		if len(second.Content) > 0 {
+			line, col = second.Content[0].Line, second.Content[0].Column
+		}
+		return nil, Problems{{File: file, Line: line, Col: col, Msg: "a second YAML document: a declaration is one document (remove the ---)"}}
+	}
 	if len(doc.Content) == 0 {
 		return nil, Problems{{File: file, Line: 1, Col: 1, Msg: "empty declaration: it needs package and jobs"}}
 	}
