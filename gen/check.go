@@ -31,7 +31,7 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 			c.add(ptr, "label key %q %s", f.Name, store.LabelKeyRule)
 		}
 		if f.Type.Type != "string" && f.Type.Type != "enum" {
-			c.add(ptr+"/type", "a label is a string or an enum, not %s", f.Type.Type)
+			c.add(ptr+"/type", "a label is a string or an enum, not %s; declare it in context or in the input instead", f.Type.Type)
 		}
 	})
 	c.fields("/context", d.Context, "context field", nil)
@@ -40,7 +40,7 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	for i, j := range d.Jobs {
 		ptr := "/jobs/" + strconv.Itoa(i)
 		if prev, dup := names[j.Name]; dup {
-			c.add(ptr+"/name", "duplicate job name %q (also jobs[%d])", j.Name, prev)
+			c.add(ptr+"/name", "duplicate job name %q (also jobs[%d]); rename one of them", j.Name, prev)
 		}
 		names[j.Name] = i
 		if j.Name == "useRuns" || j.Name == "useRunActions" {
@@ -152,7 +152,7 @@ func (c *checker) typ(ptr string, t Type) {
 		if slices.Contains(kinds, t.Type) {
 			return
 		}
-		c.add(ptr+"/"+kw, "%s applies to %s, not %s", kw, strings.Join(kinds, " and "), t.Type)
+		c.add(ptr+"/"+kw, "%s applies to %s, not %s; remove it or change the type", kw, strings.Join(kinds, " and "), t.Type)
 	}
 	only("minLength", t.MinLength != nil, "string")
 	only("maxLength", t.MaxLength != nil, "string")
@@ -165,13 +165,13 @@ func (c *checker) typ(ptr string, t Type) {
 	only("maxItems", t.MaxItems != nil, "array")
 	only("properties", t.Properties != nil, "object")
 	if t.MinLength != nil && t.MaxLength != nil && *t.MinLength > *t.MaxLength {
-		c.add(ptr+"/minLength", "minLength %d exceeds maxLength %d", *t.MinLength, *t.MaxLength)
+		c.add(ptr+"/minLength", "minLength %d exceeds maxLength %d; no string could be valid", *t.MinLength, *t.MaxLength)
 	}
 	if t.Minimum != nil && t.Maximum != nil && *t.Minimum > *t.Maximum {
-		c.add(ptr+"/minimum", "minimum %v exceeds maximum %v", *t.Minimum, *t.Maximum)
+		c.add(ptr+"/minimum", "minimum %v exceeds maximum %v; no number could be valid", *t.Minimum, *t.Maximum)
 	}
 	if t.MinItems != nil && t.MaxItems != nil && *t.MinItems > *t.MaxItems {
-		c.add(ptr+"/minItems", "minItems %d exceeds maxItems %d", *t.MinItems, *t.MaxItems)
+		c.add(ptr+"/minItems", "minItems %d exceeds maxItems %d; no array could be valid", *t.MinItems, *t.MaxItems)
 	}
 	if t.Type == "integer" {
 		for _, b := range []struct {
@@ -179,36 +179,36 @@ func (c *checker) typ(ptr string, t Type) {
 			v  *float64
 		}{{"minimum", t.Minimum}, {"maximum", t.Maximum}} {
 			if b.v != nil && math.Trunc(*b.v) != *b.v {
-				c.add(ptr+"/"+b.kw, "an integer's %s must be a whole number", b.kw)
+				c.add(ptr+"/"+b.kw, "an integer's %s must be a whole number; round it or make the type number", b.kw)
 			}
 		}
 	}
 	if t.Pattern != "" {
 		if _, err := regexp.Compile(t.Pattern); err != nil {
-			c.add(ptr+"/pattern", "pattern does not compile: %v", err)
+			c.add(ptr+"/pattern", "pattern does not compile as a Go regular expression: %v", err)
 		}
 	}
 	switch t.Type {
 	case "enum":
 		if len(t.Values) == 0 {
-			c.add(ptr, "an enum needs values")
+			c.add(ptr, "an enum needs values: list them under values")
 		}
 		seen := map[string]bool{}
 		for i, v := range t.Values {
 			vp := ptr + "/values/" + strconv.Itoa(i)
 			switch {
 			case v == "":
-				c.add(vp, "an enum value must not be empty")
+				c.add(vp, "an enum value must not be empty; remove it")
 			case seen[v]:
-				c.add(vp, "duplicate enum value %q", v)
+				c.add(vp, "duplicate enum value %q; remove one", v)
 			case EnumValueName(v) == "":
-				c.add(vp, "enum value %q has no letter or digit to make its Go name from", v)
+				c.add(vp, "enum value %q has no letter or digit to make its Go name from; use a value with one", v)
 			}
 			seen[v] = true
 		}
 	case "array":
 		if t.Items == nil {
-			c.add(ptr, "an array needs items")
+			c.add(ptr, "an array needs items: declare their type under items")
 		} else {
 			c.typ(ptr+"/items", *t.Items)
 		}

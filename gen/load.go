@@ -31,6 +31,8 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	// One problem, one line, whatever a message quotes.
+	p.Msg = strings.Join(strings.Fields(p.Msg), " ")
 	loc := p.File
 	if p.Line > 0 {
 		loc += fmt.Sprintf(":%d:%d", p.Line, p.Col)
@@ -368,14 +370,17 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 				key = strings.TrimSuffix(strings.TrimPrefix(key, "'"), "'")
 				kp := ptr + "/" + esc(key)
 				line, col := lookup(pos, kp)
-				ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(kp), Msg: "unknown key " + strconv.Quote(key)})
+				ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(kp), Msg: "unknown key " + strconv.Quote(key) + "; check its spelling and place (durably.schema.json lists the keys)"})
 			}
 			return
 		} else if rest, ok := strings.CutPrefix(msg, "missing properties: "); ok {
-			msg = "missing " + strings.ReplaceAll(rest, "'", "\"")
+			msg = "missing " + strings.ReplaceAll(rest, "'", "\"") + "; add it"
+			if strings.Contains(rest, ",") {
+				msg += " (each of them)"
+			}
 		}
 		if labelType.MatchString(ptr) && strings.HasPrefix(msg, "value must be one of") {
-			msg = "a label is a string or an enum"
+			msg = "a label is a string or an enum; declare other types in context or in the input"
 		}
 		line, col := lookup(pos, ptr)
 		ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(ptr), Msg: msg})

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,16 @@ var (
 		"*/ end of comment", "line one\n\nline two", "nul \x00 byte", "bom \ufeff here", "trailing backslash \\"}
 	patterns = []string{"^[a-z]+$", `\.csv$`, "^x", "(", "[[:alpha:]]", `^\d{3}$`}
 )
+
+// Every identifier the generator declares itself, as a declared name
+// would spell it, joins the pools.
+func init() {
+	for _, n := range slices.Concat(fixedPackageNames, fixedClientNames, clientMethods, labelsMethods) {
+		fieldNames = append(fieldNames, lowerFirst(n))
+		labelNames = append(labelNames, lowerFirst(n))
+		jobNames = append(jobNames, lowerFirst(n))
+	}
+}
 
 // randDecl builds random declarations as YAML nodes.
 type randDecl struct {

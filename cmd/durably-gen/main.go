@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/durably-go/durably/gen"
 )
@@ -67,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case *version:
-		fmt.Fprintln(stdout, "durably-gen", gen.Version)
+		fmt.Fprintln(stdout, "durably-gen", gen.Version+moduleVersion())
 		return 0
 	case *schema:
 		stdout.Write(gen.Schema())
@@ -116,4 +117,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// moduleVersion is the version of the durably module the command was built
+// from, when the build knows it (go get -tool, go install …@v1.2.3).
+func moduleVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	mods := append([]*debug.Module{&bi.Main}, bi.Deps...)
+	for _, m := range mods {
+		if m.Path == "github.com/durably-go/durably" && m.Version != "" && m.Version != "(devel)" {
+			return " (github.com/durably-go/durably " + m.Version + ")"
+		}
+	}
+	return ""
 }
