@@ -175,6 +175,11 @@ func TestUserModuleGoGenerate(t *testing.T) {
 	if out := run(t, dir, "go", "run", "./cmd/app"); !strings.Contains(out, "resize map[env:production organizationId:acme team:blue]") {
 		t.Fatalf("app printed %q", out)
 	}
+	// The generated code carries its schemas as data: the program links no
+	// reflection-based schema code.
+	if deps := run(t, dir, "go", "list", "-deps", "./cmd/app"); strings.Contains(deps, "github.com/invopop/jsonschema") {
+		t.Fatal("the program links github.com/invopop/jsonschema")
+	}
 	if out := run(t, dir, "go", "tool", "durably-gen", "-check"); out != "" {
 		t.Fatalf("-check on fresh output printed %q", out)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"go/format"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -85,8 +84,6 @@ type emitter struct {
 	// decls are the named types met along the way, each written whole into
 	// its own buffer so that none lands inside another.
 	decls []*bytes.Buffer
-	// extends collects JSONSchemaExtend bodies per struct.
-	extends map[string][]string
 	// job and jobN are the Go identifier and 1 + the index of the job
 	// whose types are being emitted, for the origins of their names.
 	job  string
@@ -121,7 +118,6 @@ func (g *emitter) reset() {
 	g.buf.Reset()
 	g.out = &g.buf
 	g.decls = nil
-	g.extends = map[string][]string{}
 }
 
 // file is the main buffer followed by the declared types.
@@ -167,7 +163,6 @@ func (g *emitter) mainFile() []byte {
 	g.context()
 	g.jobs()
 	g.handler()
-	g.emitExtends()
 	body := g.file()
 
 	var head bytes.Buffer
@@ -181,10 +176,6 @@ func (g *emitter) mainFile() []byte {
 	g.p("\"context\"")
 	g.p("\"fmt\"")
 	g.p("")
-	if bytes.Contains(body, []byte("invopop.")) {
-		g.p("invopop \"github.com/invopop/jsonschema\"")
-		g.p("")
-	}
 	g.p("\"github.com/durably-go/durably\"")
 	g.p("\"github.com/durably-go/durably/runtime/durablyhttp\"")
 	g.p("\"github.com/durably-go/durably/runtime/typed\"")
@@ -209,11 +200,6 @@ func (g *emitter) labels() {
 	}
 	g.p("}")
 	g.p("")
-	for _, f := range d.Labels {
-		if f.Type.Pattern != "" {
-			g.extends["Labels"] = append(g.extends["Labels"], fmt.Sprintf("if p, ok := s.Properties.Get(%q); ok { p.Pattern = %q }", f.Name, f.Type.Pattern))
-		}
-	}
 	g.p("// ToMap renders the set labels as they are stored.")
 	g.p("func (l Labels) ToMap() map[string]string {")
 	g.p("m := make(map[string]string, %d)", len(d.Labels))
@@ -256,7 +242,8 @@ func (g *emitter) labels() {
 	g.p("return l, nil")
 	g.p("}")
 	g.p("")
-	g.p("var schemaOfLabels = typed.SchemaFor[Labels]()")
+	g.p("// schemaOfLabels is the JSON Schema of Labels, written by durably-gen.")
+	g.p("var schemaOfLabels = typed.MustSchema(%s)", literal(labelsSchema(d.Labels)))
 	g.p("")
 	g.p("// LabelSchema validates the labels of every trigger against the")
 	g.p("// declaration (durably.Config.Labels): required labels, lengths, enum values.")
@@ -432,9 +419,10 @@ func (g *emitter) jobs() {
 		g.p("// %s is a run of job %q.", run, j.Name)
 		g.p("type %s = typed.Run[%s, %s, Labels]", run, in, out)
 		g.p("")
+		g.p("// The JSON Schemas of %s and %s, written by durably-gen.", in, out)
 		g.p("var (")
-		g.p("schemaOf%s = typed.SchemaFor[%s]()", in, in)
-		g.p("schemaOf%s = typed.SchemaFor[%s]()", out, out)
+		g.p("schemaOf%s = typed.MustSchema(%s)", in, literal(jobSchema(j.Input)))
+		g.p("schemaOf%s = typed.MustSchema(%s)", out, literal(jobSchema(j.Output)))
 		g.p(")")
 		g.p("")
 		g.p("// Name is the job's name, %q.", j.Name)
@@ -572,40 +560,15 @@ func (g *emitter) namedType(name, ptr string, t Type, what string) {
 		}
 		typ := g.goType(name, ptr, Field{Name: "", Type: t}, true, what)
 		g.declare(func() {
-			g.p("// %s is %s.", name, comment(what))
+			if d := comment(t.Description); d != "" {
+				g.p("// %s is %s: %s", name, comment(what), d)
+			} else {
+				g.p("// %s is %s.", name, comment(what))
+			}
 			g.p("type %s %s", name, typ)
 			g.p("")
-			var lines []string
-			if c := constraints(t); c != "" {
-				lines = append(lines, fmt.Sprintf("typed.Constraints{%s}.Apply(s)", c))
-			}
-			lines = append(lines, itemConstraints("s", t)...)
-			if len(lines) > 0 {
-				g.p("// JSONSchemaExtend adds the declared constraints to the reflected schema.")
-				g.p("func (%s) JSONSchemaExtend(s *invopop.Schema) {", name)
-				for _, l := range lines {
-					g.p("%s", l)
-				}
-				g.p("}")
-				g.p("")
-			}
 		})
 	}
-}
-
-// itemConstraints are the statements that put the constraints of the items
-// of array t (at any depth) on the schema expression s.
-func itemConstraints(s string, t Type) []string {
-	var lines []string
-	for depth, it := 1, t.Items; t.Type == "array" && it != nil; depth, it = depth+1, it.Items {
-		if c := constraints(*it); c != "" {
-			lines = append(lines, fmt.Sprintf("typed.Constraints{%s}.ApplyItems(%s, %d)", c, s, depth))
-		}
-		if it.Type != "array" {
-			break
-		}
-	}
-	return lines
 }
 
 func (g *emitter) structType(name, ptr string, t Type, what string) {
@@ -630,33 +593,6 @@ func (g *emitter) structType(name, ptr string, t Type, what string) {
 		g.p("}")
 		g.p("")
 	})
-	for _, f := range t.Properties {
-		var lines []string
-		if f.Type.Pattern != "" {
-			lines = append(lines, fmt.Sprintf("p.Pattern = %q", f.Type.Pattern))
-		}
-		lines = append(lines, itemConstraints("p", f.Type)...)
-		if len(lines) > 0 {
-			g.extends[name] = append(g.extends[name], fmt.Sprintf("if p, ok := s.Properties.Get(%q); ok {\n%s\n}", f.Name, strings.Join(lines, "\n")))
-		}
-	}
-}
-
-func (g *emitter) emitExtends() {
-	names := make([]string, 0, len(g.extends))
-	for n := range g.extends {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		g.p("// JSONSchemaExtend adds the declared patterns and item constraints to the reflected schema.")
-		g.p("func (%s) JSONSchemaExtend(s *invopop.Schema) {", n)
-		for _, line := range g.extends[n] {
-			g.p("%s", line)
-		}
-		g.p("}")
-		g.p("")
-	}
 }
 
 // enumName is the Go type of an enum field under parent.
@@ -708,9 +644,6 @@ func (g *emitter) enumType(name, ptr string, values []string, what string) {
 		g.p("return fmt.Errorf(%s, b)", strconv.Quote(msg))
 		g.p("}")
 		g.p("")
-		g.p("// JSONSchema describes %s as a string enum.", name)
-		g.p("func (%s) JSONSchema() *invopop.Schema { return typed.EnumSchema(valuesOf%s...) }", name, name)
-		g.p("")
 	})
 }
 
@@ -751,46 +684,18 @@ func (g *emitter) goType(parent, ptr string, f Field, required bool, what string
 	return base
 }
 
-// tag is a field's struct tag: JSON name, optionality, and the schema
-// constraints invopop reads. It is written as an interpreted string literal
-// so that any description fits.
+// tag is a field's struct tag: its JSON name and optionality. It is an
+// interpreted string literal when the name holds a backquote.
 func (g *emitter) tag(f Field, required bool) string {
-	t := f.Type
 	jsonTag := f.Name
 	if !required {
-		if t.Type == "enum" {
+		if f.Type.Type == "enum" {
 			jsonTag += ",omitzero"
 		} else {
 			jsonTag += ",omitempty"
 		}
 	}
-	var cons []string
-	add := func(k string, v any) { cons = append(cons, fmt.Sprintf("%s=%v", k, v)) }
-	if t.MinLength != nil {
-		add("minLength", *t.MinLength)
-	}
-	if t.MaxLength != nil {
-		add("maxLength", *t.MaxLength)
-	}
-	if t.Minimum != nil {
-		add("minimum", strconv.FormatFloat(*t.Minimum, 'g', -1, 64))
-	}
-	if t.Maximum != nil {
-		add("maximum", strconv.FormatFloat(*t.Maximum, 'g', -1, 64))
-	}
-	if t.MinItems != nil {
-		add("minItems", *t.MinItems)
-	}
-	if t.MaxItems != nil {
-		add("maxItems", *t.MaxItems)
-	}
 	tag := fmt.Sprintf(`json:%q`, jsonTag)
-	if len(cons) > 0 {
-		tag += fmt.Sprintf(` jsonschema:%q`, strings.Join(cons, ","))
-	}
-	if d := oneLine(t.Description); d != "" {
-		tag += ` jsonschema_description:` + strconv.Quote(d)
-	}
 	if strings.Contains(tag, "`") {
 		return strconv.Quote(tag)
 	}
@@ -845,30 +750,12 @@ func lowerFirst(s string) string {
 	}
 }
 
-// constraints renders a typed.Constraints literal's fields for t.
-func constraints(t Type) string {
-	var parts []string
-	u := func(name string, v *int) {
-		if v != nil {
-			parts = append(parts, fmt.Sprintf("%s: typed.Uint(%d)", name, *v))
-		}
+// literal is s as a Go string literal: raw, unless s holds a backquote or
+// a character a raw string cannot hold as it is (a carriage return, a NUL,
+// a byte order mark).
+func literal(s string) string {
+	if strings.ContainsAny(s, "`\r\x00\ufeff") {
+		return strconv.Quote(s)
 	}
-	f := func(name string, v *float64) {
-		if v != nil {
-			parts = append(parts, fmt.Sprintf("%s: typed.Float(%s)", name, strconv.FormatFloat(*v, 'g', -1, 64)))
-		}
-	}
-	u("MinLength", t.MinLength)
-	u("MaxLength", t.MaxLength)
-	u("MinItems", t.MinItems)
-	u("MaxItems", t.MaxItems)
-	f("Minimum", t.Minimum)
-	f("Maximum", t.Maximum)
-	if t.Pattern != "" {
-		parts = append(parts, fmt.Sprintf("Pattern: %q", t.Pattern))
-	}
-	if d := oneLine(t.Description); d != "" {
-		parts = append(parts, fmt.Sprintf("Description: %q", d))
-	}
-	return strings.Join(parts, ", ")
+	return "`" + s + "`"
 }

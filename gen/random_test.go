@@ -27,6 +27,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/runtime/typed"
 )
 
 var (
@@ -367,9 +368,9 @@ func (tc *typeChecker) check(files []File, pkgPath string) error {
 
 // TestRandomDeclarations is the generator's totality proof: for every
 // random declaration, either a refusal whose every problem has a line and a
-// column and that writes nothing, or output that type-checks. A sample of
-// the accepted ones is vetted, built and run (their init reflects and
-// compiles every schema) in a module of its own.
+// column and that writes nothing, or output that type-checks and whose
+// schemas compile. A sample of the accepted ones is vetted, built and run
+// (their init compiles every schema) in a module of its own.
 func TestRandomDeclarations(t *testing.T) {
 	seed := *randomSeed
 	if seed == 0 {
@@ -425,6 +426,9 @@ func TestRandomDeclarations(t *testing.T) {
 			t.Fatalf("declaration %d: generated code does not type-check: %v\n%s", i, err, src)
 		}
 		if err := declaredNamesKept(d, files[0].Content); err != nil {
+			t.Fatalf("declaration %d: %v\n%s", i, err, src)
+		}
+		if err := schemasCompile(d); err != nil {
 			t.Fatalf("declaration %d: %v\n%s", i, err, src)
 		}
 		compiled++
@@ -493,6 +497,21 @@ func declaredNamesKept(d *Declaration, src []byte) error {
 		if err := walkType(j.Output); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// schemasCompile compiles the schemas the generated package embeds.
+func schemasCompile(d *Declaration) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("a generated schema does not compile: %v", r)
+		}
+	}()
+	typed.MustSchema(labelsSchema(d.Labels))
+	for _, j := range d.Jobs {
+		typed.MustSchema(jobSchema(j.Input))
+		typed.MustSchema(jobSchema(j.Output))
 	}
 	return nil
 }

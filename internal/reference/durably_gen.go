@@ -9,8 +9,6 @@ import (
 	"context"
 	"fmt"
 
-	invopop "github.com/invopop/jsonschema"
-
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/typed"
@@ -20,11 +18,11 @@ import (
 // empty is not set; as a filter, only the set fields must match.
 type Labels struct {
 	// OrganizationID is the label "organizationId": The tenant that owns the run.
-	OrganizationID string `json:"organizationId" jsonschema:"minLength=1,maxLength=64" jsonschema_description:"The tenant that owns the run."`
+	OrganizationID string `json:"organizationId"`
 	// Env is the label "env".
 	Env Env `json:"env"`
 	// Team is the label "team": An optional label.
-	Team string `json:"team,omitempty" jsonschema:"maxLength=32" jsonschema_description:"An optional label."`
+	Team string `json:"team,omitempty"`
 }
 
 // ToMap renders the set labels as they are stored.
@@ -61,7 +59,8 @@ func (Labels) FromMap(m map[string]string) (Labels, error) {
 	return l, nil
 }
 
-var schemaOfLabels = typed.SchemaFor[Labels]()
+// schemaOfLabels is the JSON Schema of Labels, written by durably-gen.
+var schemaOfLabels = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"organizationId":{"type":"string","minLength":1,"maxLength":64,"pattern":"^[a-z0-9-]+$","description":"The tenant that owns the run."},"env":{"type":"string","enum":["production","staging"]},"team":{"type":"string","maxLength":32,"description":"An optional label."}},"additionalProperties":false,"type":"object","required":["organizationId","env"]}`)
 
 // LabelSchema validates the labels of every trigger against the
 // declaration (durably.Config.Labels): required labels, lengths, enum values.
@@ -153,7 +152,7 @@ type AuthContext struct {
 	UserID string `json:"userId"`
 	Role   Role   `json:"role"`
 	// Quota is Runs the user may still trigger today.
-	Quota         int     `json:"quota" jsonschema_description:"Runs the user may still trigger today."`
+	Quota         int     `json:"quota"`
 	Weight        float64 `json:"weight"`
 	Impersonating bool    `json:"impersonating"`
 }
@@ -166,9 +165,10 @@ type ImportCSVJob struct {
 // ImportCSVRun is a run of job "import-csv".
 type ImportCSVRun = typed.Run[ImportCSVInput, ImportCSVOutput, Labels]
 
+// The JSON Schemas of ImportCSVInput and ImportCSVOutput, written by durably-gen.
 var (
-	schemaOfImportCSVInput  = typed.SchemaFor[ImportCSVInput]()
-	schemaOfImportCSVOutput = typed.SchemaFor[ImportCSVOutput]()
+	schemaOfImportCSVInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"filename":{"type":"string","minLength":1,"pattern":"\\.csv$"},"mode":{"type":"string","enum":["append","replace"]},"dryRun":{"type":"boolean"},"tags":{"items":{"type":"string","pattern":"^[a-z]+$"},"type":"array","maxItems":10},"rows":{"items":{"properties":{"sku":{"type":"string","minLength":1},"quantity":{"type":"integer","minimum":1},"price":{"type":"number","minimum":0}},"additionalProperties":false,"type":"object","required":["sku","quantity"]},"type":"array","minItems":1},"source":{"properties":{"url":{"type":"string"},"retries":{"type":"integer","minimum":0,"maximum":5}},"additionalProperties":false,"type":"object","required":["url"],"description":"Where the file came from."}},"additionalProperties":false,"type":"object","required":["filename","mode","rows"]}`)
+	schemaOfImportCSVOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"imported":{"type":"integer"},"skipped":{"type":"integer"},"warnings":{"items":{"type":"string"},"type":"array"}},"additionalProperties":false,"type":"object","required":["imported","skipped"]}`)
 )
 
 // Name is the job's name, "import-csv".
@@ -207,9 +207,10 @@ type SendMailJob struct {
 // SendMailRun is a run of job "send-email".
 type SendMailRun = typed.Run[SendMailInput, SendMailOutput, Labels]
 
+// The JSON Schemas of SendMailInput and SendMailOutput, written by durably-gen.
 var (
-	schemaOfSendMailInput  = typed.SchemaFor[SendMailInput]()
-	schemaOfSendMailOutput = typed.SchemaFor[SendMailOutput]()
+	schemaOfSendMailInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"string","minLength":3,"description":"The address."}`)
+	schemaOfSendMailOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"boolean"}`)
 )
 
 // Name is the job's name, "send-email".
@@ -254,9 +255,10 @@ type PingJob struct {
 // PingRun is a run of job "ping".
 type PingRun = typed.Run[PingInput, PingOutput, Labels]
 
+// The JSON Schemas of PingInput and PingOutput, written by durably-gen.
 var (
-	schemaOfPingInput  = typed.SchemaFor[PingInput]()
-	schemaOfPingOutput = typed.SchemaFor[PingOutput]()
+	schemaOfPingInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
+	schemaOfPingOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
 )
 
 // Name is the job's name, "ping".
@@ -383,23 +385,6 @@ func NewHandler(e *durably.Engine, opts HandlerOptions) (*Handler, error) {
 	return durablyhttp.New(e, opts)
 }
 
-// JSONSchemaExtend adds the declared patterns and item constraints to the reflected schema.
-func (ImportCSVInput) JSONSchemaExtend(s *invopop.Schema) {
-	if p, ok := s.Properties.Get("filename"); ok {
-		p.Pattern = "\\.csv$"
-	}
-	if p, ok := s.Properties.Get("tags"); ok {
-		typed.Constraints{Pattern: "^[a-z]+$"}.ApplyItems(p, 1)
-	}
-}
-
-// JSONSchemaExtend adds the declared patterns and item constraints to the reflected schema.
-func (Labels) JSONSchemaExtend(s *invopop.Schema) {
-	if p, ok := s.Properties.Get("organizationId"); ok {
-		p.Pattern = "^[a-z0-9-]+$"
-	}
-}
-
 // Env is label "env", an enum: its values are the Env… variables; no other
 // value compiles. The zero Env is no value.
 type Env struct{ v string }
@@ -431,9 +416,6 @@ func (e *Env) UnmarshalText(b []byte) error {
 	}
 	return fmt.Errorf("%q is not a valid Env (want one of \"production\", \"staging\")", b)
 }
-
-// JSONSchema describes Env as a string enum.
-func (Env) JSONSchema() *invopop.Schema { return typed.EnumSchema(valuesOfEnv...) }
 
 // Role is context field "role", an enum: its values are the Role… variables; no other
 // value compiles. The zero Role is no value.
@@ -468,9 +450,6 @@ func (e *Role) UnmarshalText(b []byte) error {
 	return fmt.Errorf("%q is not a valid Role (want one of \"admin\", \"member\", \"viewer\")", b)
 }
 
-// JSONSchema describes Role as a string enum.
-func (Role) JSONSchema() *invopop.Schema { return typed.EnumSchema(valuesOfRole...) }
-
 // ImportCSVInputMode is property "mode", an enum: its values are the ImportCSVInputMode… variables; no other
 // value compiles. The zero ImportCSVInputMode is no value.
 type ImportCSVInputMode struct{ v string }
@@ -503,33 +482,28 @@ func (e *ImportCSVInputMode) UnmarshalText(b []byte) error {
 	return fmt.Errorf("%q is not a valid ImportCSVInputMode (want one of \"append\", \"replace\")", b)
 }
 
-// JSONSchema describes ImportCSVInputMode as a string enum.
-func (ImportCSVInputMode) JSONSchema() *invopop.Schema {
-	return typed.EnumSchema(valuesOfImportCSVInputMode...)
-}
-
 // ImportCSVInputRowsItem is the type of the items of property "rows".
 type ImportCSVInputRowsItem struct {
-	Sku      string   `json:"sku" jsonschema:"minLength=1"`
-	Quantity int      `json:"quantity" jsonschema:"minimum=1"`
-	Price    *float64 `json:"price,omitempty" jsonschema:"minimum=0"`
+	Sku      string   `json:"sku"`
+	Quantity int      `json:"quantity"`
+	Price    *float64 `json:"price,omitempty"`
 }
 
 // ImportCSVInputSource is the type of property "source": Where the file came from.
 type ImportCSVInputSource struct {
 	URL     string `json:"url"`
-	Retries *int   `json:"retries,omitempty" jsonschema:"minimum=0,maximum=5"`
+	Retries *int   `json:"retries,omitempty"`
 }
 
 // ImportCSVInput is the input of job "import-csv".
 type ImportCSVInput struct {
-	Filename string                   `json:"filename" jsonschema:"minLength=1"`
+	Filename string                   `json:"filename"`
 	Mode     ImportCSVInputMode       `json:"mode"`
 	DryRun   *bool                    `json:"dryRun,omitempty"`
-	Tags     []string                 `json:"tags,omitempty" jsonschema:"maxItems=10"`
-	Rows     []ImportCSVInputRowsItem `json:"rows" jsonschema:"minItems=1"`
+	Tags     []string                 `json:"tags,omitempty"`
+	Rows     []ImportCSVInputRowsItem `json:"rows"`
 	// Source is Where the file came from.
-	Source *ImportCSVInputSource `json:"source,omitempty" jsonschema_description:"Where the file came from."`
+	Source *ImportCSVInputSource `json:"source,omitempty"`
 }
 
 // ImportCSVOutput is the output of job "import-csv".
@@ -539,13 +513,8 @@ type ImportCSVOutput struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// SendMailInput is the input of job "send-email".
+// SendMailInput is the input of job "send-email": The address.
 type SendMailInput string
-
-// JSONSchemaExtend adds the declared constraints to the reflected schema.
-func (SendMailInput) JSONSchemaExtend(s *invopop.Schema) {
-	typed.Constraints{MinLength: typed.Uint(3), Description: "The address."}.Apply(s)
-}
 
 // SendMailOutput is the output of job "send-email".
 type SendMailOutput bool

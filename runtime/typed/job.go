@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	invopop "github.com/invopop/jsonschema"
-
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 )
@@ -189,19 +187,13 @@ type NoOutput struct{}
 // MarshalJSON encodes null.
 func (NoOutput) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
-// JSONSchema describes NoOutput as null.
-func (NoOutput) JSONSchema() *invopop.Schema { return &invopop.Schema{Type: "null"} }
-
 // NoInput is the input type of a job declared without one: it encodes as
-// null and its schema is null, so an HTTP trigger may leave input out or
-// send null.
+// null, and its generated schema is null, so an HTTP trigger may leave
+// input out or send null.
 type NoInput struct{}
 
 // MarshalJSON encodes null.
 func (NoInput) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
-
-// JSONSchema describes NoInput as null.
-func (NoInput) JSONSchema() *invopop.Schema { return &invopop.Schema{Type: "null"} }
 
 // Options are a trigger's options besides its labels. Generated packages
 // pass their labels apart from them, as a value only their constructor

@@ -9,8 +9,6 @@ import (
 	"context"
 	"fmt"
 
-	invopop "github.com/invopop/jsonschema"
-
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/typed"
@@ -20,7 +18,7 @@ import (
 // empty is not set; as a filter, only the set fields must match.
 type Labels struct {
 	// OrganizationID is the label "organizationId": The organization (tenant) that owns the run.
-	OrganizationID string `json:"organizationId" jsonschema:"minLength=1,maxLength=64" jsonschema_description:"The organization (tenant) that owns the run."`
+	OrganizationID string `json:"organizationId"`
 	// Env is the label "env".
 	Env Env `json:"env"`
 }
@@ -54,7 +52,8 @@ func (Labels) FromMap(m map[string]string) (Labels, error) {
 	return l, nil
 }
 
-var schemaOfLabels = typed.SchemaFor[Labels]()
+// schemaOfLabels is the JSON Schema of Labels, written by durably-gen.
+var schemaOfLabels = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"organizationId":{"type":"string","minLength":1,"maxLength":64,"description":"The organization (tenant) that owns the run."},"env":{"type":"string","enum":["production","staging"]}},"additionalProperties":false,"type":"object","required":["organizationId","env"]}`)
 
 // LabelSchema validates the labels of every trigger against the
 // declaration (durably.Config.Labels): required labels, lengths, enum values.
@@ -129,7 +128,7 @@ type LabelOption func(*Labels)
 type AuthContext struct {
 	UserID string `json:"userId"`
 	// OrgID is The user's current organization.
-	OrgID string `json:"orgId" jsonschema_description:"The user's current organization."`
+	OrgID string `json:"orgId"`
 	Role  Role   `json:"role"`
 }
 
@@ -141,9 +140,10 @@ type EchoJob struct {
 // EchoRun is a run of job "echo".
 type EchoRun = typed.Run[EchoInput, EchoOutput, Labels]
 
+// The JSON Schemas of EchoInput and EchoOutput, written by durably-gen.
 var (
-	schemaOfEchoInput  = typed.SchemaFor[EchoInput]()
-	schemaOfEchoOutput = typed.SchemaFor[EchoOutput]()
+	schemaOfEchoInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"message":{"type":"string","minLength":1,"maxLength":1000}},"additionalProperties":false,"type":"object","required":["message"]}`)
+	schemaOfEchoOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"message":{"type":"string"}},"additionalProperties":false,"type":"object","required":["message"]}`)
 )
 
 // Name is the job's name, "echo".
@@ -182,9 +182,10 @@ type StepsJob struct {
 // StepsRun is a run of job "steps".
 type StepsRun = typed.Run[StepsInput, StepsOutput, Labels]
 
+// The JSON Schemas of StepsInput and StepsOutput, written by durably-gen.
 var (
-	schemaOfStepsInput  = typed.SchemaFor[StepsInput]()
-	schemaOfStepsOutput = typed.SchemaFor[StepsOutput]()
+	schemaOfStepsInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"count":{"type":"integer","minimum":1,"maximum":1000},"delayMs":{"type":"integer","minimum":0,"maximum":60000}},"additionalProperties":false,"type":"object","required":["count","delayMs"]}`)
+	schemaOfStepsOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"sum":{"type":"integer"}},"additionalProperties":false,"type":"object","required":["sum"]}`)
 )
 
 // Name is the job's name, "steps".
@@ -226,9 +227,10 @@ type FailJob struct {
 // FailRun is a run of job "fail".
 type FailRun = typed.Run[FailInput, FailOutput, Labels]
 
+// The JSON Schemas of FailInput and FailOutput, written by durably-gen.
 var (
-	schemaOfFailInput  = typed.SchemaFor[FailInput]()
-	schemaOfFailOutput = typed.SchemaFor[FailOutput]()
+	schemaOfFailInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"failAt":{"type":"integer","minimum":1}},"additionalProperties":false,"type":"object","required":["failAt"]}`)
+	schemaOfFailOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
 )
 
 // Name is the job's name, "fail".
@@ -267,9 +269,10 @@ type SlowJob struct {
 // SlowRun is a run of job "slow".
 type SlowRun = typed.Run[SlowInput, SlowOutput, Labels]
 
+// The JSON Schemas of SlowInput and SlowOutput, written by durably-gen.
 var (
-	schemaOfSlowInput  = typed.SchemaFor[SlowInput]()
-	schemaOfSlowOutput = typed.SchemaFor[SlowOutput]()
+	schemaOfSlowInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"ms":{"type":"integer","minimum":0,"maximum":600000}},"additionalProperties":false,"type":"object","required":["ms"]}`)
+	schemaOfSlowOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"waited":{"type":"integer"}},"additionalProperties":false,"type":"object","required":["waited"]}`)
 )
 
 // Name is the job's name, "slow".
@@ -443,9 +446,6 @@ func (e *Env) UnmarshalText(b []byte) error {
 	return fmt.Errorf("%q is not a valid Env (want one of \"production\", \"staging\")", b)
 }
 
-// JSONSchema describes Env as a string enum.
-func (Env) JSONSchema() *invopop.Schema { return typed.EnumSchema(valuesOfEnv...) }
-
 // Role is context field "role", an enum: its values are the Role… variables; no other
 // value compiles. The zero Role is no value.
 type Role struct{ v string }
@@ -479,12 +479,9 @@ func (e *Role) UnmarshalText(b []byte) error {
 	return fmt.Errorf("%q is not a valid Role (want one of \"admin\", \"member\", \"viewer\")", b)
 }
 
-// JSONSchema describes Role as a string enum.
-func (Role) JSONSchema() *invopop.Schema { return typed.EnumSchema(valuesOfRole...) }
-
 // EchoInput is the input of job "echo".
 type EchoInput struct {
-	Message string `json:"message" jsonschema:"minLength=1,maxLength=1000"`
+	Message string `json:"message"`
 }
 
 // EchoOutput is the output of job "echo".
@@ -494,8 +491,8 @@ type EchoOutput struct {
 
 // StepsInput is the input of job "steps".
 type StepsInput struct {
-	Count   int `json:"count" jsonschema:"minimum=1,maximum=1000"`
-	DelayMs int `json:"delayMs" jsonschema:"minimum=0,maximum=60000"`
+	Count   int `json:"count"`
+	DelayMs int `json:"delayMs"`
 }
 
 // StepsOutput is the output of job "steps".
@@ -505,12 +502,12 @@ type StepsOutput struct {
 
 // FailInput is the input of job "fail".
 type FailInput struct {
-	FailAt int `json:"failAt" jsonschema:"minimum=1"`
+	FailAt int `json:"failAt"`
 }
 
 // SlowInput is the input of job "slow".
 type SlowInput struct {
-	Ms int `json:"ms" jsonschema:"minimum=0,maximum=600000"`
+	Ms int `json:"ms"`
 }
 
 // SlowOutput is the output of job "slow".
