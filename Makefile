@@ -8,6 +8,7 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 FUZZTIME ?= 10s
 # package:FuzzTarget, each run for FUZZTIME by `make fuzz`.
 FUZZ     := .:FuzzDecodeTransport \
+            ./gen:FuzzLoad \
             ./runtime/durablyhttp:FuzzTriggerBody \
             ./runtime/durablyhttp:FuzzListQuery
 

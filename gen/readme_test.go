@@ -92,12 +92,12 @@ func TestReadmeTour(t *testing.T) {
 			}
 		}
 	}
-	for _, m := range []string{"TriggerSteps", "GetStepsRun", "ListStepsRuns", "SubscribeSteps"} {
+	for _, m := range []string{"TriggerSteps", "TriggerAndWaitSteps", "WaitSteps", "GetStepsRun", "ListStepsRuns", "SubscribeSteps"} {
 		if !client[m] {
 			t.Errorf("the tour names client.%s, which is not generated", m)
 		}
 	}
-	for _, m := range []string{"Cancel", "Retrigger", "Delete", "Steps", "Jobs", "WithRequestEditor"} {
+	for _, m := range []string{"Cancel", "Retrigger", "Delete", "Steps", "Jobs", "WithRequestEditor", "WithPollInterval", "RunError"} {
 		if !runtime[m] {
 			t.Errorf("the tour names %s, which durablyclient lacks", m)
 		}
