@@ -76,24 +76,6 @@ const (
 	Coalesced  = store.Coalesced
 )
 
-//go:embed schema.sql
-var schemaSQL string
-
-//go:embed migrations/0002_key_scope.sql
-var keyScopeSQL string
-
-// migrations are applied in order by Migrate (S-015): schema.sql is version
-// 1, later versions live in migrations/.
-var migrations = []store.Migration{
-	{Version: 1, SQL: schemaSQL},
-	{Version: 2, SQL: keyScopeSQL}, // key scopes (D11)
-}
-
-// Migrations returns the schema migrations Migrate applies, in order, for
-// tools that manage the schema themselves (and for tests that build an
-// older schema to migrate from).
-func Migrations() []store.Migration { return slices.Clone(migrations) }
-
 // Config configures an Engine. Zero values take the defaults of R-001.
 type Config struct {
 	// Store is where runs live. Required.
@@ -266,7 +248,7 @@ func (e *Engine) Migrate(ctx context.Context) error {
 	if e.migrated {
 		return nil
 	}
-	if err := e.store.Migrate(ctx, migrations); err != nil {
+	if err := e.store.Migrate(ctx); err != nil {
 		return fmt.Errorf("durably: migrate: %w", err)
 	}
 	e.migrated = true

@@ -9,7 +9,7 @@ import (
 )
 
 // The kinds of errors the engine returns. Test for them with errors.Is; the
-// error's message is the one the protocol shows (runtime.md §20).
+// error's message is the one the protocol shows (docs/contract.md, "Errors").
 var (
 	// ErrValidation: the request is malformed; nothing was written (HTTP 400).
 	ErrValidation = errors.New("validation error")

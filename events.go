@@ -2,6 +2,8 @@ package durably
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,7 +12,7 @@ import (
 	"github.com/durably-go/durably/runtime/store"
 )
 
-// EventType names an event (runtime.md §18).
+// EventType names an event (docs/contract.md, "Events").
 type EventType string
 
 // The event types. Domain events: trigger, coalesced, complete, fail,
@@ -52,8 +54,8 @@ func (t EventType) ClosesRun() bool {
 }
 
 // Event is something that happened to a run, a step or the worker. Which
-// fields are set depends on Type, as in the table of runtime.md §18; the JSON
-// form carries exactly those fields.
+// fields are set depends on Type, as in the table of docs/contract.md
+// ("Events"); the JSON form carries exactly those fields.
 type Event struct {
 	Type      EventType
 	Timestamp time.Time
@@ -127,10 +129,16 @@ func (e Event) encodeTransport() ([]byte, error) {
 		e.Message, e.Data, e.SkippedInput, e.SkippedLabels, e.Context})
 }
 
+// decodeTransport reads an event another process published. The bytes come
+// from the database, so anything is possible: input that is not a JSON
+// object with a type is an error, never a panic or an empty event.
 func decodeTransport(b []byte) (Event, error) {
 	var t transportEvent
 	if err := json.Unmarshal(b, &t); err != nil {
-		return Event{}, err
+		return Event{}, fmt.Errorf("durably: remote event: %w", err)
+	}
+	if t.Type == "" {
+		return Event{}, errors.New("durably: remote event: no type (t)")
 	}
 	return Event{Type: t.Type, Timestamp: t.Timestamp, RunID: t.RunID, JobName: t.JobName, Labels: t.Labels,
 		Input: t.Input, Output: t.Output, Error: t.Error, FailedStepName: t.FailedStepName, Duration: t.Duration,
@@ -249,7 +257,8 @@ func (b *bus) load() []*listener {
 }
 
 // emit stamps the event and calls every listener. A listener that panics
-// is reported and does not stop the others or the run (runtime.md §18).
+// is reported and does not stop the others or the run (docs/contract.md,
+// "Events").
 // A remote event keeps the time its process gave it.
 func (b *bus) emit(e Event, now time.Time) {
 	e.Sequence = b.seq.Add(1)

@@ -1,152 +1,104 @@
--- durably-go schema, version 1 (storage.md S-001 … S-050).
+-- durably-go data model (storage.md S-001 … S-050): the tables and columns
+-- every store keeps, in engine-neutral types. No store runs this file. Each
+-- store owns its schema as migrations it embeds and applies
+-- (runtime/sqlitestore/migrations, runtime/pgstore/migrations; sqlc reads
+-- those), and TestSchemaMatchesDataModel in each store checks that a
+-- database migrated to the latest version has exactly these tables and
+-- columns, with these types mapped as follows:
 --
--- One schema for SQLite and PostgreSQL: columns are TEXT and INTEGER only,
--- timestamps are fixed-width UTC ISO-8601 strings with milliseconds
--- (2026-03-29T10:15:30.123Z) so that string comparison is time comparison
--- (S-002), JSON is stored as TEXT (S-003), ids are ULIDs made by the
--- application and child rows are deleted explicitly (S-004).
+--   neutral       SQLite     PostgreSQL
+--   TEXT          TEXT       text
+--   INTEGER       INTEGER    bigint (integer for durably_schema_versions.version)
+--   TIMESTAMP     TEXT       timestamptz
+--                 (fixed-width UTC ISO-8601 with milliseconds,
+--                 2026-03-29T10:15:30.123Z, so that string order is time
+--                 order, S-002)
+--   JSON          TEXT       text (the bytes a job wrote, returned as they
+--                 were, S-003: jsonb would reorder and respace them)
+--   JSON_OBJECT   TEXT       jsonb (labels: a flat object of strings,
+--                 filtered by containment)
 --
--- sqlc reads this file for both engines; the stores apply it as migration 1.
--- It stays as deployed databases ran it: later changes are migrations of
--- their own in migrations/ (version 2: key scopes, D11), which sqlc reads
--- after this file.
+-- Ids are ULIDs made by the application and child rows are deleted
+-- explicitly (S-004). The tables marked "PostgreSQL only" carry events
+-- between processes (D3) and exist only there. The indexes are each
+-- engine's own (see its migrations); those that enforce invariants are
+-- listed in ARCHITECTURE.md.
 
-CREATE TABLE IF NOT EXISTS durably_runs (
-  id                   TEXT    NOT NULL PRIMARY KEY,
-  job_name             TEXT    NOT NULL,
-  input                TEXT    NOT NULL,
-  status               TEXT    NOT NULL,
+CREATE TABLE durably_runs (
+  id                   TEXT        NOT NULL PRIMARY KEY,
+  job_name             TEXT        NOT NULL,
+  input                JSON        NOT NULL,
+  status               TEXT        NOT NULL,
   idempotency_key      TEXT,
   concurrency_key      TEXT,
-  labels               TEXT    NOT NULL DEFAULT '{}',
-  current_step_index   INTEGER NOT NULL DEFAULT 0,
-  completed_step_count INTEGER NOT NULL DEFAULT 0,
-  progress             TEXT,
-  output               TEXT,
+  key_scope            TEXT        NOT NULL DEFAULT '', -- where both keys are unique (D11)
+  labels               JSON_OBJECT NOT NULL DEFAULT '{}',
+  current_step_index   INTEGER     NOT NULL DEFAULT 0,
+  completed_step_count INTEGER     NOT NULL DEFAULT 0,
+  progress             JSON,
+  output               JSON,
   error                TEXT,
   lease_owner          TEXT,
-  lease_expires_at     TEXT,
-  lease_generation     INTEGER NOT NULL DEFAULT 0,
-  started_at           TEXT,
-  completed_at         TEXT,
-  created_at           TEXT    NOT NULL,
-  updated_at           TEXT    NOT NULL
+  lease_expires_at     TIMESTAMP,
+  lease_generation     INTEGER     NOT NULL DEFAULT 0,
+  started_at           TIMESTAMP,
+  completed_at         TIMESTAMP,
+  created_at           TIMESTAMP   NOT NULL,
+  updated_at           TIMESTAMP   NOT NULL
 );
-
--- Every status change of a run rewrites the entries of the indexes that
--- hold it; on PostgreSQL every non-HOT update adds entries to all of them.
--- So indexes that serve one kind of row are partial: runs without an
--- idempotency or concurrency key, and runs that are not leased or not
--- finished, cost them nothing.
-
--- Idempotency keys are unique per job, forever (R-033).
-CREATE UNIQUE INDEX IF NOT EXISTS idx_durably_runs_job_idempotency
-  ON durably_runs (job_name, idempotency_key)
-  WHERE idempotency_key IS NOT NULL;
-
--- At most one pending run per (job, concurrency key) (R-036).
-CREATE UNIQUE INDEX IF NOT EXISTS idx_durably_runs_pending_concurrency
-  ON durably_runs (job_name, concurrency_key)
-  WHERE status = 'pending' AND concurrency_key IS NOT NULL;
-
--- The claim's concurrency guard: is a run of this key leased (R-051)?
-CREATE INDEX IF NOT EXISTS idx_durably_runs_status_concurrency
-  ON durably_runs (concurrency_key, status)
-  WHERE concurrency_key IS NOT NULL;
-
--- Listing by status, newest first.
-CREATE INDEX IF NOT EXISTS idx_durably_runs_status_created
-  ON durably_runs (status, created_at);
-
--- Releasing and reclaiming expired leases (R-051, R-062).
-CREATE INDEX IF NOT EXISTS idx_durably_runs_status_lease_expires
-  ON durably_runs (lease_expires_at)
-  WHERE status = 'leased';
-
--- Listing by job, newest first.
-CREATE INDEX IF NOT EXISTS idx_durably_runs_job_created
-  ON durably_runs (job_name, created_at);
-
--- Purging finished runs oldest first (R-104).
-CREATE INDEX IF NOT EXISTS idx_durably_runs_status_completed
-  ON durably_runs (completed_at)
-  WHERE status IN ('completed', 'failed', 'cancelled');
-
--- Listing newest first without a status or job filter (GET /runs).
-CREATE INDEX IF NOT EXISTS idx_durably_runs_created
-  ON durably_runs (created_at, id);
-
--- Claiming walks the pending runs in creation order. Leased runs are not
--- in this index: however many runs are leased, and however long they run,
--- a claim never steps over them. Expired leases are found through
--- idx_durably_runs_status_lease_expires instead.
-CREATE INDEX IF NOT EXISTS idx_durably_runs_pending_created
-  ON durably_runs (created_at, id)
-  WHERE status = 'pending';
 
 -- Normalised copy of durably_runs.labels, written once at insert (labels are
 -- immutable) and used only for filtering (S-045). created_at is the run's,
 -- copied so that "the newest runs of one organization" is a range scan of
--- idx_durably_run_labels_key_value rather than a sort of every matching run.
-CREATE TABLE IF NOT EXISTS durably_run_labels (
-  run_id     TEXT NOT NULL,
-  key        TEXT NOT NULL,
-  value      TEXT NOT NULL,
-  created_at TEXT NOT NULL
+-- an index on (key, value, created_at, run_id) rather than a sort of every
+-- matching run.
+CREATE TABLE durably_run_labels (
+  run_id               TEXT        NOT NULL,
+  key                  TEXT        NOT NULL,
+  value                TEXT        NOT NULL,
+  created_at           TIMESTAMP   NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS idx_durably_run_labels_pk
-  ON durably_run_labels (run_id, key);
-CREATE INDEX IF NOT EXISTS idx_durably_run_labels_key_value
-  ON durably_run_labels (key, value, created_at, run_id);
 
-CREATE TABLE IF NOT EXISTS durably_steps (
-  id           TEXT    NOT NULL PRIMARY KEY,
-  run_id       TEXT    NOT NULL,
-  name         TEXT    NOT NULL,
-  "index"      INTEGER NOT NULL,
-  status       TEXT    NOT NULL,
-  output       TEXT,
-  error        TEXT,
-  started_at   TEXT    NOT NULL,
-  completed_at TEXT
+CREATE TABLE durably_steps (
+  id                   TEXT        NOT NULL PRIMARY KEY,
+  run_id               TEXT        NOT NULL,
+  name                 TEXT        NOT NULL,
+  "index"              INTEGER     NOT NULL,
+  status               TEXT        NOT NULL,
+  output               JSON,
+  error                TEXT,
+  started_at           TIMESTAMP   NOT NULL,
+  completed_at         TIMESTAMP
 );
-CREATE INDEX IF NOT EXISTS idx_durably_steps_run_index
-  ON durably_steps (run_id, "index");
--- At most one completed step per (run, name): replay by name (R-085).
-CREATE UNIQUE INDEX IF NOT EXISTS idx_durably_steps_completed_unique
-  ON durably_steps (run_id, name)
-  WHERE status = 'completed';
 
-CREATE TABLE IF NOT EXISTS durably_logs (
-  id         TEXT NOT NULL PRIMARY KEY,
-  run_id     TEXT NOT NULL,
-  step_name  TEXT,
-  level      TEXT NOT NULL,
-  message    TEXT NOT NULL,
-  data       TEXT,
-  created_at TEXT NOT NULL
+CREATE TABLE durably_logs (
+  id                   TEXT        NOT NULL PRIMARY KEY,
+  run_id               TEXT        NOT NULL,
+  step_name            TEXT,
+  level                TEXT        NOT NULL,
+  message              TEXT        NOT NULL,
+  data                 JSON,
+  created_at           TIMESTAMP   NOT NULL
 );
-CREATE INDEX IF NOT EXISTS idx_durably_logs_run_created
-  ON durably_logs (run_id, created_at);
 
-CREATE TABLE IF NOT EXISTS durably_schema_versions (
-  version    INTEGER NOT NULL PRIMARY KEY,
-  applied_at TEXT    NOT NULL
+CREATE TABLE durably_schema_versions (
+  version              INTEGER     NOT NULL PRIMARY KEY,
+  applied_at           TIMESTAMP   NOT NULL
 );
 
 -- PostgreSQL carries events between processes with NOTIFY (D3); an event
 -- too large for a notification's 8000-byte payload is parked here and the
--- notification carries its id. Rows live a minute. Unused on SQLite.
-CREATE TABLE IF NOT EXISTS durably_event_payloads (
-  id         TEXT NOT NULL PRIMARY KEY,
-  payload    TEXT NOT NULL,
-  created_at TEXT NOT NULL
+-- notification carries its id. Rows live a minute. PostgreSQL only.
+CREATE TABLE durably_event_payloads (
+  id                   TEXT        NOT NULL PRIMARY KEY,
+  payload              TEXT        NOT NULL,
+  created_at           TIMESTAMP   NOT NULL
 );
 
 -- Processes that want other processes' events (an open event stream) keep a
 -- row here; the others publish events only while one exists (D3), so a
 -- database nobody watches pays for no notifications.
-CREATE TABLE IF NOT EXISTS durably_event_listeners (
-  instance   TEXT NOT NULL PRIMARY KEY,
-  expires_at TEXT NOT NULL
+CREATE TABLE durably_event_listeners (
+  instance             TEXT        NOT NULL PRIMARY KEY,
+  expires_at           TIMESTAMP   NOT NULL
 );

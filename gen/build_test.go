@@ -4,18 +4,52 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// userModule makes a module outside this repository that uses durably-gen
-// as a user would: a replace directive to this checkout, a durably.yaml and
-// a //go:generate line.
+// readmeInstallSteps are the commands of the README's install subsection,
+// in order: the go commands of its sh blocks and the go:generate line.
+func readmeInstallSteps(t *testing.T) (commands [][]string, generateLine string) {
+	t.Helper()
+	sec := readmeSection(t, "Declaring jobs in durably.yaml")
+	i := strings.Index(sec, "### Installing durably-gen\n")
+	if i < 0 {
+		t.Fatal("README has no install subsection")
+	}
+	sec = sec[i:]
+	if j := strings.Index(sec[1:], "\n### "); j >= 0 {
+		sec = sec[:j+1]
+	}
+	for _, m := range regexp.MustCompile("(?s)```(sh|go)\n(.*?)```").FindAllStringSubmatch(sec, -1) {
+		for _, line := range strings.Split(strings.TrimSpace(m[2]), "\n") {
+			switch {
+			case m[1] == "go" && strings.HasPrefix(line, "//go:generate "):
+				generateLine = line
+			case m[1] == "sh" && strings.HasPrefix(line, "go "):
+				commands = append(commands, strings.Fields(line))
+			}
+		}
+	}
+	if len(commands) == 0 || generateLine == "" {
+		t.Fatalf("the install subsection lacks commands or the go:generate line:\n%s", sec)
+	}
+	return commands, generateLine
+}
+
+// userModule makes a module outside this repository and follows the
+// README's install steps in it, offline: the module's go.mod has only a
+// replace directive to this checkout (standing in for the published
+// module), the commands run with GOPROXY=off against the module cache, and
+// @latest becomes @v0.0.0, which the replace directive serves.
 func userModule(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a module; skipped in -short mode")
 	}
+	commands, generateLine := readmeInstallSteps(t)
 	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +65,7 @@ func userModule(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	write("go.mod", "module example.com/app\n\ngo 1.26\n\nrequire github.com/durably-go/durably v0.0.0\n\nreplace github.com/durably-go/durably => "+repo+"\n")
+	write("go.mod", "module example.com/app\n\ngo 1.26\n\nreplace github.com/durably-go/durably => "+repo+"\n")
 	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +75,7 @@ func userModule(t *testing.T) string {
 labels:
   organizationId: {type: string, minLength: 1, required: true}
   env: {type: enum, values: [production, staging], required: true}
+  team: {type: string}
 context:
   userId: {type: string}
 jobs:
@@ -54,8 +89,9 @@ jobs:
       type: object
       properties:
         bytes: {type: integer, required: true}
+  - name: ping
 `)
-	write("generate.go", "package app\n\n//go:generate go run github.com/durably-go/durably/cmd/durably-gen -config durably.yaml\n")
+	write("generate.go", "package app\n\n"+generateLine+"\n")
 	write("cmd/app/main.go", `package main
 
 import (
@@ -79,15 +115,24 @@ func main() {
 		Resize: func(ctx context.Context, s *durably.StepContext, in jobs.ResizeInput) (jobs.ResizeOutput, error) {
 			return jobs.ResizeOutput{Bytes: in.Width * 3}, nil
 		},
+		Ping: func(ctx context.Context, s *durably.StepContext, _ jobs.PingInput) (jobs.PingOutput, error) {
+			return jobs.PingOutput{}, nil
+		},
 	})
 	if err != nil {
 		panic(err)
 	}
-	opts := jobs.TriggerOptions{Labels: jobs.Labels{OrganizationID: "acme", Env: jobs.EnvProduction}}
-	fmt.Println(j.Resize.Name(), opts.Labels.ToMap())
+	labels := jobs.NewLabels("acme", jobs.EnvProduction, jobs.WithTeam("blue"))
+	fmt.Println(j.Resize.Name(), labels.Labels().ToMap())
 }
 `)
-	run(t, dir, "go", "generate", "./...")
+	for _, c := range commands {
+		args := slices.Clone(c[1:])
+		for i, a := range args {
+			args[i] = strings.Replace(a, "@latest", "@v0.0.0", 1)
+		}
+		run(t, dir, c[0], args...)
+	}
 	return dir
 }
 
@@ -103,11 +148,13 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 func command(dir, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
 	return cmd
 }
 
-// TestUserModuleGoGenerate: `go generate` and `go build` in a user's module.
+// TestUserModuleGoGenerate: the README's install steps in a fresh module
+// (go get -tool, //go:generate go tool durably-gen, go generate, go build),
+// then go vet and go mod tidy, and the program runs.
 func TestUserModuleGoGenerate(t *testing.T) {
 	dir := userModule(t)
 	for _, f := range []string{"jobs/durably_gen.go", "jobs/client/client_gen.go"} {
@@ -119,10 +166,22 @@ func TestUserModuleGoGenerate(t *testing.T) {
 			t.Fatalf("%s lacks the generated-code header", f)
 		}
 	}
-	run(t, dir, "go", "build", "./...")
 	run(t, dir, "go", "vet", "./...")
-	if out := run(t, dir, "go", "run", "./cmd/app"); !strings.Contains(out, "resize map[env:production organizationId:acme]") {
+	run(t, dir, "go", "mod", "tidy")
+	if mod, _ := os.ReadFile(filepath.Join(dir, "go.mod")); !strings.Contains(string(mod), "tool github.com/durably-go/durably/cmd/durably-gen") {
+		t.Fatalf("go mod tidy dropped the tool:\n%s", mod)
+	}
+	run(t, dir, "go", "build", "./...")
+	if out := run(t, dir, "go", "run", "./cmd/app"); !strings.Contains(out, "resize map[env:production organizationId:acme team:blue]") {
 		t.Fatalf("app printed %q", out)
+	}
+	// The generated code carries its schemas as data: the program links no
+	// reflection-based schema code.
+	if deps := run(t, dir, "go", "list", "-deps", "./cmd/app"); strings.Contains(deps, "github.com/invopop/jsonschema") {
+		t.Fatal("the program links github.com/invopop/jsonschema")
+	}
+	if out := run(t, dir, "go", "tool", "durably-gen", "-check"); out != "" {
+		t.Fatalf("-check on fresh output printed %q", out)
 	}
 
 	// Wrong code does not compile, and the compiler names the culprit.
@@ -134,6 +193,12 @@ func TestUserModuleGoGenerate(t *testing.T) {
 		{"undeclared enum value", `_ = jobs.Labels{Env: jobs.EnvProd}`, "undefined: jobs.EnvProd"},
 		{"wrong input field type", `_ = jobs.ResizeInput{Width: "wide"}`, `cannot use "wide" (untyped string constant) as int value in struct literal`},
 		{"wrong input field", `_ = jobs.ResizeInput{Height: 3}`, "unknown field Height"},
+		{"forgotten required label", `_ = jobs.NewLabels("acme")`, "not enough arguments in call to jobs.NewLabels"},
+		{"labels by literal", `var j *jobs.ResizeJob; _, _, _ = j.Trigger(nil, jobs.ResizeInput{}, jobs.Labels{OrganizationID: "acme"}, jobs.TriggerOptions{})`,
+			"cannot use jobs.Labels{…} (value of struct type jobs.Labels) as jobs.TriggerLabels value"},
+		{"trigger without labels", `var j *jobs.ResizeJob; _, _, _ = j.Trigger(nil, jobs.ResizeInput{}, jobs.TriggerOptions{})`, "not enough arguments in call to j.Trigger"},
+		{"input to a job without input", `var j *jobs.PingJob; _, _, _ = j.Trigger(nil, jobs.ResizeInput{}, jobs.NewLabels("acme", jobs.EnvStaging), jobs.TriggerOptions{})`,
+			"too many arguments in call to j.Trigger"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

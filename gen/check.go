@@ -3,7 +3,11 @@ package gen
 import (
 	"fmt"
 	"go/token"
+	"math"
+	"path"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -11,50 +15,46 @@ import (
 	"github.com/durably-go/durably/runtime/store"
 )
 
-// check finds what the schema cannot: duplicate and invalid names, types
-// in the wrong place, contradictory bounds.
+// check finds what the schema cannot: invalid names, types in the wrong
+// place, contradictory bounds, an output outside the module.
 func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	c := &checker{file: file, pos: pos}
-	if token.IsKeyword(d.Package.Name) {
-		c.add("/package/name", "%q is a Go keyword", d.Package.Name)
+	switch name := d.Package.Name; {
+	case token.IsKeyword(name):
+		c.add("/package/name", "%q is a Go keyword; choose another package name", name)
+	case isPredeclared(name) || slices.Contains(reservedPackageNames, name):
+		c.add("/package/name", "%q cannot name the generated package (the generated client imports it next to its own imports); choose another name", name)
 	}
-	c.fields("/labels", d.Labels, func(ptr string, f Field) {
+	c.output(d.Package.Output)
+	c.fields("/labels", d.Labels, "label", func(ptr string, f Field) {
 		if !store.ValidLabelKey(f.Name) {
 			c.add(ptr, "label key %q %s", f.Name, store.LabelKeyRule)
 		}
 		if f.Type.Type != "string" && f.Type.Type != "enum" {
-			c.add(ptr+"/type", "a label is a string or an enum, not %s", f.Type.Type)
+			c.add(ptr+"/type", "a label is a string or an enum, not %s; declare it in context or in the input instead", f.Type.Type)
 		}
 	})
-	c.fields("/context", d.Context, func(ptr string, f Field) {
-		switch f.Type.Type {
-		case "string", "enum", "integer", "number", "boolean":
-		default:
-			c.add(ptr+"/type", "a context field is a string, enum, integer, number or boolean, not %s", f.Type.Type)
-		}
-	})
+	c.fields("/context", d.Context, "context field", nil)
 	names := map[string]int{}
-	ids := map[string]int{}
+	ids := map[string]*int{}
 	for i, j := range d.Jobs {
 		ptr := "/jobs/" + strconv.Itoa(i)
-		prev, dupName := names[j.Name]
-		if dupName {
-			c.add(ptr+"/name", "duplicate job name %q (also jobs[%d])", j.Name, prev)
+		if prev, dup := names[j.Name]; dup {
+			c.add(ptr+"/name", "duplicate job name %q (also jobs[%d]); rename one of them", j.Name, prev)
 		}
 		names[j.Name] = i
 		if j.Name == "useRuns" || j.Name == "useRunActions" {
-			c.add(ptr+"/name", "%q is reserved by the React client (H-078)", j.Name)
+			c.add(ptr+"/name", "%q is reserved by the React client of the protocol; choose another job name", j.Name)
 		}
-		id := JobID(j)
-		if id == "" || !token.IsIdentifier(id) || !token.IsExported(id) {
+		switch id := JobID(j); {
+		case !exported(id):
 			c.add(ptr+"/name", "job name %q gives no exported Go identifier; set id", j.Name)
-		} else if prev, dup := ids[id]; dup && !dupName {
-			c.add(ptr+"/id", "Go identifier %s is used by jobs[%d] too", id, prev)
+		case ids[id] != nil:
+			c.add(jobPtr(i, j), "jobs[%d] (%q) has the Go identifier %s too; set id on one of them", *ids[id], d.Jobs[*ids[id]].Name, id)
+		default:
+			ids[id] = &i
 		}
-		ids[id] = i
-		if j.Input == nil {
-			c.add(ptr, "missing input")
-		} else {
+		if j.Input != nil {
 			c.typ(ptr+"/input", *j.Input)
 		}
 		if j.Output != nil {
@@ -64,6 +64,41 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	return c.problems
 }
 
+// exported reports whether id is an exported Go identifier.
+func exported(id string) bool { return id != "" && token.IsIdentifier(id) && token.IsExported(id) }
+
+// validOutputElem is one element of an output directory: a valid import
+// path element the go command does not ignore.
+var validOutputElem = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~+-]*$`)
+
+// output checks that the output directory is a relative path below the
+// declaration (so inside its module) that can be imported.
+func (c *checker) output(o string) {
+	const ptr = "/package/output"
+	switch {
+	case strings.Contains(o, `\`):
+		c.add(ptr, "output %q: write the directory with forward slashes", o)
+		return
+	case path.IsAbs(o) || filepath.IsAbs(o) || filepath.VolumeName(o) != "":
+		c.add(ptr, "output %q is absolute; it must be a relative path below this file's directory, inside the module", o)
+		return
+	}
+	clean := path.Clean(o)
+	if clean == "." {
+		return
+	}
+	for _, e := range strings.Split(clean, "/") {
+		switch {
+		case e == "..":
+			c.add(ptr, "output %q leaves this file's directory; it must be a relative path below it, inside the module", o)
+			return
+		case e == "testdata" || e == "vendor" || !validOutputElem.MatchString(e):
+			c.add(ptr, "output %q: the directory %q cannot be an importable Go package (use letters, digits and . _ ~ + -, not testdata or vendor)", o, e)
+			return
+		}
+	}
+}
+
 type checker struct {
 	file     string
 	pos      map[string][2]int
@@ -71,34 +106,41 @@ type checker struct {
 }
 
 func (c *checker) add(ptr, format string, args ...any) {
-	// A problem about a key that is absent (a derived id, say) is shown
-	// where its nearest present ancestor is.
-	p, ok := c.pos[ptr]
-	for at := ptr; !ok && at != ""; {
-		at = at[:strings.LastIndex(at, "/")]
-		p, ok = c.pos[at]
-	}
-	c.problems = append(c.problems, Problem{File: c.file, Line: p[0], Col: p[1], Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
+	line, col := lookup(c.pos, ptr)
+	c.problems = append(c.problems, Problem{File: c.file, Line: line, Col: col, Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
 }
 
 // fields checks the names of a mapping of fields and each field's type.
-func (c *checker) fields(ptr string, fs Fields, each func(ptr string, f Field)) {
-	goNames := map[string]string{}
+func (c *checker) fields(ptr string, fs Fields, kind string, each func(ptr string, f Field)) {
 	for _, f := range fs {
-		fp := ptr + "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(f.Name)
-		gn := GoName(f.Name)
-		switch {
-		case gn == "" || !token.IsIdentifier(gn):
-			c.add(fp, "%q gives no Go identifier", f.Name)
-		case goNames[gn] != "":
-			c.add(fp, "%q and %q both become the Go field %s", goNames[gn], f.Name, gn)
+		fp := ptr + "/" + esc(f.Name)
+		switch gn := GoName(f.Name); {
+		case !exported(gn):
+			c.add(fp, "%s %q gives no exported Go identifier: it must start with a letter that has an upper case and hold letters or digits", kind, f.Name)
+		case !validJSONName(f.Name):
+			c.add(fp, "%s %q cannot be a JSON member name in a Go struct tag: use letters, digits, spaces and !#$%%&()*+-./:;<=>?@[]^_{|}~ only", kind, f.Name)
 		}
-		goNames[gn] = f.Name
 		c.typ(fp, f.Type)
 		if each != nil {
 			each(fp, f)
 		}
 	}
+}
+
+// validJSONName reports whether encoding/json takes name from a struct tag
+// (otherwise it silently uses the Go field name).
+func validJSONName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", r):
+		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
+			return false
+		}
+	}
+	return true
 }
 
 // typ checks that a type's keywords fit its kind and its bounds make sense.
@@ -107,12 +149,10 @@ func (c *checker) typ(ptr string, t Type) {
 		if !set {
 			return
 		}
-		for _, k := range kinds {
-			if t.Type == k {
-				return
-			}
+		if slices.Contains(kinds, t.Type) {
+			return
 		}
-		c.add(ptr+"/"+kw, "%s applies to %s, not %s", kw, strings.Join(kinds, " and "), t.Type)
+		c.add(ptr+"/"+kw, "%s applies to %s, not %s; remove it or change the type", kw, strings.Join(kinds, " and "), t.Type)
 	}
 	only("minLength", t.MinLength != nil, "string")
 	only("maxLength", t.MaxLength != nil, "string")
@@ -125,58 +165,55 @@ func (c *checker) typ(ptr string, t Type) {
 	only("maxItems", t.MaxItems != nil, "array")
 	only("properties", t.Properties != nil, "object")
 	if t.MinLength != nil && t.MaxLength != nil && *t.MinLength > *t.MaxLength {
-		c.add(ptr+"/minLength", "minLength %d exceeds maxLength %d", *t.MinLength, *t.MaxLength)
+		c.add(ptr+"/minLength", "minLength %d exceeds maxLength %d; no string could be valid", *t.MinLength, *t.MaxLength)
 	}
 	if t.Minimum != nil && t.Maximum != nil && *t.Minimum > *t.Maximum {
-		c.add(ptr+"/minimum", "minimum %v exceeds maximum %v", *t.Minimum, *t.Maximum)
+		c.add(ptr+"/minimum", "minimum %v exceeds maximum %v; no number could be valid", *t.Minimum, *t.Maximum)
 	}
 	if t.MinItems != nil && t.MaxItems != nil && *t.MinItems > *t.MaxItems {
-		c.add(ptr+"/minItems", "minItems %d exceeds maxItems %d", *t.MinItems, *t.MaxItems)
+		c.add(ptr+"/minItems", "minItems %d exceeds maxItems %d; no array could be valid", *t.MinItems, *t.MaxItems)
 	}
 	if t.Type == "integer" {
-		for kw, v := range map[string]*float64{"minimum": t.Minimum, "maximum": t.Maximum} {
-			if v != nil && *v != float64(int64(*v)) {
-				c.add(ptr+"/"+kw, "an integer's %s must be a whole number", kw)
+		for _, b := range []struct {
+			kw string
+			v  *float64
+		}{{"minimum", t.Minimum}, {"maximum", t.Maximum}} {
+			if b.v != nil && math.Trunc(*b.v) != *b.v {
+				c.add(ptr+"/"+b.kw, "an integer's %s must be a whole number; round it or make the type number", b.kw)
 			}
 		}
 	}
 	if t.Pattern != "" {
 		if _, err := regexp.Compile(t.Pattern); err != nil {
-			c.add(ptr+"/pattern", "pattern does not compile: %v", err)
+			c.add(ptr+"/pattern", "pattern does not compile as a Go regular expression: %v", err)
 		}
 	}
 	switch t.Type {
 	case "enum":
 		if len(t.Values) == 0 {
-			c.add(ptr, "an enum needs values")
+			c.add(ptr, "an enum needs values: list them under values")
 		}
 		seen := map[string]bool{}
-		goNames := map[string]bool{}
 		for i, v := range t.Values {
 			vp := ptr + "/values/" + strconv.Itoa(i)
-			if v == "" {
-				c.add(vp, "an enum value must not be empty")
-			}
-			if seen[v] {
-				c.add(vp, "duplicate enum value %q", v)
+			switch {
+			case v == "":
+				c.add(vp, "an enum value must not be empty; remove it")
+			case seen[v]:
+				c.add(vp, "duplicate enum value %q; remove one", v)
+			case EnumValueName(v) == "":
+				c.add(vp, "enum value %q has no letter or digit to make its Go name from; use a value with one", v)
 			}
 			seen[v] = true
-			gn := GoName(v)
-			if gn == "" || !token.IsIdentifier("X"+gn) {
-				c.add(vp, "enum value %q gives no Go identifier", v)
-			} else if goNames[gn] {
-				c.add(vp, "enum values collide as Go identifiers (%s)", gn)
-			}
-			goNames[gn] = true
 		}
 	case "array":
 		if t.Items == nil {
-			c.add(ptr, "an array needs items")
+			c.add(ptr, "an array needs items: declare their type under items")
 		} else {
 			c.typ(ptr+"/items", *t.Items)
 		}
 	case "object":
-		c.fields(ptr+"/properties", t.Properties, nil)
+		c.fields(ptr+"/properties", t.Properties, "property", nil)
 	}
 }
 
@@ -193,8 +230,23 @@ var initialisms = map[string]string{"id": "ID", "url": "URL", "uri": "URI", "htt
 	"api": "API", "json": "JSON", "sql": "SQL", "uuid": "UUID", "ip": "IP", "html": "HTML", "csv": "CSV", "xml": "XML"}
 
 // GoName turns a JSON name (organizationId, import-csv, delay_ms) into an
-// exported Go name (OrganizationID, ImportCSV, DelayMs).
+// exported Go name (OrganizationID, ImportCSV, DelayMs); "" when it starts
+// with a digit or has no letter or digit.
 func GoName(s string) string {
+	name := words(s)
+	if name != "" && unicode.IsDigit([]rune(name)[0]) {
+		return ""
+	}
+	return name
+}
+
+// EnumValueName is the suffix of an enum value's Go name (the enum type's
+// name comes first, so it may start with a digit): "v1.2" gives V12,
+// "2xl" 2xl.
+func EnumValueName(s string) string { return words(s) }
+
+// words joins the words of s, each capitalised.
+func words(s string) string {
 	var words []string
 	var cur []rune
 	flush := func() {
@@ -226,9 +278,5 @@ func GoName(s string) string {
 		b.WriteRune(unicode.ToUpper(rs[0]))
 		b.WriteString(string(rs[1:]))
 	}
-	name := b.String()
-	if name != "" && unicode.IsDigit([]rune(name)[0]) {
-		return ""
-	}
-	return name
+	return b.String()
 }

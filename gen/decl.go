@@ -9,7 +9,7 @@ import (
 	"fmt"
 
 	invopop "github.com/invopop/jsonschema"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Declaration is the content of durably.yaml. Its JSON Schema (Schema,
@@ -23,14 +23,18 @@ type Declaration struct {
 	Context Fields `json:"context,omitempty" jsonschema:"description=The fields of the authentication context (TContext)." yaml:"context,omitempty"`
 	// Jobs are the jobs with their input and output types.
 	Jobs []Job `json:"jobs" jsonschema:"minItems=1,description=The jobs." yaml:"jobs"`
+
+	file string            // the declaration's file name, for problems
+	pos  map[string][2]int // line and column of every member, by JSON pointer
 }
 
 // Package is where and how the code is emitted.
 type Package struct {
 	// Name is the Go package name.
 	Name string `json:"name" jsonschema:"pattern=^[a-z][a-z0-9]*$,description=The Go package name." yaml:"name"`
-	// Output is the directory of the package, relative to the declaration.
-	Output string `json:"output" jsonschema:"minLength=1,description=The output directory relative to this file." yaml:"output"`
+	// Output is the directory of the package, relative to the declaration
+	// and inside its module.
+	Output string `json:"output" jsonschema:"minLength=1,description=The output directory: a relative path inside the module, from this file." yaml:"output"`
 	// Client, unless false, also emits a typed HTTP client in Output/client.
 	Client *bool `json:"client,omitempty" jsonschema:"description=Emit a typed HTTP client package in <output>/client (default true)." yaml:"client,omitempty"`
 }
@@ -43,8 +47,9 @@ type Job struct {
 	// CamelCase.
 	ID          string `json:"id,omitempty" jsonschema:"pattern=^[A-Z][A-Za-z0-9]*$,description=The Go identifier (default: the name in CamelCase)." yaml:"id,omitempty"`
 	Description string `json:"description,omitempty" yaml:"description,omitempty"`
-	// Input is the job's input type (an object, usually).
-	Input *Type `json:"input" yaml:"input"`
+	// Input is the job's input type (an object, usually); absent for a job
+	// without input, whose triggers take none.
+	Input *Type `json:"input,omitempty" yaml:"input,omitempty"`
 	// Output is the job's output type; absent for a job without output.
 	Output *Type `json:"output,omitempty" yaml:"output,omitempty"`
 }
@@ -56,16 +61,16 @@ type Type struct {
 	// Required marks an object property that must be present.
 	Required bool `json:"required,omitempty" yaml:"required,omitempty"`
 
-	MinLength *int    `json:"minLength,omitempty" jsonschema:"minimum=0" yaml:"minLength,omitempty"`
-	MaxLength *int    `json:"maxLength,omitempty" jsonschema:"minimum=0" yaml:"maxLength,omitempty"`
+	MinLength *int    `json:"minLength,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"minLength,omitempty"`
+	MaxLength *int    `json:"maxLength,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"maxLength,omitempty"`
 	Pattern   string  `json:"pattern,omitempty" yaml:"pattern,omitempty"`
 	Minimum   *number `json:"minimum,omitempty" yaml:"minimum,omitempty"`
 	Maximum   *number `json:"maximum,omitempty" yaml:"maximum,omitempty"`
 	// Values are the members of an enum.
 	Values   []string `json:"values,omitempty" jsonschema:"minItems=1" yaml:"values,omitempty"`
 	Items    *Type    `json:"items,omitempty" yaml:"items,omitempty"`
-	MinItems *int     `json:"minItems,omitempty" jsonschema:"minimum=0" yaml:"minItems,omitempty"`
-	MaxItems *int     `json:"maxItems,omitempty" jsonschema:"minimum=0" yaml:"maxItems,omitempty"`
+	MinItems *int     `json:"minItems,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"minItems,omitempty"`
+	MaxItems *int     `json:"maxItems,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"maxItems,omitempty"`
 	// Properties of an object, in declaration order.
 	Properties Fields `json:"properties,omitempty" yaml:"properties,omitempty"`
 }
@@ -87,11 +92,17 @@ type Fields []Field
 
 // UnmarshalYAML keeps the mapping's order.
 func (f *Fields) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: expected a mapping", n.Line)
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if isNull(v) {
+			continue // a member set to null is absent, as the schema saw it
+		}
 		var t Type
 		if err := v.Decode(&t); err != nil {
 			return err

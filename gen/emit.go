@@ -2,122 +2,100 @@ package gen
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"go/format"
-	"os"
-	"path/filepath"
-	"slices"
+	"path"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
-// Version is written into generated files.
+// Version is written into generated files and printed by -version.
 const Version = "v0.1.0"
 
 // File is one generated file.
 type File struct {
-	Path    string // relative to the declaration's directory
+	Path    string // slash-separated, relative to the declaration's directory
 	Content []byte
 }
 
 // Generate renders the files of a declaration. modulePath is the Go import
 // path of the declaration's directory (for the client package's import of
-// the generated package); declName is the declaration's file name.
+// the generated package); declName is the declaration's file name. A
+// declaration whose Go identifiers collide is refused with Problems.
 func Generate(d *Declaration, declName, modulePath string) ([]File, error) {
-	g := &emitter{d: d, decl: declName}
-	main, err := g.render(g.mainFile())
+	g := newEmitter(d, declName)
+	mainSrc := g.mainFile()
+	var clientSrc []byte
+	pkgPath := strings.TrimSuffix(modulePath+"/"+cleanOutput(d.Package.Output), "/.")
+	if d.wantsClient() {
+		clientSrc = g.clientFile(pkgPath)
+	}
+	if len(g.names.problems) > 0 {
+		return nil, sortProblems(g.names.problems)
+	}
+	main, err := g.render(mainSrc)
 	if err != nil {
 		return nil, err
 	}
-	files := []File{{Path: filepath.Join(d.Package.Output, "durably_gen.go"), Content: main}}
-	if d.Package.Client == nil || *d.Package.Client {
-		pkgPath := strings.TrimSuffix(modulePath+"/"+filepath.ToSlash(filepath.Clean(d.Package.Output)), "/.")
-		client, err := g.render(g.clientFile(pkgPath))
+	out := cleanOutput(d.Package.Output)
+	files := []File{{Path: path.Join(out, "durably_gen.go"), Content: main}}
+	if clientSrc != nil {
+		client, err := g.render(clientSrc)
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, File{Path: filepath.Join(d.Package.Output, "client", "client_gen.go"), Content: client})
+		files = append(files, File{Path: path.Join(out, "client", "client_gen.go"), Content: client})
 	}
 	return files, nil
 }
 
-// Write generates the declaration at declPath and writes its files next to
-// it. Nothing is written unless every file rendered.
-func Write(declPath string) ([]string, error) {
-	d, err := Load(declPath)
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Dir(declPath)
-	modulePath, err := importPath(dir)
-	if err != nil {
-		return nil, err
-	}
-	files, err := Generate(d, filepath.Base(declPath), modulePath)
-	if err != nil {
-		return nil, err
-	}
-	var written []string
-	for _, f := range files {
-		path := filepath.Join(dir, f.Path)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return written, err
+// checkNames runs the emitter for its namespace check only. It also runs
+// on declarations that check refused, so that all problems come at once;
+// should such a declaration trip the emitter, its other problems are
+// enough.
+func checkNames(d *Declaration, declName string) (ps Problems) {
+	defer func() {
+		if recover() != nil {
+			ps = nil
 		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, f.Content, 0o644); err != nil {
-			return written, err
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return written, err
-		}
-		written = append(written, path)
+	}()
+	g := newEmitter(d, declName)
+	g.mainFile()
+	if d.wantsClient() {
+		g.clientFile("example.com/m/p")
 	}
-	return written, nil
+	return g.names.problems
 }
 
-// importPath finds the Go import path of dir from the enclosing go.mod.
-func importPath(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	for d := abs; ; d = filepath.Dir(d) {
-		data, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil {
-			for _, line := range strings.Split(string(data), "\n") {
-				if mod, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
-					rel, err := filepath.Rel(d, abs)
-					if err != nil {
-						return "", err
-					}
-					mod = strings.Trim(strings.TrimSpace(mod), `"`)
-					if rel == "." {
-						return mod, nil
-					}
-					return mod + "/" + filepath.ToSlash(rel), nil
-				}
-			}
-			return "", fmt.Errorf("gen: %s has no module line", filepath.Join(d, "go.mod"))
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("gen: no go.mod above " + abs)
-		}
-	}
-}
+func (d *Declaration) wantsClient() bool { return d.Package.Client == nil || *d.Package.Client }
+
+// cleanOutput is the output directory as a clean slash path.
+func cleanOutput(o string) string { return path.Clean(strings.ReplaceAll(o, `\`, "/")) }
 
 type emitter struct {
-	d    *Declaration
-	decl string
-	buf  bytes.Buffer
-	out  *bytes.Buffer // where p writes: buf, or a declaration's own buffer
+	d     *Declaration
+	decl  string
+	names namer
+	pkg   *scope // the generated package's top level
+
+	buf bytes.Buffer
+	out *bytes.Buffer // where p writes: buf, or a declaration's own buffer
 	// decls are the named types met along the way, each written whole into
 	// its own buffer so that none lands inside another.
 	decls []*bytes.Buffer
-	// enums and structs emitted so far, by Go name, to emit each once.
-	types map[string]bool
-	// extends collects JSONSchemaExtend bodies per struct (patterns).
-	extends map[string][]string
+	// job and jobN are the Go identifier and 1 + the index of the job
+	// whose types are being emitted, for the origins of their names.
+	job  string
+	jobN int
+}
+
+func (g *emitter) origin(ptr, what string) origin {
+	return origin{ptr: ptr, what: what, job: g.job, jobN: g.jobN}
+}
+
+func newEmitter(d *Declaration, declName string) *emitter {
+	return &emitter{d: d, decl: declName, names: namer{file: d.file, pos: d.pos}}
 }
 
 func (g *emitter) p(format string, args ...any) {
@@ -140,8 +118,6 @@ func (g *emitter) reset() {
 	g.buf.Reset()
 	g.out = &g.buf
 	g.decls = nil
-	g.types = map[string]bool{}
-	g.extends = map[string][]string{}
 }
 
 // file is the main buffer followed by the declared types.
@@ -149,36 +125,50 @@ func (g *emitter) file() []byte {
 	for _, d := range g.decls {
 		g.buf.Write(d.Bytes())
 	}
-	return g.buf.Bytes()
+	return bytes.Clone(g.buf.Bytes())
 }
 
 func (g *emitter) render(src []byte) ([]byte, error) {
 	out, err := format.Source(src)
 	if err != nil {
-		return nil, fmt.Errorf("gen: generated code does not format (a bug of durably-gen): %w\n%s", err, src)
+		return nil, fmt.Errorf("gen: generated code does not format (a bug of durably-gen; please report it with the declaration): %w\n%s", err, src)
 	}
 	return out, nil
 }
 
-func (g *emitter) header() {
-	g.p("// Code generated by durably-gen %s from %s. DO NOT EDIT.", Version, g.decl)
+// Header is the first line of every generated file; the generator only
+// ever replaces or deletes files that start with it.
+const Header = "// Code generated by durably-gen"
+
+func (g *emitter) header(dir string) {
+	// The declaration as seen from the file: it tells the generator later
+	// which declaration owns the file.
+	up := 0
+	if p := path.Join(cleanOutput(g.d.Package.Output), dir); p != "." {
+		up = strings.Count(p, "/") + 1
+	}
+	rel := strings.Repeat("../", up) + g.decl
+	g.p("%s %s from %s. DO NOT EDIT.", Header, Version, comment(rel))
 	g.p("")
 }
+
+func esc(name string) string { return strings.NewReplacer("~", "~0", "/", "~1").Replace(name) }
 
 func (g *emitter) mainFile() []byte {
 	g.reset()
 	d := g.d
+	g.pkg = newScope("package "+d.Package.Name, fixedPackageNames, "the generated")
 	g.labels()
+	g.triggerLabels()
 	g.context()
 	g.jobs()
 	g.handler()
-	g.emitExtends()
 	body := g.file()
 
 	var head bytes.Buffer
 	g.out = &head
-	g.header()
-	g.p("// Package %s holds the jobs, labels and auth context declared in %s:", d.Package.Name, g.decl)
+	g.header("")
+	g.p("// Package %s holds the jobs, labels and auth context declared in %s:", d.Package.Name, comment(g.decl))
 	g.p("// typed job handles, a Labels struct whose wrong keys and enum values do")
 	g.p("// not compile, JSON Schemas, and an HTTP handler typed by both.")
 	g.p("package %s", d.Package.Name)
@@ -186,35 +176,30 @@ func (g *emitter) mainFile() []byte {
 	g.p("\"context\"")
 	g.p("\"fmt\"")
 	g.p("")
-	if bytes.Contains(body, []byte("invopop.")) {
-		g.p("invopop \"github.com/invopop/jsonschema\"")
-		g.p("")
-	}
 	g.p("\"github.com/durably-go/durably\"")
 	g.p("\"github.com/durably-go/durably/runtime/durablyhttp\"")
 	g.p("\"github.com/durably-go/durably/runtime/typed\"")
 	g.p(")")
 	g.p("")
-	return append(head.Bytes(), body...)
+	return append(bytes.Clone(head.Bytes()), body...)
 }
 
 // labels emits the Labels struct, its conversions and the label schema.
 func (g *emitter) labels() {
 	d := g.d
-	g.p("// Labels are the labels every run carries, declared in %s. A field left", g.decl)
+	fields := newScope("struct Labels", labelsMethods, "the generated method")
+	g.p("// Labels are the labels every run carries, declared in %s. A field left", comment(g.decl))
 	g.p("// empty is not set; as a filter, only the set fields must match.")
 	g.p("type Labels struct {")
 	for _, f := range d.Labels {
+		ptr := "/labels/" + esc(f.Name)
+		n := GoName(f.Name)
+		g.names.declare(fields, n, origin{ptr: ptr, what: fmt.Sprintf("the field of label %q", f.Name)})
 		g.fieldDoc(f, fmt.Sprintf("the label %q", f.Name))
-		g.p("%s %s %s", GoName(f.Name), g.goType("", f, true), g.tag(f, f.Type.Required))
+		g.p("%s %s %s", n, g.goType("", ptr, f, true, fmt.Sprintf("label %q", f.Name)), g.tag(f, f.Type.Required))
 	}
 	g.p("}")
 	g.p("")
-	for _, f := range d.Labels {
-		if f.Type.Pattern != "" {
-			g.extends["Labels"] = append(g.extends["Labels"], fmt.Sprintf("if p, ok := s.Properties.Get(%q); ok { p.Pattern = %q }", f.Name, f.Type.Pattern))
-		}
-	}
 	g.p("// ToMap renders the set labels as they are stored.")
 	g.p("func (l Labels) ToMap() map[string]string {")
 	g.p("m := make(map[string]string, %d)", len(d.Labels))
@@ -233,32 +218,39 @@ func (g *emitter) labels() {
 	g.p("// values as they are: LabelSchema validates them.")
 	g.p("func (Labels) FromMap(m map[string]string) (Labels, error) {")
 	g.p("var l Labels")
-	g.p("for k, v := range m {")
-	g.p("switch k {")
-	for _, f := range d.Labels {
-		n := GoName(f.Name)
-		g.p("case %q:", f.Name)
-		if f.Type.Type == "enum" {
-			g.p("l.%s = %s{v: v}", n, n)
-		} else {
-			g.p("l.%s = v", n)
+	if len(d.Labels) == 0 {
+		g.p("for k := range m {")
+		g.p("return l, fmt.Errorf(\"unknown label %%q\", k)")
+		g.p("}")
+	} else {
+		g.p("for k, v := range m {")
+		g.p("switch k {")
+		for _, f := range d.Labels {
+			n := GoName(f.Name)
+			g.p("case %q:", f.Name)
+			if f.Type.Type == "enum" {
+				g.p("l.%s = %s{v: v}", n, g.enumName("", f))
+			} else {
+				g.p("l.%s = v", n)
+			}
 		}
+		g.p("default:")
+		g.p("return Labels{}, fmt.Errorf(\"unknown label %%q\", k)")
+		g.p("}")
+		g.p("}")
 	}
-	g.p("default:")
-	g.p("return Labels{}, fmt.Errorf(\"unknown label %%q\", k)")
-	g.p("}")
-	g.p("}")
 	g.p("return l, nil")
 	g.p("}")
 	g.p("")
-	g.p("var labelsSchema = typed.SchemaFor[Labels]()")
+	g.p("// schemaOfLabels is the JSON Schema of Labels, written by durably-gen.")
+	g.p("var schemaOfLabels = typed.MustSchema(%s)", literal(labelsSchema(d.Labels)))
 	g.p("")
 	g.p("// LabelSchema validates the labels of every trigger against the")
 	g.p("// declaration (durably.Config.Labels): required labels, lengths, enum values.")
-	g.p("func LabelSchema() durably.LabelSchema { return typed.LabelSchema(labelsSchema) }")
+	g.p("func LabelSchema() durably.LabelSchema { return typed.LabelSchema(schemaOfLabels) }")
 	g.p("")
 	g.p("// LabelsJSONSchema is the JSON Schema of Labels.")
-	g.p("func LabelsJSONSchema() []byte { return labelsSchema.JSON() }")
+	g.p("func LabelsJSONSchema() []byte { return schemaOfLabels.JSON() }")
 	g.p("")
 	var selective []string
 	for _, kind := range []string{"string", "enum"} {
@@ -278,15 +270,17 @@ func (g *emitter) labels() {
 	g.p("")
 	for _, f := range d.Labels {
 		n := GoName(f.Name)
+		fn := "ListRunsBy" + n
+		g.names.declare(g.pkg, fn, origin{ptr: "/labels/" + esc(f.Name), what: fmt.Sprintf("the lookup function of label %q", f.Name)})
 		param := "string"
 		arg := "value"
 		if f.Type.Type == "enum" {
-			param = n
+			param = g.enumName("", f)
 			arg = "value.String()"
 		}
-		g.p("// ListRunsBy%s lists the runs whose label %q is value, newest first,", n, f.Name)
+		g.p("// %s lists the runs whose label %q is value, newest first,", fn, f.Name)
 		g.p("// through the label's index; filter's labels narrow it further.")
-		g.p("func ListRunsBy%s(ctx context.Context, e *durably.Engine, value %s, filter durably.RunFilter) ([]*durably.Run, error) {", n, param)
+		g.p("func %s(ctx context.Context, e *durably.Engine, value %s, filter durably.RunFilter) ([]*durably.Run, error) {", fn, param)
 		g.p("labels := map[string]string{}")
 		g.p("for k, v := range filter.Labels { labels[k] = v }")
 		g.p("labels[%q] = %s", f.Name, arg)
@@ -298,48 +292,178 @@ func (g *emitter) labels() {
 	}
 }
 
+// triggerLabels emits NewLabels: the only way to make the labels a trigger
+// takes, with every required label a parameter.
+func (g *emitter) triggerLabels() {
+	d := g.d
+	taken := map[string]bool{"l": true, "o": true, "opts": true}
+	var params, sets []string
+	for _, f := range d.Labels {
+		if !f.Type.Required {
+			continue
+		}
+		n := GoName(f.Name)
+		pn := param(n, taken)
+		typ := "string"
+		if f.Type.Type == "enum" {
+			typ = g.enumName("", f)
+		}
+		params = append(params, pn+" "+typ)
+		sets = append(sets, n+": "+pn)
+	}
+	g.p("// TriggerLabels are the labels of a trigger. Only NewLabels makes them,")
+	g.p("// with every required label a parameter, so a trigger that forgets one")
+	g.p("// does not compile. The zero TriggerLabels sets no label.")
+	g.p("type TriggerLabels struct {")
+	g.p("l Labels")
+	g.p("set bool")
+	g.p("}")
+	g.p("")
+	g.p("// NewLabels returns the labels of a trigger: the required labels are its")
+	g.p("// parameters, the optional ones LabelOptions.")
+	g.p("func NewLabels(%s) TriggerLabels {", strings.Join(append(params, "opts ...LabelOption"), ", "))
+	g.p("l := Labels{%s}", strings.Join(sets, ", "))
+	g.p("for _, o := range opts { o(&l) }")
+	g.p("return TriggerLabels{l: l, set: true}")
+	g.p("}")
+	g.p("")
+	g.p("// Labels returns the labels as a Labels struct.")
+	g.p("func (t TriggerLabels) Labels() Labels { return t.l }")
+	g.p("")
+	g.p("// IsZero reports whether t sets no label: NewLabels did not make it.")
+	g.p("func (t TriggerLabels) IsZero() bool { return !t.set }")
+	g.p("")
+	g.p("// LabelOption sets an optional label in NewLabels.")
+	g.p("type LabelOption func(*Labels)")
+	g.p("")
+	for _, f := range d.Labels {
+		if f.Type.Required {
+			continue
+		}
+		n := GoName(f.Name)
+		fn := "With" + n
+		g.names.declare(g.pkg, fn, origin{ptr: "/labels/" + esc(f.Name), what: fmt.Sprintf("the option function of label %q", f.Name)})
+		typ := "string"
+		if f.Type.Type == "enum" {
+			typ = g.enumName("", f)
+		}
+		g.p("// %s sets the optional label %q.", fn, f.Name)
+		g.p("func %s(value %s) LabelOption { return func(l *Labels) { l.%s = value } }", fn, typ, n)
+		g.p("")
+	}
+}
+
 // context emits the authentication context struct.
 func (g *emitter) context() {
+	fields := newScope("struct AuthContext", nil, "")
 	g.p("// AuthContext is what the handler's Authenticate hook returns and every")
-	g.p("// other hook receives, declared in %s.", g.decl)
+	g.p("// other hook receives, declared in %s.", comment(g.decl))
 	g.p("type AuthContext struct {")
 	for _, f := range g.d.Context {
+		ptr := "/context/" + esc(f.Name)
+		n := GoName(f.Name)
+		g.names.declare(fields, n, origin{ptr: ptr, what: fmt.Sprintf("the field of context field %q", f.Name)})
 		g.fieldDoc(f, "")
-		g.p("%s %s %s", GoName(f.Name), g.goType("", f, true), g.tag(f, true))
+		g.p("%s %s %s", n, g.goType("", ptr, f, true, fmt.Sprintf("context field %q", f.Name)), g.tag(f, true))
 	}
 	g.p("}")
 	g.p("")
 }
 
+// jobPtr is where a job's Go identifier comes from: its id, or its name.
+func jobPtr(i int, j Job) string {
+	if j.ID != "" {
+		return "/jobs/" + strconv.Itoa(i) + "/id"
+	}
+	return "/jobs/" + strconv.Itoa(i) + "/name"
+}
+
 func (g *emitter) jobs() {
 	d := g.d
-	for _, j := range d.Jobs {
+	handlers := newScope("struct Handlers", nil, "")
+	jobs := newScope("struct Jobs", nil, "")
+	hasLabels := len(d.Labels) > 0
+	for i, j := range d.Jobs {
 		id := JobID(j)
+		jp := jobPtr(i, j)
+		g.job, g.jobN = id, i+1
+		what := func(s string) origin { return g.origin(jp, fmt.Sprintf("the %s of job %q", s, j.Name)) }
+		g.names.declare(handlers, id, what("handler field"))
+		g.names.declare(jobs, id, what("handle field"))
 		in, out := id+"Input", id+"Output"
-		g.namedType(in, *j.Input, fmt.Sprintf("the input of job %q", j.Name))
+		if j.Input != nil {
+			g.namedType(in, "/jobs/"+strconv.Itoa(i)+"/input", *j.Input, fmt.Sprintf("the input of job %q", j.Name))
+		} else if g.names.declare(g.pkg, in, what("input type")) {
+			g.p("// %s: job %q has no input; its triggers take none.", in, j.Name)
+			g.p("type %s = typed.NoInput", in)
+			g.p("")
+		}
 		if j.Output != nil {
-			g.namedType(out, *j.Output, fmt.Sprintf("the output of job %q", j.Name))
-		} else {
+			g.namedType(out, "/jobs/"+strconv.Itoa(i)+"/output", *j.Output, fmt.Sprintf("the output of job %q", j.Name))
+		} else if g.names.declare(g.pkg, out, what("output type")) {
 			g.p("// %s: job %q has no output.", out, j.Name)
 			g.p("type %s = typed.NoOutput", out)
 			g.p("")
 		}
+		handle, run := id+"Job", id+"Run"
+		g.names.declare(g.pkg, handle, what("handle type"))
+		g.names.declare(g.pkg, run, what("run type"))
+		generic := fmt.Sprintf("typed.Job[%s, %s, Labels]", in, out)
 		desc := ""
 		if j.Description != "" {
-			desc = " " + oneLine(j.Description)
+			desc = " " + comment(j.Description)
 		}
-		g.p("// %sJob is the typed handle of job %q.%s", id, j.Name, desc)
-		g.p("type %sJob = typed.Job[%s, %s, Labels]", id, in, out)
+		g.p("// %s is the typed handle of job %q.%s", handle, j.Name, desc)
+		g.p("type %s struct{ job *%s }", handle, generic)
 		g.p("")
-		g.p("// %sRun is a run of job %q.", id, j.Name)
-		g.p("type %sRun = typed.Run[%s, %s, Labels]", id, in, out)
+		g.p("// %s is a run of job %q.", run, j.Name)
+		g.p("type %s = typed.Run[%s, %s, Labels]", run, in, out)
 		g.p("")
+		g.p("// The JSON Schemas of %s and %s, written by durably-gen.", in, out)
 		g.p("var (")
-		g.p("%sInputSchema = typed.SchemaFor[%s]()", lowerFirst(id), in)
-		g.p("%sOutputSchema = typed.SchemaFor[%s]()", lowerFirst(id), out)
+		g.p("schemaOf%s = typed.MustSchema(%s)", in, literal(jobSchema(j.Input)))
+		g.p("schemaOf%s = typed.MustSchema(%s)", out, literal(jobSchema(j.Output)))
 		g.p(")")
 		g.p("")
+		g.p("// Name is the job's name, %q.", j.Name)
+		g.p("func (j *%s) Name() string { return j.job.Name() }", handle)
+		g.p("")
+		g.p("// Generic is the handle underneath: its triggers take Labels as they")
+		g.p("// are, and it batch-triggers.")
+		g.p("func (j *%s) Generic() *%s { return j.job }", handle, generic)
+		g.p("")
+		var params, inArg, labelsArg string
+		if j.Input != nil {
+			params += ", in " + in
+			inArg = "in"
+		} else {
+			inArg = "typed.NoInput{}"
+		}
+		if hasLabels {
+			params += ", labels TriggerLabels"
+			labelsArg = "labels.l"
+		} else {
+			labelsArg = "Labels{}"
+		}
+		g.p("// Trigger creates a run of job %q (or finds the idempotent or coalesced one).", j.Name)
+		g.p("func (j *%s) Trigger(ctx context.Context%s, opts TriggerOptions) (*%s, durably.Disposition, error) {", handle, params, run)
+		g.p("return j.job.Trigger(ctx, %s, typed.WithLabels(%s, opts))", inArg, labelsArg)
+		g.p("}")
+		g.p("")
+		g.p("// TriggerAndWait triggers job %q and waits for the run's output; wait", j.Name)
+		g.p("// takes durably.WithTimeout and the other wait options.")
+		g.p("func (j *%s) TriggerAndWait(ctx context.Context%s, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[%s], error) {", handle, params, out)
+		g.p("return j.job.TriggerAndWait(ctx, %s, typed.WithLabels(%s, opts), wait...)", inArg, labelsArg)
+		g.p("}")
+		g.p("")
+		g.p("// GetRun returns a run of job %q, or nil when there is none.", j.Name)
+		g.p("func (j *%s) GetRun(ctx context.Context, id string) (*%s, error) { return j.job.GetRun(ctx, id) }", handle, run)
+		g.p("")
+		g.p("// ListRuns lists runs of job %q, newest first.", j.Name)
+		g.p("func (j *%s) ListRuns(ctx context.Context, f RunFilter) ([]*%s, error) { return j.job.ListRuns(ctx, f) }", handle, run)
+		g.p("")
 	}
+	g.job, g.jobN = "", 0
 	g.p("// Handlers are the bodies of the declared jobs; each one is required.")
 	g.p("type Handlers struct {")
 	for _, j := range d.Jobs {
@@ -360,16 +484,19 @@ func (g *emitter) jobs() {
 	g.p("// validated against the declaration.")
 	g.p("func Register(e *durably.Engine, h Handlers) (*Jobs, error) {")
 	g.p("var jobs Jobs")
-	g.p("var err error")
 	for _, j := range d.Jobs {
 		id := JobID(j)
 		g.p("if h.%s == nil {", id)
 		g.p("return nil, fmt.Errorf(\"%s: no handler for job %%q\", %q)", d.Package.Name, j.Name)
 		g.p("}")
-		g.p("if jobs.%s, err = typed.Register[%sInput, %sOutput, Labels](e, &durably.Job[%sInput, %sOutput]{", id, id, id, id, id)
-		g.p("Name: %q, Run: h.%s, InputSchema: %sInputSchema, OutputSchema: %sOutputSchema,", j.Name, id, lowerFirst(id), lowerFirst(id))
-		g.p("}); err != nil {")
+		g.p("{")
+		g.p("handle, err := typed.Register[%sInput, %sOutput, Labels](e, &durably.Job[%sInput, %sOutput]{", id, id, id, id)
+		g.p("Name: %q, Run: h.%s, InputSchema: schemaOf%sInput, OutputSchema: schemaOf%sOutput,", j.Name, id, id, id)
+		g.p("})")
+		g.p("if err != nil {")
 		g.p("return nil, err")
+		g.p("}")
+		g.p("jobs.%s = &%sJob{job: handle}", id, id)
 		g.p("}")
 	}
 	g.p("return &jobs, nil")
@@ -380,8 +507,8 @@ func (g *emitter) jobs() {
 	g.p("func JobSchemas() []durablyhttp.JobSchema {")
 	g.p("return []durablyhttp.JobSchema{")
 	for _, j := range d.Jobs {
-		id := lowerFirst(JobID(j))
-		g.p("{Name: %q, Description: %q, Input: %sInputSchema.JSON(), Output: %sOutputSchema.JSON()},", j.Name, oneLine(j.Description), id, id)
+		id := JobID(j)
+		g.p("{Name: %q, Description: %q, Input: schemaOf%sInput.JSON(), Output: schemaOf%sOutput.JSON()},", j.Name, oneLine(j.Description), id, id)
 	}
 	g.p("}")
 	g.p("}")
@@ -405,8 +532,8 @@ func (g *emitter) handler() {
 	g.p("RunsFilter = durablyhttp.RunsFilter[Labels]")
 	g.p("// SubscribeFilter is the filter ScopeRunsSubscribe receives and returns.")
 	g.p("SubscribeFilter = durablyhttp.SubscribeFilter[Labels]")
-	g.p("// TriggerOptions are the options of a typed trigger.")
-	g.p("TriggerOptions = typed.TriggerOptions[Labels]")
+	g.p("// TriggerOptions are a trigger's options besides its labels.")
+	g.p("TriggerOptions = typed.Options")
 	g.p("// RunFilter selects runs of one job.")
 	g.p("RunFilter = typed.RunFilter[Labels]")
 	g.p(")")
@@ -421,93 +548,75 @@ func (g *emitter) handler() {
 }
 
 // namedType emits a top-level named type for a job's input or output.
-func (g *emitter) namedType(name string, t Type, what string) {
+func (g *emitter) namedType(name, ptr string, t Type, what string) {
 	switch t.Type {
 	case "object":
-		g.structType(name, t, what)
+		g.structType(name, ptr, t, what)
 	case "enum":
-		g.enumType(name, t.Values, what)
+		g.enumType(name, ptr, t.Values, what)
 	default:
-		typ := g.goType(name, Field{Name: "", Type: t}, true)
+		if !g.names.declare(g.pkg, name, g.origin(ptr, what)) {
+			return
+		}
+		typ := g.goType(name, ptr, Field{Name: "", Type: t}, true, what)
 		g.declare(func() {
-			g.p("// %s is %s.", name, what)
+			if d := comment(t.Description); d != "" {
+				g.p("// %s is %s: %s", name, comment(what), d)
+			} else {
+				g.p("// %s is %s.", name, comment(what))
+			}
 			g.p("type %s %s", name, typ)
 			g.p("")
-			if c := constraints(t); c != "" {
-				g.p("// JSONSchemaExtend adds the declared constraints to the reflected schema.")
-				g.p("func (%s) JSONSchemaExtend(s *invopop.Schema) {", name)
-				g.p("typed.Constraints{%s}.Apply(s)", c)
-				g.p("}")
-				g.p("")
-			}
 		})
 	}
 }
 
-func (g *emitter) structType(name string, t Type, what string) {
-	if g.types[name] {
+func (g *emitter) structType(name, ptr string, t Type, what string) {
+	if !g.names.declare(g.pkg, name, g.origin(ptr, what)) {
 		return
 	}
-	g.types[name] = true
+	fields := newScope("struct "+name, structMethods, "the generated method")
 	g.declare(func() {
 		if t.Description != "" {
-			g.p("// %s is %s: %s", name, what, oneLine(t.Description))
+			g.p("// %s is %s: %s", name, comment(what), comment(t.Description))
 		} else {
-			g.p("// %s is %s.", name, what)
+			g.p("// %s is %s.", name, comment(what))
 		}
 		g.p("type %s struct {", name)
 		for _, f := range t.Properties {
+			fp := ptr + "/properties/" + esc(f.Name)
+			n := GoName(f.Name)
+			g.names.declare(fields, n, g.origin(fp, fmt.Sprintf("the field of property %q", f.Name)))
 			g.fieldDoc(f, "")
-			g.p("%s %s %s", GoName(f.Name), g.goType(name, f, f.Type.Required), g.tag(f, f.Type.Required))
+			g.p("%s %s %s", n, g.goType(name, fp, f, f.Type.Required, fmt.Sprintf("property %q", f.Name)), g.tag(f, f.Type.Required))
 		}
 		g.p("}")
 		g.p("")
 	})
-	for _, f := range t.Properties {
-		if f.Type.Pattern != "" {
-			g.extends[name] = append(g.extends[name], fmt.Sprintf("if p, ok := s.Properties.Get(%q); ok { p.Pattern = %q }", f.Name, f.Type.Pattern))
-		}
-		if f.Type.Type == "array" && f.Type.Items != nil && f.Type.Items.Pattern != "" {
-			g.extends[name] = append(g.extends[name], fmt.Sprintf("if p, ok := s.Properties.Get(%q); ok && p.Items != nil { p.Items.Pattern = %q }", f.Name, f.Type.Items.Pattern))
-		}
-	}
 }
 
-func (g *emitter) emitExtends() {
-	names := make([]string, 0, len(g.extends))
-	for n := range g.extends {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		g.p("// JSONSchemaExtend adds the declared patterns to the reflected schema.")
-		g.p("func (%s) JSONSchemaExtend(s *invopop.Schema) {", n)
-		for _, line := range g.extends[n] {
-			g.p("%s", line)
-		}
-		g.p("}")
-		g.p("")
-	}
-}
+// enumName is the Go type of an enum field under parent.
+func (g *emitter) enumName(parent string, f Field) string { return parent + GoName(f.Name) }
 
 // enumType emits an enum as a struct with an unexported field: no value
 // outside the declared variables can be written, so a wrong value does not
 // compile.
-func (g *emitter) enumType(name string, values []string, what string) {
-	if g.types[name] {
+func (g *emitter) enumType(name, ptr string, values []string, what string) {
+	if !g.names.declare(g.pkg, name, g.origin(ptr, "the enum type of "+what)) {
 		return
 	}
-	g.types[name] = true
+	for i, v := range values {
+		g.names.declare(g.pkg, name+EnumValueName(v), g.origin(ptr+"/values/"+strconv.Itoa(i), fmt.Sprintf("the value %q of enum %s", v, name)))
+	}
 	g.declare(func() {
-		lower := lowerFirst(name)
-		g.p("// %s is %s, an enum: its values are the %s… variables; no other", name, what, name)
+		g.p("// %s is %s, an enum: its values are the %s… variables; no other", name, comment(what), name)
 		g.p("// value compiles. The zero %s is no value.", name)
 		g.p("type %s struct{ v string }", name)
 		g.p("")
 		g.p("// The values of %s.", name)
 		g.p("var (")
 		for _, v := range values {
-			g.p("%s%s = %s{v: %q}", name, GoName(v), name, v)
+			g.p("%s%s = %s{v: %q}", name, EnumValueName(v), name, v)
 		}
 		g.p(")")
 		g.p("")
@@ -515,7 +624,7 @@ func (g *emitter) enumType(name string, values []string, what string) {
 		for i, v := range values {
 			quoted[i] = strconv.Quote(v)
 		}
-		g.p("var %sValues = []string{%s}", lower, strings.Join(quoted, ", "))
+		g.p("var valuesOf%s = []string{%s}", name, strings.Join(quoted, ", "))
 		g.p("")
 		g.p("// String returns the value as stored.")
 		g.p("func (e %s) String() string { return e.v }", name)
@@ -528,21 +637,19 @@ func (g *emitter) enumType(name string, values []string, what string) {
 		g.p("")
 		g.p("// UnmarshalText accepts the declared values only.")
 		g.p("func (e *%s) UnmarshalText(b []byte) error {", name)
-		g.p("for _, v := range %sValues {", lower)
+		g.p("for _, v := range valuesOf%s {", name)
 		g.p("if v == string(b) { e.v = v; return nil }")
 		g.p("}")
-		g.p("return fmt.Errorf(\"%%q is not a valid %s (want one of %s)\", b)", name, strings.Join(values, ", "))
+		msg := "%q is not a valid " + name + " (want one of " + strings.ReplaceAll(strings.Join(quoted, ", "), "%", "%%") + ")"
+		g.p("return fmt.Errorf(%s, b)", strconv.Quote(msg))
 		g.p("}")
-		g.p("")
-		g.p("// JSONSchema describes %s as a string enum.", name)
-		g.p("func (%s) JSONSchema() *invopop.Schema { return typed.EnumSchema(%sValues...) }", name, lower)
 		g.p("")
 	})
 }
 
-// goType is the Go type of a field, emitting nested named types. parent is
-// the enclosing type's name, for names of nested types.
-func (g *emitter) goType(parent string, f Field, required bool) string {
+// goType is the Go type of a field at ptr, emitting nested named types.
+// parent is the enclosing type's name, for names of nested types.
+func (g *emitter) goType(parent, ptr string, f Field, required bool, what string) string {
 	t := f.Type
 	var base string
 	switch t.Type {
@@ -555,17 +662,20 @@ func (g *emitter) goType(parent string, f Field, required bool) string {
 	case "boolean":
 		base = "bool"
 	case "enum":
-		name := parent + GoName(f.Name)
-		g.enumType(name, t.Values, fmt.Sprintf("the type of %q", f.Name))
+		name := g.enumName(parent, f)
+		g.enumType(name, ptr, t.Values, what)
 		return name // zero value is "no value": never a pointer
 	case "array":
+		if t.Items == nil { // refused by check; named for the namespace check alone
+			return "[]any"
+		}
 		items := Field{Name: f.Name + "Item", Type: *t.Items}
 		items.Type.Description = ""
 		items.Type.Required = true
-		return "[]" + g.goType(parent, items, true)
+		return "[]" + g.goType(parent, ptr+"/items", items, true, "the items of "+what)
 	case "object":
 		name := parent + GoName(f.Name)
-		g.structType(name, t, fmt.Sprintf("the type of %q", f.Name))
+		g.structType(name, ptr, t, "the type of "+what)
 		base = name
 	}
 	if !required && f.Name != "" {
@@ -574,44 +684,20 @@ func (g *emitter) goType(parent string, f Field, required bool) string {
 	return base
 }
 
-// tag is a field's struct tag: JSON name, optionality, and the schema
-// constraints invopop reads.
+// tag is a field's struct tag: its JSON name and optionality. It is an
+// interpreted string literal when the name holds a backquote.
 func (g *emitter) tag(f Field, required bool) string {
-	t := f.Type
 	jsonTag := f.Name
 	if !required {
-		if t.Type == "enum" {
+		if f.Type.Type == "enum" {
 			jsonTag += ",omitzero"
 		} else {
 			jsonTag += ",omitempty"
 		}
 	}
-	var cons []string
-	add := func(k string, v any) { cons = append(cons, fmt.Sprintf("%s=%v", k, v)) }
-	if t.MinLength != nil {
-		add("minLength", *t.MinLength)
-	}
-	if t.MaxLength != nil {
-		add("maxLength", *t.MaxLength)
-	}
-	if t.Minimum != nil {
-		add("minimum", strconv.FormatFloat(*t.Minimum, 'g', -1, 64))
-	}
-	if t.Maximum != nil {
-		add("maximum", strconv.FormatFloat(*t.Maximum, 'g', -1, 64))
-	}
-	if t.MinItems != nil {
-		add("minItems", *t.MinItems)
-	}
-	if t.MaxItems != nil {
-		add("maxItems", *t.MaxItems)
-	}
 	tag := fmt.Sprintf(`json:%q`, jsonTag)
-	if len(cons) > 0 {
-		tag += fmt.Sprintf(` jsonschema:%q`, strings.Join(cons, ","))
-	}
-	if t.Description != "" {
-		tag += ` jsonschema_description:` + strconv.Quote(oneLine(t.Description))
+	if strings.Contains(tag, "`") {
+		return strconv.Quote(tag)
 	}
 	return "`" + tag + "`"
 }
@@ -623,7 +709,7 @@ func (g *emitter) fieldDoc(f Field, what string) {
 		parts = append(parts, what)
 	}
 	if f.Type.Description != "" {
-		parts = append(parts, oneLine(f.Type.Description))
+		parts = append(parts, comment(f.Type.Description))
 	}
 	if len(parts) == 0 {
 		return
@@ -632,6 +718,17 @@ func (g *emitter) fieldDoc(f Field, what string) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// comment makes s safe in a // comment: one line, no characters the Go
+// scanner refuses (NUL, a byte order mark) or that would end the line.
+func comment(s string) string {
+	return oneLine(strings.Map(func(r rune) rune {
+		if r == 0xFEFF || r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s))
+}
 
 func lowerFirst(s string) string {
 	if s == "" {
@@ -644,7 +741,8 @@ func lowerFirst(s string) string {
 	}
 	switch {
 	case i == 0:
-		return s
+		rs := []rune(s)
+		return string(unicode.ToLower(rs[0])) + string(rs[1:])
 	case i == 1 || i == len(s):
 		return strings.ToLower(s[:i]) + s[i:]
 	default:
@@ -652,30 +750,12 @@ func lowerFirst(s string) string {
 	}
 }
 
-// constraints renders a typed.Constraints literal's fields for t.
-func constraints(t Type) string {
-	var parts []string
-	u := func(name string, v *int) {
-		if v != nil {
-			parts = append(parts, fmt.Sprintf("%s: typed.Uint(%d)", name, *v))
-		}
+// literal is s as a Go string literal: raw, unless s holds a backquote or
+// a character a raw string cannot hold as it is (a carriage return, a NUL,
+// a byte order mark).
+func literal(s string) string {
+	if strings.ContainsAny(s, "`\r\x00\ufeff") {
+		return strconv.Quote(s)
 	}
-	f := func(name string, v *float64) {
-		if v != nil {
-			parts = append(parts, fmt.Sprintf("%s: typed.Float(%s)", name, strconv.FormatFloat(*v, 'g', -1, 64)))
-		}
-	}
-	u("MinLength", t.MinLength)
-	u("MaxLength", t.MaxLength)
-	u("MinItems", t.MinItems)
-	u("MaxItems", t.MaxItems)
-	f("Minimum", t.Minimum)
-	f("Maximum", t.Maximum)
-	if t.Pattern != "" {
-		parts = append(parts, fmt.Sprintf("Pattern: %q", t.Pattern))
-	}
-	if t.Description != "" {
-		parts = append(parts, fmt.Sprintf("Description: %q", oneLine(t.Description)))
-	}
-	return strings.Join(parts, ", ")
+	return "`" + s + "`"
 }

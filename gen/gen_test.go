@@ -2,6 +2,7 @@ package gen
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,31 +13,16 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 // TestCommittedOutputIsCurrent fails when regenerating a committed
-// declaration would change its output: run `go generate ./...`.
+// declaration would change, add or remove a file (what -check reports).
 func TestCommittedOutputIsCurrent(t *testing.T) {
 	for _, decl := range []string{"../durably.yaml", "../examples/tenants/durably.yaml"} {
 		t.Run(decl, func(t *testing.T) {
-			d, err := Load(decl)
+			stale, err := Stale(decl)
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := filepath.Dir(decl)
-			mod, err := importPath(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files, err := Generate(d, filepath.Base(decl), mod)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range files {
-				on, err := os.ReadFile(filepath.Join(dir, f.Path))
-				if err != nil {
-					t.Fatalf("%s: %v (run go generate ./...)", f.Path, err)
-				}
-				if !bytes.Equal(on, f.Content) {
-					t.Errorf("%s is not what %s generates; run `go run ./cmd/durably-gen -config %s`", filepath.Join(dir, f.Path), decl, decl)
-				}
+			for _, f := range stale {
+				t.Errorf("%s is not what %s generates; run `go run ./cmd/durably-gen %s`", f, decl, strings.TrimPrefix(decl, "../"))
 			}
 		})
 	}
@@ -51,6 +37,57 @@ func TestSchemaFileIsCurrent(t *testing.T) {
 	}
 	if !bytes.Equal(on, Schema()) {
 		t.Fatal("durably.schema.json is stale; run `go run ./cmd/durably-gen -schema > durably.schema.json`")
+	}
+}
+
+// TestSchemaAgreesOnShapes: what an editor checks with durably.schema.json
+// agrees with the generator on the shapes of sections: a label is a string
+// or an enum, the auth context takes any type, input and output may be
+// left out.
+func TestSchemaAgreesOnShapes(t *testing.T) {
+	schema, err := declarationSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pkg = `"package": {"name": "p", "output": "./p"}, `
+	for _, c := range []struct {
+		doc   string
+		valid bool
+	}{
+		{pkg + `"jobs": [{"name": "a"}]`, true},
+		{pkg + `"labels": {"n": {"type": "integer"}}, "jobs": [{"name": "a"}]`, false},
+		{pkg + `"labels": {"n": {"type": "array", "items": {"type": "string"}}}, "jobs": [{"name": "a"}]`, false},
+		{pkg + `"labels": {"n": {"type": "enum", "values": ["x"]}, "m": {"type": "string"}}, "jobs": [{"name": "a"}]`, true},
+		{pkg + `"context": {"scopes": {"type": "array", "items": {"type": "string"}}, "org": {"type": "object", "properties": {"id": {"type": "string"}}}}, "jobs": [{"name": "a"}]`, true},
+		{pkg + `"jobs": [{"name": "a", "input": {}}]`, false},
+	} {
+		var v any
+		if err := json.Unmarshal([]byte("{"+c.doc+"}"), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(v); (err == nil) != c.valid {
+			t.Errorf("%s: valid %v, want %v (%v)", c.doc, err == nil, c.valid, err)
+		}
+		_, err := Parse("d.yaml", []byte("{"+c.doc+"}"))
+		if (err == nil) != c.valid {
+			t.Errorf("%s: the generator accepts %v, the schema %v (%v)", c.doc, err == nil, c.valid, err)
+		}
+	}
+}
+
+// TestYAMLErrorColumns: YAML syntax errors point at their line and column,
+// which the YAML library does not say.
+func TestYAMLErrorColumns(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"package:\n  name: p\n   output: x\n", "d.yaml:3:10: YAML: mapping values are not allowed in this context"},
+		{"package: {name: p}\njobs:\n  - name: a\n\tinput: {}\n", "d.yaml:4:1: YAML: found a tab character that violates indentation"},
+		{"jobs:\n  - name: 'a\n", "d.yaml:2:11: YAML: found unexpected end of stream"}, // the opening quote
+		{"a: b: c\n", "d.yaml:1:5: YAML: mapping values are not allowed in this context"},
+	} {
+		_, err := Parse("d.yaml", []byte(c.src))
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%q: %v, want %s", c.src, err, c.want)
+		}
 	}
 }
 
@@ -95,7 +132,7 @@ func TestProblems(t *testing.T) {
 		name, yaml string
 		want       []string // each must appear, in order
 	}{
-		{"YAML syntax", "package: [\n", []string{"d.yaml:1:1: YAML: "}},
+		{"YAML syntax", "package: [\n", []string{"d.yaml:1:10: YAML: did not find expected node content"}},
 		{"unknown top-level key", good + "extra: 1\n", []string{"d.yaml:5:1: extra: unknown key \"extra\""}},
 		{"unknown type key", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, minLenght: 3}\n",
 			[]string{"d.yaml:4:27: jobs[0].input.minLenght: unknown key \"minLenght\""}},
@@ -112,7 +149,7 @@ func TestProblems(t *testing.T) {
 		{"invalid identifier", "package: {name: p, output: ./p}\njobs:\n  - name: 9lives\n    input: {type: string}\n",
 			[]string{"d.yaml:3:5: jobs[0].name: job name \"9lives\" gives no exported Go identifier; set id"}},
 		{"id collision", "package: {name: p, output: ./p}\njobs:\n  - name: import-csv\n    input: {type: string}\n  - name: importCsv\n    input: {type: string}\n",
-			[]string{"jobs[1].id: Go identifier ImportCSV is used by jobs[0] too"}},
+			[]string{"d.yaml:5:5: jobs[1].name: jobs[0] (\"import-csv\") has the Go identifier ImportCSV too; set id on one of them"}},
 		{"keyword on wrong type", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: integer, minLength: 1}\n",
 			[]string{"jobs[0].input.minLength: minLength applies to string, not integer"}},
 		{"bounds", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: integer, minimum: 5, maximum: 1}\n",
@@ -122,15 +159,15 @@ func TestProblems(t *testing.T) {
 		{"array without items", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: array}\n",
 			[]string{"jobs[0].input: an array needs items"}},
 		{"label of wrong type", "package: {name: p, output: ./p}\nlabels:\n  n: {type: integer}\njobs:\n  - name: a\n    input: {type: string}\n",
-			[]string{"d.yaml:3:7: labels.n.type: a label is a string or an enum, not integer"}},
+			[]string{"d.yaml:3:7: labels.n.type: a label is a string or an enum"}},
 		{"bad label key", "package: {name: p, output: ./p}\nlabels:\n  \"bad key\": {type: string}\njobs:\n  - name: a\n    input: {type: string}\n",
 			[]string{"labels.bad key: label key \"bad key\" must contain only"}},
 		{"fields colliding in Go", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input:\n      type: object\n      properties:\n        user_id: {type: string}\n        userId: {type: string}\n",
-			[]string{"\"user_id\" and \"userId\" both become the Go field UserID"}},
+			[]string{"d.yaml:8:9: jobs[0].input.properties.userId: the Go identifier UserID of the field of property \"userId\" in struct AInput is also the field of property \"user_id\" (jobs[0].input.properties.user_id, 7:9); rename one of them"}},
 		{"bad pattern", "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string, pattern: \"(\"}\n",
 			[]string{"jobs[0].input.pattern: pattern does not compile"}},
 		{"reserved job name", "package: {name: p, output: ./p}\njobs:\n  - name: useRuns\n    input: {type: string}\n",
-			[]string{"\"useRuns\" is reserved by the React client (H-078)"}},
+			[]string{"\"useRuns\" is reserved by the React client of the protocol; choose another job name"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -142,7 +179,7 @@ func TestProblems(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Write(path)
+			_, _, err := Write(path)
 			if err == nil {
 				t.Fatal("a bad declaration generated code")
 			}

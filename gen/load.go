@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	invopop "github.com/invopop/jsonschema"
+	orderedmap "github.com/pb33f/ordered-map/v2"
 	"github.com/santhosh-tekuri/jsonschema/v5"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Problem is one thing wrong with a declaration, where it is.
@@ -27,6 +31,8 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	// One problem, one line, whatever a message quotes.
+	p.Msg = strings.Join(strings.Fields(p.Msg), " ")
 	loc := p.File
 	if p.Line > 0 {
 		loc += fmt.Sprintf(":%d:%d", p.Line, p.Col)
@@ -53,6 +59,22 @@ func (ps Problems) Error() string {
 func Schema() []byte {
 	r := &invopop.Reflector{Anonymous: false, AllowAdditionalProperties: false, RequiredFromJSONSchemaTags: false}
 	s := r.Reflect(&Declaration{})
+	// Labels are Fields whose types are strings or enums: the schema says
+	// so too, so that an editor flags a label of another type.
+	s.Definitions["LabelFields"] = &invopop.Schema{
+		Type:                 "object",
+		AdditionalProperties: &invopop.Schema{Ref: "#/$defs/Label"},
+	}
+	s.Definitions["Label"] = &invopop.Schema{
+		Description: "A label: a string or an enum.",
+		AllOf: []*invopop.Schema{
+			{Ref: "#/$defs/Type"},
+			{Properties: properties("type", &invopop.Schema{Enum: []any{"string", "enum"}})},
+		},
+	}
+	if labels, ok := s.Definitions["Declaration"].Properties.Get("labels"); ok {
+		labels.Ref = "#/$defs/LabelFields"
+	}
 	s.ID = "https://github.com/durably-go/durably/durably.schema.json"
 	s.Title = "durably-gen declaration (durably.yaml)"
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -60,6 +82,12 @@ func Schema() []byte {
 		panic(err)
 	}
 	return append(b, '\n')
+}
+
+func properties(name string, s *invopop.Schema) *orderedmap.OrderedMap[string, *invopop.Schema] {
+	m := orderedmap.New[string, *invopop.Schema]()
+	m.Set(name, s)
+	return m
 }
 
 var (
@@ -89,23 +117,38 @@ func Load(path string) (*Declaration, error) {
 	return Parse(path, data)
 }
 
+// maxNodes bounds the YAML nodes a declaration may expand to, aliases
+// included, so that a few lines of anchors cannot make it enormous.
+const maxNodes = 100000
+
 // Parse checks a declaration: YAML syntax, then the JSON Schema (unknown
 // keys, types, required members), then what a schema cannot say (unique
-// names, valid Go identifiers, sensible bounds). Every problem is reported
-// with its line, column and path.
+// names, valid Go identifiers, sensible bounds), then the Go identifiers
+// the declaration would generate. Every problem is reported with its line,
+// column and path, in the order of the file.
 func Parse(file string, data []byte) (*Declaration, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Problems{yamlProblem(file, err)}
+		return nil, Problems{yamlProblem(file, data, err)}
+	}
+	// A second document would be ignored: refuse it rather than lose it.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) == nil && dec.Decode(&second) == nil {
+		line, col := second.Line, second.Column
+		if len(second.Content) > 0 {
+			line, col = second.Content[0].Line, second.Content[0].Column
+		}
+		return nil, Problems{{File: file, Line: line, Col: col, Msg: "a second YAML document: a declaration is one document (remove the ---)"}}
 	}
 	if len(doc.Content) == 0 {
-		return nil, Problems{{File: file, Msg: "empty declaration"}}
+		return nil, Problems{{File: file, Line: 1, Col: 1, Msg: "empty declaration: it needs package and jobs"}}
 	}
 	root := doc.Content[0]
-	pos := map[string][2]int{}
-	value, err := toValue(root, "", pos)
-	if err != nil {
-		return nil, Problems{{File: file, Msg: err.Error()}}
+	conv := &converter{file: file, pos: map[string][2]int{}}
+	value := conv.value(root, "", 0)
+	if len(conv.problems) > 0 {
+		return nil, sortProblems(conv.problems)
 	}
 	schema, err := declarationSchema()
 	if err != nil {
@@ -116,73 +159,189 @@ func Parse(file string, data []byte) (*Declaration, error) {
 		if !errors.As(err, &ve) {
 			return nil, err
 		}
-		return nil, schemaProblems(file, ve, pos)
+		return nil, schemaProblems(file, ve, conv.pos)
 	}
 	var d Declaration
 	if err := root.Decode(&d); err != nil {
-		return nil, Problems{{File: file, Msg: err.Error()}}
+		return nil, decodeProblems(file, err, conv.pos)
 	}
-	if ps := check(file, &d, pos); len(ps) > 0 {
-		return nil, ps
+	d.file, d.pos = file, conv.pos
+	ps := check(file, &d, conv.pos)
+	ps = append(ps, checkNames(&d, filepath.Base(file))...)
+	if len(ps) > 0 {
+		return nil, sortProblems(ps)
 	}
 	return &d, nil
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var labelType = regexp.MustCompile(`^/labels/[^/]+/type$`)
 
-func yamlProblem(file string, err error) Problem {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return Problem{File: file, Line: line, Col: 1, Msg: "YAML: " + m[2]}
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlProblem places a YAML syntax error. The parser names the line (not
+// always) but not the column, so both are found again: the shortest prefix
+// of the file that fails with the same message ends where the parser
+// stopped.
+func yamlProblem(file string, data []byte, err error) Problem {
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return Problem{File: file, Line: 1, Col: 1, Msg: "YAML: " + err.Error()}
 	}
-	return Problem{File: file, Msg: "YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	msg := "YAML: " + m[2]
+	line, col := 0, 0
+	line, col = errorPosition(data, err.Error())
+	if line == 0 {
+		line, _ = strconv.Atoi(m[1])
+		col = 1
+	}
+	if line == 0 {
+		line = 1
+	}
+	return Problem{File: file, Line: line, Col: col, Msg: msg}
 }
 
-// toValue converts YAML to the JSON value the schema validates, recording
+// errorPosition finds the line and column after which data fails to parse
+// with msg, or 0, 0: the end of the shortest failing prefix, found by
+// bisection (a parser stops at its first error, so longer prefixes fail
+// alike).
+func errorPosition(data []byte, msg string) (int, int) {
+	fails := func(n int) bool {
+		var node yaml.Node
+		err := yaml.Unmarshal(data[:n], &node)
+		return err != nil && err.Error() == msg
+	}
+	if !fails(len(data)) {
+		return 0, 0
+	}
+	lo, hi := 0, len(data) // fails(hi); the answer is in (lo, hi]
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	at := hi - 1 // the last byte the failing prefix needs
+	lineStart := bytes.LastIndexByte(data[:at], '\n') + 1
+	return bytes.Count(data[:lineStart], []byte("\n")) + 1, utf8.RuneCount(data[lineStart:at]) + 1
+}
+
+// decodeProblems places the errors of decoding the checked tree into the
+// Declaration (rare: the schema has refused what does not fit).
+func decodeProblems(file string, err error, pos map[string][2]int) Problems {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var ps Problems
+	for _, m := range msgs {
+		p := Problem{File: file, Line: 1, Col: 1, Msg: strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLine.FindStringSubmatch("yaml: " + strings.TrimPrefix(m, "yaml: ")); sm != nil && sm[1] != "" {
+			p.Line, _ = strconv.Atoi(sm[1])
+			p.Msg = sm[2]
+			p.Col = 0
+			for _, lc := range pos {
+				if lc[0] == p.Line && (p.Col == 0 || lc[1] < p.Col) {
+					p.Col = lc[1]
+				}
+			}
+			if p.Col == 0 {
+				p.Col = 1
+			}
+		}
+		ps = append(ps, p)
+	}
+	return sortProblems(ps)
+}
+
+// converter turns YAML into the JSON value the schema validates, recording
 // the position of every value under its JSON pointer.
-func toValue(n *yaml.Node, ptr string, pos map[string][2]int) (any, error) {
-	pos[ptr] = [2]int{n.Line, n.Column}
+type converter struct {
+	file     string
+	pos      map[string][2]int
+	nodes    int
+	problems Problems
+}
+
+func (c *converter) fail(n *yaml.Node, ptr, format string, args ...any) {
+	c.problems = append(c.problems, Problem{File: c.file, Line: n.Line, Col: n.Column, Path: dotted(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+// value converts n. A mapping member whose value is null counts as absent:
+// `input:` with nothing after it is a job without input.
+func (c *converter) value(n *yaml.Node, ptr string, depth int) any {
+	c.nodes++
+	if c.nodes > maxNodes || depth > 100 {
+		if c.nodes == maxNodes+1 || depth == 101 {
+			c.fail(n, ptr, "the declaration is too large or too deeply nested (aliases included)")
+		}
+		return nil
+	}
+	if _, ok := c.pos[ptr]; !ok {
+		c.pos[ptr] = [2]int{n.Line, n.Column}
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := map[string]any{}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			child := ptr + "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(k.Value)
-			val, err := toValue(v, child, pos)
-			if err != nil {
-				return nil, err
+			child := ptr + "/" + esc(k.Value)
+			if seen[k.Value] {
+				c.fail(k, child, "duplicate key %q", k.Value)
+				continue
 			}
-			if _, dup := m[k.Value]; dup {
-				return nil, fmt.Errorf("line %d:%d: duplicate key %q", k.Line, k.Column, k.Value)
+			seen[k.Value] = true
+			c.pos[child] = [2]int{k.Line, k.Column} // point at the key, where the reader looks
+			val := c.value(v, child, depth+1)
+			if isNull(v) {
+				continue
 			}
 			m[k.Value] = val
-			pos[child] = [2]int{k.Line, k.Column} // point at the key, where the reader looks
 		}
-		return m, nil
+		return m
 	case yaml.SequenceNode:
 		s := make([]any, len(n.Content))
-		for i, c := range n.Content {
-			v, err := toValue(c, ptr+"/"+strconv.Itoa(i), pos)
-			if err != nil {
-				return nil, err
-			}
-			s[i] = v
+		for i, e := range n.Content {
+			s[i] = c.value(e, ptr+"/"+strconv.Itoa(i), depth+1)
 		}
-		return s, nil
+		return s
 	case yaml.ScalarNode:
 		switch n.Tag {
 		case "!!int", "!!float":
-			return json.Number(n.Value), nil
+			var f float64
+			if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+				c.fail(n, ptr, "%s is not a finite number", n.Value)
+				return nil
+			}
+			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
 		case "!!bool":
-			return n.Value == "true", nil
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				c.fail(n, ptr, "%s is not a boolean", n.Value)
+			}
+			return b
 		case "!!null":
-			return nil, nil
+			return nil
 		}
-		return n.Value, nil
+		return n.Value
 	case yaml.AliasNode:
-		return toValue(n.Alias, ptr, pos)
+		return c.value(n.Alias, ptr, depth+1)
+	case yaml.DocumentNode:
+		if len(n.Content) > 0 {
+			return c.value(n.Content[0], ptr, depth+1)
+		}
 	}
-	return nil, fmt.Errorf("line %d: unsupported YAML node", n.Line)
+	return nil
+}
+
+func isNull(n *yaml.Node) bool {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 // schemaProblems reports the leaves of a validation error at their
@@ -197,26 +356,37 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 			}
 			return
 		}
+		// The validator writes the instance location percent-encoded.
 		ptr := e.InstanceLocation
+		if un, err := url.PathUnescape(ptr); err == nil {
+			ptr = un
+		}
 		msg := e.Message
 		if rest, ok := strings.CutPrefix(msg, "additionalProperties "); ok {
-			key := strings.Trim(strings.SplitN(rest, " ", 2)[0], "'")
-			ptr += "/" + key
-			msg = "unknown key " + strconv.Quote(key)
+			// "additionalProperties 'a', 'b' not allowed": one problem a key,
+			// at the key.
+			rest = strings.TrimSuffix(rest, " not allowed")
+			for _, key := range strings.Split(rest, ", ") {
+				key = strings.TrimSuffix(strings.TrimPrefix(key, "'"), "'")
+				kp := ptr + "/" + esc(key)
+				line, col := lookup(pos, kp)
+				ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(kp), Msg: "unknown key " + strconv.Quote(key) + "; check its spelling and place (durably.schema.json lists the keys)"})
+			}
+			return
 		} else if rest, ok := strings.CutPrefix(msg, "missing properties: "); ok {
-			msg = "missing " + strings.ReplaceAll(rest, "'", "\"")
+			msg = "missing " + strings.ReplaceAll(rest, "'", "\"") + "; add it"
+			if strings.Contains(rest, ",") {
+				msg += " (each of them)"
+			}
 		}
-		p := pos[ptr]
-		ps = append(ps, Problem{File: file, Line: p[0], Col: p[1], Path: dotted(ptr), Msg: msg})
+		if labelType.MatchString(ptr) && strings.HasPrefix(msg, "value must be one of") {
+			msg = "a label is a string or an enum; declare other types in context or in the input"
+		}
+		line, col := lookup(pos, ptr)
+		ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(ptr), Msg: msg})
 	}
 	walk(ve)
-	slices.SortFunc(ps, func(a, b Problem) int {
-		if a.Line != b.Line {
-			return a.Line - b.Line
-		}
-		return strings.Compare(a.Msg, b.Msg)
-	})
-	return slices.CompactFunc(ps, func(a, b Problem) bool { return a.String() == b.String() })
+	return sortProblems(ps)
 }
 
 // dotted turns /jobs/0/input into jobs[0].input.
@@ -236,4 +406,18 @@ func dotted(ptr string) string {
 		b.WriteString(strings.NewReplacer("~1", "/", "~0", "~").Replace(seg))
 	}
 	return b.String()
+}
+
+// lookup is the position of ptr, or of its nearest ancestor that has one
+// (a member that is absent, or a location the validator normalised).
+func lookup(pos map[string][2]int, ptr string) (int, int) {
+	p, ok := pos[ptr]
+	for at := ptr; !ok && at != ""; {
+		at = at[:strings.LastIndex(at, "/")]
+		p, ok = pos[at]
+	}
+	if !ok || p[0] == 0 {
+		return 1, 1
+	}
+	return p[0], p[1]
 }

@@ -32,7 +32,7 @@ func tenantsHandler(e *durably.Engine) (*tenantjobs.Handler, error) {
 	if _, err := tenantjobs.Register(e, tenantjobs.Handlers{
 		Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
 			return durably.RunStep(s, "echo", func(ctx context.Context) (tenantjobs.EchoOutput, error) {
-				return tenantjobs.EchoOutput{Message: in.Message}, nil
+				return tenantjobs.EchoOutput(in), nil // echo: the output is the input
 			})
 		},
 		Steps: func(ctx context.Context, s *durably.StepContext, in tenantjobs.StepsInput) (tenantjobs.StepsOutput, error) {

@@ -1,4 +1,4 @@
-// Command tenants serves the tenants fixture (../shared/spec/fixture.md):
+// Command tenants serves the tenants fixture (docs/contract.md, "The tenants fixture"):
 // four jobs behind header authentication and multi-tenant hooks, on the
 // embedded SQLite store or on PostgreSQL.
 //
@@ -185,7 +185,7 @@ var forbidden = durablyhttp.Reject(http.StatusForbidden, "Forbidden")
 var handlers = tenantjobs.Handlers{
 	Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
 		return durably.RunStep(s, "echo", func(ctx context.Context) (tenantjobs.EchoOutput, error) {
-			return tenantjobs.EchoOutput{Message: in.Message}, nil
+			return tenantjobs.EchoOutput(in), nil // the same fields: echo gives its input back
 		})
 	},
 	Steps: func(ctx context.Context, s *durably.StepContext, in tenantjobs.StepsInput) (tenantjobs.StepsOutput, error) {

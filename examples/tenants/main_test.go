@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,15 +17,25 @@ import (
 	"github.com/durably-go/durably/internal/pgtest"
 )
 
+// childEnv makes the test binary act as the tenants command, so that the
+// test starts the program without a separate `go build`, which compiled
+// every dependency a second time (without -race) from a fresh clone.
+const childEnv = "DURABLY_TENANTS_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main() // parses os.Args as the command would
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // TestTenantsProcess starts the fixture as a process, drives it over real
-// HTTP as fixture.md describes, and stops it with SIGTERM; on SQLite and on
+// HTTP as docs/contract.md ("The tenants fixture") describes, and stops it with SIGTERM; on SQLite and on
 // PostgreSQL.
 func TestTenantsProcess(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "tenants")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := os.Args[0]
+	t.Setenv(childEnv, "1") // inherited by the processes drive starts
 	t.Run("sqlite", func(t *testing.T) { drive(t, bin, filepath.Join(t.TempDir(), "tenants.db")) })
 	t.Run("postgres", func(t *testing.T) { drive(t, bin, pgtest.Schema(t)) })
 }

@@ -141,3 +141,40 @@ func (w *Writer[Op]) loop() {
 		}
 	}
 }
+
+// Commit commits ops together (one transaction, or one pipeline); it returns
+// the error that failed the whole group.
+type Commit[Op any] func(ctx context.Context, ops []Op) error
+
+// Grouped is the failure policy both stores share for a group: commit
+// everything at once; when that fails, retry each operation alone, so that a
+// bad write (one that violates a constraint, say) fails only its caller. A
+// transient failure (transient(err): the database is out of reach, busy or
+// full) fails every operation alike instead, because retrying each alone
+// would only multiply the failed connects or the waits on a busy lock; the
+// callers' own retry policy takes over. reset, if not nil, clears an
+// operation's recorded outcome before it is retried alone. Grouped returns
+// one error per operation, nil where it is committed.
+func Grouped[Op any](ctx context.Context, ops []Op, commit Commit[Op], transient func(error) bool, reset func(Op)) []error {
+	errs := make([]error, len(ops))
+	if len(ops) == 0 {
+		return errs
+	}
+	err := commit(ctx, ops)
+	if err == nil {
+		return errs
+	}
+	if len(ops) == 1 || transient(err) {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	for i, o := range ops {
+		if reset != nil {
+			reset(o)
+		}
+		errs[i] = commit(ctx, ops[i:i+1])
+	}
+	return errs
+}

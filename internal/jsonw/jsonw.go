@@ -96,7 +96,7 @@ func Progress(b []byte, p *store.Progress) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString quotes s as encoding/json does (including its HTML-safe
+// String quotes s as encoding/json does (including its HTML-safe
 // escaping, harmless for the protocol, H-052) without its reflection.
 func String(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -119,6 +119,10 @@ func String(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b': // short forms, as encoding/json (Go 1.22+) and JSON.stringify write them
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 			}

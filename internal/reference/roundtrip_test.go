@@ -100,7 +100,7 @@ func roundTrip(t *testing.T, st store.Store) {
 		return nil
 	}))
 
-	labels := &reference.Labels{OrganizationID: "acme", Env: reference.EnvProduction}
+	labels := reference.NewLabels("acme", reference.EnvProduction)
 	in := reference.ImportCSVInput{Filename: "items.csv", Mode: reference.ImportCSVInputModeReplace,
 		Rows: []reference.ImportCSVInputRowsItem{{Sku: "a", Quantity: 1}, {Sku: "b", Quantity: 2}}}
 	res, err := c.TriggerImportCSV(ctx, in, client.TriggerOptions{Labels: labels})
@@ -140,7 +140,7 @@ func roundTrip(t *testing.T, st store.Store) {
 	if !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "rows[0].quantity") || !strings.Contains(err.Error(), "rows[0].sku") {
 		t.Fatalf("bad input: %v", err)
 	}
-	_, err = c.TriggerImportCSV(ctx, in, client.TriggerOptions{Labels: &reference.Labels{OrganizationID: "Not Valid!", Env: reference.EnvStaging}})
+	_, err = c.TriggerImportCSV(ctx, in, client.TriggerOptions{Labels: reference.NewLabels("Not Valid!", reference.EnvStaging, reference.WithTeam("t"))})
 	if !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "organizationId") {
 		t.Fatalf("bad label: %v", err)
 	}
@@ -158,7 +158,7 @@ func roundTrip(t *testing.T, st store.Store) {
 	if !errors.Is(err, durably.ErrValidation) {
 		t.Fatalf("send-email with a 1-char address: %v", err)
 	}
-	ping, err := c.TriggerPing(ctx, reference.PingInput{}, client.TriggerOptions{Labels: labels})
+	ping, err := c.TriggerPing(ctx, client.TriggerOptions{Labels: labels})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func roundTrip(t *testing.T, st store.Store) {
 		t.Fatalf("GetRun of a missing run: %v", err)
 	}
 	unauth := client.New(srv.URL + "/api/durably")
-	if _, err := unauth.TriggerPing(ctx, reference.PingInput{}, client.TriggerOptions{}); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := unauth.TriggerPing(ctx, client.TriggerOptions{}); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("unauthenticated: %v", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package ulid makes ULIDs: 26 characters of Crockford base32 holding a
 // 48-bit millisecond timestamp and 80 random bits. Within one generator the
 // ids are strictly increasing, even within one millisecond, so that sorting
-// by id is sorting by creation (runtime.md conventions).
+// by id is sorting by creation (docs/contract.md, conventions).
 package ulid
 
 import (

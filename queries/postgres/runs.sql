@@ -4,7 +4,8 @@
 -- Label rows are written for the inserted runs only, and when anything was
 -- inserted, idle workers of other processes are notified at commit (D4).
 -- Like every array statement here, it takes many callers' rows at once;
--- optional text values travel as '' inside arrays and are stored as NULL.
+-- optional text values travel as '' inside arrays and are stored as NULL;
+-- optional times travel as NULL elements.
 -- A run started by its own worker at once is inserted leased (store.Claim)
 -- and wakes nobody. Keys are unique within their key_scope (D11).
 WITH ins AS (
@@ -13,21 +14,21 @@ WITH ins AS (
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
     started_at, created_at, updated_at)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
-         u.key_scope, u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
-         NULLIF(u.started_at, ''), u.created_at, u.created_at
+         u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
+         u.started_at, u.created_at, u.created_at
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@statuses::text[]) AS status,
           unnest(@lease_owners::text[]) AS lease_owner,
-          unnest(@lease_expires_ats::text[]) AS lease_expires_at,
-          unnest(@lease_generations::integer[]) AS lease_generation,
-          unnest(@started_ats::text[]) AS started_at,
+          unnest(@lease_expires_ats::timestamptz[]) AS lease_expires_at,
+          unnest(@lease_generations::bigint[]) AS lease_generation,
+          unnest(@started_ats::timestamptz[]) AS started_at,
           unnest(@job_names::text[]) AS job_name,
           unnest(@inputs::text[]) AS input,
           unnest(@idempotency_keys::text[]) AS idempotency_key,
           unnest(@concurrency_keys::text[]) AS concurrency_key,
           unnest(@key_scopes::text[]) AS key_scope,
           unnest(@labels::text[]) AS labels,
-          unnest(@created_ats::text[]) AS created_at) AS u
+          unnest(@created_ats::timestamptz[]) AS created_at) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at
 ), lab AS (
@@ -72,18 +73,18 @@ WITH pending AS (
     AND (p.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
   ORDER BY p.created_at, p.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
 ), expired AS (
   SELECT x.id, x.concurrency_key, x.key_scope, x.created_at FROM durably_runs x
-  WHERE x.status = 'leased' AND x.lease_expires_at <= @now::text
+  WHERE x.status = 'leased' AND x.lease_expires_at <= @now::timestamptz
     AND (x.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
         AND a.id <> x.id
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::text))
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
   ORDER BY x.created_at, x.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
@@ -109,7 +110,7 @@ SELECT DISTINCT r.key_scope, r.concurrency_key::text AS concurrency_key
 FROM durably_runs r
 JOIN (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u ON r.key_scope = u.s AND r.concurrency_key = u.k
 WHERE r.status = 'leased'
-  AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at > @now::text
+  AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at > @now::timestamptz
   AND NOT (r.id = ANY(@ids::text[]));
 
 -- name: ClaimRuns :many
@@ -117,10 +118,10 @@ WHERE r.status = 'leased'
 UPDATE durably_runs
 SET status = 'leased',
     lease_owner = @worker_id::text,
-    lease_expires_at = @lease_expires_at::text,
+    lease_expires_at = @lease_expires_at::timestamptz,
     lease_generation = lease_generation + 1,
-    started_at = COALESCE(started_at, @now::text),
-    updated_at = @now::text
+    started_at = COALESCE(started_at, @now::timestamptz),
+    updated_at = @now::timestamptz
 WHERE id = ANY(@ids::text[])
 RETURNING *;
 
@@ -129,12 +130,12 @@ RETURNING *;
 -- primary key instead of scanning every leased run (it cannot see into
 -- unnest): so do the other array updates.
 UPDATE durably_runs r
-SET lease_expires_at = u.lease_expires_at, updated_at = @now::text
+SET lease_expires_at = u.lease_expires_at, updated_at = @now::timestamptz
 FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@generations::bigint[]) AS generation,
-        unnest(@lease_expires_ats::text[]) AS lease_expires_at) AS u
+        unnest(@lease_expires_ats::timestamptz[]) AS lease_expires_at) AS u
 WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  AND r.lease_expires_at > @now::text
+  AND r.lease_expires_at > @now::timestamptz
 RETURNING r.id;
 
 -- name: ReleaseLease :execrows
@@ -142,7 +143,7 @@ RETURNING r.id;
 -- fails on the pending unique index when a same-key pending run exists, and
 -- the store then hands it back with ExpireLease instead (D12).
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::text
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::timestamptz
 WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 
 -- name: ExpireLease :execrows
@@ -151,12 +152,12 @@ WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 -- as an expired lease. The generation moves on, so that the holder's writes
 -- are refused from here on, as they would be for a pending run.
 UPDATE durably_runs
-SET lease_expires_at = @now::text, lease_generation = lease_generation + 1, updated_at = @now::text
+SET lease_expires_at = @now::timestamptz, lease_generation = lease_generation + 1, updated_at = @now::timestamptz
 WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 
 -- name: SetProgress :many
 UPDATE durably_runs r
-SET progress = NULLIF(u.progress, ''), updated_at = @now::text
+SET progress = NULLIF(u.progress, ''), updated_at = @now::timestamptz
 FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@generations::bigint[]) AS generation,
         unnest(@progresses::text[]) AS progress) AS u
@@ -175,15 +176,15 @@ WITH fin AS (
       current_step_index = u.current_step_index,
       completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
-      completed_at = @now::text, updated_at = @now::text
+      completed_at = @now::timestamptz, updated_at = @now::timestamptz
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@generations::bigint[]) AS generation,
           unnest(@statuses::text[]) AS status,
           unnest(@outputs::text[]) AS output,
           unnest(@errors::text[]) AS error,
           unnest(@delete_steps::boolean[]) AS delete_steps,
-          unnest(@current_step_indexes::integer[]) AS current_step_index,
-          unnest(@completed_step_counts::integer[]) AS completed_step_count) AS u
+          unnest(@current_step_indexes::bigint[]) AS current_step_index,
+          unnest(@completed_step_counts::bigint[]) AS completed_step_count) AS u
   WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, u.delete_steps
 ), del_steps AS (
@@ -199,7 +200,7 @@ SELECT * FROM durably_runs WHERE id = @id FOR UPDATE;
 -- name: CancelRun :one
 UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = @now::text, updated_at = @now::text
+    completed_at = @now::timestamptz, updated_at = @now::timestamptz
 WHERE id = @id AND status IN ('pending', 'leased')
 RETURNING *;
 
@@ -210,7 +211,7 @@ RETURNING *;
 
 -- name: SelectPurgeable :many
 SELECT id FROM durably_runs
-WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < @older_than::text
+WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < @older_than::timestamptz
 ORDER BY completed_at
 LIMIT @lim
 FOR UPDATE SKIP LOCKED;
@@ -227,7 +228,7 @@ DELETE FROM durably_runs WHERE durably_runs.id = ANY(@ids::text[]);
 -- pending sibling stay leased and expired, claimable as they are, instead
 -- of being failed as S-038 has it (D12).
 SELECT x.id FROM durably_runs x
-WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= @now::text
+WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= @now::timestamptz
   AND (x.concurrency_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM durably_runs o
     WHERE o.job_name = x.job_name AND o.key_scope = x.key_scope AND o.concurrency_key = x.concurrency_key
@@ -235,8 +236,8 @@ WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires
 
 -- name: ResetExpiredLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::text
-WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::text;
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::timestamptz
+WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::timestamptz;
 
 -- name: GetRun :one
 SELECT * FROM durably_runs WHERE id = @id;
@@ -268,7 +269,7 @@ JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = @key::text AND d.value = @value::text
   AND (cardinality(@statuses::text[]) = 0 OR r.status = ANY(@statuses::text[]))
   AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
-  AND CASE WHEN r.labels::jsonb @> @other_labels::jsonb THEN true ELSE false END
+  AND CASE WHEN r.labels @> @other_labels::jsonb THEN true ELSE false END
 ORDER BY d.created_at DESC, d.run_id DESC
 LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
 
@@ -278,9 +279,9 @@ UPDATE durably_runs SET
   status = CASE WHEN @set_status::boolean THEN @status::text ELSE status END,
   current_step_index = CASE WHEN @set_current_step_index::boolean THEN @current_step_index::bigint ELSE current_step_index END,
   lease_owner = CASE WHEN @set_lease_owner::boolean THEN sqlc.narg(lease_owner)::text ELSE lease_owner END,
-  lease_expires_at = CASE WHEN @set_lease_expires_at::boolean THEN sqlc.narg(lease_expires_at)::text ELSE lease_expires_at END,
-  started_at = CASE WHEN @set_started_at::boolean THEN sqlc.narg(started_at)::text ELSE started_at END,
-  completed_at = CASE WHEN @set_completed_at::boolean THEN sqlc.narg(completed_at)::text ELSE completed_at END,
-  created_at = CASE WHEN @set_created_at::boolean THEN @created_at::text ELSE created_at END,
-  updated_at = @now::text
+  lease_expires_at = CASE WHEN @set_lease_expires_at::boolean THEN sqlc.narg(lease_expires_at)::timestamptz ELSE lease_expires_at END,
+  started_at = CASE WHEN @set_started_at::boolean THEN sqlc.narg(started_at)::timestamptz ELSE started_at END,
+  completed_at = CASE WHEN @set_completed_at::boolean THEN sqlc.narg(completed_at)::timestamptz ELSE completed_at END,
+  created_at = CASE WHEN @set_created_at::boolean THEN @created_at::timestamptz ELSE created_at END,
+  updated_at = @now::timestamptz
 WHERE id = @id;

@@ -17,8 +17,8 @@ WITH ins AS (
           unnest(@statuses::text[]) AS status,
           unnest(@outputs::text[]) AS output,
           unnest(@errors::text[]) AS error,
-          unnest(@started_ats::text[]) AS started_at,
-          unnest(@completed_ats::text[]) AS completed_at) AS u
+          unnest(@started_ats::timestamptz[]) AS started_at,
+          unnest(@completed_ats::timestamptz[]) AS completed_at) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
     AND r.id = ANY(@run_ids::text[])
   FOR UPDATE OF r
@@ -48,7 +48,7 @@ FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@levels::text[]) AS level,
         unnest(@messages::text[]) AS message,
         unnest(@datas::text[]) AS data,
-        unnest(@created_ats::text[]) AS created_at) AS u;
+        unnest(@created_ats::timestamptz[]) AS created_at) AS u;
 
 -- name: GetLogs :many
 SELECT * FROM durably_logs WHERE run_id = @run_id ORDER BY created_at, id;
@@ -65,7 +65,9 @@ SELECT pg_advisory_xact_lock(4242424242);
 SELECT COALESCE(MAX(version), 0)::bigint AS version FROM durably_schema_versions;
 
 -- name: RecordSchemaVersion :exec
-INSERT INTO durably_schema_versions (version, applied_at) VALUES (@version, @applied_at);
+-- The cast keeps the value a time while applied_at is still text (versions 1
+-- and 2 record themselves before migration 3 converts the column).
+INSERT INTO durably_schema_versions (version, applied_at) VALUES (@version, @applied_at::timestamptz);
 
 -- name: SchemaVersionsTableExists :one
 SELECT (to_regclass('durably_schema_versions') IS NOT NULL)::boolean AS present;
@@ -80,16 +82,16 @@ INSERT INTO durably_event_payloads (id, payload, created_at) VALUES (@id, @paylo
 SELECT payload FROM durably_event_payloads WHERE id = @id;
 
 -- name: DeleteEventPayloadsBefore :exec
-DELETE FROM durably_event_payloads WHERE created_at < @before::text;
+DELETE FROM durably_event_payloads WHERE created_at < @before::timestamptz;
 
 -- name: UpsertEventListener :exec
 INSERT INTO durably_event_listeners (instance, expires_at) VALUES (@instance, @expires_at)
 ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at;
 
 -- name: DeleteEventListener :exec
-DELETE FROM durably_event_listeners WHERE instance = @instance OR expires_at < @now::text;
+DELETE FROM durably_event_listeners WHERE instance = @instance OR expires_at < @now::timestamptz;
 
 -- name: OtherEventListeners :one
 SELECT EXISTS (
-  SELECT 1 FROM durably_event_listeners WHERE instance <> @instance AND expires_at > @now::text
+  SELECT 1 FROM durably_event_listeners WHERE instance <> @instance AND expires_at > @now::timestamptz
 )::boolean AS present;

@@ -27,6 +27,7 @@ type Client[L durablyhttp.Labels[L]] struct {
 	base string
 	hc   *http.Client
 	edit func(*http.Request) error
+	poll time.Duration
 }
 
 // Option configures a Client.
@@ -35,7 +36,12 @@ type Option func(*config)
 type config struct {
 	hc   *http.Client
 	edit func(*http.Request) error
+	poll time.Duration
 }
+
+// WithPollInterval sets how often Wait asks for a run's state when the
+// run's event stream is not available (default one second).
+func WithPollInterval(d time.Duration) Option { return func(c *config) { c.poll = d } }
 
 // WithHTTPClient sets the *http.Client (default http.DefaultClient).
 func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.hc = hc } }
@@ -49,11 +55,14 @@ func WithRequestEditor(edit func(*http.Request) error) Option {
 // New returns a client of the handler mounted at baseURL
 // (e.g. "https://example.com/api/durably").
 func New[L durablyhttp.Labels[L]](baseURL string, opts ...Option) *Client[L] {
-	c := config{hc: http.DefaultClient}
+	c := config{hc: http.DefaultClient, poll: time.Second}
 	for _, o := range opts {
 		o(&c)
 	}
-	return &Client[L]{base: strings.TrimSuffix(baseURL, "/"), hc: c.hc, edit: c.edit}
+	if c.poll <= 0 {
+		c.poll = time.Second
+	}
+	return &Client[L]{base: strings.TrimSuffix(baseURL, "/"), hc: c.hc, edit: c.edit, poll: c.poll}
 }
 
 // Error is a non-2xx answer of the server.
@@ -377,4 +386,102 @@ func Decode[I, O any, L durablyhttp.Labels[L]](r *Run) (*TypedRun[I, O, L], erro
 	}
 	t.Labels = l
 	return t, nil
+}
+
+// RunError is a run that ended without output: it failed or was cancelled.
+// errors.Is(err, durably.ErrCancelled) holds for a cancelled run.
+type RunError struct {
+	RunID   string
+	Status  durably.Status
+	Message string // the run's error, if any
+}
+
+func (e *RunError) Error() string {
+	if e.Message != "" {
+		return fmt.Sprintf("durably: run %s %s: %s", e.RunID, e.Status, e.Message)
+	}
+	return fmt.Sprintf("durably: run %s %s", e.RunID, e.Status)
+}
+
+// Is makes a cancelled run match durably.ErrCancelled.
+func (e *RunError) Is(target error) bool {
+	return target == durably.ErrCancelled && e.Status == durably.StatusCancelled
+}
+
+// Wait waits until the run ends and returns it as the server shows it
+// then. It follows the run's event stream and, when the stream cannot be
+// opened or breaks off, asks for the run every poll interval instead
+// (WithPollInterval); ctx bounds the wait. A run that does not exist is
+// durably.ErrNotFound; a failed or cancelled run is returned with a
+// *RunError.
+func (c *Client[L]) Wait(ctx context.Context, id string) (*Run, error) {
+	streaming := true
+	for {
+		r, err := c.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			return nil, &Error{Status: http.StatusNotFound, Message: "Run not found: " + id}
+		}
+		if r.IsTerminal || r.Status == durably.StatusCompleted || r.Status == durably.StatusFailed || r.Status == durably.StatusCancelled {
+			if r.Status != durably.StatusCompleted {
+				msg := ""
+				if r.Error != nil {
+					msg = *r.Error
+				}
+				return r, &RunError{RunID: r.ID, Status: r.Status, Message: msg}
+			}
+			return r, nil
+		}
+		if streaming {
+			// The stream ends after the run's closing event; then the run
+			// is read again for its final state. An error (an older server,
+			// a proxy that cuts streams) turns to polling for good.
+			// A stream that ends without the closing event counts as broken
+			// too, so that a server cutting streams short cannot make this
+			// loop spin.
+			closed := false
+			for ev, err := range c.Subscribe(ctx, id) {
+				if err != nil || ev.Type.ClosesRun() {
+					closed = err == nil
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if closed {
+				continue
+			}
+			streaming = false
+		}
+		t := time.NewTimer(c.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// WaitOutput waits for a run of job (Wait) and decodes its output into O:
+// the typed clients' Wait methods. A run of another job is
+// durably.ErrNotFound, as GetRun of a typed client sees it.
+func WaitOutput[O any, L durablyhttp.Labels[L]](ctx context.Context, c *Client[L], id, job string) (O, error) {
+	var out O
+	r, err := c.Wait(ctx, id)
+	if err != nil {
+		return out, err
+	}
+	if r.JobName != job {
+		return out, &Error{Status: http.StatusNotFound, Message: fmt.Sprintf("run %s is a run of job %q, not %q", id, r.JobName, job)}
+	}
+	if len(r.Output) > 0 && string(r.Output) != "null" {
+		if err := json.Unmarshal(r.Output, &out); err != nil {
+			return out, fmt.Errorf("durablyclient: output of run %s: %w", r.ID, err)
+		}
+	}
+	return out, nil
 }

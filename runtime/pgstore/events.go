@@ -106,7 +106,7 @@ func (s *Store) WatchRemote() (release func()) {
 			last := s.watchers == 0
 			s.watchMu.Unlock()
 			if last {
-				now := store.FormatTime(time.Now())
+				now := ts(time.Now())
 				if err := s.q.DeleteEventListener(context.Background(), pgdb.DeleteEventListenerParams{Instance: s.instance, Now: now}); err != nil {
 					s.logger.Warn("durably: event listener row not removed; it expires", "err", err)
 				}
@@ -117,7 +117,7 @@ func (s *Store) WatchRemote() (release func()) {
 
 func (s *Store) refreshPresence(ctx context.Context) {
 	err := s.q.UpsertEventListener(ctx, pgdb.UpsertEventListenerParams{
-		Instance: s.instance, ExpiresAt: store.FormatTime(time.Now().Add(presenceTTL)),
+		Instance: s.instance, ExpiresAt: ts(time.Now().Add(presenceTTL)),
 	})
 	if err != nil {
 		s.logger.Warn("durably: event listener row not written", "err", err)
@@ -145,7 +145,7 @@ func (s *Store) presenceLoop() {
 			s.refreshPresence(ctx)
 			lastRefresh = now
 		}
-		others, err := s.q.OtherEventListeners(ctx, pgdb.OtherEventListenersParams{Instance: s.instance, Now: store.FormatTime(now)})
+		others, err := s.q.OtherEventListeners(ctx, pgdb.OtherEventListenersParams{Instance: s.instance, Now: ts(now)})
 		cancel()
 		if err == nil {
 			s.publish.Store(others)

@@ -104,7 +104,7 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: store.FormatTime(now), Lim: 8})
+	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: ts(now), Lim: 8})
 	plan := explain(t, st, rec)
 	if !strings.Contains(plan, "idx_durably_runs_pending_created") || strings.Contains(plan, "Seq Scan") {
 		t.Fatalf("the claim does not walk the pending index:\n%s", plan)

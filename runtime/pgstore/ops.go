@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
 	"github.com/durably-go/durably/runtime/store"
 )
@@ -44,7 +45,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 		return nil, nil
 	}
 	defer func() { err = classify(err) }()
-	now := store.FormatTime(req.Now)
+	now := ts(req.Now)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claim: %w", err)
@@ -146,7 +147,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	b = pgx.Batch{}
 	if len(ids) > 0 {
 		_, _ = q.ClaimRuns(ctx, pgdb.ClaimRunsParams{
-			WorkerID: req.WorkerID, LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)), Now: now, Ids: ids,
+			WorkerID: req.WorkerID, LeaseExpiresAt: ts(req.Now.Add(req.Lease)), Now: now, Ids: ids,
 		})
 		rec.queueRows(&b, func(rows pgx.Rows) error {
 			claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgdb.DurablyRun])
@@ -183,32 +184,10 @@ func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresA
 
 // ReleaseLease hands a run back to pending or, when a same-key pending run
 // forbids that, by expiring its lease now (D12).
-func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (bool, error) {
-	var ok bool
-	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
-		ok = false
-		ts := store.FormatTime(now)
-		sp, err := tx.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		n, err := pgdb.New(sp).ReleaseLease(ctx, pgdb.ReleaseLeaseParams{Now: ts, ID: lease.RunID, Generation: int32(lease.Generation)})
-		if isUniqueViolation(err) {
-			if err := sp.Rollback(ctx); err != nil {
-				return err
-			}
-			if n, err = q.ExpireLease(ctx, pgdb.ExpireLeaseParams{Now: ts, ID: lease.RunID, Generation: int32(lease.Generation)}); err != nil {
-				return fmt.Errorf("pgstore: expire lease: %w", err)
-			}
-			ok = n == 1
-			return nil
-		}
-		if err != nil {
-			_ = sp.Rollback(ctx)
-			return fmt.Errorf("pgstore: release lease: %w", err)
-		}
-		ok = n == 1
-		return sp.Commit(ctx)
+func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (ok bool, err error) {
+	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+		ok, err = storekit.ReleaseLease(ctx, txOps{tx, q}, lease, now)
+		return err
 	}})
 	return ok, err
 }
@@ -222,7 +201,7 @@ func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Ste
 
 // SetProgress queues a fenced progress write.
 func (s *Store) SetProgress(ctx context.Context, lease store.Lease, progress *store.Progress, now time.Time) error {
-	return s.writer.Submit(&op{kind: opProgress, lease: lease, now: now, progress: store.EncodeProgress(progress)})
+	return s.writer.Submit(&op{kind: opProgress, lease: lease, now: now, progress: storekit.EncodeProgress(progress)})
 }
 
 // FinishRun completes or fails the run.
@@ -244,127 +223,68 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 }
 
 // CancelRun cancels a pending or leased run (S-037).
-func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
-	var run *store.Run
-	var prev store.Status
-	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, _ pgx.Tx, q *pgdb.Queries) error {
-		run, prev = nil, ""
-		before, err := optionalRun(q.GetRunForUpdate(ctx, id))
-		if err != nil || before == nil {
-			return err
-		}
-		prev = before.Status
-		if !prev.Active() {
-			run = before
-			return nil
-		}
-		if run, err = optionalRun(q.CancelRun(ctx, pgdb.CancelRunParams{Now: store.FormatTime(now), ID: id})); err != nil {
-			return fmt.Errorf("pgstore: cancel: %w", err)
-		}
-		if prev == store.StatusPending && deleteStepsIfPending {
-			return q.DeleteStepsAndLogs(ctx, id)
-		}
-		return nil
+func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *store.Run, prev store.Status, err error) {
+	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
+		return err
 	}})
 	return run, prev, err
 }
 
 // DeleteRun removes a terminal run and its children (S-040).
-func (s *Store) DeleteRun(ctx context.Context, id string) (*store.Run, error) {
-	var run *store.Run
-	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, _ pgx.Tx, q *pgdb.Queries) error {
-		var err error
-		if run, err = optionalRun(q.DeleteTerminalRun(ctx, id)); err != nil || run == nil {
-			return err
-		}
-		return q.DeleteRunsCascade(ctx, []string{id})
+func (s *Store) DeleteRun(ctx context.Context, id string) (run *store.Run, err error) {
+	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+		run, err = storekit.DeleteRun(ctx, txOps{tx, q}, id)
+		return err
 	}})
 	return run, err
 }
 
 // PurgeRuns deletes old terminal runs (S-041).
-func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
-	var n int
-	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, _ pgx.Tx, q *pgdb.Queries) error {
-		ids, err := q.SelectPurgeable(ctx, pgdb.SelectPurgeableParams{OlderThan: store.FormatTime(olderThan), Lim: int32(limit)})
-		if err != nil {
-			return fmt.Errorf("pgstore: select purgeable: %w", err)
-		}
-		n = len(ids)
-		if n == 0 {
-			return nil
-		}
-		return q.DeleteRunsCascade(ctx, ids)
+func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (n int, err error) {
+	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+		n, err = storekit.PurgeRuns(ctx, txOps{tx, q}, olderThan, limit)
+		return err
 	}})
 	return n, err
 }
 
-// ReleaseExpiredLeases implements S-039; expired leases with a pending
-// sibling stay claimable as they are instead of failing (D12, not S-038).
-func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error) {
-	var total int64
-	err := s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
-		total = 0
-		ts := store.FormatTime(now)
-		ids, err := q.ListExpiredLeases(ctx, ts)
-		if err != nil {
-			return fmt.Errorf("pgstore: list expired leases: %w", err)
-		}
-		for _, id := range ids {
-			sp, err := tx.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			n, err := pgdb.New(sp).ResetExpiredLease(ctx, pgdb.ResetExpiredLeaseParams{Now: ts, ID: id})
-			if isUniqueViolation(err) {
-				// A pending sibling appeared since the list: this run
-				// stays an expired lease, claimable as it is (D12).
-				if err := sp.Rollback(ctx); err != nil {
-					return err
-				}
-				continue
-			}
-			if err != nil {
-				_ = sp.Rollback(ctx)
-				return fmt.Errorf("pgstore: reset expired lease: %w", err)
-			}
-			if err := sp.Commit(ctx); err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
+// ReleaseExpiredLeases implements S-039 with D12 (storekit).
+func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int, err error) {
+	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+		n, err = storekit.ReleaseExpiredLeases(ctx, txOps{tx, q}, now)
+		return err
 	}})
-	return int(total), err
+	return n, err
 }
 
-// PatchRun is the unfenced test hook of S-047.
+// PatchRun is the unfenced write of storetest.Patcher (S-047), for the
+// contract suite; production code never calls it.
 func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
-	params := pgdb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now())}
-	if p.Status != nil {
-		params.SetStatus, params.Status = true, string(*p.Status)
-	}
-	if p.CurrentStepIndex != nil {
-		params.SetCurrentStepIndex, params.CurrentStepIndex = true, int64(*p.CurrentStepIndex)
-	}
-	if p.LeaseOwner != nil {
-		params.SetLeaseOwner, params.LeaseOwner = true, text(*p.LeaseOwner)
-	}
-	if p.LeaseExpiresAt != nil {
-		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, text(store.OptionalTime(*p.LeaseExpiresAt))
-	}
-	if p.StartedAt != nil {
-		params.SetStartedAt, params.StartedAt = true, text(store.OptionalTime(*p.StartedAt))
-	}
-	if p.CompletedAt != nil {
-		params.SetCompletedAt, params.CompletedAt = true, text(store.OptionalTime(*p.CompletedAt))
-	}
-	if p.CreatedAt != nil {
-		params.SetCreatedAt, params.CreatedAt = true, store.FormatTime(*p.CreatedAt)
-	}
-	return s.q.UpdateRunForTest(ctx, params)
+	f := storekit.Flatten(p)
+	return s.q.UpdateRunForTest(ctx, pgdb.UpdateRunForTestParams{ID: id, Now: ts(time.Now()), SetStatus: f.SetStatus, Status: f.Status,
+		SetCurrentStepIndex: f.SetCurrentStepIndex, CurrentStepIndex: f.CurrentStepIndex, SetLeaseOwner: f.SetLeaseOwner, LeaseOwner: text(f.LeaseOwner),
+		SetLeaseExpiresAt: f.SetLeaseExpiresAt, LeaseExpiresAt: ts(f.LeaseExpiresAt), SetStartedAt: f.SetStartedAt, StartedAt: ts(f.StartedAt),
+		SetCompletedAt: f.SetCompletedAt, CompletedAt: ts(f.CompletedAt), SetCreatedAt: f.SetCreatedAt, CreatedAt: ts(f.CreatedAt)})
 }
 
 // scopedKey is a concurrency key in its key scope (D11): the unit of the
 // claim's "one leased run per key".
 type scopedKey struct{ scope, key string }
+
+// ts is t as a timestamptz parameter: to the millisecond the contract keeps
+// (store.Truncate), NULL for the zero time.
+func ts(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: store.Truncate(t), Valid: true}
+}
+
+// fromTS is a timestamptz column as the records hold it: the zero time for NULL.
+func fromTS(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time
+}

@@ -12,20 +12,22 @@ package pgstore
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/durably-go/durably/internal/groupcommit"
+	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/internal/ulid"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
 	"github.com/durably-go/durably/runtime/store"
@@ -142,7 +144,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		listenDone:    make(chan struct{}),
 	}
 	s.instance = s.ids.New(time.Now())
-	s.writer = groupcommit.New(s.apply, 512, (&store.DroppedWrites{Logger: s.logger}).Report)
+	s.writer = groupcommit.New(s.apply, 512, (&storekit.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 
@@ -164,110 +166,74 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Migrate applies the migrations newer than the recorded version, holding
-// an advisory lock so that concurrent processes migrate one at a time.
-func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
-	err := classify(s.migrate(ctx, migrations))
+// migrationFiles are the store's own migrations, from version 3 (sqlc
+// reads them too, after the shared history of storekit.StoreMigrations).
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrations are migrationFiles, read once; a malformed set is a bug of
+// this package that every test catches.
+var migrations = sync.OnceValues(func() ([]storekit.Migration, error) {
+	return storekit.StoreMigrations(migrationFiles, "migrations")
+})
+
+// Migrate applies the store's migrations newer than the database's version,
+// holding an advisory lock so that concurrent processes migrate one at a
+// time (R-116, S-015).
+func (s *Store) Migrate(ctx context.Context) error {
+	err := s.MigrateTo(ctx, math.MaxInt, "")
 	if err == nil {
 		s.presenceOnce.Do(func() { go s.presenceLoop() })
 	}
 	return err
 }
 
-func (s *Store) migrate(ctx context.Context, migrations []store.Migration) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
-		if err := q.LockMigrations(ctx); err != nil {
-			return fmt.Errorf("pgstore: lock migrations: %w", err)
-		}
-		present, err := q.SchemaVersionsTableExists(ctx)
-		if err != nil {
-			return fmt.Errorf("pgstore: read schema version: %w", err)
-		}
-		var version int64
-		if present {
-			if version, err = q.SchemaVersion(ctx); err != nil {
-				return fmt.Errorf("pgstore: read schema version: %w", err)
-			}
-		}
-		now := store.FormatTime(time.Now())
-		for _, m := range migrations {
-			if int64(m.Version) <= version {
-				continue
-			}
-			// A migration is a script of many statements: pgx sends a
-			// statement without arguments over the simple protocol.
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				return fmt.Errorf("pgstore: migration %d: %w", m.Version, err)
-			}
-			if m.Version == 1 {
-				// Room on each page lets PostgreSQL update a run in place
-				// (HOT) when no indexed column changes, as recording a step
-				// or progress does. Written here, not in schema.sql, because
-				// SQLite has no storage parameters.
-				if _, err := tx.Exec(ctx, "ALTER TABLE durably_runs SET (fillfactor = 70)"); err != nil {
-					return fmt.Errorf("pgstore: migration %d: %w", m.Version, err)
-				}
-			}
-			if err := q.RecordSchemaVersion(ctx, pgdb.RecordSchemaVersionParams{Version: int32(m.Version), AppliedAt: now}); err != nil {
-				return fmt.Errorf("pgstore: record migration %d: %w", m.Version, err)
-			}
-		}
-		return nil
+// MigrateTo applies the migrations up to version and then runs seed, a
+// script, in the same transaction. It exists for tests that build a
+// database as an older version left it (storetest.Migrator); use Migrate.
+func (s *Store) MigrateTo(ctx context.Context, version int, seed string) error {
+	all, err := migrations()
+	if err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return storekit.Migrate(ctx, txOps{tx, s.q.WithTx(tx)}, all, version, seed, time.Now())
 	})
+	if err != nil {
+		return classify(fmt.Errorf("pgstore: migrate: %w", err))
+	}
+	return nil
 }
 
 func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
-	raw := store.RawRun{
+	raw := storekit.RawRun{
 		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
-		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: r.Labels,
-		CurrentStepIndex: int64(r.CurrentStepIndex), CompletedStepCount: int64(r.CompletedStepCount),
+		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: string(r.Labels),
+		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
-		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: int64(r.LeaseGeneration),
-		StartedAt: r.StartedAt.String, CompletedAt: r.CompletedAt.String, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: fromTS(r.LeaseExpiresAt), LeaseGeneration: r.LeaseGeneration,
+		StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt), CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
 	}
 	return raw.Decode()
 }
 
 func decodeRuns(rows []pgdb.DurablyRun) ([]*store.Run, error) {
-	out := make([]*store.Run, 0, len(rows))
-	for _, r := range rows {
-		run, err := decodeRun(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, run)
-	}
-	return out, nil
+	return storekit.DecodeAll(rows, decodeRun)
 }
 
 func optionalRun(r pgdb.DurablyRun, err error) (*store.Run, error) {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeRun(r)
+	return storekit.Optional(r, err, pgx.ErrNoRows, decodeRun)
+}
+
+func decodeStep(r pgdb.DurablyStep) (*store.Step, error) {
+	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
+		Output: r.Output.String, Error: r.Error.String, StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt)}
+	return raw.Decode(), nil
 }
 
 func decodeSteps(rows []pgdb.DurablyStep) ([]*store.Step, error) {
-	out := make([]*store.Step, 0, len(rows))
-	for _, r := range rows {
-		raw := store.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int64(r.Index), Status: r.Status,
-			Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
-		st, err := raw.Decode()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, nil
-}
-
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+	return storekit.DecodeAll(rows, decodeStep)
 }
 
 // GetRun reads one run.
@@ -345,20 +311,16 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 	if err != nil {
 		return nil, classify(fmt.Errorf("pgstore: get logs: %w", err))
 	}
-	out := make([]*store.Log, 0, len(rows))
-	for _, r := range rows {
-		raw := store.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
-		l, err := raw.Decode()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, nil
+	return storekit.DecodeAll(rows, decodeLog)
+}
+
+func decodeLog(r pgdb.DurablyLog) (*store.Log, error) {
+	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: fromTS(r.CreatedAt)}
+	return raw.Decode(), nil
 }
 
 // Maintain drops parked event payloads older than a minute; PostgreSQL
 // keeps its own house otherwise.
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
-	return classify(s.q.DeleteEventPayloadsBefore(ctx, store.FormatTime(now.Add(-payloadRetention))))
+	return classify(s.q.DeleteEventPayloadsBefore(ctx, ts(now.Add(-payloadRetention))))
 }

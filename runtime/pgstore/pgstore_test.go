@@ -10,6 +10,9 @@ import (
 	"github.com/durably-go/durably/runtime/storetest"
 )
 
+// The suite fabricates states through PatchRun (S-047).
+var _ storetest.Patcher = (*pgstore.Store)(nil)
+
 // TestContract runs the whole contract suite on PostgreSQL, a fresh schema
 // per test.
 func TestContract(t *testing.T) {

@@ -10,27 +10,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/internal/storekit"
 )
 
-// unavailableError marks err as store.ErrUnavailable while keeping it (and
-// whatever it wraps) visible to errors.Is and errors.As.
-type unavailableError struct{ err error }
-
-func (e *unavailableError) Error() string { return e.err.Error() }
-
-func (e *unavailableError) Unwrap() []error { return []error{e.err, store.ErrUnavailable} }
-
-// classify wraps the errors that say the database was out of reach, or asked
-// to be retried, rather than anything about the operation: the engine
-// retries those (fenced writes are safe to repeat) and the HTTP handler
-// answers 503. Other errors pass unchanged.
-func classify(err error) error {
-	if err == nil || errors.Is(err, store.ErrUnavailable) || !transient(err) {
-		return err
-	}
-	return &unavailableError{err: err}
-}
+// classify marks the errors that say the database was out of reach, or asked
+// to be retried, rather than anything about the operation, as
+// store.ErrUnavailable: the engine retries those (fenced writes are safe to
+// repeat) and the HTTP handler answers 503.
+func classify(err error) error { return storekit.Classify(err, transient) }
 
 // transientStates are the SQLSTATEs after which the same statement can
 // succeed unchanged once the server is back or the conflict is gone.

@@ -18,6 +18,7 @@ import (
 	"github.com/durably-go/durably/internal/faultproxy"
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/runtime/storetest"
 )
 
 // connectError is what pgx returns when nothing listens at the address.
@@ -122,33 +123,10 @@ func TestUnavailableThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.Reset()
-	lease := store.Lease{RunID: "r1", Generation: 1}
-	now := time.Now()
-	calls := []struct {
-		name string
-		call func() error
-	}{
-		{"Claim", func() error {
-			_, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Second, Limit: 1})
-			return err
-		}},
-		{"SaveStep", func() error {
-			_, err := st.SaveStep(ctx, lease, &store.Step{ID: "s1", RunID: "r1", Name: "a", Status: store.StepCompleted, StartedAt: now, CompletedAt: now})
-			return err
-		}},
-		{"RenewLease", func() error { _, err := st.RenewLease(ctx, lease, now, now.Add(time.Second)); return err }},
-		{"FinishRun", func() error {
-			_, err := st.FinishRun(ctx, lease, store.Finish{Status: store.StatusCompleted, Now: now})
-			return err
-		}},
-		{"ReleaseLease", func() error { _, err := st.ReleaseLease(ctx, lease, now); return err }},
-		{"ReleaseExpiredLeases", func() error { _, err := st.ReleaseExpiredLeases(ctx, now); return err }},
-		{"GetRun", func() error { _, err := st.GetRun(ctx, "r1"); return err }},
-		{"ListRuns", func() error { _, err := st.ListRuns(ctx, store.RunFilter{}); return err }},
-	}
+	calls := storetest.OutageCalls(ctx, st, time.Now(), true)
 	for _, c := range calls {
-		if err := c.call(); !errors.Is(err, store.ErrUnavailable) {
-			t.Errorf("%s while the database is unreachable: %v, want ErrUnavailable", c.name, err)
+		if err := c.Do(); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s while the database is unreachable: %v, want ErrUnavailable", c.Name, err)
 		}
 	}
 
@@ -156,8 +134,8 @@ func TestUnavailableThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range calls {
-		if err := c.call(); err != nil {
-			t.Errorf("%s after the database came back: %v", c.name, err)
+		if err := c.Do(); err != nil {
+			t.Errorf("%s after the database came back: %v", c.Name, err)
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/durably-go/durably/internal/groupcommit"
+	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
 	"github.com/durably-go/durably/runtime/store"
 )
@@ -66,8 +68,7 @@ func (o *op) pipelined() bool {
 
 // apply commits a group. The pipelined writes of all callers go to the
 // server in one pipeline: one round trip, one implicit transaction, one WAL
-// flush. When that fails, each of them is retried alone, so that one bad
-// write fails only its caller.
+// flush, under groupcommit's failure policy (Grouped).
 func (s *Store) apply(ctx context.Context, ops []*op) []error {
 	errs := make([]error, len(ops))
 	var piped []int
@@ -77,31 +78,16 @@ func (s *Store) apply(ctx context.Context, ops []*op) []error {
 			piped = append(piped, i)
 		}
 	}
-	if len(piped) > 0 {
-		group := make([]*op, len(piped))
-		for k, i := range piped {
-			group[k] = ops[i]
+	group := make([]*op, len(piped))
+	for k, i := range piped {
+		group[k] = ops[i]
+	}
+	reset := func(o *op) { o.ok, o.enqueued, o.conflict, o.err = false, nil, nil, nil }
+	for k, err := range groupcommit.Grouped(ctx, group, s.pipeline, transient, reset) {
+		if err == nil {
+			err = group[k].err
 		}
-		if err := s.pipeline(ctx, group); err != nil {
-			// A database out of reach fails every write alike: trying
-			// each alone would only multiply the failed connects.
-			if len(group) == 1 || transient(err) {
-				for _, i := range piped {
-					errs[i] = err
-				}
-			} else {
-				for _, i := range piped {
-					o := ops[i]
-					o.ok, o.enqueued, o.conflict, o.err = false, nil, nil, nil
-					errs[i] = s.pipeline(ctx, []*op{o})
-				}
-			}
-		}
-		for _, i := range piped {
-			if errs[i] == nil {
-				errs[i] = ops[i].err
-			}
-		}
+		errs[piped[k]] = err
 	}
 	for i, o := range ops {
 		if !o.pipelined() {
@@ -121,7 +107,7 @@ func (s *Store) runAlone(ctx context.Context, o *op) error {
 		if o.kind == opFunc {
 			return o.fn(ctx, tx, q)
 		}
-		res, err := store.Enqueue(ctx, enqueueOps{q: q, s: s}, o.items)
+		res, err := storekit.Enqueue(ctx, enqueueOps{q: q, s: s}, o.items)
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
 			o.conflict = err
@@ -174,7 +160,7 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 		for i, o := range enqueues {
 			items[i] = o.items[0]
 		}
-		runs = store.PrepareRuns(items)
+		runs = storekit.PrepareRuns(items)
 		_, _ = q.InsertRuns(ctx, s.insertParams(runs))
 		rec.queueRows(&b, func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -213,7 +199,7 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	}
 	if pubs := byKind[opPublish]; len(pubs) > 0 {
 		notifications, oversized := s.packEvents(pubs)
-		now := store.FormatTime(time.Now())
+		now := ts(time.Now())
 		for _, p := range oversized {
 			id := s.ids.New(time.Now())
 			_ = q.InsertEventPayload(ctx, pgdb.InsertEventPayloadParams{ID: id, Payload: string(p), CreatedAt: now})
@@ -249,7 +235,7 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	eo := enqueueOps{q: s.q, s: s}
 	for i, o := range enqueues {
 		inserted := []bool{slices.Contains(insertedIDs, runs[i].ID)}
-		res, err := store.Resolve(ctx, eo, items[i:i+1], runs[i:i+1], inserted)
+		res, err := storekit.Resolve(ctx, eo, items[i:i+1], runs[i:i+1], inserted)
 		var ce *store.ConflictError
 		switch {
 		case errors.As(err, &ce):
@@ -329,19 +315,19 @@ func (emptyRow) Scan(...any) error { return pgx.ErrNoRows }
 func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 	p := pgdb.InsertRunsParams{
 		Ids: make([]string, len(runs)), Statuses: make([]string, len(runs)), LeaseOwners: make([]string, len(runs)),
-		LeaseExpiresAts: make([]string, len(runs)), LeaseGenerations: make([]int32, len(runs)), StartedAts: make([]string, len(runs)),
+		LeaseExpiresAts: make([]pgtype.Timestamptz, len(runs)), LeaseGenerations: make([]int64, len(runs)), StartedAts: make([]pgtype.Timestamptz, len(runs)),
 		JobNames: make([]string, len(runs)), Inputs: make([]string, len(runs)),
 		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)), KeyScopes: make([]string, len(runs)),
-		Labels: make([]string, len(runs)), CreatedAts: make([]string, len(runs)),
+		Labels: make([]string, len(runs)), CreatedAts: make([]pgtype.Timestamptz, len(runs)),
 		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
 		Channel: s.channel, Payload: "w:" + s.instance,
 	}
 	for i, r := range runs {
 		p.Ids[i], p.JobNames[i], p.Inputs[i] = r.ID, r.JobName, string(r.Input)
-		p.Statuses[i], p.LeaseOwners[i], p.LeaseGenerations[i] = string(r.Status), r.LeaseOwner, int32(r.LeaseGeneration)
-		p.LeaseExpiresAts[i], p.StartedAts[i] = store.OptionalTime(r.LeaseExpiresAt), store.OptionalTime(r.StartedAt)
+		p.Statuses[i], p.LeaseOwners[i], p.LeaseGenerations[i] = string(r.Status), r.LeaseOwner, r.LeaseGeneration
+		p.LeaseExpiresAts[i], p.StartedAts[i] = ts(r.LeaseExpiresAt), ts(r.StartedAt)
 		p.IdempotencyKeys[i], p.ConcurrencyKeys[i], p.KeyScopes[i] = r.IdempotencyKey, r.ConcurrencyKey, r.KeyScope
-		p.Labels[i], p.CreatedAts[i] = store.EncodeLabels(r.Labels), store.FormatTime(r.CreatedAt)
+		p.Labels[i], p.CreatedAts[i] = storekit.EncodeLabels(r.Labels), ts(r.CreatedAt)
 		for _, k := range store.SortedKeys(r.Labels) {
 			p.LabelRunIds = append(p.LabelRunIds, r.ID)
 			p.LabelKeys = append(p.LabelKeys, k)
@@ -387,7 +373,7 @@ func logsParams(ops []*op) pgdb.InsertLogsParams {
 			p.Levels = append(p.Levels, l.Level)
 			p.Messages = append(p.Messages, l.Message)
 			p.Datas = append(p.Datas, string(l.Data))
-			p.CreatedAts = append(p.CreatedAts, store.FormatTime(l.CreatedAt))
+			p.CreatedAts = append(p.CreatedAts, ts(l.CreatedAt))
 		}
 	}
 	return p
@@ -414,7 +400,7 @@ func progressParams(ops []*op) pgdb.SetProgressParams {
 			now = o.now
 		}
 	}
-	p.Now = store.FormatTime(now)
+	p.Now = ts(now)
 	return p
 }
 
@@ -438,8 +424,8 @@ func stepsParams(saves, finishes []*op) pgdb.SaveStepsParams {
 		p.Statuses = append(p.Statuses, string(st.Status))
 		p.Outputs = append(p.Outputs, string(st.Output))
 		p.Errors = append(p.Errors, st.Error)
-		p.StartedAts = append(p.StartedAts, store.FormatTime(st.StartedAt))
-		p.CompletedAts = append(p.CompletedAts, store.FormatTime(st.CompletedAt))
+		p.StartedAts = append(p.StartedAts, ts(st.StartedAt))
+		p.CompletedAts = append(p.CompletedAts, ts(st.CompletedAt))
 	}
 	for _, o := range saves {
 		add(o.lease, o.step)
@@ -458,12 +444,12 @@ func renewParams(ops []*op) pgdb.RenewLeasesParams {
 	for _, o := range ops {
 		p.Ids = append(p.Ids, o.lease.RunID)
 		p.Generations = append(p.Generations, o.lease.Generation)
-		p.LeaseExpiresAts = append(p.LeaseExpiresAts, store.FormatTime(o.expiresAt))
+		p.LeaseExpiresAts = append(p.LeaseExpiresAts, ts(o.expiresAt))
 		if now.IsZero() || o.now.Before(now) {
 			now = o.now
 		}
 	}
-	p.Now = store.FormatTime(now)
+	p.Now = ts(now)
 	return p
 }
 
@@ -477,12 +463,12 @@ func finishParams(ops []*op) pgdb.FinishRunsParams {
 		p.Outputs = append(p.Outputs, string(o.fin.Output))
 		p.Errors = append(p.Errors, o.fin.Error)
 		p.DeleteSteps = append(p.DeleteSteps, o.fin.DeleteSteps)
-		p.CurrentStepIndexes = append(p.CurrentStepIndexes, int32(o.fin.CurrentStepIndex))
-		p.CompletedStepCounts = append(p.CompletedStepCounts, int32(o.fin.CompletedStepCount))
+		p.CurrentStepIndexes = append(p.CurrentStepIndexes, int64(o.fin.CurrentStepIndex))
+		p.CompletedStepCounts = append(p.CompletedStepCounts, int64(o.fin.CompletedStepCount))
 		if o.fin.Now.After(now) {
 			now = o.fin.Now
 		}
 	}
-	p.Now = store.FormatTime(now)
+	p.Now = ts(now)
 	return p
 }

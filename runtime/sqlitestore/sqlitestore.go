@@ -13,16 +13,19 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably/internal/groupcommit"
+	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedb"
 	"github.com/durably-go/durably/runtime/store"
 
@@ -132,7 +135,7 @@ func Open(path string, opts Options) (*Store, error) {
 		wq:     sqlitedb.New(wdb),
 		rq:     sqlitedb.New(rdb),
 	}
-	s.writer = groupcommit.New(s.apply, 256, (&store.DroppedWrites{Logger: s.logger}).Report)
+	s.writer = groupcommit.New(s.apply, 256, (&storekit.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
 }
 
@@ -153,38 +156,22 @@ func (s *Store) queries() (w, r *sqlitedb.Queries) {
 	return s.wq, s.rq
 }
 
-// apply is the writer's commit function: the whole group in one
-// transaction; if that fails, each operation alone so that one bad
-// operation fails only itself.
+// apply is the writer's commit function: operations that need no
+// transaction run first, each alone; the others are committed as one group
+// under groupcommit's failure policy.
 func (s *Store) apply(ctx context.Context, ops []op) []error {
 	errs := make([]error, len(ops))
 	var grouped []op
+	var at []int
 	for i, o := range ops {
 		if o.noTx {
 			errs[i] = s.runGroup(ctx, []op{o})
 		} else {
-			grouped = append(grouped, o)
+			grouped, at = append(grouped, o), append(at, i)
 		}
 	}
-	if len(grouped) == 0 {
-		return classifyAll(errs)
-	}
-	if err := s.runGroup(ctx, grouped); err == nil {
-		return classifyAll(errs)
-	} else if len(grouped) == 1 || transient(err) {
-		// A busy or full database fails every write alike: trying each
-		// alone would only wait out the busy timeout once per write.
-		for i, o := range ops {
-			if !o.noTx {
-				errs[i] = err
-			}
-		}
-		return classifyAll(errs)
-	}
-	for i, o := range ops {
-		if !o.noTx {
-			errs[i] = s.runGroup(ctx, []op{o})
-		}
+	for k, err := range groupcommit.Grouped(ctx, grouped, s.runGroup, transient, nil) {
+		errs[at[k]] = err
 	}
 	return classifyAll(errs)
 }
@@ -235,39 +222,42 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 	return s.writer.Do(ctx, op{fn: fn})
 }
 
-// Migrate applies the migrations newer than the recorded version.
-func (s *Store) Migrate(ctx context.Context, migrations []store.Migration) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ *sqlitedb.Queries) error {
-		q := sqlitedb.New(tx) // unprepared: the tables may not exist yet
-		version, err := q.SchemaVersion(ctx)
-		if err != nil {
-			if !strings.Contains(err.Error(), "no such table") {
-				return fmt.Errorf("sqlitestore: read schema version: %w", err)
-			}
-			version = 0
-		}
-		now := store.FormatTime(time.Now())
-		for _, m := range migrations {
-			if int64(m.Version) <= version {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-				return fmt.Errorf("sqlitestore: migration %d: %w", m.Version, err)
-			}
-			if err := q.RecordSchemaVersion(ctx, sqlitedb.RecordSchemaVersionParams{Version: int64(m.Version), AppliedAt: now}); err != nil {
-				return fmt.Errorf("sqlitestore: record migration %d: %w", m.Version, err)
-			}
-		}
-		return nil
+// migrationFiles are the store's own migrations, from version 3 (sqlc
+// reads them too, after the shared history of storekit.StoreMigrations).
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrations are migrationFiles, read once; a malformed set is a bug of
+// this package that every test catches.
+var migrations = sync.OnceValues(func() ([]storekit.Migration, error) {
+	return storekit.StoreMigrations(migrationFiles, "migrations")
+})
+
+// Migrate applies the store's migrations newer than the database's
+// version (R-116, S-015).
+func (s *Store) Migrate(ctx context.Context) error { return s.MigrateTo(ctx, math.MaxInt, "") }
+
+// MigrateTo applies the migrations up to version and then runs seed, a
+// script, in the same transaction. It exists for tests that build a
+// database as an older version left it (storetest.Migrator); use Migrate.
+func (s *Store) MigrateTo(ctx context.Context, version int, seed string) error {
+	all, err := migrations()
+	if err != nil {
+		return fmt.Errorf("sqlitestore: %w", err)
+	}
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ *sqlitedb.Queries) error {
+		ops := migrateOps{txOps{tx: tx, q: sqlitedb.New(tx)}}
+		return storekit.Migrate(ctx, ops, all, version, seed, time.Now())
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("sqlitestore: migrate: %w", err)
 	}
 	if err := s.prepare(ctx); err != nil {
 		// Prepared statements only save parsing. They fail to prepare on a
-		// schema older than this store's statements (a migration list that
-		// stops short of the latest version, as a test of migrating from an
-		// old database has it); the unprepared ones then fail only if used.
+		// schema older than this store's statements (MigrateTo an older
+		// version, as the tests of migrating from an old database do); the
+		// unprepared ones then fail only if used.
 		s.logger.Warn("durably: statements not prepared; using unprepared statements", "err", err)
 	}
 	return nil
@@ -298,56 +288,48 @@ func (s *Store) prepare(ctx context.Context) error {
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func decodeRun(r sqlitedb.DurablyRun) (*store.Run, error) {
-	raw := store.RawRun{
+	raw := storekit.RawRun{
 		ID: r.ID, JobName: r.JobName, Input: r.Input, Status: r.Status,
 		IdempotencyKey: r.IdempotencyKey.String, ConcurrencyKey: r.ConcurrencyKey.String, KeyScope: r.KeyScope, Labels: r.Labels,
 		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
-		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: r.LeaseExpiresAt.String, LeaseGeneration: r.LeaseGeneration,
-		StartedAt: r.StartedAt.String, CompletedAt: r.CompletedAt.String, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		LeaseOwner: r.LeaseOwner.String, LeaseGeneration: r.LeaseGeneration,
+	}
+	if err := storekit.ParseTimes(
+		storekit.TimeText{Dst: &raw.LeaseExpiresAt, Src: r.LeaseExpiresAt.String},
+		storekit.TimeText{Dst: &raw.StartedAt, Src: r.StartedAt.String},
+		storekit.TimeText{Dst: &raw.CompletedAt, Src: r.CompletedAt.String},
+		storekit.TimeText{Dst: &raw.CreatedAt, Src: r.CreatedAt},
+		storekit.TimeText{Dst: &raw.UpdatedAt, Src: r.UpdatedAt},
+	); err != nil {
+		return nil, fmt.Errorf("sqlitestore: run %s: %w", r.ID, err)
 	}
 	return raw.Decode()
 }
 
 func decodeRuns(rows []sqlitedb.DurablyRun) ([]*store.Run, error) {
-	out := make([]*store.Run, 0, len(rows))
-	for _, r := range rows {
-		run, err := decodeRun(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, run)
-	}
-	return out, nil
+	return storekit.DecodeAll(rows, decodeRun)
 }
 
 func decodeStep(r sqlitedb.DurablyStep) (*store.Step, error) {
-	raw := store.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
-		Output: r.Output.String, Error: r.Error.String, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt.String}
-	return raw.Decode()
+	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
+		Output: r.Output.String, Error: r.Error.String}
+	if err := storekit.ParseTimes(
+		storekit.TimeText{Dst: &raw.StartedAt, Src: r.StartedAt},
+		storekit.TimeText{Dst: &raw.CompletedAt, Src: r.CompletedAt.String},
+	); err != nil {
+		return nil, fmt.Errorf("sqlitestore: step %s: %w", r.ID, err)
+	}
+	return raw.Decode(), nil
 }
 
 func decodeSteps(rows []sqlitedb.DurablyStep) ([]*store.Step, error) {
-	out := make([]*store.Step, 0, len(rows))
-	for _, r := range rows {
-		st, err := decodeStep(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, nil
+	return storekit.DecodeAll(rows, decodeStep)
 }
 
 // optionalRun turns sql.ErrNoRows into a nil run.
 func optionalRun(r sqlitedb.DurablyRun, err error) (*store.Run, error) {
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeRun(r)
+	return storekit.Optional(r, err, sql.ErrNoRows, decodeRun)
 }
 
 // Enqueue inserts runs all or nothing.
@@ -361,12 +343,13 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqu
 		out, conflict = nil, nil
 		// The group's transaction carries other callers' writes too, so
 		// this call's items are undone alone, through a savepoint.
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_enqueue"); err != nil {
+		rollback, release, err := txOps{tx, q}.Savepoint(ctx)
+		if err != nil {
 			return err
 		}
-		res, err := store.Enqueue(ctx, enqueueOps{q}, items)
+		res, err := storekit.Enqueue(ctx, enqueueOps{q}, items)
 		if err != nil {
-			if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO durably_enqueue; RELEASE durably_enqueue"); rbErr != nil {
+			if rbErr := rollback(ctx); rbErr != nil {
 				return errors.Join(err, rbErr)
 			}
 			var ce *store.ConflictError
@@ -377,8 +360,7 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqu
 			return err
 		}
 		out = res
-		_, err = tx.ExecContext(ctx, "RELEASE durably_enqueue")
-		return err
+		return release(ctx)
 	})
 	if err != nil {
 		return nil, err
@@ -398,9 +380,9 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 		n, err := e.q.InsertRun(ctx, sqlitedb.InsertRunParams{
 			ID: r.ID, JobName: r.JobName, Input: string(r.Input), Status: string(r.Status),
 			IdempotencyKey: nullString(r.IdempotencyKey), ConcurrencyKey: nullString(r.ConcurrencyKey), KeyScope: r.KeyScope,
-			Labels: store.EncodeLabels(r.Labels), LeaseOwner: nullString(r.LeaseOwner),
-			LeaseExpiresAt: nullString(store.OptionalTime(r.LeaseExpiresAt)), LeaseGeneration: r.LeaseGeneration,
-			StartedAt: nullString(store.OptionalTime(r.StartedAt)), CreatedAt: created,
+			Labels: storekit.EncodeLabels(r.Labels), LeaseOwner: nullString(r.LeaseOwner),
+			LeaseExpiresAt: nullString(storekit.OptionalTime(r.LeaseExpiresAt)), LeaseGeneration: r.LeaseGeneration,
+			StartedAt: nullString(storekit.OptionalTime(r.StartedAt)), CreatedAt: created,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: insert run: %w", err)
@@ -473,35 +455,12 @@ func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresA
 // ReleaseLease hands the run back to pending or, when a same-key pending
 // run forbids that, by expiring its lease now (D12).
 func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (bool, error) {
-	var n int64
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
-		// A savepoint, because the group's transaction carries other
-		// callers' writes and the refused update must be undone alone.
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_release"); err != nil {
-			return err
-		}
-		ts := store.FormatTime(now)
-		var err error
-		n, err = q.ReleaseLease(ctx, sqlitedb.ReleaseLeaseParams{Now: ts, ID: lease.RunID, Generation: lease.Generation})
-		if isUniqueViolation(err) {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO durably_release"); err != nil {
-				return err
-			}
-			n, err = q.ExpireLease(ctx, sqlitedb.ExpireLeaseParams{Now: ts, ID: lease.RunID, Generation: lease.Generation})
-			if err != nil {
-				return fmt.Errorf("sqlitestore: expire lease: %w", err)
-			}
-		} else if err != nil {
-			return fmt.Errorf("sqlitestore: release lease: %w", err)
-		}
-		_, err = tx.ExecContext(ctx, "RELEASE durably_release")
+	var ok bool
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+		ok, err = storekit.ReleaseLease(ctx, txOps{tx, q}, lease, now)
 		return err
 	})
-	return n == 1, err
-}
-
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+	return ok, err
 }
 
 // SaveStep records a step fenced by generation (S-036).
@@ -545,7 +504,7 @@ func insertStep(ctx context.Context, q *sqlitedb.Queries, lease store.Lease, ste
 // SetProgress queues a fenced progress write.
 func (s *Store) SetProgress(ctx context.Context, lease store.Lease, progress *store.Progress, now time.Time) error {
 	params := sqlitedb.SetProgressParams{
-		Progress: nullString(store.EncodeProgress(progress)), Now: store.FormatTime(now),
+		Progress: nullString(storekit.EncodeProgress(progress)), Now: store.FormatTime(now),
 		ID: lease.RunID, Generation: lease.Generation,
 	}
 	return s.writer.Submit(op{fn: func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
@@ -562,22 +521,20 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
 		ok = false
 		if len(fin.Steps) > 0 {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_finish"); err != nil {
-				return err
-			}
-		}
-		for _, st := range fin.Steps {
-			n, err := insertStep(ctx, q, lease, st)
+			rollback, release, err := txOps{tx, q}.Savepoint(ctx)
 			if err != nil {
 				return err
 			}
-			if n == 0 { // refused: the finish is refused too
-				_, err := tx.ExecContext(ctx, "ROLLBACK TO durably_finish; RELEASE durably_finish")
-				return err
+			for _, st := range fin.Steps {
+				n, err := insertStep(ctx, q, lease, st)
+				if err != nil {
+					return err
+				}
+				if n == 0 { // refused: the finish is refused too
+					return rollback(ctx)
+				}
 			}
-		}
-		if len(fin.Steps) > 0 {
-			if _, err := tx.ExecContext(ctx, "RELEASE durably_finish"); err != nil {
+			if err := release(ctx); err != nil {
 				return err
 			}
 		}
@@ -601,21 +558,11 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 		}
 		ok = true
 		if fin.DeleteSteps {
-			return deleteStepsAndLogs(ctx, q, lease.RunID)
+			return txOps{tx, q}.DeleteStepsAndLogs(ctx, lease.RunID)
 		}
 		return nil
 	})
 	return ok, err
-}
-
-func deleteStepsAndLogs(ctx context.Context, q *sqlitedb.Queries, runID string) error {
-	if err := q.DeleteStepsOfRun(ctx, runID); err != nil {
-		return fmt.Errorf("sqlitestore: delete steps: %w", err)
-	}
-	if err := q.DeleteLogsOfRun(ctx, runID); err != nil {
-		return fmt.Errorf("sqlitestore: delete logs: %w", err)
-	}
-	return nil
 }
 
 // AppendLogs queues log records.
@@ -637,138 +584,49 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 }
 
 // CancelRun cancels a pending or leased run (S-037).
-func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
-	var run *store.Run
-	var prev store.Status
-	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
-		run, prev = nil, ""
-		before, err := optionalRun(q.GetRunForUpdate(ctx, id))
-		if err != nil || before == nil {
-			return err
-		}
-		prev = before.Status
-		if !prev.Active() {
-			run = before
-			return nil
-		}
-		if run, err = optionalRun(q.CancelRun(ctx, sqlitedb.CancelRunParams{Now: store.FormatTime(now), ID: id})); err != nil {
-			return fmt.Errorf("sqlitestore: cancel: %w", err)
-		}
-		if prev == store.StatusPending && deleteStepsIfPending {
-			return deleteStepsAndLogs(ctx, q, id)
-		}
-		return nil
+func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *store.Run, prev store.Status, err error) {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
+		return err
 	})
 	return run, prev, err
 }
 
 // DeleteRun removes a terminal run and its children (S-040).
-func (s *Store) DeleteRun(ctx context.Context, id string) (*store.Run, error) {
-	var run *store.Run
-	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
-		var err error
-		if run, err = optionalRun(q.DeleteTerminalRun(ctx, id)); err != nil || run == nil {
-			return err
-		}
-		return deleteChildren(ctx, q, []string{id})
+func (s *Store) DeleteRun(ctx context.Context, id string) (run *store.Run, err error) {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+		run, err = storekit.DeleteRun(ctx, txOps{tx, q}, id)
+		return err
 	})
 	return run, err
 }
 
-func deleteChildren(ctx context.Context, q *sqlitedb.Queries, ids []string) error {
-	if err := q.DeleteStepsByRunID(ctx, ids); err != nil {
-		return fmt.Errorf("sqlitestore: delete steps: %w", err)
-	}
-	if err := q.DeleteLogsByRunID(ctx, ids); err != nil {
-		return fmt.Errorf("sqlitestore: delete logs: %w", err)
-	}
-	if err := q.DeleteLabelsByRunID(ctx, ids); err != nil {
-		return fmt.Errorf("sqlitestore: delete labels: %w", err)
-	}
-	return nil
-}
-
 // PurgeRuns deletes old terminal runs (S-041).
-func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
-	var n int
-	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
-		ids, err := q.SelectPurgeable(ctx, sqlitedb.SelectPurgeableParams{OlderThan: store.FormatTime(olderThan), Lim: int64(limit)})
-		if err != nil {
-			return fmt.Errorf("sqlitestore: select purgeable: %w", err)
-		}
-		n = len(ids)
-		if n == 0 {
-			return nil
-		}
-		if err := deleteChildren(ctx, q, ids); err != nil {
-			return err
-		}
-		return q.DeleteRunsByID(ctx, ids)
+func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (n int, err error) {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+		n, err = storekit.PurgeRuns(ctx, txOps{tx, q}, olderThan, limit)
+		return err
 	})
 	return n, err
 }
 
-// ReleaseExpiredLeases implements S-039; expired leases with a pending
-// sibling stay claimable as they are instead of failing (D12, not S-038).
-func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error) {
-	var total int64
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
-		total = 0
-		ts := store.FormatTime(now)
-		ids, err := q.ListExpiredLeases(ctx, ts)
-		if err != nil {
-			return fmt.Errorf("sqlitestore: list expired leases: %w", err)
-		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT durably_reset"); err != nil {
-				return err
-			}
-			n, err := q.ResetExpiredLease(ctx, sqlitedb.ResetExpiredLeaseParams{Now: ts, ID: id})
-			if isUniqueViolation(err) {
-				// Another expired run of its key went back to pending
-				// first: this one stays an expired lease (D12).
-				n, err = 0, nil
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO durably_reset"); err != nil {
-					return err
-				}
-			}
-			if err != nil {
-				return fmt.Errorf("sqlitestore: reset expired lease: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, "RELEASE durably_reset"); err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
+// ReleaseExpiredLeases implements S-039 with D12 (storekit).
+func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int, err error) {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+		n, err = storekit.ReleaseExpiredLeases(ctx, txOps{tx, q}, now)
+		return err
 	})
-	return int(total), err
+	return n, err
 }
 
-// PatchRun is the unfenced test hook of S-047.
+// PatchRun is the unfenced write of storetest.Patcher (S-047), for the
+// contract suite; production code never calls it.
 func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
-	params := sqlitedb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now())}
-	if p.Status != nil {
-		params.SetStatus, params.Status = true, string(*p.Status)
-	}
-	if p.CurrentStepIndex != nil {
-		params.SetCurrentStepIndex, params.CurrentStepIndex = true, int64(*p.CurrentStepIndex)
-	}
-	if p.LeaseOwner != nil {
-		params.SetLeaseOwner, params.LeaseOwner = true, nullString(*p.LeaseOwner)
-	}
-	if p.LeaseExpiresAt != nil {
-		params.SetLeaseExpiresAt, params.LeaseExpiresAt = true, nullString(store.OptionalTime(*p.LeaseExpiresAt))
-	}
-	if p.StartedAt != nil {
-		params.SetStartedAt, params.StartedAt = true, nullString(store.OptionalTime(*p.StartedAt))
-	}
-	if p.CompletedAt != nil {
-		params.SetCompletedAt, params.CompletedAt = true, nullString(store.OptionalTime(*p.CompletedAt))
-	}
-	if p.CreatedAt != nil {
-		params.SetCreatedAt, params.CreatedAt = true, store.FormatTime(*p.CreatedAt)
-	}
+	f, opt := storekit.Flatten(p), func(t time.Time) sql.NullString { return nullString(storekit.OptionalTime(t)) }
+	params := sqlitedb.UpdateRunForTestParams{ID: id, Now: store.FormatTime(time.Now()), SetStatus: f.SetStatus, Status: f.Status,
+		SetCurrentStepIndex: f.SetCurrentStepIndex, CurrentStepIndex: f.CurrentStepIndex, SetLeaseOwner: f.SetLeaseOwner, LeaseOwner: nullString(f.LeaseOwner),
+		SetLeaseExpiresAt: f.SetLeaseExpiresAt, LeaseExpiresAt: opt(f.LeaseExpiresAt), SetStartedAt: f.SetStartedAt, StartedAt: opt(f.StartedAt),
+		SetCompletedAt: f.SetCompletedAt, CompletedAt: opt(f.CompletedAt), SetCreatedAt: f.SetCreatedAt, CreatedAt: store.FormatTime(f.CreatedAt)}
 	return s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
 		return q.UpdateRunForTest(ctx, params)
 	})
@@ -866,16 +724,15 @@ func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error)
 	if err != nil {
 		return nil, classify(fmt.Errorf("sqlitestore: get logs: %w", err))
 	}
-	out := make([]*store.Log, 0, len(rows))
-	for _, r := range rows {
-		raw := store.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String, CreatedAt: r.CreatedAt}
-		l, err := raw.Decode()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l)
+	return storekit.DecodeAll(rows, decodeLog)
+}
+
+func decodeLog(r sqlitedb.DurablyLog) (*store.Log, error) {
+	raw := storekit.RawLog{ID: r.ID, RunID: r.RunID, StepName: r.StepName.String, Level: r.Level, Message: r.Message, Data: r.Data.String}
+	if err := storekit.ParseTimes(storekit.TimeText{Dst: &raw.CreatedAt, Src: r.CreatedAt}); err != nil {
+		return nil, fmt.Errorf("sqlitestore: log %s: %w", r.ID, err)
 	}
-	return out, nil
+	return raw.Decode(), nil
 }
 
 // Wakeups returns nil: SQLite has no cross-process notification, so other

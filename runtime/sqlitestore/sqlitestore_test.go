@@ -9,6 +9,9 @@ import (
 	"github.com/durably-go/durably/runtime/storetest"
 )
 
+// The suite fabricates states through PatchRun (S-047).
+var _ storetest.Patcher = (*sqlitestore.Store)(nil)
+
 // TestContract runs the whole contract suite on a real SQLite file per test.
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) func() store.Store {

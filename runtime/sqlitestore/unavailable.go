@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/internal/storekit"
 )
 
 // SQLite's primary result codes that say the database could not do the work
@@ -18,23 +18,9 @@ const (
 	codeFull   = 13 // SQLITE_FULL
 )
 
-// unavailableError marks err as store.ErrUnavailable while keeping it visible
-// to errors.Is and errors.As.
-type unavailableError struct{ err error }
-
-func (e *unavailableError) Error() string { return e.err.Error() }
-
-func (e *unavailableError) Unwrap() []error { return []error{e.err, store.ErrUnavailable} }
-
-// classify wraps the transient failures, which the engine retries (fenced
-// writes are safe to repeat) and the HTTP handler answers with 503; other
-// errors pass unchanged.
-func classify(err error) error {
-	if err == nil || errors.Is(err, store.ErrUnavailable) || !transient(err) {
-		return err
-	}
-	return &unavailableError{err: err}
-}
+// classify marks the transient failures as store.ErrUnavailable: the
+// engine retries them and the HTTP handler answers 503.
+func classify(err error) error { return storekit.Classify(err, transient) }
 
 func transient(err error) bool {
 	// modernc.org/sqlite's *Error, and the injected faults below.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/runtime/storetest"
 )
 
 // sqliteError runs a statement on a scratch database to get the error the
@@ -69,11 +69,7 @@ func openMigrated(t *testing.T, path string, opts Options) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Migrate(context.Background()); err != nil {
+	if err := st.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -113,42 +109,17 @@ func TestUnavailableWrites(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "d.db")
 			st := openMigrated(t, path, Options{BusyTimeout: 50 * time.Millisecond})
 			ctx := context.Background()
-			now := time.Now()
-			lease := store.Lease{RunID: "r1", Generation: 1}
-			calls := []struct {
-				name string
-				call func() error
-			}{
-				{"Enqueue", func() error {
-					_, err := st.Enqueue(ctx, []store.NewRun{{Run: &store.Run{ID: fmt.Sprint("run-", time.Now().UnixNano()), JobName: "j", Input: []byte("{}"), CreatedAt: now}}})
-					return err
-				}},
-				{"Claim", func() error {
-					_, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Second, Limit: 1})
-					return err
-				}},
-				{"SaveStep", func() error {
-					_, err := st.SaveStep(ctx, lease, &store.Step{ID: "s1", RunID: "r1", Name: "a", Status: store.StepCompleted, StartedAt: now, CompletedAt: now})
-					return err
-				}},
-				{"RenewLease", func() error { _, err := st.RenewLease(ctx, lease, now, now.Add(time.Second)); return err }},
-				{"FinishRun", func() error {
-					_, err := st.FinishRun(ctx, lease, store.Finish{Status: store.StatusCompleted, Now: now})
-					return err
-				}},
-				{"ReleaseLease", func() error { _, err := st.ReleaseLease(ctx, lease, now); return err }},
-				{"ReleaseExpiredLeases", func() error { _, err := st.ReleaseExpiredLeases(ctx, now); return err }},
-			}
+			calls := storetest.OutageCalls(ctx, st, time.Now(), false)
 			end := f.start(t, st, path)
 			for _, c := range calls {
-				if err := c.call(); !errors.Is(err, store.ErrUnavailable) {
-					t.Errorf("%s during the fault: %v, want ErrUnavailable", c.name, err)
+				if err := c.Do(); !errors.Is(err, store.ErrUnavailable) {
+					t.Errorf("%s during the fault: %v, want ErrUnavailable", c.Name, err)
 				}
 			}
 			end()
 			for _, c := range calls {
-				if err := c.call(); err != nil {
-					t.Errorf("%s after the fault: %v", c.name, err)
+				if err := c.Do(); err != nil {
+					t.Errorf("%s after the fault: %v", c.Name, err)
 				}
 			}
 		})

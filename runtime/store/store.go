@@ -1,6 +1,8 @@
 // Package store is the seam between the durably engine and a database: the
-// records the engine keeps (runs, steps, logs), the Store interface every
-// database driver implements, and the helpers the drivers share.
+// records the engine keeps (runs, steps, logs) and the Store interface every
+// database driver implements. It holds what an author of a store needs and
+// nothing else; the algorithms this module's two stores share are in
+// internal/storekit (see ARCHITECTURE.md, "Adding a store").
 //
 // A Store is a dumb, fast, correct persistence layer. It enforces the
 // invariants that must hold under concurrency (fencing by lease generation,
@@ -26,11 +28,13 @@ import (
 // use. Methods that write on behalf of a lease holder take a Lease and report
 // false, changing nothing, when the lease is no longer held.
 type Store interface {
-	// Migrate applies the migrations newer than the database's recorded
-	// version, each in its own transaction, and records them. It is
+	// Migrate brings the database's schema to the version this store
+	// needs, applying the store's own migrations newer than the recorded
+	// version, each in its own transaction with its version record. It is
 	// idempotent and safe to call from several processes at once (R-116,
-	// S-015). The engine owns the migrations (schema.sql is version 1).
-	Migrate(ctx context.Context, migrations []Migration) error
+	// S-015). Each store owns its migrations and schema: the engine never
+	// sees SQL.
+	Migrate(ctx context.Context) error
 	// Close stops the store's background work and releases its
 	// connections. Writes submitted before Close are committed first.
 	Close() error
@@ -112,10 +116,6 @@ type Store interface {
 	// work, so that idle workers need not wait for their next poll (D4).
 	// Stores without cross-process notification return nil.
 	Wakeups() <-chan struct{}
-
-	// PatchRun changes a run without any fencing. It exists for tests that
-	// need to fabricate states, such as an expired lease (S-047).
-	PatchRun(ctx context.Context, id string, patch RunPatch) error
 }
 
 // EventTransport is implemented by stores that carry engine events between
@@ -136,12 +136,6 @@ type EventTransport interface {
 	// events until release is called. Stores may publish only while some
 	// process watches, so that nobody pays for events nobody reads.
 	WatchRemote() (release func())
-}
-
-// Migration is one versioned schema change.
-type Migration struct {
-	Version int
-	SQL     string
 }
 
 // Status is the state of a run.
@@ -349,7 +343,9 @@ func (f RunFilter) DrivingLabel() (string, []string) {
 }
 
 // RunPatch lists fields to overwrite; nil pointers are left alone.
-// Pointers to zero values write SQL NULL for nullable columns.
+// Pointers to zero values write SQL NULL for nullable columns. It is the
+// argument of storetest.Patcher, the unfenced write the contract suite
+// needs to fabricate states (S-047); it is not part of Store.
 type RunPatch struct {
 	Status           *Status
 	CurrentStepIndex *int

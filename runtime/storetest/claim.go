@@ -121,7 +121,7 @@ var claimCases = []Case{
 		}
 		// Created in reverse order of id: created_at decides, not id.
 		for i, id := range ids {
-			if err := st.PatchRun(Ctx(t), id, store.RunPatch{CreatedAt: ptr(base.Add(time.Duration(3-i) * time.Second))}); err != nil {
+			if err := PatchRun(Ctx(t), st, id, store.RunPatch{CreatedAt: ptr(base.Add(time.Duration(3-i) * time.Second))}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -151,7 +151,7 @@ var claimCases = []Case{
 		ctx := Ctx(t)
 		base := time.Now().Add(-time.Hour).Truncate(time.Millisecond).UTC()
 		at := func(r *durably.Run, sec int) string {
-			if err := st.PatchRun(ctx, r.ID, store.RunPatch{CreatedAt: ptr(base.Add(time.Duration(sec) * time.Second))}); err != nil {
+			if err := PatchRun(ctx, st, r.ID, store.RunPatch{CreatedAt: ptr(base.Add(time.Duration(sec) * time.Second))}); err != nil {
 				t.Fatal(err)
 			}
 			return r.ID

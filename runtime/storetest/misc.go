@@ -17,7 +17,7 @@ import (
 // time.
 func finish(t *testing.T, e *durably.Engine, id string, status store.Status, at time.Time) {
 	t.Helper()
-	if err := e.Store().PatchRun(Ctx(t), id, store.RunPatch{Status: &status, CompletedAt: &at}); err != nil {
+	if err := PatchRun(Ctx(t), e.Store(), id, store.RunPatch{Status: &status, CompletedAt: &at}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -341,7 +341,7 @@ var queryCases = []Case{
 			}
 			labels := map[string]string{"org": fmt.Sprint("o", i%3), "env": []string{"prod", "dev"}[i%2]}
 			r := MustTrigger(t, j, Msg{fmt.Sprint(i)}, durably.WithLabels(labels))
-			if err := e.Store().PatchRun(ctx, r.ID, store.RunPatch{CreatedAt: ptr(time.Now().Add(time.Duration(i) * time.Second))}); err != nil {
+			if err := PatchRun(ctx, e.Store(), r.ID, store.RunPatch{CreatedAt: ptr(time.Now().Add(time.Duration(i) * time.Second))}); err != nil {
 				t.Fatal(err)
 			}
 			all = append(all, r.ID)
@@ -460,6 +460,43 @@ var lifecycleCases = []Case{
 		}
 		if run := MustGet(t, e, r.ID); run.Status != durably.StatusCompleted {
 			t.Fatalf("run %+v: the lease was treated as expired", run)
+		}
+	}},
+	{"R-001 R-061 a Config.Now behind the wall clock does not end leases at the first renewal", func(t *testing.T, h *Harness) {
+		// The renewed deadline must be measured on Config.Now's clock, as
+		// the renewed lease is written; on the wall clock, an hour behind,
+		// it lies in the past and the first renewal drops the lease.
+		e := h.Engine(func(c *durably.Config) {
+			c.Now = func() time.Time { return time.Now().Add(-time.Hour) }
+			c.LeaseRenewInterval = 10 * time.Millisecond
+		})
+		renewed := make(chan struct{}, 100)
+		defer e.OnEvent(func(ev durably.Event) {
+			if ev.Type == durably.EventRunLeaseRenewed {
+				select {
+				case renewed <- struct{}{}:
+				default:
+				}
+			}
+		})()
+		j := durably.MustRegister(e, &durably.Job[int, int]{Name: "j", Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) {
+			return durably.RunStep(s, "renewals", func(ctx context.Context) (int, error) {
+				for range 3 { // outlive three renewals
+					select {
+					case <-renewed:
+					case <-ctx.Done():
+						return 0, context.Cause(ctx)
+					}
+				}
+				return in, nil
+			})
+		}})
+		r := MustTrigger(t, j, 7)
+		if ok, err := e.ProcessOne(Ctx(t), ""); !ok || err != nil {
+			t.Fatalf("ProcessOne %v %v", ok, err)
+		}
+		if run := MustGet(t, e, r.ID); run.Status != durably.StatusCompleted {
+			t.Fatalf("run %+v: the renewed lease was treated as expired", run)
 		}
 	}},
 	{"R-001 R-021 configuration and registration rules", func(t *testing.T, h *Harness) {

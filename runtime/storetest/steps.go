@@ -18,7 +18,7 @@ import (
 func rewind(t *testing.T, st store.Store, id string) {
 	t.Helper()
 	empty := ""
-	if err := st.PatchRun(Ctx(t), id, store.RunPatch{Status: ptr(store.StatusPending), LeaseOwner: &empty, LeaseExpiresAt: &time.Time{}}); err != nil {
+	if err := PatchRun(Ctx(t), st, id, store.RunPatch{Status: ptr(store.StatusPending), LeaseOwner: &empty, LeaseExpiresAt: &time.Time{}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,8 +3,8 @@
 // database. A store's tests call Run with a factory that makes a fresh,
 // empty database per test, so the tests run in parallel.
 //
-// Test names carry the spec items they check (R-… in runtime.md, S-… in
-// storage.md, D… in DECISIONS.md).
+// Test names carry the numbers of the behaviours they check, as defined in
+// docs/contract.md (R-… engine, S-… storage, D… deliberate differences).
 package storetest
 
 import (
@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/store"
@@ -33,8 +35,14 @@ type Case struct {
 	Run  func(t *testing.T, h *Harness)
 }
 
-// Run runs every case against stores made by factory, in parallel.
+// Run runs every case against stores made by factory, in parallel. Once
+// every case is done, no goroutine may be left that was not there before:
+// each engine, store, writer and stream a case starts must end with it
+// (Stop, Close, a cancelled context). The cases run in parallel, so they
+// are checked together, not one by one.
 func Run(t *testing.T, factory Factory) {
+	existing := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, existing) })
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
@@ -367,4 +375,42 @@ func (b *Box[T]) Get() T {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.v
+}
+
+// Patcher is implemented by stores that let the suite fabricate states no
+// engine would write, such as an expired lease or a run created in the past
+// (S-047). It is not part of store.Store: production code never changes a
+// run without fencing.
+type Patcher interface {
+	// PatchRun overwrites the fields the patch sets, without fencing.
+	PatchRun(ctx context.Context, id string, patch store.RunPatch) error
+}
+
+// PatchRun patches a run through st, which must implement Patcher.
+func PatchRun(ctx context.Context, st store.Store, id string, patch store.RunPatch) error {
+	p, ok := st.(Patcher)
+	if !ok {
+		return fmt.Errorf("storetest: store %T does not implement storetest.Patcher, which the suite needs", st)
+	}
+	return p.PatchRun(ctx, id, patch)
+}
+
+// Migrator is implemented by stores that can build a database as an older
+// version of the schema left it, so that the suite checks that their
+// migrations carry data forward (S-015). Both of this module's stores
+// implement it.
+type Migrator interface {
+	// MigrateTo applies the store's migrations up to version, then runs
+	// seed (SQL both engines take) in the same transaction.
+	MigrateTo(ctx context.Context, version int, seed string) error
+}
+
+// migrator returns h.Store as a Migrator, skipping the test for a store
+// that has no older versions to migrate from.
+func (h *Harness) migrator() Migrator {
+	m, ok := h.Store.(Migrator)
+	if !ok {
+		h.t.Skipf("store %T does not implement storetest.Migrator", h.Store)
+	}
+	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -339,19 +340,15 @@ var tenantCases = []Case{
 	}},
 	{"S-015 D11 a version-1 database migrates to key scopes with its runs intact", func(t *testing.T, h *Harness) {
 		ctx := Ctx(t)
-		v1 := durably.Migrations()[0]
-		if v1.Version != 1 {
-			t.Fatalf("first migration is version %d", v1.Version)
-		}
 		// A run as version 1 stored it. Written in SQL because the store's
-		// statements already need version 2; plain SQL both engines take.
-		v1.SQL += `
+		// statements need the latest version; plain SQL both engines take.
+		seed := `
 INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key, labels, created_at, updated_at)
 VALUES ('01J00000000000000000000MGR', 'j', '{"message":"legacy"}', 'pending', 'idem', 'ck', '{"org":"org-a"}',
         '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
 INSERT INTO durably_run_labels (run_id, key, value, created_at)
 VALUES ('01J00000000000000000000MGR', 'org', 'org-a', '2026-01-01T00:00:00.000Z');`
-		if err := h.Store.Migrate(ctx, []store.Migration{v1}); err != nil {
+		if err := h.migrator().MigrateTo(ctx, 1, seed); err != nil {
 			t.Fatalf("migrate to version 1: %v", err)
 		}
 		e := h.Engine(nil) // migrates to the latest version
@@ -382,7 +379,93 @@ VALUES ('01J00000000000000000000MGR', 'org', 'org-a', '2026-01-01T00:00:00.000Z'
 			t.Fatalf("legacy run: %+v", run)
 		}
 		// Migrating again changes nothing.
-		if err := h.Store.Migrate(ctx, durably.Migrations()); err != nil {
+		if err := h.Store.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"S-015 a version-2 database migrates to the latest schema with every value intact", func(t *testing.T, h *Harness) {
+		ctx := Ctx(t)
+		// Rows as version 2 stored them (text timestamps, labels and JSON as
+		// text), in SQL both engines take. The output's odd spacing and key
+		// order must survive byte for byte (S-003).
+		const seed = `
+INSERT INTO durably_runs (id, job_name, input, status, concurrency_key, key_scope, labels, current_step_index, completed_step_count,
+  progress, lease_owner, lease_expires_at, lease_generation, started_at, created_at, updated_at)
+VALUES ('01J0000000000000000000LEAS', 'j', '{"n":1}', 'leased', 'ck', '[["org","org-a"]]', '{"env":"prod","org":"org-a"}', 1, 1,
+  '{"current":2,"total":5}', 'worker-1', '2026-01-01T00:10:00.000Z', 3, '2026-01-01T00:00:01.250Z',
+  '2026-01-01T00:00:00.125Z', '2026-01-01T00:00:02.000Z');
+INSERT INTO durably_run_labels (run_id, key, value, created_at) VALUES
+  ('01J0000000000000000000LEAS', 'env', 'prod', '2026-01-01T00:00:00.125Z'),
+  ('01J0000000000000000000LEAS', 'org', 'org-a', '2026-01-01T00:00:00.125Z');
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, started_at, completed_at)
+VALUES ('01J0000000000000000000STEP', '01J0000000000000000000LEAS', 'first', 0, 'completed', '{"x":1}',
+  '2026-01-01T00:00:01.500Z', '2026-01-01T00:00:01.999Z');
+INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
+VALUES ('01J00000000000000000000LOG', '01J0000000000000000000LEAS', 'first', 'info', 'hello', '{"k":"v"}', '2026-01-01T00:00:01.600Z');
+INSERT INTO durably_runs (id, job_name, input, status, labels, output, started_at, completed_at, created_at, updated_at)
+VALUES ('01J0000000000000000000DONE', 'j', '{"n":2}', 'completed', '{}', '{"b": 1,  "a":2}',
+  '2026-01-01T00:01:00.000Z', '2026-01-01T00:05:00.123Z', '2026-01-01T00:00:59.000Z', '2026-01-01T00:05:00.123Z');`
+		if err := h.migrator().MigrateTo(ctx, 2, seed); err != nil {
+			t.Fatalf("migrate to version 2: %v", err)
+		}
+		if err := h.Store.Migrate(ctx); err != nil {
+			t.Fatalf("migrate to the latest version: %v", err)
+		}
+		at := func(s string) time.Time {
+			v, err := store.ParseTime(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		run, err := h.Store.GetRun(ctx, "01J0000000000000000000LEAS")
+		if err != nil || run == nil {
+			t.Fatalf("leased run: %v %v", run, err)
+		}
+		total := 5
+		want := &store.Run{ID: "01J0000000000000000000LEAS", JobName: "j", Input: []byte(`{"n":1}`), Status: store.StatusLeased,
+			ConcurrencyKey: "ck", KeyScope: `[["org","org-a"]]`, CurrentStepIndex: 1, CompletedStepCount: 1,
+			Progress: &store.Progress{Current: 2, Total: &total}, Labels: map[string]string{"env": "prod", "org": "org-a"},
+			LeaseOwner: "worker-1", LeaseExpiresAt: at("2026-01-01T00:10:00.000Z"), LeaseGeneration: 3,
+			StartedAt: at("2026-01-01T00:00:01.250Z"), CreatedAt: at("2026-01-01T00:00:00.125Z"), UpdatedAt: at("2026-01-01T00:00:02.000Z")}
+		if !reflect.DeepEqual(run, want) {
+			t.Errorf("leased run after migration:\n got %+v\nwant %+v", run, want)
+		}
+		done, err := h.Store.GetRun(ctx, "01J0000000000000000000DONE")
+		if err != nil || done == nil {
+			t.Fatalf("completed run: %v %v", done, err)
+		}
+		if string(done.Output) != `{"b": 1,  "a":2}` || !done.CompletedAt.Equal(at("2026-01-01T00:05:00.123Z")) || len(done.Labels) != 0 {
+			t.Errorf("completed run after migration: output %s, completed %v, labels %v", done.Output, done.CompletedAt, done.Labels)
+		}
+		steps, err := h.Store.GetSteps(ctx, run.ID)
+		if err != nil || len(steps) != 1 || string(steps[0].Output) != `{"x":1}` ||
+			!steps[0].StartedAt.Equal(at("2026-01-01T00:00:01.500Z")) || !steps[0].CompletedAt.Equal(at("2026-01-01T00:00:01.999Z")) {
+			t.Errorf("steps after migration: %+v %v", steps, err)
+		}
+		logs, err := h.Store.GetLogs(ctx, run.ID)
+		if err != nil || len(logs) != 1 || string(logs[0].Data) != `{"k":"v"}` || !logs[0].CreatedAt.Equal(at("2026-01-01T00:00:01.600Z")) {
+			t.Errorf("logs after migration: %+v %v", logs, err)
+		}
+		// The converted values still compare, filter and order as times and labels.
+		listed, err := h.Store.ListRuns(ctx, store.RunFilter{Labels: map[string]string{"org": "org-a", "env": "prod"}})
+		if err != nil || len(listed) != 1 || listed[0].ID != run.ID {
+			t.Errorf("label filter after migration: %v %v", listed, err)
+		}
+		if n, err := h.Store.ReleaseExpiredLeases(ctx, at("2026-01-01T00:09:59.999Z")); err != nil || n != 0 {
+			t.Errorf("a lease 1ms before its expiry was released: %d %v", n, err)
+		}
+		if n, err := h.Store.ReleaseExpiredLeases(ctx, at("2026-01-01T00:10:00.000Z")); err != nil || n != 1 {
+			t.Errorf("the lease at its expiry was not released: %d %v", n, err)
+		}
+		if n, err := h.Store.PurgeRuns(ctx, at("2026-01-01T00:05:00.123Z"), 10); err != nil || n != 0 {
+			t.Errorf("purged a run completed exactly at the bound: %d %v", n, err)
+		}
+		if n, err := h.Store.PurgeRuns(ctx, at("2026-01-01T00:05:00.124Z"), 10); err != nil || n != 1 {
+			t.Errorf("purge after migration: %d %v", n, err)
+		}
+		// Migrating again changes nothing.
+		if err := h.Store.Migrate(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}},

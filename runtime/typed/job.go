@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	invopop "github.com/invopop/jsonschema"
-
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 )
@@ -195,5 +193,27 @@ type NoOutput struct{}
 // MarshalJSON encodes null.
 func (NoOutput) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
-// JSONSchema describes NoOutput as null.
-func (NoOutput) JSONSchema() *invopop.Schema { return &invopop.Schema{Type: "null"} }
+// NoInput is the input type of a job declared without one: it encodes as
+// null, and its generated schema is null, so an HTTP trigger may leave
+// input out or send null.
+type NoInput struct{}
+
+// MarshalJSON encodes null.
+func (NoInput) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
+
+// Options are a trigger's options besides its labels. Generated packages
+// pass their labels apart from them, as a value only their constructor
+// makes, so that a trigger that forgets a required label does not compile.
+type Options struct {
+	IdempotencyKey string
+	ConcurrencyKey string
+	// CoalesceSkip returns the pending run of the concurrency key instead
+	// of failing with a conflict.
+	CoalesceSkip bool
+}
+
+// WithLabels combines labels and options into the TriggerOptions the
+// generic handle takes.
+func WithLabels[L any](labels L, o Options) TriggerOptions[L] {
+	return TriggerOptions[L]{Labels: labels, IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip}
+}

@@ -9,33 +9,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
-	invopop "github.com/invopop/jsonschema"
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
 
-// Schema is the JSON Schema of a Go type, reflected from its fields and
-// `jsonschema` tags and compiled once.
+// Schema is a compiled JSON Schema document.
 type Schema struct {
 	doc      json.RawMessage
 	compiled *jsonschema.Schema
 }
 
-// SchemaFor reflects and compiles the schema of T. It panics if T's tags do
-// not make a valid schema: generated code calls it at package init, where
-// that is a bug of the generator, not of the input.
-func SchemaFor[T any]() *Schema {
-	r := &invopop.Reflector{Anonymous: true, ExpandedStruct: true, DoNotReference: true}
-	var zero T
-	doc, err := json.Marshal(r.Reflect(&zero))
+// MustSchema compiles a JSON Schema document. Generated code calls it at
+// package init with the schemas durably-gen wrote, where a document that
+// does not compile is a bug of the generator, not of the input: it panics.
+func MustSchema(doc string) *Schema {
+	s, err := compileSchema([]byte(doc))
 	if err != nil {
-		panic(fmt.Sprintf("typed: reflect %T: %v", zero, err))
-	}
-	s, err := compileSchema(doc)
-	if err != nil {
-		panic(fmt.Sprintf("typed: compile the schema of %T: %v", zero, err))
+		panic(fmt.Sprintf("typed: compile a generated schema: %v", err))
 	}
 	return s
 }
@@ -178,57 +169,3 @@ func message(msg string) string {
 	}
 	return msg
 }
-
-// EnumSchema is the schema of a string enum type, for the JSONSchema
-// methods of generated enum types.
-func EnumSchema(values ...string) *invopop.Schema {
-	enum := make([]any, len(values))
-	for i, v := range values {
-		enum[i] = v
-	}
-	return &invopop.Schema{Type: "string", Enum: enum}
-}
-
-// Constraints are the JSON-Schema keywords of a generated named type that is
-// not a struct (a string or array input, say), which struct tags cannot
-// carry. Zero fields are left out.
-type Constraints struct {
-	MinLength, MaxLength, MinItems, MaxItems *uint64
-	Minimum, Maximum                         *float64
-	Pattern, Description                     string
-}
-
-// Apply adds the constraints to a reflected schema, from the
-// JSONSchemaExtend method of a generated type.
-func (c Constraints) Apply(s *invopop.Schema) {
-	if c.MinLength != nil {
-		s.MinLength = c.MinLength
-	}
-	if c.MaxLength != nil {
-		s.MaxLength = c.MaxLength
-	}
-	if c.MinItems != nil {
-		s.MinItems = c.MinItems
-	}
-	if c.MaxItems != nil {
-		s.MaxItems = c.MaxItems
-	}
-	if c.Minimum != nil {
-		s.Minimum = json.Number(strconv.FormatFloat(*c.Minimum, 'g', -1, 64))
-	}
-	if c.Maximum != nil {
-		s.Maximum = json.Number(strconv.FormatFloat(*c.Maximum, 'g', -1, 64))
-	}
-	if c.Pattern != "" {
-		s.Pattern = c.Pattern
-	}
-	if c.Description != "" {
-		s.Description = c.Description
-	}
-}
-
-// Uint returns a pointer to v, for Constraints literals.
-func Uint(v uint64) *uint64 { return &v }
-
-// Float returns a pointer to v, for Constraints literals.
-func Float(v float64) *float64 { return &v }

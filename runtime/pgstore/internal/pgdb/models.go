@@ -10,13 +10,13 @@ import (
 
 type DurablyEventListener struct {
 	Instance  string
-	ExpiresAt string
+	ExpiresAt pgtype.Timestamptz
 }
 
 type DurablyEventPayload struct {
 	ID        string
 	Payload   string
-	CreatedAt string
+	CreatedAt pgtype.Timestamptz
 }
 
 type DurablyLog struct {
@@ -26,7 +26,7 @@ type DurablyLog struct {
 	Level     string
 	Message   string
 	Data      pgtype.Text
-	CreatedAt string
+	CreatedAt pgtype.Timestamptz
 }
 
 type DurablyRun struct {
@@ -36,19 +36,19 @@ type DurablyRun struct {
 	Status             string
 	IdempotencyKey     pgtype.Text
 	ConcurrencyKey     pgtype.Text
-	Labels             string
-	CurrentStepIndex   int32
-	CompletedStepCount int32
+	Labels             []byte
+	CurrentStepIndex   int64
+	CompletedStepCount int64
 	Progress           pgtype.Text
 	Output             pgtype.Text
 	Error              pgtype.Text
 	LeaseOwner         pgtype.Text
-	LeaseExpiresAt     pgtype.Text
-	LeaseGeneration    int32
-	StartedAt          pgtype.Text
-	CompletedAt        pgtype.Text
-	CreatedAt          string
-	UpdatedAt          string
+	LeaseExpiresAt     pgtype.Timestamptz
+	LeaseGeneration    int64
+	StartedAt          pgtype.Timestamptz
+	CompletedAt        pgtype.Timestamptz
+	CreatedAt          pgtype.Timestamptz
+	UpdatedAt          pgtype.Timestamptz
 	KeyScope           string
 }
 
@@ -56,22 +56,22 @@ type DurablyRunLabel struct {
 	RunID     string
 	Key       string
 	Value     string
-	CreatedAt string
+	CreatedAt pgtype.Timestamptz
 }
 
 type DurablySchemaVersion struct {
 	Version   int32
-	AppliedAt string
+	AppliedAt pgtype.Timestamptz
 }
 
 type DurablyStep struct {
 	ID          string
 	RunID       string
 	Name        string
-	Index       int32
+	Index       int64
 	Status      string
 	Output      pgtype.Text
 	Error       pgtype.Text
-	StartedAt   string
-	CompletedAt pgtype.Text
+	StartedAt   pgtype.Timestamptz
+	CompletedAt pgtype.Timestamptz
 }

@@ -14,13 +14,13 @@ import (
 const cancelRun = `-- name: CancelRun :one
 UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = $1::text, updated_at = $1::text
+    completed_at = $1::timestamptz, updated_at = $1::timestamptz
 WHERE id = $2 AND status IN ('pending', 'leased')
 RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 type CancelRunParams struct {
-	Now string
+	Now pgtype.Timestamptz
 	ID  string
 }
 
@@ -59,18 +59,18 @@ WITH pending AS (
     AND (p.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::text))
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
   ORDER BY p.created_at, p.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
 ), expired AS (
   SELECT x.id, x.concurrency_key, x.key_scope, x.created_at FROM durably_runs x
-  WHERE x.status = 'leased' AND x.lease_expires_at <= $2::text
+  WHERE x.status = 'leased' AND x.lease_expires_at <= $2::timestamptz
     AND (x.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
         AND a.id <> x.id
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::text))
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
   ORDER BY x.created_at, x.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
@@ -84,7 +84,7 @@ LIMIT $1
 
 type ClaimCandidatesParams struct {
 	Lim int32
-	Now string
+	Now pgtype.Timestamptz
 }
 
 type ClaimCandidatesRow struct {
@@ -124,18 +124,18 @@ const claimRuns = `-- name: ClaimRuns :many
 UPDATE durably_runs
 SET status = 'leased',
     lease_owner = $1::text,
-    lease_expires_at = $2::text,
+    lease_expires_at = $2::timestamptz,
     lease_generation = lease_generation + 1,
-    started_at = COALESCE(started_at, $3::text),
-    updated_at = $3::text
+    started_at = COALESCE(started_at, $3::timestamptz),
+    updated_at = $3::timestamptz
 WHERE id = ANY($4::text[])
 RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
 `
 
 type ClaimRunsParams struct {
 	WorkerID       string
-	LeaseExpiresAt string
-	Now            string
+	LeaseExpiresAt pgtype.Timestamptz
+	Now            pgtype.Timestamptz
 	Ids            []string
 }
 
@@ -235,14 +235,14 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 
 const expireLease = `-- name: ExpireLease :execrows
 UPDATE durably_runs
-SET lease_expires_at = $1::text, lease_generation = lease_generation + 1, updated_at = $1::text
+SET lease_expires_at = $1::timestamptz, lease_generation = lease_generation + 1, updated_at = $1::timestamptz
 WHERE id = $2 AND status = 'leased' AND lease_generation = $3
 `
 
 type ExpireLeaseParams struct {
-	Now        string
+	Now        pgtype.Timestamptz
 	ID         string
-	Generation int32
+	Generation int64
 }
 
 // The hand-back of a run that may not become pending (its key has a pending
@@ -266,15 +266,15 @@ WITH fin AS (
       current_step_index = u.current_step_index,
       completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
-      completed_at = $1::text, updated_at = $1::text
+      completed_at = $1::timestamptz, updated_at = $1::timestamptz
   FROM (SELECT unnest($2::text[]) AS id,
           unnest($3::bigint[]) AS generation,
           unnest($4::text[]) AS status,
           unnest($5::text[]) AS output,
           unnest($6::text[]) AS error,
           unnest($7::boolean[]) AS delete_steps,
-          unnest($8::integer[]) AS current_step_index,
-          unnest($9::integer[]) AS completed_step_count) AS u
+          unnest($8::bigint[]) AS current_step_index,
+          unnest($9::bigint[]) AS completed_step_count) AS u
   WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, u.delete_steps
 ), del_steps AS (
@@ -286,15 +286,15 @@ SELECT id FROM fin
 `
 
 type FinishRunsParams struct {
-	Now                 string
+	Now                 pgtype.Timestamptz
 	Ids                 []string
 	Generations         []int64
 	Statuses            []string
 	Outputs             []string
 	Errors              []string
 	DeleteSteps         []bool
-	CurrentStepIndexes  []int32
-	CompletedStepCounts []int32
+	CurrentStepIndexes  []int64
+	CompletedStepCounts []int64
 }
 
 // Completion and failure (R-072, R-073), fenced by generation only (R-065).
@@ -482,21 +482,21 @@ WITH ins AS (
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
     started_at, created_at, updated_at)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
-         u.key_scope, u.labels, 0, 0, NULLIF(u.lease_owner, ''), NULLIF(u.lease_expires_at, ''), u.lease_generation,
-         NULLIF(u.started_at, ''), u.created_at, u.created_at
+         u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
+         u.started_at, u.created_at, u.created_at
   FROM (SELECT unnest($1::text[]) AS id,
           unnest($2::text[]) AS status,
           unnest($3::text[]) AS lease_owner,
-          unnest($4::text[]) AS lease_expires_at,
-          unnest($5::integer[]) AS lease_generation,
-          unnest($6::text[]) AS started_at,
+          unnest($4::timestamptz[]) AS lease_expires_at,
+          unnest($5::bigint[]) AS lease_generation,
+          unnest($6::timestamptz[]) AS started_at,
           unnest($7::text[]) AS job_name,
           unnest($8::text[]) AS input,
           unnest($9::text[]) AS idempotency_key,
           unnest($10::text[]) AS concurrency_key,
           unnest($11::text[]) AS key_scope,
           unnest($12::text[]) AS labels,
-          unnest($13::text[]) AS created_at) AS u
+          unnest($13::timestamptz[]) AS created_at) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at
 ), lab AS (
@@ -517,16 +517,16 @@ type InsertRunsParams struct {
 	Ids              []string
 	Statuses         []string
 	LeaseOwners      []string
-	LeaseExpiresAts  []string
-	LeaseGenerations []int32
-	StartedAts       []string
+	LeaseExpiresAts  []pgtype.Timestamptz
+	LeaseGenerations []int64
+	StartedAts       []pgtype.Timestamptz
 	JobNames         []string
 	Inputs           []string
 	IdempotencyKeys  []string
 	ConcurrencyKeys  []string
 	KeyScopes        []string
 	Labels           []string
-	CreatedAts       []string
+	CreatedAts       []pgtype.Timestamptz
 	LabelRunIds      []string
 	LabelKeys        []string
 	LabelValues      []string
@@ -544,7 +544,8 @@ type InsertRunsRow struct {
 // Label rows are written for the inserted runs only, and when anything was
 // inserted, idle workers of other processes are notified at commit (D4).
 // Like every array statement here, it takes many callers' rows at once;
-// optional text values travel as ” inside arrays and are stored as NULL.
+// optional text values travel as ” inside arrays and are stored as NULL;
+// optional times travel as NULL elements.
 // A run started by its own worker at once is inserted leased (store.Claim)
 // and wakes nobody. Keys are unique within their key_scope (D11).
 // The scalar subquery makes wake run: a CTE that is not referenced is not.
@@ -592,14 +593,14 @@ SELECT DISTINCT r.key_scope, r.concurrency_key::text AS concurrency_key
 FROM durably_runs r
 JOIN (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u ON r.key_scope = u.s AND r.concurrency_key = u.k
 WHERE r.status = 'leased'
-  AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at > $3::text
+  AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at > $3::timestamptz
   AND NOT (r.id = ANY($4::text[]))
 `
 
 type LeasedConcurrencyKeysParams struct {
 	Scopes []string
 	Keys   []string
-	Now    string
+	Now    pgtype.Timestamptz
 	Ids    []string
 }
 
@@ -637,7 +638,7 @@ func (q *Queries) LeasedConcurrencyKeys(ctx context.Context, arg LeasedConcurren
 
 const listExpiredLeases = `-- name: ListExpiredLeases :many
 SELECT x.id FROM durably_runs x
-WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= $1::text
+WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= $1::timestamptz
   AND (x.concurrency_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM durably_runs o
     WHERE o.job_name = x.job_name AND o.key_scope = x.key_scope AND o.concurrency_key = x.concurrency_key
@@ -647,7 +648,7 @@ WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires
 // Expired leases that may go back to pending (S-039). Those whose key has a
 // pending sibling stay leased and expired, claimable as they are, instead
 // of being failed as S-038 has it (D12).
-func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, error) {
+func (q *Queries) ListExpiredLeases(ctx context.Context, now pgtype.Timestamptz) ([]string, error) {
 	rows, err := q.db.Query(ctx, listExpiredLeases, now)
 	if err != nil {
 		return nil, err
@@ -745,7 +746,7 @@ JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
   AND (cardinality($3::text[]) = 0 OR r.status = ANY($3::text[]))
   AND (cardinality($4::text[]) = 0 OR r.job_name = ANY($4::text[]))
-  AND CASE WHEN r.labels::jsonb @> $5::jsonb THEN true ELSE false END
+  AND CASE WHEN r.labels @> $5::jsonb THEN true ELSE false END
 ORDER BY d.created_at DESC, d.run_id DESC
 LIMIT $7::bigint OFFSET $6::bigint
 `
@@ -851,14 +852,14 @@ func (q *Queries) Notify(ctx context.Context, arg NotifyParams) error {
 
 const releaseLease = `-- name: ReleaseLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1::text
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1::timestamptz
 WHERE id = $2 AND status = 'leased' AND lease_generation = $3
 `
 
 type ReleaseLeaseParams struct {
-	Now        string
+	Now        pgtype.Timestamptz
 	ID         string
-	Generation int32
+	Generation int64
 }
 
 // A stopping worker hands a run back so another can take it at once. Fenced;
@@ -874,20 +875,20 @@ func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) (int
 
 const renewLeases = `-- name: RenewLeases :many
 UPDATE durably_runs r
-SET lease_expires_at = u.lease_expires_at, updated_at = $1::text
+SET lease_expires_at = u.lease_expires_at, updated_at = $1::timestamptz
 FROM (SELECT unnest($2::text[]) AS id,
         unnest($3::bigint[]) AS generation,
-        unnest($4::text[]) AS lease_expires_at) AS u
+        unnest($4::timestamptz[]) AS lease_expires_at) AS u
 WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  AND r.lease_expires_at > $1::text
+  AND r.lease_expires_at > $1::timestamptz
 RETURNING r.id
 `
 
 type RenewLeasesParams struct {
-	Now             string
+	Now             pgtype.Timestamptz
 	Ids             []string
 	Generations     []int64
-	LeaseExpiresAts []string
+	LeaseExpiresAts []pgtype.Timestamptz
 }
 
 // "r.id = ANY(ids)" repeats the join so that the planner looks runs up by
@@ -920,12 +921,12 @@ func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]str
 
 const resetExpiredLease = `-- name: ResetExpiredLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1::text
-WHERE id = $2 AND status = 'leased' AND lease_expires_at <= $1::text
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1::timestamptz
+WHERE id = $2 AND status = 'leased' AND lease_expires_at <= $1::timestamptz
 `
 
 type ResetExpiredLeaseParams struct {
-	Now string
+	Now pgtype.Timestamptz
 	ID  string
 }
 
@@ -939,14 +940,14 @@ func (q *Queries) ResetExpiredLease(ctx context.Context, arg ResetExpiredLeasePa
 
 const selectPurgeable = `-- name: SelectPurgeable :many
 SELECT id FROM durably_runs
-WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::text
+WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::timestamptz
 ORDER BY completed_at
 LIMIT $2
 FOR UPDATE SKIP LOCKED
 `
 
 type SelectPurgeableParams struct {
-	OlderThan string
+	OlderThan pgtype.Timestamptz
 	Lim       int32
 }
 
@@ -972,7 +973,7 @@ func (q *Queries) SelectPurgeable(ctx context.Context, arg SelectPurgeableParams
 
 const setProgress = `-- name: SetProgress :many
 UPDATE durably_runs r
-SET progress = NULLIF(u.progress, ''), updated_at = $1::text
+SET progress = NULLIF(u.progress, ''), updated_at = $1::timestamptz
 FROM (SELECT unnest($2::text[]) AS id,
         unnest($3::bigint[]) AS generation,
         unnest($4::text[]) AS progress) AS u
@@ -981,7 +982,7 @@ RETURNING r.id
 `
 
 type SetProgressParams struct {
-	Now         string
+	Now         pgtype.Timestamptz
 	Ids         []string
 	Generations []int64
 	Progresses  []string
@@ -1017,11 +1018,11 @@ UPDATE durably_runs SET
   status = CASE WHEN $1::boolean THEN $2::text ELSE status END,
   current_step_index = CASE WHEN $3::boolean THEN $4::bigint ELSE current_step_index END,
   lease_owner = CASE WHEN $5::boolean THEN $6::text ELSE lease_owner END,
-  lease_expires_at = CASE WHEN $7::boolean THEN $8::text ELSE lease_expires_at END,
-  started_at = CASE WHEN $9::boolean THEN $10::text ELSE started_at END,
-  completed_at = CASE WHEN $11::boolean THEN $12::text ELSE completed_at END,
-  created_at = CASE WHEN $13::boolean THEN $14::text ELSE created_at END,
-  updated_at = $15::text
+  lease_expires_at = CASE WHEN $7::boolean THEN $8::timestamptz ELSE lease_expires_at END,
+  started_at = CASE WHEN $9::boolean THEN $10::timestamptz ELSE started_at END,
+  completed_at = CASE WHEN $11::boolean THEN $12::timestamptz ELSE completed_at END,
+  created_at = CASE WHEN $13::boolean THEN $14::timestamptz ELSE created_at END,
+  updated_at = $15::timestamptz
 WHERE id = $16
 `
 
@@ -1033,14 +1034,14 @@ type UpdateRunForTestParams struct {
 	SetLeaseOwner       bool
 	LeaseOwner          pgtype.Text
 	SetLeaseExpiresAt   bool
-	LeaseExpiresAt      pgtype.Text
+	LeaseExpiresAt      pgtype.Timestamptz
 	SetStartedAt        bool
-	StartedAt           pgtype.Text
+	StartedAt           pgtype.Timestamptz
 	SetCompletedAt      bool
-	CompletedAt         pgtype.Text
+	CompletedAt         pgtype.Timestamptz
 	SetCreatedAt        bool
-	CreatedAt           string
-	Now                 string
+	CreatedAt           pgtype.Timestamptz
+	Now                 pgtype.Timestamptz
 	ID                  string
 }
 

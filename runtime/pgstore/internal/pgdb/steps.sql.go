@@ -7,6 +7,8 @@ package pgdb
 
 import (
 	"context"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const currentSchema = `-- name: CurrentSchema :one
@@ -21,12 +23,12 @@ func (q *Queries) CurrentSchema(ctx context.Context) (string, error) {
 }
 
 const deleteEventListener = `-- name: DeleteEventListener :exec
-DELETE FROM durably_event_listeners WHERE instance = $1 OR expires_at < $2::text
+DELETE FROM durably_event_listeners WHERE instance = $1 OR expires_at < $2::timestamptz
 `
 
 type DeleteEventListenerParams struct {
 	Instance string
-	Now      string
+	Now      pgtype.Timestamptz
 }
 
 func (q *Queries) DeleteEventListener(ctx context.Context, arg DeleteEventListenerParams) error {
@@ -35,10 +37,10 @@ func (q *Queries) DeleteEventListener(ctx context.Context, arg DeleteEventListen
 }
 
 const deleteEventPayloadsBefore = `-- name: DeleteEventPayloadsBefore :exec
-DELETE FROM durably_event_payloads WHERE created_at < $1::text
+DELETE FROM durably_event_payloads WHERE created_at < $1::timestamptz
 `
 
-func (q *Queries) DeleteEventPayloadsBefore(ctx context.Context, before string) error {
+func (q *Queries) DeleteEventPayloadsBefore(ctx context.Context, before pgtype.Timestamptz) error {
 	_, err := q.db.Exec(ctx, deleteEventPayloadsBefore, before)
 	return err
 }
@@ -171,7 +173,7 @@ INSERT INTO durably_event_payloads (id, payload, created_at) VALUES ($1, $2, $3)
 type InsertEventPayloadParams struct {
 	ID        string
 	Payload   string
-	CreatedAt string
+	CreatedAt pgtype.Timestamptz
 }
 
 func (q *Queries) InsertEventPayload(ctx context.Context, arg InsertEventPayloadParams) error {
@@ -188,7 +190,7 @@ FROM (SELECT unnest($1::text[]) AS id,
         unnest($4::text[]) AS level,
         unnest($5::text[]) AS message,
         unnest($6::text[]) AS data,
-        unnest($7::text[]) AS created_at) AS u
+        unnest($7::timestamptz[]) AS created_at) AS u
 `
 
 type InsertLogsParams struct {
@@ -198,7 +200,7 @@ type InsertLogsParams struct {
 	Levels     []string
 	Messages   []string
 	Datas      []string
-	CreatedAts []string
+	CreatedAts []pgtype.Timestamptz
 }
 
 func (q *Queries) InsertLogs(ctx context.Context, arg InsertLogsParams) error {
@@ -226,13 +228,13 @@ func (q *Queries) LockMigrations(ctx context.Context) error {
 
 const otherEventListeners = `-- name: OtherEventListeners :one
 SELECT EXISTS (
-  SELECT 1 FROM durably_event_listeners WHERE instance <> $1 AND expires_at > $2::text
+  SELECT 1 FROM durably_event_listeners WHERE instance <> $1 AND expires_at > $2::timestamptz
 )::boolean AS present
 `
 
 type OtherEventListenersParams struct {
 	Instance string
-	Now      string
+	Now      pgtype.Timestamptz
 }
 
 func (q *Queries) OtherEventListeners(ctx context.Context, arg OtherEventListenersParams) (bool, error) {
@@ -243,14 +245,16 @@ func (q *Queries) OtherEventListeners(ctx context.Context, arg OtherEventListene
 }
 
 const recordSchemaVersion = `-- name: RecordSchemaVersion :exec
-INSERT INTO durably_schema_versions (version, applied_at) VALUES ($1, $2)
+INSERT INTO durably_schema_versions (version, applied_at) VALUES ($1, $2::timestamptz)
 `
 
 type RecordSchemaVersionParams struct {
 	Version   int32
-	AppliedAt string
+	AppliedAt pgtype.Timestamptz
 }
 
+// The cast keeps the value a time while applied_at is still text (versions 1
+// and 2 record themselves before migration 3 converts the column).
 func (q *Queries) RecordSchemaVersion(ctx context.Context, arg RecordSchemaVersionParams) error {
 	_, err := q.db.Exec(ctx, recordSchemaVersion, arg.Version, arg.AppliedAt)
 	return err
@@ -269,8 +273,8 @@ WITH ins AS (
           unnest($6::text[]) AS status,
           unnest($7::text[]) AS output,
           unnest($8::text[]) AS error,
-          unnest($9::text[]) AS started_at,
-          unnest($10::text[]) AS completed_at) AS u
+          unnest($9::timestamptz[]) AS started_at,
+          unnest($10::timestamptz[]) AS completed_at) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
     AND r.id = ANY($2::text[])
   FOR UPDATE OF r
@@ -295,8 +299,8 @@ type SaveStepsParams struct {
 	Statuses     []string
 	Outputs      []string
 	Errors       []string
-	StartedAts   []string
-	CompletedAts []string
+	StartedAts   []pgtype.Timestamptz
+	CompletedAts []pgtype.Timestamptz
 }
 
 // Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
@@ -365,7 +369,7 @@ ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at
 
 type UpsertEventListenerParams struct {
 	Instance  string
-	ExpiresAt string
+	ExpiresAt pgtype.Timestamptz
 }
 
 func (q *Queries) UpsertEventListener(ctx context.Context, arg UpsertEventListenerParams) error {

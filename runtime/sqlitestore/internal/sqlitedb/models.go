@@ -8,17 +8,6 @@ import (
 	"database/sql"
 )
 
-type DurablyEventListener struct {
-	Instance  string
-	ExpiresAt string
-}
-
-type DurablyEventPayload struct {
-	ID        string
-	Payload   string
-	CreatedAt string
-}
-
 type DurablyLog struct {
 	ID        string
 	RunID     string

@@ -8,8 +8,8 @@
 -- per concurrency key" (R-051) holds per (scope, key), so one tenant's keys
 -- can neither reveal nor block another tenant's runs.
 --
--- sqlc reads this file after schema.sql for both engines; the stores apply
--- it as migration 2, in one transaction with its version record.
+-- History, like version 1: both stores apply it as migration 2, and sqlc
+-- reads it after version 1.
 
 ALTER TABLE durably_runs ADD COLUMN key_scope TEXT NOT NULL DEFAULT '';
 

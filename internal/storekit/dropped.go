@@ -1,10 +1,12 @@
-package store
+package storekit
 
 import (
 	"errors"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // DroppedWrites reports the failures of queued, fire-and-forget writes
@@ -23,7 +25,7 @@ type DroppedWrites struct {
 
 // Report is the writer's callback for a dropped write.
 func (d *DroppedWrites) Report(err error) {
-	if !errors.Is(err, ErrUnavailable) {
+	if !errors.Is(err, store.ErrUnavailable) {
 		d.Logger.Error("durably: queued write failed", "err", err)
 		return
 	}

@@ -1,4 +1,4 @@
-package store_test
+package storekit_test
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -32,7 +33,7 @@ func TestDroppedWrites(t *testing.T) {
 			var buf bytes.Buffer
 			start := time.Unix(1_000_000, 0)
 			var now time.Time
-			d := &store.DroppedWrites{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Now: func() time.Time { return now }}
+			d := &storekit.DroppedWrites{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Now: func() time.Time { return now }}
 			for _, drop := range tt.drops {
 				now = start.Add(drop.at)
 				d.Report(drop.err)

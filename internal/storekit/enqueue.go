@@ -1,9 +1,11 @@
-package store
+package storekit
 
 import (
 	"context"
 	"fmt"
 	"maps"
+
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // EnqueueOps are the primitives a driver offers, inside its transaction, for
@@ -12,19 +14,19 @@ type EnqueueOps interface {
 	// Insert inserts the runs that violate no unique index (with their
 	// label rows) and reports which were inserted. Later runs must see
 	// earlier ones.
-	Insert(ctx context.Context, runs []*Run) (inserted []bool, err error)
+	Insert(ctx context.Context, runs []*store.Run) (inserted []bool, err error)
 	// ByIdempotencyKey returns the run of job with the key in scope, or nil.
-	ByIdempotencyKey(ctx context.Context, job, scope, key string) (*Run, error)
+	ByIdempotencyKey(ctx context.Context, job, scope, key string) (*store.Run, error)
 	// PendingByConcurrencyKey returns the oldest pending run of job with
 	// the key in scope, or nil.
-	PendingByConcurrencyKey(ctx context.Context, job, scope, key string) (*Run, error)
+	PendingByConcurrencyKey(ctx context.Context, job, scope, key string) (*store.Run, error)
 }
 
 // Enqueue runs the enqueue algorithm of S-025 over ops: insert first, then
 // interpret what blocked an insert, which is race-free where check-then-insert
 // is not (S-026). The caller provides the transaction and rolls it back when
 // Enqueue returns an error.
-func Enqueue(ctx context.Context, ops EnqueueOps, items []NewRun) ([]Enqueued, error) {
+func Enqueue(ctx context.Context, ops EnqueueOps, items []store.NewRun) ([]store.Enqueued, error) {
 	runs := PrepareRuns(items)
 	inserted, err := ops.Insert(ctx, runs)
 	if err != nil {
@@ -34,14 +36,14 @@ func Enqueue(ctx context.Context, ops EnqueueOps, items []NewRun) ([]Enqueued, e
 }
 
 // PrepareRuns makes the rows to insert for items, with the defaults of R-010.
-func PrepareRuns(items []NewRun) []*Run {
-	runs := make([]*Run, len(items))
+func PrepareRuns(items []store.NewRun) []*store.Run {
+	runs := make([]*store.Run, len(items))
 	for i, it := range items {
 		runs[i] = prepareNewRun(it.Run)
 		if c := it.Claim; c != nil && it.Run.ConcurrencyKey == "" {
 			r := runs[i]
-			r.Status, r.LeaseOwner, r.LeaseGeneration = StatusLeased, c.WorkerID, 1
-			r.LeaseExpiresAt, r.StartedAt = Truncate(c.ExpiresAt), r.CreatedAt
+			r.Status, r.LeaseOwner, r.LeaseGeneration = store.StatusLeased, c.WorkerID, 1
+			r.LeaseExpiresAt, r.StartedAt = store.Truncate(c.ExpiresAt), r.CreatedAt
 		}
 	}
 	return runs
@@ -50,11 +52,11 @@ func PrepareRuns(items []NewRun) []*Run {
 // Resolve completes Enqueue after the insert: created runs are returned as
 // inserted, the others are explained by resolveBlocked. Drivers that insert
 // the items of several callers in one statement call it per caller.
-func Resolve(ctx context.Context, ops EnqueueOps, items []NewRun, runs []*Run, inserted []bool) ([]Enqueued, error) {
-	out := make([]Enqueued, len(items))
+func Resolve(ctx context.Context, ops EnqueueOps, items []store.NewRun, runs []*store.Run, inserted []bool) ([]store.Enqueued, error) {
+	out := make([]store.Enqueued, len(items))
 	for i, it := range items {
 		if inserted[i] {
-			out[i] = Enqueued{Run: cloneRun(runs[i]), Disposition: Created}
+			out[i] = store.Enqueued{Run: cloneRun(runs[i]), Disposition: store.Created}
 			continue
 		}
 		var err error
@@ -68,48 +70,48 @@ func Resolve(ctx context.Context, ops EnqueueOps, items []NewRun, runs []*Run, i
 // resolveBlocked explains an insert that hit a unique index: an idempotent
 // hit wins over everything, then coalescing onto the pending run
 // (R-038, retried once when that run was claimed in between), else a conflict.
-func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *Run, coalesce bool) (Enqueued, error) {
+func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *store.Run, coalesce bool) (store.Enqueued, error) {
 	for attempt := 0; ; attempt++ {
 		if run.IdempotencyKey != "" {
 			existing, err := ops.ByIdempotencyKey(ctx, run.JobName, run.KeyScope, run.IdempotencyKey)
 			if err != nil {
-				return Enqueued{}, err
+				return store.Enqueued{}, err
 			}
 			if existing != nil {
-				return Enqueued{Run: existing, Disposition: Idempotent}, nil
+				return store.Enqueued{Run: existing, Disposition: store.Idempotent}, nil
 			}
 		}
 		if run.ConcurrencyKey == "" {
-			return Enqueued{}, fmt.Errorf("durably store: run %s of job %q violates a unique index that is neither its idempotency key nor its concurrency key", run.ID, run.JobName)
+			return store.Enqueued{}, fmt.Errorf("durably store: run %s of job %q violates a unique index that is neither its idempotency key nor its concurrency key", run.ID, run.JobName)
 		}
-		conflict := &ConflictError{Index: index, JobName: run.JobName, ConcurrencyKey: run.ConcurrencyKey, AfterRetry: attempt > 0}
+		conflict := &store.ConflictError{Index: index, JobName: run.JobName, ConcurrencyKey: run.ConcurrencyKey, AfterRetry: attempt > 0}
 		if !coalesce {
-			return Enqueued{}, conflict
+			return store.Enqueued{}, conflict
 		}
 		pending, err := ops.PendingByConcurrencyKey(ctx, run.JobName, run.KeyScope, run.ConcurrencyKey)
 		if err != nil {
-			return Enqueued{}, err
+			return store.Enqueued{}, err
 		}
 		if pending != nil {
-			return Enqueued{Run: pending, Disposition: Coalesced}, nil
+			return store.Enqueued{Run: pending, Disposition: store.Coalesced}, nil
 		}
 		if attempt > 0 {
-			return Enqueued{}, conflict
+			return store.Enqueued{}, conflict
 		}
-		inserted, err := ops.Insert(ctx, []*Run{run})
+		inserted, err := ops.Insert(ctx, []*store.Run{run})
 		if err != nil {
-			return Enqueued{}, err
+			return store.Enqueued{}, err
 		}
 		if inserted[0] {
-			return Enqueued{Run: cloneRun(run), Disposition: Created}, nil
+			return store.Enqueued{Run: cloneRun(run), Disposition: store.Created}, nil
 		}
 	}
 }
 
-func prepareNewRun(in *Run) *Run {
+func prepareNewRun(in *store.Run) *store.Run {
 	r := cloneRun(in)
-	r.Status = StatusPending
-	r.CreatedAt = Truncate(r.CreatedAt)
+	r.Status = store.StatusPending
+	r.CreatedAt = store.Truncate(r.CreatedAt)
 	r.UpdatedAt = r.CreatedAt
 	r.CurrentStepIndex, r.CompletedStepCount, r.LeaseGeneration = 0, 0, 0
 	if r.Labels == nil {
@@ -118,7 +120,7 @@ func prepareNewRun(in *Run) *Run {
 	return r
 }
 
-func cloneRun(r *Run) *Run {
+func cloneRun(r *store.Run) *store.Run {
 	c := *r
 	c.Labels = maps.Clone(r.Labels)
 	return &c

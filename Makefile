@@ -1,0 +1,53 @@
+# The project's tasks, in one place. README's "Working on durably-go" lists
+# them; .ci/run runs lint, test, check-generated and fuzz through them.
+# Tools are pinned in tools/go.mod, a module of its own, so that users of
+# durably do not inherit their dependencies.
+
+GO       ?= go
+TOOL     := $(GO) tool -modfile=tools/go.mod
+FUZZTIME ?= 10s
+# package:FuzzTarget, each run for FUZZTIME by `make fuzz`.
+FUZZ     := .:FuzzDecodeTransport \
+            ./gen:FuzzLoad \
+            ./runtime/durablyhttp:FuzzTriggerBody \
+            ./runtime/durablyhttp:FuzzListQuery
+
+.PHONY: help generate check-generated lint test fuzz bench ci
+
+help:
+	@echo "make generate         regenerate sqlc's query code and the example's typed jobs"
+	@echo "make check-generated  fail if the committed sqlc output is stale (builds sqlc)"
+	@echo "make lint             gofmt, go vet, staticcheck (staticcheck.conf)"
+	@echo "make test             the README's test command: go test -race ./..."
+	@echo "make fuzz             every fuzz target for FUZZTIME (default $(FUZZTIME))"
+	@echo "make bench            the full benchmark of BENCHMARKS.md (bench/run.sh); run nothing else meanwhile"
+	@echo "make ci               everything CI runs (.ci/run), PostgreSQL included"
+
+generate:
+	$(TOOL) sqlc generate
+	$(GO) generate ./examples/tenants
+
+check-generated:
+	DURABLY_TEST_SQLC=1 $(GO) test -count=1 -run '^TestSQLCOutputIsCurrent$$' .
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+	$(TOOL) staticcheck ./...
+
+test:
+	$(GO) test -race ./...
+
+fuzz:
+	@for target in $(FUZZ); do \
+		pkg=$${target%%:*}; name=$${target##*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+bench:
+	bench/run.sh
+
+ci:
+	.ci/run

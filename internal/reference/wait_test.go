@@ -1,0 +1,174 @@
+package reference_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/internal/reference"
+	"github.com/durably-go/durably/internal/reference/client"
+	"github.com/durably-go/durably/runtime/durablyclient"
+	"github.com/durably-go/durably/runtime/sqlitestore"
+)
+
+// waitServer serves the reference jobs on SQLite: send-email fails for an
+// address with "fail" and blocks for one with "block" until its run ends.
+func waitServer(t *testing.T) (*durably.Engine, *reference.Jobs, *httptest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "w.db"), sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e, err := durably.New(reference.Config(durably.Config{Store: st, PollingInterval: 20 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := handlers
+	hs.SendMail = func(ctx context.Context, s *durably.StepContext, in reference.SendMailInput) (reference.SendMailOutput, error) {
+		switch {
+		case strings.Contains(string(in), "fail"):
+			return false, errors.New("mailbox full")
+		case strings.Contains(string(in), "block"):
+			<-ctx.Done()
+			return false, ctx.Err()
+		}
+		return true, nil
+	}
+	jobs, err := reference.Register(e, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Stop(context.Background()) })
+	h, err := reference.NewHandler(e, reference.HandlerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	// /broken/ is the same handler with its event streams cut, as some
+	// proxies do: Wait must fall back to polling.
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.StripPrefix("/api", h))
+	mux.Handle("/broken/", http.StripPrefix("/broken", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "subscribe") {
+			http.Error(w, "no streams here", http.StatusBadGateway)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return e, jobs, srv
+}
+
+// TestClientWaits: the generated client's TriggerAndWait and Wait return
+// the typed output over the event stream, fall back to polling, report
+// failed and cancelled runs, and stop with their context.
+func TestClientWaits(t *testing.T) {
+	_, jobs, srv := waitServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	labels := reference.NewLabels("acme", reference.EnvProduction)
+	// An hour between polls: only the stream can end these waits in time.
+	c := client.New(srv.URL+"/api", durablyclient.WithPollInterval(time.Hour))
+
+	in := reference.ImportCSVInput{Filename: "a.csv", Mode: reference.ImportCSVInputModeReplace,
+		Rows: []reference.ImportCSVInputRowsItem{{Sku: "a", Quantity: 1}, {Sku: "b", Quantity: 2}}}
+	out, err := c.TriggerAndWaitImportCSV(ctx, in, client.TriggerOptions{Labels: labels})
+	if err != nil || out.Output.Imported != 2 || len(out.Output.Warnings) != 1 || out.RunID == "" || out.Disposition != durably.Created {
+		t.Fatalf("TriggerAndWaitImportCSV = %+v, %v", out, err)
+	}
+	if ok, err := c.TriggerAndWaitSendMail(ctx, "x@example.com", client.TriggerOptions{Labels: labels}); err != nil || !bool(ok.Output) {
+		t.Fatalf("TriggerAndWaitSendMail = %+v, %v", ok, err)
+	}
+	if _, err := c.TriggerAndWaitPing(ctx, client.TriggerOptions{Labels: labels}); err != nil {
+		t.Fatalf("TriggerAndWaitPing: %v", err)
+	}
+
+	// A failed run.
+	_, err = c.TriggerAndWaitSendMail(ctx, "fail@example.com", client.TriggerOptions{Labels: labels})
+	var re *durablyclient.RunError
+	if !errors.As(err, &re) || re.Status != durably.StatusFailed || !strings.Contains(re.Message, "mailbox full") {
+		t.Fatalf("a failed run: %v", err)
+	}
+
+	// A cancelled run, and a wait that its context ends first.
+	blocked, err := c.TriggerSendMail(ctx, "block@example.com", client.TriggerOptions{Labels: labels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = c.WaitSendMail(short, blocked.RunID)
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a wait past its context: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.WaitSendMail(ctx, blocked.RunID)
+		done <- err
+	}()
+	if err := c.Cancel(ctx, blocked.RunID); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, durably.ErrCancelled) {
+		t.Fatalf("a cancelled run: %v", err)
+	}
+
+	// Another job's run, and no run at all.
+	if _, err := c.WaitPing(ctx, out.RunID); !errors.Is(err, durably.ErrNotFound) {
+		t.Fatalf("waiting for a run of another job: %v", err)
+	}
+	if _, err := c.WaitPing(ctx, "nope"); !errors.Is(err, durably.ErrNotFound) {
+		t.Fatalf("waiting for no run: %v", err)
+	}
+
+	// Without event streams, Wait polls.
+	polling := client.New(srv.URL+"/broken", durablyclient.WithPollInterval(20*time.Millisecond))
+	out, err = polling.TriggerAndWaitImportCSV(ctx, in, client.TriggerOptions{Labels: labels})
+	if err != nil || out.Output.Imported != 2 {
+		t.Fatalf("TriggerAndWait by polling = %+v, %v", out, err)
+	}
+
+	// The in-process handle of a job without input takes none either.
+	run, _, err := jobs.Ping.Trigger(ctx, labels, reference.TriggerOptions{})
+	if err != nil || run.JobName != "ping" || string(run.Run.Input) != "null" {
+		t.Fatalf("Ping.Trigger = %+v, %v", run, err)
+	}
+}
+
+// TestTriggerWithoutInput: over HTTP, a job declared without input takes a
+// missing or null input and refuses any other.
+func TestTriggerWithoutInput(t *testing.T) {
+	_, _, srv := waitServer(t)
+	labels := `"labels": {"organizationId": "acme", "env": "staging"}`
+	for _, c := range []struct {
+		body string
+		code int
+	}{
+		{`{"jobName": "ping", ` + labels + `}`, http.StatusOK},
+		{`{"jobName": "ping", "input": null, ` + labels + `}`, http.StatusOK},
+		{`{"jobName": "ping", "input": {}, ` + labels + `}`, http.StatusBadRequest},
+		{`{"jobName": "ping", "input": 1, ` + labels + `}`, http.StatusBadRequest},
+	} {
+		res, err := http.Post(srv.URL+"/api/trigger", "application/json", bytes.NewBufferString(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.code {
+			t.Errorf("%s: %d, want %d", c.body, res.StatusCode, c.code)
+		}
+	}
+}

@@ -1,0 +1,44 @@
+package typed
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestMustSchema: a generated schema document validates with field-level
+// messages, constraints on nested items included.
+func TestMustSchema(t *testing.T) {
+	s := MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"rows":{"items":{"items":{"type":"string","minLength":1,"pattern":"^[A-Z]$"},"type":"array"},"type":"array"}},"additionalProperties":false,"type":"object","required":["rows"]}`)
+	for _, c := range []struct{ doc, bad string }{
+		{`{"rows": [["A", "B"], ["C"]]}`, ""},
+		{`{"rows": [["A"], [""]]}`, "rows[1][0]"},
+		{`{"rows": [["ab"]]}`, "rows[0][0]"},
+		{`{}`, "rows: required"},
+		{`{"rows": [], "x": 1}`, "x"},
+	} {
+		err := s.ValidateJSON(json.RawMessage(c.doc))
+		switch {
+		case c.bad == "" && err != nil:
+			t.Errorf("%s: %v", c.doc, err)
+		case c.bad != "" && (err == nil || !strings.Contains(err.Error(), c.bad)):
+			t.Errorf("%s: %v, want a problem at %s", c.doc, err, c.bad)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("MustSchema accepted a document that does not compile")
+		}
+	}()
+	MustSchema(`{"type": 1}`)
+}
+
+// TestNoInput: a job without input encodes its input as null.
+func TestNoInput(t *testing.T) {
+	if b, _ := json.Marshal(NoInput{}); string(b) != "null" {
+		t.Fatalf("NoInput encodes as %s", b)
+	}
+	if b, _ := json.Marshal(NoOutput{}); string(b) != "null" {
+		t.Fatalf("NoOutput encodes as %s", b)
+	}
+}
