@@ -13,6 +13,7 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablytest"
 	"github.com/durably-go/durably/runtime/store"
+	"go.uber.org/goleak"
 )
 
 // fakeTB records the failures of a helper under test. It embeds the real
@@ -111,27 +112,16 @@ func jobs(t testing.TB, eng *durably.Engine) (orders *durably.JobHandle[Order, R
 	return orders, mails
 }
 
-// durablyGoroutines lists the stacks of goroutines running code of this
-// module or database/sql, other than tests'.
-func durablyGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "durablytest_test.") || strings.Contains(g, "testing.tRunner") {
-			continue
-		}
-		if strings.Contains(g, "github.com/durably-go/durably") || strings.Contains(g, "database/sql") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+// TestMain fails the package when a goroutine outlives its tests, as the
+// root package's does: an Env's cleanup must leave nothing behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestNewCleansUp: the engine New makes is stopped and its store closed by
-// the test's cleanup, even when the test started the worker, so no
-// goroutine of it (worker, scheduler, writer, connection pool) survives.
+// the test's cleanup, even when the test started the worker and added a
+// schedule, so no goroutine of it (worker, scheduler, writer, connection
+// pool) survives the test.
 func TestNewCleansUp(t *testing.T) {
+	before := goleak.IgnoreCurrent()
 	t.Run("env", func(t *testing.T) {
 		env := durablytest.New(t, durably.Config{})
 		orders, _ := jobs(t, env.Engine)
@@ -144,21 +134,11 @@ func TestNewCleansUp(t *testing.T) {
 		if _, err := orders.Trigger(t.Context(), Order{ID: "a", Items: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if len(durablyGoroutines()) == 0 {
+		if goleak.Find(before) == nil {
 			t.Fatal("no goroutine of the engine while it runs: the check sees nothing")
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := durablyGoroutines()
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutine(s) left after the test's cleanup:\n%s", len(left), strings.Join(left, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	goleak.VerifyNone(t, before)
 }
 
 func TestNewRefusesStoreAndClock(t *testing.T) {
