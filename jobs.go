@@ -33,6 +33,9 @@ type Job[I, O any] struct {
 	// (generated code plugs JSON Schemas in here).
 	InputSchema  JSONValidator
 	OutputSchema JSONValidator
+	// Retry, if set, retries the job's failing steps (unless a step has
+	// its own WithStepRetry) and a body failing outside any step.
+	Retry *RetryPolicy
 }
 
 // JSONValidator validates a JSON document, returning an error that names
@@ -52,6 +55,7 @@ type jobEntry struct {
 	// execute runs the body on a stored input and returns the output JSON.
 	execute func(ctx context.Context, s *StepContext, input json.RawMessage) (json.RawMessage, error)
 	handle  any
+	retry   *RetryPolicy // a copy of Job.Retry taken at Register
 }
 
 // JobHandle is a registered job with its types: trigger it, wait for it and
@@ -80,6 +84,14 @@ func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
 		}
 		return nil, fmt.Errorf("Job %q is already registered with a different definition", job.Name)
 	}
+	var retry *RetryPolicy
+	if job.Retry != nil {
+		if err := job.Retry.validate(); err != nil {
+			return nil, fmt.Errorf("durably: job %q: Retry: %w", job.Name, err)
+		}
+		p := *job.Retry
+		retry = &p
+	}
 	h := &JobHandle[I, O]{e: e, job: job}
 	e.jobs[job.Name] = &jobEntry{
 		name:       job.Name,
@@ -87,6 +99,7 @@ func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
 		parseInput: job.parseInput,
 		execute:    job.execute,
 		handle:     h,
+		retry:      retry,
 	}
 	return h, nil
 }

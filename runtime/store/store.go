@@ -77,6 +77,14 @@ type Store interface {
 	// AppendLogs queues log records (D10) without waiting; they are
 	// committed no later than any write that follows them.
 	AppendLogs(ctx context.Context, logs []*Log) error
+	// DeferRun hands a leased run back to wait until d.Until (a retry's
+	// next attempt, a durable sleep), fenced like FinishRun, generation
+	// only, after recording d.Steps in the same transaction: the run
+	// becomes pending (started_at kept) with its lease owner and expiry
+	// cleared and run_at = d.Until. A deferred run holds no lease, no
+	// worker slot and no concurrency key while it waits. It reports false,
+	// changing nothing, when the lease is no longer held.
+	DeferRun(ctx context.Context, lease Lease, d Deferral) (bool, error)
 
 	// CancelRun cancels a pending or leased run (R-096, S-037) and returns
 	// the run as it is afterwards together with its status before. A nil
@@ -207,6 +215,14 @@ type Run struct {
 	CompletedAt        time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	// RunAt: zero, claimable at once; a pending run is claimable when
+	// RunAt <= now on the engine's clock.
+	RunAt time.Time
+	// Priority orders claims: a smaller number is claimed first; default 0.
+	Priority int
+	// Attempt counts the times the run has been deferred for a retry; 0
+	// for a fresh run.
+	Attempt int
 }
 
 // Progress is what a run last reported about its advance.
@@ -227,6 +243,9 @@ type Step struct {
 	Error       string
 	StartedAt   time.Time
 	CompletedAt time.Time
+	// Attempt is the 1-based attempt of the step; failed attempts are
+	// kept as rows in the step history.
+	Attempt int
 }
 
 // Log is a persisted log record of a run (D10).
@@ -305,6 +324,18 @@ type Finish struct {
 	// once Steps are recorded; the finish writes them.
 	CurrentStepIndex   int
 	CompletedStepCount int
+}
+
+// Deferral is the write of DeferRun.
+type Deferral struct {
+	Until time.Time // the run is claimable again from then
+	Now   time.Time
+	// Steps are recorded first, fenced, in the same transaction (held-back
+	// steps, the failed attempt).
+	Steps []*Step
+	// CurrentStepIndex and CompletedStepCount are the counters after Steps.
+	CurrentStepIndex, CompletedStepCount int
+	Attempt                              int // the run's Attempt after this deferral
 }
 
 // RunFilter selects runs for ListRuns. Empty slices and a nil map do not
