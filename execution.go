@@ -439,15 +439,8 @@ func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int) (
 			x.stepCompleted(st)
 		}
 	}
-	e.wakeAt(until)
+	e.worker.wakeAt(until) // this process knows when the run comes due
 	return true, serr
-}
-
-// wakeAt nudges this engine's worker when a run it handed back comes due,
-// instead of at its next poll. The timer is on the wall clock; with a
-// Config.Now that does not follow it, polling finds the run.
-func (e *Engine) wakeAt(t time.Time) {
-	time.AfterFunc(max(t.Sub(e.now()), 0), e.worker.wake)
 }
 
 // ---- held-back steps, the execution's own side ----
