@@ -74,6 +74,7 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 	"sse":           wlSSE,
 	"multi":         wlMulti,
 	"chaos":         wlChaos,
+	"retry":         wlRetry,
 }
 
 func defaultN(workload string) int {
@@ -95,7 +96,7 @@ func defaultN(workload string) int {
 func main() {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
@@ -177,7 +178,7 @@ func main() {
 func (c *config) params() map[string]any {
 	p := map[string]any{"n": c.n}
 	switch c.workload {
-	case "process", "latency", "multi", "http", "sse":
+	case "process", "latency", "multi", "http", "sse", "retry":
 		p["slots"] = c.slots
 	}
 	if c.workload == "sse" {

@@ -206,12 +206,13 @@ func TestRunShapesH020H021H041H042(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.body), &steps); err != nil || len(steps) != 2 {
 			t.Fatalf("steps %s", r.body)
 		}
-		want := []string{"id", "runId", "name", "index", "status", "output", "error", "startedAt", "completedAt"}
+		// H-021's keys, then the additive attempt (issue 14, R-076).
+		want := []string{"id", "runId", "name", "index", "status", "output", "error", "startedAt", "completedAt", "attempt"}
 		first := r.body[1 : strings.Index(r.body, "}")+1]
 		if got := keysOf(t, first); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("Step keys %v", got)
 		}
-		if steps[0]["name"] != "step-1" || steps[1]["index"] != float64(1) || steps[1]["output"] != float64(2) {
+		if steps[0]["name"] != "step-1" || steps[1]["index"] != float64(1) || steps[1]["output"] != float64(2) || steps[1]["attempt"] != float64(1) {
 			t.Fatalf("steps %s", r.body)
 		}
 	})

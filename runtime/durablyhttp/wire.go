@@ -49,6 +49,9 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 	w.NullableStr("error", s.Error)
 	w.Time("startedAt", s.StartedAt)
 	w.Time("completedAt", s.CompletedAt)
+	// Additive (issue 14): the step's 1-based attempt; rows from
+	// before attempts were recorded count as the first.
+	w.Int("attempt", int64(max(s.Attempt, 1)))
 	return append(w.B, '}')
 }
 

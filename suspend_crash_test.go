@@ -1,0 +1,208 @@
+package durably_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/internal/chaos"
+	"github.com/durably-go/durably/internal/pgtest"
+	"github.com/durably-go/durably/runtime/store"
+)
+
+// The suspension crash test (issue 14: a SIGKILL during a retry wait or a
+// sleep loses nothing and duplicates nothing) kills worker processes whose
+// runs are waiting for a retry or sleeping, with crash_test.go's
+// child-process pattern and effect log.
+const (
+	suspendChildEnv = "DURABLY_SUSPEND_CRASH_CHILD"
+	suspendRuns     = 16
+)
+
+// suspendJob: step 1, step 2 failing its first attempt (retried after
+// 200ms), a 300ms sleep (step 3), step 4. A marker file per run makes the
+// first attempt fail in whichever process runs it; a failing attempt is
+// logged as "fail", not "start", so the effect log's analysis counts only
+// successful executions.
+func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, int] {
+	return &durably.Job[crashInput, int]{
+		Name:  "suspend",
+		Retry: &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: 200 * time.Millisecond},
+		Run: func(ctx context.Context, s *durably.StepContext, in crashInput) (int, error) {
+			step := func(i int) func(context.Context) (int, error) {
+				return func(context.Context) (int, error) {
+					if i == 2 {
+						marker := filepath.Join(dir, s.RunID()+".failed")
+						if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+							if err := os.WriteFile(marker, nil, 0o644); err != nil {
+								return 0, err
+							}
+							effects.Write("fail", s.RunID(), i)
+							return 0, errors.New("first attempt fails")
+						}
+					}
+					effects.Write("start", s.RunID(), i)
+					effects.Write("end", s.RunID(), i)
+					return in.N * i, nil
+				}
+			}
+			a, err := durably.RunStep(s, "step-1", step(1))
+			if err != nil {
+				return 0, err
+			}
+			b, err := durably.RunStep(s, "step-2", step(2))
+			if err != nil {
+				return 0, err
+			}
+			if err := durably.Sleep(s, "step-3-nap", 300*time.Millisecond); err != nil {
+				return 0, err
+			}
+			c, err := durably.RunStep(s, "step-4", step(4))
+			return a + b + c, err
+		},
+	}
+}
+
+// TestSuspendCrashChild is the child process; it does nothing in a normal
+// run.
+func TestSuspendCrashChild(t *testing.T) {
+	if os.Getenv(suspendChildEnv) != "1" {
+		t.Skip("child process of TestSuspendCrash")
+	}
+	effectsPath := os.Getenv(crashEffectEnv)
+	effects, err := chaos.Open(effectsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openCrashStore(t, os.Getenv(crashStoreEnv))
+	e, err := durably.New(durably.Config{Store: st, MaxConcurrentRuns: 4, PollingInterval: 20 * time.Millisecond,
+		LeaseDuration: time.Second, LeaseRenewInterval: 250 * time.Millisecond, PreserveSteps: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	durably.MustRegister(e, suspendJob(effects, filepath.Dir(effectsPath)))
+	ctx := context.Background()
+	if err := e.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		runs, err := e.ListRuns(ctx, durably.RunFilter{Statuses: []durably.Status{durably.StatusPending, durably.StatusLeased}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = e.Stop(ctx)
+	_ = st.Close()
+}
+
+// TestSuspendCrash kills processes while their runs wait for a retry or
+// sleep; a last process finishes the work. Every run completes with the
+// right output, its failed attempt kept in its history, and no recorded
+// step runs again.
+func TestSuspendCrash(t *testing.T) {
+	if os.Getenv(suspendChildEnv) == "1" {
+		t.Skip("in the child")
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		suspendCrash(t, "sqlite:"+filepath.Join(t.TempDir(), "suspend.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		suspendCrash(t, pgtest.Schema(t))
+	})
+}
+
+func suspendCrash(t *testing.T, storeSpec string) {
+	effects := filepath.Join(t.TempDir(), "effects.log")
+	st := openCrashStore(t, storeSpec)
+	defer st.Close()
+	e, err := durably.New(durably.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := durably.MustRegister(e, suspendJob(nil, ""))
+	ctx := context.Background()
+	if err := e.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	items := make([]durably.BatchItem[crashInput], suspendRuns)
+	for i := range items {
+		items[i].Input = crashInput{N: i + 1}
+	}
+	res, err := job.BatchTrigger(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := map[int]bool{}
+	for round := 0; ; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSuspendCrashChild$", "-test.v")
+		cmd.Env = append(os.Environ(), suspendChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		if round < 4 {
+			select {
+			case err := <-waited:
+				if err != nil {
+					t.Fatalf("child failed: %v\n%s", err, out)
+				}
+			case <-time.After(time.Duration(150+rand.IntN(400)) * time.Millisecond):
+				_ = cmd.Process.Kill()
+				<-waited
+				killed[cmd.Process.Pid] = true
+				continue
+			}
+		} else if err := <-waited; err != nil {
+			t.Fatalf("child failed: %v\n%s", err, out)
+		}
+		break
+	}
+	retried := 0
+	for i, r := range res {
+		run, err := e.GetRun(ctx, r.Run.ID)
+		if err != nil || run == nil || run.Status != durably.StatusCompleted {
+			t.Fatalf("run %d: %+v %v", i, run, err)
+		}
+		if want := (i + 1) * 7; string(run.Output) != strconv.Itoa(want) {
+			t.Fatalf("run %d output %s, want %d", i, run.Output, want)
+		}
+		steps, err := e.GetSteps(ctx, r.Run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		completed := map[string]int{}
+		for _, s := range steps {
+			switch s.Status {
+			case store.StepCompleted:
+				completed[s.Name]++
+			case store.StepFailed:
+				retried++
+			}
+		}
+		if len(completed) != 4 {
+			t.Fatalf("run %d: completed steps %v", i, completed)
+		}
+	}
+	if retried == 0 {
+		t.Fatal("no failed attempt was recorded: the test did not exercise retries")
+	}
+	checkNoStepRanAfterCompletion(t, effects, killed)
+	t.Logf("%d children killed; %d runs kept a failed attempt", len(killed), retried)
+}
