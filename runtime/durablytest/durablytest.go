@@ -3,7 +3,8 @@
 // SQLite file with a fake clock (New), a job run synchronously to its end
 // (TriggerAndRun), assertions on what was triggered (RequireTriggered,
 // RequireNotTriggered), and a clock that, when advanced, fires the
-// schedules and processes the runs that became due on it (Env.Advance).
+// schedules and processes the runs that became due on it — delayed runs,
+// sleeping runs, retries — each at its time (Env.Advance).
 //
 // Nothing here starts a worker: runs execute on the test's goroutine, one
 // after another, through Engine.ProcessUntilIdle, so a test sees the same
@@ -141,12 +142,13 @@ func (e *Env) ProcessDue() int {
 
 // Advance moves the clock forward by d as a running engine would live
 // through it, and returns how many runs it processed: it processes what
-// is due now, then stops at each schedule tick up to the new time, firing
-// that tick and processing what is due then, and finally processes what is
-// due at the new time. Anything else that waits for the clock (a run
-// triggered for later, a sleep, a retry's next attempt) is processed at
-// the first of those stops at or after its time. A negative d ends the
-// test.
+// is due now, then stops at each moment up to the new time when something
+// becomes due — a schedule tick, the time of a run triggered for later
+// (WithDelay, WithRunAt), the end of a sleep, a retry's next attempt —
+// firing and processing what is due then, and finally processes what is
+// due at the new time. So a run that sleeps twice within d wakes twice,
+// each time at its wake time, and every tick within d fires, not just the
+// latest. A negative d ends the test.
 func (e *Env) Advance(d time.Duration) int {
 	e.tb.Helper()
 	if d < 0 {
@@ -169,13 +171,15 @@ func (e *Env) AdvanceTo(t time.Time) int {
 	// the first move does the same for a schedule added at this time.
 	n := e.ProcessDue()
 	for {
-		next := e.nextTick()
+		next := e.nextDue()
 		if next.IsZero() || next.After(t) {
 			break
 		}
 		// Every tick in between, not just the latest: a running engine
 		// fires each one as it comes, where FireDueSchedules alone would
-		// fire only the latest (the no-burst policy for missed ticks).
+		// fire only the latest (the no-burst policy for missed ticks). And
+		// every wake time: a run that sleeps again after waking computes
+		// its next wake from the time it woke.
 		e.Clock.Set(next)
 		n += e.ProcessDue()
 	}
@@ -183,14 +187,28 @@ func (e *Env) AdvanceTo(t time.Time) int {
 	return n + e.ProcessDue()
 }
 
-// nextTick is the earliest next tick of the engine's schedules, zero if
-// none.
-func (e *Env) nextTick() time.Time {
+// nextDue is the earliest moment after the clock's when something becomes
+// due: a schedule's next tick or a pending run's RunAt; zero if none.
+func (e *Env) nextDue() time.Time {
+	e.tb.Helper()
+	now := e.Clock.Now()
 	var next time.Time
-	for _, s := range e.Engine.Schedules() {
-		if !s.Next.IsZero() && (next.IsZero() || s.Next.Before(next)) {
-			next = s.Next
+	earliest := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
 		}
+	}
+	for _, s := range e.Engine.Schedules() {
+		earliest(s.Next)
+	}
+	// A test holds a handful of runs: listing the pending ones is cheap.
+	pending, err := e.Engine.ListRuns(e.tb.Context(), durably.RunFilter{Statuses: []durably.Status{durably.StatusPending}})
+	if err != nil {
+		e.tb.Fatalf("durablytest: list pending runs: %v", err)
+		return time.Time{}
+	}
+	for _, r := range pending {
+		earliest(r.RunAt)
 	}
 	return next
 }

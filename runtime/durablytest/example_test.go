@@ -247,3 +247,30 @@ func ExampleClock() {
 	fmt.Println(clock.Now().Format(time.Kitchen))
 	// Output: 1:30AM
 }
+
+// A run that sleeps, waits for a retry or was triggered for later is not
+// finished after TriggerAndRun (ErrNotFinished says until when); Advance
+// wakes it at each of its times, as a running engine would.
+func ExampleEnv_Advance_sleep() {
+	t := newExampleT()
+	defer t.finish()
+	env := durablytest.New(t, durably.Config{})
+	trial := durably.MustRegister(env.Engine, &durably.Job[Signup, string]{
+		Name: "trial",
+		Run: func(ctx context.Context, s *durably.StepContext, in Signup) (string, error) {
+			if err := durably.Sleep(s, "trial-period", 14*24*time.Hour); err != nil {
+				return "", err // the run is handed back until the wake time
+			}
+			return "trial over for " + in.Email, nil
+		},
+	})
+
+	out, err := durablytest.TriggerAndRun(t, trial, Signup{Email: "ada@example.com"})
+	fmt.Println(errors.Is(err, durablytest.ErrNotFinished))
+	env.Advance(15 * 24 * time.Hour)
+	out, err = durablytest.Result(t, trial, out.RunID)
+	fmt.Println(out.Output, err)
+	// Output:
+	// true
+	// trial over for ada@example.com <nil>
+}

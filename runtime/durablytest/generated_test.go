@@ -16,7 +16,7 @@ func TestGeneratedJobs(t *testing.T) {
 	env := durablytest.New(t, tenantjobs.Config(durably.Config{}))
 	jobs, err := tenantjobs.Register(env.Engine, tenantjobs.Handlers{
 		Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
-			return tenantjobs.EchoOutput{Message: in.Message}, nil
+			return tenantjobs.EchoOutput(in), nil
 		},
 		Steps: func(context.Context, *durably.StepContext, tenantjobs.StepsInput) (tenantjobs.StepsOutput, error) {
 			return tenantjobs.StepsOutput{}, nil

@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // Match narrows which runs RequireTriggered and RequireNotTriggered look
@@ -25,6 +27,8 @@ type criteria struct {
 	status         durably.Status
 	idempotencyKey *string
 	concurrencyKey *string
+	runAt          *time.Time
+	priority       *int
 }
 
 // Labels requires the run's labels to be exactly these (as stored, after
@@ -41,6 +45,19 @@ func IdempotencyKey(key string) Match { return func(c *criteria) { c.idempotency
 
 // ConcurrencyKey requires the run's concurrency key to be key.
 func ConcurrencyKey(key string) Match { return func(c *criteria) { c.concurrencyKey = &key } }
+
+// RunAt requires the run to have been triggered (or deferred, by a sleep
+// or a retry) for t: its RunAt, at the store's millisecond precision. The
+// zero time requires a run claimable from its trigger on.
+func RunAt(t time.Time) Match {
+	if !t.IsZero() {
+		t = store.Truncate(t)
+	}
+	return func(c *criteria) { c.runAt = &t }
+}
+
+// Priority requires the run's priority to be p.
+func Priority(p int) Match { return func(c *criteria) { c.priority = &p } }
 
 // AnyInput ignores the input: any run of the job that meets the other
 // criteria matches (pass the input type's zero value as want).
@@ -143,6 +160,12 @@ func (c *criteria) differences(run *durably.Run) []string {
 	if c.concurrencyKey != nil && run.ConcurrencyKey != *c.concurrencyKey {
 		d = append(d, "concurrency key")
 	}
+	if c.runAt != nil && !run.RunAt.Equal(*c.runAt) {
+		d = append(d, "run at")
+	}
+	if c.priority != nil && run.Priority != *c.priority {
+		d = append(d, "priority")
+	}
 	return d
 }
 
@@ -188,6 +211,12 @@ func (c *criteria) describe() string {
 	if c.concurrencyKey != nil {
 		parts = append(parts, fmt.Sprintf("concurrency key %q", *c.concurrencyKey))
 	}
+	if c.runAt != nil {
+		parts = append(parts, "run at "+formatRunAt(*c.runAt))
+	}
+	if c.priority != nil {
+		parts = append(parts, fmt.Sprintf("priority %d", *c.priority))
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -226,11 +255,27 @@ func listRuns[I, O any](tb testing.TB, h *durably.JobHandle[I, O], c *criteria, 
 		if r.ConcurrencyKey != "" {
 			fmt.Fprintf(&b, " concurrency key %q", r.ConcurrencyKey)
 		}
+		if !r.RunAt.IsZero() || c.runAt != nil {
+			fmt.Fprintf(&b, " run at %s", formatRunAt(r.RunAt))
+		}
+		if r.Priority != 0 || c.priority != nil {
+			fmt.Fprintf(&b, " priority %d", r.Priority)
+		}
+		if r.Attempt != 0 {
+			fmt.Fprintf(&b, " attempt %d", r.Attempt)
+		}
 		if d := c.differences(r); len(d) > 0 {
 			fmt.Fprintf(&b, " (differs in %s)", strings.Join(d, ", "))
 		}
 	}
 	return b.String()
+}
+
+func formatRunAt(t time.Time) string {
+	if t.IsZero() {
+		return "at once"
+	}
+	return t.Format(time.RFC3339Nano)
 }
 
 func compact(doc json.RawMessage) string {

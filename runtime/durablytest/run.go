@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/durably-go/durably"
 )
@@ -11,8 +12,9 @@ import (
 // ErrNotFinished is the kind of the error TriggerAndRun and Result return
 // for a run that is still pending or leased once nothing more is
 // claimable: it waits for the clock (a later start, a sleep, a retry's
-// next attempt) or for a concurrency key held by a run that is not
-// processed here. Advance the clock (Env.Advance), then call Result.
+// next attempt; the message says until when), or for a concurrency key or
+// a job limit held by a run that is not processed here. Advance the clock
+// (Env.Advance), then call Result.
 var ErrNotFinished = errors.New("run not finished")
 
 // TriggerAndRun triggers h's job with in and opts, processes runs on the
@@ -59,9 +61,13 @@ func Result[I, O any](tb testing.TB, h *durably.JobHandle[I, O], runID string) (
 	}
 	switch run.Status {
 	case durably.StatusPending, durably.StatusLeased:
-		return out, fmt.Errorf("durablytest: run %s of job %q is %s with nothing left to process "+
-			"(it waits for the clock or for its concurrency key; advance the clock, then call Result): %w",
-			runID, h.Name(), run.Status, ErrNotFinished)
+		waits := "another worker holds its concurrency key or its job's limit of running runs"
+		if run.Status == durably.StatusPending && !run.RunAt.IsZero() {
+			// Kept after a claim, so only a pending run's is a wait.
+			waits = "it waits until " + run.RunAt.Format(time.RFC3339Nano) + "; advance the clock, then call Result"
+		}
+		return out, fmt.Errorf("durablytest: run %s of job %q is %s with nothing left to process (%s): %w",
+			runID, h.Name(), run.Status, waits, ErrNotFinished)
 	}
 	// The run is finished, so the engine's own wait returns at once, with
 	// the errors TriggerAndWait gives.
