@@ -2,11 +2,15 @@ package gen
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"go/format"
+	"maps"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -259,11 +263,23 @@ func (g *emitter) labels() {
 			}
 		}
 	}
+	var tenant []string
+	for _, f := range d.Labels {
+		if f.Type.Tenant {
+			tenant = append(tenant, strconv.Quote(f.Name))
+		}
+	}
 	g.p("// Config returns cfg with the declared label schema (D1), and string")
 	g.p("// labels before enums as the ones that narrow a list most.")
+	if len(tenant) > 0 {
+		g.p("// Keys are scoped by the tenant labels (D11): %s.", strings.Join(tenant, ", "))
+	}
 	g.p("func Config(cfg durably.Config) durably.Config {")
 	g.p("cfg.Labels = LabelSchema()")
 	g.p("cfg.SelectiveLabels = []string{%s}", strings.Join(selective, ", "))
+	if len(tenant) > 0 {
+		g.p("cfg.TenantLabels = []string{%s}", strings.Join(tenant, ", "))
+	}
 	g.p("return cfg")
 	g.p("}")
 	g.p("")
@@ -486,7 +502,7 @@ func (g *emitter) jobs() {
 	g.p("}")
 	g.p("")
 	g.p("// Register registers every declared job on e, with its input and output")
-	g.p("// validated against the declaration.")
+	g.p("// validated against the declaration, and adds the declared schedules.")
 	g.p("func Register(e *durably.Engine, h Handlers) (*Jobs, error) {")
 	g.p("var jobs Jobs")
 	for _, j := range d.Jobs {
@@ -502,6 +518,9 @@ func (g *emitter) jobs() {
 		g.p("return nil, err")
 		g.p("}")
 		g.p("jobs.%s = &%sJob{job: handle}", id, id)
+		for _, sc := range j.Schedules {
+			g.schedule(id, j, sc)
+		}
 		g.p("}")
 	}
 	g.p("return &jobs, nil")
@@ -519,6 +538,55 @@ func (g *emitter) jobs() {
 	g.p("}")
 	g.p("}")
 	g.p("")
+}
+
+// schedule emits the durably.AddSchedule of a declared schedule of job id,
+// in Register's block where handle is the job's handle. The input is the
+// declared one as JSON, which the generator checked against the input's
+// schema, decoded into the input type.
+func (g *emitter) schedule(id string, j Job, sc Schedule) {
+	in := id + "Input"
+	g.p("{")
+	input := "typed.NoInput{}"
+	if j.Input != nil {
+		doc, err := json.Marshal(sc.Input)
+		if err != nil {
+			doc = []byte("null") // refused by check already
+		}
+		input = "in"
+		g.p("in, err := typed.FromJSON[%s](%s)", in, literal(string(doc)))
+		g.p("if err != nil {")
+		g.p("return nil, fmt.Errorf(\"%s: the input of schedule %%q: %%w\", %q, err)", g.d.Package.Name, sc.Name)
+		g.p("}")
+	}
+	fields := []string{fmt.Sprintf("Name: %q,", sc.Name), fmt.Sprintf("Cron: %q,", sc.Cron)}
+	if sc.TimeZone != "" {
+		fields = append(fields, fmt.Sprintf("TimeZone: %q,", sc.TimeZone))
+	}
+	fields = append(fields, "Input: "+input+",")
+	if len(sc.Labels) > 0 {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(sc.Labels)) {
+			kv = append(kv, fmt.Sprintf("%q: %q", k, sc.Labels[k]))
+		}
+		fields = append(fields, "Labels: map[string]string{"+strings.Join(kv, ", ")+"},")
+	}
+	switch sc.CatchUp {
+	case "":
+	case "none":
+		fields = append(fields, "CatchUp: -1, // none: a missed tick never fires")
+	default:
+		dur, _ := time.ParseDuration(sc.CatchUp)
+		fields = append(fields, fmt.Sprintf("CatchUp: %d, // %s", int64(dur), dur))
+	}
+	g.p("if err := durably.AddSchedule(handle, durably.Schedule[%s]{", in)
+	for _, f := range fields {
+		g.p("%s", f)
+	}
+	g.p("}); err != nil {")
+	g.p("return nil, err")
+	g.p("}")
+	g.p("}")
 }
 
 // aliases emits the option and filter types of the typed handles.

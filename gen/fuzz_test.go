@@ -73,6 +73,10 @@ func TestIssueCases(t *testing.T) {
 		"two_documents":               "d.yaml:5:1: a second YAML document: a declaration is one document",
 		"aliases":                     "",
 		"infinite_minimum":            `d.yaml:4:36: jobs[0].input.minimum: .inf is not a finite number`,
+		"tenant_label":                "",
+		"tenant_optional":             `d.yaml:3:23: labels.org.tenant: a tenant label must be required`,
+		"schedules":                   "",
+		"schedule_mismatch":           `d.yaml:6:44: jobs[0].schedules[0].input: the input does not match job "send-receipt"'s input: (root): must be >= 1`,
 	}
 	tc := newTypeChecker(t)
 	got := corpus(t)

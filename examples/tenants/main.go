@@ -75,10 +75,7 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 		MaxConcurrentRuns:  4,
 		LeaseDuration:      30 * time.Second,
 		LeaseRenewInterval: 5 * time.Second,
-		// Idempotency and concurrency keys are per organization (D11): a
-		// key one tenant uses neither reveals nor blocks another's run.
-		TenantLabels: []string{"organizationId"},
-		Logger:       logger,
+		Logger:             logger,
 	}))
 	if err != nil {
 		return err

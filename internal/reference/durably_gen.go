@@ -70,9 +70,11 @@ func LabelsJSONSchema() []byte { return schemaOfLabels.JSON() }
 
 // Config returns cfg with the declared label schema (D1), and string
 // labels before enums as the ones that narrow a list most.
+// Keys are scoped by the tenant labels (D11): "organizationId".
 func Config(cfg durably.Config) durably.Config {
 	cfg.Labels = LabelSchema()
 	cfg.SelectiveLabels = []string{"organizationId", "team", "env"}
+	cfg.TenantLabels = []string{"organizationId"}
 	return cfg
 }
 
@@ -325,7 +327,7 @@ type Jobs struct {
 }
 
 // Register registers every declared job on e, with its input and output
-// validated against the declaration.
+// validated against the declaration, and adds the declared schedules.
 func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	var jobs Jobs
 	if h.ImportCSV == nil {
@@ -339,6 +341,22 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 			return nil, err
 		}
 		jobs.ImportCSV = &ImportCSVJob{job: handle}
+		{
+			in, err := typed.FromJSON[ImportCSVInput](`{"filename":"yearly.csv","mode":"replace","rows":[{"quantity":1,"sku":"a-1"}]}`)
+			if err != nil {
+				return nil, fmt.Errorf("reference: the input of schedule %q: %w", "new-year-import", err)
+			}
+			if err := durably.AddSchedule(handle, durably.Schedule[ImportCSVInput]{
+				Name:     "new-year-import",
+				Cron:     "0 3 1 1 *",
+				TimeZone: "Europe/Paris",
+				Input:    in,
+				Labels:   map[string]string{"env": "production", "organizationId": "acme"},
+				CatchUp:  -1, // none: a missed tick never fires
+			}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if h.SendMail == nil {
 		return nil, fmt.Errorf("reference: no handler for job %q", "send-email")

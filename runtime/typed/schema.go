@@ -34,6 +34,20 @@ func MustSchema(doc string) *Schema {
 	return s
 }
 
+// CompileSchema compiles a JSON Schema document, for tools that check
+// values against the schemas the generator writes (the generator itself,
+// on the inputs and labels of declared schedules).
+func CompileSchema(doc []byte) (*Schema, error) { return compileSchema(doc) }
+
+// FromJSON decodes doc into a T. Generated code reads the declared input
+// of a schedule with it: a JSON document the generator wrote and checked
+// against the input's schema.
+func FromJSON[T any](doc string) (T, error) {
+	var v T
+	err := json.Unmarshal([]byte(doc), &v)
+	return v, err
+}
+
 func compileSchema(doc []byte) (*Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.Draft = jsonschema.Draft2020
@@ -85,6 +99,14 @@ func describe(ve *jsonschema.ValidationError) string {
 			if rest, ok := strings.CutPrefix(e.Message, "missing properties: "); ok {
 				for _, name := range strings.Split(rest, ", ") {
 					parts = append(parts, field(e.InstanceLocation, "missing properties: "+name)+": required")
+				}
+				return
+			}
+			// Several unknown members come in one message, in no fixed
+			// order: one part each, so that the sort orders them.
+			if rest, ok := strings.CutPrefix(e.Message, "additionalProperties "); ok {
+				for _, name := range strings.Split(strings.TrimSuffix(rest, " not allowed"), ", ") {
+					parts = append(parts, field(e.InstanceLocation, "additionalProperties "+name+" not allowed")+": unknown field")
 				}
 				return
 			}

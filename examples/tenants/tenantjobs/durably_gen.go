@@ -63,9 +63,11 @@ func LabelsJSONSchema() []byte { return schemaOfLabels.JSON() }
 
 // Config returns cfg with the declared label schema (D1), and string
 // labels before enums as the ones that narrow a list most.
+// Keys are scoped by the tenant labels (D11): "organizationId".
 func Config(cfg durably.Config) durably.Config {
 	cfg.Labels = LabelSchema()
 	cfg.SelectiveLabels = []string{"organizationId", "env"}
+	cfg.TenantLabels = []string{"organizationId"}
 	return cfg
 }
 
@@ -343,7 +345,7 @@ type Jobs struct {
 }
 
 // Register registers every declared job on e, with its input and output
-// validated against the declaration.
+// validated against the declaration, and adds the declared schedules.
 func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	var jobs Jobs
 	if h.Echo == nil {
