@@ -28,14 +28,15 @@ const (
 )
 
 // suspendJob: step 1, step 2 failing its first attempt (retried after
-// 200ms), a 300ms sleep (step 3), step 4. A marker file per run makes the
+// 1s), a 1s sleep (step 3), step 4. The waits are long next to the kills'
+// timing, so that children die while runs wait. A marker file per run makes the
 // first attempt fail in whichever process runs it; a failing attempt is
 // logged as "fail", not "start", so the effect log's analysis counts only
 // successful executions.
 func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, int] {
 	return &durably.Job[crashInput, int]{
 		Name:  "suspend",
-		Retry: &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: 200 * time.Millisecond},
+		Retry: &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: time.Second},
 		Run: func(ctx context.Context, s *durably.StepContext, in crashInput) (int, error) {
 			step := func(i int) func(context.Context) (int, error) {
 				return func(context.Context) (int, error) {
@@ -62,7 +63,7 @@ func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, i
 			if err != nil {
 				return 0, err
 			}
-			if err := durably.Sleep(s, "step-3-nap", 300*time.Millisecond); err != nil {
+			if err := durably.Sleep(s, "step-3-nap", time.Second); err != nil {
 				return 0, err
 			}
 			c, err := durably.RunStep(s, "step-4", step(4))
@@ -84,7 +85,11 @@ func TestSuspendCrashChild(t *testing.T) {
 	}
 	st := openCrashStore(t, os.Getenv(crashStoreEnv))
 	e, err := durably.New(durably.Config{Store: st, MaxConcurrentRuns: 4, PollingInterval: 20 * time.Millisecond,
-		LeaseDuration: time.Second, LeaseRenewInterval: 250 * time.Millisecond, PreserveSteps: true})
+		// Leases of 2s: a killed child's leased runs are taken over soon,
+		// and a live child's renewals, every 250ms, do not miss a lease's
+		// end even on a loaded machine (a lease that ran out would rerun a
+		// step without a kill, as R-063 allows).
+		LeaseDuration: 2 * time.Second, LeaseRenewInterval: 250 * time.Millisecond, PreserveSteps: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +168,7 @@ func suspendCrash(t *testing.T, storeSpec string) {
 				if err != nil {
 					t.Fatalf("child failed: %v\n%s", err, out)
 				}
-			case <-time.After(time.Duration(150+rand.IntN(400)) * time.Millisecond):
+			case <-time.After(time.Duration(400+rand.IntN(500)) * time.Millisecond):
 				_ = cmd.Process.Kill()
 				<-waited
 				killed[cmd.Process.Pid] = true
@@ -173,6 +178,9 @@ func suspendCrash(t *testing.T, storeSpec string) {
 			t.Fatalf("child failed: %v\n%s", err, out)
 		}
 		break
+	}
+	if len(killed) < 3 {
+		t.Fatalf("only %d children were killed before the work was done: the test did not exercise crashes", len(killed))
 	}
 	retried := 0
 	for i, r := range res {
