@@ -3,7 +3,6 @@ package durably_test
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +27,7 @@ const (
 )
 
 // suspendJob: step 1, step 2 failing its first attempt (retried after
-// 1s), a 1s sleep (step 3), step 4. The waits are long next to the kills'
-// timing, so that children die while runs wait. A marker file per run makes the
+// 1s), a 2s sleep (step 3), step 4. A marker file per run makes the
 // first attempt fail in whichever process runs it; a failing attempt is
 // logged as "fail", not "start", so the effect log's analysis counts only
 // successful executions.
@@ -63,7 +61,7 @@ func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, i
 			if err != nil {
 				return 0, err
 			}
-			if err := durably.Sleep(s, "step-3-nap", time.Second); err != nil {
+			if err := durably.Sleep(s, "step-3-nap", 2*time.Second); err != nil {
 				return 0, err
 			}
 			c, err := durably.RunStep(s, "step-4", step(4))
@@ -151,8 +149,12 @@ func suspendCrash(t *testing.T, storeSpec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Three children: the first is killed once every run waits for its
+	// retry (each failed its step 2), the second once every run sleeps
+	// (each ran step 2 and had a moment to record the sleep), the third
+	// finishes the work.
 	killed := map[int]bool{}
-	for round := 0; ; round++ {
+	for round, phase := range []string{"fail", "end", ""} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSuspendCrashChild$", "-test.v")
 		cmd.Env = append(os.Environ(), suspendChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
 		out := &strings.Builder{}
@@ -160,27 +162,25 @@ func suspendCrash(t *testing.T, storeSpec string) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
-		if round < 4 {
-			select {
-			case err := <-waited:
-				if err != nil {
-					t.Fatalf("child failed: %v\n%s", err, out)
-				}
-			case <-time.After(time.Duration(400+rand.IntN(500)) * time.Millisecond):
-				_ = cmd.Process.Kill()
-				<-waited
-				killed[cmd.Process.Pid] = true
-				continue
+		if phase == "" {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child failed: %v\n%s", err, out)
 			}
-		} else if err := <-waited; err != nil {
-			t.Fatalf("child failed: %v\n%s", err, out)
+			break
 		}
-		break
-	}
-	if len(killed) < 3 {
-		t.Fatalf("only %d children were killed before the work was done: the test did not exercise crashes", len(killed))
+		deadline := time.Now().Add(30 * time.Second)
+		for countEffects(t, effects, phase, 2) < suspendRuns {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the runs never reached %q\n%s", round, phase, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if phase == "end" {
+			time.Sleep(100 * time.Millisecond) // the sleeps' hand-backs commit
+		}
+		_ = cmd.Process.Kill() // SIGKILL on Unix
+		_ = cmd.Wait()
+		killed[cmd.Process.Pid] = true
 	}
 	retried := 0
 	for i, r := range res {
@@ -208,9 +208,19 @@ func suspendCrash(t *testing.T, storeSpec string) {
 			t.Fatalf("run %d: completed steps %v", i, completed)
 		}
 	}
-	if retried == 0 {
-		t.Fatal("no failed attempt was recorded: the test did not exercise retries")
+	if retried != suspendRuns {
+		t.Fatalf("%d failed attempts recorded, want one per run", retried)
 	}
 	checkNoStepRanAfterCompletion(t, effects, killed)
-	t.Logf("%d children killed; %d runs kept a failed attempt", len(killed), retried)
+}
+
+// countEffects counts the effect log's lines of kind what for step.
+func countEffects(t *testing.T, path, what string, step int) int {
+	n := 0
+	for _, f := range effectLines(t, path) {
+		if f[0] == what && f[2] == strconv.Itoa(step) {
+			n++
+		}
+	}
+	return n
 }
