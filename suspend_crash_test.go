@@ -150,11 +150,14 @@ func suspendCrash(t *testing.T, storeSpec string) {
 		t.Fatal(err)
 	}
 	// Three children: the first is killed once every run waits for its
-	// retry (each failed its step 2), the second once every run sleeps
-	// (each ran step 2 and had a moment to record the sleep), the third
-	// finishes the work.
+	// retry (its failed attempt recorded), the second once every run sleeps
+	// (steps 1, 2 and the sleep recorded), the third finishes the work.
+	waiting := func(r *durably.Run) bool {
+		return r.Status == durably.StatusPending && r.Attempt == 1 && r.CompletedStepCount == 1
+	}
+	sleeping := func(r *durably.Run) bool { return r.Status == durably.StatusPending && r.CompletedStepCount == 3 }
 	killed := map[int]bool{}
-	for round, phase := range []string{"fail", "end", ""} {
+	for round, phase := range []func(*durably.Run) bool{waiting, sleeping, nil} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSuspendCrashChild$", "-test.v")
 		cmd.Env = append(os.Environ(), suspendChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
 		out := &strings.Builder{}
@@ -162,21 +165,18 @@ func suspendCrash(t *testing.T, storeSpec string) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if phase == "" {
+		if phase == nil {
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("child failed: %v\n%s", err, out)
 			}
 			break
 		}
 		deadline := time.Now().Add(30 * time.Second)
-		for countEffects(t, effects, phase, 2) < suspendRuns {
+		for !allRuns(t, e, res, phase) {
 			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the runs never reached %q\n%s", round, phase, out)
+				t.Fatalf("round %d: the runs never got there\n%s", round, out)
 			}
 			time.Sleep(10 * time.Millisecond)
-		}
-		if phase == "end" {
-			time.Sleep(100 * time.Millisecond) // the sleeps' hand-backs commit
 		}
 		_ = cmd.Process.Kill() // SIGKILL on Unix
 		_ = cmd.Wait()
@@ -214,13 +214,16 @@ func suspendCrash(t *testing.T, storeSpec string) {
 	checkNoStepRanAfterCompletion(t, effects, killed)
 }
 
-// countEffects counts the effect log's lines of kind what for step.
-func countEffects(t *testing.T, path, what string, step int) int {
-	n := 0
-	for _, f := range effectLines(t, path) {
-		if f[0] == what && f[2] == strconv.Itoa(step) {
-			n++
+// allRuns reports whether every run satisfies cond.
+func allRuns(t *testing.T, e *durably.Engine, res []durably.TriggerResult, cond func(*durably.Run) bool) bool {
+	for _, r := range res {
+		run, err := e.GetRun(context.Background(), r.Run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cond(run) {
+			return false
 		}
 	}
-	return n
+	return true
 }
