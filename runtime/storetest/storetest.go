@@ -70,6 +70,7 @@ func Cases() []Case {
 	all = append(all, lifecycleCases...)
 	all = append(all, tenantCases...)
 	all = append(all, scheduleCases...)
+	all = append(all, delayCases...)
 	return all
 }
 
