@@ -15,7 +15,7 @@ import (
 )
 
 // Delayed and scheduled runs, priorities, job limits and deferrals (issue
-// 14; R-200 … R-209, S-051 in docs/contract.md).
+// 14; R-200 … R-207, S-051 in docs/contract.md).
 
 // delayEpoch is the fake clock's start in the cases below.
 var delayEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
