@@ -16,7 +16,8 @@ func appendJSONObjectString(b []byte, k, v string) []byte {
 
 // AppendClientRun appends the ClientRun projection of a run (H-020): the
 // run without its keys, lease fields and updatedAt, plus isTerminal and
-// isActive, in exactly this key order.
+// isActive, in exactly this key order; then durably-go's additive members
+// runAt, priority and attempt, which the original's clients ignore.
 func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w := jsonw.Writer{B: append(b, '{')}
 	w.Str("id", r.ID)
@@ -34,6 +35,9 @@ func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w.Time("createdAt", r.CreatedAt)
 	w.Bool("isTerminal", r.Status.Terminal())
 	w.Bool("isActive", r.Status.Active())
+	w.Time("runAt", r.RunAt)
+	w.Int("priority", int64(r.Priority))
+	w.Int("attempt", int64(r.Attempt))
 	return append(w.B, '}')
 }
 
