@@ -156,6 +156,9 @@ type Engine struct {
 
 	jobsMu sync.RWMutex
 	jobs   map[string]*jobEntry
+	// jobLimits is Job.MaxRunning of the jobs that have one, replaced (not
+	// modified) on registration (store.ClaimRequest.JobLimits).
+	jobLimits map[string]int
 
 	migrateMu sync.Mutex
 	migrated  bool

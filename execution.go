@@ -30,6 +30,10 @@ type execution struct {
 	// completed holds the run's completed steps by name: replay reads it
 	// instead of querying per step (R-080 (3)).
 	completed map[string]*store.Step
+	// failures counts the failed attempts per step name; read
+	// only for runs that were retried before.
+	failures map[string]int
+	job      *jobEntry
 	// A completed step is held back instead of written at once: it is
 	// written before the next step starts, or with the run's finish in the
 	// same transaction, or after stepFlushDelay if the job does neither —
@@ -59,7 +63,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 	ctx, abort := context.WithCancelCause(context.Background())
 	defer abort(nil)
 	x := &execution{e: e, run: run, keeper: keeper, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
-		recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
+		failures: map[string]int{}, job: job, recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
 	e.running.Store(run.ID, abort)
 	defer e.running.Delete(run.ID)
 	defer x.settle()
@@ -96,13 +100,20 @@ func (e *Engine) failUnregistered(run *Run, lease store.Lease) {
 // means the run cannot go on here and has been handed back.
 func (x *execution) loadCompleted() bool {
 	e, run := x.e, x.run
-	if run.CompletedStepCount == 0 {
+	// A run retried before has failed attempts to count as well: it reads
+	// its whole step history; others read only the completed steps.
+	retried := run.Attempt > 0
+	if run.CompletedStepCount == 0 && !retried {
 		return true
 	}
 	var steps []*store.Step
 	_, err := e.fencedWrite(x.ctx, "load completed steps", x.keeper.until, func() (bool, error) {
 		var err error
-		steps, err = e.store.GetCompletedSteps(x.ctx, run.ID)
+		if retried {
+			steps, err = e.store.GetSteps(x.ctx, run.ID)
+		} else {
+			steps, err = e.store.GetCompletedSteps(x.ctx, run.ID)
+		}
 		return true, err
 	}, nil)
 	if err != nil {
@@ -114,7 +125,12 @@ func (x *execution) loadCompleted() bool {
 	}
 	x.mu.Lock()
 	for _, st := range steps {
-		x.completed[st.Name] = st
+		switch st.Status {
+		case store.StepCompleted:
+			x.completed[st.Name] = st
+		case store.StepFailed:
+			x.failures[st.Name]++
+		}
 	}
 	x.mu.Unlock()
 	return true
@@ -128,12 +144,16 @@ func (x *execution) callJob(job *jobEntry) (out []byte, err error) {
 		}
 	}()
 	s := newStepContext(x.e, x.run, x.keeper.lease, x.ctx, x)
+	s.retry = job.retry
 	return job.execute(x.ctx, s, x.run.Input)
 }
 
 // finish records how the job ended.
 func (x *execution) finish(output []byte, runErr error, took time.Duration) {
 	e, run, ctx, lease := x.e, x.run, x.ctx, x.keeper.lease
+	if errors.Is(context.Cause(ctx), ErrSuspended) {
+		return // handed back to wait: another execution finishes the run
+	}
 	// A job that ends with an error after its run was cancelled, lost its
 	// lease or was stopped has nothing to record; a stopped
 	// run's lease goes back so another worker resumes it. A job that
@@ -150,6 +170,17 @@ func (x *execution) finish(output []byte, runErr error, took time.Duration) {
 		return
 	}
 	if errors.Is(runErr, ErrCancelled) || errors.Is(runErr, ErrLeaseLost) {
+		return
+	}
+	if runErr != nil && x.job.retry.retries(run.Attempt+1) && retryableRunError(runErr) {
+		// A body failing outside any step: the whole run is tried
+		// again, its completed steps replaying. The attempt is the run's
+		// retry count + 1, which counts its steps' retries too.
+		until := store.Truncate(e.now().Add(x.job.retry.delay(run.Attempt+1, jitterSource)))
+		if ok, _ := x.suspend(until, nil, run.Attempt+1); ok {
+			e.logger.Info("durably: run failed; retrying", "runId", run.ID, "jobName", run.JobName,
+				"attempt", run.Attempt+1, "nextAttemptAt", until, "err", runErr)
+		}
 		return
 	}
 	// The step held back is recorded with the finish, unless it would be
@@ -318,11 +349,98 @@ func (x *execution) refused(name string, index int) error {
 	got, err := e.store.GetRun(context.WithoutCancel(x.ctx), run.ID)
 	if err == nil && got != nil && got.Status == store.StatusCancelled {
 		x.abort(ErrCancelled)
+		if name == "" { // a hand-back outside any step
+			return cancelledError(run.ID)
+		}
 		e.emit(Event{Type: EventStepCancel, RunID: run.ID, JobName: run.JobName, StepName: name, StepIndex: index, Labels: run.Labels})
 		return cancelledError(run.ID)
 	}
 	x.abort(ErrLeaseLost)
 	return leaseLostError(run.ID)
+}
+
+// attempts counts step name's failed attempts.
+func (x *execution) attempts(name string) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.failures[name]
+}
+
+// suspend hands the run back until until through DeferRun, recording the
+// held-back step and steps in the same fenced write. The
+// run's context then ends with the suspension's error, so that nothing
+// more is written for it here, and the worker's slot frees up.
+func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int) (bool, error) {
+	e, run := x.e, x.run
+	pending, err := x.takePending()
+	if err != nil {
+		return false, err
+	}
+	if pending != nil {
+		steps = append([]*store.Step{pending}, steps...)
+	}
+	d := store.Deferral{Until: until, Now: e.now(), Steps: steps, Attempt: attempt}
+	x.mu.Lock()
+	d.CurrentStepIndex, d.CompletedStepCount = x.recordedIdx, x.recordedCnt
+	x.mu.Unlock()
+	for _, st := range steps {
+		if st.Status == store.StepCompleted {
+			d.CurrentStepIndex, d.CompletedStepCount = st.Index+1, d.CompletedStepCount+1
+		}
+	}
+	// Renewals end first: one landing after the hand-back would be refused
+	// and reported as a lost lease. The write's retries stay bounded by the
+	// lease's end.
+	x.keeper.stop()
+	lease := x.keeper.lease
+	ok, err := e.fencedWrite(x.ctx, "defer run", x.keeper.until, func() (bool, error) {
+		return e.store.DeferRun(context.WithoutCancel(x.ctx), lease, d)
+	}, func(ctx context.Context) (bool, error) {
+		// A deferral that committed before its connection died: the run
+		// waits, unleased, with our steps recorded.
+		got, err := e.store.GetRun(ctx, run.ID)
+		if err != nil || got == nil || got.Status != store.StatusPending || got.LeaseOwner != "" || got.Attempt != attempt {
+			return false, err
+		}
+		if len(steps) == 0 {
+			return true, nil
+		}
+		all, err := e.store.GetSteps(ctx, run.ID)
+		last := steps[len(steps)-1].ID
+		return slices.ContainsFunc(all, func(st *store.Step) bool { return st.ID == last }), err
+	})
+	switch {
+	case err != nil:
+		// Nothing is known to be written: the run goes back at once and
+		// its step runs again (with the same attempt number).
+		e.workerError(fmt.Errorf("durably: defer run %s: %w", run.ID, err), "run-failure", run.ID)
+		e.releaseLease(x.keeper)
+		x.abort(suspendedError(run.ID, until))
+		return false, err
+	case !ok:
+		last := steps
+		if len(last) == 0 {
+			return false, x.refused("", 0)
+		}
+		return false, x.refused(last[len(last)-1].Name, last[len(last)-1].Index)
+	}
+	serr := suspendedError(run.ID, until)
+	x.abort(serr)
+	x.mu.Lock()
+	x.recordedIdx, x.recordedCnt = d.CurrentStepIndex, d.CompletedStepCount
+	for _, st := range steps {
+		if st.Status == store.StepFailed {
+			x.failures[st.Name]++
+		}
+	}
+	x.mu.Unlock()
+	for _, st := range steps {
+		if st.Status == store.StepCompleted {
+			x.stepCompleted(st)
+		}
+	}
+	e.worker.wakeAt(until) // this process knows when the run comes due
+	return true, serr
 }
 
 // ---- held-back steps, the execution's own side ----

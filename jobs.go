@@ -34,6 +34,21 @@ type Job[I, O any] struct {
 	// (generated code plugs JSON Schemas in here).
 	InputSchema  JSONValidator
 	OutputSchema JSONValidator
+	// Retry, if set, retries the job's failing steps (unless a step has
+	// its own WithStepRetry) and a body failing outside any step.
+	Retry *RetryPolicy
+
+	// Priority is the default priority of the job's runs (WithPriority
+	// overrides it per trigger): a smaller number is claimed first. 0 by
+	// default.
+	Priority int
+	// MaxRunning, if positive, is the most runs of this job leased at once
+	// across every process sharing the database (the store enforces it on
+	// PostgreSQL across processes, on SQLite by its single writer). Runs
+	// beyond it wait pending, without holding a worker slot, and do not
+	// hold up runs of other jobs. Every process registering the job should
+	// declare the same limit: a process claims under the limit it knows.
+	MaxRunning int
 }
 
 // JSONValidator validates a JSON document, returning an error that names
@@ -53,6 +68,9 @@ type jobEntry struct {
 	// execute runs the body on a stored input and returns the output JSON.
 	execute func(ctx context.Context, s *StepContext, input json.RawMessage) (json.RawMessage, error)
 	handle  any
+	retry   *RetryPolicy // a copy of Job.Retry taken at Register
+	// priority and maxRunning are Job.Priority and Job.MaxRunning.
+	priority, maxRunning int
 }
 
 // TypedJob is a registered job with its types — input I, output O and
@@ -85,6 +103,9 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 	if job.Run == nil {
 		return nil, fmt.Errorf("durably: job %q has no Run function", job.Name)
 	}
+	if job.MaxRunning < 0 {
+		return nil, fmt.Errorf("durably: job %q: MaxRunning must not be negative, got %d", job.Name, job.MaxRunning)
+	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	if existing, ok := e.jobs[job.Name]; ok {
@@ -98,6 +119,14 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 		}
 		return nil, fmt.Errorf("Job %q is already registered with a different definition", job.Name)
 	}
+	var retry *RetryPolicy
+	if job.Retry != nil {
+		if err := job.Retry.validate(); err != nil {
+			return nil, fmt.Errorf("durably: job %q: Retry: %w", job.Name, err)
+		}
+		p := *job.Retry
+		retry = &p
+	}
 	h := &TypedJob[I, O, L]{e: e, job: job}
 	e.jobs[job.Name] = &jobEntry{
 		name:       job.Name,
@@ -105,6 +134,18 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 		parseInput: job.parseInput,
 		execute:    job.execute,
 		handle:     h,
+		retry:      retry,
+		priority:   job.Priority,
+		maxRunning: job.MaxRunning,
+	}
+	if job.MaxRunning > 0 {
+		// Copied on write: claims read the map without the lock's help.
+		limits := maps.Clone(e.jobLimits)
+		if limits == nil {
+			limits = map[string]int{}
+		}
+		limits[job.Name] = job.MaxRunning
+		e.jobLimits = limits
 	}
 	return h, nil
 }
@@ -122,6 +163,28 @@ func (e *Engine) job(name string) *jobEntry {
 	e.jobsMu.RLock()
 	defer e.jobsMu.RUnlock()
 	return e.jobs[name]
+}
+
+// jobPriority is the default priority of a job's runs (Job.Priority).
+func (e *Engine) jobPriority(name string) int {
+	if j := e.job(name); j != nil {
+		return j.priority
+	}
+	return 0
+}
+
+// jobLimited reports whether the job has a limit of running runs.
+func (e *Engine) jobLimited(name string) bool {
+	j := e.job(name)
+	return j != nil && j.maxRunning > 0
+}
+
+// claimLimits is the map of Job.MaxRunning for store.ClaimRequest, nil
+// when no job has one. The map is never modified once published.
+func (e *Engine) claimLimits() map[string]int {
+	e.jobsMu.RLock()
+	defer e.jobsMu.RUnlock()
+	return e.jobLimits
 }
 
 // JobNames lists the registered jobs.

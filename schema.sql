@@ -44,7 +44,11 @@ CREATE TABLE durably_runs (
   started_at           TIMESTAMP,
   completed_at         TIMESTAMP,
   created_at           TIMESTAMP   NOT NULL,
-  updated_at           TIMESTAMP   NOT NULL
+  updated_at           TIMESTAMP   NOT NULL,
+  run_at               TIMESTAMP,                    -- claimable from then (NULL: at once)
+  ready                INTEGER     NOT NULL DEFAULT 1, -- 0 while a pending run waits for run_at
+  priority             INTEGER     NOT NULL DEFAULT 0, -- claim order, smaller first
+  attempt              INTEGER     NOT NULL DEFAULT 0  -- deferrals for a retry so far
 );
 
 -- Normalised copy of durably_runs.labels, written once at insert (labels are
@@ -68,7 +72,8 @@ CREATE TABLE durably_steps (
   output               JSON,
   error                TEXT,
   started_at           TIMESTAMP   NOT NULL,
-  completed_at         TIMESTAMP
+  completed_at         TIMESTAMP,
+  attempt              INTEGER     NOT NULL DEFAULT 1  -- 1-based; failed attempts keep their rows
 );
 
 CREATE TABLE durably_logs (

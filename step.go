@@ -24,6 +24,7 @@ type StepContext struct {
 	ctx    context.Context
 	exec   stepRecorder
 	logger *slog.Logger
+	retry  *RetryPolicy // the job's, for steps without their own
 
 	mu          sync.Mutex
 	index       int    // position of the next step in the run (D6)
@@ -49,6 +50,14 @@ type stepRecorder interface {
 	// refused ends the run after a refused step write and returns
 	// the error the job should return.
 	refused(name string, index int) error
+	// attempts is the number of failed attempts of step name recorded
+	// so far.
+	attempts(name string) int
+	// suspend hands the run back to wait until until, recording the
+	// held-back step and steps first, with the run's retry count set to
+	// attempt. ok says whether the run was handed back;
+	// err is what the job should return either way.
+	suspend(until time.Time, steps []*store.Step, attempt int) (ok bool, err error)
 }
 
 func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec stepRecorder) *StepContext {
@@ -87,6 +96,8 @@ func (s *StepContext) abortError() error {
 		return cancelledError(s.run.ID)
 	case errors.Is(cause, ErrShutdown):
 		return cause
+	case errors.Is(cause, ErrSuspended):
+		return cause // the suspension's own error, with the wake time
 	default:
 		return leaseLostError(s.run.ID)
 	}
@@ -141,10 +152,29 @@ type stepNameKey struct{}
 // should return then. An error from fn fails the step and, when the job
 // returns it, the run. After cancellation RunStep returns an ErrCancelled
 // error, after lease loss an ErrLeaseLost error: the job should return it.
-func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T, error)) (T, error) {
+//
+// A step with a retry policy (WithStepRetry, else the job's Retry) that
+// fails with attempts left is recorded as a failed attempt and the run is
+// handed back until the next attempt's time: RunStep then returns an
+// ErrSuspended error, which the job should return. An error
+// marked with Permanent is never retried.
+func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
 	var result T
 	var fresh bool
-	raw, err := s.step(name, func(ctx context.Context) (json.RawMessage, error) {
+	policy := s.retry
+	if len(opts) > 0 {
+		var o stepOptions
+		for _, opt := range opts {
+			opt.applyStep(&o)
+		}
+		if o.retry != nil {
+			if err := o.retry.validate(); err != nil {
+				return result, Permanent(fmt.Errorf("durably: step %q: WithStepRetry: %w", name, err))
+			}
+			policy = o.retry
+		}
+	}
+	raw, err := s.step(name, policy, func(ctx context.Context) (json.RawMessage, error) {
 		v, err := fn(ctx)
 		if err != nil {
 			return nil, err
@@ -173,7 +203,7 @@ func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T
 }
 
 // step is RunStep on JSON.
-func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
 	// (1) An ended run starts no step.
 	if s.ctx.Err() != nil {
 		return nil, s.abortError()
@@ -193,6 +223,7 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 	index := s.index
 	s.currentStep = name
 	s.mu.Unlock()
+	attempt := s.exec.attempts(name) + 1
 
 	// (4) Run it.
 	startedAt := s.e.now()
@@ -205,13 +236,13 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 		fnErr = s.abortError()
 	}
 	if fnErr != nil {
-		return nil, s.failStep(name, index, startedAt, fnErr)
+		return nil, s.failStep(name, index, attempt, startedAt, fnErr, policy)
 	}
 
 	// (7) Hold the record back; the execution writes it.
 	rec := &store.Step{
 		ID: s.e.newID(), RunID: s.run.ID, Name: name, Index: index, Status: store.StepCompleted,
-		Output: out, StartedAt: startedAt, CompletedAt: s.e.now(),
+		Output: out, StartedAt: startedAt, CompletedAt: s.e.now(), Attempt: attempt,
 	}
 	s.mu.Lock()
 	s.index++
@@ -220,8 +251,9 @@ func (s *StepContext) step(name string, fn func(ctx context.Context) (json.RawMe
 	return out, nil
 }
 
-// failStep is the error path of R-082.
-func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnErr error) error {
+// failStep is the error path of R-082, and of R-076 when the step is
+// retried.
+func (s *StepContext) failStep(name string, index, attempt int, startedAt time.Time, fnErr error, policy *RetryPolicy) error {
 	if errors.Is(fnErr, ErrLeaseLost) || errors.Is(fnErr, ErrShutdown) {
 		return fnErr // the lease is not ours to write with
 	}
@@ -235,7 +267,17 @@ func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnEr
 	msg := errorMessage(fnErr)
 	rec := &store.Step{
 		ID: s.e.newID(), RunID: s.run.ID, Name: name, Index: index, Status: status,
-		Error: msg, StartedAt: startedAt, CompletedAt: s.e.now(),
+		Error: msg, StartedAt: startedAt, CompletedAt: s.e.now(), Attempt: attempt,
+	}
+	if status == store.StepFailed && !IsPermanent(fnErr) && policy.retries(attempt) {
+		// The failed attempt is recorded with the hand-back, in one
+		// fenced write: the run waits without a slot or a lease.
+		until := store.Truncate(rec.CompletedAt.Add(policy.delay(attempt, jitterSource)))
+		ok, err := s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt+1)
+		if ok {
+			s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
+		}
+		return err
 	}
 	// The run's context may be over; the write is fenced, so it is safe to
 	// attempt it regardless.
@@ -247,6 +289,9 @@ func (s *StepContext) failStep(name string, index int, startedAt time.Time, fnEr
 		return s.exec.refused(name, index)
 	}
 	s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
+	if status == store.StepFailed {
+		return &stepFailure{err: fnErr} // spent: the job's policy does not retry it again
+	}
 	return fnErr
 }
 

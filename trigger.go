@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/durably-go/durably/runtime/store"
 )
@@ -30,6 +31,11 @@ type triggerOptions struct {
 	keepLabels bool
 	// globalKeys puts the keys in the global scope despite TenantLabels.
 	globalKeys bool
+	// runAt and delay delay the run (the later of both counts); priority,
+	// when set, overrides the job's default.
+	runAt    time.Time
+	delay    time.Duration
+	priority *int
 }
 
 func collectOptions(opts []Option) options {
@@ -63,6 +69,31 @@ func WithGlobalKeys() Option {
 	return func(o *options) { o.trigger.globalKeys = true }
 }
 
+// WithRunAt makes the run claimable no earlier than t, on the engine's
+// clock (Config.Now). Until then it is pending: listed, cancellable, and
+// counted by its idempotency and concurrency keys like any pending run. A
+// time not after the trigger's means at once. With WithDelay, the later of
+// both counts.
+func WithRunAt(t time.Time) Option {
+	return func(o *options) { o.trigger.runAt = t }
+}
+
+// WithDelay makes the run claimable d after the trigger (WithRunAt of the
+// trigger's time plus d). A delay of 0 or less means at once; a negative
+// delay is a validation error.
+func WithDelay(d time.Duration) Option {
+	return func(o *options) { o.trigger.delay = d }
+}
+
+// WithPriority sets the run's priority, overriding the job's Priority:
+// runs with a smaller number are claimed first, then older ones (River's
+// and DBOS's convention). Under sustained load a run of a larger number
+// waits as long as runs of smaller numbers are claimable (README,
+// "Priorities and limits").
+func WithPriority(p int) Option {
+	return func(o *options) { o.trigger.priority = &p }
+}
+
 // WithLabels attaches immutable labels to the run, e.g. a tenant id.
 func WithLabels(labels map[string]string) Option {
 	return func(o *options) { o.trigger.labels = maps.Clone(labels) }
@@ -86,6 +117,12 @@ type TriggerRequest struct {
 	ConcurrencyKey string            `json:"concurrencyKey,omitempty"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	Coalesce       string            `json:"coalesce,omitempty"`
+	// RunAt, Delay and Priority are WithRunAt, WithDelay and WithPriority
+	// (issue 14; additive members runAt, delayMs, priority of the HTTP
+	// trigger body). Zero RunAt and Delay: at once; nil Priority: the job's.
+	RunAt    time.Time     `json:"runAt,omitzero"`
+	Delay    time.Duration `json:"-"`
+	Priority *int          `json:"priority,omitempty"`
 }
 
 // TriggerResult is a triggered run and how the trigger was satisfied.
@@ -142,6 +179,9 @@ func (e *Engine) parseRequest(req TriggerRequest) (parsedTrigger, error) {
 		concurrencyKey: req.ConcurrencyKey,
 		labels:         maps.Clone(req.Labels),
 		coalesce:       req.Coalesce,
+		runAt:          req.RunAt,
+		delay:          req.Delay,
+		priority:       req.Priority,
 	}}, nil
 }
 
@@ -175,6 +215,9 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (map[string]string, er
 	}
 	if o.coalesce == CoalesceSkip && o.concurrencyKey == "" {
 		return nil, validationErrorf("coalesce requires concurrencyKey")
+	}
+	if o.delay < 0 {
+		return nil, validationErrorf("delay must not be negative, got %s", o.delay)
 	}
 	labels := o.labels
 	if e.cfg.Labels != nil && !o.keepLabels {
@@ -246,8 +289,21 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 			}
 			return nil, err
 		}
+		priority := e.jobPriority(it.job)
+		if it.opts.priority != nil {
+			priority = *it.opts.priority
+		}
+		runAt := it.opts.runAt
+		if it.opts.delay > 0 && now.Add(it.opts.delay).After(runAt) {
+			runAt = now.Add(it.opts.delay)
+		}
+		if !runAt.After(now) {
+			runAt = time.Time{} // at once: the run is ready from its insert
+		}
 		newRuns[i] = store.NewRun{
 			Run: &store.Run{
+				RunAt:          runAt,
+				Priority:       priority,
 				ID:             e.newID(),
 				JobName:        it.job,
 				Input:          it.input,
@@ -263,7 +319,10 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 	// A single key-less trigger while this engine's worker idles with a
 	// free slot is inserted already leased to it and starts at once: one
 	// commit instead of a trigger and a claim.
-	direct := !batch && newRuns[0].Run.ConcurrencyKey == "" && ctx.Err() == nil && e.worker.reserveDirect()
+	// Not for a delayed run, nor a run of a job with a limit of running
+	// runs, which only the claim counts.
+	direct := !batch && newRuns[0].Run.ConcurrencyKey == "" && newRuns[0].Run.RunAt.IsZero() &&
+		!e.jobLimited(newRuns[0].Run.JobName) && ctx.Err() == nil && e.worker.reserveDirect()
 	if direct {
 		newRuns[0].Claim = &store.Claim{WorkerID: e.cfg.WorkerID, ExpiresAt: now.Add(e.cfg.LeaseDuration)}
 	}
@@ -293,6 +352,9 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 		switch en.Disposition {
 		case store.Created:
 			created = true
+			if !en.Run.RunAt.IsZero() {
+				e.worker.wakeAt(en.Run.RunAt)
+			}
 			e.emit(Event{Type: EventRunTrigger, RunID: en.Run.ID, JobName: en.Run.JobName, Input: en.Run.Input, Labels: en.Run.Labels})
 		case store.Coalesced:
 			skipped := newRuns[i].Run.Labels

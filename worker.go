@@ -1,6 +1,7 @@
 package durably
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"sync"
@@ -19,10 +20,12 @@ type worker struct {
 	loopDone chan struct{} // closed when the loop has returned
 	wakeCh   chan struct{} // a trigger in this process (D4)
 	freed    chan struct{} // a slot freed up
+	dueCh    chan struct{} // wakeAt added an earlier due time
 	// Guarded by mu:
 	executing int        // slots in use
 	buffer    []*claimed // claimed runs waiting for a slot, oldest first
 	idle      bool       // the last claim found fewer runs than it asked for
+	due       dueTimes   // when runs this process delayed or deferred become due
 
 	inflight sync.WaitGroup
 
@@ -43,6 +46,57 @@ func (w *worker) init(e *Engine) {
 	w.e = e
 	w.wakeCh = make(chan struct{}, 1)
 	w.freed = make(chan struct{}, 1)
+	w.dueCh = make(chan struct{}, 1)
+}
+
+// maxDueTimes bounds the due times a worker remembers; runs beyond it are
+// found by the poll, as runs delayed by other processes are.
+const maxDueTimes = 10000
+
+// dueTimes is a min-heap of times on the engine's clock (Config.Now).
+type dueTimes []time.Time
+
+func (h dueTimes) Len() int           { return len(h) }
+func (h dueTimes) Less(i, j int) bool { return h[i].Before(h[j]) }
+func (h dueTimes) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueTimes) Push(x any)        { *h = append(*h, x.(time.Time)) }
+func (h *dueTimes) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// wakeAt makes the worker claim at t (on Config.Now's clock), when a run
+// this process triggered with a delay, or deferred (a retry, a sleep),
+// becomes due: such a run starts within moments of its time rather than at
+// the next poll. Runs other processes delay are found by polling.
+func (w *worker) wakeAt(t time.Time) {
+	w.mu.Lock()
+	if len(w.due) >= maxDueTimes {
+		w.mu.Unlock()
+		return
+	}
+	earliest := len(w.due) == 0 || t.Before(w.due[0])
+	heap.Push(&w.due, t)
+	w.mu.Unlock()
+	if earliest {
+		signal(w.dueCh)
+	}
+}
+
+// nextDue drops the due times not after served (a claim at or after them
+// has run) and returns the earliest later one, or the zero time.
+func (w *worker) nextDue(served time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.due) > 0 && !w.due[0].After(served) {
+		heap.Pop(&w.due)
+	}
+	if len(w.due) == 0 {
+		return time.Time{}
+	}
+	return w.due[0]
 }
 
 func signal(ch chan struct{}) {
@@ -132,7 +186,11 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 	wakeups := e.store.Wakeups()
 	poll := time.NewTimer(e.cfg.PollingInterval)
 	defer poll.Stop()
+	dueTimer := time.NewTimer(time.Hour)
+	dueTimer.Stop()
+	defer dueTimer.Stop()
 	var retry backoff
+	var claimedAt time.Time // the clock before the last claim
 
 	for {
 		select {
@@ -142,6 +200,9 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		}
 		w.startBuffered()
 		if want := w.claimWant(); want > 0 {
+			// Due times up to here are served by this claim (its Now is
+			// later); later ones keep the due timer armed.
+			claimedAt = e.now()
 			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
 			switch {
 			case err == nil:
@@ -183,14 +244,38 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			}
 		}
 		poll.Reset(e.cfg.PollingInterval)
+		if !w.wait(stopping, wakeups, poll, dueTimer, claimedAt) {
+			return
+		}
+	}
+}
+
+// wait sleeps until a slot frees up, a trigger wakes the worker (D4), the
+// poll interval passes, or a run this process knows of becomes due; false
+// means stopping. Due times not after claimedAt were served by the last
+// claim; one that passed since (while the loop started runs or did
+// maintenance) makes the timer fire at once. The due timer is re-armed when
+// an earlier due time comes.
+func (w *worker) wait(stopping <-chan struct{}, wakeups <-chan struct{}, poll, dueTimer *time.Timer, claimedAt time.Time) bool {
+	for {
+		dueTimer.Stop()
+		var dueC <-chan time.Time
+		if next := w.nextDue(claimedAt); !next.IsZero() {
+			dueTimer.Reset(max(0, next.Sub(w.e.now())))
+			dueC = dueTimer.C
+		}
 		select {
 		case <-stopping:
-			return
+			return false
+		case <-w.dueCh:
+			continue
+		case <-dueC:
 		case <-w.freed:
 		case <-w.wakeCh:
 		case <-wakeups:
 		case <-poll.C:
 		}
+		return true
 	}
 }
 
@@ -300,7 +385,8 @@ func (w *worker) startDirect(run *Run) {
 
 // claim leases up to limit runs.
 func (e *Engine) claim(ctx context.Context, workerID string, limit int) ([]*Run, error) {
-	runs, err := e.store.Claim(ctx, store.ClaimRequest{WorkerID: workerID, Now: e.now(), Lease: e.cfg.LeaseDuration, Limit: limit})
+	runs, err := e.store.Claim(ctx, store.ClaimRequest{WorkerID: workerID, Now: e.now(), Lease: e.cfg.LeaseDuration, Limit: limit,
+		JobLimits: e.claimLimits()})
 	if err != nil {
 		return nil, fmt.Errorf("durably: claim: %w", err)
 	}

@@ -1,5 +1,5 @@
 // Command quickstart runs a three-step job on the embedded SQLite store and
-// shows a run surviving a crash.
+// shows a run surviving a crash and a failing step being retried.
 //
 //	go run ./examples/quickstart                  # runs order-1 to completion
 //	go run ./examples/quickstart -crash-after 1   # dies hard after step 1 is recorded
@@ -12,11 +12,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,37 +41,46 @@ type Receipt struct {
 }
 
 // processOrder is three durable steps. A step that completed is never run
-// again for this run, whatever happens to the process.
-var processOrder = &durably.Job[Order, Receipt]{
-	Name: "process-order",
-	Run: func(ctx context.Context, s *durably.StepContext, o Order) (Receipt, error) {
-		reservation, err := durably.RunStep(s, "reserve-stock", func(ctx context.Context) (string, error) {
-			return work(ctx, "reserving stock", "rsv-"+o.ID)
-		})
-		if err != nil {
-			return Receipt{}, err
-		}
-		s.Progress(1, 3, "stock reserved")
+// again for this run, whatever happens to the process. The email step's
+// first attempt in a process fails, as a busy mail server would: its retry
+// policy hands the run back and tries again half a second later.
+func processOrder() *durably.Job[Order, Receipt] {
+	var emailTries atomic.Int32
+	return &durably.Job[Order, Receipt]{
+		Name: "process-order",
+		Run: func(ctx context.Context, s *durably.StepContext, o Order) (Receipt, error) {
+			reservation, err := durably.RunStep(s, "reserve-stock", func(ctx context.Context) (string, error) {
+				return work(ctx, "reserving stock", "rsv-"+o.ID)
+			})
+			if err != nil {
+				return Receipt{}, err
+			}
+			s.Progress(1, 3, "stock reserved")
 
-		charge, err := durably.RunStep(s, "charge-card", func(ctx context.Context) (string, error) {
-			return work(ctx, fmt.Sprintf("charging %d cents", o.Amount), "ch-"+o.ID)
-		})
-		if err != nil {
-			return Receipt{}, err
-		}
-		s.Progress(2, 3, "card charged")
+			charge, err := durably.RunStep(s, "charge-card", func(ctx context.Context) (string, error) {
+				return work(ctx, fmt.Sprintf("charging %d cents", o.Amount), "ch-"+o.ID)
+			})
+			if err != nil {
+				return Receipt{}, err
+			}
+			s.Progress(2, 3, "card charged")
 
-		emailed, err := durably.RunStep(s, "send-email", func(ctx context.Context) (bool, error) {
-			_, err := work(ctx, "sending the confirmation email", "")
-			return err == nil, err
-		})
-		if err != nil {
-			return Receipt{}, err
-		}
-		s.Progress(3, 3, "email sent")
-		s.Logger().Info("order processed", "order", o.ID)
-		return Receipt{OrderID: o.ID, Reservation: reservation, Charge: charge, Emailed: emailed}, nil
-	},
+			emailed, err := durably.RunStep(s, "send-email", func(ctx context.Context) (bool, error) {
+				if emailTries.Add(1) == 1 {
+					fmt.Println("    executing: sending the confirmation email … mail server busy")
+					return false, errors.New("mail server busy")
+				}
+				_, err := work(ctx, "sending the confirmation email", "")
+				return err == nil, err
+			}, durably.WithStepRetry(durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: 500 * time.Millisecond}))
+			if err != nil {
+				return Receipt{}, err
+			}
+			s.Progress(3, 3, "email sent")
+			s.Logger().Info("order processed", "order", o.ID)
+			return Receipt{OrderID: o.ID, Reservation: reservation, Charge: charge, Emailed: emailed}, nil
+		},
+	}
 }
 
 // work stands for a side effect: it takes a moment and says so.
@@ -114,7 +125,7 @@ func run(db, orderID string, crashAfter int) error {
 	if err != nil {
 		return err
 	}
-	job, err := durably.Register(eng, processOrder)
+	job, err := durably.Register(eng, processOrder())
 	if err != nil {
 		return err
 	}
@@ -128,6 +139,8 @@ func run(db, orderID string, crashAfter int) error {
 				fmt.Printf("  crashing hard after step %d (no cleanup, lease left behind)\n", crashAfter)
 				os.Exit(3)
 			}
+		case durably.EventStepFail:
+			fmt.Printf("  step %d %q failed (%s); the run waits for its retry without holding a worker\n", ev.StepIndex+1, ev.StepName, ev.Error)
 		case durably.EventRunProgress:
 			fmt.Printf("  progress %d/%d: %s\n", ev.Progress.Current, *ev.Progress.Total, *ev.Progress.Message)
 		}

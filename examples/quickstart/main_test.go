@@ -33,7 +33,7 @@ func quickstart(args ...string) *exec.Cmd {
 
 // TestCrashAndResume runs the quickstart as the README does: a process that
 // dies hard after step 1, then a fresh process that finishes the same run
-// without running step 1 again.
+// without running step 1 again, retrying its email step once.
 func TestCrashAndResume(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "q.db")
 
@@ -54,7 +54,7 @@ func TestCrashAndResume(t *testing.T) {
 	if strings.Contains(s, "reserving stock") {
 		t.Fatalf("step 1 ran again after the crash:\n%s", s)
 	}
-	for _, want := range []string{"resuming when its lease expires", "charging 4200 cents", "sending the confirmation email", "completed: {OrderID:order-1"} {
+	for _, want := range []string{"resuming when its lease expires", "charging 4200 cents", "mail server busy", "waits for its retry", "sending the confirmation email …\n", "completed: {OrderID:order-1"} {
 		if !strings.Contains(s, want) {
 			t.Fatalf("second run output lacks %q:\n%s", want, s)
 		}

@@ -67,6 +67,8 @@ type RawRun struct {
 	Progress, Output, Error, LeaseOwner                                string
 	LeaseGeneration                                                    int64
 	LeaseExpiresAt, StartedAt, CompletedAt, CreatedAt, UpdatedAt       time.Time
+	RunAt                                                              time.Time
+	Priority, Attempt                                                  int64
 }
 
 // Decode converts the row.
@@ -89,6 +91,9 @@ func (r *RawRun) Decode() (*store.Run, error) {
 		CompletedAt:        storedTime(r.CompletedAt),
 		CreatedAt:          storedTime(r.CreatedAt),
 		UpdatedAt:          storedTime(r.UpdatedAt),
+		RunAt:              storedTime(r.RunAt),
+		Priority:           int(r.Priority),
+		Attempt:            int(r.Attempt),
 	}
 	if r.Output != "" {
 		run.Output = json.RawMessage(r.Output)
@@ -109,12 +114,14 @@ type RawStep struct {
 	Index                  int64
 	Status, Output, Error  string
 	StartedAt, CompletedAt time.Time
+	Attempt                int64
 }
 
 // Decode converts the row.
 func (r *RawStep) Decode() *store.Step {
 	s := &store.Step{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: int(r.Index), Status: store.StepStatus(r.Status), Error: r.Error,
-		StartedAt: storedTime(r.StartedAt), CompletedAt: storedTime(r.CompletedAt)}
+		StartedAt: storedTime(r.StartedAt), CompletedAt: storedTime(r.CompletedAt),
+		Attempt: int(r.Attempt)}
 	if r.Output != "" {
 		s.Output = json.RawMessage(r.Output)
 	}
@@ -174,4 +181,19 @@ func OptionalTime(t time.Time) string {
 		return ""
 	}
 	return store.FormatTime(t)
+}
+
+// StepAttempt is the attempt stored for a step: 1-based, 0 (unset) as 1.
+func StepAttempt(s *store.Step) int64 {
+	return int64(max(s.Attempt, 1))
+}
+
+// Ready is the ready flag a new run is inserted with: 1 when it is
+// claimable at once, 0 when its RunAt is after its creation and it waits
+// (out of the claim's index) until a claim promotes it.
+func Ready(r *store.Run) int64 {
+	if r.RunAt.After(r.CreatedAt) {
+		return 0
+	}
+	return 1
 }

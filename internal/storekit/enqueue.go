@@ -40,7 +40,7 @@ func PrepareRuns(items []store.NewRun) []*store.Run {
 	runs := make([]*store.Run, len(items))
 	for i, it := range items {
 		runs[i] = prepareNewRun(it.Run)
-		if c := it.Claim; c != nil && it.Run.ConcurrencyKey == "" {
+		if c := it.Claim; c != nil && it.Run.ConcurrencyKey == "" && Ready(runs[i]) == 1 {
 			r := runs[i]
 			r.Status, r.LeaseOwner, r.LeaseGeneration = store.StatusLeased, c.WorkerID, 1
 			r.LeaseExpiresAt, r.StartedAt = store.Truncate(c.ExpiresAt), r.CreatedAt
@@ -113,7 +113,10 @@ func prepareNewRun(in *store.Run) *store.Run {
 	r.Status = store.StatusPending
 	r.CreatedAt = store.Truncate(r.CreatedAt)
 	r.UpdatedAt = r.CreatedAt
-	r.CurrentStepIndex, r.CompletedStepCount, r.LeaseGeneration = 0, 0, 0
+	r.CurrentStepIndex, r.CompletedStepCount, r.LeaseGeneration, r.Attempt = 0, 0, 0, 0
+	if !r.RunAt.IsZero() {
+		r.RunAt = store.Truncate(r.RunAt)
+	}
 	if r.Labels == nil {
 		r.Labels = map[string]string{}
 	}

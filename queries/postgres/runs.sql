@@ -7,15 +7,16 @@
 -- optional text values travel as '' inside arrays and are stored as NULL;
 -- optional times travel as NULL elements.
 -- A run started by its own worker at once is inserted leased (store.Claim)
--- and wakes nobody. Keys are unique within their key_scope (D11).
+-- and wakes nobody, and so does a run that waits for its run_at (ready = 0):
+-- a claim now would not take it. Keys are unique within their key_scope (D11).
 WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at)
+    started_at, created_at, updated_at, run_at, ready, priority)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
          u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
-         u.started_at, u.created_at, u.created_at
+         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@statuses::text[]) AS status,
           unnest(@lease_owners::text[]) AS lease_owner,
@@ -28,9 +29,12 @@ WITH ins AS (
           unnest(@concurrency_keys::text[]) AS concurrency_key,
           unnest(@key_scopes::text[]) AS key_scope,
           unnest(@labels::text[]) AS labels,
-          unnest(@created_ats::timestamptz[]) AS created_at) AS u
+          unnest(@created_ats::timestamptz[]) AS created_at,
+          unnest(@run_ats::timestamptz[]) AS run_at,
+          unnest(@readies::bigint[]) AS ready,
+          unnest(@priorities::bigint[]) AS priority) AS u
   ON CONFLICT DO NOTHING
-  RETURNING id, status, created_at
+  RETURNING id, status, created_at, ready
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
@@ -40,7 +44,7 @@ WITH ins AS (
           unnest(@label_values::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify(@channel::text, @payload::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' LIMIT 1) AS any_pending
+  SELECT pg_notify(@channel::text, @payload::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
 )
 -- The scalar subquery makes wake run: a CTE that is not referenced is not.
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins;
@@ -55,45 +59,105 @@ WHERE job_name = @job_name AND key_scope = @key_scope::text AND idempotency_key 
 -- name: GetPendingRunByConcurrencyKey :one
 SELECT * FROM durably_runs
 WHERE job_name = @job_name AND key_scope = @key_scope::text AND concurrency_key = @concurrency_key
-  AND status = 'pending'
+  AND status = 'pending' AND (started_at IS NULL OR run_at IS NULL)
 ORDER BY created_at, id
 LIMIT 1;
 
 -- name: ClaimCandidates :many
--- Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
--- rows another claimer holds. Pending runs and expired leases come from two
--- partial indexes, each in a useful order, so that live leases and finished
--- history are never scanned; the oldest of both kinds win. A row locked
--- here but not chosen stays locked only until the claim commits. The guard
--- is per (key scope, concurrency key) (D11); an expired lease with a pending
--- sibling is a candidate like any other (D12) and, older, comes first.
-WITH pending AS (
-  SELECT p.id, p.concurrency_key, p.key_scope, p.created_at FROM durably_runs p
-  WHERE p.status = 'pending'
+-- Step 1 of the claim (S-031): the first claimable runs by priority (smaller
+-- first), then age, row-locked, skipping rows another claimer holds.
+--
+-- promoted: waiting runs that are due become ready (ready = 1), read from
+-- idx_durably_runs_waiting, which holds waiting runs only, by run_at: the
+-- walk stops at the first run not due, so a run due later is never read.
+-- At most @promote_lim per claim, earliest due first; they are candidates
+-- of this claim (the other CTEs' snapshot predates the promotion) and,
+-- unclaimed, ready for the next. "= ANY(ARRAY(…))" makes the update look
+-- the chosen rows up by primary key (IN (…) plans a scan of the table).
+-- caps: for each job with a limit (@limit_jobs, @limit_counts), the runs it
+-- may still lease now; a job at its limit contributes no candidate, so its
+-- backlog never crowds other jobs out of a claim, and no job has more
+-- candidates than its room (rn). The claim re-counts under an advisory lock.
+-- The full jobs are one array (an InitPlan, computed once), tested inside a
+-- CASE that hides it from the planner: as an anti join or "<> ALL", with
+-- one job name in the table's statistics, the planner expects no pending
+-- run to pass and sorts them all instead of walking idx_durably_runs_ready
+-- in order (TestClaimSkipsLiveLeasesByIndex).
+-- pending and expired: ready runs and expired leases from two partial
+-- indexes, each in a useful order, so that live leases, waiting runs and
+-- finished history are never scanned. A row locked here but not chosen
+-- stays locked only until the claim commits. The guard is per (key scope,
+-- concurrency key) (D11); an expired lease with a pending sibling is a
+-- candidate like any other (D12).
+WITH promoted AS (
+  UPDATE durably_runs w SET ready = 1
+  WHERE w.id = ANY(ARRAY(
+    SELECT d.id FROM durably_runs d
+    WHERE d.status = 'pending' AND d.ready = 0 AND d.run_at <= @now::timestamptz
+    ORDER BY d.run_at
+    LIMIT @promote_lim
+    FOR UPDATE SKIP LOCKED))
+  RETURNING w.id, w.job_name, w.concurrency_key, w.key_scope, w.priority, w.created_at
+), caps AS (
+  SELECT l.job, l.n - (
+    SELECT count(*) FROM durably_runs a
+    WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > @now::timestamptz) AS room
+  FROM (SELECT unnest(@limit_jobs::text[]) AS job, unnest(@limit_counts::bigint[]) AS n) AS l
+), pending AS (
+  SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at FROM durably_runs p
+  WHERE p.status = 'pending' AND p.ready = 1
     AND (p.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
-  ORDER BY p.created_at, p.id
+    AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY p.priority, p.created_at, p.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
 ), expired AS (
-  SELECT x.id, x.concurrency_key, x.key_scope, x.created_at FROM durably_runs x
+  SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at FROM durably_runs x
   WHERE x.status = 'leased' AND x.lease_expires_at <= @now::timestamptz
     AND (x.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
         AND a.id <> x.id
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
-  ORDER BY x.created_at, x.id
+    AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY x.priority, x.created_at, x.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
+), due AS (
+  SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at FROM promoted pr
+  WHERE (pr.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
+    AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+), ranked AS (
+  SELECT c.*, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
+  FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM due) AS c
 )
-SELECT c.id, c.concurrency_key, c.key_scope FROM (
-  SELECT * FROM pending UNION ALL SELECT * FROM expired
-) AS c
-ORDER BY c.created_at, c.id
+SELECT r.id, r.concurrency_key, r.key_scope, r.job_name FROM ranked r
+WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
+ORDER BY r.priority, r.created_at, r.id
 LIMIT @lim;
+
+-- name: LockJobs :exec
+-- Step 2 for jobs with a limit: claimers of the same job queue here until
+-- the holder commits, jobs sorted so that no two claimers wait in a cycle
+-- (every claimer takes its concurrency-key locks first). The two-key form
+-- keeps these locks apart from the concurrency keys' one-key locks.
+SELECT pg_advisory_xact_lock(1685222009, hashtext(u.job))
+FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
+
+-- name: LiveLeasesOfJobs :many
+-- Step 2, re-count with a fresh snapshot: each job's unexpired leases,
+-- other than the candidates' own.
+SELECT u.job::text AS job_name, (
+  SELECT count(*) FROM durably_runs a
+  WHERE a.status = 'leased' AND a.job_name = u.job AND a.lease_expires_at > @now::timestamptz
+    AND NOT (a.id = ANY(@ids::text[])))::bigint AS live
+FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
 
 -- name: LockConcurrencyKeys :exec
 -- Step 2: claimers of the same (scope, key) queue here until the holder
@@ -141,9 +205,27 @@ RETURNING r.id;
 -- name: ReleaseLease :execrows
 -- A stopping worker hands a run back so another can take it at once. Fenced;
 -- fails on the pending unique index when a same-key pending run exists, and
--- the store then hands it back with ExpireLease instead (D12).
+-- the store then hands it back with ExpireLease instead (D12). run_at is
+-- cleared: the run is claimable at once and counts for its key again.
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::timestamptz
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = @now::timestamptz
+WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
+
+-- name: DeferRun :execrows
+-- A lease holder hands its run back to wait until run_at (a retry's next
+-- attempt, a durable sleep), fenced by generation only like the finish
+-- (R-065). started_at stays; with run_at set, the run holds no concurrency
+-- key while it waits (idx_durably_runs_pending_scope_concurrency), so this
+-- is never refused for a pending sibling.
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+    run_at = @run_at::timestamptz,
+    ready = CASE WHEN @run_at::timestamptz <= @now::timestamptz THEN 1 ELSE 0 END,
+    attempt = @attempt::bigint,
+    current_step_index = @current_step_index::bigint,
+    completed_step_count = @completed_step_count::bigint,
+    updated_at = @now::timestamptz
 WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 
 -- name: ExpireLease :execrows
@@ -236,7 +318,8 @@ WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires
 
 -- name: ResetExpiredLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now::timestamptz
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = @now::timestamptz
 WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::timestamptz;
 
 -- name: GetRun :one

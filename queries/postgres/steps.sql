@@ -6,9 +6,9 @@
 -- while this statement runs is seen: the join is re-checked against the
 -- run's newest version and a step of a lost lease is not inserted.
 WITH ins AS (
-  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at)
+  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
   SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
-         u.started_at, u.completed_at
+         u.started_at, u.completed_at, u.attempt
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@run_ids::text[]) AS run_id,
           unnest(@generations::bigint[]) AS generation,
@@ -18,7 +18,8 @@ WITH ins AS (
           unnest(@outputs::text[]) AS output,
           unnest(@errors::text[]) AS error,
           unnest(@started_ats::timestamptz[]) AS started_at,
-          unnest(@completed_ats::timestamptz[]) AS completed_at) AS u
+          unnest(@completed_ats::timestamptz[]) AS completed_at,
+          unnest(@attempts::bigint[]) AS attempt) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
     AND r.id = ANY(@run_ids::text[])
   FOR UPDATE OF r

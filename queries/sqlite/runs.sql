@@ -6,12 +6,13 @@
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-  started_at, created_at, updated_at
+  started_at, created_at, updated_at, run_at, ready, priority
 ) VALUES (
   sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), CAST(sqlc.arg(status) AS TEXT), sqlc.narg(idempotency_key),
   sqlc.narg(concurrency_key), CAST(sqlc.arg(key_scope) AS TEXT), sqlc.arg(labels), 0, 0, sqlc.narg(lease_owner), sqlc.narg(lease_expires_at),
   CAST(sqlc.arg(lease_generation) AS INTEGER), sqlc.narg(started_at),
-  CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT)
+  CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT),
+  sqlc.narg(run_at), CAST(sqlc.arg(ready) AS INTEGER), CAST(sqlc.arg(priority) AS INTEGER)
 ) ON CONFLICT DO NOTHING;
 
 -- name: InsertRunLabel :exec
@@ -27,18 +28,36 @@ WHERE job_name = sqlc.arg(job_name) AND key_scope = CAST(sqlc.arg(key_scope) AS 
 SELECT * FROM durably_runs
 WHERE job_name = sqlc.arg(job_name) AND key_scope = CAST(sqlc.arg(key_scope) AS TEXT)
   AND concurrency_key = sqlc.arg(concurrency_key) AND status = 'pending'
+  AND (started_at IS NULL OR run_at IS NULL)
 ORDER BY created_at, id
 LIMIT 1;
 
+-- name: PromoteDue :execrows
+-- The first statement of every claim: waiting runs that are due become
+-- ready (ready = 1), so that the claim's walk of idx_durably_runs_ready sees
+-- them in priority order. It reads idx_durably_runs_waiting, which holds
+-- waiting runs only, by run_at, and stops at the first not due: a run due
+-- later is never read. At most lim runs per claim, the earliest due first.
+UPDATE durably_runs SET ready = 1
+WHERE id IN (
+  SELECT w.id FROM durably_runs w INDEXED BY idx_durably_runs_waiting
+  WHERE w.status = 'pending' AND w.ready = 0 AND w.run_at <= CAST(sqlc.arg(now) AS TEXT)
+  ORDER BY w.run_at
+  LIMIT CAST(sqlc.arg(lim) AS INTEGER));
+
 -- name: ClaimNext :one
--- The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
--- expired lease, and not blocked by an unexpired lease on its concurrency key
--- in any job of its key scope (D11). An expired lease with a pending sibling
--- is claimable like any other (D12); being older, it wins over the sibling. One statement; SQLite's single writer makes it atomic.
+-- The first claimable run by priority (smaller first), then age (R-050,
+-- R-051, S-030): ready and pending, or leased with an expired lease, not
+-- blocked by an unexpired lease on its concurrency key in any job of its key
+-- scope (D11), and not of a job that has as many live leases as its limit
+-- (job_limits, a JSON object of job name to limit; has_limits = 0 skips the
+-- check). An expired lease with a pending sibling is claimable like any
+-- other (D12). One statement; SQLite's single writer makes it atomic, and
+-- the job limits exact.
 -- The two kinds come from two indexes, each already in a useful order, so
--- that neither finished history nor live leases are ever scanned; the older
--- of the two candidates wins. INDEXED BY: without statistics SQLite might
--- sort every pending run on each claim instead.
+-- that neither finished history, live leases nor waiting runs are ever
+-- scanned. INDEXED BY: without statistics SQLite might sort every pending
+-- run on each claim instead.
 UPDATE durably_runs
 SET status = 'leased',
     lease_owner = CAST(sqlc.arg(worker_id) AS TEXT),
@@ -49,27 +68,39 @@ SET status = 'leased',
 WHERE id = (
   SELECT u.id FROM (
     SELECT * FROM (
-      SELECT p.id, p.created_at FROM durably_runs p INDEXED BY idx_durably_runs_pending_created
-      WHERE p.status = 'pending'
+      SELECT p.id, p.priority, p.created_at FROM durably_runs p INDEXED BY idx_durably_runs_ready
+      WHERE p.status = 'pending' AND p.ready = 1
         AND (p.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
           WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
-      ORDER BY p.created_at, p.id
+        AND (CAST(sqlc.arg(has_limits) AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j
+          WHERE j.key = p.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = p.job_name
+              AND l.lease_expires_at > CAST(sqlc.arg(now) AS TEXT))))
+      ORDER BY p.priority, p.created_at, p.id
       LIMIT 1)
     UNION ALL
     SELECT * FROM (
-      SELECT x.id, x.created_at FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
+      SELECT x.id, x.priority, x.created_at FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
       WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
         AND (x.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
           WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
             AND a.id <> x.id
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(sqlc.arg(now) AS TEXT)))
-      ORDER BY x.created_at, x.id
+        AND (CAST(sqlc.arg(has_limits) AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j
+          WHERE j.key = x.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = x.job_name
+              AND l.lease_expires_at > CAST(sqlc.arg(now) AS TEXT))))
+      ORDER BY x.priority, x.created_at, x.id
       LIMIT 1)
   ) AS u
-  ORDER BY u.created_at, u.id
+  ORDER BY u.priority, u.created_at, u.id
   LIMIT 1)
 RETURNING *;
 
@@ -82,9 +113,27 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 -- name: ReleaseLease :execrows
 -- A stopping worker hands a run back so another can take it at once. Fenced;
 -- fails on the pending unique index when a same-key pending run exists, and
--- the store then hands it back with ExpireLease instead (D12).
+-- the store then hands it back with ExpireLease instead (D12). run_at is
+-- cleared: the run is claimable at once and counts for its key again.
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(sqlc.arg(now) AS TEXT)
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: DeferRun :execrows
+-- A lease holder hands its run back to wait until run_at (a retry's next
+-- attempt, a durable sleep), fenced by generation only like the finish
+-- (R-065). started_at stays; with run_at set, the run holds no concurrency
+-- key while it waits (idx_durably_runs_pending_scope_concurrency), so this
+-- is never refused for a pending sibling.
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+    run_at = CAST(sqlc.arg(run_at) AS TEXT),
+    ready = CASE WHEN CAST(sqlc.arg(run_at) AS TEXT) <= CAST(sqlc.arg(now) AS TEXT) THEN 1 ELSE 0 END,
+    attempt = CAST(sqlc.arg(attempt) AS INTEGER),
+    current_step_index = CAST(sqlc.arg(current_step_index) AS INTEGER),
+    completed_step_count = CAST(sqlc.arg(completed_step_count) AS INTEGER),
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
 
 -- name: ExpireLease :execrows
@@ -166,7 +215,8 @@ WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires
 
 -- name: ResetExpiredLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(sqlc.arg(now) AS TEXT)
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
 
 -- name: GetRun :one

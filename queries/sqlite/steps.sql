@@ -1,9 +1,9 @@
 -- name: InsertStep :execrows
 -- Fenced step persistence (R-060, S-036): the ownership check and the insert
 -- are one statement, so no write slips in between.
-INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at)
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
 SELECT sqlc.arg(id), sqlc.arg(run_id), sqlc.arg(name), sqlc.arg(step_index), CAST(sqlc.arg(status) AS TEXT),
-       sqlc.narg(output), sqlc.narg(error), sqlc.arg(started_at), sqlc.arg(completed_at)
+       sqlc.narg(output), sqlc.narg(error), sqlc.arg(started_at), sqlc.arg(completed_at), CAST(sqlc.arg(attempt) AS INTEGER)
 FROM durably_runs
 WHERE id = sqlc.arg(run_id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
 

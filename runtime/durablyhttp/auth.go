@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/durably-go/durably"
 )
@@ -61,6 +62,12 @@ type TriggerRequest[L any] struct {
 	// Labels is nil when the body carries none.
 	Labels   *L
 	Coalesce string
+	// RunAt, Delay and Priority are the additive members runAt, delayMs and
+	// priority: durably.WithRunAt, WithDelay and WithPriority. Zero
+	// RunAt and Delay: at once; nil Priority: the job's.
+	RunAt    time.Time
+	Delay    time.Duration
+	Priority *int
 }
 
 // Run is a run as the hooks see it: the full internal record (H-063),

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -304,6 +305,10 @@ type triggerBody struct {
 	ConcurrencyKey json.RawMessage `json:"concurrencyKey"`
 	Labels         json.RawMessage `json:"labels"`
 	Coalesce       json.RawMessage `json:"coalesce"`
+	// Additive members of durably-go (R-207), absent from the original.
+	RunAt    json.RawMessage `json:"runAt"`
+	DelayMs  json.RawMessage `json:"delayMs"`
+	Priority json.RawMessage `json:"priority"`
 }
 
 func (h *Handler[C, L]) trigger(req *request[C]) {
@@ -349,6 +354,10 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 			return
 		}
 	}
+	if err := readSchedule(tb, &tr.RunAt, &tr.Delay, &tr.Priority); err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if len(tb.Labels) > 0 && !isNull(tb.Labels) {
 		var m map[string]string
 		if err := json.Unmarshal(tb.Labels, &m); err != nil {
@@ -372,6 +381,7 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 	raw := durably.TriggerRequest{
 		JobName: tr.JobName, Input: tr.Input, IdempotencyKey: tr.IdempotencyKey,
 		ConcurrencyKey: tr.ConcurrencyKey, Coalesce: tr.Coalesce,
+		RunAt: tr.RunAt, Delay: tr.Delay, Priority: tr.Priority,
 	}
 	if tr.Labels != nil {
 		raw.Labels = (*tr.Labels).ToMap()
@@ -389,6 +399,40 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 }
 
 func isNull(raw []byte) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// maxDelayMs is the longest delay a time.Duration holds, in milliseconds.
+const maxDelayMs = math.MaxInt64 / int64(time.Millisecond)
+
+// readSchedule reads the additive members runAt (an RFC 3339 string),
+// delayMs (a non-negative integer) and priority (a 32-bit integer), each
+// optional, null meaning absent; an error names the member (R-207, D2).
+func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priority **int) error {
+	if s, err := optionalString(tb.RunAt, "runAt"); err != nil {
+		return fmt.Errorf("runAt must be an RFC 3339 time string")
+	} else if s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return fmt.Errorf("runAt must be an RFC 3339 time string, got %q", s)
+		}
+		*runAt = t
+	}
+	if len(tb.DelayMs) > 0 && !isNull(tb.DelayMs) {
+		var n int64
+		if err := json.Unmarshal(tb.DelayMs, &n); err != nil || n < 0 || n > maxDelayMs {
+			return fmt.Errorf("delayMs must be a non-negative integer of at most %d", maxDelayMs)
+		}
+		*delay = time.Duration(n) * time.Millisecond
+	}
+	if len(tb.Priority) > 0 && !isNull(tb.Priority) {
+		var n int32
+		if err := json.Unmarshal(tb.Priority, &n); err != nil {
+			return fmt.Errorf("priority must be an integer between %d and %d", math.MinInt32, math.MaxInt32)
+		}
+		p := int(n)
+		*priority = &p
+	}
+	return nil
+}
 
 // optionalString reads a member that must be a string when present.
 func optionalString(raw json.RawMessage, name string) (string, error) {

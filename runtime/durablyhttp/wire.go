@@ -16,7 +16,8 @@ func appendJSONObjectString(b []byte, k, v string) []byte {
 
 // AppendClientRun appends the ClientRun projection of a run (H-020): the
 // run without its keys, lease fields and updatedAt, plus isTerminal and
-// isActive, in exactly this key order.
+// isActive, in exactly this key order; then durably-go's additive members
+// runAt, priority and attempt, which the original's clients ignore.
 func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", r.ID)
@@ -34,6 +35,9 @@ func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w.Time("createdAt", r.CreatedAt)
 	w.Bool("isTerminal", r.Status.Terminal())
 	w.Bool("isActive", r.Status.Active())
+	w.Time("runAt", r.RunAt)
+	w.Int("priority", int64(r.Priority))
+	w.Int("attempt", int64(r.Attempt))
 	return append(w.B, '}')
 }
 
@@ -49,6 +53,9 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 	w.NullableStr("error", s.Error)
 	w.Time("startedAt", s.StartedAt)
 	w.Time("completedAt", s.CompletedAt)
+	// Additive (issue 14): the step's 1-based attempt; rows from
+	// before attempts were recorded count as the first.
+	w.Int("attempt", int64(max(s.Attempt, 1)))
 	return append(w.B, '}')
 }
 

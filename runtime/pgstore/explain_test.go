@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,10 +105,71 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: ts(now), Lim: 8})
+	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{}})
 	plan := explain(t, st, rec)
-	if !strings.Contains(plan, "idx_durably_runs_pending_created") || strings.Contains(plan, "Seq Scan") {
-		t.Fatalf("the claim does not walk the pending index:\n%s", plan)
+	if !strings.Contains(plan, "idx_durably_runs_ready") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("the claim does not walk the ready index:\n%s", plan)
+	}
+}
+
+// TestClaimSkipsFutureRunsByIndex shows, with EXPLAIN ANALYZE, that a claim
+// among 5,000 runs waiting for a later run_at (delayed triggers, retries,
+// sleeps) reads none of them: the promotion's range scan of
+// idx_durably_runs_waiting stops at the first run not due, the walk of ready
+// runs uses idx_durably_runs_ready, which holds no waiting run, and neither
+// reads the table sequentially. The 100 due runs are promoted and claimed in
+// priority order.
+func TestClaimSkipsFutureRunsByIndex(t *testing.T) {
+	ctx := context.Background()
+	st, job := explainSetup(t)
+	base := time.Now()
+	for b := range 10 {
+		items := make([]durably.BatchItem[int], 500)
+		for i := range items {
+			items[i].Options = []durably.Option{durably.WithRunAt(base.Add(time.Hour + time.Duration(b*500+i)*time.Second))}
+		}
+		if _, err := job.BatchTrigger(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	due := make([]durably.BatchItem[int], 100)
+	for i := range due {
+		due[i].Input = i
+		due[i].Options = []durably.Option{durably.WithRunAt(base.Add(time.Minute)), durably.WithPriority(100 - i)}
+	}
+	if _, err := job.BatchTrigger(ctx, due); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.pool.Exec(ctx, "ANALYZE durably_runs"); err != nil {
+		t.Fatal(err)
+	}
+	now := base.Add(2 * time.Minute)
+	rec := &recorder{}
+	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{}})
+	for _, generic := range []bool{false, true} {
+		plan := explainAnalyze(t, st, rec, generic)
+		for _, want := range []string{"idx_durably_runs_waiting", "Index Cond: (run_at <=", "idx_durably_runs_ready"} {
+			if !strings.Contains(plan, want) {
+				t.Fatalf("generic=%v: the claim's plan lacks %q:\n%s", generic, want, plan)
+			}
+		}
+		if strings.Contains(plan, "Seq Scan on durably_runs") {
+			t.Fatalf("generic=%v: the claim scans the run table:\n%s", generic, plan)
+		}
+		// The waiting index yields the 100 due runs and stops: not one of
+		// the 5,000 future runs is read.
+		if !regexp.MustCompile(`Index Scan using idx_durably_runs_waiting on durably_runs \S+\s+\(cost=[^)]*\) \(actual rows=100 loops=1\)`).MatchString(plan) {
+			t.Fatalf("generic=%v: the waiting index did not yield exactly the 100 due runs:\n%s", generic, plan)
+		}
+	}
+	runs, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Hour, Limit: 3})
+	if err != nil || len(runs) != 3 {
+		t.Fatalf("claim: %d runs, %v", len(runs), err)
+	}
+	for i, r := range runs {
+		if r.Priority != 1+i {
+			t.Fatalf("claimed run %d has priority %d, want %d (smallest first)", i, r.Priority, 1+i)
+		}
 	}
 }
 
@@ -134,6 +196,24 @@ func explainSetup(t *testing.T) (*Store, *durably.JobHandle[int, int]) {
 
 func explain(t *testing.T, st *Store, rec *recorder) string {
 	t.Helper()
+	return explainWith(t, st, rec, "EXPLAIN ", false)
+}
+
+// explainAnalyze runs the statement rec captured under EXPLAIN ANALYZE in a
+// transaction it rolls back, so that a claim's writes leave no trace.
+func explainAnalyze(t *testing.T, st *Store, rec *recorder, generic bool) string {
+	t.Helper()
+	return explainWith(t, st, rec, "EXPLAIN (ANALYZE, COSTS, TIMING OFF) ", generic)
+}
+
+func explainWith(t *testing.T, st *Store, rec *recorder, prefix string, generic bool) string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := st.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
 	var plan string
 	args := []any{pgx.QueryExecModeSimpleProtocol}
 	for _, a := range rec.args {
@@ -142,7 +222,23 @@ func explain(t *testing.T, st *Store, rec *recorder) string {
 		}
 		args = append(args, a)
 	}
-	rows, err := st.pool.Query(context.Background(), "EXPLAIN "+rec.sql, args...)
+	stmt := prefix + rec.sql
+	if generic {
+		// The plan the store runs: ConfigurePool sets force_generic_plan,
+		// so the statement is planned once, without its arguments' values.
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "PREPARE durably_explain AS "+rec.sql); err != nil {
+			t.Fatal(err)
+		}
+		ph := make([]string, len(rec.args))
+		for i := range ph {
+			ph[i] = fmt.Sprintf("$%d", i+1)
+		}
+		stmt = prefix + "EXECUTE durably_explain(" + strings.Join(ph, ", ") + ")"
+	}
+	rows, err := tx.Query(ctx, stmt, args...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,14 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
@@ -34,15 +36,32 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqu
 	return o.enqueued, nil
 }
 
-// Claim leases up to req.Limit runs (S-031): candidates are row-locked with
-// SKIP LOCKED; for those with a concurrency key, claimers of the same key
-// (in the same key scope, D11) queue on an advisory lock and re-check, with
-// a fresh snapshot, that no other run of the key holds an unexpired lease. The transaction is
-// pipelined: BEGIN with the candidates, then the lease with COMMIT, two
-// round trips when no candidate has a key.
+// promoteBatch bounds the waiting runs one claim makes ready: a burst of
+// runs falling due at once is promoted over a few claims, earliest first,
+// rather than in one long write.
+const promoteBatch = 1000
+
+// Claim leases up to req.Limit runs (S-031): due waiting runs are promoted
+// and candidates are row-locked with SKIP LOCKED, by priority then age; for
+// those with a concurrency key, claimers of the same key (in the same key
+// scope, D11) queue on an advisory lock and re-check, with a fresh snapshot,
+// that no other run of the key holds an unexpired lease; for those of a job
+// with a limit (req.JobLimits), claimers of the same job queue on another
+// advisory lock and re-count the job's live leases the same way, so that
+// the limit holds across processes. The transaction is pipelined: BEGIN
+// with the candidates, then the lease with COMMIT, two round trips when no
+// candidate has a key or a limited job.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*store.Run, err error) {
 	if req.Limit <= 0 {
 		return nil, nil
+	}
+	limitJobs, limitCounts := make([]string, 0, len(req.JobLimits)), make([]int64, 0, len(req.JobLimits))
+	for _, job := range slices.Sorted(maps.Keys(req.JobLimits)) {
+		n := req.JobLimits[job]
+		if n < 0 {
+			return nil, fmt.Errorf("pgstore: claim: job limit of %q is %d, want >= 0", job, n)
+		}
+		limitJobs, limitCounts = append(limitJobs, job), append(limitCounts, int64(n))
 	}
 	defer func() { err = classify(err) }()
 	now := ts(req.Now)
@@ -66,12 +85,13 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	var b pgx.Batch
 	b.Queue("BEGIN")
 	inTx = true
-	_, _ = q.ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: now, Lim: int32(req.Limit)})
+	_, _ = q.ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: now, Lim: int32(req.Limit), PromoteLim: promoteBatch,
+		LimitJobs: limitJobs, LimitCounts: limitCounts})
 	var cands []pgdb.ClaimCandidatesRow
 	rec.queueRows(&b, func(rows pgx.Rows) error {
 		for rows.Next() {
 			var c pgdb.ClaimCandidatesRow
-			if err := rows.Scan(&c.ID, &c.ConcurrencyKey, &c.KeyScope); err != nil {
+			if err := rows.Scan(&c.ID, &c.ConcurrencyKey, &c.KeyScope, &c.JobName); err != nil {
 				return err
 			}
 			cands = append(cands, c)
@@ -87,6 +107,10 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 		return nil, err
 	}
 
+	jobOf := make(map[string]string, len(cands))
+	for _, c := range cands {
+		jobOf[c.ID] = c.JobName
+	}
 	ids := make([]string, 0, len(cands))
 	var keys []scopedKey
 	seen := map[scopedKey]bool{}
@@ -143,6 +167,11 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 			}
 		}
 	}
+	if len(limitJobs) > 0 && len(ids) > 0 {
+		if ids, err = s.capJobs(ctx, conn, q, rec, req, ids, jobOf, cands); err != nil {
+			return nil, err
+		}
+	}
 
 	b = pgx.Batch{}
 	if len(ids) > 0 {
@@ -165,14 +194,72 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	inTx = false
 	s.stats.commits.Add(1)
 	s.stats.writes.Add(1)
-	// UPDATE … RETURNING comes in no particular order; runs start oldest first.
+	// UPDATE … RETURNING comes in no particular order; runs start in claim
+	// order, by priority, then oldest first.
 	slices.SortFunc(runs, func(a, b *store.Run) int {
+		if c := a.Priority - b.Priority; c != 0 {
+			return c
+		}
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
 	return runs, nil
+}
+
+// capJobs is the claim's step 2 for jobs with a limit: it locks each limited
+// job among ids (sorted, after the concurrency keys), re-counts the job's
+// live leases with a fresh snapshot, and keeps of ids, in candidate order,
+// only as many runs of each job as its limit still allows.
+func (s *Store) capJobs(ctx context.Context, conn *pgxpool.Conn, q *pgdb.Queries, rec *recorder, req store.ClaimRequest, ids []string, jobOf map[string]string, cands []pgdb.ClaimCandidatesRow) ([]string, error) {
+	var jobs []string
+	for _, id := range ids {
+		if _, limited := req.JobLimits[jobOf[id]]; limited && !slices.Contains(jobs, jobOf[id]) {
+			jobs = append(jobs, jobOf[id])
+		}
+	}
+	if len(jobs) == 0 {
+		return ids, nil
+	}
+	slices.Sort(jobs)
+	var b pgx.Batch
+	_ = q.LockJobs(ctx, jobs)
+	rec.queueExec(&b)
+	_, _ = q.LiveLeasesOfJobs(ctx, pgdb.LiveLeasesOfJobsParams{Jobs: jobs, Now: ts(req.Now), Ids: ids})
+	room := make(map[string]int, len(jobs))
+	rec.queueRows(&b, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var job string
+			var live int64
+			if err := rows.Scan(&job, &live); err != nil {
+				return err
+			}
+			room[job] = req.JobLimits[job] - int(live)
+		}
+		return rows.Err()
+	})
+	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("pgstore: lock jobs: %w", err)
+	}
+	chosen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		chosen[id] = true
+	}
+	kept := ids[:0]
+	for _, c := range cands { // candidate order: priority, then age
+		if !chosen[c.ID] {
+			continue
+		}
+		if r, limited := room[c.JobName]; limited {
+			if r <= 0 {
+				continue
+			}
+			room[c.JobName] = r - 1
+		}
+		kept = append(kept, c.ID)
+	}
+	return kept, nil
 }
 
 // RenewLease extends an unexpired lease.
@@ -212,6 +299,43 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 	o := &op{kind: opFinish, lease: lease, fin: fin}
 	err := s.do(ctx, o)
 	return o.ok, err
+}
+
+// DeferRun records d.Steps and hands the run back to wait until d.Until, in
+// one transaction of its own, fenced by generation (store.Store.DeferRun).
+// Not an array statement of the group: a deferral is once per retry or
+// sleep, not per step.
+func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (ok bool, err error) {
+	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
+		ok = false
+		if len(d.Steps) > 0 {
+			saves := make([]*op, len(d.Steps))
+			for i, st := range d.Steps {
+				saves[i] = &op{lease: lease, step: st}
+			}
+			saved, err := q.SaveSteps(ctx, stepsParams(saves, nil))
+			if err != nil {
+				return fmt.Errorf("pgstore: defer run: save steps: %w", err)
+			}
+			if len(saved) != len(d.Steps) { // refused: the deferral is refused too
+				return errRollback
+			}
+		}
+		n, err := q.DeferRun(ctx, pgdb.DeferRunParams{
+			RunAt: ts(d.Until), Now: ts(d.Now), Attempt: int64(d.Attempt),
+			CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
+			ID: lease.RunID, Generation: lease.Generation,
+		})
+		if err != nil {
+			return fmt.Errorf("pgstore: defer run: %w", err)
+		}
+		if n == 0 {
+			return errRollback
+		}
+		ok = true
+		return nil
+	}})
+	return ok, err
 }
 
 // AppendLogs queues log records.

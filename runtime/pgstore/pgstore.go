@@ -214,6 +214,7 @@ func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
 		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: fromTS(r.LeaseExpiresAt), LeaseGeneration: r.LeaseGeneration,
 		StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt), CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
+		RunAt: fromTS(r.RunAt), Priority: r.Priority, Attempt: r.Attempt,
 	}
 	return raw.Decode()
 }
@@ -228,7 +229,8 @@ func optionalRun(r pgdb.DurablyRun, err error) (*store.Run, error) {
 
 func decodeStep(r pgdb.DurablyStep) (*store.Step, error) {
 	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
-		Output: r.Output.String, Error: r.Error.String, StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt)}
+		Output: r.Output.String, Error: r.Error.String, StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt),
+		Attempt: r.Attempt}
 	return raw.Decode(), nil
 }
 

@@ -319,6 +319,7 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		JobNames: make([]string, len(runs)), Inputs: make([]string, len(runs)),
 		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)), KeyScopes: make([]string, len(runs)),
 		Labels: make([]string, len(runs)), CreatedAts: make([]pgtype.Timestamptz, len(runs)),
+		RunAts: make([]pgtype.Timestamptz, len(runs)), Readies: make([]int64, len(runs)), Priorities: make([]int64, len(runs)),
 		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
 		Channel: s.channel, Payload: "w:" + s.instance,
 	}
@@ -328,6 +329,7 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		p.LeaseExpiresAts[i], p.StartedAts[i] = ts(r.LeaseExpiresAt), ts(r.StartedAt)
 		p.IdempotencyKeys[i], p.ConcurrencyKeys[i], p.KeyScopes[i] = r.IdempotencyKey, r.ConcurrencyKey, r.KeyScope
 		p.Labels[i], p.CreatedAts[i] = storekit.EncodeLabels(r.Labels), ts(r.CreatedAt)
+		p.RunAts[i], p.Readies[i], p.Priorities[i] = ts(r.RunAt), storekit.Ready(r), int64(r.Priority)
 		for _, k := range store.SortedKeys(r.Labels) {
 			p.LabelRunIds = append(p.LabelRunIds, r.ID)
 			p.LabelKeys = append(p.LabelKeys, k)
@@ -426,6 +428,7 @@ func stepsParams(saves, finishes []*op) pgdb.SaveStepsParams {
 		p.Errors = append(p.Errors, st.Error)
 		p.StartedAts = append(p.StartedAts, ts(st.StartedAt))
 		p.CompletedAts = append(p.CompletedAts, ts(st.CompletedAt))
+		p.Attempts = append(p.Attempts, storekit.StepAttempt(st))
 	}
 	for _, o := range saves {
 		add(o.lease, o.step)

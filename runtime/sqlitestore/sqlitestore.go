@@ -294,8 +294,10 @@ func decodeRun(r sqlitedb.DurablyRun) (*store.Run, error) {
 		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
 		LeaseOwner: r.LeaseOwner.String, LeaseGeneration: r.LeaseGeneration,
+		Priority: r.Priority, Attempt: r.Attempt,
 	}
 	if err := storekit.ParseTimes(
+		storekit.TimeText{Dst: &raw.RunAt, Src: r.RunAt.String},
 		storekit.TimeText{Dst: &raw.LeaseExpiresAt, Src: r.LeaseExpiresAt.String},
 		storekit.TimeText{Dst: &raw.StartedAt, Src: r.StartedAt.String},
 		storekit.TimeText{Dst: &raw.CompletedAt, Src: r.CompletedAt.String},
@@ -313,7 +315,7 @@ func decodeRuns(rows []sqlitedb.DurablyRun) ([]*store.Run, error) {
 
 func decodeStep(r sqlitedb.DurablyStep) (*store.Step, error) {
 	raw := storekit.RawStep{ID: r.ID, RunID: r.RunID, Name: r.Name, Index: r.Index, Status: r.Status,
-		Output: r.Output.String, Error: r.Error.String}
+		Output: r.Output.String, Error: r.Error.String, Attempt: r.Attempt}
 	if err := storekit.ParseTimes(
 		storekit.TimeText{Dst: &raw.StartedAt, Src: r.StartedAt},
 		storekit.TimeText{Dst: &raw.CompletedAt, Src: r.CompletedAt.String},
@@ -383,6 +385,7 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 			Labels: storekit.EncodeLabels(r.Labels), LeaseOwner: nullString(r.LeaseOwner),
 			LeaseExpiresAt: nullString(storekit.OptionalTime(r.LeaseExpiresAt)), LeaseGeneration: r.LeaseGeneration,
 			StartedAt: nullString(storekit.OptionalTime(r.StartedAt)), CreatedAt: created,
+			RunAt: nullString(storekit.OptionalTime(r.RunAt)), Ready: storekit.Ready(r), Priority: int64(r.Priority),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: insert run: %w", err)
@@ -408,18 +411,36 @@ func (e enqueueOps) PendingByConcurrencyKey(ctx context.Context, job, scope, key
 	return optionalRun(e.q.GetPendingRunByConcurrencyKey(ctx, sqlitedb.GetPendingRunByConcurrencyKeyParams{JobName: job, KeyScope: scope, ConcurrencyKey: nullString(key)}))
 }
 
-// Claim leases up to req.Limit runs, one single-statement claim each (S-030).
+// promoteBatch bounds the waiting runs one claim makes ready: a burst of
+// runs falling due at once is promoted over a few claims, earliest first,
+// rather than in one long write.
+const promoteBatch = 1000
+
+// Claim leases up to req.Limit runs, one single-statement claim each (S-030),
+// after promoting the waiting runs that are due. Job limits are exact: each
+// statement counts the live leases that the ones before it, in this
+// transaction of the single writer, left.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
 	if req.Limit <= 0 {
 		return nil, nil
 	}
+	limits, err := encodeJobLimits(req.JobLimits)
+	if err != nil {
+		return nil, err
+	}
 	var runs []*store.Run
-	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
+	err = s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
 		runs = runs[:0]
+		now := store.FormatTime(req.Now)
+		if _, err := q.PromoteDue(ctx, sqlitedb.PromoteDueParams{Now: now, Lim: promoteBatch}); err != nil {
+			return fmt.Errorf("sqlitestore: claim: promote due runs: %w", err)
+		}
 		params := sqlitedb.ClaimNextParams{
 			WorkerID:       req.WorkerID,
 			LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)),
-			Now:            store.FormatTime(req.Now),
+			Now:            now,
+			HasLimits:      boolInt(len(req.JobLimits) > 0),
+			JobLimits:      limits,
 		}
 		for len(runs) < req.Limit {
 			run, err := optionalRun(q.ClaimNext(ctx, params))
@@ -488,12 +509,31 @@ func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Ste
 	return ok, err
 }
 
+// encodeJobLimits renders the limits as the JSON object ClaimNext reads;
+// a negative limit is a caller's bug, refused rather than read as "none".
+func encodeJobLimits(limits map[string]int) (string, error) {
+	for job, n := range limits {
+		if n < 0 {
+			return "", fmt.Errorf("sqlitestore: claim: job limit of %q is %d, want >= 0", job, n)
+		}
+	}
+	if len(limits) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(limits)
+	if err != nil {
+		return "", fmt.Errorf("sqlitestore: claim: job limits: %w", err)
+	}
+	return string(b), nil
+}
+
 // insertStep is the fenced insert of S-036; 0 rows means refused.
 func insertStep(ctx context.Context, q *sqlitedb.Queries, lease store.Lease, step *store.Step) (int64, error) {
 	n, err := q.InsertStep(ctx, sqlitedb.InsertStepParams{
 		ID: step.ID, RunID: lease.RunID, Name: step.Name, StepIndex: int64(step.Index), Status: string(step.Status),
 		Output: nullString(string(step.Output)), Error: nullString(step.Error),
 		StartedAt: store.FormatTime(step.StartedAt), CompletedAt: nullString(store.FormatTime(step.CompletedAt)), Generation: lease.Generation,
+		Attempt: storekit.StepAttempt(step),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: save step %q: %w", step.Name, err)
@@ -561,6 +601,42 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 			return txOps{tx, q}.DeleteStepsAndLogs(ctx, lease.RunID)
 		}
 		return nil
+	})
+	return ok, err
+}
+
+// DeferRun records d.Steps and hands the run back to wait until d.Until, in
+// one transaction, fenced by generation (store.Store.DeferRun).
+func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (bool, error) {
+	var ok bool
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
+		ok = false
+		rollback, release, err := txOps{tx, q}.Savepoint(ctx)
+		if err != nil {
+			return err
+		}
+		for _, st := range d.Steps {
+			n, err := insertStep(ctx, q, lease, st)
+			if err != nil {
+				return errors.Join(err, rollback(ctx))
+			}
+			if n == 0 { // refused: the deferral is refused too
+				return rollback(ctx)
+			}
+		}
+		n, err := q.DeferRun(ctx, sqlitedb.DeferRunParams{
+			RunAt: store.FormatTime(d.Until), Now: store.FormatTime(d.Now), Attempt: int64(d.Attempt),
+			CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
+			ID: lease.RunID, Generation: lease.Generation,
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("sqlitestore: defer run: %w", err), rollback(ctx))
+		}
+		if n == 0 {
+			return rollback(ctx)
+		}
+		ok = true
+		return release(ctx)
 	})
 	return ok, err
 }

@@ -47,10 +47,13 @@ type Store interface {
 	// fails the whole call with *ConflictError.
 	Enqueue(ctx context.Context, runs []NewRun) ([]Enqueued, error)
 
-	// Claim leases up to req.Limit claimable runs, oldest first (R-050 …
-	// pending runs and expired leases, never two live leases of
-	// one (KeyScope, ConcurrencyKey) in any job. It returns fewer, or
-	// none, when fewer are claimable.
+	// Claim leases up to req.Limit claimable runs, by Priority (smaller
+	// first) and then oldest first (R-050 … R-054): pending runs whose RunAt
+	// is not after req.Now and expired leases, never two live leases of
+	// one (KeyScope, ConcurrencyKey) in any job, nor more live leases of a
+	// job than req.JobLimits allows. It returns fewer, or none, when fewer
+	// are claimable. A store reaches the due runs through an index and does
+	// not scan runs that are not due yet.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Run, error)
 	// RenewLease extends an unexpired lease to expiresAt.
 	RenewLease(ctx context.Context, lease Lease, now, expiresAt time.Time) (bool, error)
@@ -74,6 +77,12 @@ type Store interface {
 	// after recording fin.Steps in the same transaction; with
 	// DeleteSteps it removes the run's steps and logs there too.
 	FinishRun(ctx context.Context, lease Lease, fin Finish) (bool, error)
+	// DeferRun hands the leased run back to wait until d.Until, fenced by
+	// generation only like FinishRun, after recording d.Steps in the same
+	// transaction: the run becomes pending (started_at kept) with RunAt =
+	// d.Until, no lease owner or expiry, and d.Attempt. It reports false,
+	// changing nothing, when the lease is no longer held.
+	DeferRun(ctx context.Context, lease Lease, d Deferral) (bool, error)
 	// AppendLogs queues log records (D10) without waiting; they are
 	// committed no later than any write that follows them.
 	AppendLogs(ctx context.Context, logs []*Log) error
@@ -207,6 +216,17 @@ type Run struct {
 	CompletedAt        time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	// RunAt is when a pending run becomes claimable, on the engine's clock
+	// (the claim's Now); zero: at once. Set by a trigger (run-at, delay)
+	// and by DeferRun; kept after the claim, cleared when a lease goes back
+	// to pending without a deferral.
+	RunAt time.Time
+	// Priority orders claims: a smaller number is claimed first, then
+	// older runs first (River's and DBOS's convention). Default 0.
+	Priority int
+	// Attempt counts the deferrals for a retry (Deferral.Attempt); 0 for a
+	// fresh run.
+	Attempt int
 }
 
 // Progress is what a run last reported about its advance.
@@ -227,6 +247,9 @@ type Step struct {
 	Error       string
 	StartedAt   time.Time
 	CompletedAt time.Time
+	// Attempt is the 1-based attempt this row records; a step retried in
+	// the run keeps one row per failed attempt. 0 is stored as 1.
+	Attempt int
 }
 
 // Log is a persisted log record of a run (D10).
@@ -241,7 +264,9 @@ type Log struct {
 }
 
 // NewRun is a run to enqueue. Run must carry ID, JobName, Input, Labels,
-// optional keys and CreatedAt; the store sets the rest as in R-010.
+// optional keys, CreatedAt and optionally RunAt and Priority; the store sets
+// the rest as in R-010. A run whose RunAt is after CreatedAt waits, unclaimed,
+// until a claim's Now reaches RunAt.
 type NewRun struct {
 	Run *Run
 	// Coalesce returns the existing pending run of the same job, key scope
@@ -250,7 +275,8 @@ type NewRun struct {
 	// Claim, when set, inserts the run already leased (generation 1,
 	// started now), as if a claim had taken it in the same transaction:
 	// a worker with an idle slot starts a run it triggers itself without a
-	// second commit. Only for runs without a concurrency key.
+	// second commit. Only for runs without a concurrency key, nor a
+	// RunAt after CreatedAt (the store ignores it for those).
 	Claim *Claim
 }
 
@@ -272,6 +298,30 @@ type ClaimRequest struct {
 	Now      time.Time
 	Lease    time.Duration
 	Limit    int
+	// JobLimits caps, per job name, the runs of that job leased at once
+	// (live leases, across every process sharing the database); a job
+	// absent from the map has no cap. The store enforces it: PostgreSQL
+	// under an advisory lock per capped job, SQLite by its single writer.
+	JobLimits map[string]int
+}
+
+// Deferral hands a leased run back to wait (DeferRun): for a retry's next
+// attempt or a durable sleep. While it waits, the run holds no lease, no
+// worker slot and no concurrency key: a new run of its key may be triggered
+// meanwhile, and the deferral is never refused because of one.
+type Deferral struct {
+	// Until is when the run is claimable again (its RunAt).
+	Until time.Time
+	Now   time.Time
+	// Steps are recorded first, fenced, in the same transaction (the
+	// held-back step, a failed attempt).
+	Steps []*Step
+	// CurrentStepIndex and CompletedStepCount are the run's counters once
+	// Steps are recorded.
+	CurrentStepIndex   int
+	CompletedStepCount int
+	// Attempt is the run's Attempt after this deferral.
+	Attempt int
 }
 
 // WriteStats counts what a store has committed since it was opened: the

@@ -70,6 +70,8 @@ func Cases() []Case {
 	all = append(all, lifecycleCases...)
 	all = append(all, tenantCases...)
 	all = append(all, scheduleCases...)
+	all = append(all, retryCases...)
+	all = append(all, delayCases...)
 	return all
 }
 

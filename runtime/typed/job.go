@@ -2,6 +2,7 @@ package typed
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/durably-go/durably"
 )
@@ -17,6 +18,26 @@ type TriggerOptions[L any] struct {
 	// GlobalKeys puts the keys in the scope shared by all tenants, even
 	// when the engine scopes keys by tenant (durably.WithGlobalKeys, D11).
 	GlobalKeys bool
+	// RunAt, Delay and Priority are durably.WithRunAt, WithDelay and
+	// WithPriority; zero values and nil leave them out.
+	RunAt    time.Time
+	Delay    time.Duration
+	Priority *int
+}
+
+// schedule is the options for RunAt, Delay and Priority.
+func schedule(runAt time.Time, delay time.Duration, priority *int) []durably.Option {
+	var opts []durably.Option
+	if !runAt.IsZero() {
+		opts = append(opts, durably.WithRunAt(runAt))
+	}
+	if delay != 0 {
+		opts = append(opts, durably.WithDelay(delay))
+	}
+	if priority != nil {
+		opts = append(opts, durably.WithPriority(*priority))
+	}
+	return opts
 }
 
 // Apply turns o into the engine's trigger options, its labels included:
@@ -39,7 +60,7 @@ func (o TriggerOptions[L]) options(labels map[string]string) []durably.Option {
 	if o.GlobalKeys {
 		opts = append(opts, durably.WithGlobalKeys())
 	}
-	return opts
+	return append(opts, schedule(o.RunAt, o.Delay, o.Priority)...)
 }
 
 // RunFilter selects runs of a job: statuses, labels (the set fields must
@@ -96,10 +117,16 @@ type Options struct {
 	// CoalesceSkip returns the pending run of the concurrency key instead
 	// of failing with a conflict.
 	CoalesceSkip bool
+	// RunAt, Delay and Priority delay the run and set its priority (R-200,
+	// R-203), as in TriggerOptions.
+	RunAt    time.Time
+	Delay    time.Duration
+	Priority *int
 }
 
 // WithLabels combines labels and options into the TriggerOptions the
 // generic handle takes.
 func WithLabels[L any](labels L, o Options) TriggerOptions[L] {
-	return TriggerOptions[L]{Labels: labels, IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip}
+	return TriggerOptions[L]{Labels: labels, IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip,
+		RunAt: o.RunAt, Delay: o.Delay, Priority: o.Priority}
 }

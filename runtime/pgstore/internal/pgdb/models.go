@@ -50,6 +50,10 @@ type DurablyRun struct {
 	CreatedAt          pgtype.Timestamptz
 	UpdatedAt          pgtype.Timestamptz
 	KeyScope           string
+	RunAt              pgtype.Timestamptz
+	Ready              int64
+	Priority           int64
+	Attempt            int64
 }
 
 type DurablyRunLabel struct {
@@ -74,4 +78,5 @@ type DurablyStep struct {
 	Error       pgtype.Text
 	StartedAt   pgtype.Timestamptz
 	CompletedAt pgtype.Timestamptz
+	Attempt     int64
 }

@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = $1::timestamptz, updated_at = $1::timestamptz
 WHERE id = $2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
 `
 
 type CancelRunParams struct {
@@ -48,60 +48,117 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const claimCandidates = `-- name: ClaimCandidates :many
-WITH pending AS (
-  SELECT p.id, p.concurrency_key, p.key_scope, p.created_at FROM durably_runs p
-  WHERE p.status = 'pending'
+WITH promoted AS (
+  UPDATE durably_runs w SET ready = 1
+  WHERE w.id = ANY(ARRAY(
+    SELECT d.id FROM durably_runs d
+    WHERE d.status = 'pending' AND d.ready = 0 AND d.run_at <= $2::timestamptz
+    ORDER BY d.run_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED))
+  RETURNING w.id, w.job_name, w.concurrency_key, w.key_scope, w.priority, w.created_at
+), caps AS (
+  SELECT l.job, l.n - (
+    SELECT count(*) FROM durably_runs a
+    WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > $2::timestamptz) AS room
+  FROM (SELECT unnest($4::text[]) AS job, unnest($5::bigint[]) AS n) AS l
+), pending AS (
+  SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at FROM durably_runs p
+  WHERE p.status = 'pending' AND p.ready = 1
     AND (p.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
-  ORDER BY p.created_at, p.id
+    AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY p.priority, p.created_at, p.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
 ), expired AS (
-  SELECT x.id, x.concurrency_key, x.key_scope, x.created_at FROM durably_runs x
+  SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at FROM durably_runs x
   WHERE x.status = 'leased' AND x.lease_expires_at <= $2::timestamptz
     AND (x.concurrency_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM durably_runs a
       WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
         AND a.id <> x.id
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
-  ORDER BY x.created_at, x.id
+    AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY x.priority, x.created_at, x.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
+), due AS (
+  SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at FROM promoted pr
+  WHERE (pr.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
+    AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+), ranked AS (
+  SELECT c.id, c.job_name, c.concurrency_key, c.key_scope, c.priority, c.created_at, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
+  FROM (SELECT id, job_name, concurrency_key, key_scope, priority, created_at FROM pending UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at FROM expired UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at FROM due) AS c
 )
-SELECT c.id, c.concurrency_key, c.key_scope FROM (
-  SELECT id, concurrency_key, key_scope, created_at FROM pending UNION ALL SELECT id, concurrency_key, key_scope, created_at FROM expired
-) AS c
-ORDER BY c.created_at, c.id
+SELECT r.id, r.concurrency_key, r.key_scope, r.job_name FROM ranked r
+WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
+ORDER BY r.priority, r.created_at, r.id
 LIMIT $1
 `
 
 type ClaimCandidatesParams struct {
-	Lim int32
-	Now pgtype.Timestamptz
+	Lim         int32
+	Now         pgtype.Timestamptz
+	PromoteLim  int32
+	LimitJobs   []string
+	LimitCounts []int64
 }
 
 type ClaimCandidatesRow struct {
 	ID             string
 	ConcurrencyKey pgtype.Text
 	KeyScope       string
+	JobName        string
 }
 
-// Step 1 of the claim (S-031): the oldest claimable runs, row-locked, skipping
-// rows another claimer holds. Pending runs and expired leases come from two
-// partial indexes, each in a useful order, so that live leases and finished
-// history are never scanned; the oldest of both kinds win. A row locked
-// here but not chosen stays locked only until the claim commits. The guard
-// is per (key scope, concurrency key) (D11); an expired lease with a pending
-// sibling is a candidate like any other (D12) and, older, comes first.
+// Step 1 of the claim (S-031): the first claimable runs by priority (smaller
+// first), then age, row-locked, skipping rows another claimer holds.
+//
+// promoted: waiting runs that are due become ready (ready = 1), read from
+// idx_durably_runs_waiting, which holds waiting runs only, by run_at: the
+// walk stops at the first run not due, so a run due later is never read.
+// At most @promote_lim per claim, earliest due first; they are candidates
+// of this claim (the other CTEs' snapshot predates the promotion) and,
+// unclaimed, ready for the next. "= ANY(ARRAY(…))" makes the update look
+// the chosen rows up by primary key (IN (…) plans a scan of the table).
+// caps: for each job with a limit (@limit_jobs, @limit_counts), the runs it
+// may still lease now; a job at its limit contributes no candidate, so its
+// backlog never crowds other jobs out of a claim, and no job has more
+// candidates than its room (rn). The claim re-counts under an advisory lock.
+// The full jobs are one array (an InitPlan, computed once), tested inside a
+// CASE that hides it from the planner: as an anti join or "<> ALL", with
+// one job name in the table's statistics, the planner expects no pending
+// run to pass and sorts them all instead of walking idx_durably_runs_ready
+// in order (TestClaimSkipsLiveLeasesByIndex).
+// pending and expired: ready runs and expired leases from two partial
+// indexes, each in a useful order, so that live leases, waiting runs and
+// finished history are never scanned. A row locked here but not chosen
+// stays locked only until the claim commits. The guard is per (key scope,
+// concurrency key) (D11); an expired lease with a pending sibling is a
+// candidate like any other (D12).
 func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams) ([]ClaimCandidatesRow, error) {
-	rows, err := q.db.Query(ctx, claimCandidates, arg.Lim, arg.Now)
+	rows, err := q.db.Query(ctx, claimCandidates,
+		arg.Lim,
+		arg.Now,
+		arg.PromoteLim,
+		arg.LimitJobs,
+		arg.LimitCounts,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +166,12 @@ func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams
 	items := []ClaimCandidatesRow{}
 	for rows.Next() {
 		var i ClaimCandidatesRow
-		if err := rows.Scan(&i.ID, &i.ConcurrencyKey, &i.KeyScope); err != nil {
+		if err := rows.Scan(
+			&i.ID,
+			&i.ConcurrencyKey,
+			&i.KeyScope,
+			&i.JobName,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -129,7 +191,7 @@ SET status = 'leased',
     started_at = COALESCE(started_at, $3::timestamptz),
     updated_at = $3::timestamptz
 WHERE id = ANY($4::text[])
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
 `
 
 type ClaimRunsParams struct {
@@ -175,6 +237,10 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -184,6 +250,49 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 		return nil, err
 	}
 	return items, nil
+}
+
+const deferRun = `-- name: DeferRun :execrows
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+    run_at = $1::timestamptz,
+    ready = CASE WHEN $1::timestamptz <= $2::timestamptz THEN 1 ELSE 0 END,
+    attempt = $3::bigint,
+    current_step_index = $4::bigint,
+    completed_step_count = $5::bigint,
+    updated_at = $2::timestamptz
+WHERE id = $6 AND status = 'leased' AND lease_generation = $7
+`
+
+type DeferRunParams struct {
+	RunAt              pgtype.Timestamptz
+	Now                pgtype.Timestamptz
+	Attempt            int64
+	CurrentStepIndex   int64
+	CompletedStepCount int64
+	ID                 string
+	Generation         int64
+}
+
+// A lease holder hands its run back to wait until run_at (a retry's next
+// attempt, a durable sleep), fenced by generation only like the finish
+// (R-065). started_at stays; with run_at set, the run holds no concurrency
+// key while it waits (idx_durably_runs_pending_scope_concurrency), so this
+// is never refused for a pending sibling.
+func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deferRun,
+		arg.RunAt,
+		arg.Now,
+		arg.Attempt,
+		arg.CurrentStepIndex,
+		arg.CompletedStepCount,
+		arg.ID,
+		arg.Generation,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const deleteRunsCascade = `-- name: DeleteRunsCascade :exec
@@ -202,7 +311,7 @@ func (q *Queries) DeleteRunsCascade(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -229,6 +338,10 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
@@ -331,9 +444,9 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]strin
 }
 
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
 WHERE job_name = $1 AND key_scope = $2::text AND concurrency_key = $3
-  AND status = 'pending'
+  AND status = 'pending' AND (started_at IS NULL OR run_at IS NULL)
 ORDER BY created_at, id
 LIMIT 1
 `
@@ -368,12 +481,16 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = $1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = $1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -400,12 +517,16 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
 WHERE job_name = $1 AND key_scope = $2::text AND idempotency_key = $3
 `
 
@@ -439,12 +560,16 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = $1 FOR UPDATE
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -471,6 +596,10 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
@@ -480,10 +609,10 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at)
+    started_at, created_at, updated_at, run_at, ready, priority)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
          u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
-         u.started_at, u.created_at, u.created_at
+         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority
   FROM (SELECT unnest($1::text[]) AS id,
           unnest($2::text[]) AS status,
           unnest($3::text[]) AS lease_owner,
@@ -496,19 +625,22 @@ WITH ins AS (
           unnest($10::text[]) AS concurrency_key,
           unnest($11::text[]) AS key_scope,
           unnest($12::text[]) AS labels,
-          unnest($13::timestamptz[]) AS created_at) AS u
+          unnest($13::timestamptz[]) AS created_at,
+          unnest($14::timestamptz[]) AS run_at,
+          unnest($15::bigint[]) AS ready,
+          unnest($16::bigint[]) AS priority) AS u
   ON CONFLICT DO NOTHING
-  RETURNING id, status, created_at
+  RETURNING id, status, created_at, ready
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
   FROM ins
-  JOIN (SELECT unnest($14::text[]) AS run_id,
-          unnest($15::text[]) AS key,
-          unnest($16::text[]) AS value) AS l
+  JOIN (SELECT unnest($17::text[]) AS run_id,
+          unnest($18::text[]) AS key,
+          unnest($19::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify($17::text, $18::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' LIMIT 1) AS any_pending
+  SELECT pg_notify($20::text, $21::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
@@ -527,6 +659,9 @@ type InsertRunsParams struct {
 	KeyScopes        []string
 	Labels           []string
 	CreatedAts       []pgtype.Timestamptz
+	RunAts           []pgtype.Timestamptz
+	Readies          []int64
+	Priorities       []int64
 	LabelRunIds      []string
 	LabelKeys        []string
 	LabelValues      []string
@@ -547,7 +682,8 @@ type InsertRunsRow struct {
 // optional text values travel as ” inside arrays and are stored as NULL;
 // optional times travel as NULL elements.
 // A run started by its own worker at once is inserted leased (store.Claim)
-// and wakes nobody. Keys are unique within their key_scope (D11).
+// and wakes nobody, and so does a run that waits for its run_at (ready = 0):
+// a claim now would not take it. Keys are unique within their key_scope (D11).
 // The scalar subquery makes wake run: a CTE that is not referenced is not.
 func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]InsertRunsRow, error) {
 	rows, err := q.db.Query(ctx, insertRuns,
@@ -564,6 +700,9 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]Inser
 		arg.KeyScopes,
 		arg.Labels,
 		arg.CreatedAts,
+		arg.RunAts,
+		arg.Readies,
+		arg.Priorities,
 		arg.LabelRunIds,
 		arg.LabelKeys,
 		arg.LabelValues,
@@ -669,7 +808,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now pgtype.Timestamptz)
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs r
 WHERE (cardinality($1::text[]) = 0 OR r.status = ANY($1::text[]))
   AND (cardinality($2::text[]) = 0 OR r.job_name = ANY($2::text[]))
   AND (cardinality($3::text[]) = 0 OR cardinality($3::text[]) = (
@@ -729,6 +868,10 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -741,7 +884,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
   AND (cardinality($3::text[]) = 0 OR r.status = ANY($3::text[]))
@@ -806,7 +949,52 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
 		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const liveLeasesOfJobs = `-- name: LiveLeasesOfJobs :many
+SELECT u.job::text AS job_name, (
+  SELECT count(*) FROM durably_runs a
+  WHERE a.status = 'leased' AND a.job_name = u.job AND a.lease_expires_at > $1::timestamptz
+    AND NOT (a.id = ANY($2::text[])))::bigint AS live
+FROM (SELECT unnest($3::text[]) AS job) AS u
+`
+
+type LiveLeasesOfJobsParams struct {
+	Now  pgtype.Timestamptz
+	Ids  []string
+	Jobs []string
+}
+
+type LiveLeasesOfJobsRow struct {
+	JobName string
+	Live    int64
+}
+
+// Step 2, re-count with a fresh snapshot: each job's unexpired leases,
+// other than the candidates' own.
+func (q *Queries) LiveLeasesOfJobs(ctx context.Context, arg LiveLeasesOfJobsParams) ([]LiveLeasesOfJobsRow, error) {
+	rows, err := q.db.Query(ctx, liveLeasesOfJobs, arg.Now, arg.Ids, arg.Jobs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []LiveLeasesOfJobsRow{}
+	for rows.Next() {
+		var i LiveLeasesOfJobsRow
+		if err := rows.Scan(&i.JobName, &i.Live); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -836,6 +1024,20 @@ func (q *Queries) LockConcurrencyKeys(ctx context.Context, arg LockConcurrencyKe
 	return err
 }
 
+const lockJobs = `-- name: LockJobs :exec
+SELECT pg_advisory_xact_lock(1685222009, hashtext(u.job))
+FROM (SELECT unnest($1::text[]) AS job) AS u
+`
+
+// Step 2 for jobs with a limit: claimers of the same job queue here until
+// the holder commits, jobs sorted so that no two claimers wait in a cycle
+// (every claimer takes its concurrency-key locks first). The two-key form
+// keeps these locks apart from the concurrency keys' one-key locks.
+func (q *Queries) LockJobs(ctx context.Context, jobs []string) error {
+	_, err := q.db.Exec(ctx, lockJobs, jobs)
+	return err
+}
+
 const notify = `-- name: Notify :exec
 SELECT pg_notify($1::text, $2::text)
 `
@@ -852,7 +1054,8 @@ func (q *Queries) Notify(ctx context.Context, arg NotifyParams) error {
 
 const releaseLease = `-- name: ReleaseLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1::timestamptz
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = $1::timestamptz
 WHERE id = $2 AND status = 'leased' AND lease_generation = $3
 `
 
@@ -864,7 +1067,8 @@ type ReleaseLeaseParams struct {
 
 // A stopping worker hands a run back so another can take it at once. Fenced;
 // fails on the pending unique index when a same-key pending run exists, and
-// the store then hands it back with ExpireLease instead (D12).
+// the store then hands it back with ExpireLease instead (D12). run_at is
+// cleared: the run is claimable at once and counts for its key again.
 func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) (int64, error) {
 	result, err := q.db.Exec(ctx, releaseLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
@@ -921,7 +1125,8 @@ func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]str
 
 const resetExpiredLease = `-- name: ResetExpiredLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1::timestamptz
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = $1::timestamptz
 WHERE id = $2 AND status = 'leased' AND lease_expires_at <= $1::timestamptz
 `
 

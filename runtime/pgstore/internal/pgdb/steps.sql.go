@@ -56,7 +56,7 @@ func (q *Queries) DeleteStepsAndLogs(ctx context.Context, runID string) error {
 }
 
 const getCompletedSteps = `-- name: GetCompletedSteps :many
-SELECT id, run_id, name, index, status, output, error, started_at, completed_at FROM durably_steps WHERE run_id = $1 AND status = 'completed' ORDER BY "index"
+SELECT id, run_id, name, index, status, output, error, started_at, completed_at, attempt FROM durably_steps WHERE run_id = $1 AND status = 'completed' ORDER BY "index"
 `
 
 func (q *Queries) GetCompletedSteps(ctx context.Context, runID string) ([]DurablyStep, error) {
@@ -78,6 +78,7 @@ func (q *Queries) GetCompletedSteps(ctx context.Context, runID string) ([]Durabl
 			&i.Error,
 			&i.StartedAt,
 			&i.CompletedAt,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -133,7 +134,7 @@ func (q *Queries) GetLogs(ctx context.Context, runID string) ([]DurablyLog, erro
 }
 
 const getSteps = `-- name: GetSteps :many
-SELECT id, run_id, name, index, status, output, error, started_at, completed_at FROM durably_steps WHERE run_id = $1 ORDER BY "index", started_at, id
+SELECT id, run_id, name, index, status, output, error, started_at, completed_at, attempt FROM durably_steps WHERE run_id = $1 ORDER BY "index", started_at, id
 `
 
 func (q *Queries) GetSteps(ctx context.Context, runID string) ([]DurablyStep, error) {
@@ -155,6 +156,7 @@ func (q *Queries) GetSteps(ctx context.Context, runID string) ([]DurablyStep, er
 			&i.Error,
 			&i.StartedAt,
 			&i.CompletedAt,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -262,9 +264,9 @@ func (q *Queries) RecordSchemaVersion(ctx context.Context, arg RecordSchemaVersi
 
 const saveSteps = `-- name: SaveSteps :many
 WITH ins AS (
-  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at)
+  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
   SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
-         u.started_at, u.completed_at
+         u.started_at, u.completed_at, u.attempt
   FROM (SELECT unnest($1::text[]) AS id,
           unnest($2::text[]) AS run_id,
           unnest($3::bigint[]) AS generation,
@@ -274,7 +276,8 @@ WITH ins AS (
           unnest($7::text[]) AS output,
           unnest($8::text[]) AS error,
           unnest($9::timestamptz[]) AS started_at,
-          unnest($10::timestamptz[]) AS completed_at) AS u
+          unnest($10::timestamptz[]) AS completed_at,
+          unnest($11::bigint[]) AS attempt) AS u
   JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
     AND r.id = ANY($2::text[])
   FOR UPDATE OF r
@@ -301,6 +304,7 @@ type SaveStepsParams struct {
 	Errors       []string
 	StartedAts   []pgtype.Timestamptz
 	CompletedAts []pgtype.Timestamptz
+	Attempts     []int64
 }
 
 // Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
@@ -321,6 +325,7 @@ func (q *Queries) SaveSteps(ctx context.Context, arg SaveStepsParams) ([]string,
 		arg.Errors,
 		arg.StartedAts,
 		arg.CompletedAts,
+		arg.Attempts,
 	)
 	if err != nil {
 		return nil, err

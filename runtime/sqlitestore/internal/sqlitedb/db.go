@@ -36,6 +36,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.completeRunStmt, err = db.PrepareContext(ctx, completeRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CompleteRun: %w", err)
 	}
+	if q.deferRunStmt, err = db.PrepareContext(ctx, deferRun); err != nil {
+		return nil, fmt.Errorf("error preparing query DeferRun: %w", err)
+	}
 	if q.deleteLabelsByRunIDStmt, err = db.PrepareContext(ctx, deleteLabelsByRunID); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteLabelsByRunID: %w", err)
 	}
@@ -105,6 +108,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listRunsByLabelStmt, err = db.PrepareContext(ctx, listRunsByLabel); err != nil {
 		return nil, fmt.Errorf("error preparing query ListRunsByLabel: %w", err)
 	}
+	if q.promoteDueStmt, err = db.PrepareContext(ctx, promoteDue); err != nil {
+		return nil, fmt.Errorf("error preparing query PromoteDue: %w", err)
+	}
 	if q.recordSchemaVersionStmt, err = db.PrepareContext(ctx, recordSchemaVersion); err != nil {
 		return nil, fmt.Errorf("error preparing query RecordSchemaVersion: %w", err)
 	}
@@ -152,6 +158,11 @@ func (q *Queries) Close() error {
 	if q.completeRunStmt != nil {
 		if cerr := q.completeRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing completeRunStmt: %w", cerr)
+		}
+	}
+	if q.deferRunStmt != nil {
+		if cerr := q.deferRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deferRunStmt: %w", cerr)
 		}
 	}
 	if q.deleteLabelsByRunIDStmt != nil {
@@ -269,6 +280,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listRunsByLabelStmt: %w", cerr)
 		}
 	}
+	if q.promoteDueStmt != nil {
+		if cerr := q.promoteDueStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing promoteDueStmt: %w", cerr)
+		}
+	}
 	if q.recordSchemaVersionStmt != nil {
 		if cerr := q.recordSchemaVersionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing recordSchemaVersionStmt: %w", cerr)
@@ -352,6 +368,7 @@ type Queries struct {
 	cancelRunStmt                     *sql.Stmt
 	claimNextStmt                     *sql.Stmt
 	completeRunStmt                   *sql.Stmt
+	deferRunStmt                      *sql.Stmt
 	deleteLabelsByRunIDStmt           *sql.Stmt
 	deleteLogsByRunIDStmt             *sql.Stmt
 	deleteLogsOfRunStmt               *sql.Stmt
@@ -375,6 +392,7 @@ type Queries struct {
 	listExpiredLeasesStmt             *sql.Stmt
 	listRunsStmt                      *sql.Stmt
 	listRunsByLabelStmt               *sql.Stmt
+	promoteDueStmt                    *sql.Stmt
 	recordSchemaVersionStmt           *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	renewLeaseStmt                    *sql.Stmt
@@ -393,6 +411,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		cancelRunStmt:                     q.cancelRunStmt,
 		claimNextStmt:                     q.claimNextStmt,
 		completeRunStmt:                   q.completeRunStmt,
+		deferRunStmt:                      q.deferRunStmt,
 		deleteLabelsByRunIDStmt:           q.deleteLabelsByRunIDStmt,
 		deleteLogsByRunIDStmt:             q.deleteLogsByRunIDStmt,
 		deleteLogsOfRunStmt:               q.deleteLogsOfRunStmt,
@@ -416,6 +435,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listExpiredLeasesStmt:             q.listExpiredLeasesStmt,
 		listRunsStmt:                      q.listRunsStmt,
 		listRunsByLabelStmt:               q.listRunsByLabelStmt,
+		promoteDueStmt:                    q.promoteDueStmt,
 		recordSchemaVersionStmt:           q.recordSchemaVersionStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		renewLeaseStmt:                    q.renewLeaseStmt,

@@ -39,6 +39,10 @@ type DurablyRun struct {
 	CreatedAt          string
 	UpdatedAt          string
 	KeyScope           string
+	RunAt              sql.NullString
+	Ready              int64
+	Priority           int64
+	Attempt            int64
 }
 
 type DurablyRunLabel struct {
@@ -63,4 +67,5 @@ type DurablyStep struct {
 	Error       sql.NullString
 	StartedAt   string
 	CompletedAt sql.NullString
+	Attempt     int64
 }

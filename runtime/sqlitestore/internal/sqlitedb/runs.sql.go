@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(?1 AS TEXT), updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
 `
 
 type CancelRunParams struct {
@@ -48,6 +48,10 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
@@ -62,48 +66,72 @@ SET status = 'leased',
     updated_at = CAST(?3 AS TEXT)
 WHERE id = (
   SELECT u.id FROM (
-    SELECT id, created_at FROM (
-      SELECT p.id, p.created_at FROM durably_runs p INDEXED BY idx_durably_runs_pending_created
-      WHERE p.status = 'pending'
+    SELECT id, priority, created_at FROM (
+      SELECT p.id, p.priority, p.created_at FROM durably_runs p INDEXED BY idx_durably_runs_ready
+      WHERE p.status = 'pending' AND p.ready = 1
         AND (p.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
           WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
-      ORDER BY p.created_at, p.id
+        AND (CAST(?4 AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(?5 AS TEXT)) j
+          WHERE j.key = p.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = p.job_name
+              AND l.lease_expires_at > CAST(?3 AS TEXT))))
+      ORDER BY p.priority, p.created_at, p.id
       LIMIT 1)
     UNION ALL
-    SELECT id, created_at FROM (
-      SELECT x.id, x.created_at FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
+    SELECT id, priority, created_at FROM (
+      SELECT x.id, x.priority, x.created_at FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
       WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(?3 AS TEXT)
         AND (x.concurrency_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM durably_runs a
           WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
             AND a.id <> x.id
             AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > CAST(?3 AS TEXT)))
-      ORDER BY x.created_at, x.id
+        AND (CAST(?4 AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(?5 AS TEXT)) j
+          WHERE j.key = x.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = x.job_name
+              AND l.lease_expires_at > CAST(?3 AS TEXT))))
+      ORDER BY x.priority, x.created_at, x.id
       LIMIT 1)
   ) AS u
-  ORDER BY u.created_at, u.id
+  ORDER BY u.priority, u.created_at, u.id
   LIMIT 1)
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
 `
 
 type ClaimNextParams struct {
 	WorkerID       string
 	LeaseExpiresAt string
 	Now            string
+	HasLimits      int64
+	JobLimits      string
 }
 
-// The oldest claimable run (R-050, R-051, S-030): pending, or leased with an
-// expired lease, and not blocked by an unexpired lease on its concurrency key
-// in any job of its key scope (D11). An expired lease with a pending sibling
-// is claimable like any other (D12); being older, it wins over the sibling. One statement; SQLite's single writer makes it atomic.
+// The first claimable run by priority (smaller first), then age (R-050,
+// R-051, S-030): ready and pending, or leased with an expired lease, not
+// blocked by an unexpired lease on its concurrency key in any job of its key
+// scope (D11), and not of a job that has as many live leases as its limit
+// (job_limits, a JSON object of job name to limit; has_limits = 0 skips the
+// check). An expired lease with a pending sibling is claimable like any
+// other (D12). One statement; SQLite's single writer makes it atomic, and
+// the job limits exact.
 // The two kinds come from two indexes, each already in a useful order, so
-// that neither finished history nor live leases are ever scanned; the older
-// of the two candidates wins. INDEXED BY: without statistics SQLite might
-// sort every pending run on each claim instead.
+// that neither finished history, live leases nor waiting runs are ever
+// scanned. INDEXED BY: without statistics SQLite might sort every pending
+// run on each claim instead.
 func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRun, error) {
-	row := q.queryRow(ctx, q.claimNextStmt, claimNext, arg.WorkerID, arg.LeaseExpiresAt, arg.Now)
+	row := q.queryRow(ctx, q.claimNextStmt, claimNext,
+		arg.WorkerID,
+		arg.LeaseExpiresAt,
+		arg.Now,
+		arg.HasLimits,
+		arg.JobLimits,
+	)
 	var i DurablyRun
 	err := row.Scan(
 		&i.ID,
@@ -126,6 +154,10 @@ func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRu
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
@@ -155,6 +187,49 @@ func (q *Queries) CompleteRun(ctx context.Context, arg CompleteRunParams) (int64
 		arg.CurrentStepIndex,
 		arg.CompletedStepCount,
 		arg.Now,
+		arg.ID,
+		arg.Generation,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const deferRun = `-- name: DeferRun :execrows
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+    run_at = CAST(?1 AS TEXT),
+    ready = CASE WHEN CAST(?1 AS TEXT) <= CAST(?2 AS TEXT) THEN 1 ELSE 0 END,
+    attempt = CAST(?3 AS INTEGER),
+    current_step_index = CAST(?4 AS INTEGER),
+    completed_step_count = CAST(?5 AS INTEGER),
+    updated_at = CAST(?2 AS TEXT)
+WHERE id = ?6 AND status = 'leased' AND lease_generation = ?7
+`
+
+type DeferRunParams struct {
+	RunAt              string
+	Now                string
+	Attempt            int64
+	CurrentStepIndex   int64
+	CompletedStepCount int64
+	ID                 string
+	Generation         int64
+}
+
+// A lease holder hands its run back to wait until run_at (a retry's next
+// attempt, a durable sleep), fenced by generation only like the finish
+// (R-065). started_at stays; with run_at set, the run holds no concurrency
+// key while it waits (idx_durably_runs_pending_scope_concurrency), so this
+// is never refused for a pending sibling.
+func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, error) {
+	result, err := q.exec(ctx, q.deferRunStmt, deferRun,
+		arg.RunAt,
+		arg.Now,
+		arg.Attempt,
+		arg.CurrentStepIndex,
+		arg.CompletedStepCount,
 		arg.ID,
 		arg.Generation,
 	)
@@ -243,7 +318,7 @@ func (q *Queries) DeleteStepsByRunID(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -270,6 +345,10 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
@@ -334,9 +413,10 @@ func (q *Queries) FailRun(ctx context.Context, arg FailRunParams) (int64, error)
 }
 
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
 WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
   AND concurrency_key = ?3 AND status = 'pending'
+  AND (started_at IS NULL OR run_at IS NULL)
 ORDER BY created_at, id
 LIMIT 1
 `
@@ -371,12 +451,16 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -403,12 +487,16 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
 WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
   AND idempotency_key = ?3
 `
@@ -443,12 +531,16 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -475,6 +567,10 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
 	)
 	return i, err
 }
@@ -483,12 +579,13 @@ const insertRun = `-- name: InsertRun :execrows
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-  started_at, created_at, updated_at
+  started_at, created_at, updated_at, run_at, ready, priority
 ) VALUES (
   ?1, ?2, ?3, CAST(?4 AS TEXT), ?5,
   ?6, CAST(?7 AS TEXT), ?8, 0, 0, ?9, ?10,
   CAST(?11 AS INTEGER), ?12,
-  CAST(?13 AS TEXT), CAST(?13 AS TEXT)
+  CAST(?13 AS TEXT), CAST(?13 AS TEXT),
+  ?14, CAST(?15 AS INTEGER), CAST(?16 AS INTEGER)
 ) ON CONFLICT DO NOTHING
 `
 
@@ -506,6 +603,9 @@ type InsertRunParams struct {
 	LeaseGeneration int64
 	StartedAt       sql.NullString
 	CreatedAt       string
+	RunAt           sql.NullString
+	Ready           int64
+	Priority        int64
 }
 
 // Both unique indexes (idempotency, pending concurrency key) turn a
@@ -527,6 +627,9 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, er
 		arg.LeaseGeneration,
 		arg.StartedAt,
 		arg.CreatedAt,
+		arg.RunAt,
+		arg.Ready,
+		arg.Priority,
 	)
 	if err != nil {
 		return 0, err
@@ -592,7 +695,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, 
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs r
 WHERE (CAST(?1 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?2 AS TEXT))))
   AND (CAST(?3 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
   AND (CAST(?5 AS INTEGER) = 0 OR CAST(?5 AS INTEGER) = (
@@ -655,6 +758,10 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -670,7 +777,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
   AND (CAST(?3 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
@@ -739,6 +846,10 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -753,9 +864,37 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 	return items, nil
 }
 
+const promoteDue = `-- name: PromoteDue :execrows
+UPDATE durably_runs SET ready = 1
+WHERE id IN (
+  SELECT w.id FROM durably_runs w INDEXED BY idx_durably_runs_waiting
+  WHERE w.status = 'pending' AND w.ready = 0 AND w.run_at <= CAST(?1 AS TEXT)
+  ORDER BY w.run_at
+  LIMIT CAST(?2 AS INTEGER))
+`
+
+type PromoteDueParams struct {
+	Now string
+	Lim int64
+}
+
+// The first statement of every claim: waiting runs that are due become
+// ready (ready = 1), so that the claim's walk of idx_durably_runs_ready sees
+// them in priority order. It reads idx_durably_runs_waiting, which holds
+// waiting runs only, by run_at, and stops at the first not due: a run due
+// later is never read. At most lim runs per claim, the earliest due first.
+func (q *Queries) PromoteDue(ctx context.Context, arg PromoteDueParams) (int64, error) {
+	result, err := q.exec(ctx, q.promoteDueStmt, promoteDue, arg.Now, arg.Lim)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const releaseLease = `-- name: ReleaseLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(?1 AS TEXT)
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status = 'leased' AND lease_generation = ?3
 `
 
@@ -767,7 +906,8 @@ type ReleaseLeaseParams struct {
 
 // A stopping worker hands a run back so another can take it at once. Fenced;
 // fails on the pending unique index when a same-key pending run exists, and
-// the store then hands it back with ExpireLease instead (D12).
+// the store then hands it back with ExpireLease instead (D12). run_at is
+// cleared: the run is claimable at once and counts for its key again.
 func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) (int64, error) {
 	result, err := q.exec(ctx, q.releaseLeaseStmt, releaseLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
@@ -805,7 +945,8 @@ func (q *Queries) RenewLease(ctx context.Context, arg RenewLeaseParams) (int64, 
 
 const resetExpiredLease = `-- name: ResetExpiredLease :execrows
 UPDATE durably_runs
-SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = CAST(?1 AS TEXT)
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status = 'leased' AND lease_expires_at <= CAST(?1 AS TEXT)
 `
 

@@ -57,7 +57,7 @@ func (q *Queries) DeleteStepsOfRun(ctx context.Context, runID string) error {
 }
 
 const getCompletedSteps = `-- name: GetCompletedSteps :many
-SELECT id, run_id, name, "index", status, output, error, started_at, completed_at FROM durably_steps WHERE run_id = ?1 AND status = 'completed' ORDER BY "index"
+SELECT id, run_id, name, "index", status, output, error, started_at, completed_at, attempt FROM durably_steps WHERE run_id = ?1 AND status = 'completed' ORDER BY "index"
 `
 
 func (q *Queries) GetCompletedSteps(ctx context.Context, runID string) ([]DurablyStep, error) {
@@ -79,6 +79,7 @@ func (q *Queries) GetCompletedSteps(ctx context.Context, runID string) ([]Durabl
 			&i.Error,
 			&i.StartedAt,
 			&i.CompletedAt,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -129,7 +130,7 @@ func (q *Queries) GetLogs(ctx context.Context, runID string) ([]DurablyLog, erro
 }
 
 const getSteps = `-- name: GetSteps :many
-SELECT id, run_id, name, "index", status, output, error, started_at, completed_at FROM durably_steps WHERE run_id = ?1 ORDER BY "index", started_at, id
+SELECT id, run_id, name, "index", status, output, error, started_at, completed_at, attempt FROM durably_steps WHERE run_id = ?1 ORDER BY "index", started_at, id
 `
 
 func (q *Queries) GetSteps(ctx context.Context, runID string) ([]DurablyStep, error) {
@@ -151,6 +152,7 @@ func (q *Queries) GetSteps(ctx context.Context, runID string) ([]DurablyStep, er
 			&i.Error,
 			&i.StartedAt,
 			&i.CompletedAt,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -195,11 +197,11 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) error {
 }
 
 const insertStep = `-- name: InsertStep :execrows
-INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at)
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
 SELECT ?1, ?2, ?3, ?4, CAST(?5 AS TEXT),
-       ?6, ?7, ?8, ?9
+       ?6, ?7, ?8, ?9, CAST(?10 AS INTEGER)
 FROM durably_runs
-WHERE id = ?2 AND status = 'leased' AND lease_generation = ?10
+WHERE id = ?2 AND status = 'leased' AND lease_generation = ?11
 `
 
 type InsertStepParams struct {
@@ -212,6 +214,7 @@ type InsertStepParams struct {
 	Error       sql.NullString
 	StartedAt   string
 	CompletedAt sql.NullString
+	Attempt     int64
 	Generation  int64
 }
 
@@ -228,6 +231,7 @@ func (q *Queries) InsertStep(ctx context.Context, arg InsertStepParams) (int64, 
 		arg.Error,
 		arg.StartedAt,
 		arg.CompletedAt,
+		arg.Attempt,
 		arg.Generation,
 	)
 	if err != nil {
