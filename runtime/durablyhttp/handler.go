@@ -39,11 +39,10 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
 )
 
 // Options configure a Handler.
-type Options[C any, L Labels[L]] struct {
+type Options[C any, L durably.Labels[L]] struct {
 	// Auth, when set, authenticates every request and authorizes
 	// operations. Without it every request is served.
 	Auth *AuthConfig[C, L]
@@ -97,23 +96,11 @@ type Options[C any, L Labels[L]] struct {
 	// Jobs, when set, are served at GET /jobs so that clients can discover
 	// the jobs and their schemas (an addition to the original protocol;
 	// generated handlers set it).
-	Jobs []JobSchema
-}
-
-// JobSchema describes a job for GET /jobs.
-type JobSchema struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Input       json.RawMessage `json:"input"`
-	Output      json.RawMessage `json:"output"`
-	// Schedules are the job's periodic triggers registered with the
-	// engine (durably.AddSchedule), filled in at each request; an
-	// addition to the original protocol, absent when there are none.
-	Schedules []durably.ScheduleInfo `json:"schedules,omitempty"`
+	Jobs []durably.JobSchema
 }
 
 // Handler serves the protocol. Create it with New.
-type Handler[C any, L Labels[L]] struct {
+type Handler[C any, L durably.Labels[L]] struct {
 	e    *durably.Engine
 	opts Options[C, L]
 
@@ -133,7 +120,7 @@ type Handler[C any, L Labels[L]] struct {
 
 // New returns a handler for e. Configuring Auth without Authenticate is an
 // error (H-061).
-func New[C any, L Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C, L], error) {
+func New[C any, L durably.Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C, L], error) {
 	if opts.Auth != nil && opts.Auth.Authenticate == nil {
 		return nil, errors.New("createDurablyHandler: auth.authenticate is required when auth is provided")
 	}
@@ -535,7 +522,7 @@ func nonNegative(s string) (int, error) {
 
 // labelsFromQuery reads label.<key>=<value> parameters; a repeated key keeps
 // the last value (H-036).
-func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
+func labelsFromQuery[L durably.Labels[L]](r *http.Request) (L, error) {
 	m := map[string]string{}
 	for k, vs := range r.URL.Query() {
 		if key, ok := strings.CutPrefix(k, "label."); ok {
@@ -546,10 +533,8 @@ func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
 	if len(m) == 0 {
 		return zero, nil
 	}
-	for _, k := range store.SortedKeys(m) {
-		if !store.ValidLabelKey(k) {
-			return zero, fmt.Errorf("Invalid label key %q: %s", k, store.LabelKeyRule)
-		}
+	if err := durably.CheckLabelKeys(m); err != nil {
+		return zero, err
 	}
 	l, err := zero.FromMap(m)
 	if err != nil {

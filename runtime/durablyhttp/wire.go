@@ -2,14 +2,14 @@ package durablyhttp
 
 import (
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/internal/jsonw"
+	"github.com/durably-go/durably/internal/jsonappend"
 )
 
-func appendString(b []byte, s string) []byte { return jsonw.String(b, s) }
+func appendString(b []byte, s string) []byte { return jsonappend.String(b, s) }
 
 // appendJSONObjectString appends {"k": v}.
 func appendJSONObjectString(b []byte, k, v string) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str(k, v)
 	return append(w.B, '}')
 }
@@ -19,7 +19,7 @@ func appendJSONObjectString(b []byte, k, v string) []byte {
 // isActive, in exactly this key order; then durably-go's additive members
 // runAt, priority and attempt, which the original's clients ignore.
 func AppendClientRun(b []byte, r *durably.Run) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", r.ID)
 	w.Str("jobName", r.JobName)
 	w.Raw("input", r.Input)
@@ -43,7 +43,7 @@ func AppendClientRun(b []byte, r *durably.Run) []byte {
 
 // AppendStep appends a step as GET /steps shows it (H-021).
 func AppendStep(b []byte, s *durably.StepRecord) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", s.ID)
 	w.Str("runId", s.RunID)
 	w.Str("name", s.Name)
@@ -60,7 +60,7 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 // projection without timestamp and sequence, keys in the order of H-051.
 // It reports false for types the list stream does not forward.
 func AppendProjection(b []byte, e *durably.Event) ([]byte, bool) {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("type", string(e.Type))
 	w.Str("runId", e.RunID)
 	w.Str("jobName", e.JobName)
