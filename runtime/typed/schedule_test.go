@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/typed"
 )
@@ -30,7 +29,7 @@ func TestTriggerOptionsSchedule(t *testing.T) {
 	if err := e.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	j, err := typed.Register[int, int, durablyhttp.MapLabels](e, &durably.Job[int, int]{Name: "j",
+	j, err := durably.RegisterTyped[int, int, durably.MapLabels](e, &durably.Job[int, int]{Name: "j",
 		Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -38,21 +37,21 @@ func TestTriggerOptionsSchedule(t *testing.T) {
 	three := 3
 	cases := []struct {
 		name     string
-		opts     typed.TriggerOptions[durablyhttp.MapLabels]
+		opts     typed.TriggerOptions[durably.MapLabels]
 		runAt    time.Time
 		priority int
 	}{
-		{"none", typed.TriggerOptions[durablyhttp.MapLabels]{}, time.Time{}, 0},
-		{"run-at", typed.TriggerOptions[durablyhttp.MapLabels]{RunAt: now.Add(time.Hour)}, now.Add(time.Hour), 0},
-		{"delay and priority", typed.TriggerOptions[durablyhttp.MapLabels]{Delay: time.Minute, Priority: &three}, now.Add(time.Minute), 3},
-		{"through WithLabels", typed.WithLabels(durablyhttp.MapLabels{}, typed.Options{Delay: time.Second, Priority: &three}), now.Add(time.Second), 3},
+		{"none", typed.TriggerOptions[durably.MapLabels]{}, time.Time{}, 0},
+		{"run-at", typed.TriggerOptions[durably.MapLabels]{RunAt: now.Add(time.Hour)}, now.Add(time.Hour), 0},
+		{"delay and priority", typed.TriggerOptions[durably.MapLabels]{Delay: time.Minute, Priority: &three}, now.Add(time.Minute), 3},
+		{"through WithLabels", typed.WithLabels(durably.MapLabels{}, typed.Options{Delay: time.Second, Priority: &three}), now.Add(time.Second), 3},
 	}
 	for _, c := range cases {
-		run, _, err := j.Trigger(ctx, 1, c.opts)
+		res, err := j.Trigger(ctx, 1, typed.Apply(c.opts)...)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if !run.RunAt.Equal(c.runAt) || run.Priority != c.priority {
+		if run := res.Run; !run.RunAt.Equal(c.runAt) || run.Priority != c.priority {
 			t.Errorf("%s: run at %v priority %d, want %v %d", c.name, run.RunAt, run.Priority, c.runAt, c.priority)
 		}
 	}
