@@ -143,6 +143,12 @@ type TriggerOptions[L any] struct {
 	IdempotencyKey string
 	ConcurrencyKey string
 	CoalesceSkip   bool
+	// RunAt, Delay and Priority are sent as the additive members runAt,
+	// delayMs and priority (R-207) when set: durably.WithRunAt, WithDelay
+	// and WithPriority on the server. Delay is sent in whole milliseconds.
+	RunAt    time.Time
+	Delay    time.Duration
+	Priority *int
 }
 
 // Triggered is the answer to a trigger.
@@ -165,6 +171,15 @@ func (c *Client[L]) Trigger(ctx context.Context, job string, input any, opts Tri
 	}
 	if opts.CoalesceSkip {
 		body["coalesce"] = durably.CoalesceSkip
+	}
+	if !opts.RunAt.IsZero() {
+		body["runAt"] = opts.RunAt.UTC().Format(time.RFC3339Nano)
+	}
+	if opts.Delay != 0 {
+		body["delayMs"] = opts.Delay.Milliseconds()
+	}
+	if opts.Priority != nil {
+		body["priority"] = *opts.Priority
 	}
 	var t Triggered
 	err := c.do(ctx, http.MethodPost, "/trigger", nil, body, &t)
@@ -191,6 +206,10 @@ type wireRun struct {
 	StartedAt          *time.Time        `json:"startedAt"`
 	CompletedAt        *time.Time        `json:"completedAt"`
 	CreatedAt          time.Time         `json:"createdAt"`
+	// durably-go's additive members (R-207); absent from the original's.
+	RunAt    *time.Time `json:"runAt"`
+	Priority int        `json:"priority"`
+	Attempt  int        `json:"attempt"`
 }
 
 func (w *wireRun) run() *Run {
@@ -198,6 +217,10 @@ func (w *wireRun) run() *Run {
 		ID: w.ID, JobName: w.JobName, Input: w.Input, Status: w.Status,
 		CurrentStepIndex: w.CurrentStepIndex, CompletedStepCount: w.CompletedStepCount,
 		Progress: w.Progress, Labels: w.Labels, CreatedAt: w.CreatedAt,
+		Priority: w.Priority, Attempt: w.Attempt,
+	}
+	if w.RunAt != nil {
+		r.RunAt = *w.RunAt
 	}
 	// The engine's record keeps no output rather than JSON null (R-014).
 	if len(w.Output) > 0 && string(w.Output) != "null" {

@@ -456,8 +456,21 @@ var delayCases = []Case{
 		if ok, err := st.DeferRun(ctx, lease, store.Deferral{Until: until, Now: until.Add(time.Second), CurrentStepIndex: 1, CompletedStepCount: 1, Attempt: 2}); err != nil || !ok {
 			t.Fatalf("second deferral: %v %v", ok, err)
 		}
-		if ids := claimIDs(t, st, claimReq("w", until.Add(time.Second), 5)); len(ids) != 1 {
-			t.Fatalf("a run deferred to the past was not claimed at once: %v", ids)
+		again, err = st.Claim(ctx, claimReq("w", until.Add(time.Second), 5))
+		if err != nil || len(again) != 1 {
+			t.Fatalf("a run deferred to the past was not claimed at once: %v %v", again, err)
+		}
+		// A deferral without a time is claimable at once (Until = Now).
+		lease = store.Lease{RunID: run.ID, Generation: again[0].LeaseGeneration}
+		later := until.Add(2 * time.Second)
+		if ok, err := st.DeferRun(ctx, lease, store.Deferral{Now: later, CurrentStepIndex: 1, CompletedStepCount: 1, Attempt: 3}); err != nil || !ok {
+			t.Fatalf("deferral without a time: %v %v", ok, err)
+		}
+		if r, _ := st.GetRun(ctx, run.ID); !r.RunAt.Equal(later) || r.Attempt != 3 {
+			t.Fatalf("deferred without a time: runAt %v attempt %d, want %v 3", r.RunAt, r.Attempt, later)
+		}
+		if ids := claimIDs(t, st, claimReq("w", later, 5)); len(ids) != 1 {
+			t.Fatalf("a run deferred without a time was not claimed at once: %v", ids)
 		}
 	}},
 	{"R-205 a deferral of a keyed run with a pending sibling is not refused", func(t *testing.T, h *Harness) {

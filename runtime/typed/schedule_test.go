@@ -51,8 +51,7 @@ func TestTriggerOptionsSchedule(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		run := res.Run
-		if !run.RunAt.Equal(c.runAt) || run.Priority != c.priority {
+		if run := res.Run; !run.RunAt.Equal(c.runAt) || run.Priority != c.priority {
 			t.Errorf("%s: run at %v priority %d, want %v %d", c.name, run.RunAt, run.Priority, c.runAt, c.priority)
 		}
 	}
