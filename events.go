@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/durably-go/durably/internal/jsonw"
+	"github.com/durably-go/durably/internal/jsonappend"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -156,7 +156,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 // AppendJSON appends the event's JSON to b. It is MarshalJSON without the
 // allocation, for streams that encode many events.
 func (e Event) AppendJSON(b []byte) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("type", string(e.Type))
 	switch e.Type {
 	case EventWorkerError:

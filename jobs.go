@@ -73,18 +73,30 @@ type jobEntry struct {
 	priority, maxRunning int
 }
 
-// JobHandle is a registered job with its types: trigger it, wait for it and
-// read its runs.
-type JobHandle[I, O any] struct {
+// TypedJob is a registered job with its types — input I, output O and
+// labels L: trigger it, wait for it and read its runs, decoded. It is the
+// one typed handle: the engine returns it, generated packages wrap it, and
+// its runs (TypedRun) are the ones the client decodes too.
+type TypedJob[I, O any, L Labels[L]] struct {
 	e   *Engine
 	job *Job[I, O]
 }
+
+// JobHandle is the handle of a job whose labels are not declared: its runs
+// carry their labels as a MapLabels.
+type JobHandle[I, O any] = TypedJob[I, O, MapLabels]
 
 // Register adds a job to the engine and returns its typed handle.
 // Registering the same *Job again returns the same handle; a different job
 // under a registered name is an error (R-021). Jobs may be registered while
 // the worker runs.
 func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
+	return RegisterTyped[I, O, MapLabels](e, job)
+}
+
+// RegisterTyped is Register for a job whose runs carry labels of type L (a
+// generated Labels struct): the handle's runs decode their labels into L.
+func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[I, O, L], error) {
 	if job == nil || job.Name == "" {
 		return nil, errors.New("durably: a job needs a name")
 	}
@@ -98,7 +110,12 @@ func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
 	defer e.jobsMu.Unlock()
 	if existing, ok := e.jobs[job.Name]; ok {
 		if existing.def == any(job) {
-			return existing.handle.(*JobHandle[I, O]), nil
+			if h, ok := existing.handle.(*TypedJob[I, O, L]); ok {
+				return h, nil
+			}
+			// The same job seen through another labels type: a handle is
+			// only the job and the engine, so a second one is as good.
+			return &TypedJob[I, O, L]{e: e, job: job}, nil
 		}
 		return nil, fmt.Errorf("Job %q is already registered with a different definition", job.Name)
 	}
@@ -110,7 +127,7 @@ func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
 		p := *job.Retry
 		retry = &p
 	}
-	h := &JobHandle[I, O]{e: e, job: job}
+	h := &TypedJob[I, O, L]{e: e, job: job}
 	e.jobs[job.Name] = &jobEntry{
 		name:       job.Name,
 		def:        job,
@@ -306,14 +323,14 @@ func jsonTypeName(kind string) string {
 }
 
 // Name is the job's name.
-func (h *JobHandle[I, O]) Name() string { return h.job.Name }
+func (h *TypedJob[I, O, L]) Name() string { return h.job.Name }
 
 // Engine is the engine the job is registered with.
-func (h *JobHandle[I, O]) Engine() *Engine { return h.e }
+func (h *TypedJob[I, O, L]) Engine() *Engine { return h.e }
 
 // Trigger creates a run of the job (R-030 … R-041), or returns the existing
 // run for an idempotent or coalesced trigger.
-func (h *JobHandle[I, O]) Trigger(ctx context.Context, input I, opts ...Option) (*TriggerResult, error) {
+func (h *TypedJob[I, O, L]) Trigger(ctx context.Context, input I, opts ...Option) (*TriggerResult, error) {
 	o := collectOptions(opts)
 	raw, err := h.job.encodeInput(input)
 	if err != nil {
@@ -334,7 +351,7 @@ type BatchItem[I any] struct {
 
 // BatchTrigger creates many runs in one transaction, all or nothing (R-045 …
 // R-049). Results are in item order.
-func (h *JobHandle[I, O]) BatchTrigger(ctx context.Context, items []BatchItem[I]) ([]TriggerResult, error) {
+func (h *TypedJob[I, O, L]) BatchTrigger(ctx context.Context, items []BatchItem[I]) ([]TriggerResult, error) {
 	parsed := make([]parsedTrigger, len(items))
 	for i, it := range items {
 		raw, err := h.job.encodeInput(it.Input)
@@ -356,7 +373,7 @@ type Outcome[O any] struct {
 // TriggerAndWait triggers the job and waits for the run to finish (R-112).
 // A failed run returns an error with the run's message; a cancelled one
 // ErrCancelled; WithTimeout bounds the wait with ErrTimeout.
-func (h *JobHandle[I, O]) TriggerAndWait(ctx context.Context, input I, opts ...Option) (Outcome[O], error) {
+func (h *TypedJob[I, O, L]) TriggerAndWait(ctx context.Context, input I, opts ...Option) (Outcome[O], error) {
 	var out Outcome[O]
 	o := collectOptions(opts)
 	o.wait.timeoutName = "triggerAndWait"
@@ -383,49 +400,100 @@ func (h *JobHandle[I, O]) TriggerAndWait(ctx context.Context, input I, opts ...O
 	return out, nil
 }
 
-// TypedRun is a run of a known job with its input and output decoded.
-// Run.Input and Run.Output keep the JSON.
-type TypedRun[I, O any] struct {
+// Labels is what a labels type offers: conversion from and to the stored
+// string map. Generated label structs implement it; MapLabels is the
+// untyped form. ToMap leaves out unset fields, so that a labels value also
+// serves as a filter (only the set fields must match). The engine, the HTTP
+// handler and the client all take it from here.
+type Labels[L any] interface {
+	ToMap() map[string]string
+	// FromMap makes an L from a map. It fails only for keys L cannot
+	// hold; the values are validated by the engine's label schema
+	// (Config.Labels).
+	FromMap(m map[string]string) (L, error)
+}
+
+// MapLabels is the labels type of applications that declare none: any keys,
+// string values.
+type MapLabels map[string]string
+
+// ToMap returns a copy of the labels.
+func (m MapLabels) ToMap() map[string]string { return maps.Clone(m) }
+
+// FromMap returns a copy of m.
+func (MapLabels) FromMap(m map[string]string) (MapLabels, error) { return maps.Clone(m), nil }
+
+// TypedRun is a run of a known job with its input, output and labels
+// decoded. Run.Input, Run.Output and Run.Labels keep the stored form. The
+// engine's handles, generated packages and the client (which reads runs
+// from the wire into a Run) all return it, decoded by DecodeRun.
+type TypedRun[I, O any, L Labels[L]] struct {
 	*Run
 	Input  I
 	Output O // zero unless the run completed with a value
+	Labels L
 }
 
-func decodeTypedRun[I, O any](run *Run) (*TypedRun[I, O], error) {
-	t := &TypedRun[I, O]{Run: run}
-	if len(run.Input) > 0 {
+// DecodeRun decodes a run's input, output and labels; a nil run is nil.
+// JSON null (a run without input, or the wire's null output) is the zero
+// value, whatever the type's own decoding would make of it.
+func DecodeRun[I, O any, L Labels[L]](run *Run) (*TypedRun[I, O, L], error) {
+	if run == nil {
+		return nil, nil
+	}
+	t := &TypedRun[I, O, L]{Run: run}
+	if len(run.Input) > 0 && string(run.Input) != "null" {
 		if err := json.Unmarshal(run.Input, &t.Input); err != nil {
 			return nil, fmt.Errorf("durably: decode input of run %s: %w", run.ID, err)
 		}
 	}
-	if len(run.Output) > 0 {
+	if len(run.Output) > 0 && string(run.Output) != "null" {
 		if err := json.Unmarshal(run.Output, &t.Output); err != nil {
 			return nil, fmt.Errorf("durably: decode output of run %s: %w", run.ID, err)
 		}
 	}
+	var zero L
+	labels, err := zero.FromMap(run.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("durably: labels of run %s: %w", run.ID, err)
+	}
+	t.Labels = labels
 	return t, nil
 }
 
+// JobSchema describes a job for GET /jobs: what generated packages declare
+// and clients read.
+type JobSchema struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Input       json.RawMessage `json:"input"`
+	Output      json.RawMessage `json:"output"`
+	// Schedules are the job's periodic triggers registered with the
+	// engine (AddSchedule), filled in at each request; an addition to the
+	// original protocol, absent when there are none.
+	Schedules []ScheduleInfo `json:"schedules,omitempty"`
+}
+
 // GetRun returns the run if it exists and belongs to this job, else nil (R-023).
-func (h *JobHandle[I, O]) GetRun(ctx context.Context, id string) (*TypedRun[I, O], error) {
+func (h *TypedJob[I, O, L]) GetRun(ctx context.Context, id string) (*TypedRun[I, O, L], error) {
 	run, err := h.e.GetRun(ctx, id)
 	if err != nil || run == nil || run.JobName != h.job.Name {
 		return nil, err
 	}
-	return decodeTypedRun[I, O](run)
+	return DecodeRun[I, O, L](run)
 }
 
 // ListRuns lists this job's runs; the filter's JobNames is replaced by the
 // job's name (R-023).
-func (h *JobHandle[I, O]) ListRuns(ctx context.Context, filter RunFilter) ([]*TypedRun[I, O], error) {
+func (h *TypedJob[I, O, L]) ListRuns(ctx context.Context, filter RunFilter) ([]*TypedRun[I, O, L], error) {
 	filter.JobNames = []string{h.job.Name}
 	runs, err := h.e.ListRuns(ctx, filter)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*TypedRun[I, O], 0, len(runs))
+	out := make([]*TypedRun[I, O, L], 0, len(runs))
 	for _, r := range runs {
-		t, err := decodeTypedRun[I, O](r)
+		t, err := DecodeRun[I, O, L](r)
 		if err != nil {
 			return nil, err
 		}
@@ -435,10 +503,10 @@ func (h *JobHandle[I, O]) ListRuns(ctx context.Context, filter RunFilter) ([]*Ty
 }
 
 // WaitForRun waits for a run of this job and returns it typed.
-func (h *JobHandle[I, O]) WaitForRun(ctx context.Context, id string, opts ...Option) (*TypedRun[I, O], error) {
+func (h *TypedJob[I, O, L]) WaitForRun(ctx context.Context, id string, opts ...Option) (*TypedRun[I, O, L], error) {
 	run, err := h.e.WaitForRun(ctx, id, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return decodeTypedRun[I, O](run)
+	return DecodeRun[I, O, L](run)
 }

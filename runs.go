@@ -14,6 +14,12 @@ import (
 // labels must match), newest first, with Limit (<= 0: no limit) and Offset.
 type RunFilter = store.RunFilter
 
+// CheckLabelKeys applies the engine's rule for label keys to the
+// keys of labels, sorted, and returns a validation error naming the first
+// bad one: what a trigger or a filter with these labels would be refused
+// for.
+func CheckLabelKeys(labels map[string]string) error { return checkLabelKeys(labels) }
+
 // GetRun returns the run, or nil when it does not exist.
 func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
 	run, err := e.store.GetRun(ctx, id)

@@ -247,7 +247,7 @@ type scheduler struct {
 // the input and the labels are checked now; an error names the schedule.
 // Schedules may be added while the engine runs. Ticks fire only while the
 // engine is started (Start or Init), or when FireDueSchedules is called.
-func AddSchedule[I, O any](h *JobHandle[I, O], s Schedule[I]) error {
+func AddSchedule[I, O any, L Labels[L]](h *TypedJob[I, O, L], s Schedule[I]) error {
 	e := h.e
 	if s.Name == "" {
 		return validationErrorf("durably: a schedule needs a name")

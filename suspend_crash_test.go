@@ -3,7 +3,6 @@ package durably_test
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,14 +27,14 @@ const (
 )
 
 // suspendJob: step 1, step 2 failing its first attempt (retried after
-// 200ms), a 300ms sleep (step 3), step 4. A marker file per run makes the
+// 1s), a 2s sleep (step 3), step 4. A marker file per run makes the
 // first attempt fail in whichever process runs it; a failing attempt is
 // logged as "fail", not "start", so the effect log's analysis counts only
 // successful executions.
 func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, int] {
 	return &durably.Job[crashInput, int]{
 		Name:  "suspend",
-		Retry: &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: 200 * time.Millisecond},
+		Retry: &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: time.Second},
 		Run: func(ctx context.Context, s *durably.StepContext, in crashInput) (int, error) {
 			step := func(i int) func(context.Context) (int, error) {
 				return func(context.Context) (int, error) {
@@ -62,7 +61,7 @@ func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, i
 			if err != nil {
 				return 0, err
 			}
-			if err := durably.Sleep(s, "step-3-nap", 300*time.Millisecond); err != nil {
+			if err := durably.Sleep(s, "step-3-nap", 2*time.Second); err != nil {
 				return 0, err
 			}
 			c, err := durably.RunStep(s, "step-4", step(4))
@@ -84,7 +83,11 @@ func TestSuspendCrashChild(t *testing.T) {
 	}
 	st := openCrashStore(t, os.Getenv(crashStoreEnv))
 	e, err := durably.New(durably.Config{Store: st, MaxConcurrentRuns: 4, PollingInterval: 20 * time.Millisecond,
-		LeaseDuration: time.Second, LeaseRenewInterval: 250 * time.Millisecond, PreserveSteps: true})
+		// Leases of 2s: a killed child's leased runs are taken over soon,
+		// and a live child's renewals, every 250ms, do not miss a lease's
+		// end even on a loaded machine (a lease that ran out would rerun a
+		// step without a kill, as R-063 allows).
+		LeaseDuration: 2 * time.Second, LeaseRenewInterval: 250 * time.Millisecond, PreserveSteps: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +149,15 @@ func suspendCrash(t *testing.T, storeSpec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Three children: the first is killed once every run waits for its
+	// retry (its failed attempt recorded), the second once every run sleeps
+	// (steps 1, 2 and the sleep recorded), the third finishes the work.
+	waiting := func(r *durably.Run) bool {
+		return r.Status == durably.StatusPending && r.Attempt == 1 && r.CompletedStepCount == 1
+	}
+	sleeping := func(r *durably.Run) bool { return r.Status == durably.StatusPending && r.CompletedStepCount == 3 }
 	killed := map[int]bool{}
-	for round := 0; ; round++ {
+	for round, phase := range []func(*durably.Run) bool{waiting, sleeping, nil} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSuspendCrashChild$", "-test.v")
 		cmd.Env = append(os.Environ(), suspendChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
 		out := &strings.Builder{}
@@ -155,24 +165,22 @@ func suspendCrash(t *testing.T, storeSpec string) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
-		if round < 4 {
-			select {
-			case err := <-waited:
-				if err != nil {
-					t.Fatalf("child failed: %v\n%s", err, out)
-				}
-			case <-time.After(time.Duration(150+rand.IntN(400)) * time.Millisecond):
-				_ = cmd.Process.Kill()
-				<-waited
-				killed[cmd.Process.Pid] = true
-				continue
+		if phase == nil {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child failed: %v\n%s", err, out)
 			}
-		} else if err := <-waited; err != nil {
-			t.Fatalf("child failed: %v\n%s", err, out)
+			break
 		}
-		break
+		deadline := time.Now().Add(30 * time.Second)
+		for !allRuns(t, e, res, phase) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the runs never got there\n%s", round, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = cmd.Process.Kill() // SIGKILL on Unix
+		_ = cmd.Wait()
+		killed[cmd.Process.Pid] = true
 	}
 	retried := 0
 	for i, r := range res {
@@ -200,9 +208,22 @@ func suspendCrash(t *testing.T, storeSpec string) {
 			t.Fatalf("run %d: completed steps %v", i, completed)
 		}
 	}
-	if retried == 0 {
-		t.Fatal("no failed attempt was recorded: the test did not exercise retries")
+	if retried != suspendRuns {
+		t.Fatalf("%d failed attempts recorded, want one per run", retried)
 	}
 	checkNoStepRanAfterCompletion(t, effects, killed)
-	t.Logf("%d children killed; %d runs kept a failed attempt", len(killed), retried)
+}
+
+// allRuns reports whether every run satisfies cond.
+func allRuns(t *testing.T, e *durably.Engine, res []durably.TriggerResult, cond func(*durably.Run) bool) bool {
+	for _, r := range res {
+		run, err := e.GetRun(context.Background(), r.Run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cond(run) {
+			return false
+		}
+	}
+	return true
 }

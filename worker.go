@@ -85,12 +85,12 @@ func (w *worker) wakeAt(t time.Time) {
 	}
 }
 
-// nextDue drops the due times not after now and returns the earliest
-// later one, or the zero time.
-func (w *worker) nextDue(now time.Time) time.Time {
+// nextDue drops the due times not after served (a claim at or after them
+// has run) and returns the earliest later one, or the zero time.
+func (w *worker) nextDue(served time.Time) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for len(w.due) > 0 && !w.due[0].After(now) {
+	for len(w.due) > 0 && !w.due[0].After(served) {
 		heap.Pop(&w.due)
 	}
 	if len(w.due) == 0 {
@@ -190,6 +190,7 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 	dueTimer.Stop()
 	defer dueTimer.Stop()
 	var retry backoff
+	var claimedAt time.Time // the clock before the last claim
 
 	for {
 		select {
@@ -199,6 +200,9 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		}
 		w.startBuffered()
 		if want := w.claimWant(); want > 0 {
+			// Due times up to here are served by this claim (its Now is
+			// later); later ones keep the due timer armed.
+			claimedAt = e.now()
 			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
 			switch {
 			case err == nil:
@@ -240,7 +244,7 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			}
 		}
 		poll.Reset(e.cfg.PollingInterval)
-		if !w.wait(stopping, wakeups, poll, dueTimer) {
+		if !w.wait(stopping, wakeups, poll, dueTimer, claimedAt) {
 			return
 		}
 	}
@@ -248,13 +252,16 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 
 // wait sleeps until a slot frees up, a trigger wakes the worker (D4), the
 // poll interval passes, or a run this process knows of becomes due; false
-// means stopping. The due timer is re-armed when an earlier due time comes.
-func (w *worker) wait(stopping <-chan struct{}, wakeups <-chan struct{}, poll, dueTimer *time.Timer) bool {
+// means stopping. Due times not after claimedAt were served by the last
+// claim; one that passed since (while the loop started runs or did
+// maintenance) makes the timer fire at once. The due timer is re-armed when
+// an earlier due time comes.
+func (w *worker) wait(stopping <-chan struct{}, wakeups <-chan struct{}, poll, dueTimer *time.Timer, claimedAt time.Time) bool {
 	for {
 		dueTimer.Stop()
 		var dueC <-chan time.Time
-		if next := w.nextDue(w.e.now()); !next.IsZero() {
-			dueTimer.Reset(next.Sub(w.e.now()))
+		if next := w.nextDue(claimedAt); !next.IsZero() {
+			dueTimer.Reset(max(0, next.Sub(w.e.now())))
 			dueC = dueTimer.C
 		}
 		select {

@@ -1,6 +1,7 @@
 package gen
 
 import (
+	"encoding/json"
 	"fmt"
 	"go/token"
 	"math"
@@ -10,9 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
+	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/runtime/typed"
 )
 
 // check finds what the schema cannot: invalid names, types in the wrong
@@ -33,10 +37,16 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 		if f.Type.Type != "string" && f.Type.Type != "enum" {
 			c.add(ptr+"/type", "a label is a string or an enum, not %s; declare it in context or in the input instead", f.Type.Type)
 		}
+		if f.Type.Tenant && !f.Type.Required {
+			// A tenant label left out would put the run in the scope of
+			// runs without a tenant, shared by every caller that forgets it.
+			c.add(ptr+"/tenant", "a tenant label must be required: add required: true, or drop tenant")
+		}
 	})
 	c.fields("/context", d.Context, "context field", nil)
 	names := map[string]int{}
 	ids := map[string]*int{}
+	schedules := map[string]string{} // name: the pointer of its first declaration
 	for i, j := range d.Jobs {
 		ptr := "/jobs/" + strconv.Itoa(i)
 		if prev, dup := names[j.Name]; dup {
@@ -60,8 +70,79 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 		if j.Output != nil {
 			c.typ(ptr+"/output", *j.Output)
 		}
+		for k, sc := range j.Schedules {
+			sp := ptr + "/schedules/" + strconv.Itoa(k)
+			if prev, dup := schedules[sc.Name]; dup {
+				c.add(sp+"/name", "duplicate schedule name %q (also %s): an engine's schedules have unique names; rename one of them", sc.Name, dotted(prev))
+			} else {
+				schedules[sc.Name] = sp
+			}
+			c.schedule(sp, d, j, sc)
+		}
 	}
 	return c.problems
+}
+
+// schedule checks a declared schedule as durably.AddSchedule will, so that
+// the generated Register does not fail on it: the spec and the zone with
+// the engine's parser, the input against the job's input, the labels
+// against the declared labels.
+func (c *checker) schedule(ptr string, d *Declaration, j Job, sc Schedule) {
+	if err := durably.ValidateScheduleSpec(sc.Cron, sc.TimeZone); err != nil {
+		at := ptr + "/cron"
+		if strings.HasPrefix(err.Error(), "time zone") {
+			at = ptr + "/timeZone"
+		}
+		c.add(at, "%v", err)
+	}
+	switch sc.CatchUp {
+	case "", "none":
+	default:
+		if dur, err := time.ParseDuration(sc.CatchUp); err != nil || dur <= 0 {
+			c.add(ptr+"/catchUp", "catchUp %q: write a positive Go duration (90m, 1h30m), or none to never fire a missed tick", sc.CatchUp)
+		}
+	}
+	if j.Input == nil && sc.Input != nil {
+		c.add(ptr+"/input", "job %q has no input; leave the schedule's input out", j.Name)
+	} else if j.Input != nil {
+		at := ptr + "/input"
+		if sc.Input == nil {
+			at = ptr
+		}
+		if err := validateAgainst(jobSchema(j.Input), sc.Input); err != nil {
+			c.add(at, "the input does not match job %q's input: %v", j.Name, err)
+		}
+	}
+	if err := durably.CheckLabelKeys(sc.Labels); err != nil {
+		c.add(ptr+"/labels", "%v", err)
+		return
+	}
+	labels := map[string]any{}
+	for k, v := range sc.Labels {
+		labels[k] = v
+	}
+	at := ptr + "/labels"
+	if sc.Labels == nil {
+		at = ptr
+	}
+	if err := validateAgainst(labelsSchema(d.Labels), labels); err != nil {
+		c.add(at, "the labels do not match the declared labels: %v", err)
+	}
+}
+
+// validateAgainst validates a YAML value (JSON-shaped) against a schema
+// the generator writes. A schema that does not compile (a bad pattern,
+// reported on its own) validates nothing.
+func validateAgainst(schema string, v any) error {
+	s, err := typed.CompileSchema([]byte(schema))
+	if err != nil {
+		return nil
+	}
+	doc, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.ValidateJSON(doc)
 }
 
 // exported reports whether id is an exported Go identifier.

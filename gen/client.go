@@ -81,7 +81,7 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 			params, inArg = "", "nil"
 		}
 		g.p("// %s is a run of job %q as the server shows it.", run, j.Name)
-		g.p("type %s = durablyclient.TypedRun[%s, %s, %s.Labels]", run, in, out, pkg)
+		g.p("type %s = durably.TypedRun[%s, %s, %s.Labels]", run, in, out, pkg)
 		g.p("")
 		g.p("// Trigger%s triggers job %q.", id, j.Name)
 		g.p("func (c *Client) Trigger%s(ctx context.Context%s, opts TriggerOptions) (durablyclient.Triggered, error) {", id, params)
@@ -113,7 +113,7 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 		g.p("if err != nil || r == nil || r.JobName != %q {", j.Name)
 		g.p("return nil, err")
 		g.p("}")
-		g.p("return durablyclient.Decode[%s, %s, %s.Labels](r)", in, out, pkg)
+		g.p("return durably.DecodeRun[%s, %s, %s.Labels](r)", in, out, pkg)
 		g.p("}")
 		g.p("")
 		g.p("// List%sRuns lists runs of job %q, newest first.", id, j.Name)
@@ -125,7 +125,7 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 		g.p("}")
 		g.p("out := make([]*%s, 0, len(runs))", run)
 		g.p("for _, r := range runs {")
-		g.p("t, err := durablyclient.Decode[%s, %s, %s.Labels](r)", in, out, pkg)
+		g.p("t, err := durably.DecodeRun[%s, %s, %s.Labels](r)", in, out, pkg)
 		g.p("if err != nil {")
 		g.p("return nil, err")
 		g.p("}")

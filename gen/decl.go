@@ -1,8 +1,8 @@
 // Package gen turns a declaration of jobs, labels and an auth context
-// (durably.yaml) into a Go package: typed jobs, label structs whose wrong
-// keys and enum values do not compile, the auth context, an HTTP handler
-// typed by both, JSON Schemas, and a typed HTTP client. cmd/durably-gen is
-// its command.
+// (durably.yaml) into a Go package: typed jobs and their schedules, label
+// structs whose wrong keys and enum values do not compile, the auth
+// context, JSON Schemas, and a typed HTTP client. cmd/durably-gen is its
+// command.
 package gen
 
 import (
@@ -52,6 +52,28 @@ type Job struct {
 	Input *Type `json:"input,omitempty" yaml:"input,omitempty"`
 	// Output is the job's output type; absent for a job without output.
 	Output *Type `json:"output,omitempty" yaml:"output,omitempty"`
+	// Schedules trigger the job periodically (durably.AddSchedule); the
+	// generated Register adds them.
+	Schedules []Schedule `json:"schedules,omitempty" jsonschema:"description=Periodic triggers of the job; Register adds them (durably.AddSchedule)." yaml:"schedules,omitempty"`
+}
+
+// Schedule declares a periodic trigger of a job (durably.Schedule).
+type Schedule struct {
+	// Name identifies the schedule in its ticks' idempotency keys; unique
+	// in the declaration.
+	Name string `json:"name" jsonschema:"minLength=1,description=The schedule's name: part of each tick's idempotency key; unique in the declaration." yaml:"name"`
+	// Cron is a five-field cron spec or a descriptor (@daily, @every 10m).
+	Cron string `json:"cron" jsonschema:"minLength=1,description=A five-field cron spec (minute hour day-of-month month day-of-week) or a descriptor: @hourly @daily @weekly @monthly @yearly or @every <duration> (whole seconds)." yaml:"cron"`
+	// TimeZone is the IANA zone the spec is read in; default UTC.
+	TimeZone string `json:"timeZone,omitempty" jsonschema:"description=The IANA time zone the spec is read in (e.g. Europe/Paris); default UTC; Local is refused." yaml:"timeZone,omitempty"`
+	// Input is the input of every run, checked against the job's input.
+	Input any `json:"input,omitempty" jsonschema:"description=The input of every run: it must match the job's input (leave it out for a job without input)." yaml:"input,omitempty"`
+	// Labels are the labels of every run, checked against the labels.
+	Labels map[string]string `json:"labels,omitempty" jsonschema:"description=The labels of every run: the declared labels, required ones included." yaml:"labels,omitempty"`
+	// CatchUp bounds the age of a missed tick that still fires when an
+	// engine starts: a Go duration ("1h30m"), or "none" to never fire one.
+	// Left out, the latest missed tick fires however old.
+	CatchUp string `json:"catchUp,omitempty" jsonschema:"description=How old a missed tick may be and still fire when an engine starts: a Go duration (90m or 1h30m) or none (never); default: no bound." yaml:"catchUp,omitempty"`
 }
 
 // Type is a JSON-Schema-style type.
@@ -60,6 +82,10 @@ type Type struct {
 	Description string `json:"description,omitempty" yaml:"description,omitempty"`
 	// Required marks an object property that must be present.
 	Required bool `json:"required,omitempty" yaml:"required,omitempty"`
+	// Tenant marks a label that identifies a tenant (D11): the generated
+	// Config scopes keys by it (durably.Config.TenantLabels). Labels only,
+	// required strings or enums; the schema has it on labels alone.
+	Tenant bool `json:"tenant,omitempty" jsonschema:"-" yaml:"tenant,omitempty"`
 
 	MinLength *int    `json:"minLength,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"minLength,omitempty"`
 	MaxLength *int    `json:"maxLength,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"maxLength,omitempty"`

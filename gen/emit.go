@@ -2,11 +2,15 @@ package gen
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"go/format"
+	"maps"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -162,7 +166,7 @@ func (g *emitter) mainFile() []byte {
 	g.triggerLabels()
 	g.context()
 	g.jobs()
-	g.handler()
+	g.aliases()
 	body := g.file()
 
 	var head bytes.Buffer
@@ -170,14 +174,13 @@ func (g *emitter) mainFile() []byte {
 	g.header("")
 	g.p("// Package %s holds the jobs, labels and auth context declared in %s:", d.Package.Name, comment(g.decl))
 	g.p("// typed job handles, a Labels struct whose wrong keys and enum values do")
-	g.p("// not compile, JSON Schemas, and an HTTP handler typed by both.")
+	g.p("// not compile, and JSON Schemas (JobSchemas, for the HTTP handler's Jobs).")
 	g.p("package %s", d.Package.Name)
 	g.p("import (")
 	g.p("\"context\"")
 	g.p("\"fmt\"")
 	g.p("")
 	g.p("\"github.com/durably-go/durably\"")
-	g.p("\"github.com/durably-go/durably/runtime/durablyhttp\"")
 	g.p("\"github.com/durably-go/durably/runtime/typed\"")
 	g.p(")")
 	g.p("")
@@ -260,11 +263,23 @@ func (g *emitter) labels() {
 			}
 		}
 	}
+	var tenant []string
+	for _, f := range d.Labels {
+		if f.Type.Tenant {
+			tenant = append(tenant, strconv.Quote(f.Name))
+		}
+	}
 	g.p("// Config returns cfg with the declared label schema (D1), and string")
 	g.p("// labels before enums as the ones that narrow a list most.")
+	if len(tenant) > 0 {
+		g.p("// Keys are scoped by the tenant labels (D11): %s.", strings.Join(tenant, ", "))
+	}
 	g.p("func Config(cfg durably.Config) durably.Config {")
 	g.p("cfg.Labels = LabelSchema()")
 	g.p("cfg.SelectiveLabels = []string{%s}", strings.Join(selective, ", "))
+	if len(tenant) > 0 {
+		g.p("cfg.TenantLabels = []string{%s}", strings.Join(tenant, ", "))
+	}
 	g.p("return cfg")
 	g.p("}")
 	g.p("")
@@ -408,7 +423,7 @@ func (g *emitter) jobs() {
 		handle, run := id+"Job", id+"Run"
 		g.names.declare(g.pkg, handle, what("handle type"))
 		g.names.declare(g.pkg, run, what("run type"))
-		generic := fmt.Sprintf("typed.Job[%s, %s, Labels]", in, out)
+		generic := fmt.Sprintf("durably.TypedJob[%s, %s, Labels]", in, out)
 		desc := ""
 		if j.Description != "" {
 			desc = " " + comment(j.Description)
@@ -417,7 +432,7 @@ func (g *emitter) jobs() {
 		g.p("type %s struct{ job *%s }", handle, generic)
 		g.p("")
 		g.p("// %s is a run of job %q.", run, j.Name)
-		g.p("type %s = typed.Run[%s, %s, Labels]", run, in, out)
+		g.p("type %s = durably.TypedRun[%s, %s, Labels]", run, in, out)
 		g.p("")
 		g.p("// The JSON Schemas of %s and %s, written by durably-gen.", in, out)
 		g.p("var (")
@@ -428,8 +443,9 @@ func (g *emitter) jobs() {
 		g.p("// Name is the job's name, %q.", j.Name)
 		g.p("func (j *%s) Name() string { return j.job.Name() }", handle)
 		g.p("")
-		g.p("// Generic is the handle underneath: its triggers take Labels as they")
-		g.p("// are, and it batch-triggers.")
+		g.p("// Generic is the engine's handle underneath: its triggers take the")
+		g.p("// engine's options (durably.WithLabels), and it batch-triggers and")
+		g.p("// waits for runs.")
 		g.p("func (j *%s) Generic() *%s { return j.job }", handle, generic)
 		g.p("")
 		var params, inArg, labelsArg string
@@ -447,20 +463,25 @@ func (g *emitter) jobs() {
 		}
 		g.p("// Trigger creates a run of job %q (or finds the idempotent or coalesced one).", j.Name)
 		g.p("func (j *%s) Trigger(ctx context.Context%s, opts TriggerOptions) (*%s, durably.Disposition, error) {", handle, params, run)
-		g.p("return j.job.Trigger(ctx, %s, typed.WithLabels(%s, opts))", inArg, labelsArg)
+		g.p("res, err := j.job.Trigger(ctx, %s, typed.Apply(typed.WithLabels(%s, opts))...)", inArg, labelsArg)
+		g.p("if err != nil {")
+		g.p("return nil, \"\", err")
+		g.p("}")
+		g.p("r, err := durably.DecodeRun[%s, %s, Labels](res.Run)", in, out)
+		g.p("return r, res.Disposition, err")
 		g.p("}")
 		g.p("")
 		g.p("// TriggerAndWait triggers job %q and waits for the run's output; wait", j.Name)
 		g.p("// takes durably.WithTimeout and the other wait options.")
 		g.p("func (j *%s) TriggerAndWait(ctx context.Context%s, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[%s], error) {", handle, params, out)
-		g.p("return j.job.TriggerAndWait(ctx, %s, typed.WithLabels(%s, opts), wait...)", inArg, labelsArg)
+		g.p("return j.job.TriggerAndWait(ctx, %s, append(typed.Apply(typed.WithLabels(%s, opts)), wait...)...)", inArg, labelsArg)
 		g.p("}")
 		g.p("")
 		g.p("// GetRun returns a run of job %q, or nil when there is none.", j.Name)
 		g.p("func (j *%s) GetRun(ctx context.Context, id string) (*%s, error) { return j.job.GetRun(ctx, id) }", handle, run)
 		g.p("")
 		g.p("// ListRuns lists runs of job %q, newest first.", j.Name)
-		g.p("func (j *%s) ListRuns(ctx context.Context, f RunFilter) ([]*%s, error) { return j.job.ListRuns(ctx, f) }", handle, run)
+		g.p("func (j *%s) ListRuns(ctx context.Context, f RunFilter) ([]*%s, error) { return j.job.ListRuns(ctx, f.Filter()) }", handle, run)
 		g.p("")
 	}
 	g.job, g.jobN = "", 0
@@ -481,7 +502,7 @@ func (g *emitter) jobs() {
 	g.p("}")
 	g.p("")
 	g.p("// Register registers every declared job on e, with its input and output")
-	g.p("// validated against the declaration.")
+	g.p("// validated against the declaration, and adds the declared schedules.")
 	g.p("func Register(e *durably.Engine, h Handlers) (*Jobs, error) {")
 	g.p("var jobs Jobs")
 	for _, j := range d.Jobs {
@@ -490,22 +511,26 @@ func (g *emitter) jobs() {
 		g.p("return nil, fmt.Errorf(\"%s: no handler for job %%q\", %q)", d.Package.Name, j.Name)
 		g.p("}")
 		g.p("{")
-		g.p("handle, err := typed.Register[%sInput, %sOutput, Labels](e, &durably.Job[%sInput, %sOutput]{", id, id, id, id)
+		g.p("handle, err := durably.RegisterTyped[%sInput, %sOutput, Labels](e, &durably.Job[%sInput, %sOutput]{", id, id, id, id)
 		g.p("Name: %q, Run: h.%s, InputSchema: schemaOf%sInput, OutputSchema: schemaOf%sOutput,", j.Name, id, id, id)
 		g.p("})")
 		g.p("if err != nil {")
 		g.p("return nil, err")
 		g.p("}")
 		g.p("jobs.%s = &%sJob{job: handle}", id, id)
+		for _, sc := range j.Schedules {
+			g.schedule(id, j, sc)
+		}
 		g.p("}")
 	}
 	g.p("return &jobs, nil")
 	g.p("}")
 	g.p("")
 	g.p("// JobSchemas are the declared jobs with the JSON Schemas of their input")
-	g.p("// and output, as GET /jobs serves them.")
-	g.p("func JobSchemas() []durablyhttp.JobSchema {")
-	g.p("return []durablyhttp.JobSchema{")
+	g.p("// and output, as GET /jobs serves them: set them as the HTTP handler's")
+	g.p("// Jobs (durablyhttp.Options).")
+	g.p("func JobSchemas() []durably.JobSchema {")
+	g.p("return []durably.JobSchema{")
 	for _, j := range d.Jobs {
 		id := JobID(j)
 		g.p("{Name: %q, Description: %q, Input: schemaOf%sInput.JSON(), Output: schemaOf%sOutput.JSON()},", j.Name, oneLine(j.Description), id, id)
@@ -515,35 +540,63 @@ func (g *emitter) jobs() {
 	g.p("")
 }
 
-func (g *emitter) handler() {
-	g.p("// The handler's types, instantiated with AuthContext and Labels.")
+// schedule emits the durably.AddSchedule of a declared schedule of job id,
+// in Register's block where handle is the job's handle. The input is the
+// declared one as JSON, which the generator checked against the input's
+// schema, decoded into the input type.
+func (g *emitter) schedule(id string, j Job, sc Schedule) {
+	in := id + "Input"
+	g.p("{")
+	input := "typed.NoInput{}"
+	if j.Input != nil {
+		doc, err := json.Marshal(sc.Input)
+		if err != nil {
+			doc = []byte("null") // refused by check already
+		}
+		input = "in"
+		g.p("in, err := typed.FromJSON[%s](%s)", in, literal(string(doc)))
+		g.p("if err != nil {")
+		g.p("return nil, fmt.Errorf(\"%s: the input of schedule %%q: %%w\", %q, err)", g.d.Package.Name, sc.Name)
+		g.p("}")
+	}
+	fields := []string{fmt.Sprintf("Name: %q,", sc.Name), fmt.Sprintf("Cron: %q,", sc.Cron)}
+	if sc.TimeZone != "" {
+		fields = append(fields, fmt.Sprintf("TimeZone: %q,", sc.TimeZone))
+	}
+	fields = append(fields, "Input: "+input+",")
+	if len(sc.Labels) > 0 {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(sc.Labels)) {
+			kv = append(kv, fmt.Sprintf("%q: %q", k, sc.Labels[k]))
+		}
+		fields = append(fields, "Labels: map[string]string{"+strings.Join(kv, ", ")+"},")
+	}
+	switch sc.CatchUp {
+	case "":
+	case "none":
+		fields = append(fields, "CatchUp: -1, // none: a missed tick never fires")
+	default:
+		dur, _ := time.ParseDuration(sc.CatchUp)
+		fields = append(fields, fmt.Sprintf("CatchUp: %d, // %s", int64(dur), dur))
+	}
+	g.p("if err := durably.AddSchedule(handle, durably.Schedule[%s]{", in)
+	for _, f := range fields {
+		g.p("%s", f)
+	}
+	g.p("}); err != nil {")
+	g.p("return nil, err")
+	g.p("}")
+	g.p("}")
+}
+
+// aliases emits the option and filter types of the typed handles.
+func (g *emitter) aliases() {
 	g.p("type (")
-	g.p("// AuthConfig holds the hooks, typed by AuthContext and Labels.")
-	g.p("AuthConfig = durablyhttp.AuthConfig[AuthContext, Labels]")
-	g.p("// HandlerOptions configure the handler.")
-	g.p("HandlerOptions = durablyhttp.Options[AuthContext, Labels]")
-	g.p("// Handler serves the protocol.")
-	g.p("Handler = durablyhttp.Handler[AuthContext, Labels]")
-	g.p("// TriggerRequest is a trigger as OnTrigger sees it.")
-	g.p("TriggerRequest = durablyhttp.TriggerRequest[Labels]")
-	g.p("// HookRun is a run as OnRunAccess sees it.")
-	g.p("HookRun = durablyhttp.Run[Labels]")
-	g.p("// RunsFilter is the filter ScopeRuns receives and returns.")
-	g.p("RunsFilter = durablyhttp.RunsFilter[Labels]")
-	g.p("// SubscribeFilter is the filter ScopeRunsSubscribe receives and returns.")
-	g.p("SubscribeFilter = durablyhttp.SubscribeFilter[Labels]")
 	g.p("// TriggerOptions are a trigger's options besides its labels.")
 	g.p("TriggerOptions = typed.Options")
 	g.p("// RunFilter selects runs of one job.")
 	g.p("RunFilter = typed.RunFilter[Labels]")
 	g.p(")")
-	g.p("")
-	g.p("// NewHandler serves e over the HTTP/SSE protocol, with the declared jobs'")
-	g.p("// schemas at GET /jobs.")
-	g.p("func NewHandler(e *durably.Engine, opts HandlerOptions) (*Handler, error) {")
-	g.p("opts.Jobs = JobSchemas()")
-	g.p("return durablyhttp.New(e, opts)")
-	g.p("}")
 	g.p("")
 }
 

@@ -48,7 +48,7 @@ func TestIssueCases(t *testing.T) {
 		"label_and_context_enum_plan": `d.yaml:5:3: context.plan: the Go identifier Plan of the enum type of context field "plan" in package billing is also the enum type of label "plan" (labels.plan, 3:3); rename one of them`,
 		"lines_and_linesItem":         `d.yaml:13:9: jobs[0].input.properties.linesItem: the Go identifier InvoiceInputLinesItem of the type of property "linesItem" in package billing is also the type of the items of property "lines" (jobs[0].input.properties.lines.items, 9:11); rename one of them`,
 		"label_config":                `d.yaml:3:3: labels.config: the Go identifier Config of the enum type of label "config" in package billing is also the generated function Config`,
-		"label_handler":               `labels.handler: the Go identifier Handler of the enum type of label "handler" in package billing is also the generated type Handler`,
+		"label_handlers":              `labels.handlers: the Go identifier Handlers of the enum type of label "handlers" in package billing is also the generated type Handlers`,
 		"label_jobs":                  `labels.jobs: the Go identifier Jobs of the enum type of label "jobs" in package billing is also the generated type Jobs`,
 		"label_labels":                `labels.labels: the Go identifier Labels of the enum type of label "labels" in package billing is also the generated type Labels`,
 		"label_authContext":           `labels.authContext: the Go identifier AuthContext of the enum type of label "authContext" in package billing is also the generated type AuthContext`,
@@ -73,6 +73,10 @@ func TestIssueCases(t *testing.T) {
 		"two_documents":               "d.yaml:5:1: a second YAML document: a declaration is one document",
 		"aliases":                     "",
 		"infinite_minimum":            `d.yaml:4:36: jobs[0].input.minimum: .inf is not a finite number`,
+		"tenant_label":                "",
+		"tenant_optional":             `d.yaml:3:23: labels.org.tenant: a tenant label must be required`,
+		"schedules":                   "",
+		"schedule_mismatch":           `d.yaml:6:44: jobs[0].schedules[0].input: the input does not match job "send-receipt"'s input: (root): must be >= 1`,
 	}
 	tc := newTypeChecker(t)
 	got := corpus(t)

@@ -65,13 +65,18 @@ func Schema() []byte {
 		Type:                 "object",
 		AdditionalProperties: &invopop.Schema{Ref: "#/$defs/Label"},
 	}
-	s.Definitions["Label"] = &invopop.Schema{
-		Description: "A label: a string or an enum.",
-		AllOf: []*invopop.Schema{
-			{Ref: "#/$defs/Type"},
-			{Properties: properties("type", &invopop.Schema{Enum: []any{"string", "enum"}})},
-		},
+	// A label is a Type of type string or enum, and only a label may be
+	// a tenant's: Type's members (additional ones are refused) plus tenant.
+	label := *s.Definitions["Type"]
+	label.Description = "A label: a string or an enum."
+	label.Properties = orderedmap.New[string, *invopop.Schema]()
+	for p := s.Definitions["Type"].Properties.Oldest(); p != nil; p = p.Next() {
+		label.Properties.Set(p.Key, p.Value)
 	}
+	label.Properties.Set("type", &invopop.Schema{Type: "string", Enum: []any{"string", "enum"}})
+	label.Properties.Set("tenant", &invopop.Schema{Type: "boolean",
+		Description: "The label identifies a tenant: idempotency and concurrency keys are scoped by its value (durably.Config.TenantLabels). Only on a required string or enum label."})
+	s.Definitions["Label"] = &label
 	if labels, ok := s.Definitions["Declaration"].Properties.Get("labels"); ok {
 		labels.Ref = "#/$defs/LabelFields"
 	}
@@ -82,12 +87,6 @@ func Schema() []byte {
 		panic(err)
 	}
 	return append(b, '\n')
-}
-
-func properties(name string, s *invopop.Schema) *orderedmap.OrderedMap[string, *invopop.Schema] {
-	m := orderedmap.New[string, *invopop.Schema]()
-	m.Set(name, s)
-	return m
 }
 
 var (

@@ -13,9 +13,7 @@ import (
 var (
 	fixedPackageNames = []string{
 		"Labels", "LabelOption", "NewLabels", "TriggerLabels", "LabelSchema", "LabelsJSONSchema", "Config",
-		"AuthContext", "Handlers", "Jobs", "Register", "JobSchemas", "NewHandler",
-		"AuthConfig", "HandlerOptions", "Handler", "TriggerRequest", "HookRun", "RunsFilter", "SubscribeFilter",
-		"TriggerOptions", "RunFilter",
+		"AuthContext", "Handlers", "Jobs", "Register", "JobSchemas", "TriggerOptions", "RunFilter",
 	}
 	fixedClientNames = []string{"Client", "New", "TriggerOptions", "ListOptions"}
 	// clientMethods are the methods a generated Client has from the

@@ -138,8 +138,14 @@ func (g randDecl) typ(depth int, label bool) *yaml.Node {
 	if g.chance(0.2) {
 		add("description", scalar(g.pick(descriptions)))
 	}
-	if g.chance(0.3) {
-		add("required", plain(strconv.FormatBool(g.chance(0.6))))
+	// tenant: true belongs on required labels; elsewhere it is refused.
+	tenant := label && g.chance(0.2) || !label && !g.clean && g.chance(0.01)
+	required := g.chance(0.3) && g.chance(0.6) || tenant && g.clean
+	if required || g.chance(0.1) {
+		add("required", plain(strconv.FormatBool(required)))
+	}
+	if tenant {
+		add("tenant", plain("true"))
 	}
 	wrong := g.chance(0.03) // a keyword on a type it does not apply to
 	switch {
@@ -262,6 +268,9 @@ func (g randDecl) declaration() []byte {
 		if g.chance(0.7) {
 			j.Content = append(j.Content, plain("output"), g.typ(1, false))
 		}
+		if g.chance(0.25) {
+			j.Content = append(j.Content, plain("schedules"), g.schedules(j))
+		}
 		jobs.Content = append(jobs.Content, j)
 	}
 	root.Content = append(root.Content, plain("jobs"), jobs)
@@ -270,6 +279,56 @@ func (g randDecl) declaration() []byte {
 		panic(err)
 	}
 	return out
+}
+
+// schedules draws a job's schedules: specs, zones and catch-up bounds
+// valid and not, and inputs and labels that match the declaration only by
+// chance (a job without input and an input "x" of an unconstrained string
+// do).
+func (g randDecl) schedules(job *yaml.Node) *yaml.Node {
+	hasInput := false
+	for i := 0; i+1 < len(job.Content); i += 2 {
+		if job.Content[i].Value == "input" && job.Content[i+1].Kind == yaml.MappingNode {
+			hasInput = true
+		}
+	}
+	crons := []string{"0 3 * * *", "@daily", "@every 90s", "*/15 * * * 1-5", "61 * * * *", "TZ=UTC @daily", "@every 1ms", "x"}
+	zones := []string{"UTC", "Europe/Paris", "America/New_York", "Local", "Mars/Olympus", ""}
+	catchUps := []string{"none", "1h", "90m", "soon", "-5m", "0s"}
+	if g.clean {
+		crons, zones, catchUps = crons[:4], zones[:3], catchUps[:3]
+	}
+	list := seq()
+	for range 1 + g.r.IntN(2) {
+		sc := mapping(plain("name"), scalar(g.pick([]string{"nightly", "hourly", "nightly", "a b", "schedule:x"})), plain("cron"), scalar(g.pick(crons)))
+		add := func(k string, v *yaml.Node) { sc.Content = append(sc.Content, plain(k), v) }
+		if g.chance(0.5) {
+			add("timeZone", scalar(g.pick(zones)))
+		}
+		if g.chance(0.4) {
+			add("catchUp", scalar(g.pick(catchUps)))
+		}
+		if hasInput || !g.clean && g.chance(0.2) {
+			switch g.r.IntN(4) {
+			case 0:
+				add("input", scalar("x"))
+			case 1:
+				add("input", plain("1"))
+			case 2:
+				add("input", mapping())
+			default: // left out
+			}
+		}
+		if g.chance(0.5) {
+			labels := mapping()
+			for range g.r.IntN(3) {
+				labels.Content = append(labels.Content, scalar(g.pickName(labelNames)), scalar(g.pick(enumValues)))
+			}
+			add("labels", labels)
+		}
+		list.Content = append(list.Content, sc)
+	}
+	return list
 }
 
 // exportData maps import paths to the compiler's export data of the

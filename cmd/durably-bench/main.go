@@ -35,7 +35,7 @@ type config struct {
 	profile    string
 	child      bool // internal: a worker process of the multi workload
 	sseN       int  // internal: run as the client process of the sse workload
-	rate       int  // sse: runs triggered per second (0: as fast as they go)
+	rate       int  // sse: runs triggered per second (0: as fast as they go); scheduled: runs due per second
 	clients    int  // sse: concurrent /runs/subscribe clients
 	summarize  string
 	kills      int  // chaos: SIGKILLs of worker processes
@@ -75,6 +75,7 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 	"multi":         wlMulti,
 	"chaos":         wlChaos,
 	"retry":         wlRetry,
+	"scheduled":     wlScheduled,
 }
 
 func defaultN(workload string) int {
@@ -96,7 +97,7 @@ func defaultN(workload string) int {
 func main() {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
@@ -104,7 +105,7 @@ func main() {
 	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
-	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes)")
+	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes); scheduled: runs falling due per second (0: 1000)")
 	flag.StringVar(&c.summarize, "summarize", "", "print the summaries of a JSON-lines file (from -json) as a markdown table, and exit")
 	flag.IntVar(&c.clients, "clients", 1000, "sse: concurrent /runs/subscribe clients")
 	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
@@ -178,8 +179,11 @@ func main() {
 func (c *config) params() map[string]any {
 	p := map[string]any{"n": c.n}
 	switch c.workload {
-	case "process", "latency", "multi", "http", "sse", "retry":
+	case "process", "latency", "multi", "http", "sse", "retry", "scheduled":
 		p["slots"] = c.slots
+	}
+	if c.workload == "scheduled" {
+		p["rate"] = c.rate
 	}
 	if c.workload == "sse" {
 		p["clients"], p["rate"] = c.clients, c.rate

@@ -24,8 +24,8 @@ import (
 
 const usage = `durably-gen generates a Go package from a durably.yaml declaration of jobs,
 labels and an auth context: typed job handles and triggers, a Labels type
-whose required labels are parameters of NewLabels, an HTTP handler typed by
-the labels and the context, JSON Schemas, and a typed HTTP client.
+whose required labels are parameters of NewLabels, the auth context type,
+JSON Schemas (JobSchemas, for the HTTP handler), and a typed HTTP client.
 
 Usage:
 

@@ -75,10 +75,7 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 		MaxConcurrentRuns:  4,
 		LeaseDuration:      30 * time.Second,
 		LeaseRenewInterval: 5 * time.Second,
-		// Idempotency and concurrency keys are per organization (D11): a
-		// key one tenant uses neither reveals nor blocks another's run.
-		TenantLabels: []string{"organizationId"},
-		Logger:       logger,
+		Logger:             logger,
 	}))
 	if err != nil {
 		return err
@@ -86,13 +83,14 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 	if _, err := tenantjobs.Register(eng, handlers); err != nil {
 		return err
 	}
-	hopts := tenantjobs.HandlerOptions{
+	hopts := durablyhttp.Options[tenantjobs.AuthContext, tenantjobs.Labels]{
+		Jobs:        tenantjobs.JobSchemas(),
 		Auth:        &auth,
 		SSEThrottle: 100 * time.Millisecond,
 		Logger:      logger,
 	}
 	handlerLimits(&hopts, lim)
-	h, err := tenantjobs.NewHandler(eng, hopts)
+	h, err := durablyhttp.New(eng, hopts)
 	if err != nil {
 		return err
 	}
@@ -143,7 +141,7 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 }
 
 // auth is the fixture's demo authentication: headers, never for production.
-var auth = tenantjobs.AuthConfig{
+var auth = durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
 	Authenticate: func(r *http.Request) (tenantjobs.AuthContext, error) {
 		c := tenantjobs.AuthContext{UserID: r.Header.Get("X-User-Id"), OrgID: r.Header.Get("X-Org-Id")}
 		if err := c.Role.UnmarshalText([]byte(r.Header.Get("X-Role"))); err != nil || c.UserID == "" || c.OrgID == "" {
@@ -151,7 +149,7 @@ var auth = tenantjobs.AuthConfig{
 		}
 		return c, nil
 	},
-	OnTrigger: func(ctx context.Context, c tenantjobs.AuthContext, req *tenantjobs.TriggerRequest) error {
+	OnTrigger: func(ctx context.Context, c tenantjobs.AuthContext, req *durablyhttp.TriggerRequest[tenantjobs.Labels]) error {
 		if c.Role == tenantjobs.RoleViewer {
 			return forbidden
 		}
@@ -164,7 +162,7 @@ var auth = tenantjobs.AuthConfig{
 		}
 		return nil // the labels schema is checked after this hook
 	},
-	OnRunAccess: func(ctx context.Context, c tenantjobs.AuthContext, run *tenantjobs.HookRun, op durablyhttp.Operation) error {
+	OnRunAccess: func(ctx context.Context, c tenantjobs.AuthContext, run *durablyhttp.Run[tenantjobs.Labels], op durablyhttp.Operation) error {
 		if run.Labels.OrganizationID != c.OrgID {
 			return forbidden
 		}
@@ -173,7 +171,7 @@ var auth = tenantjobs.AuthConfig{
 		}
 		return nil
 	},
-	ScopeRuns: func(ctx context.Context, c tenantjobs.AuthContext, f tenantjobs.RunsFilter) (tenantjobs.RunsFilter, error) {
+	ScopeRuns: func(ctx context.Context, c tenantjobs.AuthContext, f durablyhttp.RunsFilter[tenantjobs.Labels]) (durablyhttp.RunsFilter[tenantjobs.Labels], error) {
 		f.Labels.OrganizationID = c.OrgID
 		return f, nil
 	},

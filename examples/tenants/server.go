@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably/examples/tenants/tenantjobs"
+	"github.com/durably-go/durably/runtime/durablyhttp"
 )
 
 // The HTTP server's time limits. Each bounds how long a client that does
@@ -65,7 +66,7 @@ func newHTTPServer(handler http.Handler, lim serverLimits, logger *slog.Logger) 
 
 // handlerLimits sets the handler's bounds on event streams; a user is
 // the principal (user IDs are unique only within an organization here).
-func handlerLimits(opts *tenantjobs.HandlerOptions, lim serverLimits) {
+func handlerLimits(opts *durablyhttp.Options[tenantjobs.AuthContext, tenantjobs.Labels], lim serverLimits) {
 	opts.MaxStreams = lim.MaxStreams
 	opts.MaxStreamsPerPrincipal = lim.MaxStreamsPerPrincipal
 	opts.StreamPrincipal = func(_ *http.Request, c tenantjobs.AuthContext) string {

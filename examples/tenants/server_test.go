@@ -20,6 +20,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/examples/tenants/tenantjobs"
+	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/sqlitestore"
 )
 
@@ -59,7 +60,7 @@ func TestServerTimeoutsAndLimits(t *testing.T) {
 
 // tenantsServer serves the tenants handler with the example's server
 // configuration and lim, on SQLite; it returns the base URL.
-func tenantsServer(t *testing.T, lim serverLimits) (string, *connLimiter, *tenantjobs.Handler) {
+func tenantsServer(t *testing.T, lim serverLimits) (string, *connLimiter, *durablyhttp.Handler[tenantjobs.AuthContext, tenantjobs.Labels]) {
 	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "t.db"), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -74,9 +75,9 @@ func tenantsServer(t *testing.T, lim serverLimits) (string, *connLimiter, *tenan
 	if err := eng.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	hopts := tenantjobs.HandlerOptions{Auth: &auth, Heartbeat: -1}
+	hopts := durablyhttp.Options[tenantjobs.AuthContext, tenantjobs.Labels]{Jobs: tenantjobs.JobSchemas(), Auth: &auth, Heartbeat: -1}
 	handlerLimits(&hopts, lim)
-	h, err := tenantjobs.NewHandler(eng, hopts)
+	h, err := durablyhttp.New(eng, hopts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@
 
 // Package reference holds the jobs, labels and auth context declared in durably.yaml:
 // typed job handles, a Labels struct whose wrong keys and enum values do
-// not compile, JSON Schemas, and an HTTP handler typed by both.
+// not compile, and JSON Schemas (JobSchemas, for the HTTP handler's Jobs).
 package reference
 
 import (
@@ -10,7 +10,6 @@ import (
 	"fmt"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/typed"
 )
 
@@ -71,9 +70,11 @@ func LabelsJSONSchema() []byte { return schemaOfLabels.JSON() }
 
 // Config returns cfg with the declared label schema (D1), and string
 // labels before enums as the ones that narrow a list most.
+// Keys are scoped by the tenant labels (D11): "organizationId".
 func Config(cfg durably.Config) durably.Config {
 	cfg.Labels = LabelSchema()
 	cfg.SelectiveLabels = []string{"organizationId", "team", "env"}
+	cfg.TenantLabels = []string{"organizationId"}
 	return cfg
 }
 
@@ -159,11 +160,11 @@ type AuthContext struct {
 
 // ImportCSVJob is the typed handle of job "import-csv". Imports rows of a CSV file.
 type ImportCSVJob struct {
-	job *typed.Job[ImportCSVInput, ImportCSVOutput, Labels]
+	job *durably.TypedJob[ImportCSVInput, ImportCSVOutput, Labels]
 }
 
 // ImportCSVRun is a run of job "import-csv".
-type ImportCSVRun = typed.Run[ImportCSVInput, ImportCSVOutput, Labels]
+type ImportCSVRun = durably.TypedRun[ImportCSVInput, ImportCSVOutput, Labels]
 
 // The JSON Schemas of ImportCSVInput and ImportCSVOutput, written by durably-gen.
 var (
@@ -174,19 +175,27 @@ var (
 // Name is the job's name, "import-csv".
 func (j *ImportCSVJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *ImportCSVJob) Generic() *typed.Job[ImportCSVInput, ImportCSVOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *ImportCSVJob) Generic() *durably.TypedJob[ImportCSVInput, ImportCSVOutput, Labels] {
+	return j.job
+}
 
 // Trigger creates a run of job "import-csv" (or finds the idempotent or coalesced one).
 func (j *ImportCSVJob) Trigger(ctx context.Context, in ImportCSVInput, labels TriggerLabels, opts TriggerOptions) (*ImportCSVRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, in, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[ImportCSVInput, ImportCSVOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "import-csv" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *ImportCSVJob) TriggerAndWait(ctx context.Context, in ImportCSVInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[ImportCSVOutput], error) {
-	return j.job.TriggerAndWait(ctx, in, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "import-csv", or nil when there is none.
@@ -196,16 +205,16 @@ func (j *ImportCSVJob) GetRun(ctx context.Context, id string) (*ImportCSVRun, er
 
 // ListRuns lists runs of job "import-csv", newest first.
 func (j *ImportCSVJob) ListRuns(ctx context.Context, f RunFilter) ([]*ImportCSVRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // SendMailJob is the typed handle of job "send-email".
 type SendMailJob struct {
-	job *typed.Job[SendMailInput, SendMailOutput, Labels]
+	job *durably.TypedJob[SendMailInput, SendMailOutput, Labels]
 }
 
 // SendMailRun is a run of job "send-email".
-type SendMailRun = typed.Run[SendMailInput, SendMailOutput, Labels]
+type SendMailRun = durably.TypedRun[SendMailInput, SendMailOutput, Labels]
 
 // The JSON Schemas of SendMailInput and SendMailOutput, written by durably-gen.
 var (
@@ -216,19 +225,27 @@ var (
 // Name is the job's name, "send-email".
 func (j *SendMailJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *SendMailJob) Generic() *typed.Job[SendMailInput, SendMailOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *SendMailJob) Generic() *durably.TypedJob[SendMailInput, SendMailOutput, Labels] {
+	return j.job
+}
 
 // Trigger creates a run of job "send-email" (or finds the idempotent or coalesced one).
 func (j *SendMailJob) Trigger(ctx context.Context, in SendMailInput, labels TriggerLabels, opts TriggerOptions) (*SendMailRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, in, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[SendMailInput, SendMailOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "send-email" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *SendMailJob) TriggerAndWait(ctx context.Context, in SendMailInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[SendMailOutput], error) {
-	return j.job.TriggerAndWait(ctx, in, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "send-email", or nil when there is none.
@@ -238,7 +255,7 @@ func (j *SendMailJob) GetRun(ctx context.Context, id string) (*SendMailRun, erro
 
 // ListRuns lists runs of job "send-email", newest first.
 func (j *SendMailJob) ListRuns(ctx context.Context, f RunFilter) ([]*SendMailRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // PingInput: job "ping" has no input; its triggers take none.
@@ -249,11 +266,11 @@ type PingOutput = typed.NoOutput
 
 // PingJob is the typed handle of job "ping".
 type PingJob struct {
-	job *typed.Job[PingInput, PingOutput, Labels]
+	job *durably.TypedJob[PingInput, PingOutput, Labels]
 }
 
 // PingRun is a run of job "ping".
-type PingRun = typed.Run[PingInput, PingOutput, Labels]
+type PingRun = durably.TypedRun[PingInput, PingOutput, Labels]
 
 // The JSON Schemas of PingInput and PingOutput, written by durably-gen.
 var (
@@ -264,19 +281,25 @@ var (
 // Name is the job's name, "ping".
 func (j *PingJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *PingJob) Generic() *typed.Job[PingInput, PingOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *PingJob) Generic() *durably.TypedJob[PingInput, PingOutput, Labels] { return j.job }
 
 // Trigger creates a run of job "ping" (or finds the idempotent or coalesced one).
 func (j *PingJob) Trigger(ctx context.Context, labels TriggerLabels, opts TriggerOptions) (*PingRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, typed.NoInput{}, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, typed.NoInput{}, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[PingInput, PingOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "ping" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *PingJob) TriggerAndWait(ctx context.Context, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[PingOutput], error) {
-	return j.job.TriggerAndWait(ctx, typed.NoInput{}, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, typed.NoInput{}, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "ping", or nil when there is none.
@@ -286,7 +309,7 @@ func (j *PingJob) GetRun(ctx context.Context, id string) (*PingRun, error) {
 
 // ListRuns lists runs of job "ping", newest first.
 func (j *PingJob) ListRuns(ctx context.Context, f RunFilter) ([]*PingRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // Handlers are the bodies of the declared jobs; each one is required.
@@ -304,26 +327,42 @@ type Jobs struct {
 }
 
 // Register registers every declared job on e, with its input and output
-// validated against the declaration.
+// validated against the declaration, and adds the declared schedules.
 func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	var jobs Jobs
 	if h.ImportCSV == nil {
 		return nil, fmt.Errorf("reference: no handler for job %q", "import-csv")
 	}
 	{
-		handle, err := typed.Register[ImportCSVInput, ImportCSVOutput, Labels](e, &durably.Job[ImportCSVInput, ImportCSVOutput]{
+		handle, err := durably.RegisterTyped[ImportCSVInput, ImportCSVOutput, Labels](e, &durably.Job[ImportCSVInput, ImportCSVOutput]{
 			Name: "import-csv", Run: h.ImportCSV, InputSchema: schemaOfImportCSVInput, OutputSchema: schemaOfImportCSVOutput,
 		})
 		if err != nil {
 			return nil, err
 		}
 		jobs.ImportCSV = &ImportCSVJob{job: handle}
+		{
+			in, err := typed.FromJSON[ImportCSVInput](`{"filename":"yearly.csv","mode":"replace","rows":[{"quantity":1,"sku":"a-1"}]}`)
+			if err != nil {
+				return nil, fmt.Errorf("reference: the input of schedule %q: %w", "new-year-import", err)
+			}
+			if err := durably.AddSchedule(handle, durably.Schedule[ImportCSVInput]{
+				Name:     "new-year-import",
+				Cron:     "0 3 1 1 *",
+				TimeZone: "Europe/Paris",
+				Input:    in,
+				Labels:   map[string]string{"env": "production", "organizationId": "acme"},
+				CatchUp:  -1, // none: a missed tick never fires
+			}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if h.SendMail == nil {
 		return nil, fmt.Errorf("reference: no handler for job %q", "send-email")
 	}
 	{
-		handle, err := typed.Register[SendMailInput, SendMailOutput, Labels](e, &durably.Job[SendMailInput, SendMailOutput]{
+		handle, err := durably.RegisterTyped[SendMailInput, SendMailOutput, Labels](e, &durably.Job[SendMailInput, SendMailOutput]{
 			Name: "send-email", Run: h.SendMail, InputSchema: schemaOfSendMailInput, OutputSchema: schemaOfSendMailOutput,
 		})
 		if err != nil {
@@ -335,7 +374,7 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 		return nil, fmt.Errorf("reference: no handler for job %q", "ping")
 	}
 	{
-		handle, err := typed.Register[PingInput, PingOutput, Labels](e, &durably.Job[PingInput, PingOutput]{
+		handle, err := durably.RegisterTyped[PingInput, PingOutput, Labels](e, &durably.Job[PingInput, PingOutput]{
 			Name: "ping", Run: h.Ping, InputSchema: schemaOfPingInput, OutputSchema: schemaOfPingOutput,
 		})
 		if err != nil {
@@ -347,43 +386,22 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 }
 
 // JobSchemas are the declared jobs with the JSON Schemas of their input
-// and output, as GET /jobs serves them.
-func JobSchemas() []durablyhttp.JobSchema {
-	return []durablyhttp.JobSchema{
+// and output, as GET /jobs serves them: set them as the HTTP handler's
+// Jobs (durablyhttp.Options).
+func JobSchemas() []durably.JobSchema {
+	return []durably.JobSchema{
 		{Name: "import-csv", Description: "Imports rows of a CSV file.", Input: schemaOfImportCSVInput.JSON(), Output: schemaOfImportCSVOutput.JSON()},
 		{Name: "send-email", Description: "", Input: schemaOfSendMailInput.JSON(), Output: schemaOfSendMailOutput.JSON()},
 		{Name: "ping", Description: "", Input: schemaOfPingInput.JSON(), Output: schemaOfPingOutput.JSON()},
 	}
 }
 
-// The handler's types, instantiated with AuthContext and Labels.
 type (
-	// AuthConfig holds the hooks, typed by AuthContext and Labels.
-	AuthConfig = durablyhttp.AuthConfig[AuthContext, Labels]
-	// HandlerOptions configure the handler.
-	HandlerOptions = durablyhttp.Options[AuthContext, Labels]
-	// Handler serves the protocol.
-	Handler = durablyhttp.Handler[AuthContext, Labels]
-	// TriggerRequest is a trigger as OnTrigger sees it.
-	TriggerRequest = durablyhttp.TriggerRequest[Labels]
-	// HookRun is a run as OnRunAccess sees it.
-	HookRun = durablyhttp.Run[Labels]
-	// RunsFilter is the filter ScopeRuns receives and returns.
-	RunsFilter = durablyhttp.RunsFilter[Labels]
-	// SubscribeFilter is the filter ScopeRunsSubscribe receives and returns.
-	SubscribeFilter = durablyhttp.SubscribeFilter[Labels]
 	// TriggerOptions are a trigger's options besides its labels.
 	TriggerOptions = typed.Options
 	// RunFilter selects runs of one job.
 	RunFilter = typed.RunFilter[Labels]
 )
-
-// NewHandler serves e over the HTTP/SSE protocol, with the declared jobs'
-// schemas at GET /jobs.
-func NewHandler(e *durably.Engine, opts HandlerOptions) (*Handler, error) {
-	opts.Jobs = JobSchemas()
-	return durablyhttp.New(e, opts)
-}
 
 // Env is label "env", an enum: its values are the Env… variables; no other
 // value compiles. The zero Env is no value.

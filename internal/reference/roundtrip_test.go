@@ -81,7 +81,7 @@ func roundTrip(t *testing.T, st store.Store) {
 		t.Fatal(err)
 	}
 	defer e.Stop(ctx)
-	h, err := reference.NewHandler(e, reference.HandlerOptions{Auth: &reference.AuthConfig{
+	h, err := durablyhttp.New(e, durablyhttp.Options[reference.AuthContext, reference.Labels]{Jobs: reference.JobSchemas(), Auth: &durablyhttp.AuthConfig[reference.AuthContext, reference.Labels]{
 		Authenticate: func(r *http.Request) (reference.AuthContext, error) {
 			if r.Header.Get("Authorization") != "Bearer t0ken" {
 				return reference.AuthContext{}, durablyhttp.Reject(401, "Unauthorized")

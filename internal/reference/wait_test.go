@@ -15,6 +15,7 @@ import (
 	"github.com/durably-go/durably/internal/reference"
 	"github.com/durably-go/durably/internal/reference/client"
 	"github.com/durably-go/durably/runtime/durablyclient"
+	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/sqlitestore"
 )
 
@@ -51,7 +52,7 @@ func waitServer(t *testing.T) (*durably.Engine, *reference.Jobs, *httptest.Serve
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Stop(context.Background()) })
-	h, err := reference.NewHandler(e, reference.HandlerOptions{})
+	h, err := durablyhttp.New(e, durablyhttp.Options[reference.AuthContext, reference.Labels]{Jobs: reference.JobSchemas()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,6 +188,16 @@ func StepAttempt(s *store.Step) int64 {
 	return int64(max(s.Attempt, 1))
 }
 
+// DeferUntil is the run_at a deferral writes: d.Until, or d.Now for the
+// zero time, which would otherwise be NULL (or year 1) and leave the run
+// waiting for a time that never comes (PostgreSQL) or sort it oddly.
+func DeferUntil(d store.Deferral) time.Time {
+	if d.Until.IsZero() {
+		return d.Now
+	}
+	return d.Until
+}
+
 // Ready is the ready flag a new run is inserted with: 1 when it is
 // claimable at once, 0 when its RunAt is after its creation and it waits
 // (out of the claim's index) until a claim promotes it.

@@ -18,12 +18,11 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/durablyhttp"
 )
 
 // Client talks to a durably server. L is the labels type (a generated
-// Labels struct, or durablyhttp.MapLabels).
-type Client[L durablyhttp.Labels[L]] struct {
+// Labels struct, or durably.MapLabels).
+type Client[L durably.Labels[L]] struct {
 	base string
 	hc   *http.Client
 	edit func(*http.Request) error
@@ -54,7 +53,7 @@ func WithRequestEditor(edit func(*http.Request) error) Option {
 
 // New returns a client of the handler mounted at baseURL
 // (e.g. "https://example.com/api/durably").
-func New[L durablyhttp.Labels[L]](baseURL string, opts ...Option) *Client[L] {
+func New[L durably.Labels[L]](baseURL string, opts ...Option) *Client[L] {
 	c := config{hc: http.DefaultClient, poll: time.Second}
 	for _, o := range opts {
 		o(&c)
@@ -144,6 +143,12 @@ type TriggerOptions[L any] struct {
 	IdempotencyKey string
 	ConcurrencyKey string
 	CoalesceSkip   bool
+	// RunAt, Delay and Priority are sent as the additive members runAt,
+	// delayMs and priority (R-207) when set: durably.WithRunAt, WithDelay
+	// and WithPriority on the server. Delay is sent in whole milliseconds.
+	RunAt    time.Time
+	Delay    time.Duration
+	Priority *int
 }
 
 // Triggered is the answer to a trigger.
@@ -167,13 +172,27 @@ func (c *Client[L]) Trigger(ctx context.Context, job string, input any, opts Tri
 	if opts.CoalesceSkip {
 		body["coalesce"] = durably.CoalesceSkip
 	}
+	if !opts.RunAt.IsZero() {
+		body["runAt"] = opts.RunAt.UTC().Format(time.RFC3339Nano)
+	}
+	if opts.Delay != 0 {
+		body["delayMs"] = opts.Delay.Milliseconds()
+	}
+	if opts.Priority != nil {
+		body["priority"] = *opts.Priority
+	}
 	var t Triggered
 	err := c.do(ctx, http.MethodPost, "/trigger", nil, body, &t)
 	return t, err
 }
 
-// Run is a run as the server shows it (H-020).
-type Run struct {
+// Run is a run as the server shows it (H-020), read into the engine's
+// record so that durably.DecodeRun decodes it as it decodes the engine's
+// runs. What the wire leaves out (the keys, the lease, updatedAt) is zero.
+type Run = durably.Run
+
+// wireRun is the ClientRun projection of H-020 as it arrives.
+type wireRun struct {
 	ID                 string            `json:"id"`
 	JobName            string            `json:"jobName"`
 	Input              json.RawMessage   `json:"input"`
@@ -187,13 +206,41 @@ type Run struct {
 	StartedAt          *time.Time        `json:"startedAt"`
 	CompletedAt        *time.Time        `json:"completedAt"`
 	CreatedAt          time.Time         `json:"createdAt"`
-	IsTerminal         bool              `json:"isTerminal"`
-	IsActive           bool              `json:"isActive"`
+	// durably-go's additive members (R-207); absent from the original's.
+	RunAt    *time.Time `json:"runAt"`
+	Priority int        `json:"priority"`
+	Attempt  int        `json:"attempt"`
+}
+
+func (w *wireRun) run() *Run {
+	r := &Run{
+		ID: w.ID, JobName: w.JobName, Input: w.Input, Status: w.Status,
+		CurrentStepIndex: w.CurrentStepIndex, CompletedStepCount: w.CompletedStepCount,
+		Progress: w.Progress, Labels: w.Labels, CreatedAt: w.CreatedAt,
+		Priority: w.Priority, Attempt: w.Attempt,
+	}
+	if w.RunAt != nil {
+		r.RunAt = *w.RunAt
+	}
+	// The engine's record keeps no output rather than JSON null (R-014).
+	if len(w.Output) > 0 && string(w.Output) != "null" {
+		r.Output = w.Output
+	}
+	if w.Error != nil {
+		r.Error = *w.Error
+	}
+	if w.StartedAt != nil {
+		r.StartedAt = *w.StartedAt
+	}
+	if w.CompletedAt != nil {
+		r.CompletedAt = *w.CompletedAt
+	}
+	return r
 }
 
 // GetRun returns a run, or nil when there is none (404).
 func (c *Client[L]) GetRun(ctx context.Context, id string) (*Run, error) {
-	var r Run
+	var r wireRun
 	err := c.do(ctx, http.MethodGet, "/run", url.Values{"runId": {id}}, nil, &r)
 	if errors.Is(err, durably.ErrNotFound) {
 		return nil, nil
@@ -201,7 +248,7 @@ func (c *Client[L]) GetRun(ctx context.Context, id string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return r.run(), nil
 }
 
 // ListOptions filter GET /runs.
@@ -233,9 +280,15 @@ func (c *Client[L]) ListRuns(ctx context.Context, o ListOptions[L]) ([]*Run, err
 	if o.Offset > 0 {
 		q.Set("offset", strconv.Itoa(o.Offset))
 	}
-	var runs []*Run
-	err := c.do(ctx, http.MethodGet, "/runs", q, nil, &runs)
-	return runs, err
+	var wire []wireRun
+	if err := c.do(ctx, http.MethodGet, "/runs", q, nil, &wire); err != nil {
+		return nil, err
+	}
+	runs := make([]*Run, len(wire))
+	for i := range wire {
+		runs[i] = wire[i].run()
+	}
+	return runs, nil
 }
 
 // Step is a step as GET /steps shows it (H-021).
@@ -278,8 +331,8 @@ func (c *Client[L]) Delete(ctx context.Context, id string) error {
 }
 
 // Jobs lists the server's jobs and their schemas (GET /jobs).
-func (c *Client[L]) Jobs(ctx context.Context) ([]durablyhttp.JobSchema, error) {
-	var jobs []durablyhttp.JobSchema
+func (c *Client[L]) Jobs(ctx context.Context) ([]durably.JobSchema, error) {
+	var jobs []durably.JobSchema
 	err := c.do(ctx, http.MethodGet, "/jobs", nil, nil, &jobs)
 	return jobs, err
 }
@@ -355,39 +408,6 @@ func (c *Client[L]) stream(ctx context.Context, path string, q url.Values) iter.
 	}
 }
 
-// TypedRun is a run with its input, output and labels decoded.
-type TypedRun[I, O any, L durablyhttp.Labels[L]] struct {
-	*Run
-	Input  I
-	Output O
-	Labels L
-}
-
-// Decode decodes a run's input, output and labels into typed values.
-func Decode[I, O any, L durablyhttp.Labels[L]](r *Run) (*TypedRun[I, O, L], error) {
-	if r == nil {
-		return nil, nil
-	}
-	t := &TypedRun[I, O, L]{Run: r}
-	if len(r.Input) > 0 && string(r.Input) != "null" {
-		if err := json.Unmarshal(r.Input, &t.Input); err != nil {
-			return nil, fmt.Errorf("durablyclient: input of run %s: %w", r.ID, err)
-		}
-	}
-	if len(r.Output) > 0 && string(r.Output) != "null" {
-		if err := json.Unmarshal(r.Output, &t.Output); err != nil {
-			return nil, fmt.Errorf("durablyclient: output of run %s: %w", r.ID, err)
-		}
-	}
-	var zero L
-	l, err := zero.FromMap(r.Labels)
-	if err != nil {
-		return nil, fmt.Errorf("durablyclient: labels of run %s: %w", r.ID, err)
-	}
-	t.Labels = l
-	return t, nil
-}
-
 // RunError is a run that ended without output: it failed or was cancelled.
 // errors.Is(err, durably.ErrCancelled) holds for a cancelled run.
 type RunError struct {
@@ -424,13 +444,9 @@ func (c *Client[L]) Wait(ctx context.Context, id string) (*Run, error) {
 		if r == nil {
 			return nil, &Error{Status: http.StatusNotFound, Message: "Run not found: " + id}
 		}
-		if r.IsTerminal || r.Status == durably.StatusCompleted || r.Status == durably.StatusFailed || r.Status == durably.StatusCancelled {
+		if r.Status.Terminal() {
 			if r.Status != durably.StatusCompleted {
-				msg := ""
-				if r.Error != nil {
-					msg = *r.Error
-				}
-				return r, &RunError{RunID: r.ID, Status: r.Status, Message: msg}
+				return r, &RunError{RunID: r.ID, Status: r.Status, Message: r.Error}
 			}
 			return r, nil
 		}
@@ -469,7 +485,7 @@ func (c *Client[L]) Wait(ctx context.Context, id string) (*Run, error) {
 // WaitOutput waits for a run of job (Wait) and decodes its output into O:
 // the typed clients' Wait methods. A run of another job is
 // durably.ErrNotFound, as GetRun of a typed client sees it.
-func WaitOutput[O any, L durablyhttp.Labels[L]](ctx context.Context, c *Client[L], id, job string) (O, error) {
+func WaitOutput[O any, L durably.Labels[L]](ctx context.Context, c *Client[L], id, job string) (O, error) {
 	var out O
 	r, err := c.Wait(ctx, id)
 	if err != nil {
@@ -478,7 +494,7 @@ func WaitOutput[O any, L durablyhttp.Labels[L]](ctx context.Context, c *Client[L
 	if r.JobName != job {
 		return out, &Error{Status: http.StatusNotFound, Message: fmt.Sprintf("run %s is a run of job %q, not %q", id, r.JobName, job)}
 	}
-	if len(r.Output) > 0 && string(r.Output) != "null" {
+	if len(r.Output) > 0 {
 		if err := json.Unmarshal(r.Output, &out); err != nil {
 			return out, fmt.Errorf("durablyclient: output of run %s: %w", r.ID, err)
 		}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
+	"time"
 
 	"github.com/durably-go/durably"
 )
@@ -19,7 +19,7 @@ import (
 // error (durably.ErrNotFound, …) answers with that error's status and an
 // {"error": …} body. Any other error answers 500 without its text, which is
 // logged instead.
-type AuthConfig[C any, L Labels[L]] struct {
+type AuthConfig[C any, L durably.Labels[L]] struct {
 	// Authenticate runs first on every request, before routing: an
 	// unauthenticated request to an unknown route gets the rejection, not
 	// 404 (H-003). Required when AuthConfig is set (H-061).
@@ -52,28 +52,6 @@ const (
 	OpDelete    Operation = "delete"
 )
 
-// Labels is what a labels type offers the handler: conversion from and to
-// the stored string map. Generated label structs implement it; MapLabels is
-// the untyped form. ToMap leaves out unset fields, so that a labels value
-// also serves as a filter (only the set fields must match).
-type Labels[L any] interface {
-	ToMap() map[string]string
-	// FromMap makes an L from a map. It fails only for keys L cannot
-	// hold; the values are validated by the engine's label schema, after
-	// OnTrigger (H-033).
-	FromMap(m map[string]string) (L, error)
-}
-
-// MapLabels is the labels type of applications that declare none: any keys,
-// string values.
-type MapLabels map[string]string
-
-// ToMap returns a copy of the labels.
-func (m MapLabels) ToMap() map[string]string { return maps.Clone(m) }
-
-// FromMap returns a copy of m.
-func (MapLabels) FromMap(m map[string]string) (MapLabels, error) { return maps.Clone(m), nil }
-
 // TriggerRequest is a POST /trigger body (H-022) as OnTrigger sees it; the
 // hook may change any field.
 type TriggerRequest[L any] struct {
@@ -84,6 +62,12 @@ type TriggerRequest[L any] struct {
 	// Labels is nil when the body carries none.
 	Labels   *L
 	Coalesce string
+	// RunAt, Delay and Priority are the additive members runAt, delayMs and
+	// priority: durably.WithRunAt, WithDelay and WithPriority. Zero
+	// RunAt and Delay: at once; nil Priority: the job's.
+	RunAt    time.Time
+	Delay    time.Duration
+	Priority *int
 }
 
 // Run is a run as the hooks see it: the full internal record (H-063),

@@ -43,8 +43,8 @@ func ExampleNew() {
 	})
 
 	type caller struct{ Org string }
-	h, err := durablyhttp.New(e, durablyhttp.Options[caller, durablyhttp.MapLabels]{
-		Auth: &durablyhttp.AuthConfig[caller, durablyhttp.MapLabels]{
+	h, err := durablyhttp.New(e, durablyhttp.Options[caller, durably.MapLabels]{
+		Auth: &durablyhttp.AuthConfig[caller, durably.MapLabels]{
 			Authenticate: func(r *http.Request) (caller, error) {
 				org := r.Header.Get("X-Org") // a real application checks a session
 				if org == "" {
@@ -52,11 +52,11 @@ func ExampleNew() {
 				}
 				return caller{Org: org}, nil
 			},
-			OnTrigger: func(ctx context.Context, c caller, req *durablyhttp.TriggerRequest[durablyhttp.MapLabels]) error {
-				req.Labels = &durablyhttp.MapLabels{"organizationId": c.Org}
+			OnTrigger: func(ctx context.Context, c caller, req *durablyhttp.TriggerRequest[durably.MapLabels]) error {
+				req.Labels = &durably.MapLabels{"organizationId": c.Org}
 				return nil
 			},
-			OnRunAccess: func(ctx context.Context, c caller, run *durablyhttp.Run[durablyhttp.MapLabels], op durablyhttp.Operation) error {
+			OnRunAccess: func(ctx context.Context, c caller, run *durablyhttp.Run[durably.MapLabels], op durablyhttp.Operation) error {
 				if run.Labels["organizationId"] != c.Org {
 					return durablyhttp.Reject(http.StatusNotFound, `{"error":"Run not found"}`)
 				}

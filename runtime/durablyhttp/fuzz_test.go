@@ -50,7 +50,7 @@ func fuzzHandler(t testing.TB) *fuzzEnv {
 		if err := e.Migrate(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		h, err := durablyhttp.New(e, durablyhttp.Options[struct{}, durablyhttp.MapLabels]{})
+		h, err := durablyhttp.New(e, durablyhttp.Options[struct{}, durably.MapLabels]{})
 		if err != nil {
 			t.Fatal(err)
 		}

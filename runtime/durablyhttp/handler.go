@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -38,11 +39,10 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
 )
 
 // Options configure a Handler.
-type Options[C any, L Labels[L]] struct {
+type Options[C any, L durably.Labels[L]] struct {
 	// Auth, when set, authenticates every request and authorizes
 	// operations. Without it every request is served.
 	Auth *AuthConfig[C, L]
@@ -96,23 +96,11 @@ type Options[C any, L Labels[L]] struct {
 	// Jobs, when set, are served at GET /jobs so that clients can discover
 	// the jobs and their schemas (an addition to the original protocol;
 	// generated handlers set it).
-	Jobs []JobSchema
-}
-
-// JobSchema describes a job for GET /jobs.
-type JobSchema struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Input       json.RawMessage `json:"input"`
-	Output      json.RawMessage `json:"output"`
-	// Schedules are the job's periodic triggers registered with the
-	// engine (durably.AddSchedule), filled in at each request; an
-	// addition to the original protocol, absent when there are none.
-	Schedules []durably.ScheduleInfo `json:"schedules,omitempty"`
+	Jobs []durably.JobSchema
 }
 
 // Handler serves the protocol. Create it with New.
-type Handler[C any, L Labels[L]] struct {
+type Handler[C any, L durably.Labels[L]] struct {
 	e    *durably.Engine
 	opts Options[C, L]
 
@@ -132,7 +120,7 @@ type Handler[C any, L Labels[L]] struct {
 
 // New returns a handler for e. Configuring Auth without Authenticate is an
 // error (H-061).
-func New[C any, L Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C, L], error) {
+func New[C any, L durably.Labels[L]](e *durably.Engine, opts Options[C, L]) (*Handler[C, L], error) {
 	if opts.Auth != nil && opts.Auth.Authenticate == nil {
 		return nil, errors.New("createDurablyHandler: auth.authenticate is required when auth is provided")
 	}
@@ -317,6 +305,10 @@ type triggerBody struct {
 	ConcurrencyKey json.RawMessage `json:"concurrencyKey"`
 	Labels         json.RawMessage `json:"labels"`
 	Coalesce       json.RawMessage `json:"coalesce"`
+	// Additive members of durably-go (R-207), absent from the original.
+	RunAt    json.RawMessage `json:"runAt"`
+	DelayMs  json.RawMessage `json:"delayMs"`
+	Priority json.RawMessage `json:"priority"`
 }
 
 func (h *Handler[C, L]) trigger(req *request[C]) {
@@ -362,6 +354,10 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 			return
 		}
 	}
+	if err := readSchedule(tb, &tr.RunAt, &tr.Delay, &tr.Priority); err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if len(tb.Labels) > 0 && !isNull(tb.Labels) {
 		var m map[string]string
 		if err := json.Unmarshal(tb.Labels, &m); err != nil {
@@ -385,6 +381,7 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 	raw := durably.TriggerRequest{
 		JobName: tr.JobName, Input: tr.Input, IdempotencyKey: tr.IdempotencyKey,
 		ConcurrencyKey: tr.ConcurrencyKey, Coalesce: tr.Coalesce,
+		RunAt: tr.RunAt, Delay: tr.Delay, Priority: tr.Priority,
 	}
 	if tr.Labels != nil {
 		raw.Labels = (*tr.Labels).ToMap()
@@ -402,6 +399,40 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 }
 
 func isNull(raw []byte) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// maxDelayMs is the longest delay a time.Duration holds, in milliseconds.
+const maxDelayMs = math.MaxInt64 / int64(time.Millisecond)
+
+// readSchedule reads the additive members runAt (an RFC 3339 string),
+// delayMs (a non-negative integer) and priority (a 32-bit integer), each
+// optional, null meaning absent; an error names the member (R-207, D2).
+func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priority **int) error {
+	if s, err := optionalString(tb.RunAt, "runAt"); err != nil {
+		return fmt.Errorf("runAt must be an RFC 3339 time string")
+	} else if s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return fmt.Errorf("runAt must be an RFC 3339 time string, got %q", s)
+		}
+		*runAt = t
+	}
+	if len(tb.DelayMs) > 0 && !isNull(tb.DelayMs) {
+		var n int64
+		if err := json.Unmarshal(tb.DelayMs, &n); err != nil || n < 0 || n > maxDelayMs {
+			return fmt.Errorf("delayMs must be a non-negative integer of at most %d", maxDelayMs)
+		}
+		*delay = time.Duration(n) * time.Millisecond
+	}
+	if len(tb.Priority) > 0 && !isNull(tb.Priority) {
+		var n int32
+		if err := json.Unmarshal(tb.Priority, &n); err != nil {
+			return fmt.Errorf("priority must be an integer between %d and %d", math.MinInt32, math.MaxInt32)
+		}
+		p := int(n)
+		*priority = &p
+	}
+	return nil
+}
 
 // optionalString reads a member that must be a string when present.
 func optionalString(raw json.RawMessage, name string) (string, error) {
@@ -491,7 +522,7 @@ func nonNegative(s string) (int, error) {
 
 // labelsFromQuery reads label.<key>=<value> parameters; a repeated key keeps
 // the last value (H-036).
-func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
+func labelsFromQuery[L durably.Labels[L]](r *http.Request) (L, error) {
 	m := map[string]string{}
 	for k, vs := range r.URL.Query() {
 		if key, ok := strings.CutPrefix(k, "label."); ok {
@@ -502,10 +533,8 @@ func labelsFromQuery[L Labels[L]](r *http.Request) (L, error) {
 	if len(m) == 0 {
 		return zero, nil
 	}
-	for _, k := range store.SortedKeys(m) {
-		if !store.ValidLabelKey(k) {
-			return zero, fmt.Errorf("Invalid label key %q: %s", k, store.LabelKeyRule)
-		}
+	if err := durably.CheckLabelKeys(m); err != nil {
+		return zero, err
 	}
 	l, err := zero.FromMap(m)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
@@ -118,6 +119,14 @@ func TestTriggerH022H035(t *testing.T) {
 			{"non-string idempotencyKey", `{"jobName":"echo","input":{"message":"a"},"idempotencyKey":7}`, 400, `{"error":"idempotencyKey must be a string"}`},
 			{"bad coalesce", `{"jobName":"echo","input":{"message":"a"},"coalesce":"merge","concurrencyKey":"k"}`, 400, `{"error":"Invalid coalesce value: 'merge'. Valid values: 'skip'"}`},
 			{"coalesce without key", `{"jobName":"echo","input":{"message":"a"},"coalesce":"skip"}`, 400, `{"error":"coalesce requires concurrencyKey"}`},
+			{"non-string runAt (R-207)", `{"jobName":"echo","input":{"message":"a"},"runAt":5}`, 400, `{"error":"runAt must be an RFC 3339 time string"}`},
+			{"runAt not RFC 3339", `{"jobName":"echo","input":{"message":"a"},"runAt":"tomorrow"}`, 400, `{"error":"runAt must be an RFC 3339 time string, got \"tomorrow\""}`},
+			{"negative delayMs", `{"jobName":"echo","input":{"message":"a"},"delayMs":-1}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
+			{"fractional delayMs", `{"jobName":"echo","input":{"message":"a"},"delayMs":1.5}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
+			{"string delayMs", `{"jobName":"echo","input":{"message":"a"},"delayMs":"10"}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
+			{"delayMs beyond a duration", `{"jobName":"echo","input":{"message":"a"},"delayMs":9223372036855}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
+			{"string priority", `{"jobName":"echo","input":{"message":"a"},"priority":"high"}`, 400, `{"error":"priority must be an integer between -2147483648 and 2147483647"}`},
+			{"priority beyond 32 bits", `{"jobName":"echo","input":{"message":"a"},"priority":2147483648}`, 400, `{"error":"priority must be an integer between -2147483648 and 2147483647"}`},
 			{"hook before validation: foreign org is 403", `{"jobName":"echo","input":{"message":""},"labels":{"organizationId":"org-b","env":"nope"}}`, 403, "Forbidden"},
 		}
 		for _, c := range cases {
@@ -152,8 +161,10 @@ func TestTriggerH022H035(t *testing.T) {
 }
 
 // clientRunKeys is H-020's key order.
+// The original's keys come first, in its order; runAt, priority and attempt
+// are durably-go's additive members (R-207).
 var clientRunKeys = []string{"id", "jobName", "input", "status", "currentStepIndex", "completedStepCount", "progress",
-	"output", "error", "labels", "startedAt", "completedAt", "createdAt", "isTerminal", "isActive"}
+	"output", "error", "labels", "startedAt", "completedAt", "createdAt", "isTerminal", "isActive", "runAt", "priority", "attempt"}
 
 func keysOf(t *testing.T, obj string) []string {
 	t.Helper()
@@ -187,7 +198,7 @@ func TestRunShapesH020H021H041H042(t *testing.T) {
 				t.Fatalf("ClientRun shows %s: %s", hidden, r.body)
 			}
 		}
-		if !strings.Contains(r.body, `"status":"pending"`) || !strings.Contains(r.body, `"isTerminal":false,"isActive":true`) ||
+		if !strings.Contains(r.body, `"status":"pending"`) || !strings.Contains(r.body, `"isTerminal":false,"isActive":true,"runAt":null,"priority":0,"attempt":0`) ||
 			!strings.Contains(r.body, `"progress":null,"output":null,"error":null`) || !strings.Contains(r.body, `"startedAt":null`) {
 			t.Fatalf("pending run: %s", r.body)
 		}
@@ -354,6 +365,44 @@ func TestTenantIsolationH062H064(t *testing.T) {
 		mine := v.trigger(`{"jobName":"echo","input":{"message":"b"}}`, other)
 		if got := s.next(); !strings.Contains(got, mine) {
 			t.Fatalf("org b's stream delivered %s before its own run", got)
+		}
+	})
+}
+
+// TestTriggerScheduleR207: the additive members runAt, delayMs and priority
+// of the trigger body reach the run, and GET /run shows runAt and priority.
+func TestTriggerScheduleR207(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func() store.Store) {
+		v := newEnv(t, open)
+		at := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+		cases := []struct {
+			name, members string
+			runAt         func(created time.Time) time.Time
+			priority      int
+		}{
+			{"runAt", `"runAt":"` + at.Format(time.RFC3339Nano) + `"`, func(time.Time) time.Time { return at }, 0},
+			{"runAt with an offset", `"runAt":"` + at.In(time.FixedZone("x", 9*3600)).Format(time.RFC3339Nano) + `"`, func(time.Time) time.Time { return at }, 0},
+			{"delayMs", `"delayMs":60000`, func(c time.Time) time.Time { return c.Add(time.Minute) }, 0},
+			{"priority", `"priority":-7`, func(time.Time) time.Time { return time.Time{} }, -7},
+			{"nulls are absent", `"runAt":null,"delayMs":null,"priority":null`, func(time.Time) time.Time { return time.Time{} }, 0},
+		}
+		for _, c := range cases {
+			id := v.trigger(`{"jobName":"echo","input":{"message":"a"},`+c.members+`}`, admin)
+			run, err := v.e.GetRun(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := c.runAt(run.CreatedAt); !run.RunAt.Equal(want) || run.Priority != c.priority {
+				t.Errorf("%s: run has runAt %v priority %d, want %v %d", c.name, run.RunAt, run.Priority, want, c.priority)
+			}
+			body := v.do("GET", "/run?runId="+id, "", admin).body
+			wantAt := "null"
+			if !run.RunAt.IsZero() {
+				wantAt = `"` + run.RunAt.Format("2006-01-02T15:04:05.000Z") + `"`
+			}
+			if want := fmt.Sprintf(`"runAt":%s,"priority":%d,"attempt":0}`, wantAt, c.priority); !strings.HasSuffix(body, want) {
+				t.Errorf("%s: GET /run %s, want it to end with %s", c.name, body, want)
+			}
 		}
 	})
 }

@@ -18,7 +18,7 @@ func TestJobsListSchedules(t *testing.T) {
 		now := time.Date(2026, 5, 4, 10, 0, 30, 0, time.UTC)
 		v := newEnv(t, open, func(c *durably.Config, o *durablyhttp.Options[user, testLabels]) {
 			c.Now = func() time.Time { return now }
-			o.Jobs = []durablyhttp.JobSchema{{Name: "echo"}, {Name: "hourly"}}
+			o.Jobs = []durably.JobSchema{{Name: "echo"}, {Name: "hourly"}}
 		})
 		h := durably.MustRegister(v.e, &durably.Job[stepsIn, int]{Name: "hourly",
 			Run: func(ctx context.Context, s *durably.StepContext, in stepsIn) (int, error) { return in.Count, nil }})
@@ -30,7 +30,7 @@ func TestJobsListSchedules(t *testing.T) {
 			t.Fatal(err)
 		}
 		res = v.do("GET", "/jobs", "", admin)
-		var jobs []durablyhttp.JobSchema
+		var jobs []durably.JobSchema
 		if err := json.Unmarshal([]byte(res.body), &jobs); err != nil || res.status != 200 {
 			t.Fatalf("%d %s: %v", res.status, res.body, err)
 		}

@@ -2,23 +2,24 @@ package durablyhttp
 
 import (
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/internal/jsonw"
+	"github.com/durably-go/durably/internal/jsonappend"
 )
 
-func appendString(b []byte, s string) []byte { return jsonw.String(b, s) }
+func appendString(b []byte, s string) []byte { return jsonappend.String(b, s) }
 
 // appendJSONObjectString appends {"k": v}.
 func appendJSONObjectString(b []byte, k, v string) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str(k, v)
 	return append(w.B, '}')
 }
 
 // AppendClientRun appends the ClientRun projection of a run (H-020): the
 // run without its keys, lease fields and updatedAt, plus isTerminal and
-// isActive, in exactly this key order.
+// isActive, in exactly this key order; then durably-go's additive members
+// runAt, priority and attempt, which the original's clients ignore.
 func AppendClientRun(b []byte, r *durably.Run) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", r.ID)
 	w.Str("jobName", r.JobName)
 	w.Raw("input", r.Input)
@@ -34,12 +35,15 @@ func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w.Time("createdAt", r.CreatedAt)
 	w.Bool("isTerminal", r.Status.Terminal())
 	w.Bool("isActive", r.Status.Active())
+	w.Time("runAt", r.RunAt)
+	w.Int("priority", int64(r.Priority))
+	w.Int("attempt", int64(r.Attempt))
 	return append(w.B, '}')
 }
 
 // AppendStep appends a step as GET /steps shows it (H-021).
 func AppendStep(b []byte, s *durably.StepRecord) []byte {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", s.ID)
 	w.Str("runId", s.RunID)
 	w.Str("name", s.Name)
@@ -59,7 +63,7 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 // projection without timestamp and sequence, keys in the order of H-051.
 // It reports false for types the list stream does not forward.
 func AppendProjection(b []byte, e *durably.Event) ([]byte, bool) {
-	w := jsonw.Writer{B: append(b, '{')}
+	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("type", string(e.Type))
 	w.Str("runId", e.RunID)
 	w.Str("jobName", e.JobName)

@@ -73,7 +73,7 @@ const maxListed = 20
 // value. If no run or several runs match, the test fails (Fatalf) with the
 // job's runs, newest first, and what differs in each; count runs with
 // h.ListRuns where several are expected.
-func RequireTriggered[I, O any](tb testing.TB, h *durably.JobHandle[I, O], want I, opts ...Match) *durably.TypedRun[I, O] {
+func RequireTriggered[I, O any, L durably.Labels[L]](tb testing.TB, h *durably.TypedJob[I, O, L], want I, opts ...Match) *durably.TypedRun[I, O, L] {
 	tb.Helper()
 	c, runs, matched, ok := find(tb, h, want, opts)
 	if !ok {
@@ -100,7 +100,7 @@ func RequireTriggered[I, O any](tb testing.TB, h *durably.JobHandle[I, O], want 
 // RequireNotTriggered asserts that no run of h's job has input want (and
 // the Match criteria; with AnyInput, that the job has no such run at
 // all). It fails (Fatalf) listing the runs that match.
-func RequireNotTriggered[I, O any](tb testing.TB, h *durably.JobHandle[I, O], want I, opts ...Match) {
+func RequireNotTriggered[I, O any, L durably.Labels[L]](tb testing.TB, h *durably.TypedJob[I, O, L], want I, opts ...Match) {
 	tb.Helper()
 	c, _, matched, ok := find(tb, h, want, opts)
 	if ok && len(matched) > 0 {
@@ -111,7 +111,7 @@ func RequireNotTriggered[I, O any](tb testing.TB, h *durably.JobHandle[I, O], wa
 
 // find lists h's runs and those that match; ok is false once the test has
 // been failed.
-func find[I, O any](tb testing.TB, h *durably.JobHandle[I, O], want I, opts []Match) (c *criteria, runs, matched []*durably.Run, ok bool) {
+func find[I, O any, L durably.Labels[L]](tb testing.TB, h *durably.TypedJob[I, O, L], want I, opts []Match) (c *criteria, runs, matched []*durably.Run, ok bool) {
 	tb.Helper()
 	c = &criteria{}
 	for _, o := range opts {
@@ -223,7 +223,7 @@ func (c *criteria) describe() string {
 // listRuns describes runs for a failure message, newest first, each with
 // what differs from the criteria; with no runs, it says which other jobs
 // have runs, in case the test looks at the wrong job.
-func listRuns[I, O any](tb testing.TB, h *durably.JobHandle[I, O], c *criteria, runs []*durably.Run, heading string) string {
+func listRuns[I, O any, L durably.Labels[L]](tb testing.TB, h *durably.TypedJob[I, O, L], c *criteria, runs []*durably.Run, heading string) string {
 	tb.Helper()
 	var b strings.Builder
 	if len(runs) == 0 {

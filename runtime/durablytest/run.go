@@ -26,7 +26,7 @@ var ErrNotFinished = errors.New("run not finished")
 // (validation, conflict) returns its error and processes nothing.
 // Schedules are not fired: that is Env.ProcessDue's and Env.Advance's work.
 // A store failure ends the test.
-func TriggerAndRun[I, O any](tb testing.TB, h *durably.JobHandle[I, O], in I, opts ...durably.Option) (durably.Outcome[O], error) {
+func TriggerAndRun[I, O any, L durably.Labels[L]](tb testing.TB, h *durably.TypedJob[I, O, L], in I, opts ...durably.Option) (durably.Outcome[O], error) {
 	tb.Helper()
 	res, err := h.Trigger(tb.Context(), in, opts...)
 	if err != nil {
@@ -46,7 +46,7 @@ func TriggerAndRun[I, O any](tb testing.TB, h *durably.JobHandle[I, O], in I, op
 // cancelled run as TriggerAndWait returns it, or ErrNotFinished if it is
 // still pending or leased. The outcome's Disposition is empty. A run that
 // does not exist or belongs to another job ends the test.
-func Result[I, O any](tb testing.TB, h *durably.JobHandle[I, O], runID string) (durably.Outcome[O], error) {
+func Result[I, O any, L durably.Labels[L]](tb testing.TB, h *durably.TypedJob[I, O, L], runID string) (durably.Outcome[O], error) {
 	tb.Helper()
 	out := durably.Outcome[O]{RunID: runID}
 	run, err := h.GetRun(tb.Context(), runID)

@@ -306,6 +306,7 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 // Not an array statement of the group: a deferral is once per retry or
 // sleep, not per step.
 func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (ok bool, err error) {
+	d.Until = storekit.DeferUntil(d)
 	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
 		ok = false
 		if len(d.Steps) > 0 {

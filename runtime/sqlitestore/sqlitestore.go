@@ -608,6 +608,7 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 // DeferRun records d.Steps and hands the run back to wait until d.Until, in
 // one transaction, fenced by generation (store.Store.DeferRun).
 func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (bool, error) {
+	d.Until = storekit.DeferUntil(d)
 	var ok bool
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error {
 		ok = false

@@ -310,7 +310,8 @@ type ClaimRequest struct {
 // worker slot and no concurrency key: a new run of its key may be triggered
 // meanwhile, and the deferral is never refused because of one.
 type Deferral struct {
-	// Until is when the run is claimable again (its RunAt).
+	// Until is when the run is claimable again (its RunAt); the zero time
+	// means Now.
 	Until time.Time
 	Now   time.Time
 	// Steps are recorded first, fenced, in the same transaction (the

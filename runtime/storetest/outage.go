@@ -38,6 +38,15 @@ func OutageCalls(ctx context.Context, st store.Store, now time.Time, reads bool)
 			_, err := st.FinishRun(ctx, lease, store.Finish{Status: store.StatusCompleted, Now: now})
 			return err
 		}},
+		{"DeferRun", func() error {
+			_, err := st.DeferRun(ctx, lease, store.Deferral{Until: now.Add(time.Second), Now: now, Attempt: 1,
+				Steps: []*store.Step{{ID: "s2", RunID: "r1", Name: "b", Status: store.StepFailed, Error: "x", StartedAt: now, CompletedAt: now, Attempt: 1}}})
+			return err
+		}},
+		{"Claim with a job limit", func() error {
+			_, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Second, Limit: 1, JobLimits: map[string]int{"j": 1}})
+			return err
+		}},
 		{"ReleaseLease", func() error { _, err := st.ReleaseLease(ctx, lease, now); return err }},
 		{"ReleaseExpiredLeases", func() error { _, err := st.ReleaseExpiredLeases(ctx, now); return err }},
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,6 +250,47 @@ var retryCases = []Case{
 			t.Fatalf("calls a %d b %d body %d", calls.Get("a"), calls.Get("b"), calls.Get("body"))
 		}
 		equalRows(t, stepRows(t, e, r.ID), "a:completed:1", "nap:completed:1", "b:completed:1")
+	}},
+	{"R-094 a sleeping run claimed before its wake time (a clock running ahead) sleeps again", func(t *testing.T, h *Harness) {
+		clock := newFakeClock(mustTime(t, "2026-05-04T10:00:00Z"))
+		// ahead makes the next reading of the clock, the claim's, an hour
+		// and a minute later than the others, as a process whose clock
+		// runs ahead would claim the run.
+		var ahead sync.Once
+		var armed atomic.Bool
+		now := func() time.Time {
+			if armed.Load() {
+				skewed := false
+				ahead.Do(func() { skewed = true })
+				if skewed {
+					return clock.Now().Add(time.Hour + time.Minute)
+				}
+			}
+			return clock.Now()
+		}
+		e := h.Engine(func(c *durably.Config) { c.Now = now; c.PreserveSteps = true })
+		var calls Counter
+		j := durably.MustRegister(e, sleeper(&calls, "j"))
+		r := MustTrigger(t, j, 0)
+		processAll(t, e)
+		armed.Store(true)
+		// A worker id of its own: a fresh one would read the clock first.
+		if ok, err := e.ProcessOne(Ctx(t), "worker_ahead"); !ok || err != nil {
+			t.Fatalf("early claim: %v %v", ok, err)
+		}
+		wake := mustTime(t, "2026-05-04T11:00:00Z")
+		if run := MustGet(t, e, r.ID); run.Status != durably.StatusPending || !run.RunAt.Equal(wake) || run.LeaseOwner != "" {
+			t.Fatalf("after the early claim: %s runAt %s owner %q", run.Status, run.RunAt, run.LeaseOwner)
+		}
+		if calls.Get("b") != 0 || calls.Get("body") != 2 {
+			t.Fatalf("step b ran %d times, body %d", calls.Get("b"), calls.Get("body"))
+		}
+		equalRows(t, stepRows(t, e, r.ID), "a:completed:1", "nap:completed:1")
+		clock.Set(wake)
+		processAll(t, e)
+		if run := MustGet(t, e, r.ID); run.Status != durably.StatusCompleted || calls.Get("b") != 1 {
+			t.Fatalf("%s %q, b ran %d times", run.Status, run.Error, calls.Get("b"))
+		}
 	}},
 	{"R-079 R-094 a new engine on the same database resumes a run waiting for a retry or a sleep", func(t *testing.T, h *Harness) {
 		clock := newFakeClock(mustTime(t, "2026-05-04T10:00:00Z"))

@@ -71,6 +71,7 @@ func Cases() []Case {
 	all = append(all, tenantCases...)
 	all = append(all, scheduleCases...)
 	all = append(all, retryCases...)
+	all = append(all, delayCases...)
 	return all
 }
 

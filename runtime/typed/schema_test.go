@@ -42,3 +42,18 @@ func TestNoInput(t *testing.T) {
 		t.Fatalf("NoOutput encodes as %s", b)
 	}
 }
+
+// TestUnknownMembersNamedOneByOne: several unknown members are named each
+// on its own, in order, whatever order the validator lists them in (it
+// lists them in map order: the message used to vary from run to run and
+// to name "a'," as a field).
+func TestUnknownMembersNamedOneByOne(t *testing.T) {
+	s := MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"n":{"type":"integer"},"o":{"properties":{"k":{"type":"string"}},"additionalProperties":false,"type":"object"}},"additionalProperties":false,"type":"object"}`)
+	const want = "c: unknown field; d: unknown field; e: unknown field; o.x: unknown field; o.y: unknown field"
+	for range 20 {
+		err := s.ValidateJSON(json.RawMessage(`{"n": 1, "e": 1, "c": 2, "d": 3, "o": {"y": 1, "x": 2}}`))
+		if err == nil || err.Error() != want {
+			t.Fatalf("%v, want %s", err, want)
+		}
+	}
+}

@@ -2,7 +2,7 @@
 
 // Package tenantjobs holds the jobs, labels and auth context declared in durably.yaml:
 // typed job handles, a Labels struct whose wrong keys and enum values do
-// not compile, JSON Schemas, and an HTTP handler typed by both.
+// not compile, and JSON Schemas (JobSchemas, for the HTTP handler's Jobs).
 package tenantjobs
 
 import (
@@ -10,7 +10,6 @@ import (
 	"fmt"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/typed"
 )
 
@@ -64,9 +63,11 @@ func LabelsJSONSchema() []byte { return schemaOfLabels.JSON() }
 
 // Config returns cfg with the declared label schema (D1), and string
 // labels before enums as the ones that narrow a list most.
+// Keys are scoped by the tenant labels (D11): "organizationId".
 func Config(cfg durably.Config) durably.Config {
 	cfg.Labels = LabelSchema()
 	cfg.SelectiveLabels = []string{"organizationId", "env"}
+	cfg.TenantLabels = []string{"organizationId"}
 	return cfg
 }
 
@@ -134,11 +135,11 @@ type AuthContext struct {
 
 // EchoJob is the typed handle of job "echo". One step that returns its message.
 type EchoJob struct {
-	job *typed.Job[EchoInput, EchoOutput, Labels]
+	job *durably.TypedJob[EchoInput, EchoOutput, Labels]
 }
 
 // EchoRun is a run of job "echo".
-type EchoRun = typed.Run[EchoInput, EchoOutput, Labels]
+type EchoRun = durably.TypedRun[EchoInput, EchoOutput, Labels]
 
 // The JSON Schemas of EchoInput and EchoOutput, written by durably-gen.
 var (
@@ -149,19 +150,25 @@ var (
 // Name is the job's name, "echo".
 func (j *EchoJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *EchoJob) Generic() *typed.Job[EchoInput, EchoOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *EchoJob) Generic() *durably.TypedJob[EchoInput, EchoOutput, Labels] { return j.job }
 
 // Trigger creates a run of job "echo" (or finds the idempotent or coalesced one).
 func (j *EchoJob) Trigger(ctx context.Context, in EchoInput, labels TriggerLabels, opts TriggerOptions) (*EchoRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, in, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[EchoInput, EchoOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "echo" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *EchoJob) TriggerAndWait(ctx context.Context, in EchoInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[EchoOutput], error) {
-	return j.job.TriggerAndWait(ctx, in, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "echo", or nil when there is none.
@@ -171,16 +178,16 @@ func (j *EchoJob) GetRun(ctx context.Context, id string) (*EchoRun, error) {
 
 // ListRuns lists runs of job "echo", newest first.
 func (j *EchoJob) ListRuns(ctx context.Context, f RunFilter) ([]*EchoRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // StepsJob is the typed handle of job "steps". Steps step-1 … step-N, each sleeping delayMs, logging and reporting progress.
 type StepsJob struct {
-	job *typed.Job[StepsInput, StepsOutput, Labels]
+	job *durably.TypedJob[StepsInput, StepsOutput, Labels]
 }
 
 // StepsRun is a run of job "steps".
-type StepsRun = typed.Run[StepsInput, StepsOutput, Labels]
+type StepsRun = durably.TypedRun[StepsInput, StepsOutput, Labels]
 
 // The JSON Schemas of StepsInput and StepsOutput, written by durably-gen.
 var (
@@ -191,19 +198,25 @@ var (
 // Name is the job's name, "steps".
 func (j *StepsJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *StepsJob) Generic() *typed.Job[StepsInput, StepsOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *StepsJob) Generic() *durably.TypedJob[StepsInput, StepsOutput, Labels] { return j.job }
 
 // Trigger creates a run of job "steps" (or finds the idempotent or coalesced one).
 func (j *StepsJob) Trigger(ctx context.Context, in StepsInput, labels TriggerLabels, opts TriggerOptions) (*StepsRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, in, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[StepsInput, StepsOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "steps" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *StepsJob) TriggerAndWait(ctx context.Context, in StepsInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[StepsOutput], error) {
-	return j.job.TriggerAndWait(ctx, in, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "steps", or nil when there is none.
@@ -213,7 +226,7 @@ func (j *StepsJob) GetRun(ctx context.Context, id string) (*StepsRun, error) {
 
 // ListRuns lists runs of job "steps", newest first.
 func (j *StepsJob) ListRuns(ctx context.Context, f RunFilter) ([]*StepsRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // FailOutput: job "fail" has no output.
@@ -221,11 +234,11 @@ type FailOutput = typed.NoOutput
 
 // FailJob is the typed handle of job "fail". Steps step-1 … ; step failAt fails with "boom at step N".
 type FailJob struct {
-	job *typed.Job[FailInput, FailOutput, Labels]
+	job *durably.TypedJob[FailInput, FailOutput, Labels]
 }
 
 // FailRun is a run of job "fail".
-type FailRun = typed.Run[FailInput, FailOutput, Labels]
+type FailRun = durably.TypedRun[FailInput, FailOutput, Labels]
 
 // The JSON Schemas of FailInput and FailOutput, written by durably-gen.
 var (
@@ -236,19 +249,25 @@ var (
 // Name is the job's name, "fail".
 func (j *FailJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *FailJob) Generic() *typed.Job[FailInput, FailOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *FailJob) Generic() *durably.TypedJob[FailInput, FailOutput, Labels] { return j.job }
 
 // Trigger creates a run of job "fail" (or finds the idempotent or coalesced one).
 func (j *FailJob) Trigger(ctx context.Context, in FailInput, labels TriggerLabels, opts TriggerOptions) (*FailRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, in, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[FailInput, FailOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "fail" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *FailJob) TriggerAndWait(ctx context.Context, in FailInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[FailOutput], error) {
-	return j.job.TriggerAndWait(ctx, in, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "fail", or nil when there is none.
@@ -258,16 +277,16 @@ func (j *FailJob) GetRun(ctx context.Context, id string) (*FailRun, error) {
 
 // ListRuns lists runs of job "fail", newest first.
 func (j *FailJob) ListRuns(ctx context.Context, f RunFilter) ([]*FailRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // SlowJob is the typed handle of job "slow". One step that sleeps ms, stopping as soon as the run is cancelled.
 type SlowJob struct {
-	job *typed.Job[SlowInput, SlowOutput, Labels]
+	job *durably.TypedJob[SlowInput, SlowOutput, Labels]
 }
 
 // SlowRun is a run of job "slow".
-type SlowRun = typed.Run[SlowInput, SlowOutput, Labels]
+type SlowRun = durably.TypedRun[SlowInput, SlowOutput, Labels]
 
 // The JSON Schemas of SlowInput and SlowOutput, written by durably-gen.
 var (
@@ -278,19 +297,25 @@ var (
 // Name is the job's name, "slow".
 func (j *SlowJob) Name() string { return j.job.Name() }
 
-// Generic is the handle underneath: its triggers take Labels as they
-// are, and it batch-triggers.
-func (j *SlowJob) Generic() *typed.Job[SlowInput, SlowOutput, Labels] { return j.job }
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *SlowJob) Generic() *durably.TypedJob[SlowInput, SlowOutput, Labels] { return j.job }
 
 // Trigger creates a run of job "slow" (or finds the idempotent or coalesced one).
 func (j *SlowJob) Trigger(ctx context.Context, in SlowInput, labels TriggerLabels, opts TriggerOptions) (*SlowRun, durably.Disposition, error) {
-	return j.job.Trigger(ctx, in, typed.WithLabels(labels.l, opts))
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[SlowInput, SlowOutput, Labels](res.Run)
+	return r, res.Disposition, err
 }
 
 // TriggerAndWait triggers job "slow" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *SlowJob) TriggerAndWait(ctx context.Context, in SlowInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[SlowOutput], error) {
-	return j.job.TriggerAndWait(ctx, in, typed.WithLabels(labels.l, opts), wait...)
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
 // GetRun returns a run of job "slow", or nil when there is none.
@@ -300,7 +325,7 @@ func (j *SlowJob) GetRun(ctx context.Context, id string) (*SlowRun, error) {
 
 // ListRuns lists runs of job "slow", newest first.
 func (j *SlowJob) ListRuns(ctx context.Context, f RunFilter) ([]*SlowRun, error) {
-	return j.job.ListRuns(ctx, f)
+	return j.job.ListRuns(ctx, f.Filter())
 }
 
 // Handlers are the bodies of the declared jobs; each one is required.
@@ -320,14 +345,14 @@ type Jobs struct {
 }
 
 // Register registers every declared job on e, with its input and output
-// validated against the declaration.
+// validated against the declaration, and adds the declared schedules.
 func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	var jobs Jobs
 	if h.Echo == nil {
 		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "echo")
 	}
 	{
-		handle, err := typed.Register[EchoInput, EchoOutput, Labels](e, &durably.Job[EchoInput, EchoOutput]{
+		handle, err := durably.RegisterTyped[EchoInput, EchoOutput, Labels](e, &durably.Job[EchoInput, EchoOutput]{
 			Name: "echo", Run: h.Echo, InputSchema: schemaOfEchoInput, OutputSchema: schemaOfEchoOutput,
 		})
 		if err != nil {
@@ -339,7 +364,7 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "steps")
 	}
 	{
-		handle, err := typed.Register[StepsInput, StepsOutput, Labels](e, &durably.Job[StepsInput, StepsOutput]{
+		handle, err := durably.RegisterTyped[StepsInput, StepsOutput, Labels](e, &durably.Job[StepsInput, StepsOutput]{
 			Name: "steps", Run: h.Steps, InputSchema: schemaOfStepsInput, OutputSchema: schemaOfStepsOutput,
 		})
 		if err != nil {
@@ -351,7 +376,7 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "fail")
 	}
 	{
-		handle, err := typed.Register[FailInput, FailOutput, Labels](e, &durably.Job[FailInput, FailOutput]{
+		handle, err := durably.RegisterTyped[FailInput, FailOutput, Labels](e, &durably.Job[FailInput, FailOutput]{
 			Name: "fail", Run: h.Fail, InputSchema: schemaOfFailInput, OutputSchema: schemaOfFailOutput,
 		})
 		if err != nil {
@@ -363,7 +388,7 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "slow")
 	}
 	{
-		handle, err := typed.Register[SlowInput, SlowOutput, Labels](e, &durably.Job[SlowInput, SlowOutput]{
+		handle, err := durably.RegisterTyped[SlowInput, SlowOutput, Labels](e, &durably.Job[SlowInput, SlowOutput]{
 			Name: "slow", Run: h.Slow, InputSchema: schemaOfSlowInput, OutputSchema: schemaOfSlowOutput,
 		})
 		if err != nil {
@@ -375,9 +400,10 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 }
 
 // JobSchemas are the declared jobs with the JSON Schemas of their input
-// and output, as GET /jobs serves them.
-func JobSchemas() []durablyhttp.JobSchema {
-	return []durablyhttp.JobSchema{
+// and output, as GET /jobs serves them: set them as the HTTP handler's
+// Jobs (durablyhttp.Options).
+func JobSchemas() []durably.JobSchema {
+	return []durably.JobSchema{
 		{Name: "echo", Description: "One step that returns its message.", Input: schemaOfEchoInput.JSON(), Output: schemaOfEchoOutput.JSON()},
 		{Name: "steps", Description: "Steps step-1 … step-N, each sleeping delayMs, logging and reporting progress.", Input: schemaOfStepsInput.JSON(), Output: schemaOfStepsOutput.JSON()},
 		{Name: "fail", Description: "Steps step-1 … ; step failAt fails with \"boom at step N\".", Input: schemaOfFailInput.JSON(), Output: schemaOfFailOutput.JSON()},
@@ -385,34 +411,12 @@ func JobSchemas() []durablyhttp.JobSchema {
 	}
 }
 
-// The handler's types, instantiated with AuthContext and Labels.
 type (
-	// AuthConfig holds the hooks, typed by AuthContext and Labels.
-	AuthConfig = durablyhttp.AuthConfig[AuthContext, Labels]
-	// HandlerOptions configure the handler.
-	HandlerOptions = durablyhttp.Options[AuthContext, Labels]
-	// Handler serves the protocol.
-	Handler = durablyhttp.Handler[AuthContext, Labels]
-	// TriggerRequest is a trigger as OnTrigger sees it.
-	TriggerRequest = durablyhttp.TriggerRequest[Labels]
-	// HookRun is a run as OnRunAccess sees it.
-	HookRun = durablyhttp.Run[Labels]
-	// RunsFilter is the filter ScopeRuns receives and returns.
-	RunsFilter = durablyhttp.RunsFilter[Labels]
-	// SubscribeFilter is the filter ScopeRunsSubscribe receives and returns.
-	SubscribeFilter = durablyhttp.SubscribeFilter[Labels]
 	// TriggerOptions are a trigger's options besides its labels.
 	TriggerOptions = typed.Options
 	// RunFilter selects runs of one job.
 	RunFilter = typed.RunFilter[Labels]
 )
-
-// NewHandler serves e over the HTTP/SSE protocol, with the declared jobs'
-// schemas at GET /jobs.
-func NewHandler(e *durably.Engine, opts HandlerOptions) (*Handler, error) {
-	opts.Jobs = JobSchemas()
-	return durablyhttp.New(e, opts)
-}
 
 // Env is label "env", an enum: its values are the Env… variables; no other
 // value compiles. The zero Env is no value.

@@ -52,7 +52,7 @@ func (o TriggerOptions) generic() durablyclient.TriggerOptions[reference.Labels]
 type ListOptions = durablyclient.ListOptions[reference.Labels]
 
 // ImportCSVRun is a run of job "import-csv" as the server shows it.
-type ImportCSVRun = durablyclient.TypedRun[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels]
+type ImportCSVRun = durably.TypedRun[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels]
 
 // TriggerImportCSV triggers job "import-csv".
 func (c *Client) TriggerImportCSV(ctx context.Context, in reference.ImportCSVInput, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -84,7 +84,7 @@ func (c *Client) GetImportCSVRun(ctx context.Context, id string) (*ImportCSVRun,
 	if err != nil || r == nil || r.JobName != "import-csv" {
 		return nil, err
 	}
-	return durablyclient.Decode[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels](r)
+	return durably.DecodeRun[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels](r)
 }
 
 // ListImportCSVRuns lists runs of job "import-csv", newest first.
@@ -96,7 +96,7 @@ func (c *Client) ListImportCSVRuns(ctx context.Context, o ListOptions) ([]*Impor
 	}
 	out := make([]*ImportCSVRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels](r)
+		t, err := durably.DecodeRun[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels](r)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +111,7 @@ func (c *Client) SubscribeImportCSV(ctx context.Context, id string) iter.Seq2[du
 }
 
 // SendMailRun is a run of job "send-email" as the server shows it.
-type SendMailRun = durablyclient.TypedRun[reference.SendMailInput, reference.SendMailOutput, reference.Labels]
+type SendMailRun = durably.TypedRun[reference.SendMailInput, reference.SendMailOutput, reference.Labels]
 
 // TriggerSendMail triggers job "send-email".
 func (c *Client) TriggerSendMail(ctx context.Context, in reference.SendMailInput, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -143,7 +143,7 @@ func (c *Client) GetSendMailRun(ctx context.Context, id string) (*SendMailRun, e
 	if err != nil || r == nil || r.JobName != "send-email" {
 		return nil, err
 	}
-	return durablyclient.Decode[reference.SendMailInput, reference.SendMailOutput, reference.Labels](r)
+	return durably.DecodeRun[reference.SendMailInput, reference.SendMailOutput, reference.Labels](r)
 }
 
 // ListSendMailRuns lists runs of job "send-email", newest first.
@@ -155,7 +155,7 @@ func (c *Client) ListSendMailRuns(ctx context.Context, o ListOptions) ([]*SendMa
 	}
 	out := make([]*SendMailRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[reference.SendMailInput, reference.SendMailOutput, reference.Labels](r)
+		t, err := durably.DecodeRun[reference.SendMailInput, reference.SendMailOutput, reference.Labels](r)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,7 @@ func (c *Client) SubscribeSendMail(ctx context.Context, id string) iter.Seq2[dur
 }
 
 // PingRun is a run of job "ping" as the server shows it.
-type PingRun = durablyclient.TypedRun[reference.PingInput, reference.PingOutput, reference.Labels]
+type PingRun = durably.TypedRun[reference.PingInput, reference.PingOutput, reference.Labels]
 
 // TriggerPing triggers job "ping".
 func (c *Client) TriggerPing(ctx context.Context, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -202,7 +202,7 @@ func (c *Client) GetPingRun(ctx context.Context, id string) (*PingRun, error) {
 	if err != nil || r == nil || r.JobName != "ping" {
 		return nil, err
 	}
-	return durablyclient.Decode[reference.PingInput, reference.PingOutput, reference.Labels](r)
+	return durably.DecodeRun[reference.PingInput, reference.PingOutput, reference.Labels](r)
 }
 
 // ListPingRuns lists runs of job "ping", newest first.
@@ -214,7 +214,7 @@ func (c *Client) ListPingRuns(ctx context.Context, o ListOptions) ([]*PingRun, e
 	}
 	out := make([]*PingRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[reference.PingInput, reference.PingOutput, reference.Labels](r)
+		t, err := durably.DecodeRun[reference.PingInput, reference.PingOutput, reference.Labels](r)
 		if err != nil {
 			return nil, err
 		}

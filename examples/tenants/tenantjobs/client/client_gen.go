@@ -52,7 +52,7 @@ func (o TriggerOptions) generic() durablyclient.TriggerOptions[tenantjobs.Labels
 type ListOptions = durablyclient.ListOptions[tenantjobs.Labels]
 
 // EchoRun is a run of job "echo" as the server shows it.
-type EchoRun = durablyclient.TypedRun[tenantjobs.EchoInput, tenantjobs.EchoOutput, tenantjobs.Labels]
+type EchoRun = durably.TypedRun[tenantjobs.EchoInput, tenantjobs.EchoOutput, tenantjobs.Labels]
 
 // TriggerEcho triggers job "echo".
 func (c *Client) TriggerEcho(ctx context.Context, in tenantjobs.EchoInput, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -84,7 +84,7 @@ func (c *Client) GetEchoRun(ctx context.Context, id string) (*EchoRun, error) {
 	if err != nil || r == nil || r.JobName != "echo" {
 		return nil, err
 	}
-	return durablyclient.Decode[tenantjobs.EchoInput, tenantjobs.EchoOutput, tenantjobs.Labels](r)
+	return durably.DecodeRun[tenantjobs.EchoInput, tenantjobs.EchoOutput, tenantjobs.Labels](r)
 }
 
 // ListEchoRuns lists runs of job "echo", newest first.
@@ -96,7 +96,7 @@ func (c *Client) ListEchoRuns(ctx context.Context, o ListOptions) ([]*EchoRun, e
 	}
 	out := make([]*EchoRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[tenantjobs.EchoInput, tenantjobs.EchoOutput, tenantjobs.Labels](r)
+		t, err := durably.DecodeRun[tenantjobs.EchoInput, tenantjobs.EchoOutput, tenantjobs.Labels](r)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +111,7 @@ func (c *Client) SubscribeEcho(ctx context.Context, id string) iter.Seq2[durably
 }
 
 // StepsRun is a run of job "steps" as the server shows it.
-type StepsRun = durablyclient.TypedRun[tenantjobs.StepsInput, tenantjobs.StepsOutput, tenantjobs.Labels]
+type StepsRun = durably.TypedRun[tenantjobs.StepsInput, tenantjobs.StepsOutput, tenantjobs.Labels]
 
 // TriggerSteps triggers job "steps".
 func (c *Client) TriggerSteps(ctx context.Context, in tenantjobs.StepsInput, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -143,7 +143,7 @@ func (c *Client) GetStepsRun(ctx context.Context, id string) (*StepsRun, error) 
 	if err != nil || r == nil || r.JobName != "steps" {
 		return nil, err
 	}
-	return durablyclient.Decode[tenantjobs.StepsInput, tenantjobs.StepsOutput, tenantjobs.Labels](r)
+	return durably.DecodeRun[tenantjobs.StepsInput, tenantjobs.StepsOutput, tenantjobs.Labels](r)
 }
 
 // ListStepsRuns lists runs of job "steps", newest first.
@@ -155,7 +155,7 @@ func (c *Client) ListStepsRuns(ctx context.Context, o ListOptions) ([]*StepsRun,
 	}
 	out := make([]*StepsRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[tenantjobs.StepsInput, tenantjobs.StepsOutput, tenantjobs.Labels](r)
+		t, err := durably.DecodeRun[tenantjobs.StepsInput, tenantjobs.StepsOutput, tenantjobs.Labels](r)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,7 @@ func (c *Client) SubscribeSteps(ctx context.Context, id string) iter.Seq2[durabl
 }
 
 // FailRun is a run of job "fail" as the server shows it.
-type FailRun = durablyclient.TypedRun[tenantjobs.FailInput, tenantjobs.FailOutput, tenantjobs.Labels]
+type FailRun = durably.TypedRun[tenantjobs.FailInput, tenantjobs.FailOutput, tenantjobs.Labels]
 
 // TriggerFail triggers job "fail".
 func (c *Client) TriggerFail(ctx context.Context, in tenantjobs.FailInput, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -202,7 +202,7 @@ func (c *Client) GetFailRun(ctx context.Context, id string) (*FailRun, error) {
 	if err != nil || r == nil || r.JobName != "fail" {
 		return nil, err
 	}
-	return durablyclient.Decode[tenantjobs.FailInput, tenantjobs.FailOutput, tenantjobs.Labels](r)
+	return durably.DecodeRun[tenantjobs.FailInput, tenantjobs.FailOutput, tenantjobs.Labels](r)
 }
 
 // ListFailRuns lists runs of job "fail", newest first.
@@ -214,7 +214,7 @@ func (c *Client) ListFailRuns(ctx context.Context, o ListOptions) ([]*FailRun, e
 	}
 	out := make([]*FailRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[tenantjobs.FailInput, tenantjobs.FailOutput, tenantjobs.Labels](r)
+		t, err := durably.DecodeRun[tenantjobs.FailInput, tenantjobs.FailOutput, tenantjobs.Labels](r)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +229,7 @@ func (c *Client) SubscribeFail(ctx context.Context, id string) iter.Seq2[durably
 }
 
 // SlowRun is a run of job "slow" as the server shows it.
-type SlowRun = durablyclient.TypedRun[tenantjobs.SlowInput, tenantjobs.SlowOutput, tenantjobs.Labels]
+type SlowRun = durably.TypedRun[tenantjobs.SlowInput, tenantjobs.SlowOutput, tenantjobs.Labels]
 
 // TriggerSlow triggers job "slow".
 func (c *Client) TriggerSlow(ctx context.Context, in tenantjobs.SlowInput, opts TriggerOptions) (durablyclient.Triggered, error) {
@@ -261,7 +261,7 @@ func (c *Client) GetSlowRun(ctx context.Context, id string) (*SlowRun, error) {
 	if err != nil || r == nil || r.JobName != "slow" {
 		return nil, err
 	}
-	return durablyclient.Decode[tenantjobs.SlowInput, tenantjobs.SlowOutput, tenantjobs.Labels](r)
+	return durably.DecodeRun[tenantjobs.SlowInput, tenantjobs.SlowOutput, tenantjobs.Labels](r)
 }
 
 // ListSlowRuns lists runs of job "slow", newest first.
@@ -273,7 +273,7 @@ func (c *Client) ListSlowRuns(ctx context.Context, o ListOptions) ([]*SlowRun, e
 	}
 	out := make([]*SlowRun, 0, len(runs))
 	for _, r := range runs {
-		t, err := durablyclient.Decode[tenantjobs.SlowInput, tenantjobs.SlowOutput, tenantjobs.Labels](r)
+		t, err := durably.DecodeRun[tenantjobs.SlowInput, tenantjobs.SlowOutput, tenantjobs.Labels](r)
 		if err != nil {
 			return nil, err
 		}

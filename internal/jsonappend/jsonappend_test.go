@@ -1,4 +1,4 @@
-package jsonw_test
+package jsonappend_test
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/durably-go/durably/internal/jsonw"
+	"github.com/durably-go/durably/internal/jsonappend"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -36,7 +36,7 @@ func TestStringEscapesAsEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := jsonw.String([]byte("prefix"), c.in); string(got) != "prefix"+string(want) {
+			if got := jsonappend.String([]byte("prefix"), c.in); string(got) != "prefix"+string(want) {
 				t.Fatalf("String(%q) = %s, want %s", c.in, got[len("prefix"):], want)
 			}
 		})
@@ -49,12 +49,12 @@ func TestStringRandomAgainstEncodingJSON(t *testing.T) {
 	for range 20000 {
 		s := randomString(r)
 		want, _ := json.Marshal(s)
-		if got := jsonw.String(nil, s); !bytes.Equal(got, want) {
+		if got := jsonappend.String(nil, s); !bytes.Equal(got, want) {
 			t.Fatalf("String(%q) = %s, want %s", s, got, want)
 		}
 		if utf8.ValidString(s) {
 			var back string
-			if err := json.Unmarshal(jsonw.String(nil, s), &back); err != nil || back != s {
+			if err := json.Unmarshal(jsonappend.String(nil, s), &back); err != nil || back != s {
 				t.Fatalf("round trip of %q: %q %v", s, back, err)
 			}
 		}
@@ -94,7 +94,7 @@ func TestLabelsKeyOrderAndRoundTrip(t *testing.T) {
 		cases = append(cases, m)
 	}
 	for _, m := range cases {
-		got := jsonw.Labels(nil, m)
+		got := jsonappend.Labels(nil, m)
 		want, _ := json.Marshal(m)
 		if m == nil {
 			want = []byte("{}") // labels are never null on the wire
@@ -134,7 +134,7 @@ func TestProgressAsEncodingJSON(t *testing.T) {
 		{Current: 2, Total: &total, Message: &msg},
 	} {
 		want, _ := json.Marshal(p)
-		if got := jsonw.Progress(nil, p); !bytes.Equal(got, want) {
+		if got := jsonappend.Progress(nil, p); !bytes.Equal(got, want) {
 			t.Fatalf("Progress(%+v) = %s, want %s", p, got, want)
 		}
 	}
@@ -147,7 +147,7 @@ func TestWriterMembers(t *testing.T) {
 	ts := time.Date(2026, 1, 2, 3, 4, 5, 678_900_000, time.FixedZone("x", 3600))
 	for range 2000 {
 		str, n, raw := randomValidString(r), r.Int64(), json.RawMessage(`{"a":[1,2,{"b":null}]}`)
-		w := jsonw.Writer{B: []byte{'{'}}
+		w := jsonappend.Writer{B: []byte{'{'}}
 		w.Str("s", str)
 		w.NullableStr("empty", "")
 		w.NullableStr("full", str)
@@ -194,7 +194,7 @@ func itoa(n int64) string {
 
 // The first member has no comma, every later one has one.
 func TestWriterCommas(t *testing.T) {
-	w := jsonw.Writer{}
+	w := jsonappend.Writer{}
 	w.Int("a", 1)
 	w.Int("b", 2)
 	w.Str("c", "3")

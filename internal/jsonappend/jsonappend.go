@@ -1,6 +1,6 @@
-// Package jsonw appends JSON without reflection, for the hot paths that
+// Package jsonappend appends JSON without reflection, for the hot paths that
 // encode the same few shapes many times: events and runs on the wire.
-package jsonw
+package jsonappend
 
 import (
 	"encoding/json"

@@ -28,7 +28,7 @@ import (
 
 // tenantsHandler is the tenants fixture's handler: its generated jobs and
 // its header authentication and hooks.
-func tenantsHandler(e *durably.Engine) (*tenantjobs.Handler, error) {
+func tenantsHandler(e *durably.Engine) (*durablyhttp.Handler[tenantjobs.AuthContext, tenantjobs.Labels], error) {
 	if _, err := tenantjobs.Register(e, tenantjobs.Handlers{
 		Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
 			return durably.RunStep(s, "echo", func(ctx context.Context) (tenantjobs.EchoOutput, error) {
@@ -47,8 +47,9 @@ func tenantsHandler(e *durably.Engine) (*tenantjobs.Handler, error) {
 	}); err != nil {
 		return nil, err
 	}
-	return tenantjobs.NewHandler(e, tenantjobs.HandlerOptions{
-		Auth: &tenantjobs.AuthConfig{
+	return durablyhttp.New(e, durablyhttp.Options[tenantjobs.AuthContext, tenantjobs.Labels]{
+		Jobs: tenantjobs.JobSchemas(),
+		Auth: &durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
 			Authenticate: func(r *http.Request) (tenantjobs.AuthContext, error) {
 				c := tenantjobs.AuthContext{UserID: r.Header.Get("X-User-Id"), OrgID: r.Header.Get("X-Org-Id")}
 				if err := c.Role.UnmarshalText([]byte(r.Header.Get("X-Role"))); err != nil || c.UserID == "" || c.OrgID == "" {
@@ -56,13 +57,13 @@ func tenantsHandler(e *durably.Engine) (*tenantjobs.Handler, error) {
 				}
 				return c, nil
 			},
-			OnTrigger: func(ctx context.Context, c tenantjobs.AuthContext, req *tenantjobs.TriggerRequest) error {
+			OnTrigger: func(ctx context.Context, c tenantjobs.AuthContext, req *durablyhttp.TriggerRequest[tenantjobs.Labels]) error {
 				if req.Labels == nil {
 					req.Labels = &tenantjobs.Labels{OrganizationID: c.OrgID, Env: tenantjobs.EnvProduction}
 				}
 				return nil
 			},
-			ScopeRuns: func(ctx context.Context, c tenantjobs.AuthContext, f tenantjobs.RunsFilter) (tenantjobs.RunsFilter, error) {
+			ScopeRuns: func(ctx context.Context, c tenantjobs.AuthContext, f durablyhttp.RunsFilter[tenantjobs.Labels]) (durablyhttp.RunsFilter[tenantjobs.Labels], error) {
 				f.Labels.OrganizationID = c.OrgID
 				return f, nil
 			},
@@ -91,7 +92,7 @@ func authed(req *http.Request, org string) {
 
 // serveTenants serves the tenants example's handler on an engine with cfg
 // on loopback; base is its URL.
-func serveTenants(ctx context.Context, db *benchDB, cfg durably.Config) (e *durably.Engine, h *tenantjobs.Handler, base string, stop func(), err error) {
+func serveTenants(ctx context.Context, db *benchDB, cfg durably.Config) (e *durably.Engine, h *durablyhttp.Handler[tenantjobs.AuthContext, tenantjobs.Labels], base string, stop func(), err error) {
 	if e, err = db.engine(ctx, tenantjobs.Config(cfg)); err != nil {
 		return nil, nil, "", nil, err
 	}
