@@ -3,16 +3,12 @@ package durably_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/internal/pgtest"
-	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -61,17 +57,7 @@ func TestAmbiguousCommitCountsAsDone(t *testing.T) {
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			var inner store.Store
-			var err error
-			if kind == "sqlite" {
-				inner, err = sqlitestore.Open(filepath.Join(t.TempDir(), "a.db"), sqlitestore.Options{})
-			} else {
-				inner, err = pgstore.Open(context.Background(), pgtest.Schema(t), pgstore.Options{})
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer inner.Close()
+			inner := openStore(t, newStoreSpec(t, kind, "a.db"))
 			st := &lostReplyStore{Store: inner, steps: 2, fins: 1}
 			logs := &syncBuffer{}
 			e, err := durably.New(durably.Config{Store: st, PreserveSteps: true, Logger: newTextLogger(logs)})

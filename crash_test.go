@@ -5,20 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/chaos"
-	"github.com/durably-go/durably/internal/pgtest"
-	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
 )
 
 // The crash test runs the job below in child processes (this test binary,
@@ -26,14 +20,29 @@ import (
 // appends "start"/"end" lines with the process id to a side-effect file,
 // fsynced, so the parent can tell exactly which process executed what.
 const (
-	crashChildEnv  = "DURABLY_CRASH_CHILD"
-	crashStoreEnv  = "DURABLY_CRASH_STORE"
 	crashEffectEnv = "DURABLY_CRASH_EFFECTS"
 	crashLeaseEnv  = "DURABLY_CRASH_LEASE"
 	crashStepEnv   = "DURABLY_CRASH_STEP" // a step's duration; default 2–8 ms
 	crashRuns      = 40
-	crashSteps     = 5
+	// crashLease is the kill loops' lease: short enough that the next
+	// child soon takes over a killed one's runs, long enough that a live
+	// child's renewals (every lease/4) never all miss it on a loaded
+	// machine under -race; a lease that ran out under its living holder
+	// lets the same process claim the run again and rerun a step without
+	// a kill, which the effect log's analysis (rightly) reports. 1s leases
+	// did that twice under heavy load.
+	crashLease = 2 * time.Second
+	crashSteps = 5
 )
+
+// crashEnv is a TestCrashChild worker's environment: the effect log and
+// the lease.
+func crashEnv(effects string, lease time.Duration) []string {
+	return []string{crashEffectEnv + "=" + effects, crashLeaseEnv + "=" + lease.String()}
+}
+
+// crashOutput is run i's output: the sum of (i+1)*step over its steps.
+func crashOutput(i int) string { return strconv.Itoa((i + 1) * crashSteps * (crashSteps + 1) / 2) }
 
 type crashInput struct {
 	N int `json:"n"`
@@ -65,31 +74,13 @@ func crashJob(effects *chaos.EffectLog, stepTime time.Duration) *durably.Job[cra
 	}
 }
 
-func openCrashStore(t testing.TB, spec string) store.Store {
-	t.Helper()
-	var st store.Store
-	var err error
-	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
-		st, err = sqlitestore.Open(path, sqlitestore.Options{})
-	} else {
-		st, err = pgstore.Open(context.Background(), spec, pgstore.Options{})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 // TestCrashChild is the child process; it does nothing in a normal run.
 func TestCrashChild(t *testing.T) {
-	if os.Getenv(crashChildEnv) != "1" {
-		t.Skip("child process of TestCrashResume")
-	}
+	childOnly(t, "TestCrashResume")
 	effects, err := chaos.Open(os.Getenv(crashEffectEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := openCrashStore(t, os.Getenv(crashStoreEnv))
 	// Short leases let the next process take over a killed one's runs
 	// quickly; the two-process test uses long ones, so that no lease
 	// expires while its holder is alive.
@@ -98,7 +89,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := durably.New(durably.Config{
-		Store:              st,
+		Store:              openStore(t, os.Getenv(childStoreEnv)),
 		MaxConcurrentRuns:  4,
 		PollingInterval:    20 * time.Millisecond,
 		LeaseDuration:      lease,
@@ -115,55 +106,20 @@ func TestCrashChild(t *testing.T) {
 		}
 	}
 	durably.MustRegister(e, crashJob(effects, stepTime))
-	ctx := context.Background()
-	if err := e.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Work until every run is completed (the parent may kill us first).
-	for {
-		runs, err := e.ListRuns(ctx, durably.RunFilter{Statuses: []durably.Status{durably.StatusPending, durably.StatusLeased}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(runs) == 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = e.Stop(ctx)
-	_ = st.Close()
+	workUntilDone(t, e)
 }
 
 // TestCrashResume kills worker processes with SIGKILL at varying points
 // and checks that no completed step ever runs again and no run is lost,
 // on both stores.
 func TestCrashResume(t *testing.T) {
-	if os.Getenv(crashChildEnv) == "1" {
-		t.Skip("in the child")
-	}
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		crashResume(t, "sqlite:"+filepath.Join(t.TempDir(), "crash.db"))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		crashResume(t, pgtest.Schema(t))
-	})
+	bothStores(t, "crash.db", crashResume)
 }
 
 func crashResume(t *testing.T, storeSpec string) {
 	effects := filepath.Join(t.TempDir(), "effects.log")
-	st := openCrashStore(t, storeSpec)
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := durably.MustRegister(e, crashJob(nil, 0))
+	e, job := parentEngine(t, storeSpec, durably.Config{}, crashJob(nil, 0))
 	ctx := context.Background()
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
 	for i := range crashRuns {
 		res, err := job.Trigger(ctx, crashInput{N: i + 1})
@@ -180,56 +136,11 @@ func crashResume(t *testing.T, storeSpec string) {
 	if os.Getenv("CI") == "true" {
 		kills = 15
 	}
-	killed := map[int]bool{}
-	for round := 0; ; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-		cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects, crashLeaseEnv+"=1s")
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
-		if round < kills {
-			select {
-			case err := <-waited:
-				if err != nil {
-					t.Fatalf("child failed: %v\n%s", err, out)
-				}
-			case <-time.After(time.Duration(40+rand.IntN(200)) * time.Millisecond):
-				_ = cmd.Process.Kill() // SIGKILL on Unix
-				<-waited
-				killed[cmd.Process.Pid] = true
-				continue
-			}
-		} else if err := <-waited; err != nil {
-			t.Fatalf("child failed: %v\n%s", err, out)
-		}
-		break
-	}
-	if len(killed) < 3 {
-		t.Fatalf("only %d children were killed before the work was done: the test did not exercise crashes", len(killed))
-	}
+	killed := killLoop(t, storeSpec, crashEnv(effects, crashLease), kills, 40*time.Millisecond, 200*time.Millisecond)
 
 	// Every run completed with the right output: nothing was lost.
 	for i, id := range ids {
-		run, err := e.GetRun(ctx, id)
-		if err != nil || run == nil || run.Status != durably.StatusCompleted {
-			t.Fatalf("run %d: %+v %v", i, run, err)
-		}
-		want := (i + 1) * crashSteps * (crashSteps + 1) / 2
-		if got, _ := strconv.Atoi(string(run.Output)); got != want {
-			t.Fatalf("run %d output %s, want %d", i, run.Output, want)
-		}
-		steps, _ := e.GetSteps(ctx, id)
-		completed := map[string]int{}
-		for _, s := range steps {
-			if s.Status == store.StepCompleted {
-				completed[s.Name]++
-			}
-		}
-		if len(completed) != crashSteps {
+		if completed := completedCount(completedRun(t, e, i, id, crashOutput(i))); len(completed) != crashSteps {
 			t.Fatalf("run %d: completed steps %v", i, completed)
 		}
 	}
@@ -258,32 +169,13 @@ func checkNoStepRanAfterCompletion(t *testing.T, path string, killed map[int]boo
 // at once (R-053, R-115): every run completes, every step runs exactly once,
 // and both processes take a share of the work.
 func TestTwoProcessesNeverRunTwice(t *testing.T) {
-	if os.Getenv(crashChildEnv) == "1" {
-		t.Skip("in the child")
-	}
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		twoProcesses(t, pgtest.Schema(t))
-	})
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		twoProcesses(t, "sqlite:"+filepath.Join(t.TempDir(), "two.db"))
-	})
+	bothStores(t, "two.db", twoProcesses)
 }
 
 func twoProcesses(t *testing.T, storeSpec string) {
 	effects := filepath.Join(t.TempDir(), "effects.log")
-	st := openCrashStore(t, storeSpec)
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := durably.MustRegister(e, crashJob(nil, 0))
+	e, job := parentEngine(t, storeSpec, durably.Config{}, crashJob(nil, 0))
 	ctx := context.Background()
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	items := make([]durably.BatchItem[crashInput], 60)
 	for i := range items {
 		items[i].Input = crashInput{N: i}
@@ -291,19 +183,13 @@ func twoProcesses(t *testing.T, storeSpec string) {
 	if _, err := job.BatchTrigger(ctx, items); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-			cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects, crashLeaseEnv+"=30s")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("child: %v\n%s", err, out)
-			}
-		}()
+	children := []*child{startChild(t, "TestCrashChild", storeSpec, crashEnv(effects, 30*time.Second)...),
+		startChild(t, "TestCrashChild", storeSpec, crashEnv(effects, 30*time.Second)...)}
+	for _, c := range children {
+		if err := c.wait(); err != nil {
+			t.Errorf("child: %v\n%s", err, c.out)
+		}
 	}
-	wg.Wait()
 	data, err := os.ReadFile(effects)
 	if err != nil {
 		t.Fatal(err)

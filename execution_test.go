@@ -3,13 +3,11 @@ package durably_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -65,11 +63,7 @@ func TestNothingOfARunOutlivesIt(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inner, err := sqlitestore.Open(filepath.Join(t.TempDir(), "o.db"), sqlitestore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer inner.Close()
+			inner := openStore(t, newStoreSpec(t, "sqlite", "o.db"))
 			st := &slowWritesStore{Store: inner, delay: 300 * time.Millisecond, started: make(chan string, 16)}
 			e, err := durably.New(durably.Config{Store: st, LeaseDuration: 10 * time.Second, LeaseRenewInterval: 20 * time.Millisecond})
 			if err != nil {

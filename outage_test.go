@@ -1,7 +1,6 @@
 package durably_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,24 +19,6 @@ import (
 	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/store"
 )
-
-// syncBuffer is a log sink the engine's goroutines share with the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // outageStore is a store with a way to take its database away and bring it
 // back: a fault proxy between pgx and PostgreSQL, or injected SQLite errors.
@@ -247,15 +228,4 @@ func outage(t *testing.T, kind string) {
 
 func newTextLogger(b *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

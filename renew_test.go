@@ -3,7 +3,6 @@ package durably_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -35,11 +33,7 @@ func (s *flakyRenewStore) RenewLease(ctx context.Context, lease store.Lease, now
 // again within moments, not at the next renew interval, which here would be
 // after the lease's end: the run keeps its lease and its step runs once.
 func TestRenewalRetriedWithinLease(t *testing.T) {
-	inner, err := sqlitestore.Open(filepath.Join(t.TempDir(), "r.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
+	inner := openStore(t, newStoreSpec(t, "sqlite", "r.db"))
 	st := &flakyRenewStore{Store: inner}
 	st.failures.Store(2)
 	logs := &syncBuffer{}

@@ -1,33 +1,23 @@
 package durably_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/internal/pgtest"
 )
 
 // The schedule crash test runs schedulers in child processes (this test
 // binary, re-executed) and kills them with SIGKILL just after ticks come
 // due, while they fire them (issue 14: a SIGKILL during a cron tick loses
 // nothing and duplicates nothing).
-const (
-	schedChildEnv = "DURABLY_SCHEDULE_CRASH_CHILD"
-	schedStoreEnv = "DURABLY_SCHEDULE_CRASH_STORE"
-	schedReady    = "SCHEDULE-CHILD-READY"
-	schedPeriod   = 2 * time.Second
-)
+const schedPeriod = 2 * time.Second
 
 func tickJob() *durably.Job[Greeting, string] {
 	return &durably.Job[Greeting, string]{
@@ -41,11 +31,8 @@ func tickJob() *durably.Job[Greeting, string] {
 // TestScheduleCrashChild is the child process; it does nothing in a
 // normal run.
 func TestScheduleCrashChild(t *testing.T) {
-	if os.Getenv(schedChildEnv) != "1" {
-		t.Skip("child process of TestScheduleCrash")
-	}
-	st := openCrashStore(t, os.Getenv(schedStoreEnv))
-	e, err := durably.New(durably.Config{Store: st, PollingInterval: 20 * time.Millisecond,
+	childOnly(t, "TestScheduleCrash")
+	e, err := durably.New(durably.Config{Store: openStore(t, os.Getenv(childStoreEnv)), PollingInterval: 20 * time.Millisecond,
 		LeaseDuration: time.Second, LeaseRenewInterval: 250 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +45,7 @@ func TestScheduleCrashChild(t *testing.T) {
 	if err := e.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Println(schedReady)
+	fmt.Println(childReady)
 	select {} // until killed
 }
 
@@ -67,82 +54,21 @@ func TestScheduleCrashChild(t *testing.T) {
 // restarted, never both down at once. Every tick from the first to the
 // last has exactly one run, and every run completes.
 func TestScheduleCrash(t *testing.T) {
-	if os.Getenv(schedChildEnv) == "1" {
-		t.Skip("in the child")
-	}
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		scheduleCrash(t, "sqlite:"+filepath.Join(t.TempDir(), "sched.db"))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		scheduleCrash(t, pgtest.Schema(t))
-	})
+	bothStores(t, "sched.db", scheduleCrash)
 }
 
-type schedChild struct {
-	cmd    *exec.Cmd
-	waited chan error
-	out    *strings.Builder
-	once   sync.Once
-}
-
-// startSchedChild starts a child and returns once its scheduler runs.
-func startSchedChild(t *testing.T, storeSpec string) *schedChild {
+// startSchedChild starts a scheduler child and returns once it runs.
+func startSchedChild(t *testing.T, storeSpec string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestScheduleCrashChild$", "-test.v")
-	cmd.Env = append(os.Environ(), schedChildEnv+"=1", schedStoreEnv+"="+storeSpec)
-	out := &strings.Builder{}
-	cmd.Stderr = out
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	c := &schedChild{cmd: cmd, waited: make(chan error, 1), out: out}
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			if sc.Text() == schedReady {
-				close(ready)
-			}
-		}
-		c.waited <- cmd.Wait()
-	}()
-	select {
-	case <-ready:
-	case err := <-c.waited:
-		t.Fatalf("child exited before it was ready: %v\n%s", err, out)
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("child not ready within 30s\n%s", out)
-	}
+	c := startChild(t, "TestScheduleCrashChild", storeSpec)
+	c.ready(t, 30*time.Second)
 	return c
 }
 
-func (c *schedChild) kill() {
-	c.once.Do(func() {
-		_ = c.cmd.Process.Kill() // SIGKILL on Unix
-		<-c.waited
-	})
-}
-
 func scheduleCrash(t *testing.T, storeSpec string) {
-	st := openCrashStore(t, storeSpec)
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st, PollingInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	durably.MustRegister(e, tickJob())
+	e, _ := parentEngine(t, storeSpec, durably.Config{PollingInterval: 20 * time.Millisecond}, tickJob())
 	ctx := context.Background()
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	children := []*schedChild{startSchedChild(t, storeSpec), startSchedChild(t, storeSpec)}
+	children := []*child{startSchedChild(t, storeSpec), startSchedChild(t, storeSpec)}
 	defer func() {
 		for _, c := range children {
 			c.kill()
@@ -172,10 +98,9 @@ func scheduleCrash(t *testing.T, storeSpec string) {
 	}
 	defer e.Stop(ctx)
 	var runs []*durably.Run
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		runs, err = e.ListRuns(ctx, durably.RunFilter{JobNames: []string{"tick"}})
-		if err != nil {
+	waitFor(t, 30*time.Second, "every scheduled run to complete", func() bool {
+		var err error
+		if runs, err = e.ListRuns(ctx, durably.RunFilter{JobNames: []string{"tick"}}); err != nil {
 			t.Fatal(err)
 		}
 		done := 0
@@ -184,14 +109,8 @@ func scheduleCrash(t *testing.T, storeSpec string) {
 				done++
 			}
 		}
-		if done == len(runs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d scheduled runs completed", done, len(runs))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return done == len(runs)
+	})
 	var ticks []time.Time
 	for _, r := range runs {
 		tick, err := time.Parse(time.RFC3339, strings.TrimPrefix(r.IdempotencyKey, "schedule:crash:"))

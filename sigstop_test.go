@@ -2,18 +2,18 @@ package durably_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/store"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestFrozenWorkerIsFenced freezes a worker process (SIGSTOP) in the middle
@@ -23,17 +23,7 @@ import (
 // the step's record is the second process's, the run completes once with
 // the right output, and every step has one record.
 func TestFrozenWorkerIsFenced(t *testing.T) {
-	if os.Getenv(crashChildEnv) == "1" {
-		t.Skip("in the child")
-	}
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		frozenWorker(t, "sqlite:"+filepath.Join(t.TempDir(), "frozen.db"))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		frozenWorker(t, pgtest.Schema(t))
-	})
+	bothStores(t, "frozen.db", frozenWorker)
 }
 
 // effectLines reads the side-effect file as [what, run, step, pid] fields.
@@ -71,54 +61,47 @@ func inFlight(lines [][]string, pid string) string {
 
 func frozenWorker(t *testing.T, storeSpec string) {
 	effects := filepath.Join(t.TempDir(), "effects.log")
-	st := openCrashStore(t, storeSpec)
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := durably.MustRegister(e, crashJob(nil, 0))
+	e, job := parentEngine(t, storeSpec, durably.Config{}, crashJob(nil, 0))
 	ctx := context.Background()
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	res, err := job.Trigger(ctx, crashInput{N: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runID := res.Run.ID
 
-	child := func() (*exec.Cmd, *strings.Builder, chan error) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects,
-			crashLeaseEnv+"=1s", crashStepEnv+"=400ms")
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		return cmd, out, done
+	worker := func(spec string) *child {
+		return startChild(t, "TestCrashChild", spec, append(crashEnv(effects, time.Second), crashStepEnv+"=400ms")...)
 	}
 
-	a, aOut, aDone := child()
-	aPid := fmt.Sprint(a.Process.Pid)
+	// A's connections are named, so that the test can tell whether A is
+	// frozen inside a write transaction (see writeIdle).
+	aSpec := tagConnections(t, storeSpec, "durably-frozen-a")
+	a := worker(aSpec)
+	aPid := fmt.Sprint(a.pid())
 	// Freeze A inside step 2 or later.
 	var step string
 	var stoppedAt time.Time
+	writing := 0 // freezes undone because A was writing
 	waitFor(t, 20*time.Second, "the first worker to be inside a step", func() bool {
 		lines := effectLines(t, effects)
 		if s := inFlight(lines, aPid); s == "" || s == "1" {
 			return false
 		}
-		if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := a.freeze(); err != nil {
 			t.Fatal(err)
 		}
 		stoppedAt = time.Now()
 		if step = inFlight(effectLines(t, effects), aPid); step == "" {
-			_ = a.Process.Signal(syscall.SIGCONT) // it ended the step just before: try the next one
+			_ = a.thaw() // it ended the step just before: try the next one
+			return false
+		}
+		if !writeIdle(t, aSpec, "durably-frozen-a") {
+			// Frozen while writing (the previous step's record, a
+			// renewal): A would hold the database's write lock or the
+			// run's row lock and B could never take the run over. Thaw
+			// it and freeze it again a moment later, still in the step.
+			writing++
+			_ = a.thaw()
 			return false
 		}
 		return true
@@ -129,22 +112,22 @@ func frozenWorker(t *testing.T, storeSpec string) {
 		return err == nil && run.LeaseExpiresAt.Before(time.Now())
 	})
 
-	b, bOut, bDone := child()
-	bPid := fmt.Sprint(b.Process.Pid)
+	b := worker(storeSpec)
+	bPid := fmt.Sprint(b.pid())
 	waitFor(t, 20*time.Second, "the second worker to start the frozen step", func() bool {
 		return inFlight(effectLines(t, effects), bPid) == step
 	})
-	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := a.thaw(); err != nil {
 		t.Fatal(err)
 	}
-	for name, done := range map[string]chan error{"second": bDone, "thawed": aDone} {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("%s worker: %v\nA:\n%s\nB:\n%s", name, err, aOut, bOut)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("%s worker did not finish\nA:\n%s\nB:\n%s", name, aOut, bOut)
+	for _, w := range []struct {
+		name string
+		c    *child
+	}{{"second", b}, {"thawed", a}} {
+		if err, exited := w.c.waitTimeout(30 * time.Second); !exited {
+			t.Fatalf("%s worker did not finish\nA:\n%s\nB:\n%s", w.name, a.out, b.out)
+		} else if err != nil {
+			t.Fatalf("%s worker: %v\nA:\n%s\nB:\n%s", w.name, err, a.out, b.out)
 		}
 	}
 
@@ -182,5 +165,63 @@ func frozenWorker(t *testing.T, storeSpec string) {
 			t.Errorf("step-%d has %d completed records, want 1", i, n)
 		}
 	}
-	t.Logf("worker %s frozen in step %s; worker %s took the run over; the thawed worker's late step was refused", aPid, step, bPid)
+	t.Logf("worker %s frozen in step %s (after %d freezes undone as it was writing); worker %s took the run over; the thawed worker's late step was refused", aPid, step, writing, bPid)
+}
+
+// tagConnections returns spec with PostgreSQL connections named app (a
+// SQLite spec is returned as it is: its locks are the file's).
+func tagConnections(t *testing.T, spec, app string) string {
+	t.Helper()
+	if strings.HasPrefix(spec, "sqlite:") {
+		return spec
+	}
+	u, err := url.Parse(spec)
+	if err != nil || u.Scheme == "" {
+		return spec + " application_name=" + app // a key=value DSN
+	}
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// writeIdle reports whether no write of a (frozen) process holds locks
+// another process's writes would wait for: for SQLite, whether the write
+// lock can be taken at once; for PostgreSQL, whether no connection named
+// app (but the probe's own) is inside a transaction or a statement. The SQL is written here
+// because it probes the databases' own locking, which no store method
+// exposes.
+func writeIdle(t *testing.T, spec, app string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
+		db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(0)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			return false // SQLITE_BUSY: the frozen process holds the write lock
+		}
+		if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	}
+	conn, err := pgx.Connect(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var busy int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle' AND pid <> pg_backend_pid()", app).Scan(&busy); err != nil {
+		t.Fatal(err)
+	}
+	return busy == 0
 }

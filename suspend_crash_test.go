@@ -3,17 +3,15 @@ package durably_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/chaos"
-	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/store"
 )
 
@@ -21,10 +19,7 @@ import (
 // sleep loses nothing and duplicates nothing) kills worker processes whose
 // runs are waiting for a retry or sleeping, with crash_test.go's
 // child-process pattern and effect log.
-const (
-	suspendChildEnv = "DURABLY_SUSPEND_CRASH_CHILD"
-	suspendRuns     = 16
-)
+const suspendRuns = 16
 
 // suspendJob: step 1, step 2 failing its first attempt (retried after
 // 1s), a 2s sleep (step 3), step 4. A marker file per run makes the
@@ -73,16 +68,13 @@ func suspendJob(effects *chaos.EffectLog, dir string) *durably.Job[crashInput, i
 // TestSuspendCrashChild is the child process; it does nothing in a normal
 // run.
 func TestSuspendCrashChild(t *testing.T) {
-	if os.Getenv(suspendChildEnv) != "1" {
-		t.Skip("child process of TestSuspendCrash")
-	}
+	childOnly(t, "TestSuspendCrash")
 	effectsPath := os.Getenv(crashEffectEnv)
 	effects, err := chaos.Open(effectsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := openCrashStore(t, os.Getenv(crashStoreEnv))
-	e, err := durably.New(durably.Config{Store: st, MaxConcurrentRuns: 4, PollingInterval: 20 * time.Millisecond,
+	e, err := durably.New(durably.Config{Store: openStore(t, os.Getenv(childStoreEnv)), MaxConcurrentRuns: 4, PollingInterval: 20 * time.Millisecond,
 		// Leases of 2s: a killed child's leased runs are taken over soon,
 		// and a live child's renewals, every 250ms, do not miss a lease's
 		// end even on a loaded machine (a lease that ran out would rerun a
@@ -92,22 +84,7 @@ func TestSuspendCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	durably.MustRegister(e, suspendJob(effects, filepath.Dir(effectsPath)))
-	ctx := context.Background()
-	if err := e.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		runs, err := e.ListRuns(ctx, durably.RunFilter{Statuses: []durably.Status{durably.StatusPending, durably.StatusLeased}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(runs) == 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = e.Stop(ctx)
-	_ = st.Close()
+	workUntilDone(t, e)
 }
 
 // TestSuspendCrash kills processes while their runs wait for a retry or
@@ -115,32 +92,13 @@ func TestSuspendCrashChild(t *testing.T) {
 // right output, its failed attempt kept in its history, and no recorded
 // step runs again.
 func TestSuspendCrash(t *testing.T) {
-	if os.Getenv(suspendChildEnv) == "1" {
-		t.Skip("in the child")
-	}
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		suspendCrash(t, "sqlite:"+filepath.Join(t.TempDir(), "suspend.db"))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		suspendCrash(t, pgtest.Schema(t))
-	})
+	bothStores(t, "suspend.db", suspendCrash)
 }
 
 func suspendCrash(t *testing.T, storeSpec string) {
 	effects := filepath.Join(t.TempDir(), "effects.log")
-	st := openCrashStore(t, storeSpec)
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := durably.MustRegister(e, suspendJob(nil, ""))
+	e, job := parentEngine(t, storeSpec, durably.Config{}, suspendJob(nil, ""))
 	ctx := context.Background()
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	items := make([]durably.BatchItem[crashInput], suspendRuns)
 	for i := range items {
 		items[i].Input = crashInput{N: i + 1}
@@ -158,43 +116,20 @@ func suspendCrash(t *testing.T, storeSpec string) {
 	sleeping := func(r *durably.Run) bool { return r.Status == durably.StatusPending && r.CompletedStepCount == 3 }
 	killed := map[int]bool{}
 	for round, phase := range []func(*durably.Run) bool{waiting, sleeping, nil} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestSuspendCrashChild$", "-test.v")
-		cmd.Env = append(os.Environ(), suspendChildEnv+"=1", crashStoreEnv+"="+storeSpec, crashEffectEnv+"="+effects)
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		c := startChild(t, "TestSuspendCrashChild", storeSpec, crashEffectEnv+"="+effects)
 		if phase == nil {
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("child failed: %v\n%s", err, out)
+			if err := c.wait(); err != nil {
+				t.Fatalf("child failed: %v\n%s", err, c.out)
 			}
 			break
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for !allRuns(t, e, res, phase) {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the runs never got there\n%s", round, out)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		_ = cmd.Process.Kill() // SIGKILL on Unix
-		_ = cmd.Wait()
-		killed[cmd.Process.Pid] = true
+		waitFor(t, 30*time.Second, fmt.Sprintf("round %d's runs to get there", round), func() bool { return allRuns(t, e, res, phase) })
+		c.kill()
+		killed[c.pid()] = true
 	}
 	retried := 0
 	for i, r := range res {
-		run, err := e.GetRun(ctx, r.Run.ID)
-		if err != nil || run == nil || run.Status != durably.StatusCompleted {
-			t.Fatalf("run %d: %+v %v", i, run, err)
-		}
-		if want := (i + 1) * 7; string(run.Output) != strconv.Itoa(want) {
-			t.Fatalf("run %d output %s, want %d", i, run.Output, want)
-		}
-		steps, err := e.GetSteps(ctx, r.Run.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		steps := completedRun(t, e, i, r.Run.ID, strconv.Itoa((i+1)*7))
 		completed := map[string]int{}
 		for _, s := range steps {
 			switch s.Status {
