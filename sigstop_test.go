@@ -225,3 +225,51 @@ func writeIdle(t *testing.T, spec, app string) bool {
 	}
 	return busy == 0
 }
+
+// TestWriteIdleSeesAnOpenWrite: the frozen-worker test's probe tells a
+// process inside a write transaction from one outside it, on both stores;
+// without it the test could freeze its worker while that worker holds the
+// lock the other worker needs, and time out.
+func TestWriteIdleSeesAnOpenWrite(t *testing.T) {
+	bothStores(t, "probe.db", func(t *testing.T, storeSpec string) {
+		const app = "durably-probe-writer"
+		spec := tagConnections(t, storeSpec, app)
+		openStore(t, spec) // the database as a store leaves it (SQLite in WAL mode)
+		ctx := context.Background()
+		var begin, rollback func()
+		if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// The statements a store's write transaction starts and ends with.
+			begin = func() { _, _ = conn.ExecContext(ctx, "BEGIN IMMEDIATE") }
+			rollback = func() { _, _ = conn.ExecContext(ctx, "ROLLBACK") }
+		} else {
+			conn, err := pgx.Connect(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			begin = func() { _, _ = conn.Exec(ctx, "BEGIN; SELECT 1") }
+			rollback = func() { _, _ = conn.Exec(ctx, "ROLLBACK") }
+		}
+		if !writeIdle(t, spec, app) {
+			t.Fatal("no write open, but the probe saw one")
+		}
+		begin()
+		if writeIdle(t, spec, app) {
+			t.Fatal("a write transaction is open, but the probe did not see it")
+		}
+		rollback()
+		if !writeIdle(t, spec, app) {
+			t.Fatal("the write ended, but the probe still sees it")
+		}
+	})
+}
