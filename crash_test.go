@@ -23,7 +23,11 @@ const (
 	crashEffectEnv = "DURABLY_CRASH_EFFECTS"
 	crashLeaseEnv  = "DURABLY_CRASH_LEASE"
 	crashStepEnv   = "DURABLY_CRASH_STEP" // a step's duration; default 2–8 ms
-	crashRuns      = 40
+	// crashGateEnv names a file a worker waits for, once ready, before it
+	// works: workers started together then start working together,
+	// whatever their (-race) start-up took.
+	crashGateEnv = "DURABLY_CRASH_GATE"
+	crashRuns    = 40
 	// crashLease is the kill loops' lease: short enough that the next
 	// child soon takes over a killed one's runs, long enough that a live
 	// child's renewals (every lease/4) never all miss it on a loaded
@@ -106,6 +110,13 @@ func TestCrashChild(t *testing.T) {
 		}
 	}
 	durably.MustRegister(e, crashJob(effects, stepTime))
+	if gate := os.Getenv(crashGateEnv); gate != "" {
+		fmt.Println(childReady)
+		waitFor(t, time.Minute, "the gate to open", func() bool {
+			_, err := os.Stat(gate)
+			return err == nil
+		})
+	}
 	workUntilDone(t, e)
 }
 
@@ -183,8 +194,17 @@ func twoProcesses(t *testing.T, storeSpec string) {
 	if _, err := job.BatchTrigger(ctx, items); err != nil {
 		t.Fatal(err)
 	}
-	children := []*child{startChild(t, "TestCrashChild", storeSpec, crashEnv(effects, 30*time.Second)...),
-		startChild(t, "TestCrashChild", storeSpec, crashEnv(effects, 30*time.Second)...)}
+	// Both start working at once: a worker that started up first would
+	// otherwise do all the work before the other one is up.
+	gate := filepath.Join(t.TempDir(), "gate")
+	env := append(crashEnv(effects, 30*time.Second), crashGateEnv+"="+gate)
+	children := []*child{startChild(t, "TestCrashChild", storeSpec, env...), startChild(t, "TestCrashChild", storeSpec, env...)}
+	for _, c := range children {
+		c.ready(t, 30*time.Second)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range children {
 		if err := c.wait(); err != nil {
 			t.Errorf("child: %v\n%s", err, c.out)
