@@ -97,19 +97,7 @@ func TestAmbiguousCommitCountsAsDone(t *testing.T) {
 					mu.Unlock()
 				}
 			})
-			ctx := context.Background()
-			if err := e.Init(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer e.Stop(ctx)
-			res, err := job.Trigger(ctx, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			run, err := e.WaitForRun(ctx, res.Run.ID, durably.WithTimeout(10*time.Second))
-			if err != nil || run.Status != durably.StatusCompleted {
-				t.Fatalf("run: %+v %v\n%s", run, err, logs)
-			}
+			runToCompletion(t, e, job, 0, logs)
 			time.Sleep(50 * time.Millisecond) // let a second run:complete show, if one were coming
 			mu.Lock()
 			defer mu.Unlock()

@@ -3,6 +3,7 @@ package durably_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -242,7 +243,28 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// completedSteps fails the test unless run i (id) completed with output
+// runToCompletion starts e (stopped when the test ends), triggers job
+// with in and fails the test unless the run completes within 10 s; logs
+// are shown on failure.
+func runToCompletion[I, O any](t *testing.T, e *durably.Engine, job *durably.JobHandle[I, O], in I, logs fmt.Stringer) *durably.Run {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop(ctx) })
+	res, err := job.Trigger(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := e.WaitForRun(ctx, res.Run.ID, durably.WithTimeout(10*time.Second))
+	if err != nil || run.Status != durably.StatusCompleted {
+		t.Fatalf("run: %+v %v\n%s", run, err, logs)
+	}
+	return run
+}
+
+// completedRun fails the test unless run i (id) completed with output
 // want; it returns the run's step records.
 func completedRun(t *testing.T, e *durably.Engine, i int, id string, want string) []*durably.StepRecord {
 	t.Helper()

@@ -60,19 +60,7 @@ func TestRenewalRetriedWithinLease(t *testing.T) {
 			})
 		},
 	})
-	ctx := context.Background()
-	if err := e.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Stop(ctx)
-	res, err := job.Trigger(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := e.WaitForRun(ctx, res.Run.ID, durably.WithTimeout(10*time.Second))
-	if err != nil || run.Status != durably.StatusCompleted {
-		t.Fatalf("run: %+v %v\n%s", run, err, logs)
-	}
+	runToCompletion(t, e, job, 0, logs)
 	mu.Lock()
 	defer mu.Unlock()
 	if executions != 1 {

@@ -196,16 +196,8 @@ func writeIdle(t *testing.T, spec, app string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
-		db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(0)")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn, done := sqliteConn(ctx, t, path+"?_pragma=busy_timeout(0)")
+		defer done()
 		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 			return false // SQLITE_BUSY: the frozen process holds the write lock
 		}
@@ -226,6 +218,21 @@ func writeIdle(t *testing.T, spec, app string) bool {
 	return busy == 0
 }
 
+// sqliteConn opens one connection of its own to a SQLite database; done
+// closes it.
+func sqliteConn(ctx context.Context, t *testing.T, dsn string) (conn *sql.Conn, done func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, err = db.Conn(ctx); err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return conn, func() { conn.Close(); db.Close() }
+}
+
 // TestWriteIdleSeesAnOpenWrite: the frozen-worker test's probe tells a
 // process inside a write transaction from one outside it, on both stores;
 // without it the test could freeze its worker while that worker holds the
@@ -238,16 +245,8 @@ func TestWriteIdleSeesAnOpenWrite(t *testing.T) {
 		ctx := context.Background()
 		var begin, rollback func()
 		if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
-			db, err := sql.Open("sqlite", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			conn, err := db.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn, done := sqliteConn(ctx, t, path)
+			defer done()
 			// The statements a store's write transaction starts and ends with.
 			begin = func() { _, _ = conn.ExecContext(ctx, "BEGIN IMMEDIATE") }
 			rollback = func() { _, _ = conn.ExecContext(ctx, "ROLLBACK") }
