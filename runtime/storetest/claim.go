@@ -104,6 +104,41 @@ var batchCases = []Case{
 }
 
 // claimReq claims for tests at a given instant.
+// claimConcurrently has six workers claim runs at once through three
+// handles of the database (the engine's store and two more), rounds
+// claims of up to 2 runs each, all as of one moment; got receives each
+// worker's claimed runs, one call at a time. After each of its claims,
+// worker 0 also calls also (if not nil) with its handle: maintenance racing
+// the claims.
+func claimConcurrently(t *testing.T, h *Harness, e *durably.Engine, rounds int, also func(st store.Store, now time.Time), got func(runs []*store.Run)) {
+	t.Helper()
+	stores := []store.Store{e.Store(), h.OpenStore(), h.OpenStore()}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	now := time.Now()
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := stores[w%len(stores)]
+			for range rounds {
+				runs, err := st.Claim(Ctx(t), claimReq(fmt.Sprintf("w%d", w), now, 2))
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if w == 0 && also != nil {
+					also(st, now)
+				}
+				mu.Lock()
+				got(runs)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func claimReq(worker string, now time.Time, limit int) store.ClaimRequest {
 	return store.ClaimRequest{WorkerID: worker, Now: now, Lease: 30 * time.Second, Limit: limit}
 }
@@ -232,35 +267,16 @@ var claimCases = []Case{
 				MustTrigger(t, j, Msg{"keyed"}, durably.WithConcurrencyKey(fmt.Sprintf("k%d", k)))
 			}
 		}
-		stores := []store.Store{e.Store(), h.OpenStore(), h.OpenStore()}
-		var mu sync.Mutex
 		seen := map[string]int{}
 		keys := map[string]int{}
-		var wg sync.WaitGroup
-		now := time.Now()
-		for w := range 6 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				st := stores[w%len(stores)]
-				for range 25 {
-					runs, err := st.Claim(Ctx(t), claimReq(fmt.Sprintf("w%d", w), now, 2))
-					if err != nil {
-						t.Errorf("claim: %v", err)
-						return
-					}
-					mu.Lock()
-					for _, r := range runs {
-						seen[r.ID]++
-						if r.ConcurrencyKey != "" {
-							keys[r.ConcurrencyKey]++
-						}
-					}
-					mu.Unlock()
+		claimConcurrently(t, h, e, 25, nil, func(runs []*store.Run) {
+			for _, r := range runs {
+				seen[r.ID]++
+				if r.ConcurrencyKey != "" {
+					keys[r.ConcurrencyKey]++
 				}
-			}()
-		}
-		wg.Wait()
+			}
+		})
 		for id, n := range seen {
 			if n != 1 {
 				t.Errorf("run %s claimed %d times", id, n)

@@ -3,9 +3,7 @@ package storetest
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -215,37 +213,19 @@ var tenantCases = []Case{
 				}
 			}
 		}
-		stores := []store.Store{e.Store(), h.OpenStore(), h.OpenStore()}
-		var mu sync.Mutex
 		leased := map[string][]string{}
-		var wg sync.WaitGroup
-		now := time.Now()
-		for w := range 6 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				st := stores[w%len(stores)]
-				for range 10 {
-					runs, err := st.Claim(Ctx(t), claimReq(fmt.Sprintf("w%d", w), now, 2))
-					if err != nil {
-						t.Errorf("claim: %v", err)
-						return
-					}
-					if w == 0 { // maintenance racing the claims, as an idle worker's would
-						if _, err := st.ReleaseExpiredLeases(Ctx(t), now); err != nil {
-							t.Errorf("release expired: %v", err)
-						}
-					}
-					mu.Lock()
-					for _, r := range runs {
-						k := r.Labels["org"] + "/" + r.ConcurrencyKey
-						leased[k] = append(leased[k], r.ID)
-					}
-					mu.Unlock()
-				}
-			}()
+		// Maintenance racing the claims, as an idle worker's would.
+		release := func(st store.Store, now time.Time) {
+			if _, err := st.ReleaseExpiredLeases(Ctx(t), now); err != nil {
+				t.Errorf("release expired: %v", err)
+			}
 		}
-		wg.Wait()
+		claimConcurrently(t, h, e, 10, release, func(runs []*store.Run) {
+			for _, r := range runs {
+				k := r.Labels["org"] + "/" + r.ConcurrencyKey
+				leased[k] = append(leased[k], r.ID)
+			}
+		})
 		if len(leased) != len(orgs)*len(keys) {
 			t.Errorf("leased keys %v, want one run for each of %d tenant keys", leased, len(orgs)*len(keys))
 		}
