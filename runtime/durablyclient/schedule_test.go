@@ -3,14 +3,13 @@ package durablyclient_test
 import (
 	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyclient"
 	"github.com/durably-go/durably/runtime/durablyhttp"
-	"github.com/durably-go/durably/runtime/sqlitestore"
+	"github.com/durably-go/durably/runtime/durablytest"
 )
 
 // TestTriggerScheduleOptions: RunAt, Delay and Priority travel as runAt,
@@ -18,19 +17,10 @@ import (
 // priority and attempt.
 func TestTriggerScheduleOptions(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "d.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	e, err := durably.New(durably.Config{Store: st, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	env := durablytest.New(t, durably.Config{})
+	env.Clock.Set(now)
+	e := env.Engine
 	durably.MustRegister(e, &durably.Job[int, int]{Name: "j",
 		Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
 	h, err := durablyhttp.New(e, durablyhttp.Options[struct{}, durably.MapLabels]{})

@@ -2,12 +2,11 @@ package typed_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/sqlitestore"
+	"github.com/durably-go/durably/runtime/durablytest"
 	"github.com/durably-go/durably/runtime/typed"
 )
 
@@ -16,19 +15,10 @@ import (
 // them) reach the run.
 func TestTriggerOptionsSchedule(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "d.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	e, err := durably.New(durably.Config{Store: st, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	env := durablytest.New(t, durably.Config{})
+	env.Clock.Set(now)
+	e := env.Engine
 	j, err := durably.RegisterTyped[int, int, durably.MapLabels](e, &durably.Job[int, int]{Name: "j",
 		Run: func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in, nil }})
 	if err != nil {
