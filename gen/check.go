@@ -70,6 +70,9 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 		if j.Output != nil {
 			c.typ(ptr+"/output", *j.Output)
 		}
+		if j.Retry != nil {
+			c.retry(ptr+"/retry", *j.Retry)
+		}
 		for k, sc := range j.Schedules {
 			sp := ptr + "/schedules/" + strconv.Itoa(k)
 			if prev, dup := schedules[sc.Name]; dup {
@@ -128,6 +131,39 @@ func (c *checker) schedule(ptr string, d *Declaration, j Job, sc Schedule) {
 	if err := validateAgainst(labelsSchema(d.Labels), labels); err != nil {
 		c.add(at, "the labels do not match the declared labels: %v", err)
 	}
+}
+
+// retry checks a declared retry policy as durably.RetryPolicy's validate
+// does at Register, so that the generated Register does not fail on it.
+// The schema has checked maxAttempts, backoff, jitter and the shape of the
+// durations already.
+func (c *checker) retry(ptr string, r Retry) {
+	initial, ok := c.duration(ptr+"/initial", "initial", r.Initial)
+	max, okMax := c.duration(ptr+"/max", "max", r.Max)
+	if !ok || !okMax {
+		return
+	}
+	effective, which := initial, ""
+	if r.Initial == "" || initial == 0 {
+		effective, which = durably.DefaultRetryInitial, ", the default"
+	}
+	if max > 0 && max < effective {
+		c.add(ptr+"/max", "max (%s) is less than initial (%s%s): raise max, lower initial, or leave max out for no cap", max, effective, which)
+	}
+}
+
+// duration parses a non-negative Go duration of a retry policy; "" is
+// zero.
+func (c *checker) duration(ptr, name, s string) (time.Duration, bool) {
+	if s == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		c.add(ptr, "%s %q: write a non-negative Go duration (500ms, 1s, 1m30s) of at most %s", name, s, time.Duration(math.MaxInt64))
+		return 0, false
+	}
+	return d, true
 }
 
 // validateAgainst validates a YAML value (JSON-shaped) against a schema

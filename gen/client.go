@@ -21,6 +21,7 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 	g.p(`import (
 	"context"
 	"iter"
+	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyclient"
@@ -50,10 +51,18 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 	g.p("// CoalesceSkip returns the pending run of the concurrency key instead")
 	g.p("// of failing with a conflict.")
 	g.p("CoalesceSkip bool")
+	g.p("// RunAt makes the run claimable no earlier than this time; Delay, no")
+	g.p("// earlier than this long after the trigger (whole milliseconds, rounded")
+	g.p("// up). Left zero, the run is claimable at once.")
+	g.p("RunAt time.Time")
+	g.p("Delay time.Duration")
+	g.p("// Priority, if set, overrides the job's: a smaller number runs first.")
+	g.p("Priority *int")
 	g.p("}")
 	g.p("")
 	g.p("func (o TriggerOptions) generic() durablyclient.TriggerOptions[%s.Labels] {", pkg)
-	g.p("g := durablyclient.TriggerOptions[%s.Labels]{IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip}", pkg)
+	g.p("g := durablyclient.TriggerOptions[%s.Labels]{IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip,", pkg)
+	g.p("RunAt: o.RunAt, Delay: o.Delay, Priority: o.Priority}")
 	g.p("if !o.Labels.IsZero() {")
 	g.p("l := o.Labels.Labels()")
 	g.p("g.Labels = &l")

@@ -55,6 +55,31 @@ type Job struct {
 	// Schedules trigger the job periodically (durably.AddSchedule); the
 	// generated Register adds them.
 	Schedules []Schedule `json:"schedules,omitempty" jsonschema:"description=Periodic triggers of the job; Register adds them (durably.AddSchedule)." yaml:"schedules,omitempty"`
+	// Retry is the job's retry policy (durably.Job.Retry): its failing
+	// steps, and its body failing outside a step, are tried again.
+	Retry *Retry `json:"retry,omitempty" jsonschema:"description=The job's retry policy (durably.Job.Retry): a failing step is tried again up to maxAttempts in all; the run waits between attempts without holding a worker slot." yaml:"retry,omitempty"`
+	// Priority is the default priority of the job's runs (durably.Job.Priority):
+	// a smaller number is claimed first. The range is the HTTP trigger's,
+	// so that a trigger can always override it.
+	Priority *int `json:"priority,omitempty" jsonschema:"minimum=-2147483648,maximum=2147483647,description=The default priority of the job's runs (durably.Job.Priority): a smaller number is claimed first; default 0; a trigger's priority overrides it." yaml:"priority,omitempty"`
+	// MaxRunning caps the runs of the job leased at once across every
+	// process (durably.Job.MaxRunning).
+	MaxRunning *int `json:"maxRunning,omitempty" jsonschema:"minimum=1,maximum=2147483647,description=The most runs of this job running at once across every process sharing the database (durably.Job.MaxRunning); leave it out for no limit." yaml:"maxRunning,omitempty"`
+}
+
+// Retry declares a retry policy (durably.RetryPolicy), checked as the
+// engine checks it at Register.
+type Retry struct {
+	// MaxAttempts counts every attempt, the first included.
+	MaxAttempts int `json:"maxAttempts" jsonschema:"minimum=1,maximum=2147483647,description=The number of attempts in all: the first included; 1 means no retry." yaml:"maxAttempts"`
+	// Backoff is exponential (the default) or fixed.
+	Backoff string `json:"backoff,omitempty" jsonschema:"enum=exponential,enum=fixed,description=How the wait grows: exponential (the default: it doubles after each attempt up to max) or fixed (initial every time)." yaml:"backoff,omitempty"`
+	// Initial and Max are Go durations (1s, 500ms, 1m30s); the schema's
+	// pattern for them is goDuration, set by Schema.
+	Initial string `json:"initial,omitempty" jsonschema:"description=The wait before the second attempt: a non-negative Go duration (500ms or 1m30s); default 1s." yaml:"initial,omitempty"`
+	Max     string `json:"max,omitempty" jsonschema:"description=The longest wait between attempts: a non-negative Go duration not less than initial; 0s or left out for no cap." yaml:"max,omitempty"`
+	// Jitter shortens each wait by a random fraction of up to Jitter.
+	Jitter number `json:"jitter,omitempty" jsonschema:"minimum=0,maximum=1,description=Shortens each wait by a random fraction of it of up to jitter (0 to 1) so that runs failing together do not retry together; default 0." yaml:"jitter,omitempty"`
 }
 
 // Schedule declares a periodic trigger of a job (durably.Schedule).

@@ -92,6 +92,8 @@ type emitter struct {
 	// whose types are being emitted, for the origins of their names.
 	job  string
 	jobN int
+	// usesTime is set when the file being emitted refers to package time.
+	usesTime bool
 }
 
 func (g *emitter) origin(ptr, what string) origin {
@@ -122,6 +124,7 @@ func (g *emitter) reset() {
 	g.buf.Reset()
 	g.out = &g.buf
 	g.decls = nil
+	g.usesTime = false
 }
 
 // file is the main buffer followed by the declared types.
@@ -179,6 +182,9 @@ func (g *emitter) mainFile() []byte {
 	g.p("import (")
 	g.p("\"context\"")
 	g.p("\"fmt\"")
+	if g.usesTime {
+		g.p("\"time\"")
+	}
 	g.p("")
 	g.p("\"github.com/durably-go/durably\"")
 	g.p("\"github.com/durably-go/durably/runtime/typed\"")
@@ -502,7 +508,8 @@ func (g *emitter) jobs() {
 	g.p("}")
 	g.p("")
 	g.p("// Register registers every declared job on e, with its input and output")
-	g.p("// validated against the declaration, and adds the declared schedules.")
+	g.p("// validated against the declaration and its declared retry policy,")
+	g.p("// priority and limit, and adds the declared schedules.")
 	g.p("func Register(e *durably.Engine, h Handlers) (*Jobs, error) {")
 	g.p("var jobs Jobs")
 	for _, j := range d.Jobs {
@@ -513,6 +520,15 @@ func (g *emitter) jobs() {
 		g.p("{")
 		g.p("handle, err := durably.RegisterTyped[%sInput, %sOutput, Labels](e, &durably.Job[%sInput, %sOutput]{", id, id, id, id)
 		g.p("Name: %q, Run: h.%s, InputSchema: schemaOf%sInput, OutputSchema: schemaOf%sOutput,", j.Name, id, id, id)
+		if j.Retry != nil {
+			g.p("Retry: %s,", g.retryPolicy(*j.Retry))
+		}
+		if j.Priority != nil {
+			g.p("Priority: %d,", *j.Priority)
+		}
+		if j.MaxRunning != nil {
+			g.p("MaxRunning: %d,", *j.MaxRunning)
+		}
 		g.p("})")
 		g.p("if err != nil {")
 		g.p("return nil, err")
@@ -577,7 +593,7 @@ func (g *emitter) schedule(id string, j Job, sc Schedule) {
 		fields = append(fields, "CatchUp: -1, // none: a missed tick never fires")
 	default:
 		dur, _ := time.ParseDuration(sc.CatchUp)
-		fields = append(fields, fmt.Sprintf("CatchUp: %d, // %s", int64(dur), dur))
+		fields = append(fields, "CatchUp: "+g.duration(dur)+",")
 	}
 	g.p("if err := durably.AddSchedule(handle, durably.Schedule[%s]{", in)
 	for _, f := range fields {
@@ -587,6 +603,53 @@ func (g *emitter) schedule(id string, j Job, sc Schedule) {
 	g.p("return nil, err")
 	g.p("}")
 	g.p("}")
+}
+
+// retryPolicy is the durably.RetryPolicy literal of a declared policy,
+// which check has accepted: members left out (or zero) are the engine's
+// defaults, so they are left out of the literal too.
+func (g *emitter) retryPolicy(r Retry) string {
+	fields := []string{fmt.Sprintf("MaxAttempts: %d", r.MaxAttempts)}
+	switch r.Backoff {
+	case "exponential":
+		fields = append(fields, "Backoff: durably.BackoffExponential")
+	case "fixed":
+		fields = append(fields, "Backoff: durably.BackoffFixed")
+	}
+	for _, d := range []struct{ name, value string }{{"Initial", r.Initial}, {"Max", r.Max}} {
+		if dur, _ := time.ParseDuration(d.value); dur != 0 {
+			fields = append(fields, d.name+": "+g.duration(dur))
+		}
+	}
+	if r.Jitter != 0 {
+		fields = append(fields, "Jitter: "+strconv.FormatFloat(r.Jitter, 'g', -1, 64))
+	}
+	return "&durably.RetryPolicy{" + strings.Join(fields, ", ") + "}"
+}
+
+// duration writes d as a Go expression in the largest unit that divides
+// it (90 * time.Minute, time.Second, 1500 * time.Millisecond), noting the
+// file's use of package time.
+func (g *emitter) duration(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
+	g.usesTime = true
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "Hour"}, {time.Minute, "Minute"}, {time.Second, "Second"}, {time.Millisecond, "Millisecond"}, {time.Microsecond, "Microsecond"}} {
+		if d%u.unit == 0 {
+			if d == u.unit {
+				return "time." + u.name
+			}
+			return strconv.FormatInt(int64(d/u.unit), 10) + " * time." + u.name
+		}
+	}
+	if d == time.Nanosecond {
+		return "time.Nanosecond"
+	}
+	return strconv.FormatInt(int64(d), 10) + " * time.Nanosecond"
 }
 
 // aliases emits the option and filter types of the typed handles.

@@ -77,6 +77,12 @@ func TestIssueCases(t *testing.T) {
 		"tenant_optional":             `d.yaml:3:23: labels.org.tenant: a tenant label must be required`,
 		"schedules":                   "",
 		"schedule_mismatch":           `d.yaml:6:44: jobs[0].schedules[0].input: the input does not match job "send-receipt"'s input: (root): must be >= 1`,
+		"retry":                       "",
+		"retry_max_under_default":     `d.yaml:4:29: jobs[0].retry.max: max (500ms) is less than initial (1s, the default)`,
+		"retry_without_attempts":      `d.yaml:4:5: jobs[0].retry: missing "maxAttempts"; add it; a retry policy is a mapping such as {maxAttempts: 3`,
+		"retry_negative_initial":      `d.yaml:4:29: jobs[0].retry.initial: does not match pattern`,
+		"priority_out_of_range":       `d.yaml:4:5: jobs[0].priority: must be <= `,
+		"max_running_zero":            `d.yaml:4:5: jobs[0].maxRunning: must be >= 1 but found 0; write a whole number from 1`,
 	}
 	tc := newTypeChecker(t)
 	got := corpus(t)

@@ -60,6 +60,18 @@ func TestSchemaAgreesOnShapes(t *testing.T) {
 		{pkg + `"labels": {"n": {"type": "enum", "values": ["x"]}, "m": {"type": "string"}}, "jobs": [{"name": "a"}]`, true},
 		{pkg + `"context": {"scopes": {"type": "array", "items": {"type": "string"}}, "org": {"type": "object", "properties": {"id": {"type": "string"}}}}, "jobs": [{"name": "a"}]`, true},
 		{pkg + `"jobs": [{"name": "a", "input": {}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 3, "backoff": "fixed", "initial": "1m30s", "max": "2h", "jitter": 0.5}, "priority": -3, "maxRunning": 2}]`, true},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 1, "initial": "0", "max": ".5h", "jitter": 1}, "priority": 2147483647}]`, true},
+		{pkg + `"jobs": [{"name": "a", "retry": {"backoff": "fixed"}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 0}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 2, "backoff": "linear"}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 2, "initial": "-1s"}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 2, "max": "1 minute"}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 2, "jitter": -0.1}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "retry": {"maxAttempts": 2, "delay": "1s"}}]`, false},
+		{pkg + `"jobs": [{"name": "a", "priority": 2147483648}]`, false},
+		{pkg + `"jobs": [{"name": "a", "priority": "high"}]`, false},
+		{pkg + `"jobs": [{"name": "a", "maxRunning": 0}]`, false},
 	} {
 		var v any
 		if err := json.Unmarshal([]byte("{"+c.doc+"}"), &v); err != nil {
@@ -128,6 +140,8 @@ func TestGolden(t *testing.T) {
 
 func TestProblems(t *testing.T) {
 	const good = "package: {name: p, output: ./p}\njobs:\n  - name: a\n    input: {type: string}\n"
+	// pj starts a declaration whose first job, a, takes members next.
+	const pj = "package: {name: p, output: ./p}\njobs:\n  - name: a\n"
 	cases := []struct {
 		name, yaml string
 		want       []string // each must appear, in order
@@ -198,6 +212,36 @@ func TestProblems(t *testing.T) {
 			[]string{"d.yaml:8:35: jobs[0].schedules[0].labels: the labels do not match the declared labels: env: value must be \"prod\"; org: required", "d.yaml:9:9: jobs[0].schedules[1]: the labels do not match the declared labels: org: required", "jobs[0].schedules[2].labels: Invalid label key \"bad key\""}},
 		{"schedule label value not a string", "package: {name: p, output: ./p}\nlabels:\n  org: {type: string}\njobs:\n  - name: a\n    schedules:\n      - {name: s, cron: \"@daily\", labels: {org: 1}}\n",
 			[]string{"d.yaml:7:44: jobs[0].schedules[0].labels.org: expected string"}},
+		{"retry without maxAttempts", pj + "    retry: {backoff: fixed}\n",
+			[]string{"d.yaml:4:5: jobs[0].retry: missing \"maxAttempts\"; add it; a retry policy is a mapping such as {maxAttempts: 3"}},
+		{"retry not a mapping", pj + "    retry: 3\n",
+			[]string{"d.yaml:4:5: jobs[0].retry: expected object, but got number; a retry policy is a mapping such as {maxAttempts: 3"}},
+		{"retry unknown key", pj + "    retry: {maxAttempts: 2, maxAttempt: 3}\n",
+			[]string{"d.yaml:4:29: jobs[0].retry.maxAttempt: unknown key \"maxAttempt\""}},
+		{"maxAttempts zero", pj + "    retry: {maxAttempts: 0}\n",
+			[]string{"d.yaml:4:13: jobs[0].retry.maxAttempts: must be >= 1 but found 0; maxAttempts counts every attempt, the first included: write a whole number from 1 (no retry)"}},
+		{"maxAttempts not whole", pj + "    retry: {maxAttempts: 2.5}\n",
+			[]string{"d.yaml:4:13: jobs[0].retry.maxAttempts: expected integer, but got number; maxAttempts counts every attempt"}},
+		{"backoff", pj + "    retry: {maxAttempts: 2, backoff: linear}\n",
+			[]string{"d.yaml:4:29: jobs[0].retry.backoff: value must be one of \"exponential\", \"fixed\"; write exponential (the wait doubles"}},
+		{"durations", pj + "    retry: {maxAttempts: 2, initial: -1s, max: soon}\n",
+			[]string{"d.yaml:4:29: jobs[0].retry.initial: does not match pattern", "; write a non-negative Go duration such as 500ms, 1s or 1m30s",
+				"d.yaml:4:43: jobs[0].retry.max: does not match pattern"}},
+		{"duration as a number", pj + "    retry: {maxAttempts: 2, initial: 0}\n",
+			[]string{"d.yaml:4:29: jobs[0].retry.initial: expected string, but got number; write a non-negative Go duration"}},
+		{"duration overflow", pj + "    retry: {maxAttempts: 2, max: 3000000h}\n",
+			[]string{"d.yaml:4:29: jobs[0].retry.max: max \"3000000h\": write a non-negative Go duration (500ms, 1s, 1m30s) of at most 2562047h47m16.854775807s"}},
+		{"max under initial", pj + "    retry: {maxAttempts: 2, initial: 2s, max: 1500ms}\n  - name: b\n    retry: {maxAttempts: 2, max: 500ms}\n",
+			[]string{"d.yaml:4:42: jobs[0].retry.max: max (1.5s) is less than initial (2s): raise max, lower initial, or leave max out for no cap",
+				"d.yaml:6:29: jobs[1].retry.max: max (500ms) is less than initial (1s, the default)"}},
+		{"jitter", pj + "    retry: {maxAttempts: 2, jitter: 1.5}\n",
+			[]string{"d.yaml:4:29: jobs[0].retry.jitter: must be <= 1 but found 1.5; write a fraction from 0 (no jitter) to 1"}},
+		{"priority", pj + "    priority: high\n  - name: b\n    priority: 2147483648\n  - name: c\n    priority: 1.5\n",
+			[]string{"d.yaml:4:5: jobs[0].priority: expected integer, but got string; write a whole number from -2147483648 to 2147483647",
+				"d.yaml:6:5: jobs[1].priority: must be <= ", "d.yaml:8:5: jobs[2].priority: expected integer"}},
+		{"maxRunning", pj + "    maxRunning: 0\n  - name: b\n    maxRunning: -2\n",
+			[]string{"d.yaml:4:5: jobs[0].maxRunning: must be >= 1 but found 0; write a whole number from 1 to 2147483647, or leave maxRunning out for no limit",
+				"d.yaml:6:5: jobs[1].maxRunning: must be >= 1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -80,6 +80,11 @@ func Schema() []byte {
 	if labels, ok := s.Definitions["Declaration"].Properties.Get("labels"); ok {
 		labels.Ref = "#/$defs/LabelFields"
 	}
+	for _, k := range []string{"initial", "max"} {
+		if p, ok := s.Definitions["Retry"].Properties.Get(k); ok {
+			p.Pattern = goDuration
+		}
+	}
 	s.ID = "https://github.com/durably-go/durably/durably.schema.json"
 	s.Title = "durably-gen declaration (durably.yaml)"
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -174,6 +179,25 @@ func Parse(file string, data []byte) (*Declaration, error) {
 }
 
 var labelType = regexp.MustCompile(`^/labels/[^/]+/type$`)
+
+// goDuration is a non-negative Go duration, as time.ParseDuration reads
+// it (without a sign): durably.schema.json's pattern of retry durations.
+const goDuration = `^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$`
+
+// hints say how to fix what the schema refuses at a member whose rule the
+// validator's message alone does not explain.
+var hints = []struct {
+	at  *regexp.Regexp
+	fix string
+}{
+	{regexp.MustCompile(`^/jobs/\d+/retry$`), "a retry policy is a mapping such as {maxAttempts: 3, backoff: exponential, initial: 1s, max: 1m, jitter: 0.1}"},
+	{regexp.MustCompile(`^/jobs/\d+/retry/maxAttempts$`), "maxAttempts counts every attempt, the first included: write a whole number from 1 (no retry) to 2147483647"},
+	{regexp.MustCompile(`^/jobs/\d+/retry/backoff$`), "write exponential (the wait doubles after each attempt, up to max) or fixed (initial every time)"},
+	{regexp.MustCompile(`^/jobs/\d+/retry/(initial|max)$`), "write a non-negative Go duration such as 500ms, 1s or 1m30s (quoted or not)"},
+	{regexp.MustCompile(`^/jobs/\d+/retry/jitter$`), "write a fraction from 0 (no jitter) to 1 (a wait may shrink to nothing)"},
+	{regexp.MustCompile(`^/jobs/\d+/priority$`), "write a whole number from -2147483648 to 2147483647 (the range of an HTTP trigger's priority); a smaller number runs first"},
+	{regexp.MustCompile(`^/jobs/\d+/maxRunning$`), "write a whole number from 1 to 2147483647, or leave maxRunning out for no limit"},
+}
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
 
@@ -380,6 +404,12 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 		}
 		if labelType.MatchString(ptr) && strings.HasPrefix(msg, "value must be one of") {
 			msg = "a label is a string or an enum; declare other types in context or in the input"
+		}
+		for _, h := range hints {
+			if h.at.MatchString(ptr) {
+				msg += "; " + h.fix
+				break
+			}
 		}
 		line, col := lookup(pos, ptr)
 		ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(ptr), Msg: msg})

@@ -25,7 +25,7 @@ var (
 	// reservedPackageNames cannot name the generated package: the client
 	// imports it under its name next to these, and a predeclared name
 	// would shadow the types the client uses.
-	reservedPackageNames = []string{"context", "iter", "durably", "durablyclient", "main", "init"}
+	reservedPackageNames = []string{"context", "iter", "time", "durably", "durablyclient", "main", "init"}
 )
 
 // origin is where an identifier comes from: a member of the declaration

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -271,6 +272,7 @@ func (g randDecl) declaration() []byte {
 		if g.chance(0.25) {
 			j.Content = append(j.Content, plain("schedules"), g.schedules(j))
 		}
+		g.runner(j)
 		jobs.Content = append(jobs.Content, j)
 	}
 	root.Content = append(root.Content, plain("jobs"), jobs)
@@ -331,6 +333,60 @@ func (g randDecl) schedules(job *yaml.Node) *yaml.Node {
 	return list
 }
 
+// runner draws a job's retry policy, priority and limit: valid and not,
+// every member of the policy and the edges of each rule (max against the
+// default initial of 1s, jitter's bounds, the 32-bit range of priority).
+func (g randDecl) runner(job *yaml.Node) {
+	add := func(k string, v *yaml.Node) { job.Content = append(job.Content, plain(k), v) }
+	attempts := []string{"1", "3", "10", "0", "-1", "2.5", "many"}
+	backoffs := []string{"exponential", "fixed", "linear", "Fixed", ""}
+	// Durations ordered so that a clean policy's max is never under its
+	// initial: clean initials are at most 2s, clean maxima at least 2s.
+	initials := []string{"0s", "1s", "500ms", "2s", "-1s", "soon", "0", "3000000h"}
+	maxima := []string{"2s", "1m", "1h30m", "0s", "800ms", "1.5s", "-5m", "10"}
+	jitters := []string{"0", "0.1", "0.5", "1", "1.5", "-0.2", ".nan", "lots"}
+	priorities := []string{"0", "1", "-5", "100", "2147483647", "-2147483648", "2147483648", "1.5", "high"}
+	limits := []string{"1", "2", "50", "0", "-1", "1.5"}
+	if g.clean {
+		attempts, backoffs, initials, maxima, jitters = attempts[:3], backoffs[:2], initials[:4], maxima[:4], jitters[:4]
+		priorities, limits = priorities[:6], limits[:3]
+	}
+	if g.chance(0.3) {
+		switch {
+		case g.chance(0.03):
+			add("retry", plain(g.pick(attempts))) // not a mapping
+		default:
+			r := mapping()
+			member := func(k string, v *yaml.Node) { r.Content = append(r.Content, plain(k), v) }
+			if !g.chance(0.03) {
+				member("maxAttempts", plain(g.pick(attempts)))
+			}
+			if g.chance(0.5) {
+				member("backoff", scalar(g.pick(backoffs)))
+			}
+			if g.chance(0.5) {
+				member("initial", plain(g.pick(initials)))
+			}
+			if g.chance(0.5) {
+				member("max", plain(g.pick(maxima)))
+			}
+			if g.chance(0.4) {
+				member("jitter", plain(g.pick(jitters)))
+			}
+			if g.chance(0.02) {
+				member("delay", plain("1s")) // not a member
+			}
+			add("retry", r)
+		}
+	}
+	if g.chance(0.3) {
+		add("priority", plain(g.pick(priorities)))
+	}
+	if g.chance(0.25) {
+		add("maxRunning", plain(g.pick(limits)))
+	}
+}
+
 // exportData maps import paths to the compiler's export data of the
 // packages generated code imports, computed once per test binary with
 // `go list -export`.
@@ -342,7 +398,7 @@ var exportData = sync.OnceValues(func() (map[string]string, error) {
 		return m, json.Unmarshal([]byte(env), &m)
 	}
 	cmd := exec.Command("go", "list", "-export", "-deps", "-f", "{{.ImportPath}}\t{{.Export}}",
-		"context", "fmt", "iter", "github.com/invopop/jsonschema", "github.com/durably-go/durably",
+		"context", "fmt", "iter", "time", "github.com/invopop/jsonschema", "github.com/durably-go/durably",
 		"github.com/durably-go/durably/runtime/durablyhttp", "github.com/durably-go/durably/runtime/typed",
 		"github.com/durably-go/durably/runtime/durablyclient")
 	cmd.Dir = ".."
@@ -425,6 +481,10 @@ func (tc *typeChecker) check(files []File, pkgPath string) error {
 	return nil
 }
 
+// runnerPath matches the path of a problem in a job's retry, priority or
+// maxRunning.
+var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning)\b`)
+
 // TestRandomDeclarations is the generator's totality proof: for every
 // random declaration, either a refusal whose every problem has a line and a
 // column and that writes nothing, or output that type-checks and whose
@@ -439,6 +499,10 @@ func TestRandomDeclarations(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 0))
 	tc := newTypeChecker(t)
 	var refused, compiled int
+	// runnerDrawn counts the declarations drawn with a retry, priority
+	// or maxRunning; runnerRefused those refused with a problem in one;
+	// runnerCompiled the accepted ones that declare one.
+	var runnerDrawn, runnerRefused, runnerCompiled int
 	var sample [][]File
 	writeDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(writeDir, "go.mod"), []byte("module example.com/m\n"), 0o644); err != nil {
@@ -447,16 +511,25 @@ func TestRandomDeclarations(t *testing.T) {
 	for i := range *randomCount {
 		g := randDecl{r: r, clean: i%2 == 0}
 		src := g.declaration()
+		runner := regexp.MustCompile(`(?m)^\s+(retry|priority|maxRunning):`).Match(src)
+		if runner {
+			runnerDrawn++
+		}
 		d, err := Parse("d.yaml", src)
 		if err != nil {
 			var ps Problems
 			if !errors.As(err, &ps) {
 				t.Fatalf("declaration %d: not a refusal with problems: %v\n%s", i, err, src)
 			}
+			inRunner := false
 			for _, p := range ps {
 				if p.Line <= 0 || p.Col <= 0 || p.Msg == "" || strings.Contains(p.Msg, "(H-") {
 					t.Fatalf("declaration %d: problem without a place or a message: %q\n%s", i, p.String(), src)
 				}
+				inRunner = inRunner || runnerPath.MatchString(p.Path)
+			}
+			if inRunner {
+				runnerRefused++
 			}
 			if _, again := Parse("d.yaml", src); again.Error() != err.Error() {
 				t.Fatalf("declaration %d: problems differ from run to run:\n%v\n---\n%v", i, err, again)
@@ -491,13 +564,20 @@ func TestRandomDeclarations(t *testing.T) {
 			t.Fatalf("declaration %d: %v\n%s", i, err, src)
 		}
 		compiled++
+		if runner {
+			runnerCompiled++
+		}
 		if len(sample) < 8 {
 			sample = append(sample, files)
 		}
 	}
 	t.Logf("%d declarations: %d refused, %d generated code that type-checks", *randomCount, refused, compiled)
+	t.Logf("%d declare a retry, priority or maxRunning: %d refused for one of them, %d generated code", runnerDrawn, runnerRefused, runnerCompiled)
 	if refused < *randomCount/10 || compiled < *randomCount/10 {
 		t.Fatalf("the generator of declarations is off balance: %d refused, %d compiled", refused, compiled)
+	}
+	if *randomCount >= 100 && (runnerRefused < *randomCount/50 || runnerCompiled < *randomCount/50) {
+		t.Fatalf("retry, priority and maxRunning are off balance: %d refused for them, %d compiled", runnerRefused, runnerCompiled)
 	}
 	if testing.Short() {
 		return

@@ -8,6 +8,7 @@ package reference
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/typed"
@@ -327,7 +328,8 @@ type Jobs struct {
 }
 
 // Register registers every declared job on e, with its input and output
-// validated against the declaration, and adds the declared schedules.
+// validated against the declaration and its declared retry policy,
+// priority and limit, and adds the declared schedules.
 func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	var jobs Jobs
 	if h.ImportCSV == nil {
@@ -336,6 +338,9 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	{
 		handle, err := durably.RegisterTyped[ImportCSVInput, ImportCSVOutput, Labels](e, &durably.Job[ImportCSVInput, ImportCSVOutput]{
 			Name: "import-csv", Run: h.ImportCSV, InputSchema: schemaOfImportCSVInput, OutputSchema: schemaOfImportCSVOutput,
+			Retry:      &durably.RetryPolicy{MaxAttempts: 5, Backoff: durably.BackoffExponential, Initial: 500 * time.Millisecond, Max: time.Minute, Jitter: 0.2},
+			Priority:   10,
+			MaxRunning: 4,
 		})
 		if err != nil {
 			return nil, err
@@ -364,6 +369,8 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	{
 		handle, err := durably.RegisterTyped[SendMailInput, SendMailOutput, Labels](e, &durably.Job[SendMailInput, SendMailOutput]{
 			Name: "send-email", Run: h.SendMail, InputSchema: schemaOfSendMailInput, OutputSchema: schemaOfSendMailOutput,
+			Retry:    &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: 2 * time.Second},
+			Priority: -1,
 		})
 		if err != nil {
 			return nil, err
@@ -376,6 +383,7 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	{
 		handle, err := durably.RegisterTyped[PingInput, PingOutput, Labels](e, &durably.Job[PingInput, PingOutput]{
 			Name: "ping", Run: h.Ping, InputSchema: schemaOfPingInput, OutputSchema: schemaOfPingOutput,
+			MaxRunning: 1,
 		})
 		if err != nil {
 			return nil, err

@@ -145,7 +145,9 @@ type TriggerOptions[L any] struct {
 	CoalesceSkip   bool
 	// RunAt, Delay and Priority are sent as the additive members runAt,
 	// delayMs and priority (R-207) when set: durably.WithRunAt, WithDelay
-	// and WithPriority on the server. Delay is sent in whole milliseconds.
+	// and WithPriority on the server. Delay is sent in whole milliseconds,
+	// rounded up so that the run never becomes claimable before it; a
+	// negative Delay is sent for the server to refuse (a 400).
 	RunAt    time.Time
 	Delay    time.Duration
 	Priority *int
@@ -176,7 +178,7 @@ func (c *Client[L]) Trigger(ctx context.Context, job string, input any, opts Tri
 		body["runAt"] = opts.RunAt.UTC().Format(time.RFC3339Nano)
 	}
 	if opts.Delay != 0 {
-		body["delayMs"] = opts.Delay.Milliseconds()
+		body["delayMs"] = delayMs(opts.Delay)
 	}
 	if opts.Priority != nil {
 		body["priority"] = *opts.Priority
@@ -184,6 +186,16 @@ func (c *Client[L]) Trigger(ctx context.Context, job string, input any, opts Tri
 	var t Triggered
 	err := c.do(ctx, http.MethodPost, "/trigger", nil, body, &t)
 	return t, err
+}
+
+// delayMs is d in whole milliseconds, rounded up: a positive d never
+// shrinks (500µs is 1ms, not 0, which would mean at once).
+func delayMs(d time.Duration) int64 {
+	ms := d.Milliseconds()
+	if d%time.Millisecond > 0 {
+		ms++
+	}
+	return ms
 }
 
 // Run is a run as the server shows it (H-020), read into the engine's
@@ -302,6 +314,9 @@ type Step struct {
 	Error       *string         `json:"error"`
 	StartedAt   time.Time       `json:"startedAt"`
 	CompletedAt *time.Time      `json:"completedAt"`
+	// Attempt is the step's 1-based attempt (additive, R-207); 0 from a
+	// server that does not send it.
+	Attempt int `json:"attempt"`
 }
 
 // Steps returns a run's steps.

@@ -40,6 +40,10 @@ func TestTriggerScheduleOptions(t *testing.T) {
 		{"none", durablyclient.TriggerOptions[durably.MapLabels]{}, time.Time{}, 0},
 		{"run-at", durablyclient.TriggerOptions[durably.MapLabels]{RunAt: now.Add(time.Hour).In(time.FixedZone("x", 3600))}, now.Add(time.Hour), 0},
 		{"delay and priority", durablyclient.TriggerOptions[durably.MapLabels]{Delay: 90 * time.Second, Priority: &five}, now.Add(90 * time.Second), 5},
+		// delayMs is whole milliseconds: a delay between two is rounded up,
+		// never down to an earlier start (or to 0, at once).
+		{"sub-millisecond delay", durablyclient.TriggerOptions[durably.MapLabels]{Delay: 1500 * time.Microsecond}, now.Add(2 * time.Millisecond), 0},
+		{"delay under a millisecond", durablyclient.TriggerOptions[durably.MapLabels]{Delay: time.Microsecond}, now.Add(time.Millisecond), 0},
 	}
 	for _, tc := range cases {
 		res, err := c.Trigger(ctx, "j", 1, tc.opts)

@@ -345,7 +345,8 @@ type Jobs struct {
 }
 
 // Register registers every declared job on e, with its input and output
-// validated against the declaration, and adds the declared schedules.
+// validated against the declaration and its declared retry policy,
+// priority and limit, and adds the declared schedules.
 func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 	var jobs Jobs
 	if h.Echo == nil {

@@ -8,6 +8,7 @@ package client
 import (
 	"context"
 	"iter"
+	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyclient"
@@ -37,10 +38,18 @@ type TriggerOptions struct {
 	// CoalesceSkip returns the pending run of the concurrency key instead
 	// of failing with a conflict.
 	CoalesceSkip bool
+	// RunAt makes the run claimable no earlier than this time; Delay, no
+	// earlier than this long after the trigger (whole milliseconds, rounded
+	// up). Left zero, the run is claimable at once.
+	RunAt time.Time
+	Delay time.Duration
+	// Priority, if set, overrides the job's: a smaller number runs first.
+	Priority *int
 }
 
 func (o TriggerOptions) generic() durablyclient.TriggerOptions[tenantjobs.Labels] {
-	g := durablyclient.TriggerOptions[tenantjobs.Labels]{IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip}
+	g := durablyclient.TriggerOptions[tenantjobs.Labels]{IdempotencyKey: o.IdempotencyKey, ConcurrencyKey: o.ConcurrencyKey, CoalesceSkip: o.CoalesceSkip,
+		RunAt: o.RunAt, Delay: o.Delay, Priority: o.Priority}
 	if !o.Labels.IsZero() {
 		l := o.Labels.Labels()
 		g.Labels = &l
