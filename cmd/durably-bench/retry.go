@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably"
@@ -39,9 +38,6 @@ func retryJob(failed *sync.Map) *durably.Job[stepsInput, int] {
 // worker with -slots slots: runs/s from start to the last completion,
 // each run claimed twice (its retry waits without a slot).
 func wlRetry(ctx context.Context, c *config, db *benchDB, r *result) error {
-	var completed atomic.Int64
-	done := make(chan struct{})
-	var failure atomic.Value
 	e, err := db.engine(ctx, durably.Config{MaxConcurrentRuns: c.slots})
 	if err != nil {
 		return err
@@ -58,37 +54,13 @@ func wlRetry(ctx context.Context, c *config, db *benchDB, r *result) error {
 			items = items[:0]
 		}
 	}
-	e.OnEvent(func(ev durably.Event) {
-		switch ev.Type {
-		case durably.EventRunComplete:
-			if completed.Add(1) == int64(c.n) {
-				close(done)
-			}
-		case durably.EventRunFail:
-			failure.Store(ev.Error)
-		}
-	})
+	watch := watchCompletions(e, c.n)
 	t0 := time.Now()
 	if err := e.Start(); err != nil {
 		return err
 	}
-	p := &progress{what: "retry", total: c.n}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	timeout := time.After(10 * time.Minute)
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-tick.C:
-			p.report(int(completed.Load()))
-			if f := failure.Load(); f != nil {
-				return fmt.Errorf("a run failed: %v", f)
-			}
-		case <-timeout:
-			return errors.New("timed out")
-		}
+	if err := watch.wait("retry"); err != nil {
+		return err
 	}
 	elapsed := time.Since(t0)
 	if err := e.Stop(ctx); err != nil {

@@ -118,9 +118,6 @@ func wlEnqueue(ctx context.Context, c *config, db *benchDB, r *result) error {
 // wlProcess: n pending runs inserted untimed; the clock runs from worker
 // start until all are completed: runs/s, steps/s and peak RSS.
 func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
-	var completed atomic.Int64
-	done := make(chan struct{})
-	var failure atomic.Value
 	e, err := db.engine(ctx, durably.Config{MaxConcurrentRuns: c.slots})
 	if err != nil {
 		return err
@@ -129,16 +126,7 @@ func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if err := insertPending(ctx, j, c.n, nil); err != nil {
 		return err
 	}
-	e.OnEvent(func(ev durably.Event) {
-		switch ev.Type {
-		case durably.EventRunComplete:
-			if completed.Add(1) == int64(c.n) {
-				close(done)
-			}
-		case durably.EventRunFail:
-			failure.Store(ev.Error)
-		}
-	})
+	watch := watchCompletions(e, c.n)
 	runtime.GC()
 	debug.FreeOSMemory()
 	commits := startCommitCount(ctx, e.Store(), db)
@@ -148,22 +136,8 @@ func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if err := e.Start(); err != nil {
 		return err
 	}
-	p := &progress{what: "process", total: c.n}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-tick.C:
-			p.report(int(completed.Load()))
-			if f := failure.Load(); f != nil {
-				return fmt.Errorf("a run failed: %v", f)
-			}
-		case <-time.After(10 * time.Minute):
-			return errors.New("timed out")
-		}
+	if err := watch.wait("process"); err != nil {
+		return err
 	}
 	elapsed := time.Since(t0)
 	stop()
@@ -286,5 +260,51 @@ func startProfile(c *config) (stop func()) {
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
+	}
+}
+
+// completions counts an engine's run:complete events up to n and keeps the
+// first failure: the workloads that time a started worker wait on it.
+type completions struct {
+	n       int64
+	count   atomic.Int64
+	done    chan struct{}
+	failure atomic.Value
+}
+
+func watchCompletions(e *durably.Engine, n int) *completions {
+	w := &completions{n: int64(n), done: make(chan struct{})}
+	e.OnEvent(func(ev durably.Event) {
+		switch ev.Type {
+		case durably.EventRunComplete:
+			if w.count.Add(1) == w.n {
+				close(w.done)
+			}
+		case durably.EventRunFail:
+			w.failure.CompareAndSwap(nil, ev.Error)
+		}
+	})
+	return w
+}
+
+// wait reports progress every second until all n runs completed, a run
+// failed, or ten minutes passed.
+func (w *completions) wait(what string) error {
+	p := &progress{what: what, total: int(w.n)}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	timeout := time.After(10 * time.Minute)
+	for {
+		select {
+		case <-w.done:
+			return nil
+		case <-tick.C:
+			p.report(int(w.count.Load()))
+			if f := w.failure.Load(); f != nil {
+				return fmt.Errorf("a run failed: %v", f)
+			}
+		case <-timeout:
+			return errors.New("timed out")
+		}
 	}
 }
