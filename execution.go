@@ -295,12 +295,7 @@ func (x *execution) hold(rec *store.Step) {
 // The job's goroutine and the flush timer may both call it.
 func (x *execution) flush() error {
 	x.mu.Lock()
-	for x.flushing != nil {
-		ch := x.flushing
-		x.mu.Unlock()
-		<-ch
-		x.mu.Lock()
-	}
+	x.awaitFlush()
 	rec := x.pending
 	if rec == nil || x.flushErr != nil {
 		err := x.flushErr
@@ -445,16 +440,22 @@ func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int) (
 
 // ---- held-back steps, the execution's own side ----
 
-// takePending hands the held-back step to the finish, which records it.
-func (x *execution) takePending() (*store.Step, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
+// awaitFlush waits, with x.mu held (and released meanwhile), until no
+// flush of the held-back step is in progress.
+func (x *execution) awaitFlush() {
 	for x.flushing != nil {
 		ch := x.flushing
 		x.mu.Unlock()
 		<-ch
 		x.mu.Lock()
 	}
+}
+
+// takePending hands the held-back step to the finish, which records it.
+func (x *execution) takePending() (*store.Step, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.awaitFlush()
 	rec := x.pending
 	x.pending = nil
 	if rec != nil {
