@@ -249,6 +249,7 @@ func wlSSE(ctx context.Context, c *config, db *benchDB, r *result) error {
 	case <-time.After(5 * time.Minute):
 		return errors.New("runs did not complete")
 	}
+	writeHeapProfile(c) // the streams are still open: clients leave once they have every run
 	if _, err := expect("received"); err != nil {
 		return err
 	}

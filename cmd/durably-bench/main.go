@@ -33,10 +33,11 @@ type config struct {
 	json       bool
 	sync       string // SQLite synchronous pragma; FULL unless asked otherwise
 	profile    string
-	child      bool // internal: a worker process of the multi workload
-	sseN       int  // internal: run as the client process of the sse workload
-	rate       int  // sse: runs triggered per second (0: as fast as they go); scheduled: runs due per second
-	clients    int  // sse: concurrent /runs/subscribe clients
+	memprofile string // sse: heap profile of the server once every client has received everything
+	child      bool   // internal: a worker process of the multi workload
+	sseN       int    // internal: run as the client process of the sse workload
+	rate       int    // sse: runs triggered per second (0: as fast as they go); scheduled: runs due per second
+	clients    int    // sse: concurrent /runs/subscribe clients
 	summarize  string
 	kills      int  // chaos: SIGKILLs of worker processes
 	chaosChild bool // internal: a worker process of the chaos workload
@@ -104,6 +105,7 @@ func main() {
 	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
 	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
+	flag.StringVar(&c.memprofile, "memprofile", "", "sse: write a heap profile of the server, its streams still open, to this file")
 	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
 	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes); scheduled: runs falling due per second (0: 1000)")
 	flag.StringVar(&c.summarize, "summarize", "", "print the summaries of a JSON-lines file (from -json) as a markdown table, and exit")

@@ -245,6 +245,30 @@ func wlList(ctx context.Context, c *config, db *benchDB, r *result) error {
 	return nil
 }
 
+// writeHeapProfile writes the heap profile of -memprofile, if any, after a
+// collection, so that it shows what is live rather than garbage.
+func writeHeapProfile(c *config) {
+	if c.memprofile == "" {
+		return
+	}
+	f, err := os.Create(c.memprofile)
+	if err != nil {
+		fatalf("memprofile: %v", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fatalf("memprofile: %v", err)
+	}
+	// The heap profile leaves out stacks and the runtime's own memory.
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	fmt.Fprintf(os.Stderr, "memprofile: sys %.1f MB, heap in use %.1f MB, heap idle not released %.1f MB, stacks %.1f MB, goroutines %d, GCs %d\n",
+		mb(m.Sys), mb(m.HeapInuse), mb(m.HeapIdle-m.HeapReleased), mb(m.StackSys), runtime.NumGoroutine(), m.NumGC)
+}
+
+func mb(n uint64) float64 { return float64(n) / (1 << 20) }
+
 // startProfile starts the CPU profile of -cpuprofile, if any.
 func startProfile(c *config) (stop func()) {
 	if c.profile == "" {

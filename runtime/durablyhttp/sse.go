@@ -23,7 +23,8 @@ type sse struct {
 	throttle time.Duration
 	encode   func(b []byte, e *durably.Event) ([]byte, bool)
 
-	out      []byte // messages not yet written
+	out      []byte  // messages not yet written; nil between bursts
+	outBuf   *[]byte // the pooled buffer out came from, while it has one
 	lastSent map[string]time.Time
 	held     map[string]item // the latest throttled progress per run
 	timer    *time.Timer
@@ -66,11 +67,43 @@ func newSSE(w http.ResponseWriter, timeout, throttle time.Duration, encode func(
 	return s
 }
 
+// outPool holds the buffers bursts are collected in. A stream keeps one
+// only from its first message to its flush: a thousand idle streams would
+// otherwise each hold a buffer as large as their largest burst, which was
+// most of the server's memory per stream. Few streams write at the same
+// moment, so few buffers serve them all.
+var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxPooledOut is the largest buffer returned to outPool: a rare large
+// burst's buffer is let go instead of kept for everyone.
+const maxPooledOut = 64 << 10
+
+// begin makes sure out has a buffer from the pool.
+func (s *sse) begin() {
+	if s.outBuf == nil {
+		s.outBuf = outPool.Get().(*[]byte)
+		s.out = (*s.outBuf)[:0]
+	}
+}
+
+// release hands the buffer back to the pool.
+func (s *sse) release() {
+	if s.outBuf == nil {
+		return
+	}
+	if cap(s.out) <= maxPooledOut {
+		*s.outBuf = s.out[:0]
+		outPool.Put(s.outBuf)
+	}
+	s.outBuf, s.out = nil, nil
+}
+
 // send queues one message for the next flush.
 func (s *sse) send(it *item) {
 	if s.failed {
 		return
 	}
+	s.begin()
 	s.out = append(s.out, "data: "...)
 	if it.data != nil {
 		s.out = append(s.out, it.data...)
@@ -88,6 +121,7 @@ func (s *sse) send(it *item) {
 // flush writes what was queued.
 func (s *sse) flush() {
 	if s.failed || len(s.out) == 0 {
+		s.release()
 		return
 	}
 	// Moving the deadline costs a timer update; moving it once per half
@@ -96,14 +130,11 @@ func (s *sse) flush() {
 		s.deadline = now.Add(s.timeout)
 		_ = s.rc.SetWriteDeadline(s.deadline)
 	}
-	if _, err := s.w.Write(s.out); err != nil {
+	_, err := s.w.Write(s.out)
+	s.release()
+	if err != nil {
 		s.failed = true
 		return
-	}
-	if cap(s.out) > 64<<10 {
-		s.out = nil // let a burst's buffer go
-	} else {
-		s.out = s.out[:0]
 	}
 	if err := s.rc.Flush(); err != nil {
 		s.failed = true
@@ -111,6 +142,10 @@ func (s *sse) flush() {
 }
 
 func (s *sse) heartbeat() {
+	if s.failed {
+		return
+	}
+	s.begin()
 	s.out = append(s.out, ": ping\n\n"...)
 	s.flush()
 }
@@ -204,9 +239,14 @@ func (s *sse) drainHeld() {
 // which must never block, and a stream's writer. When a client reads too
 // slowly for the buffer, the queue overflows and the stream ends; the
 // client reconnects and starts from a fresh snapshot.
+//
+// It holds the hub's batches themselves, shared read-only among the
+// streams of one filter, not copies of their items: a copy per stream
+// grew to each stream's largest backlog and stayed that large.
 type queue struct {
 	mu         sync.Mutex
-	items      []item
+	batches    [][]item
+	n          int // items in batches
 	max        int
 	overflowed bool
 	signal     chan struct{}
@@ -214,13 +254,15 @@ type queue struct {
 
 func newQueue(max int) *queue { return &queue{max: max, signal: make(chan struct{}, 1)} }
 
-// push appends items and wakes the stream once.
-func (q *queue) push(items ...item) {
+// push appends a batch, which nobody may change from now on, and wakes the
+// stream once.
+func (q *queue) push(batch []item) {
 	q.mu.Lock()
-	if len(q.items)+len(items) > q.max {
+	if q.n+len(batch) > q.max {
 		q.overflowed = true
 	} else {
-		q.items = append(q.items, items...)
+		q.batches = append(q.batches, batch)
+		q.n += len(batch)
 	}
 	q.mu.Unlock()
 	select {
@@ -229,13 +271,15 @@ func (q *queue) push(items ...item) {
 	}
 }
 
-// take returns everything queued, and whether the queue overflowed.
-func (q *queue) take(into []item) ([]item, bool) {
+// take returns the batches queued, in into's storage, and whether the
+// queue overflowed.
+func (q *queue) take(into [][]item) ([][]item, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	into = append(into[:0], q.items...)
-	clear(q.items)
-	q.items = q.items[:0]
+	into = append(into[:0], q.batches...)
+	clear(q.batches)
+	q.batches = q.batches[:0]
+	q.n = 0
 	return into, q.overflowed
 }
 
@@ -320,16 +364,19 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 	s := newSSE(req.w, h.opts.StreamWriteTimeout, h.opts.SSEThrottle, AppendProjection)
 	heartbeat := h.heartbeat()
 	defer heartbeat.Stop()
-	var batch []item
+	var batches [][]item
 	for !s.failed {
 		select {
 		case <-sub.q.signal:
 			var overflowed bool
-			batch, overflowed = sub.q.take(batch)
+			batches, overflowed = sub.q.take(batches)
 			now := time.Now()
-			for i := range batch {
-				s.handle(&batch[i], now)
+			for _, batch := range batches {
+				for i := range batch {
+					s.handle(&batch[i], now)
+				}
 			}
+			clear(batches) // the hub's batches need not outlive their fan-out
 			s.flush()
 			if overflowed {
 				return
@@ -490,7 +537,7 @@ func (hb *hub) run(done <-chan struct{}) {
 				groups[sub.key] = items
 			}
 			if len(items) > 0 {
-				sub.q.push(items...)
+				sub.q.push(items)
 			}
 		}
 	}
