@@ -1,6 +1,8 @@
 package durablyhttp
 
 import (
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -48,5 +50,125 @@ func TestBurstKeepsHeldProgress(t *testing.T) {
 	want := "data: run:progress 1 | data: step:start b | data: step:start c | data: run:progress 3 | data: run:complete"
 	if got != want {
 		t.Fatalf("stream\n got %s\nwant %s", got, want)
+	}
+}
+
+// discardStream is a flushable ResponseWriter that keeps only a count, so
+// that what a stream holds is the stream's own.
+type discardStream struct {
+	h http.Header
+	n int
+}
+
+func (d *discardStream) Header() http.Header         { return d.h }
+func (d *discardStream) WriteHeader(int)             {}
+func (d *discardStream) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+func (d *discardStream) Flush()                      {}
+
+// sharedItems is what the hub hands its list streams: events encoded once.
+func sharedItems(n int) []item {
+	items := make([]item, n)
+	for i := range items {
+		e := &durably.Event{Type: durably.EventStepComplete, RunID: fmt.Sprintf("run-%d", i), JobName: "echo", StepName: "s"}
+		data, _ := AppendProjection(nil, e)
+		items[i] = item{ev: e, data: data}
+	}
+	return items
+}
+
+// TestStreamHoldsNoBufferBetweenBursts: once a burst is written, a stream
+// keeps no write buffer of its own; a thousand idle streams each kept one
+// as large as their largest burst, most of the server's memory per client.
+// The bytes written stay the frames of H-052.
+func TestStreamHoldsNoBufferBetweenBursts(t *testing.T) {
+	encode := func(b []byte, e *durably.Event) ([]byte, bool) { return append(b, e.RunID...), true }
+	for _, tc := range []struct {
+		name  string
+		burst func(s *sse)
+		want  string
+	}{
+		{"shared encodings", func(s *sse) {
+			for _, it := range sharedItems(200) {
+				s.handle(&it, time.Now())
+			}
+			s.flush()
+		}, ""},
+		{"own encodings", func(s *sse) {
+			s.send(&item{ev: &durably.Event{RunID: "a"}})
+			s.send(&item{ev: &durably.Event{RunID: "b"}})
+			s.flush()
+		}, "data: a\n\ndata: b\n\n"},
+		{"heartbeat", func(s *sse) { s.heartbeat() }, ": ping\n\n"},
+		{"nothing encodable", func(s *sse) {
+			s.encode = func(b []byte, _ *durably.Event) ([]byte, bool) { return b, false }
+			s.send(&item{ev: &durably.Event{RunID: "a"}})
+			s.flush()
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			s := newSSE(rec, 0, 0, encode)
+			tc.burst(s)
+			if s.out != nil || s.outBuf != nil {
+				t.Fatalf("after the burst the stream holds a buffer of %d bytes", cap(s.out))
+			}
+			if tc.want != "" && rec.Body.String() != tc.want {
+				t.Fatalf("stream %q, want %q", rec.Body.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestQueueSharesBatches: the streams of one filter queue the hub's batch
+// itself, not a copy each that grows with the stream's backlog and stays.
+func TestQueueSharesBatches(t *testing.T) {
+	batch := sharedItems(3)
+	var got [][]item
+	for range 2 {
+		q := newQueue(8)
+		q.push(batch)
+		q.push(batch)
+		taken, overflowed := q.take(nil)
+		if overflowed || len(taken) != 2 {
+			t.Fatalf("took %d batches, overflowed %v; want 2, false", len(taken), overflowed)
+		}
+		got = append(got, taken...)
+		if q.push(batch); q.n != len(batch) || q.overflowed {
+			t.Fatalf("after a take the queue counts %d items, overflowed %v; want %d, false", q.n, q.overflowed, len(batch))
+		}
+	}
+	for i, b := range got {
+		if &b[0] != &batch[0] {
+			t.Fatalf("queued batch %d is a copy of the hub's", i)
+		}
+	}
+}
+
+// BenchmarkListStreamEvent: a list stream's cost per fan-out, from the
+// hub's push to the write: queue, throttle, frame, flush.
+func BenchmarkListStreamEvent(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			batch := sharedItems(n)
+			w := &discardStream{h: http.Header{}}
+			s := newSSE(w, 0, 100*time.Millisecond, AppendProjection)
+			q := newQueue(1024)
+			var batches [][]item
+			b.ReportAllocs()
+			for b.Loop() {
+				q.push(batch)
+				<-q.signal
+				batches, _ = q.take(batches)
+				now := time.Now()
+				for _, bt := range batches {
+					for i := range bt {
+						s.handle(&bt[i], now)
+					}
+				}
+				clear(batches)
+				s.flush()
+			}
+			b.SetBytes(int64(w.n / b.N))
+		})
 	}
 }
