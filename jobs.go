@@ -388,7 +388,7 @@ func (h *TypedJob[I, O, L]) TriggerAndWait(ctx context.Context, input I, opts ..
 	}
 	out.RunID, out.Disposition = res.Run.ID, res.Disposition
 	w.bind(res.Run.ID)
-	output, err := w.waitOutput(ctx)
+	output, err := w.waitOutput(ctx, res.Disposition == Created)
 	if err != nil {
 		return out, err
 	}

@@ -179,7 +179,7 @@ func (e *Engine) waitForRun(ctx context.Context, runID string, o waitOptions) (*
 	}
 	defer w.close()
 	w.bind(runID)
-	return w.wait(ctx)
+	return w.wait(ctx, true, nil)
 }
 
 // waiter follows one run's terminal and live events. It subscribes before
@@ -288,27 +288,29 @@ func (w *waiter) bind(runID string) {
 }
 
 // waitOutput waits like wait but settles on a run:complete event without
-// reading the run again.
-func (w *waiter) waitOutput(ctx context.Context) (json.RawMessage, error) {
-	if out, ok := w.completedOutput(); ok {
-		return out, nil
-	}
-	select {
-	case <-w.settled:
-		if out, ok := w.completedOutput(); ok {
-			return out, nil
+// reading the run. created says the caller's own trigger just created the
+// run: it cannot have finished before this waiter subscribed, so a finish
+// in this process is an event, one elsewhere is found by the first poll,
+// and the read wait would otherwise start with is skipped.
+func (w *waiter) waitOutput(ctx context.Context, created bool) (json.RawMessage, error) {
+	run, err := w.wait(ctx, !created, func() (*Run, bool) {
+		out, ok := w.completedOutput()
+		if !ok {
+			return nil, false
 		}
-		signal(w.settled) // let wait see it
-	default:
-	}
-	run, err := w.wait(ctx)
+		return &Run{Status: store.StatusCompleted, Output: out}, true
+	})
 	if err != nil {
 		return nil, err
 	}
 	return run.Output, nil
 }
 
-func (w *waiter) wait(ctx context.Context) (*Run, error) {
+// wait returns the run once it has finished, reading it at once if
+// readFirst, then whenever an event of its end arrives and at every poll.
+// seen, if not nil, settles the wait from what the events said, without a
+// read.
+func (w *waiter) wait(ctx context.Context, readFirst bool, seen func() (*Run, bool)) (*Run, error) {
 	var timeout <-chan time.Time
 	if w.o.timeout > 0 {
 		t := time.NewTimer(w.o.timeout)
@@ -317,15 +319,25 @@ func (w *waiter) wait(ctx context.Context) (*Run, error) {
 	}
 	ticker := time.NewTicker(w.interval)
 	defer ticker.Stop()
+	read := readFirst
 	for {
-		run, err := w.e.store.GetRun(ctx, w.runID)
-		if err != nil {
-			return nil, fmt.Errorf("durably: wait for run: %w", err)
+		if seen != nil {
+			if run, ok := seen(); ok {
+				w.drainLive()
+				return run, nil
+			}
 		}
-		if done, err := settledRun(run, w.runID); done {
-			w.drainLive()
-			return run, err
+		if read {
+			run, err := w.e.store.GetRun(ctx, w.runID)
+			if err != nil {
+				return nil, fmt.Errorf("durably: wait for run: %w", err)
+			}
+			if done, err := settledRun(run, w.runID); done {
+				w.drainLive()
+				return run, err
+			}
 		}
+		read = true
 	wait:
 		for {
 			select {

@@ -40,6 +40,7 @@ type worker struct {
 type claimed struct {
 	run    *Run
 	keeper *leaseKeeper
+	direct bool // inserted leased by this engine's trigger (reserveDirect)
 }
 
 func (w *worker) init(e *Engine) {
@@ -333,8 +334,18 @@ func (w *worker) executeInSlot(c *claimed) {
 	w.e.execute(c.run, c.keeper)
 	w.mu.Lock()
 	w.executing--
+	quiet := c.direct && w.idle && len(w.buffer) == 0
 	w.mu.Unlock()
-	signal(w.freed)
+	// A direct run's end makes nothing claimable: it held no concurrency
+	// key and counted against no job limit, and it could start only
+	// because the last claim had found nothing; whatever became claimable
+	// since (a trigger here, a notification, a due time) wakes the loop by
+	// itself, and runs of other processes are found by the poll, which
+	// this leaves running. A claim here would only put an empty claim, and
+	// idle maintenance, in front of the next trigger's commit.
+	if !quiet {
+		signal(w.freed)
+	}
 }
 
 // releaseBuffer hands back the leases of claimed runs that never started.
@@ -380,7 +391,7 @@ func (w *worker) unreserve() {
 
 // startDirect executes a run inserted leased, in the slot reserveDirect took.
 func (w *worker) startDirect(run *Run) {
-	go w.executeInSlot(&claimed{run: run, keeper: w.e.keepLease(run)})
+	go w.executeInSlot(&claimed{run: run, keeper: w.e.keepLease(run), direct: true})
 }
 
 // claim leases up to limit runs.

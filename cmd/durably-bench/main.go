@@ -33,6 +33,8 @@ type config struct {
 	json       bool
 	sync       string // SQLite synchronous pragma; FULL unless asked otherwise
 	profile    string
+	trace      string // latency: a runtime/trace of the timed part
+	breakdown  bool   // latency: time each hand-off and store call
 	memprofile string // sse: heap profile of the server once every client has received everything
 	child      bool   // internal: a worker process of the multi workload
 	sseN       int    // internal: run as the client process of the sse workload
@@ -52,6 +54,8 @@ type result struct {
 	Rep      int                `json:"rep"`
 	Metrics  map[string]float64 `json:"metrics"`
 	Units    map[string]string  `json:"units"`
+	// Histogram is the latency workload's distribution of samples.
+	Histogram []bucket `json:"histogram,omitempty"`
 }
 
 // summary is the median, min and max of every metric over the repetitions.
@@ -63,6 +67,8 @@ type summary struct {
 	Reps     int                           `json:"reps"`
 	Stats    map[string]map[string]float64 `json:"stats"`
 	Units    map[string]string             `json:"units"`
+	// Histogram adds up the repetitions' histograms (latency).
+	Histogram []bucket `json:"histogram,omitempty"`
 }
 
 var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *result) error{
@@ -82,7 +88,8 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 func defaultN(workload string) int {
 	switch workload {
 	case "latency":
-		return 200
+		// Enough samples for a p99 of 20 and a p99.9 of 2.
+		return 2000
 	case "list":
 		return 100_000
 	case "multi":
@@ -105,6 +112,8 @@ func main() {
 	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
 	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
+	flag.StringVar(&c.trace, "trace", "", "latency: write a runtime/trace of the timed part to this file (go tool trace)")
+	flag.BoolVar(&c.breakdown, "breakdown", false, "latency: also time each hand-off of a run (stage_*) and each store call (call_*)")
 	flag.StringVar(&c.memprofile, "memprofile", "", "sse: write a heap profile of the server, its streams still open, to this file")
 	flag.BoolVar(&c.child, "multi-child", false, "internal: run as a worker process of the multi workload")
 	flag.IntVar(&c.rate, "rate", 200, "sse: runs triggered per second, steadily (0: all at once, as fast as the worker goes); scheduled: runs falling due per second (0: 1000)")
@@ -201,7 +210,7 @@ func (c *config) params() map[string]any {
 
 func summarize(rs []result) summary {
 	s := summary{Type: "summary", Workload: rs[0].Workload, Store: rs[0].Store, Params: rs[0].Params, Reps: len(rs),
-		Stats: map[string]map[string]float64{}, Units: rs[0].Units}
+		Stats: map[string]map[string]float64{}, Units: rs[0].Units, Histogram: mergeHistograms(rs)}
 	for name := range rs[0].Metrics {
 		var vals []float64
 		for _, r := range rs {
@@ -259,6 +268,7 @@ func printTable(w io.Writer, s summary) {
 		st := s.Stats[k]
 		fmt.Fprintf(w, "  %-22s %12s %-5s [%s..%s]\n", k, fmtNum(st["median"]), s.Units[k], fmtNum(st["min"]), fmtNum(st["max"]))
 	}
+	printHistogram(w, s.Histogram)
 }
 
 // summarizeFile prints every summary line of a -json output file as one

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -155,45 +156,6 @@ func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
 	return nil
 }
 
-// wlLatency: worker running; n sequential trigger-and-wait calls of a
-// 1-step job, timed from before the trigger until the caller sees the run
-// completed.
-func wlLatency(ctx context.Context, c *config, db *benchDB, r *result) error {
-	e, err := db.engine(ctx, durably.Config{MaxConcurrentRuns: c.slots})
-	if err != nil {
-		return err
-	}
-	j := durably.MustRegister(e, oneJob)
-	if err := e.Start(); err != nil {
-		return err
-	}
-	defer e.Stop(ctx)
-	const warmup = 3
-	lat := make([]float64, 0, c.n)
-	stop := startProfile(c)
-	for i := -warmup; i < c.n; i++ {
-		t0 := time.Now()
-		out, err := j.TriggerAndWait(ctx, stepsInput{I: i})
-		d := time.Since(t0)
-		if err != nil {
-			return err
-		}
-		if out.Output != i {
-			return fmt.Errorf("output %d, want %d", out.Output, i)
-		}
-		if i >= 0 {
-			lat = append(lat, float64(d)/float64(time.Millisecond))
-		}
-	}
-	stop()
-	sort.Float64s(lat)
-	for name, p := range map[string]float64{"p50_ms": 50, "p90_ms": 90, "p99_ms": 99} {
-		r.Metrics[name], r.Units[name] = percentile(lat, p), "ms"
-	}
-	r.Metrics["max_ms"], r.Units["max_ms"] = lat[len(lat)-1], "ms"
-	return nil
-}
-
 // wlList: n runs over 100 organizations (labels organizationId, env); the
 // first page (limit 20) of one organization, and of one organization and
 // env: median of 50 calls each.
@@ -283,6 +245,24 @@ func startProfile(c *config) (stop func()) {
 	}
 	return func() {
 		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// startTrace starts the runtime/trace of -trace, if any.
+func startTrace(c *config) (stop func()) {
+	if c.trace == "" {
+		return func() {}
+	}
+	f, err := os.Create(c.trace)
+	if err != nil {
+		fatalf("trace: %v", err)
+	}
+	if err := trace.Start(f); err != nil {
+		fatalf("trace: %v", err)
+	}
+	return func() {
+		trace.Stop()
 		_ = f.Close()
 	}
 }
