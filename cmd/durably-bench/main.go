@@ -32,6 +32,7 @@ type config struct {
 	reps       int
 	json       bool
 	sync       string // SQLite synchronous pragma; FULL unless asked otherwise
+	lanes      int    // PostgreSQL write lanes; 0: the store's default
 	profile    string
 	memprofile string // sse: heap profile of the server once every client has received everything
 	child      bool   // internal: a worker process of the multi workload
@@ -103,6 +104,7 @@ func main() {
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
 	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
+	flag.IntVar(&c.lanes, "pg-write-lanes", 0, "PostgreSQL: group-commit write lanes (pgstore.Options.WriteLanes; 0: the store's default)")
 	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	flag.StringVar(&c.memprofile, "memprofile", "", "sse: write a heap profile of the server, its streams still open, to this file")
@@ -195,6 +197,8 @@ func (c *config) params() map[string]any {
 	}
 	if !strings.HasPrefix(c.db, "postgres") {
 		p["synchronous"] = c.sync
+	} else if c.lanes != 0 {
+		p["write_lanes"] = c.lanes
 	}
 	return p
 }
