@@ -23,6 +23,7 @@ type benchDB struct {
 	kind   string // "sqlite" or "postgres"
 	target string // file path, or DSN with search_path set
 	sync   string
+	lanes  int // PostgreSQL: pgstore.Options.WriteLanes (0: its default)
 	stores []store.Store
 	drop   func()
 }
@@ -41,7 +42,7 @@ func freshDB(ctx context.Context, c *config, rep int) (*benchDB, error) {
 			return nil, err
 		}
 		dsn := pgtest.WithSearchPath(c.db, benchSchema)
-		return &benchDB{kind: "postgres", target: dsn, drop: func() {}}, nil
+		return &benchDB{kind: "postgres", target: dsn, lanes: c.lanes, drop: func() {}}, nil
 	}
 	path := strings.TrimPrefix(c.db, "sqlite:")
 	for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -61,7 +62,7 @@ func (d *benchDB) open(ctx context.Context) (store.Store, error) {
 	var st store.Store
 	var err error
 	if d.kind == "postgres" {
-		st, err = pgstore.Open(ctx, d.target, pgstore.Options{})
+		st, err = pgstore.Open(ctx, d.target, pgstore.Options{WriteLanes: d.lanes})
 	} else {
 		st, err = sqlitestore.Open(d.target, sqlitestore.Options{Synchronous: d.sync})
 	}

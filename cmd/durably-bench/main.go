@@ -32,6 +32,7 @@ type config struct {
 	reps       int
 	json       bool
 	sync       string // SQLite synchronous pragma; FULL unless asked otherwise
+	lanes      int    // PostgreSQL write lanes; 0: the store's default
 	profile    string
 	trace      string // latency: a runtime/trace of the timed part
 	breakdown  bool   // latency: time each hand-off and store call
@@ -110,6 +111,7 @@ func main() {
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
 	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
+	flag.IntVar(&c.lanes, "pg-write-lanes", 0, "PostgreSQL: group-commit write lanes (pgstore.Options.WriteLanes; 0: the store's default)")
 	flag.StringVar(&c.sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma (FULL is the durable default; NORMAL is not durable on power loss)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	flag.StringVar(&c.trace, "trace", "", "latency: write a runtime/trace of the timed part to this file (go tool trace)")
@@ -204,6 +206,8 @@ func (c *config) params() map[string]any {
 	}
 	if !strings.HasPrefix(c.db, "postgres") {
 		p["synchronous"] = c.sync
+	} else if c.lanes != 0 {
+		p["write_lanes"] = c.lanes
 	}
 	return p
 }

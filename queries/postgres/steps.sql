@@ -1,38 +1,43 @@
 -- name: SaveSteps :many
--- Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
--- is inserted only while its run is leased with the writer's generation, and
--- a completed step advances its run's counters in the same statement. The
--- run rows are locked (FOR UPDATE) so that a claim or cancel committing
--- while this statement runs is seen: the join is re-checked against the
--- run's newest version and a step of a lost lease is not inserted.
-WITH ins AS (
-  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
-  SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
-         u.started_at, u.completed_at, u.attempt
-  FROM (SELECT unnest(@ids::text[]) AS id,
-          unnest(@run_ids::text[]) AS run_id,
-          unnest(@generations::bigint[]) AS generation,
-          unnest(@names::text[]) AS name,
-          unnest(@step_indexes::bigint[]) AS step_index,
-          unnest(@statuses::text[]) AS status,
-          unnest(@outputs::text[]) AS output,
-          unnest(@errors::text[]) AS error,
-          unnest(@started_ats::timestamptz[]) AS started_at,
-          unnest(@completed_ats::timestamptz[]) AS completed_at,
-          unnest(@attempts::bigint[]) AS attempt) AS u
-  JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
-    AND r.id = ANY(@run_ids::text[])
-  FOR UPDATE OF r
-  RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
-), adv AS (
+-- Fenced step persistence for many runs at once (R-060, R-084, S-036): a
+-- run's steps are inserted only if its row, updated first, is leased with
+-- the writer's generation; a completed step advances the run's counters in
+-- that same update. The update is the fence: a claim or cancel committing
+-- while this statement runs makes it re-check the run's newest version, so
+-- a step of a lost lease is not inserted. One write of the run row per
+-- statement (an UPDATE … FROM applies one source row per target row: the
+-- run's steps are aggregated first), where locking the row and then
+-- updating it wrote it twice.
+WITH u AS (
+  SELECT unnest(@ids::text[]) AS id,
+         unnest(@run_ids::text[]) AS run_id,
+         unnest(@generations::bigint[]) AS generation,
+         unnest(@names::text[]) AS name,
+         unnest(@step_indexes::bigint[]) AS step_index,
+         unnest(@statuses::text[]) AS status,
+         unnest(@outputs::text[]) AS output,
+         unnest(@errors::text[]) AS error,
+         unnest(@started_ats::timestamptz[]) AS started_at,
+         unnest(@completed_ats::timestamptz[]) AS completed_at,
+         unnest(@attempts::bigint[]) AS attempt
+), fenced AS (
   UPDATE durably_runs r
-  SET current_step_index = ins."index" + 1,
-      completed_step_count = r.completed_step_count + 1,
-      updated_at = ins.completed_at
-  FROM ins
-  WHERE r.id = ANY(@run_ids::text[]) AND r.id = ins.run_id AND ins.status = 'completed'
+  SET current_step_index = COALESCE(a.next_index, r.current_step_index),
+      completed_step_count = r.completed_step_count + a.completed,
+      updated_at = COALESCE(a.completed_at, r.updated_at)
+  FROM (SELECT u.run_id, u.generation,
+          max(u.step_index) FILTER (WHERE u.status = 'completed') + 1 AS next_index,
+          count(*) FILTER (WHERE u.status = 'completed') AS completed,
+          max(u.completed_at) FILTER (WHERE u.status = 'completed') AS completed_at
+        FROM u GROUP BY u.run_id, u.generation) AS a
+  WHERE r.id = ANY(@run_ids::text[]) AND r.id = a.run_id AND r.status = 'leased' AND r.lease_generation = a.generation
+  RETURNING r.id, a.generation
 )
-SELECT id FROM ins;
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
+SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
+       u.started_at, u.completed_at, u.attempt
+FROM u JOIN fenced f ON f.id = u.run_id AND f.generation = u.generation
+RETURNING durably_steps.id;
 
 -- name: GetSteps :many
 SELECT * FROM durably_steps WHERE run_id = @run_id ORDER BY "index", started_at, id;

@@ -27,7 +27,7 @@ func (s *Store) PublishEvents(payloads [][]byte) error {
 	if len(payloads) == 0 || !s.publish.Load() {
 		return nil // nobody elsewhere watches
 	}
-	return s.writer.Submit(&op{kind: opPublish, payloads: payloads})
+	return s.lane("").Submit(&op{kind: opPublish, payloads: payloads})
 }
 
 // Publishing reports whether another process watches events now.

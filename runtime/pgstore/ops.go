@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/durably-go/durably/internal/groupcommit"
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
 	"github.com/durably-go/durably/runtime/store"
@@ -19,7 +21,23 @@ import (
 
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
-func (s *Store) do(ctx context.Context, o *op) error { return s.writer.Do(ctx, o) }
+// lane is the writer of a run's writes: always the same one, so that a
+// run's writes commit in the order they were made. Writes of no single run
+// take lane 0: triggers (their unique indexes make concurrent inserts of
+// the same key wait on each other, so two lanes inserting the same two keys
+// in opposite orders could deadlock), published events (their order across
+// runs is kept), and the sweeps of maintenance.
+func (s *Store) lane(runID string) *groupcommit.Writer[*op] {
+	if runID == "" || len(s.lanes) == 1 {
+		return s.lanes[0]
+	}
+	return s.lanes[maphash.String(s.laneSeed, runID)%uint64(len(s.lanes))]
+}
+
+// do submits o to the lane of runID and waits for its commit.
+func (s *Store) do(ctx context.Context, runID string, o *op) error {
+	return s.lane(runID).Do(ctx, o)
+}
 
 // Enqueue inserts runs all or nothing.
 func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqueued, error) {
@@ -27,7 +45,7 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewRun) ([]store.Enqu
 		return nil, nil
 	}
 	o := &op{kind: opEnqueue, items: items}
-	if err := s.do(ctx, o); err != nil {
+	if err := s.do(ctx, "", o); err != nil {
 		return nil, err
 	}
 	if o.conflict != nil {
@@ -265,14 +283,14 @@ func (s *Store) capJobs(ctx context.Context, conn *pgxpool.Conn, q *pgdb.Queries
 // RenewLease extends an unexpired lease.
 func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresAt time.Time) (bool, error) {
 	o := &op{kind: opRenew, lease: lease, now: now, expiresAt: expiresAt}
-	err := s.do(ctx, o)
+	err := s.do(ctx, lease.RunID, o)
 	return o.ok, err
 }
 
 // ReleaseLease hands a run back to pending or, when a same-key pending run
 // forbids that, by expiring its lease now (D12).
 func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (ok bool, err error) {
-	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+	err = s.do(ctx, lease.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		ok, err = storekit.ReleaseLease(ctx, txOps{tx, q}, lease, now)
 		return err
 	}})
@@ -282,13 +300,13 @@ func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Ti
 // SaveStep records a step fenced by generation (S-036).
 func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Step) (bool, error) {
 	o := &op{kind: opSaveStep, lease: lease, step: step}
-	err := s.do(ctx, o)
+	err := s.do(ctx, lease.RunID, o)
 	return o.ok, err
 }
 
 // SetProgress queues a fenced progress write.
 func (s *Store) SetProgress(ctx context.Context, lease store.Lease, progress *store.Progress, now time.Time) error {
-	return s.writer.Submit(&op{kind: opProgress, lease: lease, now: now, progress: storekit.EncodeProgress(progress)})
+	return s.lane(lease.RunID).Submit(&op{kind: opProgress, lease: lease, now: now, progress: storekit.EncodeProgress(progress)})
 }
 
 // FinishRun completes or fails the run.
@@ -297,7 +315,7 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 		return false, fmt.Errorf("pgstore: finish with status %q", fin.Status)
 	}
 	o := &op{kind: opFinish, lease: lease, fin: fin}
-	err := s.do(ctx, o)
+	err := s.do(ctx, lease.RunID, o)
 	return o.ok, err
 }
 
@@ -307,7 +325,7 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 // sleep, not per step.
 func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (ok bool, err error) {
 	d.Until = storekit.DeferUntil(d)
-	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
+	err = s.do(ctx, lease.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
 		ok = false
 		if len(d.Steps) > 0 {
 			saves := make([]*op, len(d.Steps))
@@ -344,12 +362,13 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	return s.writer.Submit(&op{kind: opLogs, logs: logs})
+	// A batch of logs is one run's (one step's or the run's own).
+	return s.lane(logs[0].RunID).Submit(&op{kind: opLogs, logs: logs})
 }
 
 // CancelRun cancels a pending or leased run (S-037).
 func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *store.Run, prev store.Status, err error) {
-	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+	err = s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
 		return err
 	}})
@@ -358,7 +377,7 @@ func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteS
 
 // DeleteRun removes a terminal run and its children (S-040).
 func (s *Store) DeleteRun(ctx context.Context, id string) (run *store.Run, err error) {
-	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+	err = s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		run, err = storekit.DeleteRun(ctx, txOps{tx, q}, id)
 		return err
 	}})
@@ -367,7 +386,7 @@ func (s *Store) DeleteRun(ctx context.Context, id string) (run *store.Run, err e
 
 // PurgeRuns deletes old terminal runs (S-041).
 func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (n int, err error) {
-	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+	err = s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		n, err = storekit.PurgeRuns(ctx, txOps{tx, q}, olderThan, limit)
 		return err
 	}})
@@ -376,7 +395,7 @@ func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (
 
 // ReleaseExpiredLeases implements S-039 with D12 (storekit).
 func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int, err error) {
-	err = s.do(ctx, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+	err = s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		n, err = storekit.ReleaseExpiredLeases(ctx, txOps{tx, q}, now)
 		return err
 	}})

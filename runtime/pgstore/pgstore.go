@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"sync"
@@ -40,7 +41,17 @@ type Options struct {
 	// DisableListen turns off LISTEN/NOTIFY: idle workers then learn of
 	// other processes' triggers only by polling.
 	DisableListen bool
+	// WriteLanes is the number of group-commit writers, each committing its
+	// own groups on its own connection, so that one group's statements run
+	// while another's commit is flushed (PostgreSQL merges concurrent WAL
+	// flushes). A run's writes always take the same lane, so they commit in
+	// the order they were made. Default DefaultWriteLanes; 1 is a single
+	// writer.
+	WriteLanes int
 }
+
+// DefaultWriteLanes is Options.WriteLanes when it is zero.
+const DefaultWriteLanes = 2
 
 // Store is the PostgreSQL store. Create it with Open or New.
 type Store struct {
@@ -48,7 +59,10 @@ type Store struct {
 	ownsPool bool
 	q        *pgdb.Queries
 	logger   *slog.Logger
-	writer   *groupcommit.Writer[*op]
+	// lanes are the group-commit writers (Options.WriteLanes); laneSeed
+	// spreads runs over them.
+	lanes    []*groupcommit.Writer[*op]
+	laneSeed maphash.Seed
 	stats    writeStats
 
 	// instance tags this store's notifications so that it ignores its own.
@@ -144,7 +158,15 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		listenDone:    make(chan struct{}),
 	}
 	s.instance = s.ids.New(time.Now())
-	s.writer = groupcommit.New(s.apply, 512, (&storekit.DroppedWrites{Logger: s.logger}).Report)
+	n := opts.WriteLanes
+	if n <= 0 {
+		n = DefaultWriteLanes
+	}
+	s.laneSeed = maphash.MakeSeed()
+	dropped := (&storekit.DroppedWrites{Logger: s.logger}).Report
+	for range n {
+		s.lanes = append(s.lanes, groupcommit.New(s.apply, 512, dropped))
+	}
 	return s, nil
 }
 
@@ -155,7 +177,9 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // the pool, closes it. Calling it again does nothing.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.writer.Close()
+		for _, w := range s.lanes {
+			w.Close()
+		}
 		close(s.closing)
 		s.listenOnce.Do(func() { close(s.listenDone) })
 		<-s.listenDone

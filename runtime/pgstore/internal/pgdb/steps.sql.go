@@ -263,34 +263,36 @@ func (q *Queries) RecordSchemaVersion(ctx context.Context, arg RecordSchemaVersi
 }
 
 const saveSteps = `-- name: SaveSteps :many
-WITH ins AS (
-  INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
-  SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
-         u.started_at, u.completed_at, u.attempt
-  FROM (SELECT unnest($1::text[]) AS id,
-          unnest($2::text[]) AS run_id,
-          unnest($3::bigint[]) AS generation,
-          unnest($4::text[]) AS name,
-          unnest($5::bigint[]) AS step_index,
-          unnest($6::text[]) AS status,
-          unnest($7::text[]) AS output,
-          unnest($8::text[]) AS error,
-          unnest($9::timestamptz[]) AS started_at,
-          unnest($10::timestamptz[]) AS completed_at,
-          unnest($11::bigint[]) AS attempt) AS u
-  JOIN durably_runs r ON r.id = u.run_id AND r.status = 'leased' AND r.lease_generation = u.generation
-    AND r.id = ANY($2::text[])
-  FOR UPDATE OF r
-  RETURNING durably_steps.id, durably_steps.run_id, durably_steps."index", durably_steps.status, durably_steps.completed_at
-), adv AS (
+WITH u AS (
+  SELECT unnest($1::text[]) AS id,
+         unnest($2::text[]) AS run_id,
+         unnest($3::bigint[]) AS generation,
+         unnest($4::text[]) AS name,
+         unnest($5::bigint[]) AS step_index,
+         unnest($6::text[]) AS status,
+         unnest($7::text[]) AS output,
+         unnest($8::text[]) AS error,
+         unnest($9::timestamptz[]) AS started_at,
+         unnest($10::timestamptz[]) AS completed_at,
+         unnest($11::bigint[]) AS attempt
+), fenced AS (
   UPDATE durably_runs r
-  SET current_step_index = ins."index" + 1,
-      completed_step_count = r.completed_step_count + 1,
-      updated_at = ins.completed_at
-  FROM ins
-  WHERE r.id = ANY($2::text[]) AND r.id = ins.run_id AND ins.status = 'completed'
+  SET current_step_index = COALESCE(a.next_index, r.current_step_index),
+      completed_step_count = r.completed_step_count + a.completed,
+      updated_at = COALESCE(a.completed_at, r.updated_at)
+  FROM (SELECT u.run_id, u.generation,
+          max(u.step_index) FILTER (WHERE u.status = 'completed') + 1 AS next_index,
+          count(*) FILTER (WHERE u.status = 'completed') AS completed,
+          max(u.completed_at) FILTER (WHERE u.status = 'completed') AS completed_at
+        FROM u GROUP BY u.run_id, u.generation) AS a
+  WHERE r.id = ANY($2::text[]) AND r.id = a.run_id AND r.status = 'leased' AND r.lease_generation = a.generation
+  RETURNING r.id, a.generation
 )
-SELECT id FROM ins
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
+SELECT u.id, u.run_id, u.name, u.step_index, u.status, NULLIF(u.output, ''), NULLIF(u.error, ''),
+       u.started_at, u.completed_at, u.attempt
+FROM u JOIN fenced f ON f.id = u.run_id AND f.generation = u.generation
+RETURNING durably_steps.id
 `
 
 type SaveStepsParams struct {
@@ -307,12 +309,15 @@ type SaveStepsParams struct {
 	Attempts     []int64
 }
 
-// Fenced step persistence for many runs at once (R-060, R-084, S-036): a row
-// is inserted only while its run is leased with the writer's generation, and
-// a completed step advances its run's counters in the same statement. The
-// run rows are locked (FOR UPDATE) so that a claim or cancel committing
-// while this statement runs is seen: the join is re-checked against the
-// run's newest version and a step of a lost lease is not inserted.
+// Fenced step persistence for many runs at once (R-060, R-084, S-036): a
+// run's steps are inserted only if its row, updated first, is leased with
+// the writer's generation; a completed step advances the run's counters in
+// that same update. The update is the fence: a claim or cancel committing
+// while this statement runs makes it re-check the run's newest version, so
+// a step of a lost lease is not inserted. One write of the run row per
+// statement (an UPDATE … FROM applies one source row per target row: the
+// run's steps are aggregated first), where locking the row and then
+// updating it wrote it twice.
 func (q *Queries) SaveSteps(ctx context.Context, arg SaveStepsParams) ([]string, error) {
 	rows, err := q.db.Query(ctx, saveSteps,
 		arg.Ids,
