@@ -11,6 +11,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,7 @@ import (
 	"github.com/durably-go/durably/internal/groupcommit"
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedb"
+	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedriver"
 	"github.com/durably-go/durably/runtime/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -98,13 +101,16 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if sqlitedriver.URI && !strings.HasPrefix(path, "file:") {
+		path = "file:" + path
+	}
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)&_pragma=foreign_keys(0)",
 		opts.BusyTimeout.Milliseconds(), opts.Synchronous)
-	wdb, err := sql.Open("sqlite", path+sep+common+"&_txlock=immediate")
+	wdb, err := sql.Open(sqlitedriver.Name, path+sep+common+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
@@ -118,7 +124,7 @@ func Open(path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
-	rdb, err := sql.Open("sqlite", path+sep+common)
+	rdb, err := sql.Open(sqlitedriver.Name, path+sep+common)
 	if err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
@@ -416,10 +422,11 @@ func (e enqueueOps) PendingByConcurrencyKey(ctx context.Context, job, scope, key
 // rather than in one long write.
 const promoteBatch = 1000
 
-// Claim leases up to req.Limit runs, one single-statement claim each (S-030),
-// after promoting the waiting runs that are due. Job limits are exact: each
-// statement counts the live leases that the ones before it, in this
-// transaction of the single writer, left.
+// Claim leases up to req.Limit runs (S-030), after promoting the waiting
+// runs that are due: first, in one statement, the leading candidates that
+// need no check (ClaimBatch), then the rest one statement each (ClaimNext).
+// Job limits are exact: each ClaimNext counts the live leases that the
+// statements before it, in this transaction of the single writer, left.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
 	if req.Limit <= 0 {
 		return nil, nil
@@ -430,7 +437,6 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run
 	}
 	var runs []*store.Run
 	err = s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
-		runs = runs[:0]
 		now := store.FormatTime(req.Now)
 		if _, err := q.PromoteDue(ctx, sqlitedb.PromoteDueParams{Now: now, Lim: promoteBatch}); err != nil {
 			return fmt.Errorf("sqlitestore: claim: promote due runs: %w", err)
@@ -442,6 +448,17 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run
 			HasLimits:      boolInt(len(req.JobLimits) > 0),
 			JobLimits:      limits,
 		}
+		rows, err := q.ClaimBatch(ctx, sqlitedb.ClaimBatchParams{
+			WorkerID: params.WorkerID, LeaseExpiresAt: params.LeaseExpiresAt, Now: now,
+			HasLimits: params.HasLimits, JobLimits: limits, Lim: int64(req.Limit),
+		})
+		if err != nil {
+			return fmt.Errorf("sqlitestore: claim: %w", err)
+		}
+		if runs, err = decodeRuns(rows); err != nil {
+			return fmt.Errorf("sqlitestore: claim: %w", err)
+		}
+		slices.SortFunc(runs, claimOrder)
 		for len(runs) < req.Limit {
 			run, err := optionalRun(q.ClaimNext(ctx, params))
 			if err != nil {
@@ -458,6 +475,17 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run
 		return nil, err
 	}
 	return runs, nil
+}
+
+// claimOrder is the claim's order: priority (smaller first), then age.
+func claimOrder(a, b *store.Run) int {
+	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }
 
 // RenewLease extends an unexpired lease.
