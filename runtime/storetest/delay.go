@@ -264,7 +264,7 @@ var delayCases = []Case{
 			run(runID("MIXL", 2), "lim", "", 0, 6), // blocked by the limit
 			run(runID("MIXF", 3), "free", "", 0, 7),
 			run(runID("MIXF", 4), "free", "", -1, 8), // first: smaller priority
-			run(runID("MIXF", 5), "free", "", 1, 0), // last: larger priority
+			run(runID("MIXF", 5), "free", "", 1, 0),  // last: larger priority
 		)
 		req := func(limit int) store.ClaimRequest {
 			return store.ClaimRequest{WorkerID: "w", Now: now.Add(time.Minute), Lease: time.Hour, Limit: limit, JobLimits: map[string]int{"lim": 1}}
