@@ -45,6 +45,50 @@ WHERE id IN (
   ORDER BY w.run_at
   LIMIT CAST(sqlc.arg(lim) AS INTEGER));
 
+-- name: ClaimBatch :many
+-- Claims in one statement the runs that ClaimNext would claim one by one,
+-- as long as each needs none of its checks: the first lim claimable
+-- candidates in ClaimNext's order (priority, creation, id; ready pending
+-- runs and expired leases, from the same two indexes), cut before the first
+-- one that has a concurrency key or is of a job with a limit (job_limits;
+-- has_limits = 0: no job has one). Such a candidate, and everything after
+-- it, is left to ClaimNext, whose per-run checks then see this statement's
+-- leases. Since an unconstrained candidate is always claimable, the runs
+-- claimed here are exactly the ones ClaimNext would have claimed first.
+-- RETURNING gives no order; the store sorts.
+UPDATE durably_runs
+SET status = 'leased',
+    lease_owner = CAST(sqlc.arg(worker_id) AS TEXT),
+    lease_expires_at = CAST(sqlc.arg(lease_expires_at) AS TEXT),
+    lease_generation = lease_generation + 1,
+    started_at = COALESCE(started_at, CAST(sqlc.arg(now) AS TEXT)),
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id IN (
+  SELECT o.id FROM (
+    SELECT u.id, sum(u.constrained) OVER (ORDER BY u.priority, u.created_at, u.id) AS blocked FROM (
+      SELECT * FROM (
+        SELECT p.id, p.priority, p.created_at,
+          (p.concurrency_key IS NOT NULL OR (CAST(sqlc.arg(has_limits) AS INTEGER) <> 0 AND p.job_name IN (
+            SELECT j.key FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j))) AS constrained
+        FROM durably_runs p INDEXED BY idx_durably_runs_ready
+        WHERE p.status = 'pending' AND p.ready = 1
+        ORDER BY p.priority, p.created_at, p.id
+        LIMIT CAST(sqlc.arg(lim) AS INTEGER))
+      UNION ALL
+      SELECT * FROM (
+        SELECT x.id, x.priority, x.created_at,
+          (x.concurrency_key IS NOT NULL OR (CAST(sqlc.arg(has_limits) AS INTEGER) <> 0 AND x.job_name IN (
+            SELECT j.key FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j))) AS constrained
+        FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
+        WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
+        ORDER BY x.priority, x.created_at, x.id
+        LIMIT CAST(sqlc.arg(lim) AS INTEGER))
+    ) AS u
+    ORDER BY u.priority, u.created_at, u.id
+    LIMIT CAST(sqlc.arg(lim) AS INTEGER)) AS o
+  WHERE o.blocked = 0)
+RETURNING *;
+
 -- name: ClaimNext :one
 -- The first claimable run by priority (smaller first), then age (R-050,
 -- R-051, S-030): ready and pending, or leased with an expired lease, not

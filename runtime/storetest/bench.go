@@ -72,6 +72,22 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 			}
 		}
 	})
+	// A worker with 8 slots claims its free slots plus a buffer, about 4
+	// to 16 runs per claim: one op is a claim of 8, per run in ns/run.
+	b.Run("Claim8", func(b *testing.B) {
+		e, st := engine(b)
+		benchPending(b, e, 8*b.N, input, labels)
+		now := time.Now()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			got, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Minute, Limit: 8})
+			if err != nil || len(got) != 8 {
+				b.Fatalf("claim: %d runs, %v", len(got), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(8*b.N), "ns/run")
+	})
 	b.Run("StepPersist", func(b *testing.B) {
 		e, st := engine(b)
 		leases := benchLeased(b, e, st, 1, input, labels)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -242,6 +243,40 @@ var delayCases = []Case{
 		got := claimIDs(t, st, claimReq("w", delayEpoch.Add(time.Hour), 10))
 		if want := []string{runs[1].ID, runs[3].ID, runs[2].ID, runs[0].ID}; !reflect.DeepEqual(got, want) {
 			t.Fatalf("one claim of four: %v, want %v", got, want)
+		}
+	}},
+	{"R-050 R-051 R-203 R-204 a claim of many takes runs in claim order around keyed and limited ones", func(t *testing.T, h *Harness) {
+		// Key-less runs of unlimited jobs need no check; a store may claim
+		// them together (SQLite: ClaimBatch) as long as the result is what
+		// claiming one by one gives: keyed and limited runs in their place,
+		// the blocked ones left pending.
+		migrate(t, h)
+		now := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
+		run := func(id, job, key string, prio, sec int) *store.Run {
+			return &store.Run{ID: id, JobName: job, ConcurrencyKey: key, Priority: prio, CreatedAt: now.Add(time.Duration(sec) * time.Second)}
+		}
+		enqueueRuns(t, h.Store,
+			run(runID("MIXF", 1), "free", "", 0, 1),
+			run(runID("MIXK", 1), "free", "k", 0, 2),
+			run(runID("MIXF", 2), "free", "", 0, 3),
+			run(runID("MIXK", 2), "other", "k", 0, 4), // blocked by MIXK1's lease
+			run(runID("MIXL", 1), "lim", "", 0, 5),
+			run(runID("MIXL", 2), "lim", "", 0, 6), // blocked by the limit
+			run(runID("MIXF", 3), "free", "", 0, 7),
+			run(runID("MIXF", 4), "free", "", -1, 8), // first: smaller priority
+			run(runID("MIXF", 5), "free", "", 1, 0),  // last: larger priority
+		)
+		req := func(limit int) store.ClaimRequest {
+			return store.ClaimRequest{WorkerID: "w", Now: now.Add(time.Minute), Lease: time.Hour, Limit: limit, JobLimits: map[string]int{"lim": 1}}
+		}
+		if got, want := claimIDs(t, h.Store, req(3)), []string{runID("MIXF", 4), runID("MIXF", 1), runID("MIXK", 1)}; !slices.Equal(got, want) {
+			t.Fatalf("first claim %v, want %v", got, want)
+		}
+		if got, want := claimIDs(t, h.Store, req(10)), []string{runID("MIXF", 2), runID("MIXL", 1), runID("MIXF", 3), runID("MIXF", 5)}; !slices.Equal(got, want) {
+			t.Fatalf("second claim %v, want %v", got, want)
+		}
+		if got := claimIDs(t, h.Store, req(10)); len(got) != 0 {
+			t.Fatalf("claimed blocked runs %v", got)
 		}
 	}},
 	{"R-204 a job limit of N holds with several stores claiming at once", func(t *testing.T, h *Harness) {

@@ -30,6 +30,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.cancelRunStmt, err = db.PrepareContext(ctx, cancelRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CancelRun: %w", err)
 	}
+	if q.claimBatchStmt, err = db.PrepareContext(ctx, claimBatch); err != nil {
+		return nil, fmt.Errorf("error preparing query ClaimBatch: %w", err)
+	}
 	if q.claimNextStmt, err = db.PrepareContext(ctx, claimNext); err != nil {
 		return nil, fmt.Errorf("error preparing query ClaimNext: %w", err)
 	}
@@ -148,6 +151,11 @@ func (q *Queries) Close() error {
 	if q.cancelRunStmt != nil {
 		if cerr := q.cancelRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing cancelRunStmt: %w", cerr)
+		}
+	}
+	if q.claimBatchStmt != nil {
+		if cerr := q.claimBatchStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing claimBatchStmt: %w", cerr)
 		}
 	}
 	if q.claimNextStmt != nil {
@@ -366,6 +374,7 @@ type Queries struct {
 	tx                                *sql.Tx
 	advanceStepCountersStmt           *sql.Stmt
 	cancelRunStmt                     *sql.Stmt
+	claimBatchStmt                    *sql.Stmt
 	claimNextStmt                     *sql.Stmt
 	completeRunStmt                   *sql.Stmt
 	deferRunStmt                      *sql.Stmt
@@ -409,6 +418,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		tx:                                tx,
 		advanceStepCountersStmt:           q.advanceStepCountersStmt,
 		cancelRunStmt:                     q.cancelRunStmt,
+		claimBatchStmt:                    q.claimBatchStmt,
 		claimNextStmt:                     q.claimNextStmt,
 		completeRunStmt:                   q.completeRunStmt,
 		deferRunStmt:                      q.deferRunStmt,

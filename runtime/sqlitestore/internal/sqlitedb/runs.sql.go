@@ -56,6 +56,115 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 	return i, err
 }
 
+const claimBatch = `-- name: ClaimBatch :many
+UPDATE durably_runs
+SET status = 'leased',
+    lease_owner = CAST(?1 AS TEXT),
+    lease_expires_at = CAST(?2 AS TEXT),
+    lease_generation = lease_generation + 1,
+    started_at = COALESCE(started_at, CAST(?3 AS TEXT)),
+    updated_at = CAST(?3 AS TEXT)
+WHERE id IN (
+  SELECT o.id FROM (
+    SELECT u.id, sum(u.constrained) OVER (ORDER BY u.priority, u.created_at, u.id) AS blocked FROM (
+      SELECT id, priority, created_at, constrained FROM (
+        SELECT p.id, p.priority, p.created_at,
+          (p.concurrency_key IS NOT NULL OR (CAST(?4 AS INTEGER) <> 0 AND p.job_name IN (
+            SELECT j.key FROM json_each(CAST(?5 AS TEXT)) j))) AS constrained
+        FROM durably_runs p INDEXED BY idx_durably_runs_ready
+        WHERE p.status = 'pending' AND p.ready = 1
+        ORDER BY p.priority, p.created_at, p.id
+        LIMIT CAST(?6 AS INTEGER))
+      UNION ALL
+      SELECT id, priority, created_at, constrained FROM (
+        SELECT x.id, x.priority, x.created_at,
+          (x.concurrency_key IS NOT NULL OR (CAST(?4 AS INTEGER) <> 0 AND x.job_name IN (
+            SELECT j.key FROM json_each(CAST(?5 AS TEXT)) j))) AS constrained
+        FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
+        WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(?3 AS TEXT)
+        ORDER BY x.priority, x.created_at, x.id
+        LIMIT CAST(?6 AS INTEGER))
+    ) AS u
+    ORDER BY u.priority, u.created_at, u.id
+    LIMIT CAST(?6 AS INTEGER)) AS o
+  WHERE o.blocked = 0)
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+`
+
+type ClaimBatchParams struct {
+	WorkerID       string
+	LeaseExpiresAt string
+	Now            string
+	HasLimits      int64
+	JobLimits      string
+	Lim            int64
+}
+
+// Claims in one statement the runs that ClaimNext would claim one by one,
+// as long as each needs none of its checks: the first lim claimable
+// candidates in ClaimNext's order (priority, creation, id; ready pending
+// runs and expired leases, from the same two indexes), cut before the first
+// one that has a concurrency key or is of a job with a limit (job_limits;
+// has_limits = 0: no job has one). Such a candidate, and everything after
+// it, is left to ClaimNext, whose per-run checks then see this statement's
+// leases. Since an unconstrained candidate is always claimable, the runs
+// claimed here are exactly the ones ClaimNext would have claimed first.
+// RETURNING gives no order; the store sorts.
+func (q *Queries) ClaimBatch(ctx context.Context, arg ClaimBatchParams) ([]DurablyRun, error) {
+	rows, err := q.query(ctx, q.claimBatchStmt, claimBatch,
+		arg.WorkerID,
+		arg.LeaseExpiresAt,
+		arg.Now,
+		arg.HasLimits,
+		arg.JobLimits,
+		arg.Lim,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DurablyRun{}
+	for rows.Next() {
+		var i DurablyRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.JobName,
+			&i.Input,
+			&i.Status,
+			&i.IdempotencyKey,
+			&i.ConcurrencyKey,
+			&i.Labels,
+			&i.CurrentStepIndex,
+			&i.CompletedStepCount,
+			&i.Progress,
+			&i.Output,
+			&i.Error,
+			&i.LeaseOwner,
+			&i.LeaseExpiresAt,
+			&i.LeaseGeneration,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimNext = `-- name: ClaimNext :one
 UPDATE durably_runs
 SET status = 'leased',
