@@ -40,10 +40,14 @@ func readmeInstallSteps(t *testing.T) (commands [][]string, generateLine string)
 }
 
 // userModule makes a module outside this repository and follows the
-// README's install steps in it, offline: the module's go.mod has only a
-// replace directive to this checkout (standing in for the published
-// module), the commands run with GOPROXY=off against the module cache, and
-// @latest becomes @v0.0.0, which the replace directive serves.
+// README's install steps in it: the module's go.mod has only a replace
+// directive to this checkout (standing in for the published module), and
+// @latest becomes @v0.0.0, which the replace directive serves. The
+// commands run with GOPROXY=off against the module cache, but for go mod
+// tidy: it wants the test dependencies of dependencies (testify, for
+// invopop/jsonschema's tests), which nothing else downloads, so a fresh
+// machine's cache lacks them; tidy asks the configured proxy, as it would
+// for a user.
 func userModule(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -148,7 +152,10 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 func command(dir, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	if !slices.Equal(args, []string{"mod", "tidy"}) {
+		cmd.Env = append(cmd.Env, "GOPROXY=off")
+	}
 	return cmd
 }
 
