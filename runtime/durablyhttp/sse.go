@@ -3,8 +3,10 @@ package durablyhttp
 import (
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,8 +19,12 @@ import (
 // Messages are collected and written together: one write and one flush per
 // burst, not per message.
 type sse struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	// conn, once the handler took the connection over (takeOver): the
+	// stream then writes its chunks itself and w and rc are nil.
+	conn     net.Conn
+	head     int           // bytes reserved at the start of out for the chunk's size line
 	timeout  time.Duration // of each write; <= 0: none
 	throttle time.Duration
 	encode   func(b []byte, e *durably.Event) ([]byte, bool)
@@ -82,7 +88,7 @@ const maxPooledOut = 64 << 10
 func (s *sse) begin() {
 	if s.outBuf == nil {
 		s.outBuf = outPool.Get().(*[]byte)
-		s.out = (*s.outBuf)[:0]
+		s.out = (*s.outBuf)[:s.head]
 	}
 }
 
@@ -120,7 +126,7 @@ func (s *sse) send(it *item) {
 
 // flush writes what was queued.
 func (s *sse) flush() {
-	if s.failed || len(s.out) == 0 {
+	if s.failed || len(s.out) <= s.head {
 		s.release()
 		return
 	}
@@ -128,15 +134,56 @@ func (s *sse) flush() {
 	// timeout still gives every write between half and all of it.
 	if now := time.Now(); s.timeout > 0 && s.deadline.Sub(now) < s.timeout/2 {
 		s.deadline = now.Add(s.timeout)
-		_ = s.rc.SetWriteDeadline(s.deadline)
+		if s.conn != nil {
+			_ = s.conn.SetWriteDeadline(s.deadline)
+		} else {
+			_ = s.rc.SetWriteDeadline(s.deadline)
+		}
 	}
-	_, err := s.w.Write(s.out)
+	var err error
+	if s.conn != nil {
+		err = s.writeChunk()
+	} else if _, err = s.w.Write(s.out); err == nil {
+		err = s.rc.Flush()
+	}
 	s.release()
 	if err != nil {
 		s.failed = true
+	}
+}
+
+// chunkHead is the room begin reserves for a chunk's size line: up to 8
+// hexadecimal digits and CRLF.
+const chunkHead = 10
+
+// writeChunk writes out, after the reserved head, as one chunk of the
+// chunked transfer coding in one write, framed byte for byte as net/http
+// frames a flushed write ("%x\r\n", the data, "\r\n").
+func (s *sse) writeChunk() error {
+	var digits [16]byte
+	size := strconv.AppendUint(digits[:0], uint64(len(s.out)-chunkHead), 16)
+	start := chunkHead - 2 - len(size)
+	copy(s.out[start:], size)
+	s.out[chunkHead-2], s.out[chunkHead-1] = '\r', '\n'
+	s.out = append(s.out, '\r', '\n')
+	_, err := s.conn.Write(s.out[start:])
+	return err
+}
+
+// endChunks writes the last chunk of a taken-over stream, which net/http
+// writes when a handler returns. A client that cannot take five bytes
+// within a second (or the write timeout, if shorter) is not waited for:
+// Close waits for this.
+func (s *sse) endChunks() {
+	if s.failed || s.conn == nil {
 		return
 	}
-	if err := s.rc.Flush(); err != nil {
+	d := time.Second
+	if s.timeout > 0 {
+		d = min(d, s.timeout)
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(d))
+	if _, err := s.conn.Write([]byte("0\r\n\r\n")); err != nil {
 		s.failed = true
 	}
 }
@@ -250,6 +297,7 @@ type queue struct {
 	max        int
 	overflowed bool
 	signal     chan struct{}
+	notify     func() // instead of signal, when set: a taken-over stream has no goroutine waiting
 }
 
 func newQueue(max int) *queue { return &queue{max: max, signal: make(chan struct{}, 1)} }
@@ -264,11 +312,25 @@ func (q *queue) push(batch []item) {
 		q.batches = append(q.batches, batch)
 		q.n += len(batch)
 	}
+	notify := q.notify
 	q.mu.Unlock()
+	if notify != nil {
+		notify()
+		return
+	}
 	select {
 	case q.signal <- struct{}{}:
 	default:
 	}
+}
+
+// notifyWith makes push call notify instead of signalling, and calls it
+// once for what was pushed before.
+func (q *queue) notifyWith(notify func()) {
+	q.mu.Lock()
+	q.notify = notify
+	q.mu.Unlock()
+	notify()
 }
 
 // take returns the batches queued, in into's storage, and whether the
@@ -358,10 +420,23 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 	if !ok {
 		return
 	}
-	defer end()
-	defer h.e.WatchRemoteEvents()()
-	defer h.hub.add(h, sub)()
+	unwatch := h.e.WatchRemoteEvents()
+	remove := h.hub.add(h, sub)
+	finish := func() {
+		remove()
+		unwatch()
+		end()
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			finish()
+		}
+	}()
 	s := newSSE(req.w, h.opts.StreamWriteTimeout, h.opts.SSEThrottle, AppendProjection)
+	if handedOver = h.takeOver(req, s, sub, finish); handedOver {
+		return // the stream goes on without this goroutine
+	}
 	heartbeat := h.heartbeat()
 	defer heartbeat.Stop()
 	var batches [][]item
@@ -397,6 +472,7 @@ type listSub struct {
 	labels map[string]string
 	key    string // equal for streams with equal filters
 	q      *queue
+	wire   *wire // when the stream's connection was taken over; guarded by the hub's mu
 }
 
 func newListSub(jobs []string, labels map[string]string, buffer int) *listSub {
@@ -452,6 +528,7 @@ type hub struct {
 func (hb *hub) add(h interface {
 	engine() *durably.Engine
 	done() <-chan struct{}
+	heartbeatEvery() time.Duration
 }, sub *listSub) (remove func()) {
 	hb.once.Do(func() {
 		hb.subs = map[*listSub]struct{}{}
@@ -459,7 +536,7 @@ func (hb *hub) add(h interface {
 		unsubscribe := h.engine().OnEvent(hb.collect)
 		go func() {
 			defer unsubscribe()
-			hb.run(h.done())
+			hb.run(h.done(), h.heartbeatEvery())
 		}()
 	})
 	hb.mu.Lock()
@@ -489,16 +566,41 @@ func (hb *hub) collect(e durably.Event) {
 	}
 }
 
-func (hb *hub) run(done <-chan struct{}) {
+func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
 	var subs []*listSub
 	var encoded []item
+	var wires []*wire
 	groups := map[string][]item{}
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	ping := time.NewTicker(time.Hour)
+	ping.Stop()
+	if heartbeat > 0 {
+		ping.Reset(heartbeat)
+	}
+	defer ping.Stop()
 	var last time.Time
 	for {
 		select {
 		case <-hb.wake:
+		case <-sweep.C:
+			wires = hb.wires(wires)
+			for _, w := range wires {
+				if peerGone(w.conn) {
+					w.wake(wireEnd)
+				}
+			}
+			clear(wires)
+			continue
+		case <-ping.C:
+			wires = hb.wires(wires)
+			for _, w := range wires {
+				w.wake(wirePing)
+			}
+			clear(wires)
+			continue
 		case <-done:
 			return
 		}
