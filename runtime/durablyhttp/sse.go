@@ -302,18 +302,24 @@ type queue struct {
 
 func newQueue(max int) *queue { return &queue{max: max, signal: make(chan struct{}, 1)} }
 
-// push appends a batch, which nobody may change from now on, and wakes the
-// stream once.
-func (q *queue) push(batch []item) {
+// push appends a batch, which nobody may change from now on, and, if
+// wake, wakes the stream once if it has anything to take.
+func (q *queue) push(batch []item, wake bool) {
 	q.mu.Lock()
-	if q.n+len(batch) > q.max {
+	switch {
+	case len(batch) == 0:
+	case q.n+len(batch) > q.max:
 		q.overflowed = true
-	} else {
+	default:
 		q.batches = append(q.batches, batch)
 		q.n += len(batch)
 	}
+	wake = wake && (q.n > 0 || q.overflowed)
 	notify := q.notify
 	q.mu.Unlock()
+	if !wake {
+		return
+	}
 	if notify != nil {
 		notify()
 		return
@@ -473,6 +479,7 @@ type listSub struct {
 	key    string // equal for streams with equal filters
 	q      *queue
 	wire   *wire // when the stream's connection was taken over; guarded by the hub's mu
+	phase  int   // the hub's tick at which the stream is woken
 }
 
 func newListSub(jobs []string, labels map[string]string, buffer int) *listSub {
@@ -506,23 +513,33 @@ func (sub *listSub) wants(e *durably.Event) bool {
 	return true
 }
 
-// fanoutInterval is the least time between two fan-outs of the hub. Under
-// load, events arriving within it reach every stream in one write instead
-// of one write each: with a thousand streams, write system calls are what
-// the server spends its time on. It adds at most this much delay.
+// fanoutInterval is the longest the hub holds a stream's events. Under
+// load, events arriving within it reach a stream in one write instead of
+// one write each: with a thousand streams, write system calls are what the
+// server spends its time on. It adds at most this much delay.
 const fanoutInterval = 20 * time.Millisecond
+
+// fanoutPhases: under load the hub ticks this many times per
+// fanoutInterval and wakes one phase of the streams at each tick, each
+// stream once per interval. Waking all of them at once made a burst of a
+// thousand writes (and of a thousand clients reading) every interval, and
+// the last stream of a burst waited for all the others: that, not the
+// interval, was most of the delivery delay's 99th percentile.
+const fanoutPhases = 4
 
 // hub fans the engine's events out to the list streams of one handler.
 // The engine's listener only appends the event to a list, so a run never
 // waits on streams however many there are; the hub's goroutine encodes
-// each event once, filters once per distinct filter, and hands each stream
-// everything it wants that arrived meanwhile, in one push.
+// each event once, filters once per distinct filter, and queues for each
+// stream what it wants, waking it at its phase's tick.
 type hub struct {
-	once    sync.Once
-	mu      sync.Mutex
-	subs    map[*listSub]struct{}
-	pending []*durably.Event
-	wake    chan struct{}
+	once      sync.Once
+	mu        sync.Mutex
+	subs      map[*listSub]struct{}
+	pending   []*durably.Event
+	wake      chan struct{}
+	ticking   bool // the hub's ticks take pending events: no need to wake it
+	nextPhase int
 }
 
 func (hb *hub) add(h interface {
@@ -540,6 +557,8 @@ func (hb *hub) add(h interface {
 		}()
 	})
 	hb.mu.Lock()
+	sub.phase = hb.nextPhase
+	hb.nextPhase = (hb.nextPhase + 1) % fanoutPhases
 	hb.subs[sub] = struct{}{}
 	hb.mu.Unlock()
 	return func() {
@@ -559,7 +578,11 @@ func (hb *hub) collect(e durably.Event) {
 		return
 	}
 	hb.pending = append(hb.pending, &e)
+	ticking := hb.ticking
 	hb.mu.Unlock()
+	if ticking {
+		return
+	}
 	select {
 	case hb.wake <- struct{}{}:
 	default:
@@ -567,12 +590,10 @@ func (hb *hub) collect(e durably.Event) {
 }
 
 func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
-	var subs []*listSub
-	var encoded []item
+	var f fanout
 	var wires []*wire
-	groups := map[string][]item{}
-	pause := time.NewTimer(time.Hour)
-	pause.Stop()
+	tick := time.NewTimer(time.Hour)
+	tick.Stop()
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
 	ping := time.NewTicker(time.Hour)
@@ -581,10 +602,39 @@ func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
 		ping.Reset(heartbeat)
 	}
 	defer ping.Stop()
-	var last time.Time
+	var lastEvents time.Time // of the last fan-out that had events
+	phase := 0
+	quietTicks := 0 // since the last fan-out with events
 	for {
 		select {
 		case <-hb.wake:
+			hb.mu.Lock()
+			hb.ticking = true
+			hb.mu.Unlock()
+			if time.Since(lastEvents) >= fanoutInterval {
+				// After a quiet spell an event goes out at once, to all.
+				if f.run(hb, -1) {
+					lastEvents = time.Now()
+				}
+			}
+			quietTicks = 0
+			tick.Reset(fanoutInterval / fanoutPhases)
+		case <-tick.C:
+			if f.run(hb, phase) {
+				lastEvents, quietTicks = time.Now(), 0
+			} else {
+				quietTicks++
+			}
+			phase = (phase + 1) % fanoutPhases
+			// Every phase was woken since the last events: stop ticking
+			// unless events came meanwhile.
+			hb.mu.Lock()
+			hb.ticking = quietTicks < fanoutPhases || len(hb.pending) > 0
+			ticking := hb.ticking
+			hb.mu.Unlock()
+			if ticking {
+				tick.Reset(fanoutInterval / fanoutPhases)
+			}
 		case <-sweep.C:
 			wires = hb.wires(wires)
 			for _, w := range wires {
@@ -593,54 +643,61 @@ func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
 				}
 			}
 			clear(wires)
-			continue
 		case <-ping.C:
 			wires = hb.wires(wires)
 			for _, w := range wires {
 				w.wake(wirePing)
 			}
 			clear(wires)
-			continue
 		case <-done:
 			return
 		}
-		if wait := fanoutInterval - time.Since(last); wait > 0 {
-			pause.Reset(wait)
-			select {
-			case <-pause.C:
-			case <-done:
-				return
-			}
-		}
-		last = time.Now()
-		hb.mu.Lock()
-		batch := hb.pending
-		hb.pending = nil
-		subs = subs[:0]
-		for sub := range hb.subs {
-			subs = append(subs, sub)
-		}
-		hb.mu.Unlock()
-		encoded = encoded[:0]
-		for _, e := range batch {
-			if data, ok := AppendProjection(nil, e); ok {
-				encoded = append(encoded, item{ev: e, data: data})
-			}
-		}
-		clear(groups)
-		for _, sub := range subs {
-			items, seen := groups[sub.key]
-			if !seen {
-				for _, it := range encoded {
-					if sub.wants(it.ev) {
-						items = append(items, it)
-					}
-				}
-				groups[sub.key] = items
-			}
-			if len(items) > 0 {
-				sub.q.push(items)
-			}
+	}
+}
+
+// fanout is the hub goroutine's storage for one fan-out.
+type fanout struct {
+	subs    []*listSub
+	encoded []item
+	groups  map[string][]item
+}
+
+// run queues the pending events for every stream that wants them and
+// wakes the streams of phase (-1: all); it reports whether there were
+// events.
+func (f *fanout) run(hb *hub, phase int) bool {
+	hb.mu.Lock()
+	batch := hb.pending
+	hb.pending = nil
+	f.subs = f.subs[:0]
+	for sub := range hb.subs {
+		f.subs = append(f.subs, sub)
+	}
+	hb.mu.Unlock()
+	f.encoded = f.encoded[:0]
+	for _, e := range batch {
+		if data, ok := AppendProjection(nil, e); ok {
+			f.encoded = append(f.encoded, item{ev: e, data: data})
 		}
 	}
+	if f.groups == nil {
+		f.groups = map[string][]item{}
+	}
+	clear(f.groups)
+	for _, sub := range f.subs {
+		items, seen := f.groups[sub.key]
+		if !seen && len(f.encoded) > 0 {
+			for _, it := range f.encoded {
+				if sub.wants(it.ev) {
+					items = append(items, it)
+				}
+			}
+			f.groups[sub.key] = items
+		}
+		if wake := phase < 0 || sub.phase == phase; wake || len(items) > 0 {
+			sub.q.push(items, wake)
+		}
+	}
+	clear(f.subs)
+	return len(batch) > 0
 }

@@ -160,7 +160,7 @@ func BenchmarkTakenOverStreamEvent(b *testing.B) {
 			sub.q.notifyWith(func() { w.wake(0) })
 			b.ReportAllocs()
 			for b.Loop() {
-				sub.q.push(batch)
+				sub.q.push(batch, true)
 				<-c.wrote
 			}
 			b.SetBytes(int64(c.n / b.N))
