@@ -46,6 +46,7 @@ type wire struct {
 	batches [][]item // the writer's storage for the queue's batches
 	finish  func()   // gives back what the stream holds: hub, remote watch, count
 	stop    func() bool
+	writer  func() // write, made once: "go w.write()" allocates a closure each time
 
 	mu      sync.Mutex
 	running bool  // a writer is running; it looks at more before it exits
@@ -62,6 +63,7 @@ func (h *Handler[C, L]) takeOver(req *request[C], s *sse, sub *listSub, finish f
 		return false
 	}
 	w := &wire{conn: s.conn, s: s, sub: sub, finish: finish}
+	w.writer = w.write
 	s.timer = time.AfterFunc(time.Hour, func() { w.wake(wireDue) })
 	s.timer.Stop()
 	w.stop = context.AfterFunc(h.closing, func() { w.wake(wireEnd) })
@@ -113,7 +115,7 @@ func (w *wire) wake(todo uint8) {
 	}
 	w.running = true
 	w.mu.Unlock()
-	go w.write()
+	go w.writer()
 }
 
 // write is the wire's writer: it writes what is queued and due until

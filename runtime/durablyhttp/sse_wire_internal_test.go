@@ -155,6 +155,7 @@ func BenchmarkTakenOverStreamEvent(b *testing.B) {
 			s.w, s.rc, s.conn, s.head = nil, nil, c, chunkHead
 			sub := &listSub{q: newQueue(1024)}
 			w := &wire{conn: c, s: s, sub: sub, finish: func() {}, stop: func() bool { return true }}
+			w.writer = w.write
 			s.timer = time.AfterFunc(time.Hour, func() { w.wake(wireDue) })
 			s.timer.Stop()
 			sub.q.notifyWith(func() { w.wake(0) })
