@@ -13,7 +13,12 @@
 // or let the handler strip it: Options.BasePath = "/api/durably".
 //
 // Call Close (or register it with http.Server.RegisterOnShutdown) to end
-// the open event streams when the server shuts down.
+// the open event streams when the server shuts down. Over HTTP/1.1 the
+// handler takes the connections of GET /runs/subscribe streams over from
+// net/http (http.Hijacker) once their headers are written, so that an idle
+// stream holds neither a goroutine nor net/http's buffers:
+// http.Server.Shutdown and Close no longer see those connections, and only
+// Close ends them.
 //
 // Event streams outlive http.Server.WriteTimeout (each replaces it with
 // Options.StreamWriteTimeout per write) and, unlike other requests, hold
@@ -73,8 +78,9 @@ type Options[C any, L durably.Labels[L]] struct {
 	StreamWriteTimeout time.Duration
 	// MaxStreams bounds the event streams (GET /subscribe, GET
 	// /runs/subscribe) open at once; past it a new stream is refused with
-	// 429 and an {"error"} body. Each stream holds a connection, a
-	// goroutine and its buffer until the client leaves. 0: no bound.
+	// 429 and an {"error"} body. Each stream holds a connection and a few
+	// KB (a stream of one run, or any stream over HTTP/2, also a
+	// goroutine) until the client leaves. 0: no bound.
 	MaxStreams int
 	// MaxStreamsPerPrincipal bounds the event streams one principal, as
 	// StreamPrincipal names it, has open at once; past it 429. 0: no

@@ -592,8 +592,11 @@ func (hb *hub) collect(e durably.Event) {
 func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
 	var f fanout
 	var wires []*wire
-	tick := time.NewTimer(time.Hour)
+	// A ticker, not a timer reset after each tick: the phases keep their
+	// cadence however long a fan-out takes.
+	tick := time.NewTicker(time.Hour)
 	tick.Stop()
+	defer tick.Stop()
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
 	ping := time.NewTicker(time.Hour)
@@ -618,7 +621,7 @@ func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
 				}
 			}
 			quietTicks = 0
-			tick.Reset(fanoutInterval / fanoutPhases)
+			tick.Reset(fanoutInterval / fanoutPhases) // also when it ran: the ticks start from now
 		case <-tick.C:
 			if f.run(hb, phase) {
 				lastEvents, quietTicks = time.Now(), 0
@@ -632,8 +635,8 @@ func (hb *hub) run(done <-chan struct{}, heartbeat time.Duration) {
 			hb.ticking = quietTicks < fanoutPhases || len(hb.pending) > 0
 			ticking := hb.ticking
 			hb.mu.Unlock()
-			if ticking {
-				tick.Reset(fanoutInterval / fanoutPhases)
+			if !ticking {
+				tick.Stop()
 			}
 		case <-sweep.C:
 			wires = hb.wires(wires)
