@@ -62,14 +62,20 @@ func (h *Handler[C, L]) takeOver(req *request[C], s *sse, sub *listSub, finish f
 	if !s.hijack(req.w, req.r) {
 		return false
 	}
-	w := &wire{conn: s.conn, s: s, sub: sub, finish: finish}
-	w.writer = w.write
-	s.timer = time.AfterFunc(time.Hour, func() { w.wake(wireDue) })
-	s.timer.Stop()
+	w := newWire(s, sub, finish)
 	w.stop = context.AfterFunc(h.closing, func() { w.wake(wireEnd) })
 	h.hub.attach(sub, w)
 	sub.q.notifyWith(func() { w.wake(0) })
 	return true
+}
+
+// newWire makes the wire of s, which writes to its connection.
+func newWire(s *sse, sub *listSub, finish func()) *wire {
+	w := &wire{conn: s.conn, s: s, sub: sub, finish: finish}
+	w.writer = w.write
+	s.timer = time.AfterFunc(time.Hour, func() { w.wake(wireDue) })
+	s.timer.Stop()
+	return w
 }
 
 // hijack takes s's connection over from net/http, if it is HTTP/1.1 and
@@ -92,12 +98,17 @@ func (s *sse) hijack(w http.ResponseWriter, r *http.Request) bool {
 		}
 		return false
 	}
+	s.useConn(conn)
+	return true
+}
+
+// useConn makes s write its chunks to conn itself.
+func (s *sse) useConn(conn net.Conn) {
 	// Nothing of net/http's response may stay reachable: it holds the
 	// connection's buffers.
 	s.w, s.rc = nil, nil
 	s.conn, s.head = conn, chunkHead
 	s.deadline = time.Time{} // Hijack cleared the connection's deadlines: set one at the first write
-	return true
 }
 
 // wake records what there is to do and starts a writer unless one runs.

@@ -152,12 +152,10 @@ func BenchmarkTakenOverStreamEvent(b *testing.B) {
 			batch := sharedItems(n)
 			c := &countConn{wrote: make(chan struct{}, 1)}
 			s := newSSE(&discardStream{h: http.Header{}}, time.Minute, 100*time.Millisecond, AppendProjection)
-			s.w, s.rc, s.conn, s.head = nil, nil, c, chunkHead
+			s.useConn(c)
 			sub := &listSub{q: newQueue(1024)}
-			w := &wire{conn: c, s: s, sub: sub, finish: func() {}, stop: func() bool { return true }}
-			w.writer = w.write
-			s.timer = time.AfterFunc(time.Hour, func() { w.wake(wireDue) })
-			s.timer.Stop()
+			w := newWire(s, sub, func() {})
+			w.stop = func() bool { return true }
 			sub.q.notifyWith(func() { w.wake(0) })
 			b.ReportAllocs()
 			for b.Loop() {
@@ -166,5 +164,34 @@ func BenchmarkTakenOverStreamEvent(b *testing.B) {
 			}
 			b.SetBytes(int64(c.n / b.N))
 		})
+	}
+}
+
+// TestTakenOverStreamWriteDeadline: a taken-over stream whose client stops
+// reading is ended by the write timeout, as in its handler, instead of
+// holding its writer and its slot as long as the client keeps the
+// connection.
+func TestTakenOverStreamWriteDeadline(t *testing.T) {
+	server, client := net.Pipe() // a write blocks until the other end reads: it never does
+	defer client.Close()
+	s := newSSE(&discardStream{h: http.Header{}}, 100*time.Millisecond, 0, AppendProjection)
+	s.useConn(server)
+	sub := &listSub{q: newQueue(1024)}
+	ended := make(chan time.Time, 1)
+	w := newWire(s, sub, func() { ended <- time.Now() })
+	w.stop = func() bool { return true }
+	sub.q.notifyWith(func() { w.wake(0) })
+	start := time.Now()
+	sub.q.push(sharedItems(1), true)
+	select {
+	case at := <-ended:
+		if took := at.Sub(start); took < 100*time.Millisecond {
+			t.Fatalf("the stream ended after %v, before its write timeout", took)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stream whose client does not read was not ended by its write timeout")
+	}
+	if !s.failed {
+		t.Fatal("the blocked write did not fail the stream")
 	}
 }
