@@ -9,3 +9,5 @@ import "net"
 const canTakeOver = false
 
 func peerGone(net.Conn) bool { return false }
+
+func sweepable(net.Conn) bool { return false }

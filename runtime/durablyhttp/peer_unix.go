@@ -16,10 +16,7 @@ const canTakeOver = true
 // client sends on an event stream is read and dropped, as net/http's
 // background reader did).
 func peerGone(c net.Conn) bool {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = tc.NetConn() // TLS: the socket below; its records are not read otherwise
-	}
-	sc, ok := c.(syscall.Conn)
+	sc, ok := socket(c)
 	if !ok {
 		return false
 	}
@@ -46,4 +43,20 @@ func peerGone(c net.Conn) bool {
 		return true // never wait for the socket to become readable
 	})
 	return gone || err != nil
+}
+
+// socket returns the socket below c, when there is one to read from
+// without going through c: c itself, or what a TLS connection is over.
+func socket(c net.Conn) (syscall.Conn, bool) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn() // TLS: its records are not read otherwise
+	}
+	sc, ok := c.(syscall.Conn)
+	return sc, ok
+}
+
+// sweepable reports whether peerGone can tell about c.
+func sweepable(c net.Conn) bool {
+	_, ok := socket(c)
+	return ok
 }

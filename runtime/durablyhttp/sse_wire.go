@@ -64,9 +64,27 @@ func (h *Handler[C, L]) takeOver(req *request[C], s *sse, sub *listSub, finish f
 	}
 	w := newWire(s, sub, finish)
 	w.stop = context.AfterFunc(h.closing, func() { w.wake(wireEnd) })
+	if !sweepable(w.conn) {
+		// A connection wrapped by the server (a limit on connections,
+		// say) hides its socket from the sweep: a goroutine reads it, as
+		// net/http's did, to see the client leave.
+		go w.watch()
+	}
 	h.hub.attach(sub, w)
 	sub.q.notifyWith(func() { w.wake(0) })
 	return true
+}
+
+// watch reads the connection, dropping what the client sends, until it
+// fails: the client left, or the stream ended and closed it.
+func (w *wire) watch() {
+	var buf [512]byte
+	for {
+		if _, err := w.conn.Read(buf[:]); err != nil {
+			w.wake(wireEnd)
+			return
+		}
+	}
 }
 
 // newWire makes the wire of s, which writes to its connection.

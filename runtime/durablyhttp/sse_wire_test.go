@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -153,4 +154,35 @@ func TestShutdownEndsTakenOverStreams(t *testing.T) {
 	v.waitStreams(0, 5*time.Second)
 	http.DefaultClient.CloseIdleConnections() // the trigger's
 	goleak.VerifyNone(t, before)
+}
+
+// wrappedConns hides the accepted connections' sockets behind a wrapper,
+// as a server's own connection limit does.
+type wrappedConns struct{ net.Listener }
+
+type wrappedConn struct{ net.Conn }
+
+func (l wrappedConns) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return wrappedConn{c}, nil
+}
+
+// TestTakenOverWrappedConnClientLeaves: a taken-over stream on a
+// connection whose socket the server's wrapper hides still ends when its
+// client leaves, without an event to write.
+func TestTakenOverWrappedConnClientLeaves(t *testing.T) {
+	v := newEnv(t, openSQLite(t))
+	srv := httptest.NewUnstartedServer(v.srv.Config.Handler)
+	srv.Listener = wrappedConns{srv.Listener}
+	srv.Start()
+	defer srv.Close()
+	conn, _ := rawListStream(t, srv.Listener.Addr().String())
+	v.waitStreams(1, 5*time.Second)
+	conn.Close()
+	if took := v.waitStreams(0, 5*time.Second); took > 3*time.Second {
+		t.Fatalf("the stream of a client that left stayed open %v", took)
+	}
 }
