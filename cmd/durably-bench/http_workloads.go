@@ -228,6 +228,8 @@ func wlSSE(ctx context.Context, c *config, db *benchDB, r *result) error {
 	}
 	rss := startRSS()
 	stopProfile := startProfile(c)
+	serverCPU0 := cpuSeconds(rusageSelf)
+	clientCPU0 := cpuSeconds(rusageChildren) // the children ended so far: other reps'
 	if err := e.Start(); err != nil {
 		return err
 	}
@@ -255,6 +257,7 @@ func wlSSE(ctx context.Context, c *config, db *benchDB, r *result) error {
 	}
 	stopProfile()
 	peak := rss.stop()
+	serverCPU := cpuSeconds(rusageSelf) - serverCPU0
 	mu.Lock()
 	b, _ := json.Marshal(emitted)
 	first, last := int64(math.MaxInt64), int64(0)
@@ -270,15 +273,19 @@ func wlSSE(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if err != nil {
 		return err
 	}
-	var d struct{ P50, P99, Max float64 }
+	var d map[string]float64
 	if err := json.Unmarshal([]byte(out), &d); err != nil {
 		return err
 	}
 	_ = child.Wait()
 	_ = e.Stop(ctx)
-	r.Metrics["p50_ms"], r.Units["p50_ms"] = d.P50, "ms"
-	r.Metrics["p99_ms"], r.Units["p99_ms"] = d.P99, "ms"
-	r.Metrics["max_ms"], r.Units["max_ms"] = d.Max, "ms"
+	for k, v := range d {
+		r.Metrics[k], r.Units[k] = v, "ms"
+	}
+	// Both processes share the machine's cores: what each took of them
+	// while runs were delivered (the client's from its start to its exit).
+	r.Metrics["server_cpu_s"], r.Units["server_cpu_s"] = serverCPU, "s"
+	r.Metrics["client_cpu_s"], r.Units["client_cpu_s"] = cpuSeconds(rusageChildren)-clientCPU0, "s"
 	r.Metrics["server_rss_mb"], r.Units["server_rss_mb"] = peak, "MB"
 	return nil
 }
@@ -350,8 +357,36 @@ func sseClients(clients, runs int, base string) error {
 	if len(delays) == 0 {
 		return errors.New("no deliveries")
 	}
+	// Where the delay comes from: until the first client has a run's
+	// run:complete (the hub's wait for its next fan-out, and the first
+	// write), and from then to each client (the fan-out to the others,
+	// and the client process reading them).
+	first := map[string]int64{}
+	for _, mine := range recs {
+		for _, r := range mine {
+			if f, ok := first[r.id]; !ok || r.at < f {
+				first[r.id] = r.at
+			}
+		}
+	}
+	var firsts, spreads []float64
+	for id, f := range first {
+		if t, ok := emitted[id]; ok {
+			firsts = append(firsts, float64(f-t)/1e6)
+		}
+	}
+	for _, mine := range recs {
+		for _, r := range mine {
+			spreads = append(spreads, float64(r.at-first[r.id])/1e6)
+		}
+	}
 	sort.Float64s(delays)
-	b, _ := json.Marshal(map[string]float64{"P50": percentile(delays, 50), "P99": percentile(delays, 99), "Max": delays[len(delays)-1]})
+	sort.Float64s(firsts)
+	sort.Float64s(spreads)
+	b, _ := json.Marshal(map[string]float64{
+		"p50_ms": percentile(delays, 50), "p90_ms": percentile(delays, 90), "p99_ms": percentile(delays, 99), "max_ms": delays[len(delays)-1],
+		"first_p50_ms": percentile(firsts, 50), "first_p99_ms": percentile(firsts, 99),
+		"spread_p50_ms": percentile(spreads, 50), "spread_p99_ms": percentile(spreads, 99)})
 	fmt.Println("delays " + string(b))
 	return nil
 }

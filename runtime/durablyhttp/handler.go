@@ -13,7 +13,12 @@
 // or let the handler strip it: Options.BasePath = "/api/durably".
 //
 // Call Close (or register it with http.Server.RegisterOnShutdown) to end
-// the open event streams when the server shuts down.
+// the open event streams when the server shuts down. Over HTTP/1.1 the
+// handler takes the connections of GET /runs/subscribe streams over from
+// net/http (http.Hijacker) once their headers are written, so that an idle
+// stream holds neither a goroutine nor net/http's buffers:
+// http.Server.Shutdown and Close no longer see those connections, and only
+// Close ends them.
 //
 // Event streams outlive http.Server.WriteTimeout (each replaces it with
 // Options.StreamWriteTimeout per write) and, unlike other requests, hold
@@ -73,8 +78,9 @@ type Options[C any, L durably.Labels[L]] struct {
 	StreamWriteTimeout time.Duration
 	// MaxStreams bounds the event streams (GET /subscribe, GET
 	// /runs/subscribe) open at once; past it a new stream is refused with
-	// 429 and an {"error"} body. Each stream holds a connection, a
-	// goroutine and its buffer until the client leaves. 0: no bound.
+	// 429 and an {"error"} body. Each stream holds a connection and a few
+	// KB (a stream of one run, or any stream over HTTP/2, also a
+	// goroutine) until the client leaves. 0: no bound.
 	MaxStreams int
 	// MaxStreamsPerPrincipal bounds the event streams one principal, as
 	// StreamPrincipal names it, has open at once; past it 429. 0: no
@@ -105,7 +111,8 @@ type Handler[C any, L durably.Labels[L]] struct {
 	opts Options[C, L]
 
 	closeOnce   sync.Once
-	closing     chan struct{}
+	closing     context.Context // ended by Close
+	endClosing  context.CancelFunc
 	streamsMu   sync.Mutex // orders beginStream's Add before Close's Wait; guards the counts
 	closed      bool
 	open        int            // streams open
@@ -148,7 +155,9 @@ func New[C any, L durably.Labels[L]](e *durably.Engine, opts Options[C, L]) (*Ha
 	if opts.MaxStreamsPerPrincipal > 0 && opts.StreamPrincipal == nil {
 		return nil, errors.New("durablyhttp: Options.MaxStreamsPerPrincipal is set but StreamPrincipal is nil: say how to tell principals apart")
 	}
-	return &Handler[C, L]{e: e, opts: opts, closing: make(chan struct{}), byPrincipal: map[string]int{}}, nil
+	h := &Handler[C, L]{e: e, opts: opts, byPrincipal: map[string]int{}}
+	h.closing, h.endClosing = context.WithCancel(context.Background())
+	return h, nil
 }
 
 // Close ends every open event stream and makes new ones end at once. It
@@ -158,7 +167,7 @@ func (h *Handler[C, L]) Close() {
 		h.streamsMu.Lock()
 		h.closed = true
 		h.streamsMu.Unlock()
-		close(h.closing)
+		h.endClosing()
 	})
 	h.streams.Wait()
 }
@@ -654,14 +663,11 @@ func (h *Handler[C, L]) beginStream(req *request[C]) (context.Context, func(), b
 	h.streams.Add(1)
 	h.streamsMu.Unlock()
 	ctx, cancel := context.WithCancel(req.r.Context())
-	go func() {
-		select {
-		case <-h.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// Not a goroutine per stream that waits for either: with a thousand
+	// streams, their stacks were a tenth of the server's memory.
+	stopClosing := context.AfterFunc(h.closing, cancel)
 	end := func() {
+		stopClosing()
 		cancel()
 		h.streamsMu.Lock()
 		h.open--
@@ -708,4 +714,6 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 
 func (h *Handler[C, L]) engine() *durably.Engine { return h.e }
 
-func (h *Handler[C, L]) done() <-chan struct{} { return h.closing }
+func (h *Handler[C, L]) done() <-chan struct{} { return h.closing.Done() }
+
+func (h *Handler[C, L]) heartbeatEvery() time.Duration { return h.opts.Heartbeat }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,14 +127,14 @@ func TestQueueSharesBatches(t *testing.T) {
 	var got [][]item
 	for range 2 {
 		q := newQueue(8)
-		q.push(batch)
-		q.push(batch)
+		q.push(batch, true)
+		q.push(batch, true)
 		taken, overflowed := q.take(nil)
 		if overflowed || len(taken) != 2 {
 			t.Fatalf("took %d batches, overflowed %v; want 2, false", len(taken), overflowed)
 		}
 		got = append(got, taken...)
-		if q.push(batch); q.n != len(batch) || q.overflowed {
+		if q.push(batch, true); q.n != len(batch) || q.overflowed {
 			t.Fatalf("after a take the queue counts %d items, overflowed %v; want %d, false", q.n, q.overflowed, len(batch))
 		}
 	}
@@ -156,7 +157,7 @@ func BenchmarkListStreamEvent(b *testing.B) {
 			var batches [][]item
 			b.ReportAllocs()
 			for b.Loop() {
-				q.push(batch)
+				q.push(batch, true)
 				<-q.signal
 				batches, _ = q.take(batches)
 				now := time.Now()
@@ -170,5 +171,53 @@ func BenchmarkListStreamEvent(b *testing.B) {
 			}
 			b.SetBytes(int64(w.n / b.N))
 		})
+	}
+}
+
+// TestFanoutWakesOnePhase: under load a fan-out queues events for every
+// stream but wakes only the streams of its phase, so that a tick costs a
+// quarter of the writes instead of a burst of all of them; the next ticks
+// wake the others with what was queued, and after a quiet spell all wake
+// at once.
+func TestFanoutWakesOnePhase(t *testing.T) {
+	hb := &hub{subs: map[*listSub]struct{}{}}
+	var subs []*listSub
+	for i := range 2 * fanoutPhases {
+		sub := newListSub(nil, nil, 64)
+		sub.phase = i % fanoutPhases
+		hb.subs[sub] = struct{}{}
+		subs = append(subs, sub)
+	}
+	woken := func() (phases []int) {
+		for _, sub := range subs {
+			select {
+			case <-sub.q.signal:
+				phases = append(phases, sub.phase)
+			default:
+			}
+		}
+		slices.Sort(phases)
+		return phases
+	}
+	event := &durably.Event{Type: durably.EventRunTrigger, RunID: "r", JobName: "j"}
+	var f fanout
+	hb.pending = []*durably.Event{event}
+	if !f.run(hb, 1) {
+		t.Fatal("the fan-out had no events")
+	}
+	if got := woken(); !slices.Equal(got, []int{1, 1}) {
+		t.Fatalf("woken phases %v, want [1 1]", got)
+	}
+	for _, sub := range subs {
+		if sub.q.n != 1 {
+			t.Fatalf("a stream of phase %d has %d events queued, want 1", sub.phase, sub.q.n)
+		}
+	}
+	if f.run(hb, 2); !slices.Equal(woken(), []int{2, 2}) {
+		t.Fatal("the next tick did not wake the next phase with what was queued")
+	}
+	hb.pending = []*durably.Event{event}
+	if f.run(hb, -1); !slices.Equal(woken(), []int{0, 0, 1, 1, 2, 2, 3, 3}) {
+		t.Fatal("a fan-out after a quiet spell did not wake every stream")
 	}
 }
