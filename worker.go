@@ -291,14 +291,22 @@ func sleepUntilStopped(stopping <-chan struct{}, d time.Duration) bool {
 	}
 }
 
+// minClaimBuffer is the smallest buffer of claimed runs: a claim is a
+// commit of its own, and claiming once half of the buffer is used up makes
+// every claim of a busy worker take at least half of it. With 4, a worker
+// of 4 slots claimed 2 runs at a time, and a fleet of such workers (the
+// multi benchmark, 4 processes × 4 slots) paid a claim's commit for every
+// second run; with 8, one for every fourth, as a worker of 8 slots does.
+const minClaimBuffer = 8
+
 // claimWant is how many runs to claim now: the free slots plus a buffer of
-// as many runs as there are slots (at least 4), claimed once half of the
-// buffer is used up.
+// as many runs as there are slots (at least minClaimBuffer), claimed once
+// half of the buffer is used up.
 func (w *worker) claimWant() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	slots := w.e.cfg.MaxConcurrentRuns
-	buffer := max(slots, 4)
+	buffer := max(slots, minClaimBuffer)
 	free := slots - w.executing
 	want := free + buffer - len(w.buffer)
 	if want <= 0 || (len(w.buffer) > 0 && want < buffer/2) {
