@@ -476,7 +476,9 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 		}
 		total.Claims += st.Claims
 		total.EmptyClaims += st.EmptyClaims
+		total.EmptyEarly += st.EmptyEarly
 		total.Claimed += st.Claimed
+		total.ClaimedFull += st.ClaimedFull
 		total.Commits += st.Commits
 		total.Writes += st.Writes
 		total.LastComplete = max(total.LastComplete, st.LastComplete)
@@ -492,6 +494,14 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 	r.Metrics["duplicate_steps"], r.Units["duplicate_steps"] = 0, ""
 	r.Metrics["claims_per_run"], r.Units["claims_per_run"] = float64(total.Claims)/n, ""
 	r.Metrics["empty_claims"], r.Units["empty_claims"] = float64(total.EmptyClaims), ""
+	// Empty claims followed by a successful one in the same process: made
+	// while the queue still held runs (wake-ups in vain, races lost to
+	// other processes), unlike the idle ones at the end.
+	r.Metrics["empty_claims_before_drained"], r.Units["empty_claims_before_drained"] = float64(total.EmptyEarly), ""
+	if nonEmpty := total.Claims - total.EmptyClaims; nonEmpty > 0 {
+		r.Metrics["runs_per_claim"], r.Units["runs_per_claim"] = float64(total.Claimed)/float64(nonEmpty), ""
+		r.Metrics["short_claims"], r.Units["short_claims"] = float64(nonEmpty-total.ClaimedFull), ""
+	}
 	r.Metrics["commits_per_run"], r.Units["commits_per_run"] = float64(total.Commits)/n, ""
 	if total.Commits > 0 {
 		r.Metrics["writes_per_commit"], r.Units["writes_per_commit"] = float64(total.Writes)/float64(total.Commits), ""
@@ -513,7 +523,9 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 type multiStats struct {
 	Claims       int64 `json:"claims"`
 	EmptyClaims  int64 `json:"empty_claims"`
+	EmptyEarly   int64 `json:"empty_early"` // empty claims while runs were still to come
 	Claimed      int64 `json:"claimed"`
+	ClaimedFull  int64 `json:"claimed_full"` // claims that leased all they asked for
 	Commits      int64 `json:"commits"`
 	Writes       int64 `json:"writes"`
 	LastComplete int64 `json:"last_complete"` // Unix ns of its last run:complete
@@ -590,17 +602,32 @@ func postgresCPU() time.Duration {
 // many came back empty, and the runs they leased.
 type countingStore struct {
 	*pgstore.Store
-	claims, empty, claimed atomic.Int64
+	mu                     sync.Mutex
+	claims, empty, claimed int64
+	// emptyEarly counts the empty claims followed by a claim that leased
+	// something: the ones made while the queue still held runs (a wake-up
+	// in vain, a race lost), not the idle ones at the end.
+	emptyEarly, emptyRun int64
+	claimedFull          int64 // claims that leased all they asked for
 }
 
 func (s *countingStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
 	runs, err := s.Store.Claim(ctx, req)
 	if err == nil {
-		s.claims.Add(1)
-		s.claimed.Add(int64(len(runs)))
-		if len(runs) == 0 {
-			s.empty.Add(1)
+		s.mu.Lock()
+		s.claims++
+		s.claimed += int64(len(runs))
+		if len(runs) == req.Limit {
+			s.claimedFull++
 		}
+		if len(runs) == 0 {
+			s.empty++
+			s.emptyRun++
+		} else {
+			s.emptyEarly += s.emptyRun
+			s.emptyRun = 0
+		}
+		s.mu.Unlock()
 	}
 	return runs, err
 }
@@ -657,8 +684,10 @@ func multiChild(c *config) error {
 	defer cancel()
 	err = e.Stop(stopCtx)
 	after := st.WriteStats()
-	b, _ := json.Marshal(multiStats{Claims: st.claims.Load(), EmptyClaims: st.empty.Load(), Claimed: st.claimed.Load(),
+	st.mu.Lock()
+	b, _ := json.Marshal(multiStats{Claims: st.claims, EmptyClaims: st.empty, EmptyEarly: st.emptyEarly, Claimed: st.claimed, ClaimedFull: st.claimedFull,
 		Commits: after.Commits - before.Commits, Writes: after.Writes - before.Writes, LastComplete: lastComplete.Load()})
+	st.mu.Unlock()
 	if werr := os.WriteFile(os.Getenv("DURABLY_MULTI_STATS"), b, 0o644); werr != nil {
 		return werr
 	}
