@@ -94,6 +94,9 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 // claimReady is the claim's one statement (ClaimReady): the runs it leased,
 // and how many candidates it held back for the full claim.
 func (s *Store) claimReady(ctx context.Context, req store.ClaimRequest, limitJobs []string, limitCounts []int64) (runs []*store.Run, held int64, err error) {
+	// sqlc's method would scan every run column as nullable (the LEFT
+	// JOIN); the recorder takes its statement, and the rows are scanned
+	// here into the run record the other claims decode.
 	rec := &recorder{}
 	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{
 		Now: ts(req.Now), PromoteLim: promoteBatch, LimitJobs: limitJobs, LimitCounts: limitCounts, Lim: int32(req.Limit),
