@@ -22,10 +22,11 @@ type worker struct {
 	freed    chan struct{} // a slot freed up
 	dueCh    chan struct{} // wakeAt added an earlier due time
 	// Guarded by mu:
-	executing int        // slots in use
-	buffer    []*claimed // claimed runs waiting for a slot, oldest first
-	idle      bool       // the last claim found fewer runs than it asked for
-	due       dueTimes   // when runs this process delayed or deferred become due
+	executing int           // slots in use
+	buffer    []*claimed    // claimed runs waiting for a slot, oldest first
+	idle      bool          // the last claim found fewer runs than it asked for
+	due       dueTimes      // when runs this process delayed or deferred become due
+	runTime   time.Duration // how long runs take here, a moving average
 
 	inflight sync.WaitGroup
 
@@ -121,6 +122,8 @@ func (e *Engine) Start() error {
 	}
 	w.running = true
 	w.idle = false
+	// Until runs are seen to be short, claim as for long ones.
+	w.runTime = shortRun
 	w.stopping = make(chan struct{})
 	w.loopDone = make(chan struct{})
 	go w.loop(w.stopping, w.loopDone)
@@ -292,14 +295,31 @@ func sleepUntilStopped(stopping <-chan struct{}, d time.Duration) bool {
 	}
 }
 
+// minClaimBuffer is the smallest buffer of claimed runs while runs are
+// short: a claim is a commit of its own, and claiming once half of the
+// buffer is used up makes every claim of a busy worker take at least half
+// of it. With 4, a worker of 4 slots claimed 2 runs at a time, and a fleet
+// of such workers (the multi benchmark, 4 processes × 4 slots) paid a
+// claim's commit for every second run; with 8, one for every fourth, as a
+// worker of 8 slots does. Runs of shortRun or longer keep the buffer of 4:
+// a claim's commit is little beside them, and buffered runs wait for a
+// slot here while other processes may be idle.
+const (
+	minClaimBuffer = 8
+	shortRun       = 100 * time.Millisecond
+)
+
 // claimWant is how many runs to claim now: the free slots plus a buffer of
-// as many runs as there are slots (at least 4), claimed once half of the
-// buffer is used up.
+// as many runs as there are slots (at least minClaimBuffer while runs are
+// short, 4 otherwise), claimed once half of the buffer is used up.
 func (w *worker) claimWant() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	slots := w.e.cfg.MaxConcurrentRuns
 	buffer := max(slots, 4)
+	if w.runTime < shortRun {
+		buffer = max(slots, minClaimBuffer)
+	}
 	free := slots - w.executing
 	want := free + buffer - len(w.buffer)
 	if want <= 0 || (len(w.buffer) > 0 && want < buffer/2) {
@@ -331,10 +351,13 @@ func (w *worker) launch(c *claimed) {
 // it, and gives both back.
 func (w *worker) executeInSlot(c *claimed) {
 	defer w.inflight.Done()
+	start := time.Now()
 	w.e.execute(c.run, c.keeper)
+	took := time.Since(start)
 	w.mu.Lock()
 	w.executing--
 	quiet := c.direct && w.idle && len(w.buffer) == 0
+	w.runTime += (took - w.runTime) / 8
 	w.mu.Unlock()
 	// A direct run's end makes nothing claimable: it held no concurrency
 	// key and counted against no job limit, and it could start only

@@ -21,9 +21,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/examples/tenants/tenantjobs"
 	"github.com/durably-go/durably/runtime/durablyhttp"
+	"github.com/durably-go/durably/runtime/pgstore"
+	"github.com/durably-go/durably/runtime/store"
 )
 
 // tenantsHandler is the tenants fixture's handler: its generated jobs and
@@ -391,13 +395,16 @@ func sseClients(clients, runs int, base string) error {
 	return nil
 }
 
-// wlMulti: 4 processes with 4 slots each drain n pending 3-step runs from
-// one PostgreSQL database: runs/s, and a check that no step ran twice.
+// wlMulti: -procs processes (default 4) with -slots slots each (default 4)
+// drain n pending 3-step runs from one PostgreSQL database: runs/s, what
+// the claims and commits cost per run (summed over the processes), the CPU
+// time of the workers and of the server, and a check that no step ran
+// twice.
 func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if db.kind != "postgres" {
 		return errors.New("multi needs PostgreSQL")
 	}
-	const procs = 4
+	procs := c.procs
 	e, err := db.engine(ctx, durably.Config{})
 	if err != nil {
 		return err
@@ -415,13 +422,24 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if err != nil {
 		return err
 	}
+	// The parent watches the queue through a connection of its own and a
+	// cheap query: reading the runs through the engine (as it once did,
+	// every completed run every 20 ms) cost the server and this process
+	// more CPU than the workers on a 2-core machine.
+	watch, err := pgx.Connect(ctx, db.target)
+	if err != nil {
+		return err
+	}
+	defer watch.Close(ctx)
 	var cmds []*exec.Cmd
 	var starts []io.WriteCloser
 	for i := range procs {
-		cmd := exec.Command(self, "-multi-child", "-db", db.target, "-slots", "4")
+		cmd := exec.Command(self, "-multi-child", "-db", db.target, "-slots", strconv.Itoa(c.slots))
 		cmd.Stdout = os.Stderr
 		cmd.Stderr = os.Stderr
-		cmd.Env = append(os.Environ(), "DURABLY_MULTI_LOG="+filepath.Join(dir, fmt.Sprintf("steps-%d.log", i)))
+		cmd.Env = append(os.Environ(),
+			"DURABLY_MULTI_LOG="+filepath.Join(dir, fmt.Sprintf("steps-%d.log", i)),
+			"DURABLY_MULTI_STATS="+filepath.Join(dir, fmt.Sprintf("stats-%d.json", i)))
 		in, err := cmd.StdinPipe()
 		if err != nil {
 			return err
@@ -432,18 +450,18 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 		cmds, starts = append(cmds, cmd), append(starts, in)
 	}
 	time.Sleep(500 * time.Millisecond) // the children open their stores
+	walBefore := readWALSyncs(ctx, watch)
+	pgCPUBefore := postgresCPU()
 	t0 := time.Now()
 	for _, in := range starts {
 		_ = in.Close() // go
 	}
-	p := &progress{what: "multi", total: c.n}
 	for {
-		done, err := countStatus(ctx, e, durably.StatusCompleted)
+		left, err := unfinishedRuns(ctx, watch)
 		if err != nil {
 			return err
 		}
-		p.report(done)
-		if done == c.n {
+		if !left {
 			break
 		}
 		if time.Since(t0) > 10*time.Minute {
@@ -451,15 +469,23 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	elapsed := time.Since(t0)
+	pgCPU := postgresCPU() - pgCPUBefore
 	for _, cmd := range cmds {
 		_ = cmd.Process.Signal(os.Interrupt)
 	}
+	var childCPU time.Duration
 	for _, cmd := range cmds {
 		_ = cmd.Wait()
+		if cmd.ProcessState != nil {
+			childCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 	}
+	// The children's connections are closed: the server has reported
+	// their WAL syncs (see commitCount.stop).
+	walSyncs := settledWALSyncs(ctx, watch) - walBefore
 	seen := map[string]bool{}
 	perProc := make([]int, procs)
+	var total multiStats
 	for i := range procs {
 		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("steps-%d.log", i)))
 		if err != nil {
@@ -475,26 +501,183 @@ func wlMulti(ctx context.Context, c *config, db *benchDB, r *result) error {
 			seen[line] = true
 			perProc[i]++
 		}
+		var st multiStats
+		b, err = os.ReadFile(filepath.Join(dir, fmt.Sprintf("stats-%d.json", i)))
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return err
+		}
+		total.Claims += st.Claims
+		total.EmptyClaims += st.EmptyClaims
+		total.EmptyEarly += st.EmptyEarly
+		total.Claimed += st.Claimed
+		total.ClaimedFull += st.ClaimedFull
+		total.Commits += st.Commits
+		total.Writes += st.Writes
+		total.LastComplete = max(total.LastComplete, st.LastComplete)
 	}
 	if len(seen) != 3*c.n {
 		return fmt.Errorf("%d step executions, want %d", len(seen), 3*c.n)
 	}
-	r.Metrics["runs_per_s"], r.Units["runs_per_s"] = float64(c.n)/elapsed.Seconds(), "/s"
-	r.Metrics["steps_per_s"], r.Units["steps_per_s"] = float64(3*c.n)/elapsed.Seconds(), "/s"
+	// The clock stops at the last completion any worker saw, not at the
+	// parent's next look.
+	elapsed := time.Duration(total.LastComplete - t0.UnixNano())
+	n := float64(c.n)
+	r.Metrics["runs_per_s"], r.Units["runs_per_s"] = n/elapsed.Seconds(), "/s"
 	r.Metrics["duplicate_steps"], r.Units["duplicate_steps"] = 0, ""
-	fmt.Fprintf(os.Stderr, "multi: steps per process %v\n", perProc)
+	r.Metrics["claims_per_run"], r.Units["claims_per_run"] = float64(total.Claims)/n, ""
+	r.Metrics["empty_claims"], r.Units["empty_claims"] = float64(total.EmptyClaims), ""
+	// Empty claims followed by a successful one in the same process: made
+	// while the queue still held runs (wake-ups in vain, races lost to
+	// other processes), unlike the idle ones at the end.
+	r.Metrics["empty_claims_before_drained"], r.Units["empty_claims_before_drained"] = float64(total.EmptyEarly), ""
+	if nonEmpty := total.Claims - total.EmptyClaims; nonEmpty > 0 {
+		r.Metrics["runs_per_claim"], r.Units["runs_per_claim"] = float64(total.Claimed)/float64(nonEmpty), ""
+		r.Metrics["short_claims"], r.Units["short_claims"] = float64(nonEmpty-total.ClaimedFull), ""
+	}
+	r.Metrics["commits_per_run"], r.Units["commits_per_run"] = float64(total.Commits)/n, ""
+	if total.Commits > 0 {
+		r.Metrics["writes_per_commit"], r.Units["writes_per_commit"] = float64(total.Writes)/float64(total.Commits), ""
+	}
+	if walSyncs >= 0 && walBefore >= 0 {
+		r.Metrics["wal_syncs_per_run"], r.Units["wal_syncs_per_run"] = float64(walSyncs)/n, ""
+	}
+	// CPU per run, in µs: the workers' (until they exit) and the server's
+	// (every postgres process of the machine, during the drain).
+	r.Metrics["worker_cpu_us_per_run"], r.Units["worker_cpu_us_per_run"] = float64(childCPU.Microseconds())/n, "µs"
+	if pgCPU >= 0 {
+		r.Metrics["server_cpu_us_per_run"], r.Units["server_cpu_us_per_run"] = float64(pgCPU.Microseconds())/n, "µs"
+	}
+	fmt.Fprintf(os.Stderr, "multi: %d processes × %d slots, steps per process %v\n", procs, c.slots, perProc)
 	return nil
 }
 
+// multiStats is what a worker process of wlMulti reports when it stops.
+type multiStats struct {
+	Claims       int64 `json:"claims"`
+	EmptyClaims  int64 `json:"empty_claims"`
+	EmptyEarly   int64 `json:"empty_early"` // empty claims while runs were still to come
+	Claimed      int64 `json:"claimed"`
+	ClaimedFull  int64 `json:"claimed_full"` // claims that leased all they asked for
+	Commits      int64 `json:"commits"`
+	Writes       int64 `json:"writes"`
+	LastComplete int64 `json:"last_complete"` // Unix ns of its last run:complete
+}
+
+// unfinishedRuns reports whether any run is still pending or leased. A
+// literal query: it reads the table's status index for the benchmark's
+// stop condition, which no store operation offers.
+func unfinishedRuns(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var left bool
+	err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM durably_runs WHERE status IN ('pending', 'leased'))").Scan(&left)
+	return left, err
+}
+
+// readWALSyncs reads pg_stat_wal (a statistics view sqlc's schema does not
+// hold; hence the literal query), -1 if it cannot.
+func readWALSyncs(ctx context.Context, conn *pgx.Conn) int64 {
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT wal_sync FROM pg_stat_wal").Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// settledWALSyncs reads pg_stat_wal until it stops moving: backends report
+// their statistics when they exit or idle.
+func settledWALSyncs(ctx context.Context, conn *pgx.Conn) int64 {
+	after := readWALSyncs(ctx, conn)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		n := readWALSyncs(ctx, conn)
+		if n == after {
+			break
+		}
+		after = n
+	}
+	return after
+}
+
+// postgresCPU is the CPU time (user and system) of every process named
+// postgres on this machine, from /proc; -1 if /proc cannot be read.
+func postgresCPU() time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return -1
+	}
+	var ticks int64
+	for _, ent := range entries {
+		if _, err := strconv.Atoi(ent.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime: fields 14 and 15, counted
+		// after the parenthesised command name, which may hold spaces.
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open || !strings.HasPrefix(string(b[open+1:end]), "postgres") {
+			continue
+		}
+		f := strings.Fields(string(b[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// countingStore counts the claims of a multi worker process: how many, how
+// many came back empty, and the runs they leased.
+type countingStore struct {
+	*pgstore.Store
+	mu                     sync.Mutex
+	claims, empty, claimed int64
+	// emptyEarly counts the empty claims followed by a claim that leased
+	// something: the ones made while the queue still held runs (a wake-up
+	// in vain, a race lost), not the idle ones at the end.
+	emptyEarly, emptyRun int64
+	claimedFull          int64 // claims that leased all they asked for
+}
+
+func (s *countingStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
+	runs, err := s.Store.Claim(ctx, req)
+	if err == nil {
+		s.mu.Lock()
+		s.claims++
+		s.claimed += int64(len(runs))
+		if len(runs) == req.Limit {
+			s.claimedFull++
+		}
+		if len(runs) == 0 {
+			s.empty++
+			s.emptyRun++
+		} else {
+			s.emptyEarly += s.emptyRun
+			s.emptyRun = 0
+		}
+		s.mu.Unlock()
+	}
+	return runs, err
+}
+
 // multiChild is one worker process of wlMulti: it waits for its stdin to
-// close, then works until interrupted, logging every step it executes.
+// close, then works until interrupted, logging every step it executes, and
+// writes its counts when it stops.
 func multiChild(c *config) error {
 	ctx := context.Background()
-	st, err := (&benchDB{kind: "postgres", target: c.db}).open(ctx)
+	opened, err := (&benchDB{kind: "postgres", target: c.db}).open(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer opened.Close()
+	st := &countingStore{Store: opened.(*pgstore.Store)}
 	f, err := os.Create(os.Getenv("DURABLY_MULTI_LOG"))
 	if err != nil {
 		return err
@@ -502,15 +685,22 @@ func multiChild(c *config) error {
 	defer f.Close()
 	w := bufio.NewWriter(f)
 	var mu sync.Mutex
+	var lastComplete atomic.Int64
 	e, err := durably.New(durably.Config{Store: st, MaxConcurrentRuns: c.slots})
 	if err != nil {
 		return err
 	}
 	e.OnEvent(func(ev durably.Event) {
-		if ev.Type == durably.EventStepStart && !ev.Remote() {
+		if ev.Remote() {
+			return
+		}
+		switch ev.Type {
+		case durably.EventStepStart:
 			mu.Lock()
 			fmt.Fprintf(w, "%s/%s\n", ev.RunID, ev.StepName)
 			mu.Unlock()
+		case durably.EventRunComplete:
+			lastComplete.Store(time.Now().UnixNano())
 		}
 	})
 	durably.MustRegister(e, stepsJob)
@@ -518,6 +708,7 @@ func multiChild(c *config) error {
 		return err
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin) // the start signal
+	before := st.WriteStats()
 	if err := e.Start(); err != nil {
 		return err
 	}
@@ -527,6 +718,14 @@ func multiChild(c *config) error {
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err = e.Stop(stopCtx)
+	after := st.WriteStats()
+	st.mu.Lock()
+	b, _ := json.Marshal(multiStats{Claims: st.claims, EmptyClaims: st.empty, EmptyEarly: st.emptyEarly, Claimed: st.claimed, ClaimedFull: st.claimedFull,
+		Commits: after.Commits - before.Commits, Writes: after.Writes - before.Writes, LastComplete: lastComplete.Load()})
+	st.mu.Unlock()
+	if werr := os.WriteFile(os.Getenv("DURABLY_MULTI_STATS"), b, 0o644); werr != nil {
+		return werr
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if ferr := w.Flush(); ferr != nil {

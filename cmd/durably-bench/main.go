@@ -29,6 +29,7 @@ type config struct {
 	workload   string
 	n          int
 	slots      int
+	procs      int // multi: worker processes
 	reps       int
 	json       bool
 	sync       string // SQLite synchronous pragma; FULL unless asked otherwise
@@ -108,7 +109,8 @@ func main() {
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
 	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
-	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns)")
+	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns); multi: per process, default 4")
+	flag.IntVar(&c.procs, "procs", 4, "multi: worker processes")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
 	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
 	flag.IntVar(&c.lanes, "pg-write-lanes", 0, "PostgreSQL: group-commit write lanes (pgstore.Options.WriteLanes; 0: the store's default)")
@@ -125,6 +127,14 @@ func main() {
 	flag.IntVar(&c.kills, "kills", 20, "chaos: worker processes killed with SIGKILL")
 	flag.BoolVar(&c.chaosChild, "chaos-child", false, "internal: run as a worker process of the chaos workload")
 	flag.Parse()
+	slotsSet := false
+	flag.Visit(func(f *flag.Flag) { slotsSet = slotsSet || f.Name == "slots" })
+	if c.workload == "multi" && !slotsSet && !c.child {
+		c.slots = 4
+	}
+	if c.procs < 1 {
+		fatalf("-procs %d, want at least 1", c.procs)
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
 	if c.summarize != "" {
@@ -197,6 +207,9 @@ func (c *config) params() map[string]any {
 	}
 	if c.workload == "scheduled" {
 		p["rate"] = c.rate
+	}
+	if c.workload == "multi" {
+		p["procs"] = c.procs
 	}
 	if c.workload == "sse" {
 		p["clients"], p["rate"] = c.clients, c.rate

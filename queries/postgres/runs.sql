@@ -142,6 +142,87 @@ WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name),
 ORDER BY r.priority, r.created_at, r.id
 LIMIT @lim;
 
+-- name: ClaimReady :many
+-- The claim in one statement, outside any transaction (S-031): one round
+-- trip and one commit, for the common case where no candidate needs the
+-- advisory locks of step 2. The candidates are ClaimCandidates' (keep the
+-- two in step; here each carries whether it came from promoted); those
+-- without a concurrency key, of a job without a limit, and not promoted
+-- by this statement are leased at once as ClaimRuns leases (R-050). The
+-- others are "held": counted, not leased, their row locks ending with the
+-- statement, and the store claims them with the full claim (ClaimCandidates,
+-- locks, re-checks, ClaimRuns) in a transaction of its own. A promoted run
+-- is held because this statement already updated its row (ready = 1), and
+-- a row updated twice in one statement keeps only one of the updates.
+-- One row per leased run, or one row of NULL run columns when none was
+-- leased, so that held always comes back.
+WITH promoted AS (
+  UPDATE durably_runs w SET ready = 1
+  WHERE w.id = ANY(ARRAY(
+    SELECT d.id FROM durably_runs d
+    WHERE d.status = 'pending' AND d.ready = 0 AND d.run_at <= @now::timestamptz
+    ORDER BY d.run_at
+    LIMIT @promote_lim
+    FOR UPDATE SKIP LOCKED))
+  RETURNING w.id, w.job_name, w.concurrency_key, w.key_scope, w.priority, w.created_at
+), caps AS (
+  SELECT l.job, l.n - (
+    SELECT count(*) FROM durably_runs a
+    WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > @now::timestamptz) AS room
+  FROM (SELECT unnest(@limit_jobs::text[]) AS job, unnest(@limit_counts::bigint[]) AS n) AS l
+), pending AS (
+  SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at, false AS promoted FROM durably_runs p
+  WHERE p.status = 'pending' AND p.ready = 1
+    AND (p.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
+    AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY p.priority, p.created_at, p.id
+  LIMIT @lim
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at, false AS promoted FROM durably_runs x
+  WHERE x.status = 'leased' AND x.lease_expires_at <= @now::timestamptz
+    AND (x.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
+        AND a.id <> x.id
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
+    AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY x.priority, x.created_at, x.id
+  LIMIT @lim
+  FOR UPDATE SKIP LOCKED
+), due AS (
+  SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at, true AS promoted FROM promoted pr
+  WHERE (pr.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
+    AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+), ranked AS (
+  SELECT c.*, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
+  FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM due) AS c
+), chosen AS (
+  SELECT r.id, (r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY(@limit_jobs::text[])) AS held
+  FROM ranked r
+  WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
+  ORDER BY r.priority, r.created_at, r.id
+  LIMIT @lim
+), leased AS (
+  UPDATE durably_runs u
+  SET status = 'leased',
+      lease_owner = @worker_id::text,
+      lease_expires_at = @lease_expires_at::timestamptz,
+      lease_generation = u.lease_generation + 1,
+      started_at = COALESCE(u.started_at, @now::timestamptz),
+      updated_at = @now::timestamptz
+  WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
+  RETURNING u.*
+)
+SELECT (SELECT count(*) FROM chosen WHERE chosen.held)::bigint AS held, leased.*
+FROM (SELECT 1) AS one LEFT JOIN leased ON true;
+
 -- name: LockJobs :exec
 -- Step 2 for jobs with a limit: claimers of the same job queue here until
 -- the holder commits, jobs sorted so that no two claimers wait in a cycle

@@ -110,6 +110,22 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 	if !strings.Contains(plan, "idx_durably_runs_ready") || strings.Contains(plan, "Seq Scan") {
 		t.Fatalf("the claim does not walk the ready index:\n%s", plan)
 	}
+	// The one-statement claim walks the same index and leases by primary
+	// key, in the plan the store runs (generic), without reading the 2,000
+	// live leases: the ready index yields the 8 candidates and stops.
+	rec = &recorder{}
+	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{},
+		WorkerID: "w", LeaseExpiresAt: ts(now.Add(time.Minute))})
+	plan = explainAnalyze(t, st, rec, true)
+	if !strings.Contains(plan, "idx_durably_runs_ready") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("the one-statement claim does not walk the ready index:\n%s", plan)
+	}
+	if !regexp.MustCompile(`Index Scan using idx_durably_runs_ready on durably_runs \S+\s+\(cost=[^)]*\) \(actual rows=8 loops=1\)`).MatchString(plan) {
+		t.Fatalf("the ready index did not yield exactly the 8 candidates:\n%s", plan)
+	}
+	if _, update, _ := strings.Cut(plan, "Update on durably_runs"); !strings.Contains(update, "Index Scan on durably_runs_pkey") && !strings.Contains(update, "Index Scan using durably_runs_pkey") {
+		t.Fatalf("the one-statement claim does not lease by primary key:\n%s", plan)
+	}
 }
 
 // TestClaimSkipsFutureRunsByIndex shows, with EXPLAIN ANALYZE, that a claim

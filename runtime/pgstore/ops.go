@@ -66,9 +66,16 @@ const promoteBatch = 1000
 // that no other run of the key holds an unexpired lease; for those of a job
 // with a limit (req.JobLimits), claimers of the same job queue on another
 // advisory lock and re-count the job's live leases the same way, so that
-// the limit holds across processes. The transaction is pipelined: BEGIN
-// with the candidates, then the lease with COMMIT, two round trips when no
-// candidate has a key or a limited job.
+// the limit holds across processes.
+//
+// Most claims need none of those locks: they run as one statement
+// (ClaimReady), one round trip, which leases the candidates that need no
+// lock and counts the others ("held"). Only when some were held does the
+// claim go on with the full claim for the rest of the limit (claimLocked:
+// a transaction of BEGIN with the candidates, the locks and re-checks, and
+// the lease with COMMIT). While the candidates keep needing locks (a queue
+// of keyed runs or limited jobs), claims go to the full claim directly,
+// until one finds no such candidate.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*store.Run, err error) {
 	if req.Limit <= 0 {
 		return nil, nil
@@ -82,6 +89,98 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 		limitJobs, limitCounts = append(limitJobs, job), append(limitCounts, int64(n))
 	}
 	defer func() { err = classify(err) }()
+	if !s.lockedClaims.Load() {
+		var held int64
+		runs, held, err = s.claimReady(ctx, req, limitJobs, limitCounts)
+		if err != nil || held == 0 {
+			return sortClaimed(runs), err
+		}
+		s.lockedClaims.Store(true)
+		if req.Limit -= len(runs); req.Limit == 0 {
+			return sortClaimed(runs), nil
+		}
+	}
+	more, err := s.claimLocked(ctx, req, limitJobs, limitCounts)
+	if err != nil && len(runs) > 0 {
+		// The runs leased already are this claim's: the held ones wait for
+		// the next claim, which meets the failure again if it lasts.
+		return sortClaimed(runs), nil
+	}
+	return sortClaimed(append(runs, more...)), err
+}
+
+// claimReady is the claim's one statement (ClaimReady): the runs it leased,
+// and how many candidates it held back for the full claim.
+func (s *Store) claimReady(ctx context.Context, req store.ClaimRequest, limitJobs []string, limitCounts []int64) (runs []*store.Run, held int64, err error) {
+	// sqlc's method would scan every run column as nullable (the LEFT
+	// JOIN); the recorder takes its statement, and the rows are scanned
+	// here into the run record the other claims decode.
+	rec := &recorder{}
+	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{
+		Now: ts(req.Now), PromoteLim: promoteBatch, LimitJobs: limitJobs, LimitCounts: limitCounts, Lim: int32(req.Limit),
+		WorkerID: req.WorkerID, LeaseExpiresAt: ts(req.Now.Add(req.Lease)),
+	})
+	rows, err := s.pool.Query(ctx, rec.sql, rec.args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
+	}
+	var leased []pgdb.DurablyRun
+	for rows.Next() {
+		// The run columns are NULL in the one row of a claim that leased
+		// nothing.
+		if rows.RawValues()[1] == nil {
+			dst := make([]any, len(rows.RawValues())) // nil: skip the column
+			dst[0] = &held
+			if err := rows.Scan(dst...); err != nil {
+				rows.Close()
+				return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
+			}
+			continue
+		}
+		r, err := pgx.RowToStructByPos[struct {
+			Held int64
+			pgdb.DurablyRun
+		}](rows)
+		if err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
+		}
+		held = r.Held
+		leased = append(leased, r.DurablyRun)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
+	}
+	if len(leased) > 0 {
+		s.stats.commits.Add(1)
+		s.stats.writes.Add(1)
+	}
+	runs, err = decodeRuns(leased)
+	return runs, held, err
+}
+
+// sortClaimed puts runs in claim order, by priority, then oldest first:
+// UPDATE … RETURNING returns them in no particular order, and a claim may
+// have leased them in two statements.
+func sortClaimed(runs []*store.Run) []*store.Run {
+	slices.SortFunc(runs, func(a, b *store.Run) int {
+		if c := a.Priority - b.Priority; c != 0 {
+			return c
+		}
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return runs
+}
+
+// claimLocked is the full claim in a transaction of its own, pipelined:
+// BEGIN with the candidates, then the lease with COMMIT, two round trips
+// when no candidate has a key or a limited job; the advisory locks and
+// re-checks in between for those that have. It also learns whether the
+// candidates still need locks (Store.lockedClaims).
+func (s *Store) claimLocked(ctx context.Context, req store.ClaimRequest, limitJobs []string, limitCounts []int64) (runs []*store.Run, err error) {
 	now := ts(req.Now)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -119,6 +218,10 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("pgstore: claim candidates: %w", err)
 	}
+	s.lockedClaims.Store(slices.ContainsFunc(cands, func(c pgdb.ClaimCandidatesRow) bool {
+		_, limited := req.JobLimits[c.JobName]
+		return c.ConcurrencyKey.Valid || limited
+	}))
 	if len(cands) == 0 {
 		_, err := conn.Exec(ctx, "COMMIT")
 		inTx = err != nil
@@ -212,17 +315,6 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	inTx = false
 	s.stats.commits.Add(1)
 	s.stats.writes.Add(1)
-	// UPDATE … RETURNING comes in no particular order; runs start in claim
-	// order, by priority, then oldest first.
-	slices.SortFunc(runs, func(a, b *store.Run) int {
-		if c := a.Priority - b.Priority; c != 0 {
-			return c
-		}
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	return runs, nil
 }
 

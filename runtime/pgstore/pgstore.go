@@ -76,9 +76,13 @@ type Store struct {
 	wakeups       chan struct{}
 	remote        chan []byte
 
-	watchMu      sync.Mutex
-	watchers     int
-	publish      atomic.Bool // another process watches for events
+	watchMu  sync.Mutex
+	watchers int
+	publish  atomic.Bool // another process watches for events
+	// lockedClaims: the last claim met candidates that need the full
+	// claim's advisory locks (a concurrency key, a job limit), so the next
+	// one starts there rather than with ClaimReady (Claim).
+	lockedClaims atomic.Bool
 	presenceOnce sync.Once
 	closing      chan struct{}
 	listenDone   chan struct{}

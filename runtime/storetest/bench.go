@@ -88,6 +88,41 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(8*b.N), "ns/run")
 	})
+	// A claim that finds nothing: what an idle worker pays at each poll,
+	// and every worker a wake-up sent in vain.
+	b.Run("ClaimEmpty", func(b *testing.B) {
+		_, st := engine(b)
+		now := time.Now()
+		b.ReportAllocs()
+		for b.Loop() {
+			got, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Minute, Limit: 8})
+			if err != nil || len(got) != 0 {
+				b.Fatalf("claim: %d runs, %v", len(got), err)
+			}
+		}
+	})
+	// Runs with concurrency keys, one each: the claim that locks keys.
+	b.Run("ClaimKeyed", func(b *testing.B) {
+		e, st := engine(b)
+		for start := 0; start < b.N; start += 500 {
+			reqs := make([]durably.TriggerRequest, min(b.N-start, 500))
+			for i := range reqs {
+				reqs[i] = durably.TriggerRequest{JobName: "echo", Input: input, Labels: labels, ConcurrencyKey: fmt.Sprintf("k%d", start+i)}
+			}
+			if _, err := e.BatchTriggerRaw(ctx, reqs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		now := time.Now()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			got, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "w", Now: now, Lease: time.Minute, Limit: 1})
+			if err != nil || len(got) != 1 {
+				b.Fatalf("claim: %d runs, %v", len(got), err)
+			}
+		}
+	})
 	b.Run("StepPersist", func(b *testing.B) {
 		e, st := engine(b)
 		leases := benchLeased(b, e, st, 1, input, labels)

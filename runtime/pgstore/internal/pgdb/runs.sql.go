@@ -182,6 +182,180 @@ func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams
 	return items, nil
 }
 
+const claimReady = `-- name: ClaimReady :many
+WITH promoted AS (
+  UPDATE durably_runs w SET ready = 1
+  WHERE w.id = ANY(ARRAY(
+    SELECT d.id FROM durably_runs d
+    WHERE d.status = 'pending' AND d.ready = 0 AND d.run_at <= $1::timestamptz
+    ORDER BY d.run_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED))
+  RETURNING w.id, w.job_name, w.concurrency_key, w.key_scope, w.priority, w.created_at
+), caps AS (
+  SELECT l.job, l.n - (
+    SELECT count(*) FROM durably_runs a
+    WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > $1::timestamptz) AS room
+  FROM (SELECT unnest($3::text[]) AS job, unnest($4::bigint[]) AS n) AS l
+), pending AS (
+  SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at, false AS promoted FROM durably_runs p
+  WHERE p.status = 'pending' AND p.ready = 1
+    AND (p.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::timestamptz))
+    AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY p.priority, p.created_at, p.id
+  LIMIT $5
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at, false AS promoted FROM durably_runs x
+  WHERE x.status = 'leased' AND x.lease_expires_at <= $1::timestamptz
+    AND (x.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
+        AND a.id <> x.id
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::timestamptz))
+    AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+  ORDER BY x.priority, x.created_at, x.id
+  LIMIT $5
+  FOR UPDATE SKIP LOCKED
+), due AS (
+  SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at, true AS promoted FROM promoted pr
+  WHERE (pr.concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM durably_runs a
+      WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
+        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::timestamptz))
+    AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+), ranked AS (
+  SELECT c.id, c.job_name, c.concurrency_key, c.key_scope, c.priority, c.created_at, c.promoted, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
+  FROM (SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM pending UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM expired UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM due) AS c
+), chosen AS (
+  SELECT r.id, (r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY($3::text[])) AS held
+  FROM ranked r
+  WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
+  ORDER BY r.priority, r.created_at, r.id
+  LIMIT $5
+), leased AS (
+  UPDATE durably_runs u
+  SET status = 'leased',
+      lease_owner = $6::text,
+      lease_expires_at = $7::timestamptz,
+      lease_generation = u.lease_generation + 1,
+      started_at = COALESCE(u.started_at, $1::timestamptz),
+      updated_at = $1::timestamptz
+  WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
+  RETURNING u.id, u.job_name, u.input, u.status, u.idempotency_key, u.concurrency_key, u.labels, u.current_step_index, u.completed_step_count, u.progress, u.output, u.error, u.lease_owner, u.lease_expires_at, u.lease_generation, u.started_at, u.completed_at, u.created_at, u.updated_at, u.key_scope, u.run_at, u.ready, u.priority, u.attempt
+)
+SELECT (SELECT count(*) FROM chosen WHERE chosen.held)::bigint AS held, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt
+FROM (SELECT 1) AS one LEFT JOIN leased ON true
+`
+
+type ClaimReadyParams struct {
+	Now            pgtype.Timestamptz
+	PromoteLim     int32
+	LimitJobs      []string
+	LimitCounts    []int64
+	Lim            int32
+	WorkerID       string
+	LeaseExpiresAt pgtype.Timestamptz
+}
+
+type ClaimReadyRow struct {
+	Held               int64
+	ID                 pgtype.Text
+	JobName            pgtype.Text
+	Input              pgtype.Text
+	Status             pgtype.Text
+	IdempotencyKey     pgtype.Text
+	ConcurrencyKey     pgtype.Text
+	Labels             []byte
+	CurrentStepIndex   pgtype.Int8
+	CompletedStepCount pgtype.Int8
+	Progress           pgtype.Text
+	Output             pgtype.Text
+	Error              pgtype.Text
+	LeaseOwner         pgtype.Text
+	LeaseExpiresAt     pgtype.Timestamptz
+	LeaseGeneration    pgtype.Int8
+	StartedAt          pgtype.Timestamptz
+	CompletedAt        pgtype.Timestamptz
+	CreatedAt          pgtype.Timestamptz
+	UpdatedAt          pgtype.Timestamptz
+	KeyScope           pgtype.Text
+	RunAt              pgtype.Timestamptz
+	Ready              pgtype.Int8
+	Priority           pgtype.Int8
+	Attempt            pgtype.Int8
+}
+
+// The claim in one statement, outside any transaction (S-031): one round
+// trip and one commit, for the common case where no candidate needs the
+// advisory locks of step 2. The candidates are ClaimCandidates' (keep the
+// two in step; here each carries whether it came from promoted); those
+// without a concurrency key, of a job without a limit, and not promoted
+// by this statement are leased at once as ClaimRuns leases (R-050). The
+// others are "held": counted, not leased, their row locks ending with the
+// statement, and the store claims them with the full claim (ClaimCandidates,
+// locks, re-checks, ClaimRuns) in a transaction of its own. A promoted run
+// is held because this statement already updated its row (ready = 1), and
+// a row updated twice in one statement keeps only one of the updates.
+// One row per leased run, or one row of NULL run columns when none was
+// leased, so that held always comes back.
+func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]ClaimReadyRow, error) {
+	rows, err := q.db.Query(ctx, claimReady,
+		arg.Now,
+		arg.PromoteLim,
+		arg.LimitJobs,
+		arg.LimitCounts,
+		arg.Lim,
+		arg.WorkerID,
+		arg.LeaseExpiresAt,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ClaimReadyRow{}
+	for rows.Next() {
+		var i ClaimReadyRow
+		if err := rows.Scan(
+			&i.Held,
+			&i.ID,
+			&i.JobName,
+			&i.Input,
+			&i.Status,
+			&i.IdempotencyKey,
+			&i.ConcurrencyKey,
+			&i.Labels,
+			&i.CurrentStepIndex,
+			&i.CompletedStepCount,
+			&i.Progress,
+			&i.Output,
+			&i.Error,
+			&i.LeaseOwner,
+			&i.LeaseExpiresAt,
+			&i.LeaseGeneration,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimRuns = `-- name: ClaimRuns :many
 UPDATE durably_runs
 SET status = 'leased',
