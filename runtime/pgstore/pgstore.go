@@ -45,13 +45,16 @@ type Options struct {
 	// own groups on its own connection, so that one group's statements run
 	// while another's commit is flushed (PostgreSQL merges concurrent WAL
 	// flushes). A run's writes always take the same lane, so they commit in
-	// the order they were made. Default DefaultWriteLanes; 1 is a single
-	// writer.
+	// the order they were made. More lanes mean smaller groups and more
+	// commits per run: on a 2-core machine shared with the server, 2 lanes
+	// lost about 20 % of `process` throughput to 1 (BENCHMARKS.md), so the
+	// default is 1; a server with cores to spare may gain from 2. Default
+	// DefaultWriteLanes.
 	WriteLanes int
 }
 
 // DefaultWriteLanes is Options.WriteLanes when it is zero.
-const DefaultWriteLanes = 2
+const DefaultWriteLanes = 1
 
 // Store is the PostgreSQL store. Create it with Open or New.
 type Store struct {
