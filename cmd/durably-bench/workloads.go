@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -133,6 +135,7 @@ func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
 	commits := startCommitCount(ctx, e.Store(), db)
 	rss := startRSS()
 	stop := startProfile(c)
+	cpu := startCPUShares(db)
 	t0 := time.Now()
 	if err := e.Start(); err != nil {
 		return err
@@ -141,6 +144,7 @@ func wlProcess(ctx context.Context, c *config, db *benchDB, r *result) error {
 		return err
 	}
 	elapsed := time.Since(t0)
+	cpu.stop(c.n, r)
 	stop()
 	peak := rss.stop()
 	if err := e.Stop(ctx); err != nil {
@@ -311,4 +315,59 @@ func (w *completions) wait(what string) error {
 			return errors.New("timed out")
 		}
 	}
+}
+
+// cpuShares measures where a timed part's CPU went: this process (the
+// engine and its store's client side), the PostgreSQL server's processes,
+// and the whole machine (cores busy, from /proc/stat), so that a figure
+// can say whether the machine's cores or the waits bound it.
+type cpuShares struct {
+	self, machine float64
+	pg            time.Duration
+	postgres      bool
+}
+
+func startCPUShares(db *benchDB) *cpuShares {
+	s := &cpuShares{self: cpuSeconds(rusageSelf), machine: machineBusySeconds(), postgres: db.kind == "postgres"}
+	if s.postgres {
+		s.pg = postgresCPU()
+	}
+	return s
+}
+
+func (s *cpuShares) stop(runs int, r *result) {
+	self := cpuSeconds(rusageSelf) - s.self
+	n := float64(runs)
+	r.Metrics["engine_cpu_us_per_run"], r.Units["engine_cpu_us_per_run"] = self*1e6/n, "µs"
+	if s.postgres && s.pg >= 0 {
+		if pg := postgresCPU(); pg >= 0 {
+			r.Metrics["server_cpu_us_per_run"], r.Units["server_cpu_us_per_run"] = float64((pg-s.pg).Microseconds())/n, "µs"
+		}
+	}
+	if m := machineBusySeconds(); m >= 0 && s.machine >= 0 {
+		r.Metrics["machine_cpu_us_per_run"], r.Units["machine_cpu_us_per_run"] = (m-s.machine)*1e6/n, "µs"
+	}
+}
+
+// machineBusySeconds is the CPU time all cores spent outside idle and
+// iowait since boot (/proc/stat), or -1 where there is none.
+func machineBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return float64(busy) / 100 // USER_HZ
 }
