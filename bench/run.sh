@@ -32,9 +32,13 @@ for db in "$SQLITE" "$PG"; do
   run -db "$db" -workload http
   run -db "$db" -workload sse
 done
-run -db "$PG" -workload multi
-# Not headline figures: how PostgreSQL throughput scales with slots, and
-# SQLite with synchronous=NORMAL (not durable against power loss).
+# How PostgreSQL throughput scales with processes (4 slots each), and one
+# process of 8 slots for comparison.
+for p in 1 2 4; do run -db "$PG" -workload multi -procs $p -slots 4; done
+run -db "$PG" -workload multi -procs 1 -slots 8
+# Not headline figures: write lanes, more slots, and SQLite with
+# synchronous=NORMAL (not durable against power loss).
+run -db "$PG" -workload process -slots 8 -pg-write-lanes 2
 run -db "$PG" -workload process -slots 32
 run -db "$SQLITE" -workload process -slots 8 -sqlite-synchronous NORMAL
 run -db "$SQLITE" -workload latency -sqlite-synchronous NORMAL
