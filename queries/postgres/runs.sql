@@ -357,6 +357,27 @@ WITH fin AS (
 )
 SELECT id FROM fin;
 
+-- name: FinishRun :many
+-- FinishRuns for a group that holds one finish and no step to record with
+-- it: the same fenced update without the arrays.
+WITH fin AS (
+  UPDATE durably_runs r
+  SET status = @status::text,
+      output = NULLIF(@output::text, ''),
+      error = CASE WHEN @status::text = 'failed' THEN @error::text ELSE NULL END,
+      current_step_index = @current_step_index::bigint,
+      completed_step_count = @completed_step_count::bigint,
+      lease_owner = NULL, lease_expires_at = NULL,
+      completed_at = @now::timestamptz, updated_at = @now::timestamptz
+  WHERE r.id = @id::text AND r.status = 'leased' AND r.lease_generation = @generation::bigint
+  RETURNING r.id
+), del_steps AS (
+  DELETE FROM durably_steps WHERE @delete_steps::boolean AND run_id IN (SELECT fin.id FROM fin)
+), del_logs AS (
+  DELETE FROM durably_logs WHERE @delete_steps::boolean AND run_id IN (SELECT fin.id FROM fin)
+)
+SELECT id FROM fin;
+
 -- name: GetRunForUpdate :one
 SELECT * FROM durably_runs WHERE id = @id FOR UPDATE;
 

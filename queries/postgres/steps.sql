@@ -101,3 +101,21 @@ DELETE FROM durably_event_listeners WHERE instance = @instance OR expires_at < @
 SELECT EXISTS (
   SELECT 1 FROM durably_event_listeners WHERE instance <> @instance AND expires_at > @now::timestamptz
 )::boolean AS present;
+
+-- name: SaveStep :many
+-- SaveSteps for a group that holds one step, the usual case with few runs
+-- in flight: the same fence and counters without the arrays, whose
+-- unnest, aggregate and join cost more than the write itself.
+WITH fenced AS (
+  UPDATE durably_runs r
+  SET current_step_index = COALESCE(sqlc.narg(next_index)::bigint, r.current_step_index),
+      completed_step_count = r.completed_step_count + @completed_inc::bigint,
+      updated_at = COALESCE(sqlc.narg(advanced_at)::timestamptz, r.updated_at)
+  WHERE r.id = @run_id::text AND r.status = 'leased' AND r.lease_generation = @generation::bigint
+  RETURNING r.id
+)
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
+SELECT @id::text, fenced.id, @name::text, @step_index::bigint, @status::text, NULLIF(@output::text, ''), NULLIF(@error::text, ''),
+       @started_at::timestamptz, @completed_at::timestamptz, @attempt::bigint
+FROM fenced
+RETURNING durably_steps.id;

@@ -185,15 +185,24 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	}
 	// Steps carried by finishes go first, in the same statement as the
 	// others: a finish is refused exactly when its steps are.
-	if steps := byKind[opSaveStep]; len(steps) > 0 || finishHasSteps(byKind[opFinish]) {
-		_, _ = q.SaveSteps(ctx, stepsParams(steps, byKind[opFinish]))
+	// A group of one step or one finish, the usual case with few runs in
+	// flight, takes the one-row statements: the arrays' unnest, aggregate
+	// and join cost more than the write itself.
+	if steps := stepsParams(byKind[opSaveStep], byKind[opFinish]); len(steps.Ids) == 1 {
+		_, _ = q.SaveStep(ctx, oneStepParams(steps))
+		rec.queueIDs(&b, &stepIDs)
+	} else if len(steps.Ids) > 1 {
+		_, _ = q.SaveSteps(ctx, steps)
 		rec.queueIDs(&b, &stepIDs)
 	}
 	if rs := byKind[opRenew]; len(rs) > 0 {
 		_, _ = q.RenewLeases(ctx, renewParams(rs))
 		rec.queueIDs(&b, &renewedIDs)
 	}
-	if fs := byKind[opFinish]; len(fs) > 0 {
+	if fs := byKind[opFinish]; len(fs) == 1 {
+		_, _ = q.FinishRun(ctx, oneFinishParams(fs[0]))
+		rec.queueIDs(&b, &finishedIDs)
+	} else if len(fs) > 1 {
 		_, _ = q.FinishRuns(ctx, finishParams(fs))
 		rec.queueIDs(&b, &finishedIDs)
 	}
@@ -406,13 +415,28 @@ func progressParams(ops []*op) pgdb.SetProgressParams {
 	return p
 }
 
-func finishHasSteps(ops []*op) bool {
-	for _, o := range ops {
-		if len(o.fin.Steps) > 0 {
-			return true
-		}
+// oneStepParams is the one step of p (SaveSteps' arrays) for SaveStep.
+func oneStepParams(p pgdb.SaveStepsParams) pgdb.SaveStepParams {
+	one := pgdb.SaveStepParams{
+		ID: p.Ids[0], Name: p.Names[0], StepIndex: p.StepIndexes[0], Status: p.Statuses[0],
+		Output: p.Outputs[0], Error: p.Errors[0], StartedAt: p.StartedAts[0], CompletedAt: p.CompletedAts[0],
+		Attempt: p.Attempts[0], RunID: p.RunIds[0], Generation: p.Generations[0],
 	}
-	return false
+	if one.Status == string(store.StepCompleted) {
+		one.NextIndex = pgtype.Int8{Int64: one.StepIndex + 1, Valid: true}
+		one.CompletedInc = 1
+		one.AdvancedAt = one.CompletedAt
+	}
+	return one
+}
+
+func oneFinishParams(o *op) pgdb.FinishRunParams {
+	return pgdb.FinishRunParams{
+		ID: o.lease.RunID, Generation: o.lease.Generation, Status: string(o.fin.Status),
+		Output: string(o.fin.Output), Error: o.fin.Error, DeleteSteps: o.fin.DeleteSteps,
+		CurrentStepIndex: int64(o.fin.CurrentStepIndex), CompletedStepCount: int64(o.fin.CompletedStepCount),
+		Now: ts(o.fin.Now),
+	}
 }
 
 func stepsParams(saves, finishes []*op) pgdb.SaveStepsParams {

@@ -544,6 +544,70 @@ func (q *Queries) ExpireLease(ctx context.Context, arg ExpireLeaseParams) (int64
 	return result.RowsAffected(), nil
 }
 
+const finishRun = `-- name: FinishRun :many
+WITH fin AS (
+  UPDATE durably_runs r
+  SET status = $1::text,
+      output = NULLIF($2::text, ''),
+      error = CASE WHEN $1::text = 'failed' THEN $3::text ELSE NULL END,
+      current_step_index = $4::bigint,
+      completed_step_count = $5::bigint,
+      lease_owner = NULL, lease_expires_at = NULL,
+      completed_at = $6::timestamptz, updated_at = $6::timestamptz
+  WHERE r.id = $7::text AND r.status = 'leased' AND r.lease_generation = $8::bigint
+  RETURNING r.id
+), del_steps AS (
+  DELETE FROM durably_steps WHERE $9::boolean AND run_id IN (SELECT fin.id FROM fin)
+), del_logs AS (
+  DELETE FROM durably_logs WHERE $9::boolean AND run_id IN (SELECT fin.id FROM fin)
+)
+SELECT id FROM fin
+`
+
+type FinishRunParams struct {
+	Status             string
+	Output             string
+	Error              string
+	CurrentStepIndex   int64
+	CompletedStepCount int64
+	Now                pgtype.Timestamptz
+	ID                 string
+	Generation         int64
+	DeleteSteps        bool
+}
+
+// FinishRuns for a group that holds one finish and no step to record with
+// it: the same fenced update without the arrays.
+func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, finishRun,
+		arg.Status,
+		arg.Output,
+		arg.Error,
+		arg.CurrentStepIndex,
+		arg.CompletedStepCount,
+		arg.Now,
+		arg.ID,
+		arg.Generation,
+		arg.DeleteSteps,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const finishRuns = `-- name: FinishRuns :many
 WITH fin AS (
   UPDATE durably_runs r

@@ -262,6 +262,77 @@ func (q *Queries) RecordSchemaVersion(ctx context.Context, arg RecordSchemaVersi
 	return err
 }
 
+const saveStep = `-- name: SaveStep :many
+WITH fenced AS (
+  UPDATE durably_runs r
+  SET current_step_index = COALESCE($10::bigint, r.current_step_index),
+      completed_step_count = r.completed_step_count + $11::bigint,
+      updated_at = COALESCE($12::timestamptz, r.updated_at)
+  WHERE r.id = $13::text AND r.status = 'leased' AND r.lease_generation = $14::bigint
+  RETURNING r.id
+)
+INSERT INTO durably_steps (id, run_id, name, "index", status, output, error, started_at, completed_at, attempt)
+SELECT $1::text, fenced.id, $2::text, $3::bigint, $4::text, NULLIF($5::text, ''), NULLIF($6::text, ''),
+       $7::timestamptz, $8::timestamptz, $9::bigint
+FROM fenced
+RETURNING durably_steps.id
+`
+
+type SaveStepParams struct {
+	ID           string
+	Name         string
+	StepIndex    int64
+	Status       string
+	Output       string
+	Error        string
+	StartedAt    pgtype.Timestamptz
+	CompletedAt  pgtype.Timestamptz
+	Attempt      int64
+	NextIndex    pgtype.Int8
+	CompletedInc int64
+	AdvancedAt   pgtype.Timestamptz
+	RunID        string
+	Generation   int64
+}
+
+// SaveSteps for a group that holds one step, the usual case with few runs
+// in flight: the same fence and counters without the arrays, whose
+// unnest, aggregate and join cost more than the write itself.
+func (q *Queries) SaveStep(ctx context.Context, arg SaveStepParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, saveStep,
+		arg.ID,
+		arg.Name,
+		arg.StepIndex,
+		arg.Status,
+		arg.Output,
+		arg.Error,
+		arg.StartedAt,
+		arg.CompletedAt,
+		arg.Attempt,
+		arg.NextIndex,
+		arg.CompletedInc,
+		arg.AdvancedAt,
+		arg.RunID,
+		arg.Generation,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const saveSteps = `-- name: SaveSteps :many
 WITH u AS (
   SELECT unnest($1::text[]) AS id,
