@@ -167,3 +167,56 @@ func TestWriteLanesKeepARunsWritesInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A group of one step or one finish takes the one-row statements, larger
+// groups the array statements: both fence by generation, advance the
+// counters of a completed step, and refuse a finish exactly when its steps
+// are refused.
+func TestOneRowAndArrayStatementsFenceAlike(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{1, 3} {
+		t.Run(fmt.Sprintf("group of %d", size), func(t *testing.T) {
+			st, _, leases := leasedRuns(t, 1, 2*size)
+			live, stale := leases[:size], leases[size:]
+			var group []*op
+			for i, l := range live {
+				group = append(group, &op{kind: opSaveStep, lease: l, step: completedStep(l, i)})
+			}
+			for i, l := range stale {
+				l.Generation++ // another holder's lease
+				group = append(group, &op{kind: opFinish, lease: l, fin: store.Finish{Status: store.StatusCompleted, Output: json.RawMessage(`1`),
+					Now: time.Now(), Steps: []*store.Step{completedStep(l, i)}, CurrentStepIndex: 1, CompletedStepCount: 1}})
+			}
+			saves, fins := group[:size], group[size:]
+			for _, part := range [][]*op{saves, fins} {
+				if err := st.pipeline(ctx, part); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, o := range saves {
+				if !o.ok {
+					t.Fatalf("step of live lease %d refused", i)
+				}
+				run, err := st.GetRun(ctx, o.lease.RunID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if run.CurrentStepIndex != i+1 || run.CompletedStepCount != 1 {
+					t.Fatalf("run %d after its step: index %d, count %d; want %d, 1", i, run.CurrentStepIndex, run.CompletedStepCount, i+1)
+				}
+			}
+			for i, o := range fins {
+				if o.ok {
+					t.Fatalf("finish of stale lease %d accepted", i)
+				}
+				steps, err := st.GetSteps(ctx, o.lease.RunID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(steps) != 0 {
+					t.Fatalf("stale lease %d: %d step(s) written with a refused finish", i, len(steps))
+				}
+			}
+		})
+	}
+}
