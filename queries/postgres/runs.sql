@@ -49,6 +49,29 @@ WITH ins AS (
 -- The scalar subquery makes wake run: a CTE that is not referenced is not.
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins;
 
+-- name: InsertRun :many
+-- InsertRuns for a group of one trigger, the usual case of a caller that
+-- awaits each trigger: the same insert, labels and wake-up without the
+-- run's arrays.
+WITH ins AS (
+  INSERT INTO durably_runs (
+    id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
+    current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
+    started_at, created_at, updated_at, run_at, ready, priority)
+  VALUES (@id::text, @job_name::text, @input::text, @status::text, NULLIF(@idempotency_key::text, ''), NULLIF(@concurrency_key::text, ''),
+    @key_scope::text, CAST(@labels::text AS jsonb), 0, 0, NULLIF(@lease_owner::text, ''), @lease_expires_at::timestamptz, @lease_generation::bigint,
+    @started_at::timestamptz, @created_at::timestamptz, @created_at::timestamptz, @run_at::timestamptz, @ready::bigint, @priority::bigint)
+  ON CONFLICT DO NOTHING
+  RETURNING id, status, created_at, ready
+), lab AS (
+  INSERT INTO durably_run_labels (run_id, key, value, created_at)
+  SELECT ins.id, l.key, l.value, ins.created_at
+  FROM ins, (SELECT unnest(@label_keys::text[]) AS key, unnest(@label_values::text[]) AS value) AS l
+), wake AS (
+  SELECT pg_notify(@channel::text, @payload::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
+)
+SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins;
+
 -- name: Notify :exec
 SELECT pg_notify(@channel::text, @payload::text);
 

@@ -161,7 +161,11 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 			items[i] = o.items[0]
 		}
 		runs = storekit.PrepareRuns(items)
-		_, _ = q.InsertRuns(ctx, s.insertParams(runs))
+		if p := s.insertParams(runs); len(runs) == 1 {
+			_, _ = q.InsertRun(ctx, oneRunParams(p))
+		} else {
+			_, _ = q.InsertRuns(ctx, p)
+		}
 		rec.queueRows(&b, func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
@@ -413,6 +417,18 @@ func progressParams(ops []*op) pgdb.SetProgressParams {
 	}
 	p.Now = ts(now)
 	return p
+}
+
+// oneRunParams is the one run of p (InsertRuns' arrays) for InsertRun.
+func oneRunParams(p pgdb.InsertRunsParams) pgdb.InsertRunParams {
+	return pgdb.InsertRunParams{
+		ID: p.Ids[0], JobName: p.JobNames[0], Input: p.Inputs[0], Status: p.Statuses[0],
+		IdempotencyKey: p.IdempotencyKeys[0], ConcurrencyKey: p.ConcurrencyKeys[0], KeyScope: p.KeyScopes[0],
+		Labels: p.Labels[0], LeaseOwner: p.LeaseOwners[0], LeaseExpiresAt: p.LeaseExpiresAts[0],
+		LeaseGeneration: p.LeaseGenerations[0], StartedAt: p.StartedAts[0], CreatedAt: p.CreatedAts[0],
+		RunAt: p.RunAts[0], Ready: p.Readies[0], Priority: p.Priorities[0],
+		LabelKeys: p.LabelKeys, LabelValues: p.LabelValues, Channel: p.Channel, Payload: p.Payload,
+	}
 }
 
 // oneStepParams is the one step of p (SaveSteps' arrays) for SaveStep.

@@ -842,6 +842,99 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 	return i, err
 }
 
+const insertRun = `-- name: InsertRun :many
+WITH ins AS (
+  INSERT INTO durably_runs (
+    id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
+    current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
+    started_at, created_at, updated_at, run_at, ready, priority)
+  VALUES ($1::text, $2::text, $3::text, $4::text, NULLIF($5::text, ''), NULLIF($6::text, ''),
+    $7::text, CAST($8::text AS jsonb), 0, 0, NULLIF($9::text, ''), $10::timestamptz, $11::bigint,
+    $12::timestamptz, $13::timestamptz, $13::timestamptz, $14::timestamptz, $15::bigint, $16::bigint)
+  ON CONFLICT DO NOTHING
+  RETURNING id, status, created_at, ready
+), lab AS (
+  INSERT INTO durably_run_labels (run_id, key, value, created_at)
+  SELECT ins.id, l.key, l.value, ins.created_at
+  FROM ins, (SELECT unnest($17::text[]) AS key, unnest($18::text[]) AS value) AS l
+), wake AS (
+  SELECT pg_notify($19::text, $20::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
+)
+SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
+`
+
+type InsertRunParams struct {
+	ID              string
+	JobName         string
+	Input           string
+	Status          string
+	IdempotencyKey  string
+	ConcurrencyKey  string
+	KeyScope        string
+	Labels          string
+	LeaseOwner      string
+	LeaseExpiresAt  pgtype.Timestamptz
+	LeaseGeneration int64
+	StartedAt       pgtype.Timestamptz
+	CreatedAt       pgtype.Timestamptz
+	RunAt           pgtype.Timestamptz
+	Ready           int64
+	Priority        int64
+	LabelKeys       []string
+	LabelValues     []string
+	Channel         string
+	Payload         string
+}
+
+type InsertRunRow struct {
+	ID       string
+	Notified int64
+}
+
+// InsertRuns for a group of one trigger, the usual case of a caller that
+// awaits each trigger: the same insert, labels and wake-up without the
+// run's arrays.
+func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) ([]InsertRunRow, error) {
+	rows, err := q.db.Query(ctx, insertRun,
+		arg.ID,
+		arg.JobName,
+		arg.Input,
+		arg.Status,
+		arg.IdempotencyKey,
+		arg.ConcurrencyKey,
+		arg.KeyScope,
+		arg.Labels,
+		arg.LeaseOwner,
+		arg.LeaseExpiresAt,
+		arg.LeaseGeneration,
+		arg.StartedAt,
+		arg.CreatedAt,
+		arg.RunAt,
+		arg.Ready,
+		arg.Priority,
+		arg.LabelKeys,
+		arg.LabelValues,
+		arg.Channel,
+		arg.Payload,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []InsertRunRow{}
+	for rows.Next() {
+		var i InsertRunRow
+		if err := rows.Scan(&i.ID, &i.Notified); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertRuns = `-- name: InsertRuns :many
 WITH ins AS (
   INSERT INTO durably_runs (
