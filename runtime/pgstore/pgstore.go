@@ -47,7 +47,7 @@ type Options struct {
 	// flushes). A run's writes always take the same lane, so they commit in
 	// the order they were made. More lanes mean smaller groups and more
 	// commits per run: on a 2-core machine shared with the server, 2 lanes
-	// lost about 20 % of `process` throughput to 1 (BENCHMARKS.md), so the
+	// lost 9–20 % of `process` throughput to 1 (BENCHMARKS.md), so the
 	// default is 1; a server with cores to spare may gain from 2. Default
 	// DefaultWriteLanes.
 	WriteLanes int
