@@ -86,10 +86,12 @@ WHERE job_name = @job_name AND key_scope = @key_scope::text AND concurrency_key 
 ORDER BY created_at, id
 LIMIT 1;
 
--- name: ClaimCandidates :many
--- Step 1 of the claim (S-031): the first claimable runs by priority (smaller
--- first), then age, row-locked, skipping rows another claimer holds.
+-- name: ClaimReady :many
+-- The claim's candidates (S-031) and, with @lease_free, the lease of those
+-- that need no lock: one statement, one round trip.
 --
+-- The candidates: the first claimable runs by priority (smaller first), then
+-- age, row-locked, skipping rows another claimer holds.
 -- promoted: waiting runs that are due become ready (ready = 1), read from
 -- idx_durably_runs_waiting, which holds waiting runs only, by run_at: the
 -- walk stops at the first run not due, so a run due later is never read.
@@ -109,76 +111,19 @@ LIMIT 1;
 -- pending and expired: ready runs and expired leases from two partial
 -- indexes, each in a useful order, so that live leases, waiting runs and
 -- finished history are never scanned. A row locked here but not chosen
--- stays locked only until the claim commits. The guard is per (key scope,
--- concurrency key) (D11); an expired lease with a pending sibling is a
--- candidate like any other (D12).
-WITH promoted AS (
-  UPDATE durably_runs w SET ready = 1
-  WHERE w.id = ANY(ARRAY(
-    SELECT d.id FROM durably_runs d
-    WHERE d.status = 'pending' AND d.ready = 0 AND d.run_at <= @now::timestamptz
-    ORDER BY d.run_at
-    LIMIT @promote_lim
-    FOR UPDATE SKIP LOCKED))
-  RETURNING w.id, w.job_name, w.concurrency_key, w.key_scope, w.priority, w.created_at
-), caps AS (
-  SELECT l.job, l.n - (
-    SELECT count(*) FROM durably_runs a
-    WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > @now::timestamptz) AS room
-  FROM (SELECT unnest(@limit_jobs::text[]) AS job, unnest(@limit_counts::bigint[]) AS n) AS l
-), pending AS (
-  SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at FROM durably_runs p
-  WHERE p.status = 'pending' AND p.ready = 1
-    AND (p.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
-    AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
-  ORDER BY p.priority, p.created_at, p.id
-  LIMIT @lim
-  FOR UPDATE SKIP LOCKED
-), expired AS (
-  SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at FROM durably_runs x
-  WHERE x.status = 'leased' AND x.lease_expires_at <= @now::timestamptz
-    AND (x.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
-        AND a.id <> x.id
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
-    AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
-  ORDER BY x.priority, x.created_at, x.id
-  LIMIT @lim
-  FOR UPDATE SKIP LOCKED
-), due AS (
-  SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at FROM promoted pr
-  WHERE (pr.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
-    AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
-), ranked AS (
-  SELECT c.*, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
-  FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM due) AS c
-)
-SELECT r.id, r.concurrency_key, r.key_scope, r.job_name FROM ranked r
-WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
-ORDER BY r.priority, r.created_at, r.id
-LIMIT @lim;
-
--- name: ClaimReady :many
--- The claim in one statement, outside any transaction (S-031): one round
--- trip and one commit, for the common case where no candidate needs the
--- advisory locks of step 2. The candidates are ClaimCandidates' (keep the
--- two in step; here each carries whether it came from promoted); those
--- without a concurrency key, of a job without a limit, and not promoted
--- by this statement are leased at once as ClaimRuns leases (R-050). The
--- others are "held": counted, not leased, their row locks ending with the
--- statement, and the store claims them with the full claim (ClaimCandidates,
--- locks, re-checks, ClaimRuns) in a transaction of its own. A promoted run
+-- stays locked only until the statement's transaction ends. The guard is
+-- per (key scope, concurrency key) (D11); an expired lease with a pending
+-- sibling is a candidate like any other (D12).
+--
+-- With @lease_free, the candidates without a concurrency key, of a job
+-- without a limit, and not promoted by this statement are leased at once as
+-- ClaimRuns leases (R-050). The others, and all of them without
+-- @lease_free, are "held": returned, not leased, for the full claim
+-- (advisory locks, re-checks, ClaimRuns in one transaction). A promoted run
 -- is held because this statement already updated its row (ready = 1), and
 -- a row updated twice in one statement keeps only one of the updates.
--- One row per leased run, or one row of NULL run columns when none was
--- leased, so that held always comes back.
+-- One row per candidate, in claim order; the run columns are the leased
+-- run's, NULL for a held candidate.
 WITH promoted AS (
   UPDATE durably_runs w SET ready = 1
   WHERE w.id = ANY(ARRAY(
@@ -227,7 +172,8 @@ WITH promoted AS (
   SELECT c.*, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
   FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM due) AS c
 ), chosen AS (
-  SELECT r.id, (r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY(@limit_jobs::text[])) AS held
+  SELECT r.id, r.job_name, r.concurrency_key, r.key_scope, r.priority, r.created_at,
+    (NOT @lease_free::boolean OR r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY(@limit_jobs::text[])) AS held
   FROM ranked r
   WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
   ORDER BY r.priority, r.created_at, r.id
@@ -243,8 +189,9 @@ WITH promoted AS (
   WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
   RETURNING u.*
 )
-SELECT (SELECT count(*) FROM chosen WHERE chosen.held)::bigint AS held, leased.*
-FROM (SELECT 1) AS one LEFT JOIN leased ON true;
+SELECT c.held, c.id AS candidate_id, c.job_name AS candidate_job, c.concurrency_key AS candidate_key, c.key_scope AS candidate_scope, leased.*
+FROM chosen c LEFT JOIN leased ON leased.id = c.id
+ORDER BY c.priority, c.created_at, c.id;
 
 -- name: LockJobs :exec
 -- Step 2 for jobs with a limit: claimers of the same job queue here until

@@ -105,7 +105,7 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{}})
+	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{}, LeaseFree: false})
 	plan := explain(t, st, rec)
 	if !strings.Contains(plan, "idx_durably_runs_ready") || strings.Contains(plan, "Seq Scan") {
 		t.Fatalf("the claim does not walk the ready index:\n%s", plan)
@@ -115,7 +115,7 @@ func TestClaimSkipsLiveLeasesByIndex(t *testing.T) {
 	// live leases: the ready index yields the 8 candidates and stops.
 	rec = &recorder{}
 	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{},
-		WorkerID: "w", LeaseExpiresAt: ts(now.Add(time.Minute))})
+		LeaseFree: true, WorkerID: "w", LeaseExpiresAt: ts(now.Add(time.Minute))})
 	plan = explainAnalyze(t, st, rec, true)
 	if !strings.Contains(plan, "idx_durably_runs_ready") || strings.Contains(plan, "Seq Scan") {
 		t.Fatalf("the one-statement claim does not walk the ready index:\n%s", plan)
@@ -161,7 +161,7 @@ func TestClaimSkipsFutureRunsByIndex(t *testing.T) {
 	}
 	now := base.Add(2 * time.Minute)
 	rec := &recorder{}
-	_, _ = pgdb.New(rec).ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{}})
+	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{Now: ts(now), Lim: 8, PromoteLim: promoteBatch, LimitJobs: []string{}, LimitCounts: []int64{}, LeaseFree: false})
 	for _, generic := range []bool{false, true} {
 		plan := explainAnalyze(t, st, rec, generic)
 		for _, want := range []string{"idx_durably_runs_waiting", "Index Cond: (run_at <=", "idx_durably_runs_ready"} {

@@ -109,46 +109,21 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	return sortClaimed(append(runs, more...)), err
 }
 
-// claimReady is the claim's one statement (ClaimReady): the runs it leased,
-// and how many candidates it held back for the full claim.
+// claimReady is the claim's one statement (ClaimReady with lease_free):
+// the runs it leased, and how many candidates it held back for the full
+// claim.
 func (s *Store) claimReady(ctx context.Context, req store.ClaimRequest, limitJobs []string, limitCounts []int64) (runs []*store.Run, held int64, err error) {
-	// sqlc's method would scan every run column as nullable (the LEFT
-	// JOIN); the recorder takes its statement, and the rows are scanned
-	// here into the run record the other claims decode.
 	rec := &recorder{}
 	_, _ = pgdb.New(rec).ClaimReady(ctx, pgdb.ClaimReadyParams{
 		Now: ts(req.Now), PromoteLim: promoteBatch, LimitJobs: limitJobs, LimitCounts: limitCounts, Lim: int32(req.Limit),
-		WorkerID: req.WorkerID, LeaseExpiresAt: ts(req.Now.Add(req.Lease)),
+		LeaseFree: true, WorkerID: req.WorkerID, LeaseExpiresAt: ts(req.Now.Add(req.Lease)),
 	})
 	rows, err := s.pool.Query(ctx, rec.sql, rec.args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
 	}
-	var leased []pgdb.DurablyRun
-	for rows.Next() {
-		// The run columns are NULL in the one row of a claim that leased
-		// nothing.
-		if rows.RawValues()[1] == nil {
-			dst := make([]any, len(rows.RawValues())) // nil: skip the column
-			dst[0] = &held
-			if err := rows.Scan(dst...); err != nil {
-				rows.Close()
-				return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
-			}
-			continue
-		}
-		r, err := pgx.RowToStructByPos[struct {
-			Held int64
-			pgdb.DurablyRun
-		}](rows)
-		if err != nil {
-			rows.Close()
-			return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
-		}
-		held = r.Held
-		leased = append(leased, r.DurablyRun)
-	}
-	if err := rows.Err(); err != nil {
+	cands, leased, err := scanClaimReady(rows)
+	if err != nil {
 		return nil, 0, fmt.Errorf("pgstore: claim: %w", err)
 	}
 	if len(leased) > 0 {
@@ -156,7 +131,53 @@ func (s *Store) claimReady(ctx context.Context, req store.ClaimRequest, limitJob
 		s.stats.writes.Add(1)
 	}
 	runs, err = decodeRuns(leased)
-	return runs, held, err
+	return runs, int64(len(cands) - len(leased)), err
+}
+
+// candidate is a row of ClaimReady: a run the claim chose, and whether the
+// statement held it back for the full claim instead of leasing it.
+type candidate struct {
+	ID             string
+	JobName        string
+	ConcurrencyKey pgtype.Text
+	KeyScope       string
+	Held           bool
+}
+
+// scanClaimReady reads ClaimReady's rows: every candidate in claim order,
+// and the runs it leased. sqlc's method would scan every run column as
+// nullable (the LEFT JOIN), so the rows are scanned here, into the run
+// record the other claims decode.
+func scanClaimReady(rows pgx.Rows) (cands []candidate, leased []pgdb.DurablyRun, err error) {
+	defer rows.Close()
+	for rows.Next() {
+		var c candidate
+		var held pgtype.Bool
+		if rows.RawValues()[5] == nil { // held: the run columns are NULL
+			dst := make([]any, len(rows.RawValues())) // nil: skip the column
+			dst[0], dst[1], dst[2], dst[3], dst[4] = &held, &c.ID, &c.JobName, &c.ConcurrencyKey, &c.KeyScope
+			if err := rows.Scan(dst...); err != nil {
+				return nil, nil, err
+			}
+			c.Held = true
+			cands = append(cands, c)
+			continue
+		}
+		r, err := pgx.RowToStructByPos[struct {
+			Held           pgtype.Bool
+			ID             string
+			JobName        string
+			ConcurrencyKey pgtype.Text
+			KeyScope       string
+			pgdb.DurablyRun
+		}](rows)
+		if err != nil {
+			return nil, nil, err
+		}
+		cands = append(cands, candidate{ID: r.ID, JobName: r.JobName, ConcurrencyKey: r.ConcurrencyKey, KeyScope: r.KeyScope})
+		leased = append(leased, r.DurablyRun)
+	}
+	return cands, leased, rows.Err()
 }
 
 // sortClaimed puts runs in claim order, by priority, then oldest first:
@@ -202,23 +223,18 @@ func (s *Store) claimLocked(ctx context.Context, req store.ClaimRequest, limitJo
 	var b pgx.Batch
 	b.Queue("BEGIN")
 	inTx = true
-	_, _ = q.ClaimCandidates(ctx, pgdb.ClaimCandidatesParams{Now: now, Lim: int32(req.Limit), PromoteLim: promoteBatch,
-		LimitJobs: limitJobs, LimitCounts: limitCounts})
-	var cands []pgdb.ClaimCandidatesRow
-	rec.queueRows(&b, func(rows pgx.Rows) error {
-		for rows.Next() {
-			var c pgdb.ClaimCandidatesRow
-			if err := rows.Scan(&c.ID, &c.ConcurrencyKey, &c.KeyScope, &c.JobName); err != nil {
-				return err
-			}
-			cands = append(cands, c)
-		}
-		return rows.Err()
+	// Step 1, the candidates: the one-statement claim with nothing leased.
+	_, _ = q.ClaimReady(ctx, pgdb.ClaimReadyParams{Now: now, Lim: int32(req.Limit), PromoteLim: promoteBatch,
+		LimitJobs: limitJobs, LimitCounts: limitCounts, LeaseFree: false})
+	var cands []candidate
+	rec.queueRows(&b, func(rows pgx.Rows) (err error) {
+		cands, _, err = scanClaimReady(rows)
+		return err
 	})
 	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("pgstore: claim candidates: %w", err)
 	}
-	s.lockedClaims.Store(slices.ContainsFunc(cands, func(c pgdb.ClaimCandidatesRow) bool {
+	s.lockedClaims.Store(slices.ContainsFunc(cands, func(c candidate) bool {
 		_, limited := req.JobLimits[c.JobName]
 		return c.ConcurrencyKey.Valid || limited
 	}))
@@ -322,7 +338,7 @@ func (s *Store) claimLocked(ctx context.Context, req store.ClaimRequest, limitJo
 // job among ids (sorted, after the concurrency keys), re-counts the job's
 // live leases with a fresh snapshot, and keeps of ids, in candidate order,
 // only as many runs of each job as its limit still allows.
-func (s *Store) capJobs(ctx context.Context, conn *pgxpool.Conn, q *pgdb.Queries, rec *recorder, req store.ClaimRequest, ids []string, jobOf map[string]string, cands []pgdb.ClaimCandidatesRow) ([]string, error) {
+func (s *Store) capJobs(ctx context.Context, conn *pgxpool.Conn, q *pgdb.Queries, rec *recorder, req store.ClaimRequest, ids []string, jobOf map[string]string, cands []candidate) ([]string, error) {
 	var jobs []string
 	for _, id := range ids {
 		if _, limited := req.JobLimits[jobOf[id]]; limited && !slices.Contains(jobs, jobOf[id]) {

@@ -84,7 +84,7 @@ type Store struct {
 	publish  atomic.Bool // another process watches for events
 	// lockedClaims: the last claim met candidates that need the full
 	// claim's advisory locks (a concurrency key, a job limit), so the next
-	// one starts there rather than with ClaimReady (Claim).
+	// one starts there rather than with ClaimReady's leases (Claim).
 	lockedClaims atomic.Bool
 	presenceOnce sync.Once
 	closing      chan struct{}

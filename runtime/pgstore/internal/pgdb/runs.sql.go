@@ -56,132 +56,6 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 	return i, err
 }
 
-const claimCandidates = `-- name: ClaimCandidates :many
-WITH promoted AS (
-  UPDATE durably_runs w SET ready = 1
-  WHERE w.id = ANY(ARRAY(
-    SELECT d.id FROM durably_runs d
-    WHERE d.status = 'pending' AND d.ready = 0 AND d.run_at <= $2::timestamptz
-    ORDER BY d.run_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED))
-  RETURNING w.id, w.job_name, w.concurrency_key, w.key_scope, w.priority, w.created_at
-), caps AS (
-  SELECT l.job, l.n - (
-    SELECT count(*) FROM durably_runs a
-    WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > $2::timestamptz) AS room
-  FROM (SELECT unnest($4::text[]) AS job, unnest($5::bigint[]) AS n) AS l
-), pending AS (
-  SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at FROM durably_runs p
-  WHERE p.status = 'pending' AND p.ready = 1
-    AND (p.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
-    AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
-  ORDER BY p.priority, p.created_at, p.id
-  LIMIT $1
-  FOR UPDATE SKIP LOCKED
-), expired AS (
-  SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at FROM durably_runs x
-  WHERE x.status = 'leased' AND x.lease_expires_at <= $2::timestamptz
-    AND (x.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = x.concurrency_key AND a.key_scope = x.key_scope
-        AND a.id <> x.id
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
-    AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
-  ORDER BY x.priority, x.created_at, x.id
-  LIMIT $1
-  FOR UPDATE SKIP LOCKED
-), due AS (
-  SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at FROM promoted pr
-  WHERE (pr.concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM durably_runs a
-      WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
-        AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $2::timestamptz))
-    AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
-), ranked AS (
-  SELECT c.id, c.job_name, c.concurrency_key, c.key_scope, c.priority, c.created_at, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
-  FROM (SELECT id, job_name, concurrency_key, key_scope, priority, created_at FROM pending UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at FROM expired UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at FROM due) AS c
-)
-SELECT r.id, r.concurrency_key, r.key_scope, r.job_name FROM ranked r
-WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
-ORDER BY r.priority, r.created_at, r.id
-LIMIT $1
-`
-
-type ClaimCandidatesParams struct {
-	Lim         int32
-	Now         pgtype.Timestamptz
-	PromoteLim  int32
-	LimitJobs   []string
-	LimitCounts []int64
-}
-
-type ClaimCandidatesRow struct {
-	ID             string
-	ConcurrencyKey pgtype.Text
-	KeyScope       string
-	JobName        string
-}
-
-// Step 1 of the claim (S-031): the first claimable runs by priority (smaller
-// first), then age, row-locked, skipping rows another claimer holds.
-//
-// promoted: waiting runs that are due become ready (ready = 1), read from
-// idx_durably_runs_waiting, which holds waiting runs only, by run_at: the
-// walk stops at the first run not due, so a run due later is never read.
-// At most @promote_lim per claim, earliest due first; they are candidates
-// of this claim (the other CTEs' snapshot predates the promotion) and,
-// unclaimed, ready for the next. "= ANY(ARRAY(…))" makes the update look
-// the chosen rows up by primary key (IN (…) plans a scan of the table).
-// caps: for each job with a limit (@limit_jobs, @limit_counts), the runs it
-// may still lease now; a job at its limit contributes no candidate, so its
-// backlog never crowds other jobs out of a claim, and no job has more
-// candidates than its room (rn). The claim re-counts under an advisory lock.
-// The full jobs are one array (an InitPlan, computed once), tested inside a
-// CASE that hides it from the planner: as an anti join or "<> ALL", with
-// one job name in the table's statistics, the planner expects no pending
-// run to pass and sorts them all instead of walking idx_durably_runs_ready
-// in order (TestClaimSkipsLiveLeasesByIndex).
-// pending and expired: ready runs and expired leases from two partial
-// indexes, each in a useful order, so that live leases, waiting runs and
-// finished history are never scanned. A row locked here but not chosen
-// stays locked only until the claim commits. The guard is per (key scope,
-// concurrency key) (D11); an expired lease with a pending sibling is a
-// candidate like any other (D12).
-func (q *Queries) ClaimCandidates(ctx context.Context, arg ClaimCandidatesParams) ([]ClaimCandidatesRow, error) {
-	rows, err := q.db.Query(ctx, claimCandidates,
-		arg.Lim,
-		arg.Now,
-		arg.PromoteLim,
-		arg.LimitJobs,
-		arg.LimitCounts,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ClaimCandidatesRow{}
-	for rows.Next() {
-		var i ClaimCandidatesRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.ConcurrencyKey,
-			&i.KeyScope,
-			&i.JobName,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const claimReady = `-- name: ClaimReady :many
 WITH promoted AS (
   UPDATE durably_runs w SET ready = 1
@@ -231,7 +105,8 @@ WITH promoted AS (
   SELECT c.id, c.job_name, c.concurrency_key, c.key_scope, c.priority, c.created_at, c.promoted, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
   FROM (SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM pending UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM expired UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM due) AS c
 ), chosen AS (
-  SELECT r.id, (r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY($3::text[])) AS held
+  SELECT r.id, r.job_name, r.concurrency_key, r.key_scope, r.priority, r.created_at,
+    (NOT $6::boolean OR r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY($3::text[])) AS held
   FROM ranked r
   WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
   ORDER BY r.priority, r.created_at, r.id
@@ -239,16 +114,17 @@ WITH promoted AS (
 ), leased AS (
   UPDATE durably_runs u
   SET status = 'leased',
-      lease_owner = $6::text,
-      lease_expires_at = $7::timestamptz,
+      lease_owner = $7::text,
+      lease_expires_at = $8::timestamptz,
       lease_generation = u.lease_generation + 1,
       started_at = COALESCE(u.started_at, $1::timestamptz),
       updated_at = $1::timestamptz
   WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
   RETURNING u.id, u.job_name, u.input, u.status, u.idempotency_key, u.concurrency_key, u.labels, u.current_step_index, u.completed_step_count, u.progress, u.output, u.error, u.lease_owner, u.lease_expires_at, u.lease_generation, u.started_at, u.completed_at, u.created_at, u.updated_at, u.key_scope, u.run_at, u.ready, u.priority, u.attempt
 )
-SELECT (SELECT count(*) FROM chosen WHERE chosen.held)::bigint AS held, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt
-FROM (SELECT 1) AS one LEFT JOIN leased ON true
+SELECT c.held, c.id AS candidate_id, c.job_name AS candidate_job, c.concurrency_key AS candidate_key, c.key_scope AS candidate_scope, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt
+FROM chosen c LEFT JOIN leased ON leased.id = c.id
+ORDER BY c.priority, c.created_at, c.id
 `
 
 type ClaimReadyParams struct {
@@ -257,12 +133,17 @@ type ClaimReadyParams struct {
 	LimitJobs      []string
 	LimitCounts    []int64
 	Lim            int32
+	LeaseFree      bool
 	WorkerID       string
 	LeaseExpiresAt pgtype.Timestamptz
 }
 
 type ClaimReadyRow struct {
-	Held               int64
+	Held               pgtype.Bool
+	CandidateID        string
+	CandidateJob       string
+	CandidateKey       pgtype.Text
+	CandidateScope     string
 	ID                 pgtype.Text
 	JobName            pgtype.Text
 	Input              pgtype.Text
@@ -289,19 +170,43 @@ type ClaimReadyRow struct {
 	Attempt            pgtype.Int8
 }
 
-// The claim in one statement, outside any transaction (S-031): one round
-// trip and one commit, for the common case where no candidate needs the
-// advisory locks of step 2. The candidates are ClaimCandidates' (keep the
-// two in step; here each carries whether it came from promoted); those
-// without a concurrency key, of a job without a limit, and not promoted
-// by this statement are leased at once as ClaimRuns leases (R-050). The
-// others are "held": counted, not leased, their row locks ending with the
-// statement, and the store claims them with the full claim (ClaimCandidates,
-// locks, re-checks, ClaimRuns) in a transaction of its own. A promoted run
+// The claim's candidates (S-031) and, with @lease_free, the lease of those
+// that need no lock: one statement, one round trip.
+//
+// The candidates: the first claimable runs by priority (smaller first), then
+// age, row-locked, skipping rows another claimer holds.
+// promoted: waiting runs that are due become ready (ready = 1), read from
+// idx_durably_runs_waiting, which holds waiting runs only, by run_at: the
+// walk stops at the first run not due, so a run due later is never read.
+// At most @promote_lim per claim, earliest due first; they are candidates
+// of this claim (the other CTEs' snapshot predates the promotion) and,
+// unclaimed, ready for the next. "= ANY(ARRAY(…))" makes the update look
+// the chosen rows up by primary key (IN (…) plans a scan of the table).
+// caps: for each job with a limit (@limit_jobs, @limit_counts), the runs it
+// may still lease now; a job at its limit contributes no candidate, so its
+// backlog never crowds other jobs out of a claim, and no job has more
+// candidates than its room (rn). The claim re-counts under an advisory lock.
+// The full jobs are one array (an InitPlan, computed once), tested inside a
+// CASE that hides it from the planner: as an anti join or "<> ALL", with
+// one job name in the table's statistics, the planner expects no pending
+// run to pass and sorts them all instead of walking idx_durably_runs_ready
+// in order (TestClaimSkipsLiveLeasesByIndex).
+// pending and expired: ready runs and expired leases from two partial
+// indexes, each in a useful order, so that live leases, waiting runs and
+// finished history are never scanned. A row locked here but not chosen
+// stays locked only until the statement's transaction ends. The guard is
+// per (key scope, concurrency key) (D11); an expired lease with a pending
+// sibling is a candidate like any other (D12).
+//
+// With @lease_free, the candidates without a concurrency key, of a job
+// without a limit, and not promoted by this statement are leased at once as
+// ClaimRuns leases (R-050). The others, and all of them without
+// @lease_free, are "held": returned, not leased, for the full claim
+// (advisory locks, re-checks, ClaimRuns in one transaction). A promoted run
 // is held because this statement already updated its row (ready = 1), and
 // a row updated twice in one statement keeps only one of the updates.
-// One row per leased run, or one row of NULL run columns when none was
-// leased, so that held always comes back.
+// One row per candidate, in claim order; the run columns are the leased
+// run's, NULL for a held candidate.
 func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]ClaimReadyRow, error) {
 	rows, err := q.db.Query(ctx, claimReady,
 		arg.Now,
@@ -309,6 +214,7 @@ func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]Claim
 		arg.LimitJobs,
 		arg.LimitCounts,
 		arg.Lim,
+		arg.LeaseFree,
 		arg.WorkerID,
 		arg.LeaseExpiresAt,
 	)
@@ -321,6 +227,10 @@ func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]Claim
 		var i ClaimReadyRow
 		if err := rows.Scan(
 			&i.Held,
+			&i.CandidateID,
+			&i.CandidateJob,
+			&i.CandidateKey,
+			&i.CandidateScope,
 			&i.ID,
 			&i.JobName,
 			&i.Input,
