@@ -34,7 +34,10 @@ func (s *Store) lane(runID string) *groupcommit.Writer[*op] {
 	return s.lanes[maphash.String(s.laneSeed, runID)%uint64(len(s.lanes))]
 }
 
-// do submits o to the lane of runID and waits for its commit.
+// do submits o to the lane of runID and waits for its group's commit.
+// When ctx ends first it returns ctx's error while o may still be applied
+// later, so a caller reads o's results, or what o.fn writes, only after do
+// returned nil.
 func (s *Store) do(ctx context.Context, runID string, o *op) error {
 	return s.lane(runID).Do(ctx, o)
 }
@@ -391,25 +394,33 @@ func (s *Store) capJobs(ctx context.Context, conn *pgxpool.Conn, q *pgdb.Queries
 // RenewLease extends an unexpired lease.
 func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresAt time.Time) (bool, error) {
 	o := &op{kind: opRenew, lease: lease, now: now, expiresAt: expiresAt}
-	err := s.do(ctx, lease.RunID, o)
-	return o.ok, err
+	if err := s.do(ctx, lease.RunID, o); err != nil {
+		return false, err
+	}
+	return o.ok, nil
 }
 
 // ReleaseLease hands a run back to pending or, when a same-key pending run
 // forbids that, by expiring its lease now (D12).
-func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (ok bool, err error) {
-	err = s.do(ctx, lease.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Time) (bool, error) {
+	var ok bool
+	err := s.do(ctx, lease.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		ok, err = storekit.ReleaseLease(ctx, txOps{tx, q}, lease, now)
 		return err
 	}})
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	return ok, nil
 }
 
 // SaveStep records a step fenced by generation (S-036).
 func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Step) (bool, error) {
 	o := &op{kind: opSaveStep, lease: lease, step: step}
-	err := s.do(ctx, lease.RunID, o)
-	return o.ok, err
+	if err := s.do(ctx, lease.RunID, o); err != nil {
+		return false, err
+	}
+	return o.ok, nil
 }
 
 // SetProgress queues a fenced progress write.
@@ -423,17 +434,20 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 		return false, fmt.Errorf("pgstore: finish with status %q", fin.Status)
 	}
 	o := &op{kind: opFinish, lease: lease, fin: fin}
-	err := s.do(ctx, lease.RunID, o)
-	return o.ok, err
+	if err := s.do(ctx, lease.RunID, o); err != nil {
+		return false, err
+	}
+	return o.ok, nil
 }
 
 // DeferRun records d.Steps and hands the run back to wait until d.Until, in
 // one transaction of its own, fenced by generation (store.Store.DeferRun).
 // Not an array statement of the group: a deferral is once per retry or
 // sleep, not per step.
-func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (ok bool, err error) {
+func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferral) (bool, error) {
 	d.Until = storekit.DeferUntil(d)
-	err = s.do(ctx, lease.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
+	var ok bool
+	err := s.do(ctx, lease.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
 		ok = false
 		if len(d.Steps) > 0 {
 			saves := make([]*op, len(d.Steps))
@@ -462,7 +476,10 @@ func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferra
 		ok = true
 		return nil
 	}})
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	return ok, nil
 }
 
 // AppendLogs queues log records.
@@ -475,39 +492,56 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 }
 
 // CancelRun cancels a pending or leased run (S-037).
-func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *store.Run, prev store.Status, err error) {
-	err = s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
+	var run *store.Run
+	var prev store.Status
+	err := s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
 		return err
 	}})
-	return run, prev, err
+	if err != nil {
+		return nil, "", err
+	}
+	return run, prev, nil
 }
 
 // DeleteRun removes a terminal run and its children (S-040).
-func (s *Store) DeleteRun(ctx context.Context, id string) (run *store.Run, err error) {
-	err = s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+func (s *Store) DeleteRun(ctx context.Context, id string) (*store.Run, error) {
+	var run *store.Run
+	err := s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		run, err = storekit.DeleteRun(ctx, txOps{tx, q}, id)
 		return err
 	}})
-	return run, err
+	if err != nil {
+		return nil, err
+	}
+	return run, nil
 }
 
 // PurgeRuns deletes old terminal runs (S-041).
-func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (n int, err error) {
-	err = s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
+	var n int
+	err := s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		n, err = storekit.PurgeRuns(ctx, txOps{tx, q}, olderThan, limit)
 		return err
 	}})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // ReleaseExpiredLeases implements S-039 with D12 (storekit).
-func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int, err error) {
-	err = s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		n, err = storekit.ReleaseExpiredLeases(ctx, txOps{tx, q}, now)
 		return err
 	}})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // PatchRun is the unfenced write of storetest.Patcher (S-047), for the

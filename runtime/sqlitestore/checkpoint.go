@@ -29,11 +29,15 @@ type checkpointState struct {
 // outside any transaction. PRAGMA is written by hand: sqlc's SQLite parser
 // has no grammar for it.
 func (s *Store) walCheckpoint(ctx context.Context, mode string) (busy, log int64, err error) {
+	var b, l int64
 	err = s.writer.Do(ctx, op{noTx: true, fn: func(ctx context.Context, _ *sql.Tx, _ *sqlitedb.Queries) error {
 		var checkpointed int64
-		return s.wdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &log, &checkpointed)
+		return s.wdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&b, &l, &checkpointed)
 	}})
-	return busy, log, err
+	if err != nil {
+		return 0, 0, err // b and l may still be written: the checkpoint can run after ctx ended
+	}
+	return b, l, nil
 }
 
 // Maintain checkpoints the WAL at most once a minute, sooner again after a

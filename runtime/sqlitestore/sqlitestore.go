@@ -237,6 +237,9 @@ func (s *Store) WriteStats() store.WriteStats {
 	return store.WriteStats{Commits: s.stats.commits.Load(), Writes: s.stats.writes.Load()}
 }
 
+// write runs fn in the writer's next group and waits for the commit. When
+// ctx ends first it returns ctx's error while fn may still run later, so a
+// caller reads what fn writes only after write returned nil.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) error) error {
 	return s.writer.Do(ctx, op{fn: fn})
 }
@@ -511,7 +514,10 @@ func (s *Store) RenewLease(ctx context.Context, lease store.Lease, now, expiresA
 		})
 		return err
 	})
-	return n == 1, err
+	if err != nil {
+		return false, err
+	}
+	return n == 1, nil
 }
 
 // ReleaseLease hands the run back to pending or, when a same-key pending
@@ -522,7 +528,10 @@ func (s *Store) ReleaseLease(ctx context.Context, lease store.Lease, now time.Ti
 		ok, err = storekit.ReleaseLease(ctx, txOps{tx, q}, lease, now)
 		return err
 	})
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	return ok, nil
 }
 
 // SaveStep records a step fenced by generation (S-036).
@@ -547,7 +556,10 @@ func (s *Store) SaveStep(ctx context.Context, lease store.Lease, step *store.Ste
 		ok = true
 		return nil
 	})
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	return ok, nil
 }
 
 // encodeJobLimits renders the limits as the JSON object ClaimNext reads;
@@ -643,7 +655,10 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 		}
 		return nil
 	})
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	return ok, nil
 }
 
 // DeferRun records d.Steps and hands the run back to wait until d.Until, in
@@ -680,7 +695,10 @@ func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferra
 		ok = true
 		return release(ctx)
 	})
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	return ok, nil
 }
 
 // AppendLogs queues log records.
@@ -702,39 +720,56 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 }
 
 // CancelRun cancels a pending or leased run (S-037).
-func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *store.Run, prev store.Status, err error) {
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
+	var run *store.Run
+	var prev store.Status
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
 		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
 		return err
 	})
-	return run, prev, err
+	if err != nil {
+		return nil, "", err
+	}
+	return run, prev, nil
 }
 
 // DeleteRun removes a terminal run and its children (S-040).
-func (s *Store) DeleteRun(ctx context.Context, id string) (run *store.Run, err error) {
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+func (s *Store) DeleteRun(ctx context.Context, id string) (*store.Run, error) {
+	var run *store.Run
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
 		run, err = storekit.DeleteRun(ctx, txOps{tx, q}, id)
 		return err
 	})
-	return run, err
+	if err != nil {
+		return nil, err
+	}
+	return run, nil
 }
 
 // PurgeRuns deletes old terminal runs (S-041).
-func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (n int, err error) {
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
+	var n int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
 		n, err = storekit.PurgeRuns(ctx, txOps{tx, q}, olderThan, limit)
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // ReleaseExpiredLeases implements S-039 with D12 (storekit).
-func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (n int, err error) {
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
 		n, err = storekit.ReleaseExpiredLeases(ctx, txOps{tx, q}, now)
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // PatchRun is the unfenced write of storetest.Patcher (S-047), for the

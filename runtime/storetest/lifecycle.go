@@ -9,9 +9,67 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/store"
 )
 
 var lifecycleCases = []Case{
+	{"a caller whose context ended never reads what the writer may still write (fails under go test -race)", func(t *testing.T, h *Harness) {
+		// Every write goes through the store's writer; a caller whose
+		// context ends first returns at once while its write may still be
+		// applied. Reading the write's results then races with the writer,
+		// which the race detector reports. The writes are of a live lease,
+		// so that each is applied, not refused early.
+		e := h.Engine(nil)
+		st := h.Store
+		now := time.Now()
+		run := &store.Run{ID: "cancelled-callers", JobName: "j", Input: []byte("{}"), Labels: map[string]string{}, CreatedAt: now}
+		if _, err := st.Enqueue(Ctx(t), []store.NewRun{{Run: run, Claim: &store.Claim{WorkerID: "w", ExpiresAt: now.Add(time.Hour)}}}); err != nil {
+			t.Fatal(err)
+		}
+		lease := store.Lease{RunID: run.ID, Generation: 1}
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		step := 0
+		newStep := func() *store.Step {
+			step++
+			return &store.Step{ID: fmt.Sprint("s", step), RunID: run.ID, Name: fmt.Sprint("step", step), Index: step - 1,
+				Status: store.StepCompleted, Output: []byte("1"), StartedAt: now, CompletedAt: now}
+		}
+		calls := []Call{
+			{"RenewLease", func() error { _, err := st.RenewLease(ended, lease, now, now.Add(time.Hour)); return err }},
+			{"SaveStep", func() error { _, err := st.SaveStep(ended, lease, newStep()); return err }},
+			{"DeferRun", func() error {
+				_, err := st.DeferRun(ended, lease, store.Deferral{Until: now.Add(time.Hour), Now: now, Attempt: 1})
+				return err
+			}},
+			{"ReleaseLease", func() error { _, err := st.ReleaseLease(ended, lease, now); return err }},
+			{"FinishRun", func() error {
+				_, err := st.FinishRun(ended, lease, store.Finish{Status: store.StatusCompleted, Output: []byte("1"), Now: now})
+				return err
+			}},
+			{"ReleaseExpiredLeases", func() error { _, err := st.ReleaseExpiredLeases(ended, now); return err }},
+			{"CancelRun", func() error { _, _, err := st.CancelRun(ended, run.ID, now, false); return err }},
+			{"DeleteRun", func() error { _, err := st.DeleteRun(ended, run.ID); return err }},
+			{"PurgeRuns", func() error { _, err := st.PurgeRuns(ended, now.Add(time.Hour), 10); return err }},
+			{"Maintain", func() error { return st.Maintain(ended, now.Add(time.Hour)) }},
+		}
+		// One kind of call at a time: another kind could synchronise the
+		// caller with the writer (a connection pool's lock) and hide the race.
+		for _, c := range calls {
+			for range 50 {
+				_ = c.Do() // context.Canceled, or the write's own outcome if it won the race
+			}
+		}
+		// The abandoned writes wedge nothing: the store still serves runs.
+		j := durably.MustRegister(e, EchoJob("j"))
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := MustTrigger(t, j, Msg{"after"})
+		Eventually(t, "the run triggered after the abandoned writes completes", func() bool {
+			return MustGet(t, e, r.ID).Status == durably.StatusCompleted
+		})
+	}},
 	{"Close is idempotent: closing a store again is harmless", func(t *testing.T, h *Harness) {
 		st := h.OpenStore()
 		if err := st.Close(); err != nil {
