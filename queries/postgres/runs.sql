@@ -244,14 +244,18 @@ RETURNING *;
 -- "r.id = ANY(ids)" repeats the join so that the planner looks runs up by
 -- primary key instead of scanning every leased run (it cannot see into
 -- unnest): so do the other array updates.
+-- Each row carries its generation and its caller's clock, and comes back
+-- with its generation: two holders of one run (a stale generation and the
+-- live one) can meet in one group, and only the live one may be told ok.
 UPDATE durably_runs r
-SET lease_expires_at = u.lease_expires_at, updated_at = @now::timestamptz
+SET lease_expires_at = u.lease_expires_at, updated_at = u.now
 FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@generations::bigint[]) AS generation,
-        unnest(@lease_expires_ats::timestamptz[]) AS lease_expires_at) AS u
+        unnest(@lease_expires_ats::timestamptz[]) AS lease_expires_at,
+        unnest(@nows::timestamptz[]) AS now) AS u
 WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  AND r.lease_expires_at > @now::timestamptz
-RETURNING r.id;
+  AND r.lease_expires_at > u.now
+RETURNING r.id, r.lease_generation;
 
 -- name: ReleaseLease :execrows
 -- A stopping worker hands a run back so another can take it at once. Fenced;
@@ -295,12 +299,13 @@ FROM (SELECT unnest(@ids::text[]) AS id,
         unnest(@generations::bigint[]) AS generation,
         unnest(@progresses::text[]) AS progress) AS u
 WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-RETURNING r.id;
+RETURNING r.id, r.lease_generation;
 
 -- name: FinishRuns :many
 -- Completion and failure (R-072, R-073), fenced by generation only (R-065).
 -- Runs whose delete_steps flag is set lose their steps and logs in the same
--- statement (preserveSteps=false, R-106).
+-- statement (preserveSteps=false, R-106). Rows come back with their
+-- generation (RenewLeases says why).
 WITH fin AS (
   UPDATE durably_runs r
   SET status = u.status,
@@ -309,8 +314,9 @@ WITH fin AS (
       current_step_index = u.current_step_index,
       completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
-      completed_at = @now::timestamptz, updated_at = @now::timestamptz
+      completed_at = u.now, updated_at = u.now
   FROM (SELECT unnest(@ids::text[]) AS id,
+          unnest(@nows::timestamptz[]) AS now,
           unnest(@generations::bigint[]) AS generation,
           unnest(@statuses::text[]) AS status,
           unnest(@outputs::text[]) AS output,
@@ -319,17 +325,18 @@ WITH fin AS (
           unnest(@current_step_indexes::bigint[]) AS current_step_index,
           unnest(@completed_step_counts::bigint[]) AS completed_step_count) AS u
   WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  RETURNING r.id, u.delete_steps
+  RETURNING r.id, r.lease_generation, u.delete_steps
 ), del_steps AS (
   DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
 )
-SELECT id FROM fin;
+SELECT id, lease_generation FROM fin;
 
 -- name: FinishRun :many
--- FinishRuns for a group that holds one finish and no step to record with
--- it: the same fenced update without the arrays.
+-- FinishRuns for a group that holds one finish: the same fenced update
+-- without the arrays (the finish's steps, if any, are recorded by the
+-- group's step statement before it).
 WITH fin AS (
   UPDATE durably_runs r
   SET status = @status::text,
@@ -340,13 +347,13 @@ WITH fin AS (
       lease_owner = NULL, lease_expires_at = NULL,
       completed_at = @now::timestamptz, updated_at = @now::timestamptz
   WHERE r.id = @id::text AND r.status = 'leased' AND r.lease_generation = @generation::bigint
-  RETURNING r.id
+  RETURNING r.id, r.lease_generation
 ), del_steps AS (
   DELETE FROM durably_steps WHERE @delete_steps::boolean AND run_id IN (SELECT fin.id FROM fin)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE @delete_steps::boolean AND run_id IN (SELECT fin.id FROM fin)
 )
-SELECT id FROM fin;
+SELECT id, lease_generation FROM fin;
 
 -- name: GetRunForUpdate :one
 SELECT * FROM durably_runs WHERE id = @id FOR UPDATE;

@@ -168,53 +168,125 @@ func TestWriteLanesKeepARunsWritesInOrder(t *testing.T) {
 	}
 }
 
-// A group of one step or one finish takes the one-row statements, larger
-// groups the array statements: both fence by generation, advance the
-// counters of a completed step, and refuse a finish exactly when its steps
-// are refused.
+// fencedWrite makes a write of kind for lease, as the engine would send it.
+func fencedWrite(kind opKind, lease store.Lease, index int) *op {
+	now := time.Now()
+	switch kind {
+	case opSaveStep:
+		return &op{kind: opSaveStep, lease: lease, step: completedStep(lease, index)}
+	case opFinish:
+		return &op{kind: opFinish, lease: lease, fin: store.Finish{Status: store.StatusCompleted, Output: json.RawMessage(`1`),
+			Now: now, Steps: []*store.Step{completedStep(lease, index)}, CurrentStepIndex: 1, CompletedStepCount: 1}}
+	case opRenew:
+		return &op{kind: opRenew, lease: lease, now: now, expiresAt: now.Add(2 * time.Hour)}
+	case opProgress:
+		return &op{kind: opProgress, lease: lease, now: now, progress: fmt.Sprintf(`{"current":%d}`, lease.Generation)}
+	}
+	panic("no fenced write of this kind")
+}
+
+var fencedKinds = []struct {
+	name string
+	kind opKind
+}{{"step", opSaveStep}, {"finish", opFinish}, {"renew", opRenew}, {"progress", opProgress}}
+
+// Every fenced write takes a one-row statement in a group of one and an
+// array statement in a bigger group; both apply a live lease's write and
+// refuse a stale one's, also when one array statement holds both.
 func TestOneRowAndArrayStatementsFenceAlike(t *testing.T) {
 	ctx := context.Background()
-	for _, size := range []int{1, 3} {
-		t.Run(fmt.Sprintf("group of %d", size), func(t *testing.T) {
-			st, _, leases := leasedRuns(t, 1, 2*size)
-			live, stale := leases[:size], leases[size:]
-			var group []*op
-			for i, l := range live {
-				group = append(group, &op{kind: opSaveStep, lease: l, step: completedStep(l, i)})
-			}
-			for i, l := range stale {
-				l.Generation++ // another holder's lease
-				group = append(group, &op{kind: opFinish, lease: l, fin: store.Finish{Status: store.StatusCompleted, Output: json.RawMessage(`1`),
-					Now: time.Now(), Steps: []*store.Step{completedStep(l, i)}, CurrentStepIndex: 1, CompletedStepCount: 1}})
-			}
-			saves, fins := group[:size], group[size:]
-			for _, part := range [][]*op{saves, fins} {
-				if err := st.pipeline(ctx, part); err != nil {
+	for _, k := range fencedKinds {
+		for _, groups := range [][]int{{1}, {1}, {2, 1}} { // live writes, then stale ones, per group
+			t.Run(fmt.Sprintf("%s/groups %v", k.name, groups), func(t *testing.T) {
+				live, stale := groups[0], 0
+				if len(groups) > 1 {
+					stale = groups[1]
+				}
+				st, _, leases := leasedRuns(t, 1, live+stale+1)
+				var group []*op
+				for i, l := range leases[:live] {
+					group = append(group, fencedWrite(k.kind, l, i))
+				}
+				for i, l := range leases[live : live+stale] {
+					l.Generation++ // another holder's lease
+					group = append(group, fencedWrite(k.kind, l, i))
+				}
+				if err := st.pipeline(ctx, group); err != nil {
 					t.Fatal(err)
 				}
-			}
-			for i, o := range saves {
-				if !o.ok {
-					t.Fatalf("step of live lease %d refused", i)
+				// And a group of one stale write: the one-row statement.
+				alone := leases[live+stale]
+				alone.Generation++
+				one := fencedWrite(k.kind, alone, 0)
+				if err := st.pipeline(ctx, []*op{one}); err != nil {
+					t.Fatal(err)
 				}
-				run, err := st.GetRun(ctx, o.lease.RunID)
+				for i, o := range append(group, one) {
+					wantOK := i < live
+					if o.ok != wantOK {
+						t.Fatalf("write %d (generation %d): ok = %v, want %v", i, o.lease.Generation, o.ok, wantOK)
+					}
+					run, err := st.GetRun(ctx, o.lease.RunID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					steps, err := st.GetSteps(ctx, o.lease.RunID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					applied := map[opKind]bool{
+						opSaveStep: len(steps) == 1 && run.CurrentStepIndex == i+1 && run.CompletedStepCount == 1,
+						opFinish:   run.Status == store.StatusCompleted && len(steps) == 1,
+						opRenew:    run.LeaseExpiresAt.After(time.Now().Add(90 * time.Minute)),
+						opProgress: run.Progress != nil,
+					}[k.kind]
+					if applied != wantOK {
+						t.Fatalf("write %d (generation %d): applied = %v, want %v (run %+v, %d steps)", i, o.lease.Generation, applied, wantOK, run, len(steps))
+					}
+				}
+			})
+		}
+	}
+}
+
+// Two holders of one run, a stale generation and the live one, whose
+// writes meet in one group: the live one's write applies and only the live
+// one is told ok. Matching results by run instead of by lease told both.
+func TestStaleAndLiveHolderOfOneRunInOneGroup(t *testing.T) {
+	ctx := context.Background()
+	for _, k := range fencedKinds {
+		t.Run(k.name, func(t *testing.T) {
+			st, _, leases := leasedRuns(t, 1, 1)
+			live := leases[0]
+			// Another claim took the run over: generation 2 is live now.
+			if _, err := st.pool.Exec(ctx, "UPDATE durably_runs SET lease_generation = 2 WHERE id = $1", live.RunID); err != nil {
+				t.Fatal(err)
+			}
+			stale := live
+			live.Generation = 2
+			for round, liveFirst := range []bool{false, true} {
+				if k.kind == opFinish && liveFirst {
+					break // the run is finished after the first round
+				}
+				so, lo := fencedWrite(k.kind, stale, 2*round), fencedWrite(k.kind, live, 2*round+1)
+				order := []*op{so, lo}
+				if liveFirst {
+					order = []*op{lo, so}
+				}
+				if err := st.pipeline(ctx, order); err != nil {
+					t.Fatal(err)
+				}
+				if !lo.ok || so.ok {
+					t.Fatalf("live ok = %v, stale ok = %v; want true, false", lo.ok, so.ok)
+				}
+			}
+			if k.kind == opProgress {
+				run, err := st.GetRun(ctx, live.RunID)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if run.CurrentStepIndex != i+1 || run.CompletedStepCount != 1 {
-					t.Fatalf("run %d after its step: index %d, count %d; want %d, 1", i, run.CurrentStepIndex, run.CompletedStepCount, i+1)
-				}
-			}
-			for i, o := range fins {
-				if o.ok {
-					t.Fatalf("finish of stale lease %d accepted", i)
-				}
-				steps, err := st.GetSteps(ctx, o.lease.RunID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(steps) != 0 {
-					t.Fatalf("stale lease %d: %d step(s) written with a refused finish", i, len(steps))
+				if run.Progress == nil || run.Progress.Current != 2 {
+					t.Fatalf("progress %+v, want the live holder's (current 2)", run.Progress)
 				}
 			}
 		})

@@ -182,10 +182,11 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 		_ = q.InsertLogs(ctx, logsParams(logs))
 		rec.queueExec(&b)
 	}
-	var progressIDs, stepIDs, renewedIDs, finishedIDs []string
+	var stepIDs []string
+	var progressed, renewed, finished []store.Lease
 	if ps := byKind[opProgress]; len(ps) > 0 {
 		_, _ = q.SetProgress(ctx, progressParams(ps))
-		rec.queueIDs(&b, &progressIDs)
+		rec.queueLeases(&b, &progressed)
 	}
 	// Steps carried by finishes go first, in the same statement as the
 	// others: a finish is refused exactly when its steps are.
@@ -201,14 +202,14 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	}
 	if rs := byKind[opRenew]; len(rs) > 0 {
 		_, _ = q.RenewLeases(ctx, renewParams(rs))
-		rec.queueIDs(&b, &renewedIDs)
+		rec.queueLeases(&b, &renewed)
 	}
 	if fs := byKind[opFinish]; len(fs) == 1 {
 		_, _ = q.FinishRun(ctx, oneFinishParams(fs[0]))
-		rec.queueIDs(&b, &finishedIDs)
+		rec.queueLeases(&b, &finished)
 	} else if len(fs) > 1 {
 		_, _ = q.FinishRuns(ctx, finishParams(fs))
-		rec.queueIDs(&b, &finishedIDs)
+		rec.queueLeases(&b, &finished)
 	}
 	if pubs := byKind[opPublish]; len(pubs) > 0 {
 		notifications, oversized := s.packEvents(pubs)
@@ -230,17 +231,19 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 	s.stats.commits.Add(1)
 	s.stats.writes.Add(int64(len(ops)))
 
+	// A run's writes are matched by lease, not by run: a stale holder and
+	// the live one can meet in one group, and only the live one's applied.
 	for _, o := range byKind[opProgress] {
-		o.ok = slices.Contains(progressIDs, o.lease.RunID)
+		o.ok = slices.Contains(progressed, o.lease)
 	}
 	for _, o := range byKind[opSaveStep] {
 		o.ok = slices.Contains(stepIDs, o.step.ID)
 	}
 	for _, o := range byKind[opRenew] {
-		o.ok = slices.Contains(renewedIDs, o.lease.RunID)
+		o.ok = slices.Contains(renewed, o.lease)
 	}
 	for _, o := range byKind[opFinish] {
-		o.ok = slices.Contains(finishedIDs, o.lease.RunID)
+		o.ok = slices.Contains(finished, o.lease)
 	}
 	// A trigger that inserted nothing is explained now that the group is
 	// committed: an idempotent hit, a coalesce, or a conflict (S-025). It
@@ -294,6 +297,21 @@ func (r *recorder) queueRows(b *pgx.Batch, read func(pgx.Rows) error) {
 
 // queueIDs queues the recorded statement and collects the first column of
 // its rows.
+// queueLeases queues the recorded statement, collecting the (id,
+// generation) rows it returns into dst.
+func (r *recorder) queueLeases(b *pgx.Batch, dst *[]store.Lease) {
+	r.queueRows(b, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var l store.Lease
+			if err := rows.Scan(&l.RunID, &l.Generation); err != nil {
+				return err
+			}
+			*dst = append(*dst, l)
+		}
+		return rows.Err()
+	})
+}
+
 func (r *recorder) queueIDs(b *pgx.Batch, dst *[]string) {
 	r.queueRows(b, func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -394,18 +412,19 @@ func logsParams(ops []*op) pgdb.InsertLogsParams {
 	return p
 }
 
-// progressParams keeps the latest progress of each run: an UPDATE … FROM
-// with two source rows for one target row would apply only one of them,
-// unpredictably.
+// progressParams keeps the latest progress of each lease: an UPDATE … FROM
+// with two matching source rows for one target row would apply only one of
+// them, unpredictably. Two leases of one run (a stale and the live one)
+// both stay: the generation fence lets only the live one match.
 func progressParams(ops []*op) pgdb.SetProgressParams {
-	latest := map[string]int{}
+	latest := map[store.Lease]int{}
 	for i, o := range ops {
-		latest[o.lease.RunID] = i
+		latest[o.lease] = i
 	}
 	var p pgdb.SetProgressParams
 	var now time.Time
 	for i, o := range ops {
-		if latest[o.lease.RunID] != i {
+		if latest[o.lease] != i {
 			continue
 		}
 		p.Ids = append(p.Ids, o.lease.RunID)
@@ -483,24 +502,20 @@ func stepsParams(saves, finishes []*op) pgdb.SaveStepsParams {
 
 func renewParams(ops []*op) pgdb.RenewLeasesParams {
 	var p pgdb.RenewLeasesParams
-	var now time.Time
 	for _, o := range ops {
 		p.Ids = append(p.Ids, o.lease.RunID)
 		p.Generations = append(p.Generations, o.lease.Generation)
 		p.LeaseExpiresAts = append(p.LeaseExpiresAts, ts(o.expiresAt))
-		if now.IsZero() || o.now.Before(now) {
-			now = o.now
-		}
+		p.Nows = append(p.Nows, ts(o.now))
 	}
-	p.Now = ts(now)
 	return p
 }
 
 func finishParams(ops []*op) pgdb.FinishRunsParams {
 	var p pgdb.FinishRunsParams
-	var now time.Time
 	for _, o := range ops {
 		p.Ids = append(p.Ids, o.lease.RunID)
+		p.Nows = append(p.Nows, ts(o.fin.Now))
 		p.Generations = append(p.Generations, o.lease.Generation)
 		p.Statuses = append(p.Statuses, string(o.fin.Status))
 		p.Outputs = append(p.Outputs, string(o.fin.Output))
@@ -508,10 +523,6 @@ func finishParams(ops []*op) pgdb.FinishRunsParams {
 		p.DeleteSteps = append(p.DeleteSteps, o.fin.DeleteSteps)
 		p.CurrentStepIndexes = append(p.CurrentStepIndexes, int64(o.fin.CurrentStepIndex))
 		p.CompletedStepCounts = append(p.CompletedStepCounts, int64(o.fin.CompletedStepCount))
-		if o.fin.Now.After(now) {
-			now = o.fin.Now
-		}
 	}
-	p.Now = ts(now)
 	return p
 }

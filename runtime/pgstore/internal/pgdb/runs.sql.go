@@ -465,13 +465,13 @@ WITH fin AS (
       lease_owner = NULL, lease_expires_at = NULL,
       completed_at = $6::timestamptz, updated_at = $6::timestamptz
   WHERE r.id = $7::text AND r.status = 'leased' AND r.lease_generation = $8::bigint
-  RETURNING r.id
+  RETURNING r.id, r.lease_generation
 ), del_steps AS (
   DELETE FROM durably_steps WHERE $9::boolean AND run_id IN (SELECT fin.id FROM fin)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE $9::boolean AND run_id IN (SELECT fin.id FROM fin)
 )
-SELECT id FROM fin
+SELECT id, lease_generation FROM fin
 `
 
 type FinishRunParams struct {
@@ -486,9 +486,15 @@ type FinishRunParams struct {
 	DeleteSteps        bool
 }
 
-// FinishRuns for a group that holds one finish and no step to record with
-// it: the same fenced update without the arrays.
-func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) ([]string, error) {
+type FinishRunRow struct {
+	ID              string
+	LeaseGeneration int64
+}
+
+// FinishRuns for a group that holds one finish: the same fenced update
+// without the arrays (the finish's steps, if any, are recorded by the
+// group's step statement before it).
+func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) ([]FinishRunRow, error) {
 	rows, err := q.db.Query(ctx, finishRun,
 		arg.Status,
 		arg.Output,
@@ -504,13 +510,13 @@ func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) ([]string,
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []FinishRunRow{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i FinishRunRow
+		if err := rows.Scan(&i.ID, &i.LeaseGeneration); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -527,8 +533,9 @@ WITH fin AS (
       current_step_index = u.current_step_index,
       completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
-      completed_at = $1::timestamptz, updated_at = $1::timestamptz
-  FROM (SELECT unnest($2::text[]) AS id,
+      completed_at = u.now, updated_at = u.now
+  FROM (SELECT unnest($1::text[]) AS id,
+          unnest($2::timestamptz[]) AS now,
           unnest($3::bigint[]) AS generation,
           unnest($4::text[]) AS status,
           unnest($5::text[]) AS output,
@@ -536,19 +543,19 @@ WITH fin AS (
           unnest($7::boolean[]) AS delete_steps,
           unnest($8::bigint[]) AS current_step_index,
           unnest($9::bigint[]) AS completed_step_count) AS u
-  WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  RETURNING r.id, u.delete_steps
+  WHERE r.id = ANY($1::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+  RETURNING r.id, r.lease_generation, u.delete_steps
 ), del_steps AS (
   DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
 )
-SELECT id FROM fin
+SELECT id, lease_generation FROM fin
 `
 
 type FinishRunsParams struct {
-	Now                 pgtype.Timestamptz
 	Ids                 []string
+	Nows                []pgtype.Timestamptz
 	Generations         []int64
 	Statuses            []string
 	Outputs             []string
@@ -558,13 +565,19 @@ type FinishRunsParams struct {
 	CompletedStepCounts []int64
 }
 
+type FinishRunsRow struct {
+	ID              string
+	LeaseGeneration int64
+}
+
 // Completion and failure (R-072, R-073), fenced by generation only (R-065).
 // Runs whose delete_steps flag is set lose their steps and logs in the same
-// statement (preserveSteps=false, R-106).
-func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]string, error) {
+// statement (preserveSteps=false, R-106). Rows come back with their
+// generation (RenewLeases says why).
+func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]FinishRunsRow, error) {
 	rows, err := q.db.Query(ctx, finishRuns,
-		arg.Now,
 		arg.Ids,
+		arg.Nows,
 		arg.Generations,
 		arg.Statuses,
 		arg.Outputs,
@@ -577,13 +590,13 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]strin
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []FinishRunsRow{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i FinishRunsRow
+		if err := rows.Scan(&i.ID, &i.LeaseGeneration); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -1320,43 +1333,52 @@ func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) (int
 
 const renewLeases = `-- name: RenewLeases :many
 UPDATE durably_runs r
-SET lease_expires_at = u.lease_expires_at, updated_at = $1::timestamptz
-FROM (SELECT unnest($2::text[]) AS id,
-        unnest($3::bigint[]) AS generation,
-        unnest($4::timestamptz[]) AS lease_expires_at) AS u
-WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  AND r.lease_expires_at > $1::timestamptz
-RETURNING r.id
+SET lease_expires_at = u.lease_expires_at, updated_at = u.now
+FROM (SELECT unnest($1::text[]) AS id,
+        unnest($2::bigint[]) AS generation,
+        unnest($3::timestamptz[]) AS lease_expires_at,
+        unnest($4::timestamptz[]) AS now) AS u
+WHERE r.id = ANY($1::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
+  AND r.lease_expires_at > u.now
+RETURNING r.id, r.lease_generation
 `
 
 type RenewLeasesParams struct {
-	Now             pgtype.Timestamptz
 	Ids             []string
 	Generations     []int64
 	LeaseExpiresAts []pgtype.Timestamptz
+	Nows            []pgtype.Timestamptz
+}
+
+type RenewLeasesRow struct {
+	ID              string
+	LeaseGeneration int64
 }
 
 // "r.id = ANY(ids)" repeats the join so that the planner looks runs up by
 // primary key instead of scanning every leased run (it cannot see into
 // unnest): so do the other array updates.
-func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]string, error) {
+// Each row carries its generation and its caller's clock, and comes back
+// with its generation: two holders of one run (a stale generation and the
+// live one) can meet in one group, and only the live one may be told ok.
+func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]RenewLeasesRow, error) {
 	rows, err := q.db.Query(ctx, renewLeases,
-		arg.Now,
 		arg.Ids,
 		arg.Generations,
 		arg.LeaseExpiresAts,
+		arg.Nows,
 	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []RenewLeasesRow{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i RenewLeasesRow
+		if err := rows.Scan(&i.ID, &i.LeaseGeneration); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -1424,7 +1446,7 @@ FROM (SELECT unnest($2::text[]) AS id,
         unnest($3::bigint[]) AS generation,
         unnest($4::text[]) AS progress) AS u
 WHERE r.id = ANY($2::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-RETURNING r.id
+RETURNING r.id, r.lease_generation
 `
 
 type SetProgressParams struct {
@@ -1434,7 +1456,12 @@ type SetProgressParams struct {
 	Progresses  []string
 }
 
-func (q *Queries) SetProgress(ctx context.Context, arg SetProgressParams) ([]string, error) {
+type SetProgressRow struct {
+	ID              string
+	LeaseGeneration int64
+}
+
+func (q *Queries) SetProgress(ctx context.Context, arg SetProgressParams) ([]SetProgressRow, error) {
 	rows, err := q.db.Query(ctx, setProgress,
 		arg.Now,
 		arg.Ids,
@@ -1445,13 +1472,13 @@ func (q *Queries) SetProgress(ctx context.Context, arg SetProgressParams) ([]str
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []SetProgressRow{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i SetProgressRow
+		if err := rows.Scan(&i.ID, &i.LeaseGeneration); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
