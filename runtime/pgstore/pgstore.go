@@ -42,14 +42,17 @@ type Options struct {
 	// other processes' triggers only by polling.
 	DisableListen bool
 	// WriteLanes is the number of group-commit writers, each committing its
-	// own groups on its own connection, so that one group's statements run
-	// while another's commit is flushed (PostgreSQL merges concurrent WAL
-	// flushes). A run's writes always take the same lane, so they commit in
-	// the order they were made. More lanes mean smaller groups and more
-	// commits per run: on a 2-core machine shared with the server, 2 lanes
-	// lost 9–20 % of `process` throughput to 1 (BENCHMARKS.md), so the
-	// default is 1; a server with cores to spare may gain from 2. Default
-	// DefaultWriteLanes.
+	// own groups (on connections of the store's pool), so that one group's
+	// statements run while another's commit is flushed (PostgreSQL merges
+	// concurrent WAL flushes). A run's writes always take the same lane, so
+	// they commit in the order they were made. The events published to
+	// other processes take lane 0, so with more than one lane another
+	// process may hear of a run's progress or log before that lane has
+	// committed it (the event itself carries the progress). More lanes mean
+	// smaller groups and more commits per run: on a 2-core machine shared
+	// with the server, 2 lanes lost 9–20 % of `process` throughput to 1
+	// (BENCHMARKS.md), so the default is 1; a server with cores to spare may
+	// gain from 2. Default DefaultWriteLanes.
 	WriteLanes int
 }
 

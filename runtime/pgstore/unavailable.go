@@ -28,6 +28,9 @@ var transientStates = map[string]bool{
 	"40001": true, // serialization_failure
 	"40P01": true, // deadlock_detected
 	"53300": true, // too_many_connections
+	"53100": true, // disk_full: as SQLite's FULL, retried until space is freed
+	"53200": true, // out_of_memory
+	"25006": true, // read_only_sql_transaction: a standby, during a failover
 }
 
 func transient(err error) bool {
