@@ -242,9 +242,11 @@ func (s *Store) claimLocked(ctx context.Context, req store.ClaimRequest, limitJo
 		return c.ConcurrencyKey.Valid || limited
 	}))
 	if len(cands) == 0 {
-		_, err := conn.Exec(ctx, "COMMIT")
-		inTx = err != nil
-		return nil, err
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			return nil, fmt.Errorf("pgstore: claim: commit: %w", err) // inTx: the deferred ROLLBACK cleans up
+		}
+		inTx = false
+		return nil, nil
 	}
 
 	jobOf := make(map[string]string, len(cands))
