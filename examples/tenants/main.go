@@ -134,6 +134,11 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	// The event streams the handler took over from net/http, which the
+	// server's Shutdown no longer sees.
+	if err := h.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
 	if err := eng.Stop(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

@@ -12,13 +12,21 @@
 //
 // or let the handler strip it: Options.BasePath = "/api/durably".
 //
-// Call Close (or register it with http.Server.RegisterOnShutdown) to end
-// the open event streams when the server shuts down. Over HTTP/1.1 the
-// handler takes the connections of GET /runs/subscribe streams over from
-// net/http (http.Hijacker) once their headers are written, so that an idle
-// stream holds neither a goroutine nor net/http's buffers:
-// http.Server.Shutdown and Close no longer see those connections, and only
-// Close ends them.
+// When the server shuts down, end the open event streams: register Close
+// with http.Server.RegisterOnShutdown, so that the streams still served by
+// their requests (HTTP/2) end and Shutdown can finish, and call the
+// handler's Shutdown after http.Server.Shutdown returns:
+//
+//	srv.RegisterOnShutdown(h.Close)
+//	...
+//	err := srv.Shutdown(ctx)
+//	err = errors.Join(err, h.Shutdown(ctx))
+//
+// Over HTTP/1.1 the handler takes the connections of GET /runs/subscribe
+// streams over from net/http (http.Hijacker) once their headers are
+// written, so that an idle stream holds neither a goroutine nor net/http's
+// buffers: http.Server.Shutdown and Close no longer see those connections,
+// and only the handler's Close or Shutdown ends them and waits for them.
 //
 // Event streams outlive http.Server.WriteTimeout (each replaces it with
 // Options.StreamWriteTimeout per write) and, unlike other requests, hold
@@ -161,15 +169,40 @@ func New[C any, L durably.Labels[L]](e *durably.Engine, opts Options[C, L]) (*Ha
 }
 
 // Close ends every open event stream and makes new ones end at once. It
-// returns when the streams have ended.
+// returns when the streams have ended; Shutdown is the same, bounded by a
+// context.
 func (h *Handler[C, L]) Close() {
+	h.beginClose()
+	h.streams.Wait()
+}
+
+// Shutdown ends every open event stream, makes new ones end at once, and
+// waits until the streams have ended or ctx is done, when it returns ctx's
+// error. Call it after http.Server.Shutdown: the server no longer sees
+// the streams the handler took over, and does not wait for the functions
+// of RegisterOnShutdown.
+func (h *Handler[C, L]) Shutdown(ctx context.Context) error {
+	h.beginClose()
+	ended := make(chan struct{})
+	go func() { // ends with the last stream, bounded by StreamWriteTimeout
+		h.streams.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *Handler[C, L]) beginClose() {
 	h.closeOnce.Do(func() {
 		h.streamsMu.Lock()
 		h.closed = true
 		h.streamsMu.Unlock()
 		h.endClosing()
 	})
-	h.streams.Wait()
 }
 
 // request is one request's state through the pipeline of H-060.

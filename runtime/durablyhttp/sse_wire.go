@@ -43,10 +43,10 @@ type wire struct {
 	conn    net.Conn
 	s       *sse // touched only by the writer, of which there is at most one
 	sub     *listSub
-	batches [][]item // the writer's storage for the queue's batches
-	finish  func()   // gives back what the stream holds: hub, remote watch, count
-	stop    func() bool
-	writer  func() // write, made once: "go w.write()" allocates a closure each time
+	batches [][]item    // the writer's storage for the queue's batches
+	finish  func()      // gives back what the stream holds: hub, remote watch, count
+	stop    func() bool // unregisters the wake on Close; guarded by mu
+	writer  func()      // write, made once: "go w.write()" allocates a closure each time
 
 	mu      sync.Mutex
 	running bool  // a writer is running; it looks at more before it exits
@@ -63,7 +63,18 @@ func (h *Handler[C, L]) takeOver(req *request[C], s *sse, sub *listSub, finish f
 		return false
 	}
 	w := newWire(s, sub, finish)
-	w.stop = context.AfterFunc(h.closing, func() { w.wake(wireEnd) })
+	// After Close the function runs at once, and the stream may end before
+	// AfterFunc has returned: stop is handed over under mu, and called here
+	// if the stream ended first (a stream that ends by another cause
+	// unregisters its function).
+	stop := context.AfterFunc(h.closing, func() { w.wake(wireEnd) })
+	w.mu.Lock()
+	w.stop = stop
+	ended := w.over
+	w.mu.Unlock()
+	if ended {
+		stop()
+	}
 	if !sweepable(w.conn) {
 		// A connection wrapped by the server (a limit on connections,
 		// say) hides its socket from the sweep: a goroutine reads it, as
@@ -196,8 +207,11 @@ func (w *wire) write() {
 func (w *wire) end() {
 	w.mu.Lock()
 	w.over = true
+	stop := w.stop
 	w.mu.Unlock()
-	w.stop()
+	if stop != nil { // nil: takeOver calls it once it has it
+		stop()
+	}
 	w.s.timer.Stop()
 	w.s.release()
 	w.s.endChunks()

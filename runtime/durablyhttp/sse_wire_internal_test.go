@@ -1,7 +1,12 @@
+//go:build unix
+
+// Streams are taken over only on unix (canTakeOver).
+
 package durablyhttp
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +14,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,4 +200,46 @@ func TestTakenOverStreamWriteDeadline(t *testing.T) {
 	if !s.failed {
 		t.Fatal("the blocked write did not fail the stream")
 	}
+}
+
+// A stream taken over after Close (Close landing between the stream's
+// start and the takeover) ends at once and cleanly: the wake registered on
+// Close runs immediately, on another goroutine, and its end must not race
+// the takeover still setting the wire up (a nil stop function panicked the
+// server under -race).
+func TestTakeOverAfterCloseEndsTheStream(t *testing.T) {
+	h := &Handler[struct{}, durably.MapLabels]{byPrincipal: map[string]int{}}
+	h.closing, h.endClosing = context.WithCancel(context.Background())
+	h.endClosing() // Close already happened
+	h.hub.subs = map[*listSub]struct{}{}
+	var ended sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := newSSE(w, time.Second, 0, AppendProjection)
+		sub := newListSub(nil, nil, 16)
+		ended.Add(1)
+		if !h.takeOver(&request[struct{}]{w: w, r: r}, s, sub, ended.Done) {
+			t.Error("stream not taken over")
+			ended.Done()
+		}
+	}))
+	defer srv.Close()
+	for range 300 {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c) // until the server closes the connection
+		c.Close()
+		if err != nil {
+			t.Fatalf("stream not ended by the server: %v", err)
+		}
+		if !bytes.HasSuffix(b, []byte("0\r\n\r\n")) {
+			t.Fatalf("stream ended without its last chunk:\n%q", b)
+		}
+	}
+	ended.Wait()
 }

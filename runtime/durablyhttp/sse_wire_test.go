@@ -1,3 +1,7 @@
+//go:build unix
+
+// Streams are taken over only on unix (canTakeOver).
+
 package durablyhttp_test
 
 import (
@@ -11,6 +15,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,8 +75,9 @@ func TestListStreamsCostLittle(t *testing.T) {
 	}
 	g0, b0 := measure()
 	const n = 200
+	var last *bufio.Reader
 	for range n {
-		rawListStream(t, addr)
+		_, last = rawListStream(t, addr)
 	}
 	v.waitStreams(n+1, 5*time.Second)
 	g1, b1 := measure()
@@ -85,6 +91,24 @@ func TestListStreamsCostLittle(t *testing.T) {
 	}
 	// And they still carry events.
 	v.trigger(`{"jobName":"echo","input":{"message":"x"}}`, admin)
+	read := make(chan error, 1)
+	go func() {
+		for {
+			line, err := last.ReadString('\n')
+			if err != nil || strings.Contains(line, `"type":"run:trigger"`) {
+				read <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatalf("the last stream ended before its run:trigger: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the last stream carried no run:trigger within 5 s")
+	}
 }
 
 // TestTakenOverStreamClientLeaves: a list stream whose client closes its
@@ -101,8 +125,8 @@ func TestTakenOverStreamClientLeaves(t *testing.T) {
 
 // TestShutdownEndsTakenOverStreams: http.Server.Shutdown with the
 // handler's Close registered ends list streams, whose connections it no
-// longer tracks once taken over, with the last chunk; nothing is left
-// running.
+// longer tracks once taken over, with the last chunk; the handler's
+// Shutdown returns once they have ended, and nothing is left running.
 func TestShutdownEndsTakenOverStreams(t *testing.T) {
 	v := newEnv(t, openSQLite(t), func(_ *durably.Config, o *durablyhttp.Options[user, testLabels]) {
 		o.Heartbeat = 10 * time.Millisecond
@@ -141,6 +165,14 @@ func TestShutdownEndsTakenOverStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-served
+	// The server's Shutdown does not wait for the taken-over streams (nor
+	// for the Close it started); the handler's does.
+	if err := v.h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.h.OpenStreams(); n != 0 {
+		t.Fatalf("the handler's Shutdown returned with %d streams open", n)
+	}
 	for i, c := range clients {
 		select {
 		case b := <-c.tail:
@@ -151,7 +183,6 @@ func TestShutdownEndsTakenOverStreams(t *testing.T) {
 			t.Fatalf("client %d: its stream did not end with the server", i)
 		}
 	}
-	v.waitStreams(0, 5*time.Second)
 	http.DefaultClient.CloseIdleConnections() // the trigger's
 	goleak.VerifyNone(t, before)
 }
