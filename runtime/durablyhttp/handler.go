@@ -92,7 +92,10 @@ type Options[C any, L durably.Labels[L]] struct {
 	MaxStreams int
 	// MaxStreamsPerPrincipal bounds the event streams one principal, as
 	// StreamPrincipal names it, has open at once; past it 429. 0: no
-	// bound. It requires StreamPrincipal.
+	// bound. It requires StreamPrincipal. A list stream whose client left
+	// without a word (a page reload) keeps its slot until the handler
+	// notices, within about a second, so leave a reloading page room: a
+	// bound of 1 answers the reload's new stream with 429 in that second.
 	MaxStreamsPerPrincipal int
 	// StreamPrincipal names whose stream a request opens, for
 	// MaxStreamsPerPrincipal: typically the user or tenant of the
