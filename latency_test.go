@@ -2,6 +2,8 @@ package durably_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,6 +120,68 @@ func TestLatencyTriggerAndWaitReadsNoRun(t *testing.T) {
 			}
 			if got := c.getRuns.Load() - before; got != 0 {
 				t.Fatalf("TriggerAndWait read the run %d times for 10 runs executed here, want 0", got)
+			}
+		})
+	}
+}
+
+// TestLatencyTriggerAndWaitAfterABurstOfOtherRuns: TriggerAndWait skips
+// its first read of a run it created, counting on seeing the run's end as
+// an event. Before it knows the run's id it keeps a bounded number of
+// events; when a burst of other runs' ends fills that (here while the
+// trigger commits and the run finishes, before the waiter learns the id),
+// the run's own run:complete is dropped, and the first read must not be
+// skipped: without it the caller waited a whole poll interval (here: timed
+// out) for a run that had completed. Other runs' logs and progress are not
+// kept at all when nothing would take them.
+func TestLatencyTriggerAndWaitAfterABurstOfOtherRuns(t *testing.T) {
+	for _, burst := range []durably.EventType{durably.EventRunComplete, durably.EventLogWrite} {
+		t.Run(string(burst), func(t *testing.T) {
+			st := openStore(t, newStoreSpec(t, "sqlite", "burst.db"))
+			e, err := durably.New(durably.Config{Store: st, PollingInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := durably.MustRegister(e, &durably.Job[int, int]{
+				Name:       "quick",
+				MaxRunning: 10, // not started directly: the worker claims it
+				Run:        func(ctx context.Context, s *durably.StepContext, in int) (int, error) { return in + 1, nil },
+			})
+			ctx := context.Background()
+			if err := e.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			completed := make(chan string, 1)
+			var flooded atomic.Bool
+			e.OnEvent(func(ev durably.Event) {
+				switch {
+				case ev.Type == durably.EventRunComplete && !strings.HasPrefix(ev.RunID, "other-"):
+					select {
+					case completed <- ev.RunID:
+					default:
+					}
+				case ev.Type == durably.EventRunTrigger && !flooded.Swap(true):
+					for i := range 300 {
+						e.Emit(durably.Event{Type: burst, RunID: fmt.Sprintf("other-%d", i), Message: "x"})
+					}
+					// The trigger returns only once its run is done, so that
+					// the run's end comes before the waiter knows its id.
+					select {
+					case <-completed:
+					case <-time.After(10 * time.Second):
+					}
+				}
+			})
+			if err := e.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer e.Stop(ctx)
+			out, err := j.TriggerAndWait(ctx, 1, durably.WithPollInterval(time.Minute), durably.WithTimeout(3*time.Second))
+			if err != nil {
+				t.Fatalf("TriggerAndWait of a run that had completed: %v", err)
+			}
+			if out.Output != 2 {
+				t.Fatalf("output %d, want 2", out.Output)
 			}
 		})
 	}

@@ -194,6 +194,7 @@ type waiter struct {
 	mu       sync.Mutex
 	runID    string
 	early    []Event // events seen before bind, of any run
+	dropped  bool    // early was full: an event of the run may be lost
 	settled  chan struct{}
 	live     chan Event
 	complete *Event // the run:complete that settled the wait, if one did
@@ -232,8 +233,13 @@ func (w *waiter) observe(ev Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.runID == "" {
+		if (ev.Type == EventRunProgress || ev.Type == EventLogWrite) && w.o.onProgress == nil && w.o.onLog == nil {
+			return // nothing would take it: keep the room for ends of runs
+		}
 		if len(w.early) < maxEarlyEvents {
 			w.early = append(w.early, ev)
+		} else {
+			w.dropped = true
 		}
 		return
 	}
@@ -291,9 +297,13 @@ func (w *waiter) bind(runID string) {
 // reading the run. created says the caller's own trigger just created the
 // run: it cannot have finished before this waiter subscribed, so a finish
 // in this process is an event, one elsewhere is found by the first poll,
-// and the read wait would otherwise start with is skipped.
+// and the read wait would otherwise start with is skipped, unless an event
+// was dropped before the waiter knew its run (a burst of other runs' ends).
 func (w *waiter) waitOutput(ctx context.Context, created bool) (json.RawMessage, error) {
-	run, err := w.wait(ctx, !created, func() (*Run, bool) {
+	w.mu.Lock()
+	readFirst := !created || w.dropped
+	w.mu.Unlock()
+	run, err := w.wait(ctx, readFirst, func() (*Run, bool) {
 		out, ok := w.completedOutput()
 		if !ok {
 			return nil, false
