@@ -188,13 +188,7 @@ func (x *execution) finish(output []byte, runErr error, took time.Duration) {
 	// say it happened.
 	pending, flushErr := x.takePending()
 	if flushErr != nil {
-		// A refused step write already ended the run (its context says
-		// why). Any other failure to record a step leaves the run to be
-		// resumed from its last recorded step, here or elsewhere, at once.
-		if ctx.Err() == nil {
-			e.workerError(flushErr, "run-failure", run.ID)
-			e.releaseLease(x.keeper)
-		}
+		x.recordFailed(flushErr)
 		return
 	}
 	now := e.now()
@@ -361,6 +355,17 @@ func (x *execution) attempts(name string) int {
 	return x.failures[name]
 }
 
+// recordFailed ends an execution whose held step could not be recorded.
+// A refused write already ended the run (its context says why); any other
+// failure leaves the run to be resumed from its last recorded step, here or
+// elsewhere, at once.
+func (x *execution) recordFailed(err error) {
+	if x.ctx.Err() == nil {
+		x.e.workerError(err, "run-failure", x.run.ID)
+		x.e.releaseLease(x.keeper)
+	}
+}
+
 // suspend hands the run back until until through DeferRun, recording the
 // held-back step and steps in the same fenced write. The
 // run's context then ends with the suspension's error, so that nothing
@@ -369,6 +374,7 @@ func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int) (
 	e, run := x.e, x.run
 	pending, err := x.takePending()
 	if err != nil {
+		x.recordFailed(err)
 		return false, err
 	}
 	if pending != nil {
