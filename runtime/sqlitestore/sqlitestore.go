@@ -66,8 +66,9 @@ const (
 
 // Store is the SQLite store. Create it with Open.
 type Store struct {
-	path   string
-	logger *slog.Logger
+	path        string
+	logger      *slog.Logger
+	busyTimeout time.Duration // Options.BusyTimeout, restored after a checkpoint
 
 	wdb    *sql.DB // exactly one connection: the writer
 	rdb    *sql.DB // readers
@@ -147,12 +148,13 @@ func Open(path string, opts Options) (*Store, error) {
 	rdb.SetConnMaxLifetime(0)
 	rdb.SetConnMaxIdleTime(0)
 	s := &Store{
-		path:   path,
-		logger: opts.Logger,
-		wdb:    wdb,
-		rdb:    rdb,
-		wq:     sqlitedb.New(wdb),
-		rq:     sqlitedb.New(rdb),
+		path:        path,
+		logger:      opts.Logger,
+		busyTimeout: opts.BusyTimeout,
+		wdb:         wdb,
+		rdb:         rdb,
+		wq:          sqlitedb.New(wdb),
+		rq:          sqlitedb.New(rdb),
 	}
 	s.writer = groupcommit.New(s.apply, 256, (&storekit.DroppedWrites{Logger: s.logger}).Report)
 	return s, nil
