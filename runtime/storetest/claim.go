@@ -143,7 +143,74 @@ func claimReq(worker string, now time.Time, limit int) store.ClaimRequest {
 	return store.ClaimRequest{WorkerID: worker, Now: now, Lease: 30 * time.Second, Limit: limit}
 }
 
+// placedRun is a run written straight into a store: pending, or leased to
+// another worker until leaseEnds (in the past: an expired lease).
+type placedRun struct {
+	id, job, key string
+	priority     int
+	created      time.Time
+	leaseEnds    time.Time // zero: pending
+}
+
+// placeRuns writes runs into st as pending runs, then makes the leased ones
+// leased through the test hook (S-047): the store would not insert a run
+// with a concurrency key leased.
+func placeRuns(t *testing.T, st store.Store, runs []placedRun) {
+	t.Helper()
+	leased := store.StatusLeased
+	for _, r := range runs {
+		if _, err := st.Enqueue(Ctx(t), []store.NewRun{{Run: &store.Run{ID: r.id, JobName: r.job, ConcurrencyKey: r.key,
+			Priority: r.priority, Input: []byte(`{}`), Labels: map[string]string{}, CreatedAt: r.created}}}); err != nil {
+			t.Fatal(err)
+		}
+		if r.leaseEnds.IsZero() {
+			continue
+		}
+		owner, ends, started := "another", r.leaseEnds, r.created
+		if err := PatchRun(Ctx(t), st, r.id, store.RunPatch{Status: &leased, LeaseOwner: &owner, LeaseExpiresAt: &ends, StartedAt: &started}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 var claimCases = []Case{
+	{"R-051 an expired lease whose key a live lease holds is not claimed", func(t *testing.T, h *Harness) {
+		h.Engine(nil) // migrates
+		now := store.Truncate(time.Now())
+		placeRuns(t, h.Store, []placedRun{
+			{id: "a-expired-k", job: "a", key: "k", created: now.Add(-3 * time.Minute), leaseEnds: now.Add(-time.Minute)},
+			{id: "b-live-k", job: "b", key: "k", created: now.Add(-2 * time.Minute), leaseEnds: now.Add(time.Hour)},
+			{id: "c-free", job: "c", created: now.Add(-time.Minute)},
+		})
+		if got, want := claimIDs(t, h.Store, claimReq("w", now, 10)), []string{"c-free"}; !slices.Equal(got, want) {
+			t.Fatalf("claimed %v, want %v: the expired lease's key is held by a live lease", got, want)
+		}
+	}},
+	{"R-050 a claim takes no more than its limit from pending runs and expired leases together, in claim order", func(t *testing.T, h *Harness) {
+		h.Engine(nil)
+		now := store.Truncate(time.Now())
+		var runs []placedRun
+		for i := range 3 {
+			runs = append(runs,
+				placedRun{id: fmt.Sprint("p", i), job: "j", created: now.Add(time.Duration(-10+2*i) * time.Second)},
+				placedRun{id: fmt.Sprint("x", i), job: "j", created: now.Add(time.Duration(-9+2*i) * time.Second), leaseEnds: now.Add(-time.Second)})
+		}
+		placeRuns(t, h.Store, runs)
+		if got, want := claimIDs(t, h.Store, claimReq("w", now, 3)), []string{"p0", "x0", "p1"}; !slices.Equal(got, want) {
+			t.Fatalf("claim of 3: %v, want %v", got, want)
+		}
+	}},
+	{"R-050 D13 expired leases are claimed by priority, then age, not by when they expired", func(t *testing.T, h *Harness) {
+		h.Engine(nil)
+		now := store.Truncate(time.Now())
+		placeRuns(t, h.Store, []placedRun{
+			{id: "low", job: "j", priority: 5, created: now.Add(-3 * time.Minute), leaseEnds: now.Add(-2 * time.Minute)},
+			{id: "high", job: "j", priority: 0, created: now.Add(-2 * time.Minute), leaseEnds: now.Add(-time.Minute)},
+		})
+		if got, want := claimIDs(t, h.Store, claimReq("w", now, 1)), []string{"high"}; !slices.Equal(got, want) {
+			t.Fatalf("claim of 1: %v, want %v", got, want)
+		}
+	}},
 	{"R-050 S-030 S-031 claim takes the oldest eligible run", func(t *testing.T, h *Harness) {
 		e := h.Engine(nil)
 		j := durably.MustRegister(e, EchoJob("j"))
