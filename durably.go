@@ -37,8 +37,10 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/durably-go/durably/internal/ulid"
 	"github.com/durably-go/durably/runtime/store"
@@ -320,6 +322,27 @@ func (e *Engine) receiveRemote(events <-chan []byte) {
 		}
 		e.events.emit(ev, e.now())
 	}
+}
+
+// storable reports whether s can be stored and looked up as text by every
+// store: PostgreSQL refuses a NUL character and bytes that are not UTF-8
+// in text and jsonb, so a key, label value or run id with them would fail
+// in the database instead of as bad input.
+func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// notStorable is the validation error for a field that storable refuses.
+func notStorable(field string) error {
+	return validationErrorf("%s must be valid UTF-8 without NUL characters", field)
+}
+
+// checkLabelValues refuses label values no store can hold (storable).
+func checkLabelValues(labels map[string]string) error {
+	for _, k := range store.SortedKeys(labels) {
+		if !storable(labels[k]) {
+			return notStorable(fmt.Sprintf("label %q", k))
+		}
+	}
+	return nil
 }
 
 // checkLabelKeys applies R-035. Unlike the original, a bad key is a

@@ -22,6 +22,9 @@ func CheckLabelKeys(labels map[string]string) error { return checkLabelKeys(labe
 
 // GetRun returns the run, or nil when it does not exist.
 func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
+	if !storable(id) {
+		return nil, nil // no run has such an id; the database would refuse the lookup
+	}
 	run, err := e.store.GetRun(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("durably: get run: %w", err)
@@ -34,6 +37,14 @@ func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
 func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error) {
 	if err := checkLabelKeys(filter.Labels); err != nil {
 		return nil, err
+	}
+	if err := checkLabelValues(filter.Labels); err != nil {
+		return nil, err
+	}
+	for _, name := range filter.JobNames {
+		if !storable(name) {
+			return nil, notStorable("jobName")
+		}
 	}
 	for _, s := range filter.Statuses {
 		if !s.Valid() {
@@ -57,6 +68,9 @@ func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error)
 
 // GetSteps returns a run's steps in index order.
 func (e *Engine) GetSteps(ctx context.Context, runID string) ([]*StepRecord, error) {
+	if !storable(runID) {
+		return nil, nil // as GetRun
+	}
 	steps, err := e.store.GetSteps(ctx, runID)
 	if err != nil {
 		return nil, fmt.Errorf("durably: get steps: %w", err)
@@ -66,6 +80,9 @@ func (e *Engine) GetSteps(ctx context.Context, runID string) ([]*StepRecord, err
 
 // GetLogs returns a run's persisted logs in order.
 func (e *Engine) GetLogs(ctx context.Context, runID string) ([]*LogRecord, error) {
+	if !storable(runID) {
+		return nil, nil // as GetRun
+	}
 	logs, err := e.store.GetLogs(ctx, runID)
 	if err != nil {
 		return nil, fmt.Errorf("durably: get logs: %w", err)
@@ -78,6 +95,9 @@ func (e *Engine) GetLogs(ctx context.Context, runID string) ([]*LogRecord, error
 // finish but its result is not recorded. A pending run loses its
 // steps and logs unless PreserveSteps is set.
 func (e *Engine) Cancel(ctx context.Context, runID string) error {
+	if !storable(runID) {
+		return notFoundf("Run not found: %s", runID)
+	}
 	run, prev, err := e.store.CancelRun(ctx, runID, e.now(), !e.cfg.PreserveSteps)
 	if err != nil {
 		return fmt.Errorf("durably: cancel: %w", err)
@@ -100,6 +120,9 @@ func (e *Engine) Cancel(ctx context.Context, runID string) error {
 
 // DeleteRun deletes a terminal run with its steps, logs and labels.
 func (e *Engine) DeleteRun(ctx context.Context, runID string) error {
+	if !storable(runID) {
+		return notFoundf("Run not found: %s", runID)
+	}
 	run, err := e.store.DeleteRun(ctx, runID)
 	if err != nil {
 		return fmt.Errorf("durably: delete run: %w", err)
@@ -173,6 +196,9 @@ func (e *Engine) WaitForRun(ctx context.Context, runID string, opts ...Option) (
 }
 
 func (e *Engine) waitForRun(ctx context.Context, runID string, o waitOptions) (*Run, error) {
+	if !storable(runID) {
+		return nil, notFoundf("Run not found: %s", runID) // as GetRun: no run has such an id
+	}
 	w, err := e.newWaiter(o)
 	if err != nil {
 		return nil, err

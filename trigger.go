@@ -230,6 +230,15 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (map[string]string, er
 	if err := checkLabelKeys(labels); err != nil {
 		return nil, err
 	}
+	if err := checkLabelValues(labels); err != nil {
+		return nil, err
+	}
+	if !storable(o.idempotencyKey) {
+		return nil, notStorable("idempotencyKey")
+	}
+	if !storable(o.concurrencyKey) {
+		return nil, notStorable("concurrencyKey")
+	}
 	if labels == nil {
 		labels = map[string]string{}
 	}
@@ -375,7 +384,7 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 // (R-100 … R-102). Its key is scoped by its labels like any trigger's
 // (D11).
 func (e *Engine) Retrigger(ctx context.Context, runID string) (*Run, error) {
-	run, err := e.store.GetRun(ctx, runID)
+	run, err := e.GetRun(ctx, runID)
 	if err != nil {
 		return nil, fmt.Errorf("durably: retrigger: %w", err)
 	}
