@@ -25,8 +25,9 @@ type AuthConfig[C any, L durably.Labels[L]] struct {
 	// 404 (H-003). Required when AuthConfig is set (H-061).
 	Authenticate func(r *http.Request) (C, error)
 	// OnTrigger may reject a trigger, and may change it: labels set here
-	// are stamped server-side (D8). It runs after the job's existence is
-	// checked and before input and labels are validated (H-033, H-062).
+	// are stamped server-side (D8). It runs after the job's existence and
+	// the label keys the request names are checked, and before the input
+	// and the labels' values are validated (H-033, H-062).
 	OnTrigger func(ctx context.Context, auth C, req *TriggerRequest[L]) error
 	// OnRunAccess guards every operation on one run, after the run was
 	// found (H-063). Return Reject(404, …) to hide a run's existence.

@@ -279,8 +279,15 @@ func (h *Handler[C, L]) fail(req *request[C], err error) {
 		if ct == "" {
 			ct = "text/plain; charset=utf-8"
 		}
+		status := rej.Status
+		if status < 100 || status > 599 {
+			// net/http panics on a status outside 1xx–5xx: a hook's bug,
+			// answered as one.
+			h.opts.Logger.Error("durably: a hook rejected a request with an invalid HTTP status; answering 500", "status", status)
+			status = http.StatusInternalServerError
+		}
 		req.w.Header().Set("Content-Type", ct)
-		req.w.WriteHeader(rej.Status)
+		req.w.WriteHeader(status)
 		_, _ = io.WriteString(req.w, rej.Body)
 		return
 	}
@@ -364,7 +371,12 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 	}
 	var tb triggerBody
 	if err := json.Unmarshal(body, &tb); err != nil {
-		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: "+strings.TrimPrefix(err.Error(), "json: "))
+		msg := strings.TrimPrefix(err.Error(), "json: ")
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			msg = "expected an object" // not the name of the Go type it would fill
+		}
+		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: "+msg)
 		return
 	}
 	if isNull(body) {
@@ -452,8 +464,8 @@ const maxDelayMs = math.MaxInt64 / int64(time.Millisecond)
 // delayMs (a non-negative integer) and priority (a 32-bit integer), each
 // optional, null meaning absent; an error names the member (R-207, D2).
 func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priority **int) error {
-	if s, err := optionalString(tb.RunAt, "runAt"); err != nil {
-		return fmt.Errorf("runAt must be an RFC 3339 time string")
+	if s, err := optionalString(tb.RunAt, "runAt"); err != nil || s == "" && len(tb.RunAt) > 0 && !isNull(tb.RunAt) {
+		return fmt.Errorf("runAt must be an RFC 3339 time string") // "" too: absent is null or left out
 	} else if s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
@@ -576,7 +588,9 @@ func labelsFromQuery[L durably.Labels[L]](r *http.Request) (L, error) {
 	}
 	var zero L
 	if len(m) == 0 {
-		return zero, nil
+		// Not L's zero value: for MapLabels that is a nil map, and a
+		// ScopeRuns hook that sets a label on it would panic.
+		return zero.FromMap(m)
 	}
 	if err := durably.CheckLabelKeys(m); err != nil {
 		return zero, err
@@ -735,7 +749,9 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 		for i := range jobs {
 			for _, s := range schedules {
 				if s.JobName == jobs[i].Name {
-					jobs[i].Schedules = append(jobs[i].Schedules, s)
+					// A copy: the caller's slice may have room, which
+					// concurrent requests would share.
+					jobs[i].Schedules = append(slices.Clip(jobs[i].Schedules), s)
 				}
 			}
 		}

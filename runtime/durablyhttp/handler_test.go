@@ -105,7 +105,8 @@ func TestTriggerH022H035(t *testing.T) {
 		}{
 			{"malformed JSON is 400 (D2)", `{"jobName":`, 400, `{"error":"Invalid JSON body: unexpected end of JSON input"}`},
 			{"null body", `null`, 400, `{"error":"Invalid JSON body: expected an object"}`},
-			{"array body", `[]`, 400, ""},
+			{"array body", `[]`, 400, `{"error":"Invalid JSON body: expected an object"}`},
+			{"string body", `"x"`, 400, `{"error":"Invalid JSON body: expected an object"}`},
 			{"missing jobName", `{"input":{}}`, 400, `{"error":"jobName is required"}`},
 			{"empty jobName", `{"jobName":"","input":{}}`, 400, `{"error":"jobName is required"}`},
 			{"non-string jobName", `{"jobName":5}`, 400, `{"error":"jobName must be a string"}`},
@@ -121,6 +122,7 @@ func TestTriggerH022H035(t *testing.T) {
 			{"coalesce without key", `{"jobName":"echo","input":{"message":"a"},"coalesce":"skip"}`, 400, `{"error":"coalesce requires concurrencyKey"}`},
 			{"non-string runAt (R-207)", `{"jobName":"echo","input":{"message":"a"},"runAt":5}`, 400, `{"error":"runAt must be an RFC 3339 time string"}`},
 			{"runAt not RFC 3339", `{"jobName":"echo","input":{"message":"a"},"runAt":"tomorrow"}`, 400, `{"error":"runAt must be an RFC 3339 time string, got \"tomorrow\""}`},
+			{"empty runAt", `{"jobName":"echo","input":{"message":"a"},"runAt":""}`, 400, `{"error":"runAt must be an RFC 3339 time string"}`},
 			{"negative delayMs", `{"jobName":"echo","input":{"message":"a"},"delayMs":-1}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
 			{"fractional delayMs", `{"jobName":"echo","input":{"message":"a"},"delayMs":1.5}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
 			{"string delayMs", `{"jobName":"echo","input":{"message":"a"},"delayMs":"10"}`, 400, `{"error":"delayMs must be a non-negative integer of at most 9223372036854"}`},
