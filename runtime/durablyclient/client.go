@@ -446,15 +446,23 @@ func (e *RunError) Is(target error) bool {
 // Wait waits until the run ends and returns it as the server shows it
 // then. It follows the run's event stream and, when the stream cannot be
 // opened or breaks off, asks for the run every poll interval instead
-// (WithPollInterval); ctx bounds the wait. A run that does not exist is
-// durably.ErrNotFound; a failed or cancelled run is returned with a
-// *RunError.
+// (WithPollInterval); ctx bounds the wait. A request that may succeed
+// unchanged later (the server's 503 during a database outage, 429, a
+// gateway's 502 or 504, a failed connection) is asked again at the next
+// poll. A run that does not exist is durably.ErrNotFound; a failed or
+// cancelled run is returned with a *RunError.
 func (c *Client[L]) Wait(ctx context.Context, id string) (*Run, error) {
 	streaming := true
 	for {
 		r, err := c.GetRun(ctx, id)
-		if err != nil {
+		if err != nil && (ctx.Err() != nil || !transient(err)) {
 			return nil, err
+		}
+		if err != nil {
+			if !c.sleep(ctx) {
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		if r == nil {
 			return nil, &Error{Status: http.StatusNotFound, Message: "Run not found: " + id}
@@ -487,14 +495,38 @@ func (c *Client[L]) Wait(ctx context.Context, id string) (*Run, error) {
 			}
 			streaming = false
 		}
-		t := time.NewTimer(c.poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !c.sleep(ctx) {
 			return nil, ctx.Err()
-		case <-t.C:
 		}
 	}
+}
+
+// sleep waits one poll interval; false if ctx ended first.
+func (c *Client[L]) sleep(ctx context.Context) bool {
+	t := time.NewTimer(c.poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// transient reports whether a failed request may succeed unchanged later:
+// the server's answer to a database outage (503), its rate limit (429), a
+// gateway's (502, 504), or a connection that failed.
+func transient(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Status {
+		case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	var ue *url.Error // what http.Client.Do returns for a failed exchange
+	return errors.As(err, &ue)
 }
 
 // WaitOutput waits for a run of job (Wait) and decodes its output into O:
