@@ -61,8 +61,9 @@ type Schedule[I any] struct {
 	// engine starts. Zero means no bound: the latest missed tick always
 	// fires, however old (a schedule added for the first time fires its
 	// latest past tick at once). A negative value never fires a missed
-	// tick: the first tick is the next one. Keep it below Config.RetainRuns
-	// (if set), else a tick whose run was purged can fire again.
+	// tick: the first tick is the next one. With Config.RetainRuns set, the
+	// bound is at most RetainRuns (zero included): a tick whose run may
+	// have been purged is not fired again.
 	CatchUp time.Duration
 }
 
@@ -268,8 +269,15 @@ func AddSchedule[I, O any, L Labels[L]](h *TypedJob[I, O, L], s Schedule[I]) err
 	if zone == "" {
 		zone = "UTC"
 	}
+	catchUp := s.CatchUp
+	if r := e.cfg.RetainRuns; r > 0 && (catchUp == 0 || catchUp > r) {
+		// A tick's run ends after the tick, so it is still kept while the
+		// tick is at most RetainRuns old: its idempotency key then stops
+		// a second run, and an older tick must not fire at all.
+		catchUp = r
+	}
 	entry := &scheduleEntry{name: s.Name, job: h.job.Name, spec: s.Cron, zone: zone, ticks: ticks,
-		input: input, labels: labels, catchUp: s.CatchUp}
+		input: input, labels: labels, catchUp: catchUp}
 	sc := &e.sched
 	sc.mu.Lock()
 	defer sc.mu.Unlock()

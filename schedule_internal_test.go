@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,5 +219,65 @@ func TestValidateScheduleSpec(t *testing.T) {
 		case c.want != "" && (err == nil || !errors.Is(err, ErrValidation) || !strings.HasPrefix(err.Error(), c.want)):
 			t.Errorf("ValidateScheduleSpec(%q, %q) = %v, want a validation error starting %q", c.spec, c.zone, err, c.want)
 		}
+	}
+}
+
+// TestRestartAfterPurgeDoesNotRefireTheTick: with RetainRuns set and
+// CatchUp at its default, a process that starts after the latest tick's run
+// was purged does not fire that tick again (a monthly report ran again on
+// every deploy after its run was purged).
+func TestRestartAfterPurgeDoesNotRefireTheTick(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var runs atomic.Int32
+	boot := func() *Engine {
+		e, err := New(Config{Store: st, Now: clock, RetainRuns: 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h := MustRegister(e, &Job[schedInput, int]{Name: "report", Run: func(ctx context.Context, s *StepContext, in schedInput) (int, error) {
+			runs.Add(1)
+			return 0, nil
+		}})
+		if err := AddSchedule(h, Schedule[schedInput]{Name: "monthly", Cron: "@monthly"}); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := boot()
+	if err := first.FireDueSchedules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.ProcessUntilIdle(ctx, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(72 * time.Hour) // the run is now older than RetainRuns
+	mu.Unlock()
+	if _, err := first.ProcessUntilIdle(ctx, "", 0); err != nil { // idle maintenance purges it
+		t.Fatal(err)
+	}
+	if got, err := first.ListRuns(ctx, RunFilter{}); err != nil || len(got) != 0 {
+		t.Fatalf("%d runs left after the purge (%v): the test needs the tick's run purged", len(got), err)
+	}
+	restarted := boot() // a deploy
+	if err := restarted.FireDueSchedules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.ProcessUntilIdle(ctx, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the 2026-01-01 tick of a monthly schedule ran %d times, want once", n)
 	}
 }
