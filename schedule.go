@@ -196,6 +196,15 @@ func parseSchedule(spec, zone string) (tickSource, error) {
 	if err != nil {
 		return nil, validationErrorf("time zone %q: %v", zone, err)
 	}
+	if rest, ok := strings.CutPrefix(trimmed, "@every "); ok {
+		// robfig/cron rounds a period below a second, or not whole, up to
+		// a second, and takes a negative one as one second too: a typo
+		// would run every second.
+		d, err := time.ParseDuration(strings.TrimSpace(rest))
+		if err != nil || d < time.Second || d%time.Second != 0 {
+			return nil, validationErrorf("cron %q: @every takes a whole number of seconds, at least 1s", spec)
+		}
+	}
 	parsed, err := scheduleSpecParser.Parse(trimmed)
 	if err != nil {
 		return nil, validationErrorf("cron %q: %v", spec, err)

@@ -281,3 +281,61 @@ func TestRestartAfterPurgeDoesNotRefireTheTick(t *testing.T) {
 		t.Fatalf("the 2026-01-01 tick of a monthly schedule ran %d times, want once", n)
 	}
 }
+
+// TestEveryTakesWholeSecondsOnly: "@every" periods below a second, not
+// whole, zero or negative are refused; robfig/cron made each of them one
+// second, a run every second from a typo.
+func TestEveryTakesWholeSecondsOnly(t *testing.T) {
+	for _, c := range []struct {
+		spec string
+		ok   bool
+	}{
+		{"@every -1h", false}, {"@every 0s", false}, {"@every 1ms", false}, {"@every 1500ms", false}, {"@every x", false},
+		{"@every 1s", true}, {"@every 90s", true}, {"@every 1h30m", true},
+	} {
+		_, err := parseSchedule(c.spec, "")
+		if (err == nil) != c.ok {
+			t.Errorf("%q: err %v, want accepted %v", c.spec, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, ErrValidation) {
+			t.Errorf("%q: %v is not a validation error", c.spec, err)
+		}
+	}
+}
+
+// TestTimesPastYear9999AreRefused: a run-at or a sleep's wake time past
+// year 9999 is refused. Stored as text it sorted before every time: the
+// run was leased at once, failed to be read back, and every later claim
+// failed with it, an ordinary run beside it included.
+func TestTimesPastYear9999AreRefused(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e, h := scheduleTestEngine(t, Config{Now: func() time.Time { return now }})
+	ctx := context.Background()
+	if err := e.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := h.Trigger(ctx, schedInput{N: 1}, WithRunAt(far)); !errors.Is(err, ErrValidation) || !strings.Contains(err.Error(), "runAt") {
+		t.Fatalf("trigger with a run-at in year 10000: %v, want a validation error naming runAt", err)
+	}
+	sleeper := MustRegister(e, &Job[schedInput, int]{Name: "sleeper", Run: func(ctx context.Context, s *StepContext, in schedInput) (int, error) {
+		return 0, SleepUntil(s, "forever", far)
+	}})
+	slept, err := sleeper.Trigger(ctx, schedInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := h.Trigger(ctx, schedInput{N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ProcessUntilIdle(ctx, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.GetRun(ctx, slept.Run.ID); err != nil || r.Status != StatusFailed || !strings.Contains(r.Error, "9999") {
+		t.Fatalf("the run sleeping until year 10000: %+v, %v; want failed naming the bound", r, err)
+	}
+	if r, err := e.GetRun(ctx, other.Run.ID); err != nil || r.Status != StatusCompleted {
+		t.Fatalf("the ordinary run beside it: %+v, %v; want completed", r, err)
+	}
+}

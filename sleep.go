@@ -55,12 +55,17 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 	if err := s.exec.flush(); err != nil {
 		return err
 	}
+	now := s.e.now()
+	until := store.Truncate(wake(now))
+	if !store.InRange(until) {
+		// Stored as text, a later year would sort before every time and
+		// wake the run at once, and then fail to be read back.
+		return validationErrorf("durably: sleep %q: the wake time must be between years 1 and 9999, got %s", name, until.Format(time.RFC3339))
+	}
 	s.mu.Lock()
 	index := s.index
 	s.index++
 	s.mu.Unlock()
-	now := s.e.now()
-	until := store.Truncate(wake(now))
 	out, err := json.Marshal(store.FormatTime(until))
 	if err != nil {
 		return fmt.Errorf("durably: sleep %q: %w", name, err)

@@ -219,6 +219,9 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (map[string]string, er
 	if o.delay < 0 {
 		return nil, validationErrorf("delay must not be negative, got %s", o.delay)
 	}
+	if !o.runAt.IsZero() && !store.InRange(o.runAt) {
+		return nil, validationErrorf("runAt must be between years 1 and 9999, got %s", o.runAt.UTC().Format(time.RFC3339))
+	}
 	labels := o.labels
 	if e.cfg.Labels != nil && !o.keepLabels {
 		validated, err := e.cfg.Labels.ValidateLabels(maps.Clone(labels))

@@ -15,6 +15,13 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // FormatTime renders t in TimeLayout.
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
+// InRange reports whether t can be stored: TimeLayout has a four-digit
+// year, and a later year would sort before every other time as text.
+func InRange(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
+}
+
 // ParseTime reads a TimeLayout timestamp.
 func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(TimeLayout, s)
