@@ -37,7 +37,8 @@ type Schedule[I any] struct {
 	// tick already run under the old name runs again if it is caught up.
 	Name string
 	// Cron is a standard five-field spec (minute hour day-of-month month
-	// day-of-week, e.g. "0 3 * * *"), or a descriptor: @yearly, @annually,
+	// day-of-week, e.g. "0 3 * * *"; with both days restricted, a tick
+	// needs either, a step like "*/2" counting as restricted), or a descriptor: @yearly, @annually,
 	// @monthly, @weekly, @daily, @midnight, @hourly, or "@every <duration>"
 	// (a whole number of seconds, at least 1s), whose ticks are the
 	// multiples of the duration since the Unix epoch, so that every
@@ -84,7 +85,10 @@ type ScheduleInfo struct {
 
 // scheduleSpecParser reads the five standard fields and the descriptors;
 // seconds and the optional fields of robfig/cron's other parsers are left
-// out so that specs mean what crontab(5) says.
+// out. One difference from Vixie cron remains, robfig/cron's: when both
+// day-of-month and day-of-week are restricted, a tick needs either, and a
+// step like "*/2" counts as restricted ("0 0 */2 * 1" fires on odd days and
+// on Mondays, where Vixie cron fires on odd days that are Mondays).
 var scheduleSpecParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // tickSource computes a schedule's ticks in its zone.
