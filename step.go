@@ -146,7 +146,13 @@ type stepNameKey struct{}
 // executes again (after a crash, a lost lease, a deploy), the recorded
 // result is returned and fn does not run. Steps are identified by name, so
 // reordering or adding steps between deploys is safe and renaming one runs
-// it again. The result must survive a JSON round trip.
+// it again. The result must survive a JSON round trip. A run's
+// steps are sequential: call RunStep from one goroutine at a time.
+//
+// RunStep returns fn's result before its record commits; the record is
+// written before the next step starts, before progress or a log goes out,
+// within 1 ms, or with the run's finish. Code between steps that acts
+// outside the database on a result belongs in a step of its own.
 //
 // fn's context ends when the run is cancelled or its lease is lost; fn
 // should return then. An error from fn fails the step and, when the job
