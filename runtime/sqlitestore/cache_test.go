@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"path/filepath"
 	"testing"
 )
@@ -27,5 +28,28 @@ func TestPageCacheSizes(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s cache_size %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// TestStatementsOutliveASecondMigrate: a reader holding the prepared
+// statements of before a second Migrate (two engines on one store) can
+// still use them: they close with the store, not when Migrate prepares new
+// ones ("sql: statement is closed" before).
+func TestStatementsOutliveASecondMigrate(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "durably.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, reader := s.queries()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.GetRun(ctx, "nope"); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		t.Fatalf("a read with the statements taken before the second Migrate: %v", err)
 	}
 }

@@ -78,9 +78,13 @@ type Store struct {
 	closeErr  error
 	stats     writeStats
 
-	mu sync.Mutex // guards wq, rq
+	mu sync.Mutex // guards wq, rq, retired
 	wq *sqlitedb.Queries
 	rq *sqlitedb.Queries
+	// retired are the statements a later prepare replaced: a reader that
+	// took them before may still be using them, so they close with the
+	// store.
+	retired []*sqlitedb.Queries
 
 	checkpoint checkpointState
 	fault      atomic.Int32 // a Fault, for fault-injection tests (InjectFault)
@@ -166,7 +170,11 @@ func (s *Store) Close() error {
 		s.writer.Close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.closeErr = errors.Join(s.wq.Close(), s.rq.Close(), s.rdb.Close(), s.wdb.Close())
+		errs := []error{s.wq.Close(), s.rq.Close()}
+		for _, q := range s.retired {
+			errs = append(errs, q.Close())
+		}
+		s.closeErr = errors.Join(append(errs, s.rdb.Close(), s.wdb.Close())...)
 	})
 	return s.closeErr
 }
@@ -301,11 +309,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		wq.Close()
 		return fmt.Errorf("sqlitestore: prepare: %w", err)
 	}
-	old := []*sqlitedb.Queries{s.wq, s.rq}
+	s.retired = append(s.retired, s.wq, s.rq)
 	s.wq, s.rq = wq, rq
-	for _, q := range old {
-		_ = q.Close()
-	}
 	return nil
 }
 
