@@ -346,7 +346,15 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 		enqueueCtx = context.WithoutCancel(ctx)
 	}
 	enqueued, err := e.store.Enqueue(enqueueCtx, newRuns)
-	if direct && (err != nil || enqueued[0].Disposition != store.Created) {
+	switch {
+	case direct && errors.Is(err, store.ErrUnavailable):
+		// The insert may have committed, leased to this worker, before the
+		// reply was lost: hand the lease back, while the slot stays taken,
+		// so that the run does not wait out its lease with nobody to run
+		// it. A run never inserted makes the hand-back a refused no-op.
+		go e.handBackUncertainDirect(store.Lease{RunID: newRuns[0].Run.ID, Generation: 1}, now.Add(e.cfg.LeaseDuration))
+		direct = false
+	case direct && (err != nil || enqueued[0].Disposition != store.Created):
 		e.worker.unreserve()
 		direct = false
 	}
@@ -380,6 +388,21 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 		e.worker.wake()
 	}
 	return out, nil
+}
+
+// handBackUncertainDirect releases the lease of a direct start whose
+// insert may have committed, retrying while the database is out of reach
+// and the lease lasts, and then gives back the slot reserved for it.
+func (e *Engine) handBackUncertainDirect(lease store.Lease, expires time.Time) {
+	defer e.worker.unreserve()
+	ok, err := e.fencedWrite(context.Background(), "release lease", func() time.Time { return expires }, func() (bool, error) {
+		return e.store.ReleaseLease(context.Background(), lease, e.now())
+	}, nil)
+	if err != nil {
+		e.logger.Warn("durably: lease of a trigger whose commit is uncertain not released; it will expire", "runId", lease.RunID, "err", err)
+	} else if ok {
+		e.logger.Info("durably: a trigger's commit was uncertain; its run was committed and is handed back", "runId", lease.RunID)
+	}
 }
 
 // Retrigger creates a new pending run with the input (re-validated against
