@@ -52,7 +52,7 @@ const stepFlushDelay = time.Millisecond
 
 // execute runs a claimed run to its end (R-070 … R-075); keeper holds its
 // lease from the claim on. No goroutine or timer of the run outlives it.
-func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
+func (e *Engine) execute(run *Run, keeper *leaseKeeper) (handedBack bool) {
 	defer keeper.stop()
 	job := e.job(run.JobName)
 	if job == nil {
@@ -81,6 +81,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) {
 	output, runErr := x.callJob(job)
 	keeper.stop()
 	x.finish(output, runErr, time.Since(started))
+	return errors.Is(context.Cause(ctx), ErrSuspended)
 }
 
 // failUnregistered fails a run whose job this process does not know.

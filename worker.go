@@ -352,12 +352,18 @@ func (w *worker) launch(c *claimed) {
 func (w *worker) executeInSlot(c *claimed) {
 	defer w.inflight.Done()
 	start := time.Now()
-	w.e.execute(c.run, c.keeper)
+	handedBack := w.e.execute(c.run, c.keeper)
 	took := time.Since(start)
 	w.mu.Lock()
 	w.executing--
 	quiet := c.direct && w.idle && len(w.buffer) == 0
-	w.runTime += (took - w.runTime) / 8
+	if !handedBack {
+		// A run handed back to wait (a retry's delay, a sleep) says
+		// nothing of how long runs take: counted, a stream of them made
+		// the worker claim runs for a buffer of short runs while long
+		// ones ran, holding them from other processes.
+		w.runTime += (took - w.runTime) / 8
+	}
 	w.mu.Unlock()
 	// A direct run's end makes nothing claimable: it held no concurrency
 	// key and counted against no job limit, and it could start only

@@ -1,6 +1,7 @@
 package durably
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -37,5 +38,57 @@ func TestLongRunsKeepTheSmallBuffer(t *testing.T) {
 		if want := w.claimWant(); want != slots+4 {
 			t.Fatalf("%d slots, idle, runs of 1s: claims %d runs, want %d", slots, want, slots+4)
 		}
+	}
+}
+
+// TestHandedBackRunsDoNotCountAsShortRuns: a run handed back to wait (a
+// sleep, a retry's delay) leaves the worker's measure of how long runs take
+// alone. Counted, twenty of them made long runs look short, and the worker
+// claimed a buffer of runs for short ones while long ones held its slots.
+func TestHandedBackRunsDoNotCountAsShortRuns(t *testing.T) {
+	e, _ := scheduleTestEngine(t, Config{PollingInterval: 10 * time.Millisecond})
+	ctx := context.Background()
+	if err := e.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := MustRegister(e, &Job[schedInput, int]{Name: "sleeper", Run: func(ctx context.Context, s *StepContext, in schedInput) (int, error) {
+		return 0, Sleep(s, "nap", time.Hour)
+	}})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop(ctx)
+	e.worker.mu.Lock()
+	e.worker.runTime = time.Second // long runs so far
+	e.worker.mu.Unlock()
+	const n = 20
+	for range n {
+		if _, err := sleeper.Trigger(ctx, schedInput{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		runs, err := e.ListRuns(ctx, RunFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		asleep := 0
+		for _, r := range runs {
+			if r.Status == StatusPending && !r.RunAt.IsZero() {
+				asleep++
+			}
+		}
+		if asleep == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d runs asleep after 10 s", asleep, n)
+		}
+	}
+	e.worker.mu.Lock()
+	got := e.worker.runTime
+	e.worker.mu.Unlock()
+	if got != time.Second {
+		t.Fatalf("run time %v after %d runs handed back, want the 1s of before", got, n)
 	}
 }
