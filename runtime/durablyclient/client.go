@@ -72,6 +72,19 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("durably server: %d: %s", e.Status, e.Message) }
 
+// responseError is the Error of a refused request: the body's "error" when
+// it is the server's JSON error, else the body itself.
+func responseError(status int, body []byte) *Error {
+	var eb struct {
+		Error string `json:"error"`
+	}
+	msg := string(body)
+	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+		msg = eb.Error
+	}
+	return &Error{Status: status, Message: msg}
+}
+
 // Is maps statuses to the engine's error kinds, so that errors.Is(err,
 // durably.ErrNotFound) works across the wire.
 func (e *Error) Is(target error) bool {
@@ -121,14 +134,7 @@ func (c *Client[L]) do(ctx context.Context, method, path string, q url.Values, b
 		return err
 	}
 	if res.StatusCode/100 != 2 {
-		var eb struct {
-			Error string `json:"error"`
-		}
-		msg := string(data)
-		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-			msg = eb.Error
-		}
-		return &Error{Status: res.StatusCode, Message: msg}
+		return responseError(res.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -396,7 +402,7 @@ func (c *Client[L]) stream(ctx context.Context, path string, q url.Values) iter.
 		defer res.Body.Close()
 		if res.StatusCode != http.StatusOK {
 			data, _ := io.ReadAll(res.Body)
-			yield(durably.Event{}, &Error{Status: res.StatusCode, Message: string(data)})
+			yield(durably.Event{}, responseError(res.StatusCode, data))
 			return
 		}
 		sc := bufio.NewScanner(res.Body)

@@ -73,3 +73,24 @@ func TestWaitPollsOnThroughPassingFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedStreamSaysTheServersError: a stream the server refuses gives
+// the server's "error" as the message, as every other refused request
+// does, not the raw JSON body.
+func TestRefusedStreamSaysTheServersError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"error":"Too many open streams"}`))
+	}))
+	defer srv.Close()
+	client := durablyclient.New[durably.MapLabels](srv.URL)
+	for _, err := range client.Subscribe(context.Background(), "r1") {
+		var e *durablyclient.Error
+		if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests || e.Message != "Too many open streams" {
+			t.Fatalf("refused stream: %#v, want 429 \"Too many open streams\"", err)
+		}
+		return
+	}
+	t.Fatal("the refused stream yielded nothing")
+}
