@@ -38,8 +38,9 @@ type Schedule[I any] struct {
 	Name string
 	// Cron is a standard five-field spec (minute hour day-of-month month
 	// day-of-week, e.g. "0 3 * * *"; with both days restricted, a tick
-	// needs either, a step like "*/2" counting as restricted), or a descriptor: @yearly, @annually,
-	// @monthly, @weekly, @daily, @midnight, @hourly, or "@every <duration>"
+	// needs either, a step like "*/2" counting as restricted), or a
+	// descriptor: @yearly, @annually, @monthly, @weekly, @daily,
+	// @midnight, @hourly, or "@every <duration>"
 	// (a whole number of seconds, at least 1s), whose ticks are the
 	// multiples of the duration since the Unix epoch, so that every
 	// process computes the same ticks whenever it started. A TZ= or

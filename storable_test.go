@@ -57,6 +57,9 @@ func TestTextNoStoreCanHoldIsRefused(t *testing.T) {
 			if err := e.DeleteRun(ctx, id); !errors.Is(err, durably.ErrNotFound) {
 				t.Errorf("DeleteRun(%q): %v; want not found", id, err)
 			}
+			if _, err := e.Retrigger(ctx, id); !errors.Is(err, durably.ErrNotFound) {
+				t.Errorf("Retrigger(%q): %v; want not found", id, err)
+			}
 			if _, err := e.WaitForRun(ctx, id); !errors.Is(err, durably.ErrNotFound) {
 				t.Errorf("WaitForRun(%q): %v; want not found", id, err)
 			}

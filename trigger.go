@@ -410,7 +410,10 @@ func (e *Engine) handBackUncertainDirect(lease store.Lease, expires time.Time) {
 // (R-100 … R-102). Its key is scoped by its labels like any trigger's
 // (D11).
 func (e *Engine) Retrigger(ctx context.Context, runID string) (*Run, error) {
-	run, err := e.GetRun(ctx, runID)
+	if !storable(runID) {
+		return nil, notFoundf("Run not found: %s", runID) // as GetRun
+	}
+	run, err := e.store.GetRun(ctx, runID)
 	if err != nil {
 		return nil, fmt.Errorf("durably: retrigger: %w", err)
 	}

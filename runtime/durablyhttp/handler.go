@@ -464,8 +464,9 @@ const maxDelayMs = math.MaxInt64 / int64(time.Millisecond)
 // delayMs (a non-negative integer) and priority (a 32-bit integer), each
 // optional, null meaning absent; an error names the member (R-207, D2).
 func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priority **int) error {
-	if s, err := optionalString(tb.RunAt, "runAt"); err != nil || s == "" && len(tb.RunAt) > 0 && !isNull(tb.RunAt) {
-		return fmt.Errorf("runAt must be an RFC 3339 time string") // "" too: absent is null or left out
+	present := len(tb.RunAt) > 0 && !isNull(tb.RunAt) // absent is null or left out
+	if s, err := optionalString(tb.RunAt, "runAt"); err != nil || (present && s == "") {
+		return fmt.Errorf("runAt must be an RFC 3339 time string")
 	} else if s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
