@@ -56,15 +56,10 @@ func (s *Store) walCheckpoint(ctx context.Context) (busy bool, err error) {
 func (s *Store) inWAL(ctx context.Context) (bool, error) {
 	var mode string
 	err := s.writer.Do(ctx, op{noTx: true, fn: func(ctx context.Context, _ *sql.Tx, _ *sqlitedb.Queries) error {
-		var m string
-		if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&m); err != nil {
-			return err
-		}
-		mode = m
-		return nil
+		return s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
 	}})
 	if err != nil {
-		return false, err
+		return false, err // mode may still be written: the query can run after ctx ended
 	}
 	return strings.EqualFold(mode, "wal"), nil
 }
