@@ -18,7 +18,7 @@ import (
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/pgstore"
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // The harness the fault tests share: both stores under test, worker

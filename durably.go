@@ -43,7 +43,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/durably-go/durably/internal/ulid"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Re-exported record types, so that users of the engine rarely need the

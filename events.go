@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably/internal/jsonappend"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // EventType names an event (docs/contract.md, "Events").

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // transportSamples are events as the engine publishes them (D3): every

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // A run's execution, from the lease the worker claimed to the finish:

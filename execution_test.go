@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // slowWritesStore makes lease renewals and step writes take a while, as a

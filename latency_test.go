@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // callCounter counts the store calls that stand between a trigger and its

@@ -17,7 +17,7 @@ import (
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/pgstore"
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // outageStore is a store with a way to take its database away and bring it

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // flakyRenewStore turns the first renewals away as an unavailable

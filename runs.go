@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // RunFilter selects runs: by statuses, job names and labels (all given

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Sleep is a durable sleep of d, a named step of the run: the first

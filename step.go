@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // StepContext is a job's handle on its run during one execution: it runs

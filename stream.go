@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // runStreamTypes are the events a run stream forwards: not

@@ -12,7 +12,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/chaos"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // The suspension crash test (issue 14: a SIGKILL during a retry wait or a

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Option configures a trigger or a wait. Trigger uses the trigger options

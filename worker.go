@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // worker is the engine's claim-and-execute loop (R-055 … R-059).

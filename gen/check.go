@@ -15,7 +15,7 @@ import (
 	"unicode"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/typed"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/durably-go/durably/internal/chaos"
 	"github.com/durably-go/durably/internal/faultproxy"
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // The chaos workload: worker processes (this program, re-executed with

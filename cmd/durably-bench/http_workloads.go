@@ -27,7 +27,7 @@ import (
 	"github.com/durably-go/durably/examples/tenants/tenantjobs"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // tenantsHandler is the tenants fixture's handler: its generated jobs and

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // latencyEdges are the upper bounds (ms) of the latency histogram's

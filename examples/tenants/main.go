@@ -31,7 +31,7 @@ import (
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/pgstore"
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/durably-go/durably/internal/jsonappend"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // The writer must produce what encoding/json produces (H-052): the wire is

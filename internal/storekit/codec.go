@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // EncodeLabels renders labels as the JSON object stored in durably_runs.labels.

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // DroppedWrites reports the failures of queued, fire-and-forget writes

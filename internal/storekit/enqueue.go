@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // EnqueueOps are the primitives a driver offers, inside its transaction, for

@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Tx is what the algorithms need of a store's open transaction besides its

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably/internal/storekit"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 var errUnique = errors.New("unique violation")

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // TestTextNoStoreCanHoldIsBadInput: a NUL character or bytes that are not

@@ -15,7 +15,7 @@ import (
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 const workerChildEnv = "DURABLY_HTTP_WORKER_CHILD"

@@ -20,7 +20,7 @@ import (
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/pgstore"
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // forEachStore runs fn as a subtest on SQLite and on PostgreSQL.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 func TestRoutingH001H003(t *testing.T) {

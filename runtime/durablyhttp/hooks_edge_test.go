@@ -9,7 +9,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // hookServer serves a handler with MapLabels on the store open makes, with

@@ -8,7 +8,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // TestJobsListSchedules: GET /jobs gives each job its schedules with the

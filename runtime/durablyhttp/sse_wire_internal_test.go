@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // rawResponse sends a GET to srv on a connection of its own and returns

@@ -24,7 +24,7 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // openSQLite opens a SQLite store in the test's directory.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // TestTenantScopedKeysD11 shows, through HTTP, that with TenantLabels a key

@@ -12,7 +12,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablytest"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"go.uber.org/goleak"
 )
 

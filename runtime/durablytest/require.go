@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Match narrows which runs RequireTriggered and RequireNotTriggered look

@@ -11,7 +11,7 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/pgtest"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // roundTrips counts what the store sends: statements sent alone and

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // maxNotifyPayload stays under PostgreSQL's 8000-byte NOTIFY payload limit

@@ -14,7 +14,7 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // TestLabelLookupsUseTheIndex shows the plans of the label-scoped lookups

@@ -11,7 +11,7 @@ import (
 
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/internal/ulid"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // leasedRuns opens a store with the given lanes and enqueues n runs leased

@@ -16,7 +16,7 @@ import (
 	"github.com/durably-go/durably/internal/groupcommit"
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }

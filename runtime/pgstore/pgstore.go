@@ -31,7 +31,7 @@ import (
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/internal/ulid"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Options tune a Store. The zero value is the default.

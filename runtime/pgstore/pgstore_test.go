@@ -6,7 +6,7 @@ import (
 
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/pgstore/internal/pgdb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // txOps are PostgreSQL's operations for storekit's algorithms, inside a

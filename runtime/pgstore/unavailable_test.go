@@ -17,7 +17,7 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/faultproxy"
 	"github.com/durably-go/durably/internal/pgtest"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // checkpointStore opens a migrated store on a new file and writes a few

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // TestClaimBatchStopsAtTheFirstCheckedRun: ClaimBatch claims the leading

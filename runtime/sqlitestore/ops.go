@@ -9,7 +9,7 @@ import (
 
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedb"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // txOps are SQLite's operations for storekit's algorithms, inside the

@@ -30,7 +30,7 @@ import (
 	"github.com/durably-go/durably/internal/storekit"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedb"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedriver"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
 )
 

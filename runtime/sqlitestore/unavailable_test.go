@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
 )
 

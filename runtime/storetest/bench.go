@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Benchmark runs the hot-path micro-benchmarks on the stores open returns,

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Delayed and scheduled runs, priorities, job limits and deferrals (issue

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Call is one store operation, named for messages.

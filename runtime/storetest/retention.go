@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // finish drives a run to a terminal status by hand, completed at the given

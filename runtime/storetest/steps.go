@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // rewind puts a run back to pending as idle maintenance would after its

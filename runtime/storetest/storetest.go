@@ -20,7 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // Factory makes a fresh, empty database for one test and returns a function

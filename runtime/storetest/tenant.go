@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 )
 
 // tenantEngine is an engine whose keys are scoped by the "org" label (D11).

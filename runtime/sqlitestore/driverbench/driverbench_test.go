@@ -22,7 +22,7 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedriver"
-	"github.com/durably-go/durably/runtime/store"
+	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
 )
 
