@@ -51,8 +51,11 @@ type execution struct {
 const stepFlushDelay = time.Millisecond
 
 // execute runs a claimed run to its end (R-070 … R-075); keeper holds its
-// lease from the claim on. No goroutine or timer of the run outlives it.
-func (e *Engine) execute(run *Run, keeper *leaseKeeper) (handedBack bool) {
+// lease from the claim on. ending is called once the job has returned,
+// when what is left is the write that ends the run (the worker then claims
+// the slot's next run meanwhile), unless the run never started. No
+// goroutine or timer of the run outlives execute.
+func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	defer keeper.stop()
 	job := e.job(run.JobName)
 	if job == nil {
@@ -79,9 +82,9 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) (handedBack bool) {
 		return
 	}
 	output, runErr := x.callJob(job)
+	ending()
 	keeper.stop()
 	x.finish(output, runErr, time.Since(started))
-	return errors.Is(context.Cause(ctx), ErrSuspended)
 }
 
 // failUnregistered fails a run whose job this process does not know.
