@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/durably-go/durably/store"
 )
@@ -29,6 +30,10 @@ var (
 	// ErrShutdown: the engine stopped before the run finished; the run's
 	// lease is handed back so another worker resumes it.
 	ErrShutdown = errors.New("engine stopped")
+	// ErrDeadline: a run or a step ran past its timeout (Job.Timeout,
+	// Job.StepTimeout, WithStepTimeout). Step and run contexts end with it
+	// as their cause.
+	ErrDeadline = errors.New("deadline exceeded")
 	// ErrUnavailable: the database could not be reached or refused the
 	// work for a transient reason; nothing is known to have changed and
 	// the call may be retried (HTTP 503).
@@ -80,6 +85,14 @@ func conflictf(format string, args ...any) error { return newError(ErrConflict, 
 
 func cancelledError(runID string) error {
 	return newError(ErrCancelled, "Run was cancelled: %s", runID)
+}
+
+func runTimedOut(runID string, timeout time.Duration) error {
+	return newError(ErrDeadline, "Run %s timed out: its job allows %s from its first start (Job.Timeout)", runID, timeout)
+}
+
+func stepTimedOut(name string, timeout time.Duration) error {
+	return newError(ErrDeadline, "Step %q timed out after %s", name, timeout)
 }
 
 func leaseLostError(runID string) error {

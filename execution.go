@@ -74,9 +74,11 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	if keeper.attach(abort) {
 		return // the lease ran out before the run could start
 	}
-	if x.crashedOut() {
+	if x.crashedOut() || x.timedOutAlready() {
 		return
 	}
+	stopDeadline := x.armDeadline()
+	defer stopDeadline()
 
 	e.emit(Event{Type: EventRunLeased, RunID: run.ID, JobName: run.JobName, Input: run.Input,
 		LeaseOwner: run.LeaseOwner, LeaseExpiresAt: run.LeaseExpiresAt, Labels: run.Labels})
@@ -85,7 +87,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	if !x.loadCompleted() {
 		return
 	}
-	output, runErr := x.callJob(job)
+	output, runErr := x.callJobBounded(job)
 	ending()
 	keeper.stop()
 	x.finish(output, runErr, time.Since(started))
@@ -152,8 +154,61 @@ func (x *execution) callJob(job *jobEntry) (out []byte, err error) {
 		}
 	}()
 	s := newStepContext(x.e, x.run, x.keeper.lease, x.ctx, x)
-	s.retry = job.retry
+	s.retry, s.stepTimeout = job.retry, job.stepTimeout
 	return job.execute(x.ctx, s, x.run.Input)
+}
+
+// ---- the run's timeout (Job.Timeout) ----
+
+// deadline is when the run times out: its first start plus its job's
+// Timeout; zero when the job has none.
+func (x *execution) deadline() time.Time {
+	if x.job.timeout <= 0 {
+		return time.Time{}
+	}
+	return x.run.StartedAt.Add(x.job.timeout)
+}
+
+// timedOutAlready fails a run claimed past its deadline (it waited, or a
+// hung process lost it), without executing it, and reports whether it did.
+func (x *execution) timedOutAlready() bool {
+	d := x.deadline()
+	if d.IsZero() || x.e.now().Before(d) {
+		return false
+	}
+	err := runTimedOut(x.run.ID, x.job.timeout)
+	x.end(store.Finish{Status: store.StatusFailed, Error: errorMessage(err), Attempts: x.withAttempt("", err)}, 0)
+	return true
+}
+
+// armDeadline ends the run's context with a runTimedOut cause at its
+// deadline, and tells the lease keeper not to renew past it; it returns
+// the timer's stop.
+func (x *execution) armDeadline() (stop func()) {
+	d := x.deadline()
+	if d.IsZero() {
+		return func() {}
+	}
+	x.keeper.noRenewalAfter(d)
+	t := time.AfterFunc(d.Sub(x.e.now()), func() { x.abort(runTimedOut(x.run.ID, x.job.timeout)) }) // on Config.Now's clock
+	return func() { t.Stop() }
+}
+
+// callJobBounded is callJob, except that a job with a Timeout runs on a
+// goroutine of its own, which is abandoned if it has not returned
+// abandonAfter past the deadline: the run then fails, and its slot frees,
+// however the job's code hangs.
+func (x *execution) callJobBounded(job *jobEntry) ([]byte, error) {
+	if x.job.timeout <= 0 {
+		return x.callJob(job)
+	}
+	out, err, returned := awaitBounded(x.ctx, func() ([]byte, error) { return x.callJob(job) })
+	if !returned {
+		x.e.logger.Warn("durably: job abandoned: it did not return after its run ended", "runId", x.run.ID, "jobName", x.run.JobName,
+			"cause", context.Cause(x.ctx))
+		return nil, context.Cause(x.ctx)
+	}
+	return out, err
 }
 
 // finish records how the job ended: it decides the
@@ -174,7 +229,10 @@ func (x *execution) finish(output []byte, runErr error, took time.Duration) {
 		x.end(store.Finish{Status: store.StatusCompleted, Output: output}, took)
 	case outcomeFail:
 		x.end(store.Finish{Status: store.StatusFailed, Error: errorMessage(runErr),
-			Attempts: x.withAttempt(store.AttemptFailed, failedStepOf(runErr), runErr)}, took)
+			Attempts: x.withAttempt(failedStepOf(runErr), runErr)}, took)
+	case outcomeTimedOut:
+		err := context.Cause(x.ctx)
+		x.end(store.Finish{Status: store.StatusFailed, Error: errorMessage(err), Attempts: x.withAttempt("", err)}, took)
 	}
 }
 
@@ -187,6 +245,7 @@ const (
 	outcomeRetry                   // the body failed outside any step and the job retries it
 	outcomeComplete
 	outcomeFail
+	outcomeTimedOut                // past the job's Timeout: failed, never retried
 )
 
 // outcome decides how the job's return ends the execution. A job that ends
@@ -201,6 +260,8 @@ func (x *execution) outcome(runErr error) outcome {
 		return outcomeNothing
 	case runErr != nil && x.ctx.Err() != nil && errors.Is(cause, ErrShutdown):
 		return outcomeHandBack
+	case x.ctx.Err() != nil && errors.Is(cause, ErrDeadline):
+		return outcomeTimedOut
 	case runErr != nil && x.ctx.Err() != nil,
 		errors.Is(runErr, ErrCancelled), errors.Is(runErr, ErrLeaseLost):
 		return outcomeNothing
@@ -228,7 +289,7 @@ func (x *execution) retryRun(runErr error) {
 	e, run := x.e, x.run
 	number := attemptNumber(run)
 	until := store.Truncate(e.now().Add(x.job.retry.delay(number, jitterSource)))
-	if ok, _ := x.suspend(until, nil, run.Attempt+1, x.withAttempt(store.AttemptFailed, "", runErr)); ok {
+	if ok, _ := x.suspend(until, nil, run.Attempt+1, x.withAttempt("", runErr)); ok {
 		e.logger.Info("durably: run failed; retrying", "runId", run.ID, "jobName", run.JobName,
 			"attempt", number, "nextAttemptAt", until, "err", runErr)
 	}
@@ -306,7 +367,11 @@ const (
 // withAttempt returns the run's attempt history with the current
 // execution's unsuccessful end appended, the oldest entries dropped beyond
 // maxAttemptHistory.
-func (x *execution) withAttempt(outcome, step string, err error) []store.Attempt {
+func (x *execution) withAttempt(step string, err error) []store.Attempt {
+	outcome := store.AttemptFailed
+	if errors.Is(err, ErrDeadline) {
+		outcome = store.AttemptTimedOut
+	}
 	msg := errorMessage(err)
 	if len(msg) > maxAttemptError {
 		msg = strings.ToValidUTF8(msg[:maxAttemptError], "") + "…"
@@ -677,15 +742,16 @@ type leaseKeeper struct {
 	run   *Run
 	lease store.Lease
 
-	mu       sync.Mutex
-	stopped  bool
-	lost     bool
-	abort    context.CancelCauseFunc // set once the run executes
-	deadline *time.Timer
-	renew    *time.Timer
-	renewing sync.WaitGroup // a renewal in progress, which stop waits for
-	expires  time.Time      // the lease's end as last written, on Config.Now's clock
-	retry    backoff        // between renewals the database turned away
+	mu          sync.Mutex
+	stopped     bool
+	lost        bool
+	abort       context.CancelCauseFunc // set once the run executes
+	deadline    *time.Timer
+	renew       *time.Timer
+	renewing    sync.WaitGroup // a renewal in progress, which stop waits for
+	expires     time.Time      // the lease's end as last written, on Config.Now's clock
+	lastRenewal time.Time      // no renewal at or after it (the run's deadline); zero: none
+	retry       backoff        // between renewals the database turned away
 }
 
 func (e *Engine) keepLease(run *Run) *leaseKeeper {
@@ -739,6 +805,9 @@ func (k *leaseKeeper) renewNow() {
 
 	e := k.e
 	now := e.now()
+	if k.pastLastRenewal(now) {
+		return // the run is past its deadline: its lease runs out
+	}
 	next := now.Add(e.cfg.LeaseDuration)
 	ok, err := e.store.RenewLease(context.Background(), k.lease, now, next)
 	k.mu.Lock()
@@ -770,6 +839,21 @@ func (k *leaseKeeper) renewNow() {
 		e.emit(Event{Type: EventRunLeaseRenewed, RunID: k.run.ID, JobName: k.run.JobName, LeaseOwner: k.run.LeaseOwner, LeaseExpiresAt: next, Labels: k.run.Labels})
 	}
 	k.renew.Reset(e.cfg.LeaseRenewInterval)
+}
+
+// noRenewalAfter stops renewals at t: a run past its deadline keeps its
+// lease only until it runs out, so that a process that hangs with it
+// loses it to another.
+func (k *leaseKeeper) noRenewalAfter(t time.Time) {
+	k.mu.Lock()
+	k.lastRenewal = t
+	k.mu.Unlock()
+}
+
+func (k *leaseKeeper) pastLastRenewal(now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return !k.lastRenewal.IsZero() && !now.Before(k.lastRenewal)
 }
 
 // stop ends renewals, waiting for one in progress; it may be called more

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"strings"
+	"time"
 )
 
 // JobFunc is the body of a job. It runs once per execution of a run; its
@@ -49,6 +50,21 @@ type Job[I, O any] struct {
 	// hold up runs of other jobs. Every process registering the job should
 	// declare the same limit: a process claims under the limit it knows.
 	MaxRunning int
+
+	// Timeout, if positive, bounds a run from its first start to its end,
+	// waits (retries, sleeps) included: past it, the run's context ends
+	// with an ErrDeadline error and the run fails, never retried; a body
+	// that does not return within a second of the deadline is abandoned
+	// (its goroutine goes on, but nothing it writes is recorded) and its
+	// slot freed. The lease is not renewed past the deadline, so a hung
+	// process loses the run to another, which fails it.
+	Timeout time.Duration
+	// StepTimeout, if positive, bounds each attempt of each of the job's
+	// steps (WithStepTimeout overrides it per step): past it, the step's
+	// context ends with an ErrDeadline error and the attempt fails, retried
+	// under the step's policy like any failure. A step function that does
+	// not return within a second of its deadline is abandoned as above.
+	StepTimeout time.Duration
 }
 
 // JSONValidator validates a JSON document, returning an error that names
@@ -71,6 +87,8 @@ type jobEntry struct {
 	retry   *RetryPolicy // a copy of Job.Retry taken at Register
 	// priority and maxRunning are Job.Priority and Job.MaxRunning.
 	priority, maxRunning int
+	// timeout and stepTimeout are Job.Timeout and Job.StepTimeout.
+	timeout, stepTimeout time.Duration
 }
 
 // TypedJob is a registered job with its types — input I, output O and
@@ -106,6 +124,9 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 	if job.MaxRunning < 0 {
 		return nil, fmt.Errorf("durably: job %q: MaxRunning must not be negative, got %d", job.Name, job.MaxRunning)
 	}
+	if job.Timeout < 0 || job.StepTimeout < 0 {
+		return nil, fmt.Errorf("durably: job %q: Timeout and StepTimeout must not be negative, got %v and %v", job.Name, job.Timeout, job.StepTimeout)
+	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	if existing, ok := e.jobs[job.Name]; ok {
@@ -129,14 +150,16 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 	}
 	h := &TypedJob[I, O, L]{e: e, job: job}
 	e.jobs[job.Name] = &jobEntry{
-		name:       job.Name,
-		def:        job,
-		parseInput: job.parseInput,
-		execute:    job.execute,
-		handle:     h,
-		retry:      retry,
-		priority:   job.Priority,
-		maxRunning: job.MaxRunning,
+		name:        job.Name,
+		def:         job,
+		parseInput:  job.parseInput,
+		execute:     job.execute,
+		handle:      h,
+		retry:       retry,
+		priority:    job.Priority,
+		maxRunning:  job.MaxRunning,
+		timeout:     job.Timeout,
+		stepTimeout: job.StepTimeout,
 	}
 	if job.MaxRunning > 0 {
 		// Copied on write: claims read the map without the lock's help.

@@ -107,7 +107,8 @@ func (p *RetryPolicy) retries(attempt int) bool {
 type StepOption interface{ applyStep(*stepOptions) }
 
 type stepOptions struct {
-	retry *RetryPolicy
+	retry   *RetryPolicy
+	timeout *time.Duration
 }
 
 type stepOptionFunc func(*stepOptions)
@@ -120,6 +121,16 @@ func (f stepOptionFunc) applyStep(o *stepOptions) { f(o) }
 // error naming the field.
 func WithStepRetry(p RetryPolicy) StepOption {
 	return stepOptionFunc(func(o *stepOptions) { o.retry = &p })
+}
+
+// WithStepTimeout bounds each attempt of one step, in place of its job's
+// StepTimeout; 0 leaves the step unbounded. Past it, the step's context
+// ends with an ErrDeadline error and the attempt fails (and is retried
+// under the step's policy); a function that does not return within a
+// second of the deadline is abandoned: it goes on in its goroutine, but its
+// result is dropped.
+func WithStepTimeout(d time.Duration) StepOption {
+	return stepOptionFunc(func(o *stepOptions) { o.timeout = &d })
 }
 
 // Permanent marks err as not worth retrying: a step whose function returns

@@ -25,6 +25,8 @@ type StepContext struct {
 	exec   stepRecorder
 	logger *slog.Logger
 	retry  *RetryPolicy // the job's, for steps without their own
+	// stepTimeout is the job's StepTimeout, for steps without their own.
+	stepTimeout time.Duration
 
 	mu          sync.Mutex
 	index       int    // position of the next step in the run (D6)
@@ -59,8 +61,8 @@ type stepRecorder interface {
 	// err is what the job should return either way.
 	suspend(until time.Time, steps []*store.Step, attempt int, attempts []store.Attempt) (ok bool, err error)
 	// withAttempt returns the run's attempt history with the current
-	// execution's unsuccessful end appended.
-	withAttempt(outcome, step string, err error) []store.Attempt
+	// execution's unsuccessful end, at step ("" for the body), appended.
+	withAttempt(step string, err error) []store.Attempt
 }
 
 func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec stepRecorder) *StepContext {
@@ -99,8 +101,8 @@ func (s *StepContext) abortError() error {
 		return cancelledError(s.run.ID)
 	case errors.Is(cause, ErrShutdown):
 		return cause
-	case errors.Is(cause, ErrSuspended):
-		return cause // the suspension's own error, with the wake time
+	case errors.Is(cause, ErrSuspended), errors.Is(cause, ErrDeadline):
+		return cause // the suspension's own error, with the wake time; the run's timeout
 	default:
 		return leaseLostError(s.run.ID)
 	}
@@ -170,7 +172,7 @@ type stepNameKey struct{}
 func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
 	var result T
 	var fresh bool
-	policy := s.retry
+	bounds := stepBounds{policy: s.retry, timeout: s.stepTimeout}
 	if len(opts) > 0 {
 		var o stepOptions
 		for _, opt := range opts {
@@ -180,10 +182,16 @@ func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T
 			if err := o.retry.validate(); err != nil {
 				return result, Permanent(fmt.Errorf("durably: step %q: WithStepRetry: %w", name, err))
 			}
-			policy = o.retry
+			bounds.policy = o.retry
+		}
+		if o.timeout != nil {
+			if *o.timeout < 0 {
+				return result, Permanent(fmt.Errorf("durably: step %q: WithStepTimeout must not be negative, got %v", name, *o.timeout))
+			}
+			bounds.timeout = *o.timeout
 		}
 	}
-	raw, err := s.step(name, policy, func(ctx context.Context) (json.RawMessage, error) {
+	raw, err := s.step(name, bounds, func(ctx context.Context) (json.RawMessage, error) {
 		v, err := fn(ctx)
 		if err != nil {
 			return nil, err
@@ -211,8 +219,14 @@ func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T
 	return result, nil
 }
 
+// stepBounds is how a step's attempts are retried and bounded in time.
+type stepBounds struct {
+	policy  *RetryPolicy
+	timeout time.Duration // 0: unbounded
+}
+
 // step is RunStep on JSON.
-func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+func (s *StepContext) step(name string, bounds stepBounds, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
 	// (1) An ended run starts no step.
 	if s.ctx.Err() != nil {
 		return nil, s.abortError()
@@ -237,7 +251,7 @@ func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context
 	// (4) Run it.
 	startedAt := s.e.now()
 	s.e.emit(Event{Type: EventStepStart, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
-	out, fnErr := fn(context.WithValue(s.ctx, stepNameKey{}, name))
+	out, fnErr := s.call(name, bounds.timeout, fn)
 	s.mu.Lock()
 	s.currentStep = ""
 	s.mu.Unlock()
@@ -245,7 +259,7 @@ func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context
 		fnErr = s.abortError()
 	}
 	if fnErr != nil {
-		return nil, s.failStep(name, index, attempt, startedAt, fnErr, policy)
+		return nil, s.failStep(name, index, attempt, startedAt, fnErr, bounds.policy)
 	}
 
 	// (7) Hold the record back; the execution writes it.
@@ -266,6 +280,9 @@ func (s *StepContext) failStep(name string, index, attempt int, startedAt time.T
 	if errors.Is(fnErr, ErrLeaseLost) || errors.Is(fnErr, ErrShutdown) {
 		return fnErr // the lease is not ours to write with
 	}
+	if s.ctx.Err() != nil && errors.Is(fnErr, ErrDeadline) {
+		return fnErr // the run's timeout: its finish records the failure
+	}
 	if err := s.exec.flush(); err != nil { // steps are recorded in order
 		return err
 	}
@@ -282,7 +299,7 @@ func (s *StepContext) failStep(name string, index, attempt int, startedAt time.T
 		// The failed attempt is recorded with the hand-back, in one
 		// fenced write: the run waits without a slot or a lease.
 		until := store.Truncate(rec.CompletedAt.Add(policy.delay(attempt, jitterSource)))
-		ok, err := s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt+1, s.exec.withAttempt(store.AttemptFailed, name, fnErr))
+		ok, err := s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt+1, s.exec.withAttempt(name, fnErr))
 		if ok {
 			s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
 		}
@@ -433,4 +450,59 @@ func (h *stepLogHandler) WithGroup(name string) slog.Handler {
 	c := *h
 	c.groups = append(slices.Clip(h.groups), name) // h.groups is never appended to in place
 	return &c
+}
+
+// abandonAfter is how long a step function or a job body that ignores its
+// context's end past a timeout is waited for before it is abandoned.
+const abandonAfter = time.Second
+
+// call runs a step's function in the step's context, bounded by timeout
+// when it is positive: the function's context then ends at the deadline
+// with a stepTimedOut cause, and the attempt fails with it whatever the
+// function returns; a function that has not returned abandonAfter later is
+// left to itself on its goroutine (its result is dropped), so that a hung
+// step frees its run, its slot and its lease.
+func (s *StepContext) call(name string, timeout time.Duration, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+	ctx := context.WithValue(s.ctx, stepNameKey{}, name)
+	if timeout <= 0 {
+		return fn(ctx)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, stepTimedOut(name, timeout))
+	defer cancel()
+	out, err, returned := awaitBounded(ctx, func() (json.RawMessage, error) { return fn(ctx) })
+	if cause := context.Cause(ctx); s.ctx.Err() == nil && errors.Is(cause, ErrDeadline) {
+		return nil, cause
+	}
+	if !returned {
+		return nil, s.abortError() // the run ended meanwhile; its fn is abandoned
+	}
+	return out, err
+}
+
+// awaitBounded calls f on a goroutine of its own and waits for it to
+// return, or, once ctx has ended, for abandonAfter more at most; returned
+// is false when f was abandoned.
+func awaitBounded[T any](ctx context.Context, f func() (T, error)) (v T, err error, returned bool) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err, true
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(abandonAfter)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err, true
+	case <-grace.C:
+		return v, err, false
+	}
 }
