@@ -100,6 +100,9 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 	if job == nil || job.Name == "" {
 		return nil, errors.New("durably: a job needs a name")
 	}
+	if err := checkText("job name", job.Name, MaxJobNameBytes); err != nil {
+		return nil, fmt.Errorf("durably: job %q: %w", abbrev(job.Name), err)
+	}
 	if job.Run == nil {
 		return nil, fmt.Errorf("durably: job %q has no Run function", job.Name)
 	}
@@ -212,6 +215,9 @@ func (j *Job[I, O]) encodeInput(in I) (json.RawMessage, error) {
 	if err != nil {
 		return nil, validationErrorf("Invalid input: %s", err.Error())
 	}
+	if err := checkJSON("input", raw); err != nil {
+		return nil, err
+	}
 	if j.InputSchema != nil {
 		if err := j.InputSchema.ValidateJSON(raw); err != nil {
 			return nil, validationErrorf("Invalid input: %s", err.Error())
@@ -256,6 +262,9 @@ func (j *Job[I, O]) execute(ctx context.Context, s *StepContext, raw json.RawMes
 	enc, err := json.Marshal(out)
 	if err != nil {
 		return nil, &outputError{msg: err.Error()}
+	}
+	if err := checkJSON("output", enc); err != nil {
+		return nil, &outputError{msg: errorMessage(err)}
 	}
 	if j.OutputSchema != nil {
 		if err := j.OutputSchema.ValidateJSON(enc); err != nil {

@@ -267,6 +267,9 @@ func AddSchedule[I, O any, L Labels[L]](h *TypedJob[I, O, L], s Schedule[I]) err
 	if s.Name == "" {
 		return validationErrorf("durably: a schedule needs a name")
 	}
+	if err := checkText("schedule name", s.Name, MaxScheduleNameBytes); err != nil {
+		return fmt.Errorf("durably: schedule %q: %w", abbrev(s.Name), err)
+	}
 	ticks, err := parseSchedule(s.Cron, s.TimeZone)
 	if err != nil {
 		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
@@ -275,7 +278,7 @@ func AddSchedule[I, O any, L Labels[L]](h *TypedJob[I, O, L], s Schedule[I]) err
 	if err != nil {
 		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
 	}
-	labels, err := e.validateTriggerOptions(triggerOptions{labels: maps.Clone(s.Labels), globalKeys: true})
+	labels, _, err := e.validateTriggerOptions(triggerOptions{labels: maps.Clone(s.Labels), globalKeys: true})
 	if err != nil {
 		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
 	}

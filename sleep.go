@@ -30,6 +30,9 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 	if s.ctx.Err() != nil {
 		return s.abortError()
 	}
+	if err := checkStepName(name); err != nil {
+		return err
+	}
 	if out, ok := s.exec.replay(name); ok {
 		s.mu.Lock()
 		s.index++

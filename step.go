@@ -128,6 +128,10 @@ func (s *StepContext) Progress(current, total int, message string) {
 // ReportProgress is Progress with every field under the caller's control,
 // for a total of 0 or an empty message.
 func (s *StepContext) ReportProgress(p Progress) {
+	if p.Message != nil {
+		msg := storedMessage(*p.Message)
+		p.Message = &msg
+	}
 	// A step held back is recorded first, so that its step:complete comes
 	// before this progress, as the job's code ordered them.
 	if err := s.exec.flush(); err != nil {
@@ -193,6 +197,10 @@ func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T
 		if err != nil {
 			return nil, fmt.Errorf("step %q: encode result: %w", name, err)
 		}
+		if err := checkJSON("result", b); err != nil {
+			// Running it again would make the same result.
+			return nil, Permanent(fmt.Errorf("step %q: %s", name, errorMessage(err)))
+		}
 		return b, nil
 	})
 	if err != nil {
@@ -216,6 +224,9 @@ func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context
 	// (1) An ended run starts no step.
 	if s.ctx.Err() != nil {
 		return nil, s.abortError()
+	}
+	if err := checkStepName(name); err != nil {
+		return nil, err
 	}
 	// The previous step is recorded before this one may act on the world.
 	if err := s.exec.flush(); err != nil {
@@ -341,12 +352,13 @@ func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	data := h.data(r)
 	now := s.e.now()
-	rec := &store.Log{ID: s.e.newID(), RunID: s.run.ID, StepName: stepName, Level: level, Message: r.Message, Data: data, CreatedAt: now}
+	msg := storedMessage(r.Message)
+	rec := &store.Log{ID: s.e.newID(), RunID: s.run.ID, StepName: stepName, Level: level, Message: msg, Data: data, CreatedAt: now}
 	if err := s.e.store.AppendLogs(ctx, []*store.Log{rec}); err != nil {
 		s.e.logger.Warn("durably: log not recorded", "runId", s.run.ID, "err", err)
 	}
 	s.e.emit(Event{Type: EventLogWrite, RunID: s.run.ID, JobName: s.run.JobName, Labels: s.run.Labels,
-		StepName: stepName, Level: level, Message: r.Message, Data: data})
+		StepName: stepName, Level: level, Message: msg, Data: data})
 	return nil
 }
 
@@ -369,6 +381,8 @@ func (h *stepLogHandler) data(r slog.Record) json.RawMessage {
 	b, err := json.Marshal(root)
 	if err != nil {
 		b, _ = json.Marshal(map[string]string{"error": "log data not encodable: " + err.Error()})
+	} else if err := checkJSON("log data", b); err != nil {
+		b, _ = json.Marshal(map[string]string{"error": errorMessage(err) + "; dropped"})
 	}
 	return b
 }

@@ -73,6 +73,7 @@ func Cases() []Case {
 	all = append(all, retryCases...)
 	all = append(all, delayCases...)
 	all = append(all, crashCases...)
+	all = append(all, limitCases...)
 	return all
 }
 
