@@ -210,7 +210,9 @@ var limitCases = []Case{
 				labels := scopeLabels(t, rng, durably.MaxKeyScopeBytes+over)
 				what := fmt.Sprintf("%s with tenant labels making a key scope of %d bytes", path.name, durably.MaxKeyScopeBytes+over)
 				checkTrigger(t, e, j, path, durably.TriggerRequest{Labels: labels}, what, "labels.org, labels.team", over == 0,
-					func(r *durably.Run) bool { return r.Labels["org"] == labels["org"] && r.Labels["team"] == labels["team"] })
+					func(r *durably.Run) bool {
+						return r.Labels["org"] == labels["org"] && r.Labels["team"] == labels["team"]
+					})
 			}
 		}
 	}},
