@@ -120,15 +120,17 @@ type Config struct {
 	// trigger out. Without TenantLabels every key is global, as in the
 	// original. Runs triggered before TenantLabels was set keep their
 	// global keys. Generated Config sets it from the labels durably.yaml
-	// declares with tenant: true.
+	// declares with tenant: true. Their keys and values together, as JSON,
+	// are at most MaxKeyScopeBytes (docs/limits.md).
 	TenantLabels []string
 	// SelectiveLabels orders label keys from the most to the least
 	// selective (a tenant id before an environment): a list filtered by
 	// several labels walks the index of the first one present. Generated
 	// Config sets it.
 	SelectiveLabels []string
-	// WorkerID names this engine's worker in lease_owner. Default
-	// "worker_" + a ULID, one per engine.
+	// WorkerID names this engine's worker in lease_owner: at most
+	// MaxWorkerIDBytes of UTF-8. Default "worker_" + a ULID, one per
+	// engine.
 	WorkerID string
 	// Logger receives the engine's own diagnostics. Default slog.Default().
 	Logger *slog.Logger

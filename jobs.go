@@ -19,7 +19,8 @@ type JobFunc[I, O any] func(ctx context.Context, s *StepContext, input I) (O, er
 // Job defines a job: a name, a typed body, and optional validation.
 // Register it with an engine to get a typed handle.
 type Job[I, O any] struct {
-	// Name identifies the job in storage and on the wire.
+	// Name identifies the job in storage and on the wire: at most
+	// MaxJobNameBytes of UTF-8 (docs/limits.md).
 	Name string
 	// Run is the job's body.
 	Run JobFunc[I, O]

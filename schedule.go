@@ -33,7 +33,7 @@ import (
 // most CatchUp old; if another process already fired it, that is its run.
 type Schedule[I any] struct {
 	// Name identifies the schedule in its ticks' idempotency keys; unique
-	// per engine. Renaming a schedule makes its next tick a new key, so a
+	// per engine, at most MaxScheduleNameBytes of UTF-8. Renaming a schedule makes its next tick a new key, so a
 	// tick already run under the old name runs again if it is caught up.
 	Name string
 	// Cron is a standard five-field spec (minute hour day-of-month month

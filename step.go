@@ -154,7 +154,9 @@ type stepNameKey struct{}
 // result is returned and fn does not run. Steps are identified by name, so
 // reordering or adding steps between deploys is safe and renaming one runs
 // it again. The result must survive a JSON round trip. A run's
-// steps are sequential: call RunStep from one goroutine at a time.
+// steps are sequential: call RunStep from one goroutine at a time. A name
+// is at most MaxStepNameBytes and a result MaxJSONBytes (docs/limits.md):
+// past them the step fails for good.
 //
 // RunStep returns fn's result before its record commits; the record is
 // written before the next step starts, before progress or a log goes out,

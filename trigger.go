@@ -49,13 +49,15 @@ func collectOptions(opts []Option) options {
 }
 
 // WithIdempotencyKey makes the trigger return the existing run of the same
-// job and key, in any status, instead of creating another.
+// job and key, in any status, instead of creating another. A key
+// is at most MaxKeyBytes of UTF-8 (docs/limits.md).
 func WithIdempotencyKey(key string) Option {
 	return func(o *options) { o.trigger.idempotencyKey = key }
 }
 
 // WithConcurrencyKey allows at most one pending run per job and key, and at
-// most one executing run per key across all jobs.
+// most one executing run per key across all jobs. A key is
+// at most MaxKeyBytes of UTF-8.
 func WithConcurrencyKey(key string) Option {
 	return func(o *options) { o.trigger.concurrencyKey = key }
 }
@@ -94,7 +96,9 @@ func WithPriority(p int) Option {
 	return func(o *options) { o.trigger.priority = &p }
 }
 
-// WithLabels attaches immutable labels to the run, e.g. a tenant id.
+// WithLabels attaches immutable labels to the run, e.g. a tenant id: keys
+// of at most MaxLabelKeyBytes, values of at most MaxLabelValueBytes
+// (docs/limits.md; tenant labels have a limit together too).
 func WithLabels(labels map[string]string) Option {
 	return func(o *options) { o.trigger.labels = maps.Clone(labels) }
 }

@@ -22,11 +22,12 @@ func newRand(t *testing.T) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, seed>>1))
 }
 
-// utf8Text is exactly n bytes of random UTF-8 mixing one- to four-byte
-// characters, none of which JSON escapes: random, so that no store can
-// compress it (PostgreSQL compresses long index entries), and as long in
-// JSON as it is.
-func utf8Text(rng *rand.Rand, n int) string {
+// IncompressibleText is exactly n bytes of random UTF-8 mixing one- to
+// four-byte characters, none of which JSON escapes: random, so that no
+// store can compress it (PostgreSQL compresses long index entries) and a
+// string at its limit is as wide as it can be, and as long in JSON as it
+// is.
+func IncompressibleText(rng *rand.Rand, n int) string {
 	b := make([]byte, 0, n)
 	for len(b) < n {
 		var r rune
@@ -71,13 +72,13 @@ type limitField struct {
 }
 
 var triggerLimitFields = []limitField{
-	{"idempotencyKey", durably.MaxKeyBytes, utf8Text,
+	{"idempotencyKey", durably.MaxKeyBytes, IncompressibleText,
 		func(req *durably.TriggerRequest, s string) { req.IdempotencyKey = s },
 		func(r *durably.Run) string { return r.IdempotencyKey }},
-	{"concurrencyKey", durably.MaxKeyBytes, utf8Text,
+	{"concurrencyKey", durably.MaxKeyBytes, IncompressibleText,
 		func(req *durably.TriggerRequest, s string) { req.ConcurrencyKey = s },
 		func(r *durably.Run) string { return r.ConcurrencyKey }},
-	{"labels.env", durably.MaxLabelValueBytes, utf8Text,
+	{"labels.env", durably.MaxLabelValueBytes, IncompressibleText,
 		func(req *durably.TriggerRequest, s string) { req.Labels = map[string]string{"env": s} },
 		func(r *durably.Run) string { return r.Labels["env"] }},
 	{"label key", durably.MaxLabelKeyBytes, keyText,
@@ -231,7 +232,7 @@ var limitCases = []Case{
 // bytes).
 func scopeLabels(t *testing.T, rng *rand.Rand, n int) map[string]string {
 	t.Helper()
-	labels := map[string]string{"org": utf8Text(rng, durably.MaxLabelValueBytes), "team": ""}
+	labels := map[string]string{"org": IncompressibleText(rng, durably.MaxLabelValueBytes), "team": ""}
 	rest := n - scopeLen(labels)
 	// team: k escaped '<' (6 bytes each) and rest-6k plain bytes, within
 	// the value's own limit.
@@ -239,7 +240,7 @@ func scopeLabels(t *testing.T, rng *rand.Rand, n int) map[string]string {
 	if rest-6*k < 0 {
 		t.Fatalf("cannot make a key scope of %d bytes", n)
 	}
-	labels["team"] = strings.Repeat("<", k) + utf8Text(rng, rest-6*k)
+	labels["team"] = strings.Repeat("<", k) + IncompressibleText(rng, rest-6*k)
 	if got := scopeLen(labels); got != n || len(labels["team"]) > durably.MaxLabelValueBytes {
 		t.Fatalf("key scope of %d bytes with a team of %d, want %d", got, len(labels["team"]), n)
 	}
@@ -281,7 +282,7 @@ func stepNameLimit(t *testing.T, h *Harness) {
 	rng := newRand(t)
 	for _, sleep := range []bool{false, true} {
 		for _, n := range []int{durably.MaxStepNameBytes, durably.MaxStepNameBytes + 1} {
-			in := nameInput{Name: "step-" + utf8Text(rng, n-5), Sleep: sleep}
+			in := nameInput{Name: "step-" + IncompressibleText(rng, n-5), Sleep: sleep}
 			out, err := j.TriggerAndWait(Ctx(t), in)
 			if n > durably.MaxStepNameBytes {
 				if err == nil || !strings.Contains(err.Error(), `step name "step-`) || calls.Get(in.Name) != 0 {
@@ -303,7 +304,7 @@ func stepNameLimit(t *testing.T, h *Harness) {
 func jobNameLimit(t *testing.T, h *Harness) {
 	e := h.Engine(nil)
 	rng := newRand(t)
-	name := utf8Text(rng, durably.MaxJobNameBytes)
+	name := IncompressibleText(rng, durably.MaxJobNameBytes)
 	j, err := durably.Register(e, EchoJob(name))
 	if err != nil {
 		t.Fatalf("a job name of %d bytes: %v", len(name), err)
@@ -312,7 +313,7 @@ func jobNameLimit(t *testing.T, h *Harness) {
 	if runs, err := e.ListRuns(Ctx(t), durably.RunFilter{JobNames: []string{name}}); err != nil || len(runs) != 1 || runs[0].ID != res.Run.ID {
 		t.Fatalf("runs of the job listed by its name: %v (%v)", runs, err)
 	}
-	for _, long := range []string{utf8Text(rng, durably.MaxJobNameBytes+1), utf8Text(rng, 100_000)} {
+	for _, long := range []string{IncompressibleText(rng, durably.MaxJobNameBytes+1), IncompressibleText(rng, 100_000)} {
 		if _, err := durably.Register(e, EchoJob(long)); !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "job name") {
 			t.Fatalf("Register with a name of %d bytes: %v; want a validation error naming the job name", len(long), err)
 		}
@@ -329,10 +330,10 @@ func jobNameLimit(t *testing.T, h *Harness) {
 
 func workerIDLimit(t *testing.T, h *Harness) {
 	rng := newRand(t)
-	if _, err := durably.New(durably.Config{Store: h.Store, WorkerID: utf8Text(rng, durably.MaxWorkerIDBytes+1)}); !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "WorkerID") {
+	if _, err := durably.New(durably.Config{Store: h.Store, WorkerID: IncompressibleText(rng, durably.MaxWorkerIDBytes+1)}); !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "WorkerID") {
 		t.Fatalf("New with a worker id of %d bytes: %v; want a validation error naming WorkerID", durably.MaxWorkerIDBytes+1, err)
 	}
-	id := utf8Text(rng, durably.MaxWorkerIDBytes)
+	id := IncompressibleText(rng, durably.MaxWorkerIDBytes)
 	e := h.Engine(func(c *durably.Config) { c.WorkerID = id })
 	owners := make(chan string, 2)
 	j := durably.MustRegister(e, &durably.Job[Msg, Msg]{Name: "owned", Run: func(ctx context.Context, s *durably.StepContext, in Msg) (Msg, error) {
@@ -344,13 +345,13 @@ func workerIDLimit(t *testing.T, h *Harness) {
 		return in, nil
 	}})
 	mustTriggerRes(t, j, Msg{"a"})
-	if _, err := e.ProcessOne(Ctx(t), utf8Text(rng, durably.MaxWorkerIDBytes+1)); !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "workerID") {
+	if _, err := e.ProcessOne(Ctx(t), IncompressibleText(rng, durably.MaxWorkerIDBytes+1)); !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "workerID") {
 		t.Fatalf("ProcessOne with a worker id of %d bytes: %v; want a validation error naming workerID", durably.MaxWorkerIDBytes+1, err)
 	}
 	if runs, _ := e.ListRuns(Ctx(t), durably.RunFilter{Statuses: []durably.Status{durably.StatusPending}}); len(runs) != 1 {
 		t.Fatalf("%d pending runs after a refused ProcessOne, want the run untouched", len(runs))
 	}
-	other := utf8Text(rng, durably.MaxWorkerIDBytes)
+	other := IncompressibleText(rng, durably.MaxWorkerIDBytes)
 	if ok, err := e.ProcessOne(Ctx(t), other); !ok || err != nil {
 		t.Fatalf("ProcessOne with a worker id of %d bytes: %v %v", len(other), ok, err)
 	}
@@ -370,17 +371,17 @@ func scheduleNameLimit(t *testing.T, h *Harness) {
 	e := h.Engine(func(c *durably.Config) { c.Now = func() time.Time { return now } })
 	j := durably.MustRegister(e, EchoJob("scheduled"))
 	rng := newRand(t)
-	long := utf8Text(rng, durably.MaxScheduleNameBytes+1)
+	long := IncompressibleText(rng, durably.MaxScheduleNameBytes+1)
 	err := durably.AddSchedule(j, durably.Schedule[Msg]{Name: long, Cron: "* * * * *", Input: Msg{"m"}})
 	if !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "schedule name") {
 		t.Fatalf("AddSchedule with a name of %d bytes: %v; want a validation error naming the schedule name", len(long), err)
 	}
 	err = durably.AddSchedule(j, durably.Schedule[Msg]{Name: "labelled", Cron: "* * * * *", Input: Msg{"m"},
-		Labels: map[string]string{"env": utf8Text(rng, durably.MaxLabelValueBytes+1)}})
+		Labels: map[string]string{"env": IncompressibleText(rng, durably.MaxLabelValueBytes+1)}})
 	if !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), "labels.env") {
 		t.Fatalf("AddSchedule with a label of %d bytes: %v; want a validation error naming labels.env", durably.MaxLabelValueBytes+1, err)
 	}
-	name := utf8Text(rng, durably.MaxScheduleNameBytes)
+	name := IncompressibleText(rng, durably.MaxScheduleNameBytes)
 	if err := durably.AddSchedule(j, durably.Schedule[Msg]{Name: name, Cron: "* * * * *", Input: Msg{"m"}, CatchUp: time.Hour}); err != nil {
 		t.Fatalf("AddSchedule with a name of %d bytes: %v", len(name), err)
 	}
@@ -404,10 +405,10 @@ func maximalRun(t *testing.T, h *Harness) {
 	e := h.Engine(func(c *durably.Config) {
 		c.TenantLabels = tenants
 		c.PreserveSteps = true
-		c.WorkerID = utf8Text(rng, durably.MaxWorkerIDBytes)
+		c.WorkerID = IncompressibleText(rng, durably.MaxWorkerIDBytes)
 	})
-	stepName := utf8Text(rng, durably.MaxStepNameBytes)
-	j := durably.MustRegister(e, &durably.Job[Msg, Msg]{Name: utf8Text(rng, durably.MaxJobNameBytes),
+	stepName := IncompressibleText(rng, durably.MaxStepNameBytes)
+	j := durably.MustRegister(e, &durably.Job[Msg, Msg]{Name: IncompressibleText(rng, durably.MaxJobNameBytes),
 		Run: func(ctx context.Context, s *durably.StepContext, in Msg) (Msg, error) {
 			return durably.RunStep(s, stepName, func(ctx context.Context) (Msg, error) {
 				s.Logger().Info("in the longest step")
@@ -415,7 +416,7 @@ func maximalRun(t *testing.T, h *Harness) {
 			})
 		}})
 	labels := maximalLabels(t, rng, tenants)
-	idem, conc := utf8Text(rng, durably.MaxKeyBytes), utf8Text(rng, durably.MaxKeyBytes)
+	idem, conc := IncompressibleText(rng, durably.MaxKeyBytes), IncompressibleText(rng, durably.MaxKeyBytes)
 	opts := []durably.Option{durably.WithLabels(labels), durably.WithIdempotencyKey(idem), durably.WithConcurrencyKey(conc)}
 	first := mustTriggerRes(t, j, Msg{"m"}, opts...)
 	if again := mustTriggerRes(t, j, Msg{"m"}, opts...); again.Disposition != durably.Idempotent || again.Run.ID != first.Run.ID {
@@ -452,7 +453,7 @@ func maximalLabels(t *testing.T, rng *rand.Rand, tenants []string) map[string]st
 	t.Helper()
 	labels := map[string]string{}
 	for range 8 {
-		labels[keyText(rng, durably.MaxLabelKeyBytes)] = utf8Text(rng, durably.MaxLabelValueBytes)
+		labels[keyText(rng, durably.MaxLabelKeyBytes)] = IncompressibleText(rng, durably.MaxLabelValueBytes)
 	}
 	pairs := make([][2]string, len(tenants))
 	for i, k := range tenants {
@@ -462,7 +463,7 @@ func maximalLabels(t *testing.T, rng *rand.Rand, tenants []string) map[string]st
 	rest := durably.MaxKeyScopeBytes - len(b)
 	for i, k := range tenants {
 		n := min(rest, durably.MaxLabelValueBytes)
-		labels[k], rest = utf8Text(rng, n), rest-n
+		labels[k], rest = IncompressibleText(rng, n), rest-n
 		pairs[i][1] = labels[k]
 	}
 	if b, _ := json.Marshal(pairs); rest != 0 || len(b) != durably.MaxKeyScopeBytes {
@@ -598,7 +599,7 @@ func lookupLimits(t *testing.T, h *Harness) {
 	mustTriggerRes(t, j, Msg{"m"}, durably.WithLabels(map[string]string{"env": "prod"}))
 	rng := newRand(t)
 	for _, n := range []int{3000, 100_000} {
-		id := utf8Text(rng, n)
+		id := IncompressibleText(rng, n)
 		if run, err := e.GetRun(Ctx(t), id); run != nil || err != nil {
 			t.Fatalf("GetRun of %d bytes: %v %v; want no run", n, run, err)
 		}
@@ -616,9 +617,9 @@ func lookupLimits(t *testing.T, h *Harness) {
 		}
 	}
 	for field, f := range map[string]durably.RunFilter{
-		"labels.env": {Labels: map[string]string{"env": utf8Text(rng, durably.MaxLabelValueBytes+1)}},
+		"labels.env": {Labels: map[string]string{"env": IncompressibleText(rng, durably.MaxLabelValueBytes+1)}},
 		"label key":  {Labels: map[string]string{keyText(rng, durably.MaxLabelKeyBytes+1): "prod"}},
-		"jobName":    {JobNames: []string{"found", utf8Text(rng, durably.MaxJobNameBytes+1)}},
+		"jobName":    {JobNames: []string{"found", IncompressibleText(rng, durably.MaxJobNameBytes+1)}},
 	} {
 		if _, err := e.ListRuns(Ctx(t), f); !errors.Is(err, durably.ErrValidation) || !strings.Contains(err.Error(), field) {
 			t.Fatalf("ListRuns with a %s past its limit: %v; want a validation error naming it", field, err)
