@@ -30,9 +30,6 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 	if s.ctx.Err() != nil {
 		return s.abortError()
 	}
-	if err := checkStepName(name); err != nil {
-		return err
-	}
 	if out, ok := s.exec.replay(name); ok {
 		s.mu.Lock()
 		s.index++
@@ -52,6 +49,9 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 		// ahead): wait the rest.
 		_, err = s.exec.suspend(until, nil, s.run.Attempt, nil)
 		return err
+	}
+	if err := checkStepName(name); err != nil {
+		return err // as RunStep's
 	}
 	// The previous step is recorded first, so that its step:complete
 	// comes before this one's step:start.

@@ -129,8 +129,9 @@ func (s *StepContext) Progress(current, total int, message string) {
 // for a total of 0 or an empty message.
 func (s *StepContext) ReportProgress(p Progress) {
 	if p.Message != nil {
-		msg := storedMessage(*p.Message)
-		p.Message = &msg
+		if msg := storedMessage(*p.Message); msg != *p.Message {
+			p.Message = &msg
+		}
 	}
 	// A step held back is recorded first, so that its step:complete comes
 	// before this progress, as the job's code ordered them.
@@ -227,9 +228,6 @@ func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context
 	if s.ctx.Err() != nil {
 		return nil, s.abortError()
 	}
-	if err := checkStepName(name); err != nil {
-		return nil, err
-	}
 	// The previous step is recorded before this one may act on the world.
 	if err := s.exec.flush(); err != nil {
 		return nil, err
@@ -240,6 +238,11 @@ func (s *StepContext) step(name string, policy *RetryPolicy, fn func(ctx context
 		s.index++
 		s.mu.Unlock()
 		return out, nil
+	}
+	// A name is checked when it would be stored: a step recorded before
+	// the limit existed still replays.
+	if err := checkStepName(name); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	index := s.index

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/store"
 )
 
 // newRand is a random source whose seed the test logs, so that a failure
@@ -219,6 +220,7 @@ var limitCases = []Case{
 	}},
 	{"R-208 a job name is at most MaxJobNameBytes: refused at registration, and as a list filter", jobNameLimit},
 	{"R-208 a step name is at most MaxStepNameBytes: a longer one fails the step without running it, naming it", stepNameLimit},
+	{"R-208 a step recorded under a name past the limit before the limit existed still replays", longStepReplays},
 	{"R-208 a worker id is at most MaxWorkerIDBytes, refused by New and ProcessOne", workerIDLimit},
 	{"R-208 a schedule name is at most MaxScheduleNameBytes; its ticks' keys fit", scheduleNameLimit},
 	{"R-208 the longest job name, tenant labels, keys, labels, step name and worker id together fit every index", maximalRun},
@@ -298,6 +300,41 @@ func stepNameLimit(t *testing.T, h *Harness) {
 				t.Fatalf("sleep %v: steps %v (%v); want the one step, its name stored", sleep, steps, err)
 			}
 		}
+	}
+}
+
+func longStepReplays(t *testing.T, h *Harness) {
+	e := h.Engine(nil)
+	var calls Counter
+	j := durably.MustRegister(e, &durably.Job[nameInput, string]{Name: "old", Run: func(ctx context.Context, s *durably.StepContext, in nameInput) (string, error) {
+		return durably.RunStep(s, in.Name, func(ctx context.Context) (string, error) {
+			calls.Inc(in.Name)
+			return "ran again", nil
+		})
+	}})
+	// The run's first execution recorded the step, as an engine without
+	// the limit did; the store holds it.
+	name := "step-" + IncompressibleText(newRand(t), durably.MaxStepNameBytes)
+	res := mustTriggerRes(t, j, nameInput{Name: name})
+	runs, err := h.Store.Claim(Ctx(t), store.ClaimRequest{WorkerID: "old-engine", Now: time.Now(), Lease: time.Minute, Limit: 1})
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("claim: %v %v", runs, err)
+	}
+	lease := store.Lease{RunID: res.Run.ID, Generation: runs[0].LeaseGeneration}
+	now := store.Truncate(time.Now())
+	if ok, err := h.Store.SaveStep(Ctx(t), lease, &store.Step{ID: "step-1", RunID: res.Run.ID, Name: name, Status: store.StepCompleted,
+		Output: []byte(`"recorded"`), StartedAt: now, CompletedAt: now, Attempt: 1}); !ok || err != nil {
+		t.Fatalf("save step: %v %v", ok, err)
+	}
+	if ok, err := h.Store.ReleaseLease(Ctx(t), lease, now); !ok || err != nil {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := e.WaitForRun(Ctx(t), res.Run.ID)
+	if err != nil || string(run.Output) != `"recorded"` || calls.Get(name) != 0 {
+		t.Fatalf("run %s, output %s, error %.100q (%v), %d calls; want the recorded step replayed", run.Status, run.Output, run.Error, err, calls.Get(name))
 	}
 }
 
