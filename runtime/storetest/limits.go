@@ -333,7 +333,10 @@ func longStepReplays(t *testing.T, h *Harness) {
 		t.Fatal(err)
 	}
 	run, err := e.WaitForRun(Ctx(t), res.Run.ID)
-	if err != nil || string(run.Output) != `"recorded"` || calls.Get(name) != 0 {
+	if run == nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if string(run.Output) != `"recorded"` || calls.Get(name) != 0 {
 		t.Fatalf("run %s, output %s, error %.100q (%v), %d calls; want the recorded step replayed", run.Status, run.Output, run.Error, err, calls.Get(name))
 	}
 }
