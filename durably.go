@@ -37,10 +37,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/durably-go/durably/internal/ulid"
 	"github.com/durably-go/durably/store"
@@ -122,15 +120,17 @@ type Config struct {
 	// trigger out. Without TenantLabels every key is global, as in the
 	// original. Runs triggered before TenantLabels was set keep their
 	// global keys. Generated Config sets it from the labels durably.yaml
-	// declares with tenant: true.
+	// declares with tenant: true. Their keys and values together, as JSON,
+	// are at most MaxKeyScopeBytes (docs/limits.md).
 	TenantLabels []string
 	// SelectiveLabels orders label keys from the most to the least
 	// selective (a tenant id before an environment): a list filtered by
 	// several labels walks the index of the first one present. Generated
 	// Config sets it.
 	SelectiveLabels []string
-	// WorkerID names this engine's worker in lease_owner. Default
-	// "worker_" + a ULID, one per engine.
+	// WorkerID names this engine's worker in lease_owner: at most
+	// MaxWorkerIDBytes of UTF-8. Default "worker_" + a ULID, one per
+	// engine.
 	WorkerID string
 	// Logger receives the engine's own diagnostics. Default slog.Default().
 	Logger *slog.Logger
@@ -228,6 +228,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if e.cfg.WorkerID == "" {
 		e.cfg.WorkerID = "worker_" + e.newID()
+	}
+	if err := checkText("durably: Config.WorkerID", e.cfg.WorkerID, MaxWorkerIDBytes); err != nil {
+		return nil, err
 	}
 	e.events.onPanic = func(r any, ev Event) {
 		e.logger.Error("durably: event listener panicked", "event", ev.Type, "runId", ev.RunID, "panic", r)
@@ -330,38 +333,6 @@ func (e *Engine) receiveRemote(events <-chan []byte) {
 	}
 }
 
-// storable reports whether s can be stored and looked up as text by every
-// store: PostgreSQL refuses a NUL character and bytes that are not UTF-8
-// in text and jsonb, so a key, label value or run id with them would fail
-// in the database instead of as bad input.
-func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
-
-// notStorable is the validation error for a field that storable refuses.
-func notStorable(field string) error {
-	return validationErrorf("%s must be valid UTF-8 without NUL characters", field)
-}
-
-// checkLabelValues refuses label values no store can hold (storable).
-func checkLabelValues(labels map[string]string) error {
-	for _, k := range store.SortedKeys(labels) {
-		if !storable(labels[k]) {
-			return notStorable(fmt.Sprintf("label %q", k))
-		}
-	}
-	return nil
-}
-
-// checkLabelKeys applies R-035. Unlike the original, a bad key is a
-// validation error (HTTP 400, D2).
-func checkLabelKeys(labels map[string]string) error {
-	for _, k := range store.SortedKeys(labels) {
-		if !store.ValidLabelKey(k) {
-			return validationErrorf("Invalid label key %q: %s", k, store.LabelKeyRule)
-		}
-	}
-	return nil
-}
-
 var retentionPattern = regexp.MustCompile(`^(\d+)(d|h|m)$`)
 
 // ParseRetention reads a retention in the original's form: a whole number
@@ -379,14 +350,15 @@ func ParseRetention(s string) (time.Duration, error) {
 	return time.Duration(n) * unit, nil
 }
 
-// errorMessage is the message recorded for an error returned by a job.
+// errorMessage is the message recorded for an error returned by a job,
+// made fit to store (storedMessage).
 func errorMessage(err error) string {
 	if err == nil {
 		return ""
 	}
 	var de *Error
 	if errors.As(err, &de) {
-		return de.Msg
+		return storedMessage(de.Msg)
 	}
-	return err.Error()
+	return storedMessage(err.Error())
 }

@@ -20,7 +20,8 @@ type JobFunc[I, O any] func(ctx context.Context, s *StepContext, input I) (O, er
 // Job defines a job: a name, a typed body, and optional validation.
 // Register it with an engine to get a typed handle.
 type Job[I, O any] struct {
-	// Name identifies the job in storage and on the wire.
+	// Name identifies the job in storage and on the wire: at most
+	// MaxJobNameBytes of UTF-8 (docs/limits.md).
 	Name string
 	// Run is the job's body.
 	Run JobFunc[I, O]
@@ -117,6 +118,9 @@ func Register[I, O any](e *Engine, job *Job[I, O]) (*JobHandle[I, O], error) {
 func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[I, O, L], error) {
 	if job == nil || job.Name == "" {
 		return nil, errors.New("durably: a job needs a name")
+	}
+	if err := checkText("job name", job.Name, MaxJobNameBytes); err != nil {
+		return nil, fmt.Errorf("durably: job %q: %w", abbrev(job.Name), err)
 	}
 	if job.Run == nil {
 		return nil, fmt.Errorf("durably: job %q has no Run function", job.Name)
@@ -235,6 +239,9 @@ func (j *Job[I, O]) encodeInput(in I) (json.RawMessage, error) {
 	if err != nil {
 		return nil, validationErrorf("Invalid input: %s", err.Error())
 	}
+	if err := checkJSON("input", raw); err != nil {
+		return nil, err
+	}
 	if j.InputSchema != nil {
 		if err := j.InputSchema.ValidateJSON(raw); err != nil {
 			return nil, validationErrorf("Invalid input: %s", err.Error())
@@ -279,6 +286,9 @@ func (j *Job[I, O]) execute(ctx context.Context, s *StepContext, raw json.RawMes
 	enc, err := json.Marshal(out)
 	if err != nil {
 		return nil, &outputError{msg: err.Error()}
+	}
+	if err := checkJSON("output", enc); err != nil {
+		return nil, &outputError{msg: errorMessage(err)}
 	}
 	if j.OutputSchema != nil {
 		if err := j.OutputSchema.ValidateJSON(enc); err != nil {

@@ -42,8 +42,8 @@ func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error)
 		return nil, err
 	}
 	for _, name := range filter.JobNames {
-		if !storable(name) {
-			return nil, notStorable("jobName")
+		if err := checkText("jobName", name, MaxJobNameBytes); err != nil {
+			return nil, err // no run has such a job name
 		}
 	}
 	for _, s := range filter.Statuses {

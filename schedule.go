@@ -33,7 +33,7 @@ import (
 // most CatchUp old; if another process already fired it, that is its run.
 type Schedule[I any] struct {
 	// Name identifies the schedule in its ticks' idempotency keys; unique
-	// per engine. Renaming a schedule makes its next tick a new key, so a
+	// per engine, at most MaxScheduleNameBytes of UTF-8. Renaming a schedule makes its next tick a new key, so a
 	// tick already run under the old name runs again if it is caught up.
 	Name string
 	// Cron is a standard five-field spec (minute hour day-of-month month
@@ -267,6 +267,9 @@ func AddSchedule[I, O any, L Labels[L]](h *TypedJob[I, O, L], s Schedule[I]) err
 	if s.Name == "" {
 		return validationErrorf("durably: a schedule needs a name")
 	}
+	if err := checkText("schedule name", s.Name, MaxScheduleNameBytes); err != nil {
+		return fmt.Errorf("durably: schedule %q: %w", abbrev(s.Name), err)
+	}
 	ticks, err := parseSchedule(s.Cron, s.TimeZone)
 	if err != nil {
 		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
@@ -275,7 +278,7 @@ func AddSchedule[I, O any, L Labels[L]](h *TypedJob[I, O, L], s Schedule[I]) err
 	if err != nil {
 		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
 	}
-	labels, err := e.validateTriggerOptions(triggerOptions{labels: maps.Clone(s.Labels), globalKeys: true})
+	labels, _, err := e.validateTriggerOptions(triggerOptions{labels: maps.Clone(s.Labels), globalKeys: true})
 	if err != nil {
 		return fmt.Errorf("durably: schedule %q: %w", s.Name, err)
 	}

@@ -50,6 +50,9 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 		_, err = s.exec.suspend(until, nil, s.run.Attempt, nil)
 		return err
 	}
+	if err := checkStepName(name); err != nil {
+		return err // as RunStep's
+	}
 	// The previous step is recorded first, so that its step:complete
 	// comes before this one's step:start.
 	if err := s.exec.flush(); err != nil {

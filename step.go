@@ -130,6 +130,11 @@ func (s *StepContext) Progress(current, total int, message string) {
 // ReportProgress is Progress with every field under the caller's control,
 // for a total of 0 or an empty message.
 func (s *StepContext) ReportProgress(p Progress) {
+	if p.Message != nil {
+		if msg := storedMessage(*p.Message); msg != *p.Message {
+			p.Message = &msg
+		}
+	}
 	// A step held back is recorded first, so that its step:complete comes
 	// before this progress, as the job's code ordered them.
 	if err := s.exec.flush(); err != nil {
@@ -152,7 +157,9 @@ type stepNameKey struct{}
 // result is returned and fn does not run. Steps are identified by name, so
 // reordering or adding steps between deploys is safe and renaming one runs
 // it again. The result must survive a JSON round trip. A run's
-// steps are sequential: call RunStep from one goroutine at a time.
+// steps are sequential: call RunStep from one goroutine at a time. A name
+// is at most MaxStepNameBytes and a result MaxJSONBytes (docs/limits.md):
+// past them the step fails for good.
 //
 // RunStep returns fn's result before its record commits; the record is
 // written before the next step starts, before progress or a log goes out,
@@ -201,6 +208,10 @@ func RunStep[T any](s *StepContext, name string, fn func(ctx context.Context) (T
 		if err != nil {
 			return nil, fmt.Errorf("step %q: encode result: %w", name, err)
 		}
+		if err := checkJSON("result", b); err != nil {
+			// Running it again would make the same result.
+			return nil, Permanent(fmt.Errorf("step %q: %s", name, errorMessage(err)))
+		}
 		return b, nil
 	})
 	if err != nil {
@@ -241,6 +252,11 @@ func (s *StepContext) step(name string, bounds stepBounds, fn func(ctx context.C
 		s.index++
 		s.mu.Unlock()
 		return out, nil
+	}
+	// A name is checked when it would be stored: a step recorded before
+	// the limit existed still replays.
+	if err := checkStepName(name); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	index := s.index
@@ -358,12 +374,13 @@ func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	data := h.data(r)
 	now := s.e.now()
-	rec := &store.Log{ID: s.e.newID(), RunID: s.run.ID, StepName: stepName, Level: level, Message: r.Message, Data: data, CreatedAt: now}
+	msg := storedMessage(r.Message)
+	rec := &store.Log{ID: s.e.newID(), RunID: s.run.ID, StepName: stepName, Level: level, Message: msg, Data: data, CreatedAt: now}
 	if err := s.e.store.AppendLogs(ctx, []*store.Log{rec}); err != nil {
 		s.e.logger.Warn("durably: log not recorded", "runId", s.run.ID, "err", err)
 	}
 	s.e.emit(Event{Type: EventLogWrite, RunID: s.run.ID, JobName: s.run.JobName, Labels: s.run.Labels,
-		StepName: stepName, Level: level, Message: r.Message, Data: data})
+		StepName: stepName, Level: level, Message: msg, Data: data})
 	return nil
 }
 
@@ -386,6 +403,8 @@ func (h *stepLogHandler) data(r slog.Record) json.RawMessage {
 	b, err := json.Marshal(root)
 	if err != nil {
 		b, _ = json.Marshal(map[string]string{"error": "log data not encodable: " + err.Error()})
+	} else if err := checkJSON("log data", b); err != nil {
+		b, _ = json.Marshal(map[string]string{"error": errorMessage(err) + "; dropped"})
 	}
 	return b
 }

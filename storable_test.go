@@ -33,8 +33,8 @@ func TestTextNoStoreCanHoldIsRefused(t *testing.T) {
 		}{
 			{"NUL in an idempotency key", durably.TriggerRequest{IdempotencyKey: "a\x00b"}, "idempotencyKey"},
 			{"invalid UTF-8 in a concurrency key", durably.TriggerRequest{ConcurrencyKey: "a\xffb"}, "concurrencyKey"},
-			{"NUL in a label value", durably.TriggerRequest{Labels: map[string]string{"org": "a\x00b"}}, `label "org"`},
-			{"invalid UTF-8 in a label value", durably.TriggerRequest{Labels: map[string]string{"org": "\xff"}}, `label "org"`},
+			{"NUL in a label value", durably.TriggerRequest{Labels: map[string]string{"org": "a\x00b"}}, "labels.org"},
+			{"invalid UTF-8 in a label value", durably.TriggerRequest{Labels: map[string]string{"org": "\xff"}}, "labels.org"},
 		} {
 			c.req.JobName, c.req.Input = "j", json.RawMessage(`1`)
 			_, err := e.TriggerRaw(ctx, c.req)

@@ -49,13 +49,15 @@ func collectOptions(opts []Option) options {
 }
 
 // WithIdempotencyKey makes the trigger return the existing run of the same
-// job and key, in any status, instead of creating another.
+// job and key, in any status, instead of creating another. A key
+// is at most MaxKeyBytes of UTF-8 (docs/limits.md).
 func WithIdempotencyKey(key string) Option {
 	return func(o *options) { o.trigger.idempotencyKey = key }
 }
 
 // WithConcurrencyKey allows at most one pending run per job and key, and at
-// most one executing run per key across all jobs.
+// most one executing run per key across all jobs. A key is
+// at most MaxKeyBytes of UTF-8.
 func WithConcurrencyKey(key string) Option {
 	return func(o *options) { o.trigger.concurrencyKey = key }
 }
@@ -94,7 +96,9 @@ func WithPriority(p int) Option {
 	return func(o *options) { o.trigger.priority = &p }
 }
 
-// WithLabels attaches immutable labels to the run, e.g. a tenant id.
+// WithLabels attaches immutable labels to the run, e.g. a tenant id: keys
+// of at most MaxLabelKeyBytes, values of at most MaxLabelValueBytes
+// (docs/limits.md; tenant labels have a limit together too).
 func WithLabels(labels map[string]string) Option {
 	return func(o *options) { o.trigger.labels = maps.Clone(labels) }
 }
@@ -205,47 +209,52 @@ func indexError(err error, i int) error {
 	return &Error{Kind: ErrValidation, Msg: msg}
 }
 
-// validateTriggerOptions applies R-030, R-032 (with D1) and R-035 (with D2),
-// returning the labels to store.
-func (e *Engine) validateTriggerOptions(o triggerOptions) (map[string]string, error) {
+// validateTriggerOptions applies R-030, R-032 (with D1), R-035 (with D2)
+// and the limits of stored strings, returning the labels to store
+// and the key scope (D11) they make.
+func (e *Engine) validateTriggerOptions(o triggerOptions) (labels map[string]string, scope string, err error) {
 	switch o.coalesce {
 	case "", CoalesceSkip:
 	default:
-		return nil, validationErrorf("Invalid coalesce value: '%s'. Valid values: 'skip'", o.coalesce)
+		return nil, "", validationErrorf("Invalid coalesce value: '%s'. Valid values: 'skip'", o.coalesce)
 	}
 	if o.coalesce == CoalesceSkip && o.concurrencyKey == "" {
-		return nil, validationErrorf("coalesce requires concurrencyKey")
+		return nil, "", validationErrorf("coalesce requires concurrencyKey")
 	}
 	if o.delay < 0 {
-		return nil, validationErrorf("delay must not be negative, got %s", o.delay)
+		return nil, "", validationErrorf("delay must not be negative, got %s", o.delay)
 	}
 	if !o.runAt.IsZero() && !store.InRange(o.runAt) {
-		return nil, validationErrorf("runAt must be between years 1 and 9999, got %s", o.runAt.UTC().Format(time.RFC3339))
+		return nil, "", validationErrorf("runAt must be between years 1 and 9999, got %s", o.runAt.UTC().Format(time.RFC3339))
 	}
-	labels := o.labels
+	labels = o.labels
 	if e.cfg.Labels != nil && !o.keepLabels {
 		validated, err := e.cfg.Labels.ValidateLabels(maps.Clone(labels))
 		if err != nil {
-			return nil, validationErrorf("labels: %s", err.Error())
+			return nil, "", validationErrorf("labels: %s", err.Error())
 		}
 		labels = validated
 	}
 	if err := checkLabelKeys(labels); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := checkLabelValues(labels); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if !storable(o.idempotencyKey) {
-		return nil, notStorable("idempotencyKey")
+	if err := checkText("idempotencyKey", o.idempotencyKey, MaxKeyBytes); err != nil {
+		return nil, "", err
 	}
-	if !storable(o.concurrencyKey) {
-		return nil, notStorable("concurrencyKey")
+	if err := checkText("concurrencyKey", o.concurrencyKey, MaxKeyBytes); err != nil {
+		return nil, "", err
+	}
+	scope = e.keyScope(labels, o.globalKeys)
+	if err := e.checkKeyScope(scope); err != nil {
+		return nil, "", err
 	}
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	return labels, nil
+	return labels, scope, nil
 }
 
 // keyScope is the scope of a run's keys (D11): "" (global) without
@@ -294,7 +303,7 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 	now := e.now()
 	newRuns := make([]store.NewRun, len(items))
 	for i, it := range items {
-		labels, err := e.validateTriggerOptions(it.opts)
+		labels, scope, err := e.validateTriggerOptions(it.opts)
 		if err != nil {
 			if batch {
 				return nil, indexError(err, i)
@@ -321,11 +330,16 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 				Input:          it.input,
 				IdempotencyKey: it.opts.idempotencyKey,
 				ConcurrencyKey: it.opts.concurrencyKey,
-				KeyScope:       e.keyScope(labels, it.opts.globalKeys),
+				KeyScope:       scope,
 				Labels:         labels,
 				CreatedAt:      now,
 			},
 			Coalesce: it.opts.coalesce == CoalesceSkip,
+		}
+	}
+	if batch {
+		if err := checkBatchSize(newRuns); err != nil {
+			return nil, err
 		}
 	}
 	// A single key-less trigger while this engine's worker idles with a

@@ -435,6 +435,9 @@ func (e *Engine) ProcessOne(ctx context.Context, workerID string) (bool, error) 
 	if workerID == "" {
 		workerID = "worker_" + e.newID()
 	}
+	if err := checkText("workerID", workerID, MaxWorkerIDBytes); err != nil {
+		return false, err
+	}
 	runs, err := e.claim(ctx, workerID, 1)
 	if err != nil || len(runs) == 0 {
 		return false, err
