@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Version is written into generated files and printed by -version.
@@ -94,6 +96,26 @@ type emitter struct {
 	jobN int
 	// usesTime is set when the file being emitted refers to package time.
 	usesTime bool
+	// named are the Go names of the object and enum types emitted so far,
+	// by the YAML node they were read from: a type reused through a YAML
+	// alias is one Go type.
+	named map[*yaml.Node]string
+}
+
+// reuse is the Go name already given to t's node, if any; otherwise it
+// records name as t's.
+func (g *emitter) reuse(t Type, name string) (string, bool) {
+	if t.node == nil {
+		return "", false
+	}
+	if prev, ok := g.named[t.node]; ok {
+		return prev, true
+	}
+	if g.named == nil {
+		g.named = map[*yaml.Node]string{}
+	}
+	g.named[t.node] = name
+	return "", false
 }
 
 func (g *emitter) origin(ptr, what string) origin {
@@ -621,8 +643,8 @@ func (g *emitter) retryPolicy(r Retry) string {
 			fields = append(fields, d.name+": "+g.duration(dur))
 		}
 	}
-	if r.Jitter != 0 {
-		fields = append(fields, "Jitter: "+strconv.FormatFloat(r.Jitter, 'g', -1, 64))
+	if !r.Jitter.IsZero() {
+		fields = append(fields, "Jitter: "+r.Jitter.String())
 	}
 	return "&durably.RetryPolicy{" + strings.Join(fields, ", ") + "}"
 }
@@ -665,6 +687,18 @@ func (g *emitter) aliases() {
 
 // namedType emits a top-level named type for a job's input or output.
 func (g *emitter) namedType(name, ptr string, t Type, what string) {
+	if t.Type == "object" || t.Type == "enum" {
+		if prev, ok := g.reuse(t, name); ok {
+			if g.names.declare(g.pkg, name, g.origin(ptr, what)) {
+				g.declare(func() {
+					g.p("// %s is %s: the type %s, reused through a YAML alias.", name, comment(what), prev)
+					g.p("type %s = %s", name, prev)
+					g.p("")
+				})
+			}
+			return
+		}
+	}
 	switch t.Type {
 	case "object":
 		g.structType(name, ptr, t, what)
@@ -779,6 +813,9 @@ func (g *emitter) goType(parent, ptr string, f Field, required bool, what string
 		base = "bool"
 	case "enum":
 		name := g.enumName(parent, f)
+		if prev, ok := g.reuse(t, name); ok {
+			return prev
+		}
 		g.enumType(name, ptr, t.Values, what)
 		return name // zero value is "no value": never a pointer
 	case "array":
@@ -791,6 +828,10 @@ func (g *emitter) goType(parent, ptr string, f Field, required bool, what string
 		return "[]" + g.goType(parent, ptr+"/items", items, true, "the items of "+what)
 	case "object":
 		name := parent + GoName(f.Name)
+		if prev, ok := g.reuse(t, name); ok {
+			base = prev
+			break
+		}
 		g.structType(name, ptr, t, "the type of "+what)
 		base = name
 	}

@@ -69,7 +69,7 @@ func TestIssueCases(t *testing.T) {
 		"keyword_names":               "",
 		"description_specials":        "",
 		"alias_bomb":                  "the declaration is too large or too deeply nested",
-		"null_context_field":          "",
+		"null_context_field":          `d.yaml:3:2: context.A0000: context field "A0000" has no type`,
 		"two_documents":               "d.yaml:5:1: a second YAML document: a declaration is one document",
 		"aliases":                     "",
 		"infinite_minimum":            `d.yaml:4:36: jobs[0].input.minimum: .inf is not a finite number`,

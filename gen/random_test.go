@@ -213,7 +213,7 @@ func (g randDecl) fields(names []string, depth int, label bool, max int) *yaml.N
 			continue
 		}
 		seen[n] = true
-		if g.r.Float64() < 0.03 { // a field set to null is absent
+		if !g.clean && g.r.Float64() < 0.03 { // a field without a type is refused
 			m.Content = append(m.Content, scalar(n), plain("null"))
 			continue
 		}
