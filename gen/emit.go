@@ -715,7 +715,12 @@ func (g *emitter) namedType(name, ptr string, t Type, what string) {
 			} else {
 				g.p("// %s is %s.", name, comment(what))
 			}
-			g.p("type %s %s", name, typ)
+			if t.Type == "array" {
+				// An alias keeps typed.List's encoding of nil as [].
+				g.p("type %s = %s", name, typ)
+			} else {
+				g.p("type %s %s", name, typ)
+			}
 			g.p("")
 		})
 	}
@@ -820,12 +825,13 @@ func (g *emitter) goType(parent, ptr string, f Field, required bool, what string
 		return name // zero value is "no value": never a pointer
 	case "array":
 		if t.Items == nil { // refused by check; named for the namespace check alone
-			return "[]any"
+			return "typed.List[any]"
 		}
 		items := Field{Name: f.Name + "Item", Type: *t.Items}
 		items.Type.Description = ""
 		items.Type.Required = true
-		return "[]" + g.goType(parent, ptr+"/items", items, true, "the items of "+what)
+		// typed.List: a nil list is [] on the wire, as the schema wants.
+		return "typed.List[" + g.goType(parent, ptr+"/items", items, true, "the items of "+what) + "]"
 	case "object":
 		name := parent + GoName(f.Name)
 		if prev, ok := g.reuse(t, name); ok {

@@ -65,7 +65,7 @@ jobs:
 		`(?m)^type ShipInputFrom struct \{`,
 		"(?m)^\tTo\\s+ShipInputFrom\\s+`json:\"to\"`",
 		"(?m)^\tKind\\s+ShipInputFromKind\\s+`json:\"kind\"`",
-		"(?m)^\tKinds\\s+\\[\\]ShipInputFromKind\\s+`json:\"kinds,omitempty\"`",
+		"(?m)^\tKinds\\s+typed\\.List\\[ShipInputFromKind\\]\\s+`json:\"kinds,omitempty\"`",
 		`(?m)^type ShipOutput = ShipInputFrom$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(src2) {

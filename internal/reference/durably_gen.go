@@ -523,20 +523,20 @@ type ImportCSVInputSource struct {
 
 // ImportCSVInput is the input of job "import-csv".
 type ImportCSVInput struct {
-	Filename string                   `json:"filename"`
-	Mode     ImportCSVInputMode       `json:"mode"`
-	DryRun   *bool                    `json:"dryRun,omitempty"`
-	Tags     []string                 `json:"tags,omitempty"`
-	Rows     []ImportCSVInputRowsItem `json:"rows"`
+	Filename string                             `json:"filename"`
+	Mode     ImportCSVInputMode                 `json:"mode"`
+	DryRun   *bool                              `json:"dryRun,omitempty"`
+	Tags     typed.List[string]                 `json:"tags,omitempty"`
+	Rows     typed.List[ImportCSVInputRowsItem] `json:"rows"`
 	// Source is Where the file came from.
 	Source *ImportCSVInputSource `json:"source,omitempty"`
 }
 
 // ImportCSVOutput is the output of job "import-csv".
 type ImportCSVOutput struct {
-	Imported int      `json:"imported"`
-	Skipped  int      `json:"skipped"`
-	Warnings []string `json:"warnings,omitempty"`
+	Imported int                `json:"imported"`
+	Skipped  int                `json:"skipped"`
+	Warnings typed.List[string] `json:"warnings,omitempty"`
 }
 
 // SendMailInput is the input of job "send-email": The address.

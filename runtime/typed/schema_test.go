@@ -78,3 +78,19 @@ func TestBoundsKeepTheirText(t *testing.T) {
 		}
 	}
 }
+
+// TestListIsNeverNull: a nil List, at any depth, is [] on the wire.
+func TestListIsNeverNull(t *testing.T) {
+	type out struct {
+		Rows   List[List[string]] `json:"rows"`
+		Names  List[string]       `json:"names"`
+		Absent List[int]          `json:"absent,omitempty"`
+	}
+	b, err := json.Marshal(out{Rows: List[List[string]]{nil, {"a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"rows":[[],["a"]],"names":[]}` {
+		t.Fatalf("encoded %s", b)
+	}
+}
