@@ -659,6 +659,32 @@ func schemasCompile(d *Declaration) (err error) {
 // checkout, then runs go vet and a program that imports them all.
 func vetSample(t *testing.T, sample [][]File) {
 	t.Helper()
+	dir, pkgs := sampleModule(t, sample)
+	var imports strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&imports, "\t_ %q\n", p)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "cmd", "all"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cmd", "all", "main.go"), []byte("package main\n\nimport (\n"+imports.String()+")\n\nfunc main() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"vet", "./..."}, {"run", "./cmd/all"}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s on %d generated packages: %v\n%s", strings.Join(args, " "), len(sample), err, out)
+		}
+	}
+}
+
+// sampleModule writes generated packages into a module example.com/m that
+// requires this checkout, sample i in directory si, and returns the
+// module's directory and the import paths of the packages (and clients).
+func sampleModule(t *testing.T, sample [][]File) (string, []string) {
+	t.Helper()
 	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -680,7 +706,7 @@ func vetSample(t *testing.T, sample [][]File) {
 		t.Fatal(err)
 	}
 	write("go.sum", sum)
-	var imports strings.Builder
+	var pkgs []string
 	for i, files := range sample {
 		for _, f := range files {
 			// Each sample lives in its own directory; the client's import
@@ -688,16 +714,8 @@ func vetSample(t *testing.T, sample [][]File) {
 			content := bytes.ReplaceAll(f.Content, []byte(`"example.com/m/`), []byte(`"example.com/m/s`+strconv.Itoa(i)+`/`))
 			content = bytes.ReplaceAll(content, []byte(`"example.com/m"`), []byte(`"example.com/m/s`+strconv.Itoa(i)+`"`))
 			write("s"+strconv.Itoa(i)+"/"+f.Path, content)
-			fmt.Fprintf(&imports, "\t_ %q\n", "example.com/m/s"+strconv.Itoa(i)+"/"+strings.TrimSuffix(filepath.ToSlash(filepath.Dir(f.Path)), "/."))
+			pkgs = append(pkgs, strings.TrimSuffix("example.com/m/s"+strconv.Itoa(i)+"/"+filepath.ToSlash(filepath.Dir(f.Path)), "/."))
 		}
 	}
-	write("cmd/all/main.go", []byte("package main\n\nimport (\n"+strings.ReplaceAll(imports.String(), "/.\"", "\"")+")\n\nfunc main() {}\n"))
-	for _, args := range [][]string{{"vet", "./..."}, {"run", "./cmd/all"}} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s on %d generated packages: %v\n%s", strings.Join(args, " "), len(sample), err, out)
-		}
-	}
+	return dir, pkgs
 }
