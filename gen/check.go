@@ -30,7 +30,10 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	case isPredeclared(name) || slices.Contains(reservedPackageNames, name):
 		c.add("/package/name", "%q cannot name the generated package (the generated client imports it next to its own imports); choose another name", name)
 	}
-	c.output(d.Package.Output)
+	c.output("/package/output", d.Package.Output)
+	if d.Package.TypeScript != "" {
+		c.output("/package/typescript", d.Package.TypeScript)
+	}
 	c.fields("/labels", d.Labels, "label", func(ptr string, f Field) {
 		if !store.ValidLabelKey(f.Name) {
 			c.add(ptr, "label key %q %s", f.Name, store.LabelKeyRule)
@@ -191,8 +194,7 @@ var validOutputElem = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~+-]*$`)
 
 // output checks that the output directory is a relative path below the
 // declaration (so inside its module) that can be imported.
-func (c *checker) output(o string) {
-	const ptr = "/package/output"
+func (c *checker) output(ptr, o string) {
 	switch {
 	case strings.Contains(o, `\`):
 		c.add(ptr, "output %q: write the directory with forward slashes", o)

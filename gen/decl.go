@@ -38,6 +38,10 @@ type Package struct {
 	Output string `json:"output" jsonschema:"minLength=1,description=The output directory: a relative path inside the module, from this file." yaml:"output"`
 	// Client, unless false, also emits a typed HTTP client in Output/client.
 	Client *bool `json:"client,omitempty" jsonschema:"description=Emit a typed HTTP client package in <output>/client (default true)." yaml:"client,omitempty"`
+	// TypeScript, if set, is the directory (relative to the declaration,
+	// below it) of a TypeScript module of the same types, durably_gen.ts,
+	// for the React client: createDurably<Durably>({ api }).
+	TypeScript string `json:"typescript,omitempty" jsonschema:"minLength=1,description=Also emit the types as a TypeScript module durably_gen.ts in this directory (relative to this file and below it) for the React client: createDurably<Durably>({ api }) from @coji/durably-react types every job's trigger." yaml:"typescript,omitempty"`
 }
 
 // Job declares one job.

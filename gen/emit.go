@@ -53,6 +53,9 @@ func Generate(d *Declaration, declName, modulePath string) ([]File, error) {
 		}
 		files = append(files, File{Path: path.Join(out, "client", "client_gen.go"), Content: client})
 	}
+	if d.Package.TypeScript != "" {
+		files = append(files, File{Path: d.typescriptPath(), Content: g.typescriptFile()})
+	}
 	return files, nil
 }
 
@@ -187,6 +190,11 @@ func (g *emitter) mainFile() []byte {
 	g.reset()
 	d := g.d
 	g.pkg = newScope("package "+d.Package.Name, fixedPackageNames, "the generated")
+	if d.Package.TypeScript != "" {
+		for _, n := range tsReserved {
+			g.pkg.ids[n] = origin{what: "a name the TypeScript module (package.typescript) declares or uses:"}
+		}
+	}
 	g.labels()
 	g.triggerLabels()
 	g.context()
@@ -464,7 +472,7 @@ func (g *emitter) jobs() {
 		g.p("")
 		g.p("// The JSON Schemas of %s and %s, written by durably-gen.", in, out)
 		g.p("var (")
-		g.p("schemaOf%s = typed.MustSchema(%s)", in, literal(jobSchema(j.Input)))
+		g.p("schemaOf%s = typed.MustSchema(%s)", in, literal(inputSchema(j.Input)))
 		g.p("schemaOf%s = typed.MustSchema(%s)", out, literal(jobSchema(j.Output)))
 		g.p(")")
 		g.p("")

@@ -142,6 +142,16 @@ func jobSchema(t *Type) string {
 	return document(typeSchema(*t, t.Type != "object" && t.Type != "enum"))
 }
 
+// inputSchema is the schema document of a job's input. A job without
+// input takes null or no input, and also {}: what the React client sends
+// for a job whose input type has no members.
+func inputSchema(t *Type) string {
+	if t == nil {
+		return document(object{{"type", []any{"null", "object"}}, {"additionalProperties", false}})
+	}
+	return jobSchema(t)
+}
+
 // labelsSchema is the schema document of the labels.
 func labelsSchema(fs Fields) string {
 	return document(objectSchema(fs, func(f Field) bool { return f.Type.Required }))

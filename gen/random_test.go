@@ -649,7 +649,7 @@ func schemasCompile(d *Declaration) (err error) {
 	}()
 	typed.MustSchema(labelsSchema(d.Labels))
 	for _, j := range d.Jobs {
-		typed.MustSchema(jobSchema(j.Input))
+		typed.MustSchema(inputSchema(j.Input))
 		typed.MustSchema(jobSchema(j.Output))
 	}
 	return nil

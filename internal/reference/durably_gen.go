@@ -275,7 +275,7 @@ type PingRun = durably.TypedRun[PingInput, PingOutput, Labels]
 
 // The JSON Schemas of PingInput and PingOutput, written by durably-gen.
 var (
-	schemaOfPingInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
+	schemaOfPingInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":["null","object"],"additionalProperties":false}`)
 	schemaOfPingOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
 )
 
