@@ -46,7 +46,7 @@ var (
 		"config", "labels", "authContext", "handler", "jobs", "register", "toMap", "fromMap", "JSONSchemaExtend",
 		"v", "item", "x y", "a.b", "with-dash", "région", "名前", "a,b", "it's", "9lives", "", "l", "opts", "value", "len", "nil"}
 	labelNames = []string{"tenantId", "region", "id", "type", "plan", "config", "labels", "authContext", "team", "env",
-		"toMap", "tenant_id", "Region", "a.b", "with-dash", "x", "string", "opts", "l", "bad key", "handlerOptions"}
+		"toMap", "tenant_id", "Region", "a.b", "with-dash", "x", "string", "opts", "l", "bad key", "handlerOptions", "job", "promise", "durably"}
 	jobNames = []string{"a", "import-csv", "importCsv", "send", "config", "labels", "ping", "runs", "and-wait-a",
 		"useRuns", "9x", "tenant", "plan", "handler", "x", "x-job", "with-region", "list-runs-by-region", "名前"}
 	enumValues = []string{"a", "A", "b", "free", "pro", "Pro", "v1.2", "v12", "1.0", "2xl", "x-y", "x y", "x_y", "é", "É",
