@@ -502,11 +502,15 @@ func (h *TypedJob[I, O, L]) ListRuns(ctx context.Context, filter RunFilter) ([]*
 	return out, nil
 }
 
-// WaitForRun waits for a run of this job and returns it typed.
+// WaitForRun waits for a run of this job and returns it typed; a run of
+// another job is not found, as for GetRun.
 func (h *TypedJob[I, O, L]) WaitForRun(ctx context.Context, id string, opts ...Option) (*TypedRun[I, O, L], error) {
 	run, err := h.e.WaitForRun(ctx, id, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if run.JobName != h.job.Name {
+		return nil, notFoundf("Run not found: %s", id)
 	}
 	return DecodeRun[I, O, L](run)
 }

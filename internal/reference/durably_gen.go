@@ -199,6 +199,19 @@ func (j *ImportCSVJob) TriggerAndWait(ctx context.Context, in ImportCSVInput, la
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "import-csv" ends and returns its output and
+// the run, as the client's WaitImportCSV does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *ImportCSVJob) Wait(ctx context.Context, id string, opts ...durably.Option) (ImportCSVOutput, *ImportCSVRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero ImportCSVOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "import-csv", or nil when there is none.
 func (j *ImportCSVJob) GetRun(ctx context.Context, id string) (*ImportCSVRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -247,6 +260,19 @@ func (j *SendMailJob) Trigger(ctx context.Context, in SendMailInput, labels Trig
 // takes durably.WithTimeout and the other wait options.
 func (j *SendMailJob) TriggerAndWait(ctx context.Context, in SendMailInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[SendMailOutput], error) {
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// Wait waits until the run id of job "send-email" ends and returns its output and
+// the run, as the client's WaitSendMail does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *SendMailJob) Wait(ctx context.Context, id string, opts ...durably.Option) (SendMailOutput, *SendMailRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero SendMailOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
 }
 
 // GetRun returns a run of job "send-email", or nil when there is none.
@@ -301,6 +327,19 @@ func (j *PingJob) Trigger(ctx context.Context, labels TriggerLabels, opts Trigge
 // takes durably.WithTimeout and the other wait options.
 func (j *PingJob) TriggerAndWait(ctx context.Context, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[PingOutput], error) {
 	return j.job.TriggerAndWait(ctx, typed.NoInput{}, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// Wait waits until the run id of job "ping" ends and returns its output and
+// the run, as the client's WaitPing does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *PingJob) Wait(ctx context.Context, id string, opts ...durably.Option) (PingOutput, *PingRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero PingOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
 }
 
 // GetRun returns a run of job "ping", or nil when there is none.

@@ -3,6 +3,7 @@ package reference_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -150,9 +151,10 @@ func TestClientWaits(t *testing.T) {
 }
 
 // TestTriggerWithoutInput: over HTTP, a job declared without input takes a
-// missing or null input and refuses any other.
+// missing or null input, or {} (what the React client sends), stores null,
+// and refuses any other.
 func TestTriggerWithoutInput(t *testing.T) {
-	_, _, srv := waitServer(t)
+	e, _, srv := waitServer(t)
 	labels := `"labels": {"organizationId": "acme", "env": "staging"}`
 	for _, c := range []struct {
 		body string
@@ -160,16 +162,53 @@ func TestTriggerWithoutInput(t *testing.T) {
 	}{
 		{`{"jobName": "ping", ` + labels + `}`, http.StatusOK},
 		{`{"jobName": "ping", "input": null, ` + labels + `}`, http.StatusOK},
-		{`{"jobName": "ping", "input": {}, ` + labels + `}`, http.StatusBadRequest},
+		{`{"jobName": "ping", "input": {}, ` + labels + `}`, http.StatusOK},
+		{`{"jobName": "ping", "input": {"x": 1}, ` + labels + `}`, http.StatusBadRequest},
+		{`{"jobName": "ping", "input": [], ` + labels + `}`, http.StatusBadRequest},
 		{`{"jobName": "ping", "input": 1, ` + labels + `}`, http.StatusBadRequest},
 	} {
 		res, err := http.Post(srv.URL+"/api/trigger", "application/json", bytes.NewBufferString(c.body))
 		if err != nil {
 			t.Fatal(err)
 		}
+		var body struct{ RunID string }
+		json.NewDecoder(res.Body).Decode(&body)
 		res.Body.Close()
 		if res.StatusCode != c.code {
 			t.Errorf("%s: %d, want %d", c.body, res.StatusCode, c.code)
 		}
+		if c.code != http.StatusOK {
+			continue
+		}
+		if r, err := e.GetRun(context.Background(), body.RunID); err != nil || r == nil || string(r.Input) != "null" {
+			t.Errorf("%s: stored input %s (%v), want null", c.body, r.Input, err)
+		}
+	}
+}
+
+// TestHandleWait: the generated handle's Wait returns the typed output and
+// run of a run it started, a failed run's error, and not found for a run
+// of another job.
+func TestHandleWait(t *testing.T) {
+	ctx := context.Background()
+	_, jobs, _ := waitServer(t)
+	labels := reference.NewLabels("acme", reference.EnvStaging)
+	run, _, err := jobs.SendMail.Trigger(ctx, "a@example.com", labels, reference.TriggerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, r, err := jobs.SendMail.Wait(ctx, run.ID, durably.WithTimeout(10*time.Second))
+	if err != nil || !bool(out) || r == nil || r.Status != durably.StatusCompleted || r.Input != "a@example.com" || r.Labels.OrganizationID != "acme" {
+		t.Fatalf("Wait: %v, %+v, %v", out, r, err)
+	}
+	failed, _, err := jobs.SendMail.Trigger(ctx, "fail@example.com", labels, reference.TriggerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, r, err := jobs.SendMail.Wait(ctx, failed.ID, durably.WithTimeout(10*time.Second)); !errors.Is(err, durably.ErrRunFailed) || r != nil || !strings.Contains(err.Error(), "mailbox full") {
+		t.Fatalf("Wait of a failed run: %v, %v", r, err)
+	}
+	if _, _, err := jobs.Ping.Wait(ctx, run.ID, durably.WithTimeout(10*time.Second)); !errors.Is(err, durably.ErrNotFound) {
+		t.Fatalf("Wait of another job's run: %v", err)
 	}
 }

@@ -171,6 +171,19 @@ func (j *EchoJob) TriggerAndWait(ctx context.Context, in EchoInput, labels Trigg
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "echo" ends and returns its output and
+// the run, as the client's WaitEcho does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *EchoJob) Wait(ctx context.Context, id string, opts ...durably.Option) (EchoOutput, *EchoRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero EchoOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "echo", or nil when there is none.
 func (j *EchoJob) GetRun(ctx context.Context, id string) (*EchoRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -217,6 +230,19 @@ func (j *StepsJob) Trigger(ctx context.Context, in StepsInput, labels TriggerLab
 // takes durably.WithTimeout and the other wait options.
 func (j *StepsJob) TriggerAndWait(ctx context.Context, in StepsInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[StepsOutput], error) {
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// Wait waits until the run id of job "steps" ends and returns its output and
+// the run, as the client's WaitSteps does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *StepsJob) Wait(ctx context.Context, id string, opts ...durably.Option) (StepsOutput, *StepsRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero StepsOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
 }
 
 // GetRun returns a run of job "steps", or nil when there is none.
@@ -270,6 +296,19 @@ func (j *FailJob) TriggerAndWait(ctx context.Context, in FailInput, labels Trigg
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "fail" ends and returns its output and
+// the run, as the client's WaitFail does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *FailJob) Wait(ctx context.Context, id string, opts ...durably.Option) (FailOutput, *FailRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero FailOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "fail", or nil when there is none.
 func (j *FailJob) GetRun(ctx context.Context, id string) (*FailRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -316,6 +355,19 @@ func (j *SlowJob) Trigger(ctx context.Context, in SlowInput, labels TriggerLabel
 // takes durably.WithTimeout and the other wait options.
 func (j *SlowJob) TriggerAndWait(ctx context.Context, in SlowInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[SlowOutput], error) {
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// Wait waits until the run id of job "slow" ends and returns its output and
+// the run, as the client's WaitSlow does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *SlowJob) Wait(ctx context.Context, id string, opts ...durably.Option) (SlowOutput, *SlowRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero SlowOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
 }
 
 // GetRun returns a run of job "slow", or nil when there is none.
