@@ -212,3 +212,30 @@ func TestHandleWait(t *testing.T) {
 		t.Fatalf("Wait of another job's run: %v", err)
 	}
 }
+
+// TestHTTPErrorsNameArrayIndexes: an HTTP trigger's input errors name the
+// item of an array they are in, whether the schema refuses the value or
+// the Go type cannot hold it (an integer beyond an int).
+func TestHTTPErrorsNameArrayIndexes(t *testing.T) {
+	_, _, srv := waitServer(t)
+	labels := `"labels": {"organizationId": "acme", "env": "staging"}`
+	rows := func(last string) string {
+		return `{"jobName": "import-csv", ` + labels + `, "input": {"filename": "a.csv", "mode": "append", "rows": [{"sku": "a", "quantity": 1}, {"sku": "b", "quantity": 2}, ` + last + `]}}`
+	}
+	for _, c := range []struct{ body, want string }{
+		{rows(`{"sku": "c", "quantity": 0}`), "Invalid input: rows[2].quantity: must be >= 1 but found 0"},
+		{rows(`{"sku": "c", "quantity": 1e30}`), "Invalid input: rows[2].quantity: expected integer, got number 1e30"},
+		{rows(`{"sku": "c", "quantity": 9223372036854775808}`), "Invalid input: rows[2].quantity: expected integer, got number 9223372036854775808"},
+	} {
+		res, err := http.Post(srv.URL+"/api/trigger", "application/json", bytes.NewBufferString(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error string }
+		json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || body.Error != c.want {
+			t.Errorf("%s: %d %q, want 400 %q", c.body, res.StatusCode, body.Error, c.want)
+		}
+	}
+}
