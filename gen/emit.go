@@ -550,10 +550,27 @@ func (g *emitter) jobs() {
 	}
 	g.p("}")
 	g.p("")
+	g.p("// RegisterOption changes what Register does.")
+	g.p("type RegisterOption func(*registerOptions)")
+	g.p("")
+	g.p("type registerOptions struct{ withoutSchedules bool }")
+	g.p("")
+	g.p("// WithoutSchedules makes Register leave out the declared schedules: for")
+	g.p("// a test that triggers the jobs itself (durablytest), or a process that")
+	g.p("// must not fire them.")
+	g.p("func WithoutSchedules() RegisterOption {")
+	g.p("return func(o *registerOptions) { o.withoutSchedules = true }")
+	g.p("}")
+	g.p("")
 	g.p("// Register registers every declared job on e, with its input and output")
 	g.p("// validated against the declaration and its declared retry policy,")
-	g.p("// priority and limit, and adds the declared schedules.")
-	g.p("func Register(e *durably.Engine, h Handlers) (*Jobs, error) {")
+	g.p("// priority and limit, and adds the declared schedules (unless")
+	g.p("// WithoutSchedules).")
+	g.p("func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, error) {")
+	g.p("var o registerOptions")
+	g.p("for _, opt := range opts {")
+	g.p("opt(&o)")
+	g.p("}")
 	g.p("var jobs Jobs")
 	for _, j := range d.Jobs {
 		id := JobID(j)
@@ -577,8 +594,12 @@ func (g *emitter) jobs() {
 		g.p("return nil, err")
 		g.p("}")
 		g.p("jobs.%s = &%sJob{job: handle}", id, id)
-		for _, sc := range j.Schedules {
-			g.schedule(id, j, sc)
+		if len(j.Schedules) > 0 {
+			g.p("if !o.withoutSchedules {")
+			for _, sc := range j.Schedules {
+				g.schedule(id, j, sc)
+			}
+			g.p("}")
 		}
 		g.p("}")
 	}

@@ -366,10 +366,27 @@ type Jobs struct {
 	Ping      *PingJob
 }
 
+// RegisterOption changes what Register does.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct{ withoutSchedules bool }
+
+// WithoutSchedules makes Register leave out the declared schedules: for
+// a test that triggers the jobs itself (durablytest), or a process that
+// must not fire them.
+func WithoutSchedules() RegisterOption {
+	return func(o *registerOptions) { o.withoutSchedules = true }
+}
+
 // Register registers every declared job on e, with its input and output
 // validated against the declaration and its declared retry policy,
-// priority and limit, and adds the declared schedules.
-func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
+// priority and limit, and adds the declared schedules (unless
+// WithoutSchedules).
+func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, error) {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var jobs Jobs
 	if h.ImportCSV == nil {
 		return nil, fmt.Errorf("reference: no handler for job %q", "import-csv")
@@ -385,20 +402,22 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 			return nil, err
 		}
 		jobs.ImportCSV = &ImportCSVJob{job: handle}
-		{
-			in, err := typed.FromJSON[ImportCSVInput](`{"filename":"yearly.csv","mode":"replace","rows":[{"quantity":1,"sku":"a-1"}]}`)
-			if err != nil {
-				return nil, fmt.Errorf("reference: the input of schedule %q: %w", "new-year-import", err)
-			}
-			if err := durably.AddSchedule(handle, durably.Schedule[ImportCSVInput]{
-				Name:     "new-year-import",
-				Cron:     "0 3 1 1 *",
-				TimeZone: "Europe/Paris",
-				Input:    in,
-				Labels:   map[string]string{"env": "production", "organizationId": "acme"},
-				CatchUp:  -1, // none: a missed tick never fires
-			}); err != nil {
-				return nil, err
+		if !o.withoutSchedules {
+			{
+				in, err := typed.FromJSON[ImportCSVInput](`{"filename":"yearly.csv","mode":"replace","rows":[{"quantity":1,"sku":"a-1"}]}`)
+				if err != nil {
+					return nil, fmt.Errorf("reference: the input of schedule %q: %w", "new-year-import", err)
+				}
+				if err := durably.AddSchedule(handle, durably.Schedule[ImportCSVInput]{
+					Name:     "new-year-import",
+					Cron:     "0 3 1 1 *",
+					TimeZone: "Europe/Paris",
+					Input:    in,
+					Labels:   map[string]string{"env": "production", "organizationId": "acme"},
+					CatchUp:  -1, // none: a missed tick never fires
+				}); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

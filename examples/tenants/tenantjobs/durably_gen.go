@@ -396,10 +396,27 @@ type Jobs struct {
 	Slow  *SlowJob
 }
 
+// RegisterOption changes what Register does.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct{ withoutSchedules bool }
+
+// WithoutSchedules makes Register leave out the declared schedules: for
+// a test that triggers the jobs itself (durablytest), or a process that
+// must not fire them.
+func WithoutSchedules() RegisterOption {
+	return func(o *registerOptions) { o.withoutSchedules = true }
+}
+
 // Register registers every declared job on e, with its input and output
 // validated against the declaration and its declared retry policy,
-// priority and limit, and adds the declared schedules.
-func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
+// priority and limit, and adds the declared schedules (unless
+// WithoutSchedules).
+func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, error) {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var jobs Jobs
 	if h.Echo == nil {
 		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "echo")
