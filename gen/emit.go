@@ -362,9 +362,12 @@ func (g *emitter) triggerLabels() {
 		params = append(params, pn+" "+typ)
 		sets = append(sets, n+": "+pn)
 	}
-	g.p("// TriggerLabels are the labels of a trigger. Only NewLabels makes them,")
-	g.p("// with every required label a parameter, so a trigger that forgets one")
-	g.p("// does not compile. The zero TriggerLabels sets no label.")
+	g.p("// TriggerLabels are the labels of a trigger. NewLabels makes them, with")
+	g.p("// every required label a parameter, so a trigger that forgets one does")
+	g.p("// not compile. Zero values compile and are refused when the trigger")
+	g.p("// runs (a validation error naming each label): the zero TriggerLabels{},")
+	g.p("// which sets no label, where labels are required; and a required label")
+	g.p("// given its zero value in NewLabels (\"\", or an enum's zero value).")
 	g.p("type TriggerLabels struct {")
 	g.p("l Labels")
 	g.p("set bool")
@@ -807,7 +810,9 @@ func (g *emitter) enumType(name, ptr string, values []string, what string) {
 	}
 	g.declare(func() {
 		g.p("// %s is %s, an enum: its values are the %s… variables; no other", name, comment(what), name)
-		g.p("// value compiles. The zero %s is no value.", name)
+		g.p("// value compiles. The zero %s{} compiles and is no value: left out", name)
+		g.p("// where the value is optional, refused where it is required (a trigger's")
+		g.p("// input or labels, or a run's output, with an error naming the field).")
 		g.p("type %s struct{ v string }", name)
 		g.p("")
 		g.p("// The values of %s.", name)

@@ -239,3 +239,39 @@ func TestHTTPErrorsNameArrayIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroValuesThatCompile: the zero values the generated types let a
+// trigger take are refused when it runs, naming the field, and nothing is
+// stored: the zero TriggerLabels{} (required labels declared), a required
+// label left "" or given an enum's zero value, and an enum's zero value in
+// a required input field. The Go client's zero labels send none.
+func TestZeroValuesThatCompile(t *testing.T) {
+	ctx := context.Background()
+	e, jobs, srv := waitServer(t)
+	in := reference.ImportCSVInput{Filename: "a.csv", Mode: reference.ImportCSVInputModeAppend, Rows: []reference.ImportCSVInputRowsItem{{Sku: "s", Quantity: 1}}}
+	noMode := in
+	noMode.Mode = reference.ImportCSVInputMode{}
+	for _, c := range []struct {
+		name   string
+		in     reference.ImportCSVInput
+		labels reference.TriggerLabels
+		want   string
+	}{
+		{"zero TriggerLabels", in, reference.TriggerLabels{}, "labels: Invalid input: env: required; organizationId: required"},
+		{"empty required string label", in, reference.NewLabels("", reference.EnvStaging), "labels: Invalid input: organizationId: required"},
+		{"zero enum label", in, reference.NewLabels("acme", reference.Env{}), "labels: Invalid input: env: required"},
+		{"zero enum in a required input field", noMode, reference.NewLabels("acme", reference.EnvStaging), `Invalid input: mode: value must be one of "append", "replace"`},
+	} {
+		_, _, err := jobs.ImportCSV.Trigger(ctx, c.in, c.labels, reference.TriggerOptions{})
+		if !errors.Is(err, durably.ErrValidation) || err.Error() != c.want {
+			t.Errorf("%s: %v, want a validation error %q", c.name, err, c.want)
+		}
+	}
+	cl := client.New(srv.URL + "/api")
+	if _, err := cl.TriggerImportCSV(ctx, in, client.TriggerOptions{}); err == nil || !strings.Contains(err.Error(), "organizationId: required") {
+		t.Errorf("client trigger with zero labels: %v, want the server's refusal of the missing labels", err)
+	}
+	if runs, err := e.ListRuns(ctx, durably.RunFilter{}); err != nil || len(runs) != 0 {
+		t.Fatalf("refused triggers stored %d runs (%v)", len(runs), err)
+	}
+}

@@ -97,9 +97,12 @@ func ListRunsByEnv(ctx context.Context, e *durably.Engine, value Env, filter dur
 	return e.ListRuns(ctx, filter)
 }
 
-// TriggerLabels are the labels of a trigger. Only NewLabels makes them,
-// with every required label a parameter, so a trigger that forgets one
-// does not compile. The zero TriggerLabels sets no label.
+// TriggerLabels are the labels of a trigger. NewLabels makes them, with
+// every required label a parameter, so a trigger that forgets one does
+// not compile. Zero values compile and are refused when the trigger
+// runs (a validation error naming each label): the zero TriggerLabels{},
+// which sets no label, where labels are required; and a required label
+// given its zero value in NewLabels ("", or an enum's zero value).
 type TriggerLabels struct {
 	l   Labels
 	set bool
@@ -489,7 +492,9 @@ type (
 )
 
 // Env is label "env", an enum: its values are the Env… variables; no other
-// value compiles. The zero Env is no value.
+// value compiles. The zero Env{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type Env struct{ v string }
 
 // The values of Env.
@@ -521,7 +526,9 @@ func (e *Env) UnmarshalText(b []byte) error {
 }
 
 // Role is context field "role", an enum: its values are the Role… variables; no other
-// value compiles. The zero Role is no value.
+// value compiles. The zero Role{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type Role struct{ v string }
 
 // The values of Role.
