@@ -103,6 +103,8 @@ type emitter struct {
 	// by the YAML node they were read from: a type reused through a YAML
 	// alias is one Go type.
 	named map[*yaml.Node]string
+	// labelTypes are the Go types of the labels, by name.
+	labelTypes map[string]string
 }
 
 // reuse is the Go name already given to t's node, if any; otherwise it
@@ -227,6 +229,7 @@ func (g *emitter) mainFile() []byte {
 func (g *emitter) labels() {
 	d := g.d
 	fields := newScope("struct Labels", labelsMethods, "the generated method")
+	g.labelTypes = map[string]string{}
 	g.p("// Labels are the labels every run carries, declared in %s. A field left", comment(g.decl))
 	g.p("// empty is not set; as a filter, only the set fields must match.")
 	g.p("type Labels struct {")
@@ -235,7 +238,10 @@ func (g *emitter) labels() {
 		n := GoName(f.Name)
 		g.names.declare(fields, n, origin{ptr: ptr, what: fmt.Sprintf("the field of label %q", f.Name)})
 		g.fieldDoc(f, fmt.Sprintf("the label %q", f.Name))
-		g.p("%s %s %s", n, g.goType("", ptr, f, true, fmt.Sprintf("label %q", f.Name)), g.tag(f, f.Type.Required))
+		// The Go type of an enum label is its enum's, which a YAML alias
+		// may have named after another field.
+		g.labelTypes[f.Name] = g.goType("", ptr, f, true, fmt.Sprintf("label %q", f.Name))
+		g.p("%s %s %s", n, g.labelTypes[f.Name], g.tag(f, f.Type.Required))
 	}
 	g.p("}")
 	g.p("")
@@ -268,7 +274,7 @@ func (g *emitter) labels() {
 			n := GoName(f.Name)
 			g.p("case %q:", f.Name)
 			if f.Type.Type == "enum" {
-				g.p("l.%s = %s{v: v}", n, g.enumName("", f))
+				g.p("l.%s = %s{v: v}", n, g.labelTypes[f.Name])
 			} else {
 				g.p("l.%s = v", n)
 			}
@@ -326,7 +332,7 @@ func (g *emitter) labels() {
 		param := "string"
 		arg := "value"
 		if f.Type.Type == "enum" {
-			param = g.enumName("", f)
+			param = g.labelTypes[f.Name]
 			arg = "value.String()"
 		}
 		g.p("// %s lists the runs whose label %q is value, newest first,", fn, f.Name)
@@ -357,7 +363,7 @@ func (g *emitter) triggerLabels() {
 		pn := param(n, taken)
 		typ := "string"
 		if f.Type.Type == "enum" {
-			typ = g.enumName("", f)
+			typ = g.labelTypes[f.Name]
 		}
 		params = append(params, pn+" "+typ)
 		sets = append(sets, n+": "+pn)
@@ -399,7 +405,7 @@ func (g *emitter) triggerLabels() {
 		g.names.declare(g.pkg, fn, origin{ptr: "/labels/" + esc(f.Name), what: fmt.Sprintf("the option function of label %q", f.Name)})
 		typ := "string"
 		if f.Type.Type == "enum" {
-			typ = g.enumName("", f)
+			typ = g.labelTypes[f.Name]
 		}
 		g.p("// %s sets the optional label %q.", fn, f.Name)
 		g.p("func %s(value %s) LabelOption { return func(l *Labels) { l.%s = value } }", fn, typ, n)

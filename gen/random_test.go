@@ -72,6 +72,24 @@ type randDecl struct {
 	// clean declarations draw only names and values that are valid on
 	// their own, so that collisions are what refuses them, if anything.
 	clean bool
+	// reuse holds the types and property mappings drawn so far, which
+	// later ones reuse through YAML aliases and merge keys; nil draws none.
+	reuse *reusable
+}
+
+// reusable are the nodes a declaration may refer back to.
+type reusable struct {
+	types, labels, properties []*yaml.Node
+	anchors                   int
+}
+
+// alias refers to n, anchoring it if it is not yet.
+func (u *reusable) alias(n *yaml.Node) *yaml.Node {
+	if n.Anchor == "" {
+		u.anchors++
+		n.Anchor = "a" + strconv.Itoa(u.anchors)
+	}
+	return &yaml.Node{Kind: yaml.AliasNode, Value: n.Anchor, Alias: n}
 }
 
 func (g randDecl) pick(xs []string) string {
@@ -120,6 +138,22 @@ func mapping(kv ...*yaml.Node) *yaml.Node {
 func seq(items ...*yaml.Node) *yaml.Node { return &yaml.Node{Kind: yaml.SequenceNode, Content: items} }
 
 func (g randDecl) typ(depth int, label bool) *yaml.Node {
+	if g.reuse == nil {
+		return g.newType(depth, label)
+	}
+	pool := &g.reuse.types
+	if label {
+		pool = &g.reuse.labels
+	}
+	if len(*pool) > 0 && g.r.Float64() < 0.1 {
+		return g.reuse.alias((*pool)[g.r.IntN(len(*pool))])
+	}
+	n := g.newType(depth, label)
+	*pool = append(*pool, n)
+	return n
+}
+
+func (g randDecl) newType(depth int, label bool) *yaml.Node {
 	kinds := []string{"string", "integer", "number", "boolean", "enum", "array", "object"}
 	if label {
 		kinds = []string{"string", "enum", "string", "enum", "integer"}
@@ -218,6 +252,15 @@ func (g randDecl) fields(names []string, depth int, label bool, max int) *yaml.N
 			continue
 		}
 		m.Content = append(m.Content, scalar(n), g.typ(depth, label))
+	}
+	if g.reuse != nil && !label {
+		// Properties may merge earlier ones (<<: *a), which the merge
+		// overrides where it sets a name itself.
+		if ps := g.reuse.properties; len(ps) > 0 && g.r.Float64() < 0.15 {
+			merge := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!merge", Value: "<<"}
+			m.Content = append([]*yaml.Node{merge, g.reuse.alias(ps[g.r.IntN(len(ps))])}, m.Content...)
+		}
+		g.reuse.properties = append(g.reuse.properties, m)
 	}
 	return m
 }
@@ -509,7 +552,7 @@ func TestRandomDeclarations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range *randomCount {
-		g := randDecl{r: r, clean: i%2 == 0}
+		g := randDecl{r: r, clean: i%2 == 0, reuse: &reusable{}}
 		src := g.declaration()
 		runner := regexp.MustCompile(`(?m)^\s+(retry|priority|maxRunning):`).Match(src)
 		if runner {

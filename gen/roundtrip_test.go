@@ -33,7 +33,7 @@ func TestGeneratedValuesRoundTrip(t *testing.T) {
 	var sample [][]File
 	var decls []*Declaration
 	for tries := 0; len(sample) < 12 && tries < 500; tries++ {
-		d, err := Parse("d.yaml", randDecl{r: r, clean: true}.declaration())
+		d, err := Parse("d.yaml", randDecl{r: r, clean: true, reuse: &reusable{}}.declaration())
 		if err != nil {
 			continue
 		}

@@ -40,7 +40,7 @@ func TestRandomTypeScriptCompiles(t *testing.T) {
 	var files []string
 	probes := 0
 	for i, tries := 0, 0; i < 80 && tries < 2000; tries++ {
-		src := strings.Replace(string(randDecl{r: r, clean: true}.declaration()), "package:\n", "package:\n    typescript: web\n", 1)
+		src := strings.Replace(string(randDecl{r: r, clean: true, reuse: &reusable{}}.declaration()), "package:\n", "package:\n    typescript: web\n", 1)
 		d, err := Parse("d.yaml", []byte(src))
 		if err != nil {
 			continue
