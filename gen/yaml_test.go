@@ -81,3 +81,34 @@ jobs:
 		t.Error("an alias generated a second type")
 	}
 }
+
+// TestExactBoundsReachTheCode: a bound past float64's exact integers and a
+// decimal one reach the schema as written, and a schedule's input equal to
+// the integer bound is accepted and emitted exactly.
+func TestExactBoundsReachTheCode(t *testing.T) {
+	src := `package: {name: p, output: ./p}
+jobs:
+  - name: a
+    input: {type: integer, minimum: 0x10, maximum: 9007199254740993}
+    output: {type: number, minimum: 0.1, maximum: 1e300}
+    schedules:
+      - {name: s, cron: "@daily", input: 9007199254740993}
+`
+	d, err := Parse("d.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := inputSchema(d.Jobs[0].Input), `"minimum":16,"maximum":9007199254740993`; !strings.Contains(got, want) {
+		t.Errorf("input schema %s lacks %s", got, want)
+	}
+	if got, want := jobSchema(d.Jobs[0].Output), `"minimum":0.1,"maximum":1e300`; !strings.Contains(got, want) {
+		t.Errorf("output schema %s lacks %s", got, want)
+	}
+	files, err := Generate(d, "d.yaml", "example.com/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(files[0].Content), "typed.FromJSON[AInput](`9007199254740993`)") {
+		t.Error("the schedule's input is not emitted exactly")
+	}
+}
