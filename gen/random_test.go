@@ -524,6 +524,17 @@ func (tc *typeChecker) check(files []File, pkgPath string) error {
 	return nil
 }
 
+// seeded is the seed of a random test (-gen.seed, or the clock's) and a
+// source drawn from it on stream, logged so that a failure can be rerun.
+func seeded(t *testing.T, stream uint64) (uint64, *rand.Rand) {
+	seed := *randomSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -gen.seed=%d)", seed, seed)
+	return seed, rand.New(rand.NewPCG(seed, stream))
+}
+
 // runnerPath matches the path of a problem in a job's retry, priority or
 // maxRunning.
 var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning)\b`)
@@ -534,12 +545,7 @@ var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning)\b
 // schemas compile. A sample of the accepted ones is vetted, built and run
 // (their init compiles every schema) in a module of its own.
 func TestRandomDeclarations(t *testing.T) {
-	seed := *randomSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -gen.seed=%d)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 0))
+	_, r := seeded(t, 0)
 	tc := newTypeChecker(t)
 	var refused, compiled int
 	// runnerDrawn counts the declarations drawn with a retry, priority

@@ -2,13 +2,11 @@ package gen
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestGeneratedValuesRoundTrip: for random declarations (the generator of
@@ -24,12 +22,7 @@ func TestGeneratedValuesRoundTrip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a module; skipped in -short mode")
 	}
-	seed := *randomSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -gen.seed=%d)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 7))
+	seed, r := seeded(t, 7)
 	var sample [][]File
 	var decls []*Declaration
 	for tries := 0; len(sample) < 12 && tries < 500; tries++ {

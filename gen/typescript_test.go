@@ -3,13 +3,11 @@ package gen
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestRandomTypeScriptCompiles: the TypeScript modules of random
@@ -30,12 +28,7 @@ func TestRandomTypeScriptCompiles(t *testing.T) {
 		}
 		t.Skip("needs e2e/node_modules (npm ci in e2e)")
 	}
-	seed := *randomSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -gen.seed=%d)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 11))
+	_, r := seeded(t, 11)
 	dir := t.TempDir()
 	var files []string
 	probes := 0
