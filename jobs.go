@@ -312,7 +312,7 @@ func decodeStrict(raw json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return describeJSONError(err)
+		return describeJSONError(raw, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("unexpected data after the JSON value")
@@ -320,12 +320,75 @@ func decodeStrict(raw json.RawMessage, v any) error {
 	return nil
 }
 
+// jsonPathAt is the path (rows[2].quantity) of the value of doc that ends
+// at or after offset, as encoding/json reports where a type error is: the
+// end of the offending literal, or just past the [ or { of an array or
+// object. "" when doc cannot be walked so far.
+func jsonPathAt(doc []byte, offset int64) string {
+	type frame struct {
+		array bool
+		index int
+		key   string
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.array {
+				fmt.Fprintf(&b, "[%d]", f.index)
+			} else if f.key != "" {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(f.key)
+			}
+		}
+		return b.String()
+	}
+	expectKey := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:top]
+			expectKey = len(stack) > 0 && !stack[len(stack)-1].array
+			continue
+		}
+		if expectKey { // an object's key
+			stack[top].key = tok.(string)
+			expectKey = false
+			continue
+		}
+		// A value: of the enclosing array's next item, or of the key read.
+		if top >= 0 && stack[top].array {
+			stack[top].index++
+		}
+		if dec.InputOffset() >= offset {
+			return path()
+		}
+		if d, ok := tok.(json.Delim); ok {
+			stack = append(stack, frame{array: d == '[', index: -1})
+			expectKey = d == '{'
+			continue
+		}
+		expectKey = top >= 0 && !stack[top].array
+	}
+}
+
 // describeJSONError rewrites encoding/json's errors into messages that name
-// the field and the expected type.
-func describeJSONError(err error) error {
+// the field, array indexes included, and the expected type.
+func describeJSONError(raw json.RawMessage, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		field := typeErr.Field
+		field := jsonPathAt(raw, typeErr.Offset)
+		if field == "" {
+			field = typeErr.Field // encoding/json's, without indexes
+		}
 		if field == "" {
 			field = "(root)"
 		}
@@ -535,11 +598,15 @@ func (h *TypedJob[I, O, L]) ListRuns(ctx context.Context, filter RunFilter) ([]*
 	return out, nil
 }
 
-// WaitForRun waits for a run of this job and returns it typed.
+// WaitForRun waits for a run of this job and returns it typed; a run of
+// another job is not found, as for GetRun.
 func (h *TypedJob[I, O, L]) WaitForRun(ctx context.Context, id string, opts ...Option) (*TypedRun[I, O, L], error) {
 	run, err := h.e.WaitForRun(ctx, id, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if run.JobName != h.job.Name {
+		return nil, notFoundf("Run not found: %s", id)
 	}
 	return DecodeRun[I, O, L](run)
 }

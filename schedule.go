@@ -222,7 +222,13 @@ func parseSchedule(spec, zone string) (tickSource, error) {
 	}
 	const allHours = 1<<24 - 1
 	fields, ok := parsed.(*cron.SpecSchedule)
-	return cronTicks{spec: parsed, loc: loc, everyHour: ok && fields.Hour&allHours == allHours}, nil
+	ticks := cronTicks{spec: parsed, loc: loc, everyHour: ok && fields.Hour&allHours == allHours}
+	// robfig/cron looks five years ahead for a tick and gives up: a spec
+	// without one (31 February) would be a schedule that never runs.
+	if ticks.next(time.Now()).IsZero() {
+		return nil, validationErrorf("cron %q never fires: no date matches its day-of-month, month and day-of-week fields within five years (is the day past the month's end?)", spec)
+	}
+	return ticks, nil
 }
 
 // tickKey is the idempotency key of a tick: the tick's time is fixed-width

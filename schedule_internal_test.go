@@ -113,6 +113,8 @@ func TestAddScheduleErrors(t *testing.T) {
 		{"bad spec", func(s *Schedule[schedInput]) { s.Cron = "61 * * * *" }, `schedule "x": cron "61 * * * *": `},
 		{"seconds field", func(s *Schedule[schedInput]) { s.Cron = "0 0 3 * * *" }, `schedule "x": cron "0 0 3 * * *": `},
 		{"empty spec", func(s *Schedule[schedInput]) { s.Cron = "" }, `schedule "x": cron "": `},
+		{"never fires", func(s *Schedule[schedInput]) { s.Cron = "0 0 31 2 *" }, `schedule "x": cron "0 0 31 2 *" never fires`},
+		{"never fires in April", func(s *Schedule[schedInput]) { s.Cron = "0 12 31 4 *" }, `schedule "x": cron "0 12 31 4 *" never fires`},
 		{"zone in the spec", func(s *Schedule[schedInput]) { s.Cron = "CRON_TZ=Europe/Paris 0 3 * * *" }, `schedule "x": cron "CRON_TZ=Europe/Paris 0 3 * * *": the time zone goes in TimeZone`},
 		{"unknown zone", func(s *Schedule[schedInput]) { s.TimeZone = "Europe/Atlantis" }, `schedule "x": time zone "Europe/Atlantis": `},
 		{"invalid input", func(s *Schedule[schedInput]) { s.Input.N = -1 }, `schedule "x": Invalid input: n: must not be negative`},

@@ -10,6 +10,25 @@ import (
 	"testing"
 )
 
+// TestTypeScript runs typecheck.mjs: tsc --strict on the page, on what the
+// React client infers from the module durably-gen writes for the tenants
+// fixture, and on probes that must not compile (a wrong input type, a
+// missing required field, an unknown job). It needs `npm ci` in this
+// directory; without it it is skipped, except under CI=true.
+func TestTypeScript(t *testing.T) {
+	if _, err := os.Stat("node_modules/.bin/tsc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the TypeScript check needs e2e/node_modules (run npm ci in e2e)")
+		}
+		t.Skip("the TypeScript check needs e2e/node_modules (run npm ci in e2e)")
+	}
+	out, err := exec.Command("node", "typecheck.mjs").CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("typecheck.mjs: %v", err)
+	}
+}
+
 // TestBrowser runs run.mjs. It needs `npm ci` in this directory and
 // /usr/bin/chromium (.ci/run installs both); without them it is skipped,
 // except under CI=true, where that is a failure.

@@ -40,14 +40,14 @@ func readmeInstallSteps(t *testing.T) (commands [][]string, generateLine string)
 }
 
 // userModule makes a module outside this repository and follows the
-// README's install steps in it: the module's go.mod has only a replace
-// directive to this checkout (standing in for the published module), and
-// @latest becomes @v0.0.0, which the replace directive serves. The
-// commands run with GOPROXY=off against the module cache, but for go mod
-// tidy: it wants the test dependencies of dependencies (testify, for
-// invopop/jsonschema's tests), which nothing else downloads, so a fresh
-// machine's cache lacks them; tidy asks the configured proxy, as it would
-// for a user.
+// README's install steps in it, from a checkout: the recipe's -replace
+// names this checkout's directory where the README writes ../durably; the
+// release command (@latest, which needs the published module) is only
+// checked to be there. The commands run with GOPROXY=off against the
+// module cache, but for go mod tidy: it wants the test dependencies of
+// dependencies (testify, for invopop/jsonschema's tests), which nothing
+// else downloads, so a fresh machine's cache lacks them; tidy asks the
+// configured proxy, as it would for a user.
 func userModule(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -69,7 +69,7 @@ func userModule(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	write("go.mod", "module example.com/app\n\ngo 1.26\n\nreplace github.com/durably-go/durably => "+repo+"\n")
+	write("go.mod", "module example.com/app\n\ngo 1.26\n")
 	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
@@ -130,12 +130,23 @@ func main() {
 	fmt.Println(j.Resize.Name(), labels.Labels().ToMap())
 }
 `)
+	release := false
 	for _, c := range commands {
+		if strings.HasSuffix(c[len(c)-1], "@latest") {
+			release = true
+			continue
+		}
 		args := slices.Clone(c[1:])
 		for i, a := range args {
-			args[i] = strings.Replace(a, "@latest", "@v0.0.0", 1)
+			args[i] = strings.Replace(a, "github.com/durably-go/durably=../durably", "github.com/durably-go/durably="+repo, 1)
 		}
 		run(t, dir, c[0], args...)
+	}
+	if !release {
+		t.Fatal("the install subsection lacks the release command (go get -tool …@latest)")
+	}
+	if mod, _ := os.ReadFile(filepath.Join(dir, "go.mod")); !strings.Contains(string(mod), "github.com/durably-go/durably => "+repo) {
+		t.Fatalf("the README's recipe did not replace the module by the checkout:\n%s", mod)
 	}
 	return dir
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"go/token"
 	"math"
+	"math/big"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -29,7 +30,10 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 	case isPredeclared(name) || slices.Contains(reservedPackageNames, name):
 		c.add("/package/name", "%q cannot name the generated package (the generated client imports it next to its own imports); choose another name", name)
 	}
-	c.output(d.Package.Output)
+	c.output("/package/output", d.Package.Output)
+	if d.Package.TypeScript != "" {
+		c.output("/package/typescript", d.Package.TypeScript)
+	}
 	c.fields("/labels", d.Labels, "label", func(ptr string, f Field) {
 		if !store.ValidLabelKey(f.Name) {
 			c.add(ptr, "label key %q %s", f.Name, store.LabelKeyRule)
@@ -190,8 +194,7 @@ var validOutputElem = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~+-]*$`)
 
 // output checks that the output directory is a relative path below the
 // declaration (so inside its module) that can be imported.
-func (c *checker) output(o string) {
-	const ptr = "/package/output"
+func (c *checker) output(ptr, o string) {
 	switch {
 	case strings.Contains(o, `\`):
 		c.add(ptr, "output %q: write the directory with forward slashes", o)
@@ -284,20 +287,18 @@ func (c *checker) typ(ptr string, t Type) {
 	if t.MinLength != nil && t.MaxLength != nil && *t.MinLength > *t.MaxLength {
 		c.add(ptr+"/minLength", "minLength %d exceeds maxLength %d; no string could be valid", *t.MinLength, *t.MaxLength)
 	}
-	if t.Minimum != nil && t.Maximum != nil && *t.Minimum > *t.Maximum {
-		c.add(ptr+"/minimum", "minimum %v exceeds maximum %v; no number could be valid", *t.Minimum, *t.Maximum)
+	if t.Minimum != nil && t.Maximum != nil && t.Minimum.Rat().Cmp(t.Maximum.Rat()) > 0 {
+		c.add(ptr+"/minimum", "minimum %s exceeds maximum %s; no number could be valid", t.Minimum, t.Maximum)
 	}
 	if t.MinItems != nil && t.MaxItems != nil && *t.MinItems > *t.MaxItems {
 		c.add(ptr+"/minItems", "minItems %d exceeds maxItems %d; no array could be valid", *t.MinItems, *t.MaxItems)
 	}
-	if t.Type == "integer" {
-		for _, b := range []struct {
-			kw string
-			v  *float64
-		}{{"minimum", t.Minimum}, {"maximum", t.Maximum}} {
-			if b.v != nil && math.Trunc(*b.v) != *b.v {
-				c.add(ptr+"/"+b.kw, "an integer's %s must be a whole number; round it or make the type number", b.kw)
-			}
+	for _, b := range []struct {
+		kw string
+		v  *Number
+	}{{"minimum", t.Minimum}, {"maximum", t.Maximum}} {
+		if b.v != nil {
+			c.bound(ptr+"/"+b.kw, b.kw, t.Type, b.v.Rat())
 		}
 	}
 	if t.Pattern != "" {
@@ -331,6 +332,33 @@ func (c *checker) typ(ptr string, t Type) {
 		}
 	case "object":
 		c.fields(ptr+"/properties", t.Properties, "property", nil)
+	}
+}
+
+// Ranges of the Go types of integers and numbers (int is 64 bits on every
+// platform the module supports).
+var (
+	minInt64   = new(big.Rat).SetInt64(math.MinInt64)
+	maxInt64   = new(big.Rat).SetInt64(math.MaxInt64)
+	maxFloat64 = new(big.Rat).SetFloat64(math.MaxFloat64)
+)
+
+// bound checks a minimum or maximum against the Go type of its field: a
+// whole number an int holds for an integer, a number a float64 holds for
+// a number.
+func (c *checker) bound(ptr, kw, kind string, v *big.Rat) {
+	switch kind {
+	case "integer":
+		switch {
+		case !v.IsInt():
+			c.add(ptr, "an integer's %s must be a whole number; round it or make the type number", kw)
+		case v.Cmp(minInt64) < 0 || v.Cmp(maxInt64) > 0:
+			c.add(ptr, "%s %s is beyond what an integer holds (a Go int, from %d to %d); use a bound in that range", kw, v.RatString(), int64(math.MinInt64), int64(math.MaxInt64))
+		}
+	case "number":
+		if new(big.Rat).Abs(v).Cmp(maxFloat64) > 0 {
+			c.add(ptr, "%s is beyond what a number holds (a Go float64)", kw)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ package gen
 
 import (
 	"fmt"
+	"math/big"
 
 	invopop "github.com/invopop/jsonschema"
 	"go.yaml.in/yaml/v3"
@@ -37,6 +38,10 @@ type Package struct {
 	Output string `json:"output" jsonschema:"minLength=1,description=The output directory: a relative path inside the module, from this file." yaml:"output"`
 	// Client, unless false, also emits a typed HTTP client in Output/client.
 	Client *bool `json:"client,omitempty" jsonschema:"description=Emit a typed HTTP client package in <output>/client (default true)." yaml:"client,omitempty"`
+	// TypeScript, if set, is the directory (relative to the declaration,
+	// below it) of a TypeScript module of the same types, durably_gen.ts,
+	// for the React client: createDurably<Durably>({ api }).
+	TypeScript string `json:"typescript,omitempty" jsonschema:"minLength=1,description=Also emit the types as a TypeScript module durably_gen.ts in this directory (relative to this file and below it) for the React client: createDurably<Durably>({ api }) from @coji/durably-react types every job's trigger." yaml:"typescript,omitempty"`
 }
 
 // Job declares one job.
@@ -124,10 +129,66 @@ type Type struct {
 	MaxItems *int     `json:"maxItems,omitempty" jsonschema:"minimum=0,maximum=2147483647" yaml:"maxItems,omitempty"`
 	// Properties of an object, in declaration order.
 	Properties Fields `json:"properties,omitempty" yaml:"properties,omitempty"`
+
+	// node is the YAML mapping the type was read from: every alias of one
+	// anchored type has the same, and gets the same Go type.
+	node *yaml.Node
 }
 
-// number is a YAML number.
-type number = float64
+// UnmarshalYAML reads a type and remembers its node (the anchored one,
+// for an alias: the decoder resolves aliases before it calls this).
+func (t *Type) UnmarshalYAML(n *yaml.Node) error {
+	type plain Type // without this method
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*t = Type(p)
+	t.node = n
+	return nil
+}
+
+// Number is a number of the declaration as it was written: exact JSON
+// text, so that a bound reaches the schema, the messages and the
+// validation as the user wrote it (9007199254740993 stays itself, where a
+// float64 would make it 9007199254740992).
+type Number struct{ text string }
+
+// NumberOf is the Number of a JSON number's text.
+func NumberOf(text string) (Number, error) {
+	if !jsonNumberText.MatchString(text) {
+		return Number{}, fmt.Errorf("%q is not a JSON number", text)
+	}
+	return Number{text: text}, nil
+}
+
+// String is the number's JSON text.
+func (n Number) String() string { return n.text }
+
+// IsZero reports whether the number is 0 (or was never set).
+func (n Number) IsZero() bool { return n.text == "" || n.Rat().Sign() == 0 }
+
+// Rat is the number's exact value.
+func (n Number) Rat() *big.Rat {
+	r, ok := new(big.Rat).SetString(n.text)
+	if !ok {
+		return new(big.Rat)
+	}
+	return r
+}
+
+// UnmarshalYAML reads a YAML number in any of YAML's notations.
+func (n *Number) UnmarshalYAML(node *yaml.Node) error {
+	text, err := numberText(resolve(node))
+	if err != nil {
+		return fmt.Errorf("line %d: %w", node.Line, err)
+	}
+	n.text = text
+	return nil
+}
+
+// number is the type of a declared number.
+type number = Number
 
 // Field is a named type: an object property, a label, a context field.
 type Field struct {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Version is written into generated files and printed by -version.
@@ -50,6 +52,9 @@ func Generate(d *Declaration, declName, modulePath string) ([]File, error) {
 			return nil, err
 		}
 		files = append(files, File{Path: path.Join(out, "client", "client_gen.go"), Content: client})
+	}
+	if d.Package.TypeScript != "" {
+		files = append(files, File{Path: d.typescriptPath(), Content: g.typescriptFile()})
 	}
 	return files, nil
 }
@@ -94,6 +99,28 @@ type emitter struct {
 	jobN int
 	// usesTime is set when the file being emitted refers to package time.
 	usesTime bool
+	// named are the Go names of the object and enum types emitted so far,
+	// by the YAML node they were read from: a type reused through a YAML
+	// alias is one Go type.
+	named map[*yaml.Node]string
+	// labelTypes are the Go types of the labels, by name.
+	labelTypes map[string]string
+}
+
+// reuse is the Go name already given to t's node, if any; otherwise it
+// records name as t's.
+func (g *emitter) reuse(t Type, name string) (string, bool) {
+	if t.node == nil {
+		return "", false
+	}
+	if prev, ok := g.named[t.node]; ok {
+		return prev, true
+	}
+	if g.named == nil {
+		g.named = map[*yaml.Node]string{}
+	}
+	g.named[t.node] = name
+	return "", false
 }
 
 func (g *emitter) origin(ptr, what string) origin {
@@ -165,6 +192,11 @@ func (g *emitter) mainFile() []byte {
 	g.reset()
 	d := g.d
 	g.pkg = newScope("package "+d.Package.Name, fixedPackageNames, "the generated")
+	if d.Package.TypeScript != "" {
+		for _, n := range tsReserved {
+			g.pkg.ids[n] = origin{what: "a name the TypeScript module (package.typescript) declares or uses:"}
+		}
+	}
 	g.labels()
 	g.triggerLabels()
 	g.context()
@@ -197,6 +229,7 @@ func (g *emitter) mainFile() []byte {
 func (g *emitter) labels() {
 	d := g.d
 	fields := newScope("struct Labels", labelsMethods, "the generated method")
+	g.labelTypes = map[string]string{}
 	g.p("// Labels are the labels every run carries, declared in %s. A field left", comment(g.decl))
 	g.p("// empty is not set; as a filter, only the set fields must match.")
 	g.p("type Labels struct {")
@@ -205,7 +238,10 @@ func (g *emitter) labels() {
 		n := GoName(f.Name)
 		g.names.declare(fields, n, origin{ptr: ptr, what: fmt.Sprintf("the field of label %q", f.Name)})
 		g.fieldDoc(f, fmt.Sprintf("the label %q", f.Name))
-		g.p("%s %s %s", n, g.goType("", ptr, f, true, fmt.Sprintf("label %q", f.Name)), g.tag(f, f.Type.Required))
+		// The Go type of an enum label is its enum's, which a YAML alias
+		// may have named after another field.
+		g.labelTypes[f.Name] = g.goType("", ptr, f, true, fmt.Sprintf("label %q", f.Name))
+		g.p("%s %s %s", n, g.labelTypes[f.Name], g.tag(f, f.Type.Required))
 	}
 	g.p("}")
 	g.p("")
@@ -238,7 +274,7 @@ func (g *emitter) labels() {
 			n := GoName(f.Name)
 			g.p("case %q:", f.Name)
 			if f.Type.Type == "enum" {
-				g.p("l.%s = %s{v: v}", n, g.enumName("", f))
+				g.p("l.%s = %s{v: v}", n, g.labelTypes[f.Name])
 			} else {
 				g.p("l.%s = v", n)
 			}
@@ -296,7 +332,7 @@ func (g *emitter) labels() {
 		param := "string"
 		arg := "value"
 		if f.Type.Type == "enum" {
-			param = g.enumName("", f)
+			param = g.labelTypes[f.Name]
 			arg = "value.String()"
 		}
 		g.p("// %s lists the runs whose label %q is value, newest first,", fn, f.Name)
@@ -327,14 +363,17 @@ func (g *emitter) triggerLabels() {
 		pn := param(n, taken)
 		typ := "string"
 		if f.Type.Type == "enum" {
-			typ = g.enumName("", f)
+			typ = g.labelTypes[f.Name]
 		}
 		params = append(params, pn+" "+typ)
 		sets = append(sets, n+": "+pn)
 	}
-	g.p("// TriggerLabels are the labels of a trigger. Only NewLabels makes them,")
-	g.p("// with every required label a parameter, so a trigger that forgets one")
-	g.p("// does not compile. The zero TriggerLabels sets no label.")
+	g.p("// TriggerLabels are the labels of a trigger. NewLabels makes them, with")
+	g.p("// every required label a parameter, so a trigger that forgets one does")
+	g.p("// not compile. Zero values compile and are refused when the trigger")
+	g.p("// runs (a validation error naming each label): the zero TriggerLabels{},")
+	g.p("// which sets no label, where labels are required; and a required label")
+	g.p("// given its zero value in NewLabels (\"\", or an enum's zero value).")
 	g.p("type TriggerLabels struct {")
 	g.p("l Labels")
 	g.p("set bool")
@@ -366,7 +405,7 @@ func (g *emitter) triggerLabels() {
 		g.names.declare(g.pkg, fn, origin{ptr: "/labels/" + esc(f.Name), what: fmt.Sprintf("the option function of label %q", f.Name)})
 		typ := "string"
 		if f.Type.Type == "enum" {
-			typ = g.enumName("", f)
+			typ = g.labelTypes[f.Name]
 		}
 		g.p("// %s sets the optional label %q.", fn, f.Name)
 		g.p("func %s(value %s) LabelOption { return func(l *Labels) { l.%s = value } }", fn, typ, n)
@@ -442,7 +481,7 @@ func (g *emitter) jobs() {
 		g.p("")
 		g.p("// The JSON Schemas of %s and %s, written by durably-gen.", in, out)
 		g.p("var (")
-		g.p("schemaOf%s = typed.MustSchema(%s)", in, literal(jobSchema(j.Input)))
+		g.p("schemaOf%s = typed.MustSchema(%s)", in, literal(inputSchema(j.Input)))
 		g.p("schemaOf%s = typed.MustSchema(%s)", out, literal(jobSchema(j.Output)))
 		g.p(")")
 		g.p("")
@@ -483,6 +522,19 @@ func (g *emitter) jobs() {
 		g.p("return j.job.TriggerAndWait(ctx, %s, append(typed.Apply(typed.WithLabels(%s, opts)), wait...)...)", inArg, labelsArg)
 		g.p("}")
 		g.p("")
+		g.p("// Wait waits until the run id of job %q ends and returns its output and", j.Name)
+		g.p("// the run, as the client's Wait%s does: a failed run is a durably.ErrRunFailed", id)
+		g.p("// error, a cancelled one durably.ErrCancelled, a run of another job")
+		g.p("// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.")
+		g.p("func (j *%s) Wait(ctx context.Context, id string, opts ...durably.Option) (%s, *%s, error) {", handle, out, run)
+		g.p("r, err := j.job.WaitForRun(ctx, id, opts...)")
+		g.p("if err != nil {")
+		g.p("var zero %s", out)
+		g.p("return zero, nil, err")
+		g.p("}")
+		g.p("return r.Output, r, nil")
+		g.p("}")
+		g.p("")
 		g.p("// GetRun returns a run of job %q, or nil when there is none.", j.Name)
 		g.p("func (j *%s) GetRun(ctx context.Context, id string) (*%s, error) { return j.job.GetRun(ctx, id) }", handle, run)
 		g.p("")
@@ -507,10 +559,27 @@ func (g *emitter) jobs() {
 	}
 	g.p("}")
 	g.p("")
+	g.p("// RegisterOption changes what Register does.")
+	g.p("type RegisterOption func(*registerOptions)")
+	g.p("")
+	g.p("type registerOptions struct{ withoutSchedules bool }")
+	g.p("")
+	g.p("// WithoutSchedules makes Register leave out the declared schedules: for")
+	g.p("// a test that triggers the jobs itself (durablytest), or a process that")
+	g.p("// must not fire them.")
+	g.p("func WithoutSchedules() RegisterOption {")
+	g.p("return func(o *registerOptions) { o.withoutSchedules = true }")
+	g.p("}")
+	g.p("")
 	g.p("// Register registers every declared job on e, with its input and output")
 	g.p("// validated against the declaration and its declared retry policy,")
-	g.p("// priority and limit, and adds the declared schedules.")
-	g.p("func Register(e *durably.Engine, h Handlers) (*Jobs, error) {")
+	g.p("// priority and limit, and adds the declared schedules (unless")
+	g.p("// WithoutSchedules).")
+	g.p("func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, error) {")
+	g.p("var o registerOptions")
+	g.p("for _, opt := range opts {")
+	g.p("opt(&o)")
+	g.p("}")
 	g.p("var jobs Jobs")
 	for _, j := range d.Jobs {
 		id := JobID(j)
@@ -534,8 +603,12 @@ func (g *emitter) jobs() {
 		g.p("return nil, err")
 		g.p("}")
 		g.p("jobs.%s = &%sJob{job: handle}", id, id)
-		for _, sc := range j.Schedules {
-			g.schedule(id, j, sc)
+		if len(j.Schedules) > 0 {
+			g.p("if !o.withoutSchedules {")
+			for _, sc := range j.Schedules {
+				g.schedule(id, j, sc)
+			}
+			g.p("}")
 		}
 		g.p("}")
 	}
@@ -621,8 +694,8 @@ func (g *emitter) retryPolicy(r Retry) string {
 			fields = append(fields, d.name+": "+g.duration(dur))
 		}
 	}
-	if r.Jitter != 0 {
-		fields = append(fields, "Jitter: "+strconv.FormatFloat(r.Jitter, 'g', -1, 64))
+	if !r.Jitter.IsZero() {
+		fields = append(fields, "Jitter: "+r.Jitter.String())
 	}
 	return "&durably.RetryPolicy{" + strings.Join(fields, ", ") + "}"
 }
@@ -665,6 +738,18 @@ func (g *emitter) aliases() {
 
 // namedType emits a top-level named type for a job's input or output.
 func (g *emitter) namedType(name, ptr string, t Type, what string) {
+	if t.Type == "object" || t.Type == "enum" {
+		if prev, ok := g.reuse(t, name); ok {
+			if g.names.declare(g.pkg, name, g.origin(ptr, what)) {
+				g.declare(func() {
+					g.p("// %s is %s: the type %s, reused through a YAML alias.", name, comment(what), prev)
+					g.p("type %s = %s", name, prev)
+					g.p("")
+				})
+			}
+			return
+		}
+	}
 	switch t.Type {
 	case "object":
 		g.structType(name, ptr, t, what)
@@ -681,7 +766,12 @@ func (g *emitter) namedType(name, ptr string, t Type, what string) {
 			} else {
 				g.p("// %s is %s.", name, comment(what))
 			}
-			g.p("type %s %s", name, typ)
+			if t.Type == "array" {
+				// An alias keeps typed.List's encoding of nil as [].
+				g.p("type %s = %s", name, typ)
+			} else {
+				g.p("type %s %s", name, typ)
+			}
 			g.p("")
 		})
 	}
@@ -726,7 +816,9 @@ func (g *emitter) enumType(name, ptr string, values []string, what string) {
 	}
 	g.declare(func() {
 		g.p("// %s is %s, an enum: its values are the %s… variables; no other", name, comment(what), name)
-		g.p("// value compiles. The zero %s is no value.", name)
+		g.p("// value compiles. The zero %s{} compiles and is no value: left out", name)
+		g.p("// where the value is optional, refused where it is required (a trigger's")
+		g.p("// input or labels, or a run's output, with an error naming the field).")
 		g.p("type %s struct{ v string }", name)
 		g.p("")
 		g.p("// The values of %s.", name)
@@ -779,18 +871,26 @@ func (g *emitter) goType(parent, ptr string, f Field, required bool, what string
 		base = "bool"
 	case "enum":
 		name := g.enumName(parent, f)
+		if prev, ok := g.reuse(t, name); ok {
+			return prev
+		}
 		g.enumType(name, ptr, t.Values, what)
 		return name // zero value is "no value": never a pointer
 	case "array":
 		if t.Items == nil { // refused by check; named for the namespace check alone
-			return "[]any"
+			return "typed.List[any]"
 		}
 		items := Field{Name: f.Name + "Item", Type: *t.Items}
 		items.Type.Description = ""
 		items.Type.Required = true
-		return "[]" + g.goType(parent, ptr+"/items", items, true, "the items of "+what)
+		// typed.List: a nil list is [] on the wire, as the schema wants.
+		return "typed.List[" + g.goType(parent, ptr+"/items", items, true, "the items of "+what) + "]"
 	case "object":
 		name := parent + GoName(f.Name)
+		if prev, ok := g.reuse(t, name); ok {
+			base = prev
+			break
+		}
 		g.structType(name, ptr, t, "the type of "+what)
 		base = name
 	}

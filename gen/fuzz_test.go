@@ -69,7 +69,7 @@ func TestIssueCases(t *testing.T) {
 		"keyword_names":               "",
 		"description_specials":        "",
 		"alias_bomb":                  "the declaration is too large or too deeply nested",
-		"null_context_field":          "",
+		"null_context_field":          `d.yaml:3:2: context.A0000: context field "A0000" has no type`,
 		"two_documents":               "d.yaml:5:1: a second YAML document: a declaration is one document",
 		"aliases":                     "",
 		"infinite_minimum":            `d.yaml:4:36: jobs[0].input.minimum: .inf is not a finite number`,
@@ -82,6 +82,10 @@ func TestIssueCases(t *testing.T) {
 		"retry_without_attempts":      `d.yaml:4:5: jobs[0].retry: missing "maxAttempts"; add it; a retry policy is a mapping such as {maxAttempts: 3`,
 		"retry_negative_initial":      `d.yaml:4:29: jobs[0].retry.initial: does not match pattern`,
 		"priority_out_of_range":       `d.yaml:4:5: jobs[0].priority: must be <= `,
+		"merge_keys":                  "",
+		"yaml_directive":              "",
+		"null_property":               `d.yaml:4:40: jobs[0].input.properties.x: property "x" has no type`,
+		"exact_bound":                 "",
 		"max_running_zero":            `d.yaml:4:5: jobs[0].maxRunning: must be >= 1 but found 0; write a whole number from 1`,
 	}
 	tc := newTypeChecker(t)

@@ -3,7 +3,6 @@ package gen
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 )
 
 // The JSON Schemas of the generated types are written by the generator, as
@@ -44,8 +43,15 @@ func (o object) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// number is a declared bound as a JSON number.
-func jsonNumber(f float64) json.Number { return json.Number(strconv.FormatFloat(f, 'g', -1, 64)) }
+// bound is a declared bound as a JSON number: as written, but an
+// integer's in plain decimal (1e3 is 1000), which every JSON reader takes
+// as an integer.
+func bound(n Number, kind string) json.Number {
+	if r := n.Rat(); kind == "integer" && r.IsInt() {
+		return json.Number(r.Num().String())
+	}
+	return json.Number(n.String())
+}
 
 // typeSchema is the schema of t. described says whether t's description
 // belongs in it (not for a top-level object, whose description is the
@@ -82,10 +88,10 @@ func typeSchema(t Type, described bool) object {
 		add("pattern", t.Pattern)
 	}
 	if t.Minimum != nil {
-		add("minimum", jsonNumber(*t.Minimum))
+		add("minimum", bound(*t.Minimum, t.Type))
 	}
 	if t.Maximum != nil {
-		add("maximum", jsonNumber(*t.Maximum))
+		add("maximum", bound(*t.Maximum, t.Type))
 	}
 	if t.MinItems != nil {
 		add("minItems", *t.MinItems)
@@ -134,6 +140,16 @@ func jobSchema(t *Type) string {
 		return document(object{{"type", "null"}})
 	}
 	return document(typeSchema(*t, t.Type != "object" && t.Type != "enum"))
+}
+
+// inputSchema is the schema document of a job's input. A job without
+// input takes null or no input, and also {}: what the React client sends
+// for a job whose input type has no members.
+func inputSchema(t *Type) string {
+	if t == nil {
+		return document(object{{"type", []any{"null", "object"}}, {"additionalProperties", false}})
+	}
+	return jobSchema(t)
 }
 
 // labelsSchema is the schema document of the labels.

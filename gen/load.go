@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -57,7 +57,14 @@ func (ps Problems) Error() string {
 // Schema returns the JSON Schema of durably.yaml, reflected from the
 // Declaration types.
 func Schema() []byte {
-	r := &invopop.Reflector{Anonymous: false, AllowAdditionalProperties: false, RequiredFromJSONSchemaTags: false}
+	r := &invopop.Reflector{Anonymous: false, AllowAdditionalProperties: false, RequiredFromJSONSchemaTags: false,
+		// A Number is a JSON number, with the bounds of its field's tags.
+		Mapper: func(t reflect.Type) *invopop.Schema {
+			if t == reflect.TypeFor[Number]() {
+				return &invopop.Schema{Type: "number"}
+			}
+			return nil
+		}}
 	s := r.Reflect(&Declaration{})
 	// Labels are Fields whose types are strings or enums: the schema says
 	// so too, so that an editor flags a label of another type.
@@ -131,6 +138,10 @@ const maxNodes = 100000
 // the declaration would generate. Every problem is reported with its line,
 // column and path, in the order of the file.
 func Parse(file string, data []byte) (*Declaration, error) {
+	data, p := yamlDirective(file, data)
+	if p != nil {
+		return nil, Problems{*p}
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, Problems{yamlProblem(file, data, err)}
@@ -150,6 +161,11 @@ func Parse(file string, data []byte) (*Declaration, error) {
 	}
 	root := doc.Content[0]
 	conv := &converter{file: file, pos: map[string][2]int{}}
+	conv.expandMerges(root, map[*yaml.Node]bool{}, 0)
+	if len(conv.problems) > 0 {
+		return nil, sortProblems(conv.problems)
+	}
+	conv.emptyFields(root)
 	value := conv.value(root, "", 0)
 	if len(conv.problems) > 0 {
 		return nil, sortProblems(conv.problems)
@@ -189,14 +205,33 @@ const goDuration = `^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)
 var hints = []struct {
 	at  *regexp.Regexp
 	fix string
+	not *regexp.Regexp // a member at, but not this one (a property named like the keyword)
 }{
-	{regexp.MustCompile(`^/jobs/\d+/retry$`), "a retry policy is a mapping such as {maxAttempts: 3, backoff: exponential, initial: 1s, max: 1m, jitter: 0.1}"},
-	{regexp.MustCompile(`^/jobs/\d+/retry/maxAttempts$`), "maxAttempts counts every attempt, the first included: write a whole number from 1 (no retry) to 2147483647"},
-	{regexp.MustCompile(`^/jobs/\d+/retry/backoff$`), "write exponential (the wait doubles after each attempt, up to max) or fixed (initial every time)"},
-	{regexp.MustCompile(`^/jobs/\d+/retry/(initial|max)$`), "write a non-negative Go duration such as 500ms, 1s or 1m30s (quoted or not)"},
-	{regexp.MustCompile(`^/jobs/\d+/retry/jitter$`), "write a fraction from 0 (no jitter) to 1 (a wait may shrink to nothing)"},
-	{regexp.MustCompile(`^/jobs/\d+/priority$`), "write a whole number from -2147483648 to 2147483647 (the range of an HTTP trigger's priority); a smaller number runs first"},
-	{regexp.MustCompile(`^/jobs/\d+/maxRunning$`), "write a whole number from 1 to 2147483647, or leave maxRunning out for no limit"},
+	{regexp.MustCompile(`^/jobs/\d+/retry$`), "a retry policy is a mapping such as {maxAttempts: 3, backoff: exponential, initial: 1s, max: 1m, jitter: 0.1}", nil},
+	{regexp.MustCompile(`^/jobs/\d+/retry/maxAttempts$`), "maxAttempts counts every attempt, the first included: write a whole number from 1 (no retry) to 2147483647", nil},
+	{regexp.MustCompile(`^/jobs/\d+/retry/backoff$`), "write exponential (the wait doubles after each attempt, up to max) or fixed (initial every time)", nil},
+	{regexp.MustCompile(`^/jobs/\d+/retry/(initial|max)$`), "write a non-negative Go duration such as 500ms, 1s or 1m30s (quoted or not)", nil},
+	{regexp.MustCompile(`^/jobs/\d+/retry/jitter$`), "write a fraction from 0 (no jitter) to 1 (a wait may shrink to nothing)", nil},
+	{regexp.MustCompile(`^/jobs/\d+/priority$`), "write a whole number from -2147483648 to 2147483647 (the range of an HTTP trigger's priority); a smaller number runs first", nil},
+	{regexp.MustCompile(`^/jobs/\d+/maxRunning$`), "write a whole number from 1 to 2147483647, or leave maxRunning out for no limit", nil},
+	// JSON Schema habits: what to write here instead.
+	{regexp.MustCompile(`/required$`), "required is a boolean on each property: write required: true under every property that must be present, not a list on the object", regexp.MustCompile(`/properties/required$`)},
+	{regexp.MustCompile(`/values/\d+$`), "enum values are strings: quote each one (values: [\"1\", \"2\"])", nil},
+	{regexp.MustCompile(`/values$`), "list the enum's values as strings: values: [a, b]", regexp.MustCompile(`/properties/values$`)},
+	{regexp.MustCompile(`^/(jobs|context)/.*/type$`), "type is one of string, integer, number, boolean, enum, array, object; an optional field is one without required: true, not a type list with null", regexp.MustCompile(`/properties/type$`)},
+}
+
+// keyHints say what to write instead of a key the format does not have,
+// for keys JSON Schema users reach for.
+var keyHints = map[string]string{
+	"enum":                 "write type: enum and list the values under values",
+	"additionalProperties": "objects never take other members than their properties",
+	"nullable":             "a field without required: true may be left out; there is no null",
+	"default":              "there are no defaults: leave the field optional and fill it in the handler",
+	"$ref":                 "reuse a type with a YAML anchor (&name) and alias (*name)",
+	"format":               "there are no formats: use pattern",
+	"exclusiveMinimum":     "use minimum (inclusive)",
+	"exclusiveMaximum":     "use maximum (inclusive)",
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
@@ -334,12 +369,12 @@ func (c *converter) value(n *yaml.Node, ptr string, depth int) any {
 	case yaml.ScalarNode:
 		switch n.Tag {
 		case "!!int", "!!float":
-			var f float64
-			if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-				c.fail(n, ptr, "%s is not a finite number", n.Value)
+			text, err := numberText(n)
+			if err != nil {
+				c.fail(n, ptr, "%v", err)
 				return nil
 			}
-			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+			return json.Number(text)
 		case "!!bool":
 			var b bool
 			if err := n.Decode(&b); err != nil {
@@ -393,7 +428,11 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 				key = strings.TrimSuffix(strings.TrimPrefix(key, "'"), "'")
 				kp := ptr + "/" + esc(key)
 				line, col := lookup(pos, kp)
-				ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(kp), Msg: "unknown key " + strconv.Quote(key) + "; check its spelling and place (durably.schema.json lists the keys)"})
+				msg := "unknown key " + strconv.Quote(key) + "; check its spelling and place (durably.schema.json lists the keys)"
+				if h, ok := keyHints[key]; ok {
+					msg = "unknown key " + strconv.Quote(key) + ": " + h
+				}
+				ps = append(ps, Problem{File: file, Line: line, Col: col, Path: dotted(kp), Msg: msg})
 			}
 			return
 		} else if rest, ok := strings.CutPrefix(msg, "missing properties: "); ok {
@@ -406,7 +445,7 @@ func schemaProblems(file string, ve *jsonschema.ValidationError, pos map[string]
 			msg = "a label is a string or an enum; declare other types in context or in the input"
 		}
 		for _, h := range hints {
-			if h.at.MatchString(ptr) {
+			if h.at.MatchString(ptr) && (h.not == nil || !h.not.MatchString(ptr)) {
 				msg += "; " + h.fix
 				break
 			}

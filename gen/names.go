@@ -13,7 +13,7 @@ import (
 var (
 	fixedPackageNames = []string{
 		"Labels", "LabelOption", "NewLabels", "TriggerLabels", "LabelSchema", "LabelsJSONSchema", "Config",
-		"AuthContext", "Handlers", "Jobs", "Register", "JobSchemas", "TriggerOptions", "RunFilter",
+		"AuthContext", "Handlers", "Jobs", "Register", "RegisterOption", "WithoutSchedules", "JobSchemas", "TriggerOptions", "RunFilter",
 	}
 	fixedClientNames = []string{"Client", "New", "TriggerOptions", "ListOptions"}
 	// clientMethods are the methods a generated Client has from the
@@ -60,7 +60,7 @@ func newScope(desc string, fixed []string, fixedWhat string) *scope {
 }
 
 // fixedFuncs are the functions among the generator's own identifiers.
-var fixedFuncs = []string{"NewLabels", "LabelSchema", "LabelsJSONSchema", "Config", "Register", "JobSchemas", "NewHandler", "New"}
+var fixedFuncs = []string{"NewLabels", "LabelSchema", "LabelsJSONSchema", "Config", "Register", "WithoutSchedules", "JobSchemas", "NewHandler", "New"}
 
 // namer collects the identifiers the generated code declares and refuses
 // each collision with both of its sources.

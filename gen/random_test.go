@@ -46,7 +46,7 @@ var (
 		"config", "labels", "authContext", "handler", "jobs", "register", "toMap", "fromMap", "JSONSchemaExtend",
 		"v", "item", "x y", "a.b", "with-dash", "région", "名前", "a,b", "it's", "9lives", "", "l", "opts", "value", "len", "nil"}
 	labelNames = []string{"tenantId", "region", "id", "type", "plan", "config", "labels", "authContext", "team", "env",
-		"toMap", "tenant_id", "Region", "a.b", "with-dash", "x", "string", "opts", "l", "bad key", "handlerOptions"}
+		"toMap", "tenant_id", "Region", "a.b", "with-dash", "x", "string", "opts", "l", "bad key", "handlerOptions", "job", "promise", "durably"}
 	jobNames = []string{"a", "import-csv", "importCsv", "send", "config", "labels", "ping", "runs", "and-wait-a",
 		"useRuns", "9x", "tenant", "plan", "handler", "x", "x-job", "with-region", "list-runs-by-region", "名前"}
 	enumValues = []string{"a", "A", "b", "free", "pro", "Pro", "v1.2", "v12", "1.0", "2xl", "x-y", "x y", "x_y", "é", "É",
@@ -72,6 +72,24 @@ type randDecl struct {
 	// clean declarations draw only names and values that are valid on
 	// their own, so that collisions are what refuses them, if anything.
 	clean bool
+	// reuse holds the types and property mappings drawn so far, which
+	// later ones reuse through YAML aliases and merge keys; nil draws none.
+	reuse *reusable
+}
+
+// reusable are the nodes a declaration may refer back to.
+type reusable struct {
+	types, labels, properties []*yaml.Node
+	anchors                   int
+}
+
+// alias refers to n, anchoring it if it is not yet.
+func (u *reusable) alias(n *yaml.Node) *yaml.Node {
+	if n.Anchor == "" {
+		u.anchors++
+		n.Anchor = "a" + strconv.Itoa(u.anchors)
+	}
+	return &yaml.Node{Kind: yaml.AliasNode, Value: n.Anchor, Alias: n}
 }
 
 func (g randDecl) pick(xs []string) string {
@@ -120,6 +138,22 @@ func mapping(kv ...*yaml.Node) *yaml.Node {
 func seq(items ...*yaml.Node) *yaml.Node { return &yaml.Node{Kind: yaml.SequenceNode, Content: items} }
 
 func (g randDecl) typ(depth int, label bool) *yaml.Node {
+	if g.reuse == nil {
+		return g.newType(depth, label)
+	}
+	pool := &g.reuse.types
+	if label {
+		pool = &g.reuse.labels
+	}
+	if len(*pool) > 0 && g.r.Float64() < 0.1 {
+		return g.reuse.alias((*pool)[g.r.IntN(len(*pool))])
+	}
+	n := g.newType(depth, label)
+	*pool = append(*pool, n)
+	return n
+}
+
+func (g randDecl) newType(depth int, label bool) *yaml.Node {
 	kinds := []string{"string", "integer", "number", "boolean", "enum", "array", "object"}
 	if label {
 		kinds = []string{"string", "enum", "string", "enum", "integer"}
@@ -213,11 +247,20 @@ func (g randDecl) fields(names []string, depth int, label bool, max int) *yaml.N
 			continue
 		}
 		seen[n] = true
-		if g.r.Float64() < 0.03 { // a field set to null is absent
+		if !g.clean && g.r.Float64() < 0.03 { // a field without a type is refused
 			m.Content = append(m.Content, scalar(n), plain("null"))
 			continue
 		}
 		m.Content = append(m.Content, scalar(n), g.typ(depth, label))
+	}
+	if g.reuse != nil && !label {
+		// Properties may merge earlier ones (<<: *a), which the merge
+		// overrides where it sets a name itself.
+		if ps := g.reuse.properties; len(ps) > 0 && g.r.Float64() < 0.15 {
+			merge := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!merge", Value: "<<"}
+			m.Content = append([]*yaml.Node{merge, g.reuse.alias(ps[g.r.IntN(len(ps))])}, m.Content...)
+		}
+		g.reuse.properties = append(g.reuse.properties, m)
 	}
 	return m
 }
@@ -481,6 +524,17 @@ func (tc *typeChecker) check(files []File, pkgPath string) error {
 	return nil
 }
 
+// seeded is the seed of a random test (-gen.seed, or the clock's) and a
+// source drawn from it on stream, logged so that a failure can be rerun.
+func seeded(t *testing.T, stream uint64) (uint64, *rand.Rand) {
+	seed := *randomSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -gen.seed=%d)", seed, seed)
+	return seed, rand.New(rand.NewPCG(seed, stream))
+}
+
 // runnerPath matches the path of a problem in a job's retry, priority or
 // maxRunning.
 var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning)\b`)
@@ -491,12 +545,7 @@ var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning)\b
 // schemas compile. A sample of the accepted ones is vetted, built and run
 // (their init compiles every schema) in a module of its own.
 func TestRandomDeclarations(t *testing.T) {
-	seed := *randomSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -gen.seed=%d)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 0))
+	_, r := seeded(t, 0)
 	tc := newTypeChecker(t)
 	var refused, compiled int
 	// runnerDrawn counts the declarations drawn with a retry, priority
@@ -509,7 +558,7 @@ func TestRandomDeclarations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range *randomCount {
-		g := randDecl{r: r, clean: i%2 == 0}
+		g := randDecl{r: r, clean: i%2 == 0, reuse: &reusable{}}
 		src := g.declaration()
 		runner := regexp.MustCompile(`(?m)^\s+(retry|priority|maxRunning):`).Match(src)
 		if runner {
@@ -649,7 +698,7 @@ func schemasCompile(d *Declaration) (err error) {
 	}()
 	typed.MustSchema(labelsSchema(d.Labels))
 	for _, j := range d.Jobs {
-		typed.MustSchema(jobSchema(j.Input))
+		typed.MustSchema(inputSchema(j.Input))
 		typed.MustSchema(jobSchema(j.Output))
 	}
 	return nil
@@ -658,6 +707,32 @@ func schemasCompile(d *Declaration) (err error) {
 // vetSample writes generated packages into a module that requires this
 // checkout, then runs go vet and a program that imports them all.
 func vetSample(t *testing.T, sample [][]File) {
+	t.Helper()
+	dir, pkgs := sampleModule(t, sample)
+	var imports strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&imports, "\t_ %q\n", p)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "cmd", "all"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cmd", "all", "main.go"), []byte("package main\n\nimport (\n"+imports.String()+")\n\nfunc main() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"vet", "./..."}, {"run", "./cmd/all"}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s on %d generated packages: %v\n%s", strings.Join(args, " "), len(sample), err, out)
+		}
+	}
+}
+
+// sampleModule writes generated packages into a module example.com/m that
+// requires this checkout, sample i in directory si, and returns the
+// module's directory and the import paths of the packages (and clients).
+func sampleModule(t *testing.T, sample [][]File) (string, []string) {
 	t.Helper()
 	repo, err := filepath.Abs("..")
 	if err != nil {
@@ -680,7 +755,7 @@ func vetSample(t *testing.T, sample [][]File) {
 		t.Fatal(err)
 	}
 	write("go.sum", sum)
-	var imports strings.Builder
+	var pkgs []string
 	for i, files := range sample {
 		for _, f := range files {
 			// Each sample lives in its own directory; the client's import
@@ -688,16 +763,8 @@ func vetSample(t *testing.T, sample [][]File) {
 			content := bytes.ReplaceAll(f.Content, []byte(`"example.com/m/`), []byte(`"example.com/m/s`+strconv.Itoa(i)+`/`))
 			content = bytes.ReplaceAll(content, []byte(`"example.com/m"`), []byte(`"example.com/m/s`+strconv.Itoa(i)+`"`))
 			write("s"+strconv.Itoa(i)+"/"+f.Path, content)
-			fmt.Fprintf(&imports, "\t_ %q\n", "example.com/m/s"+strconv.Itoa(i)+"/"+strings.TrimSuffix(filepath.ToSlash(filepath.Dir(f.Path)), "/."))
+			pkgs = append(pkgs, strings.TrimSuffix("example.com/m/s"+strconv.Itoa(i)+"/"+filepath.ToSlash(filepath.Dir(f.Path)), "/."))
 		}
 	}
-	write("cmd/all/main.go", []byte("package main\n\nimport (\n"+strings.ReplaceAll(imports.String(), "/.\"", "\"")+")\n\nfunc main() {}\n"))
-	for _, args := range [][]string{{"vet", "./..."}, {"run", "./cmd/all"}} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s on %d generated packages: %v\n%s", strings.Join(args, " "), len(sample), err, out)
-		}
-	}
+	return dir, pkgs
 }

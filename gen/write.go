@@ -24,7 +24,7 @@ type Plan struct {
 
 // generatedNames are the names of the files the generator writes; only
 // files of these names are ever considered for removal.
-var generatedNames = []string{"durably_gen.go", "client_gen.go"}
+var generatedNames = []string{"durably_gen.go", "client_gen.go", TypeScriptName}
 
 // PlanFor loads the declaration at declPath, generates its files and finds
 // the files it generated before that it no longer does. Nothing is

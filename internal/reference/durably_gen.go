@@ -118,9 +118,12 @@ func ListRunsByTeam(ctx context.Context, e *durably.Engine, value string, filter
 	return e.ListRuns(ctx, filter)
 }
 
-// TriggerLabels are the labels of a trigger. Only NewLabels makes them,
-// with every required label a parameter, so a trigger that forgets one
-// does not compile. The zero TriggerLabels sets no label.
+// TriggerLabels are the labels of a trigger. NewLabels makes them, with
+// every required label a parameter, so a trigger that forgets one does
+// not compile. Zero values compile and are refused when the trigger
+// runs (a validation error naming each label): the zero TriggerLabels{},
+// which sets no label, where labels are required; and a required label
+// given its zero value in NewLabels ("", or an enum's zero value).
 type TriggerLabels struct {
 	l   Labels
 	set bool
@@ -199,6 +202,19 @@ func (j *ImportCSVJob) TriggerAndWait(ctx context.Context, in ImportCSVInput, la
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "import-csv" ends and returns its output and
+// the run, as the client's WaitImportCSV does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *ImportCSVJob) Wait(ctx context.Context, id string, opts ...durably.Option) (ImportCSVOutput, *ImportCSVRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero ImportCSVOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "import-csv", or nil when there is none.
 func (j *ImportCSVJob) GetRun(ctx context.Context, id string) (*ImportCSVRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -249,6 +265,19 @@ func (j *SendMailJob) TriggerAndWait(ctx context.Context, in SendMailInput, labe
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "send-email" ends and returns its output and
+// the run, as the client's WaitSendMail does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *SendMailJob) Wait(ctx context.Context, id string, opts ...durably.Option) (SendMailOutput, *SendMailRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero SendMailOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "send-email", or nil when there is none.
 func (j *SendMailJob) GetRun(ctx context.Context, id string) (*SendMailRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -275,7 +304,7 @@ type PingRun = durably.TypedRun[PingInput, PingOutput, Labels]
 
 // The JSON Schemas of PingInput and PingOutput, written by durably-gen.
 var (
-	schemaOfPingInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
+	schemaOfPingInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":["null","object"],"additionalProperties":false}`)
 	schemaOfPingOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"null"}`)
 )
 
@@ -303,6 +332,19 @@ func (j *PingJob) TriggerAndWait(ctx context.Context, labels TriggerLabels, opts
 	return j.job.TriggerAndWait(ctx, typed.NoInput{}, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "ping" ends and returns its output and
+// the run, as the client's WaitPing does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *PingJob) Wait(ctx context.Context, id string, opts ...durably.Option) (PingOutput, *PingRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero PingOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "ping", or nil when there is none.
 func (j *PingJob) GetRun(ctx context.Context, id string) (*PingRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -327,10 +369,27 @@ type Jobs struct {
 	Ping      *PingJob
 }
 
+// RegisterOption changes what Register does.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct{ withoutSchedules bool }
+
+// WithoutSchedules makes Register leave out the declared schedules: for
+// a test that triggers the jobs itself (durablytest), or a process that
+// must not fire them.
+func WithoutSchedules() RegisterOption {
+	return func(o *registerOptions) { o.withoutSchedules = true }
+}
+
 // Register registers every declared job on e, with its input and output
 // validated against the declaration and its declared retry policy,
-// priority and limit, and adds the declared schedules.
-func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
+// priority and limit, and adds the declared schedules (unless
+// WithoutSchedules).
+func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, error) {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var jobs Jobs
 	if h.ImportCSV == nil {
 		return nil, fmt.Errorf("reference: no handler for job %q", "import-csv")
@@ -346,20 +405,22 @@ func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
 			return nil, err
 		}
 		jobs.ImportCSV = &ImportCSVJob{job: handle}
-		{
-			in, err := typed.FromJSON[ImportCSVInput](`{"filename":"yearly.csv","mode":"replace","rows":[{"quantity":1,"sku":"a-1"}]}`)
-			if err != nil {
-				return nil, fmt.Errorf("reference: the input of schedule %q: %w", "new-year-import", err)
-			}
-			if err := durably.AddSchedule(handle, durably.Schedule[ImportCSVInput]{
-				Name:     "new-year-import",
-				Cron:     "0 3 1 1 *",
-				TimeZone: "Europe/Paris",
-				Input:    in,
-				Labels:   map[string]string{"env": "production", "organizationId": "acme"},
-				CatchUp:  -1, // none: a missed tick never fires
-			}); err != nil {
-				return nil, err
+		if !o.withoutSchedules {
+			{
+				in, err := typed.FromJSON[ImportCSVInput](`{"filename":"yearly.csv","mode":"replace","rows":[{"quantity":1,"sku":"a-1"}]}`)
+				if err != nil {
+					return nil, fmt.Errorf("reference: the input of schedule %q: %w", "new-year-import", err)
+				}
+				if err := durably.AddSchedule(handle, durably.Schedule[ImportCSVInput]{
+					Name:     "new-year-import",
+					Cron:     "0 3 1 1 *",
+					TimeZone: "Europe/Paris",
+					Input:    in,
+					Labels:   map[string]string{"env": "production", "organizationId": "acme"},
+					CatchUp:  -1, // none: a missed tick never fires
+				}); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -412,7 +473,9 @@ type (
 )
 
 // Env is label "env", an enum: its values are the Env… variables; no other
-// value compiles. The zero Env is no value.
+// value compiles. The zero Env{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type Env struct{ v string }
 
 // The values of Env.
@@ -444,7 +507,9 @@ func (e *Env) UnmarshalText(b []byte) error {
 }
 
 // Role is context field "role", an enum: its values are the Role… variables; no other
-// value compiles. The zero Role is no value.
+// value compiles. The zero Role{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type Role struct{ v string }
 
 // The values of Role.
@@ -477,7 +542,9 @@ func (e *Role) UnmarshalText(b []byte) error {
 }
 
 // ImportCSVInputMode is property "mode", an enum: its values are the ImportCSVInputMode… variables; no other
-// value compiles. The zero ImportCSVInputMode is no value.
+// value compiles. The zero ImportCSVInputMode{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type ImportCSVInputMode struct{ v string }
 
 // The values of ImportCSVInputMode.
@@ -523,20 +590,20 @@ type ImportCSVInputSource struct {
 
 // ImportCSVInput is the input of job "import-csv".
 type ImportCSVInput struct {
-	Filename string                   `json:"filename"`
-	Mode     ImportCSVInputMode       `json:"mode"`
-	DryRun   *bool                    `json:"dryRun,omitempty"`
-	Tags     []string                 `json:"tags,omitempty"`
-	Rows     []ImportCSVInputRowsItem `json:"rows"`
+	Filename string                             `json:"filename"`
+	Mode     ImportCSVInputMode                 `json:"mode"`
+	DryRun   *bool                              `json:"dryRun,omitempty"`
+	Tags     typed.List[string]                 `json:"tags,omitempty"`
+	Rows     typed.List[ImportCSVInputRowsItem] `json:"rows"`
 	// Source is Where the file came from.
 	Source *ImportCSVInputSource `json:"source,omitempty"`
 }
 
 // ImportCSVOutput is the output of job "import-csv".
 type ImportCSVOutput struct {
-	Imported int      `json:"imported"`
-	Skipped  int      `json:"skipped"`
-	Warnings []string `json:"warnings,omitempty"`
+	Imported int                `json:"imported"`
+	Skipped  int                `json:"skipped"`
+	Warnings typed.List[string] `json:"warnings,omitempty"`
 }
 
 // SendMailInput is the input of job "send-email": The address.

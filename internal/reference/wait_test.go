@@ -3,6 +3,7 @@ package reference_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -150,9 +151,10 @@ func TestClientWaits(t *testing.T) {
 }
 
 // TestTriggerWithoutInput: over HTTP, a job declared without input takes a
-// missing or null input and refuses any other.
+// missing or null input, or {} (what the React client sends), stores null,
+// and refuses any other.
 func TestTriggerWithoutInput(t *testing.T) {
-	_, _, srv := waitServer(t)
+	e, _, srv := waitServer(t)
 	labels := `"labels": {"organizationId": "acme", "env": "staging"}`
 	for _, c := range []struct {
 		body string
@@ -160,16 +162,116 @@ func TestTriggerWithoutInput(t *testing.T) {
 	}{
 		{`{"jobName": "ping", ` + labels + `}`, http.StatusOK},
 		{`{"jobName": "ping", "input": null, ` + labels + `}`, http.StatusOK},
-		{`{"jobName": "ping", "input": {}, ` + labels + `}`, http.StatusBadRequest},
+		{`{"jobName": "ping", "input": {}, ` + labels + `}`, http.StatusOK},
+		{`{"jobName": "ping", "input": {"x": 1}, ` + labels + `}`, http.StatusBadRequest},
+		{`{"jobName": "ping", "input": [], ` + labels + `}`, http.StatusBadRequest},
 		{`{"jobName": "ping", "input": 1, ` + labels + `}`, http.StatusBadRequest},
 	} {
 		res, err := http.Post(srv.URL+"/api/trigger", "application/json", bytes.NewBufferString(c.body))
 		if err != nil {
 			t.Fatal(err)
 		}
+		var body struct{ RunID string }
+		json.NewDecoder(res.Body).Decode(&body)
 		res.Body.Close()
 		if res.StatusCode != c.code {
 			t.Errorf("%s: %d, want %d", c.body, res.StatusCode, c.code)
 		}
+		if c.code != http.StatusOK {
+			continue
+		}
+		if r, err := e.GetRun(context.Background(), body.RunID); err != nil || r == nil || string(r.Input) != "null" {
+			t.Errorf("%s: stored input %s (%v), want null", c.body, r.Input, err)
+		}
+	}
+}
+
+// TestHandleWait: the generated handle's Wait returns the typed output and
+// run of a run it started, a failed run's error, and not found for a run
+// of another job.
+func TestHandleWait(t *testing.T) {
+	ctx := context.Background()
+	_, jobs, _ := waitServer(t)
+	labels := reference.NewLabels("acme", reference.EnvStaging)
+	run, _, err := jobs.SendMail.Trigger(ctx, "a@example.com", labels, reference.TriggerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, r, err := jobs.SendMail.Wait(ctx, run.ID, durably.WithTimeout(10*time.Second))
+	if err != nil || !bool(out) || r == nil || r.Status != durably.StatusCompleted || r.Input != "a@example.com" || r.Labels.OrganizationID != "acme" {
+		t.Fatalf("Wait: %v, %+v, %v", out, r, err)
+	}
+	failed, _, err := jobs.SendMail.Trigger(ctx, "fail@example.com", labels, reference.TriggerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, r, err := jobs.SendMail.Wait(ctx, failed.ID, durably.WithTimeout(10*time.Second)); !errors.Is(err, durably.ErrRunFailed) || r != nil || !strings.Contains(err.Error(), "mailbox full") {
+		t.Fatalf("Wait of a failed run: %v, %v", r, err)
+	}
+	if _, _, err := jobs.Ping.Wait(ctx, run.ID, durably.WithTimeout(10*time.Second)); !errors.Is(err, durably.ErrNotFound) {
+		t.Fatalf("Wait of another job's run: %v", err)
+	}
+}
+
+// TestHTTPErrorsNameArrayIndexes: an HTTP trigger's input errors name the
+// item of an array they are in, whether the schema refuses the value or
+// the Go type cannot hold it (an integer beyond an int).
+func TestHTTPErrorsNameArrayIndexes(t *testing.T) {
+	_, _, srv := waitServer(t)
+	labels := `"labels": {"organizationId": "acme", "env": "staging"}`
+	rows := func(last string) string {
+		return `{"jobName": "import-csv", ` + labels + `, "input": {"filename": "a.csv", "mode": "append", "rows": [{"sku": "a", "quantity": 1}, {"sku": "b", "quantity": 2}, ` + last + `]}}`
+	}
+	for _, c := range []struct{ body, want string }{
+		{rows(`{"sku": "c", "quantity": 0}`), "Invalid input: rows[2].quantity: must be >= 1 but found 0"},
+		{rows(`{"sku": "c", "quantity": 1e30}`), "Invalid input: rows[2].quantity: expected integer, got number 1e30"},
+		{rows(`{"sku": "c", "quantity": 9223372036854775808}`), "Invalid input: rows[2].quantity: expected integer, got number 9223372036854775808"},
+	} {
+		res, err := http.Post(srv.URL+"/api/trigger", "application/json", bytes.NewBufferString(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error string }
+		json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || body.Error != c.want {
+			t.Errorf("%s: %d %q, want 400 %q", c.body, res.StatusCode, body.Error, c.want)
+		}
+	}
+}
+
+// TestZeroValuesThatCompile: the zero values the generated types let a
+// trigger take are refused when it runs, naming the field, and nothing is
+// stored: the zero TriggerLabels{} (required labels declared), a required
+// label left "" or given an enum's zero value, and an enum's zero value in
+// a required input field. The Go client's zero labels send none.
+func TestZeroValuesThatCompile(t *testing.T) {
+	ctx := context.Background()
+	e, jobs, srv := waitServer(t)
+	in := reference.ImportCSVInput{Filename: "a.csv", Mode: reference.ImportCSVInputModeAppend, Rows: []reference.ImportCSVInputRowsItem{{Sku: "s", Quantity: 1}}}
+	noMode := in
+	noMode.Mode = reference.ImportCSVInputMode{}
+	for _, c := range []struct {
+		name   string
+		in     reference.ImportCSVInput
+		labels reference.TriggerLabels
+		want   string
+	}{
+		{"zero TriggerLabels", in, reference.TriggerLabels{}, "labels: Invalid input: env: required; organizationId: required"},
+		{"empty required string label", in, reference.NewLabels("", reference.EnvStaging), "labels: Invalid input: organizationId: required"},
+		{"zero enum label", in, reference.NewLabels("acme", reference.Env{}), "labels: Invalid input: env: required"},
+		{"zero enum in a required input field", noMode, reference.NewLabels("acme", reference.EnvStaging), `Invalid input: mode: value must be one of "append", "replace"`},
+	} {
+		_, _, err := jobs.ImportCSV.Trigger(ctx, c.in, c.labels, reference.TriggerOptions{})
+		if !errors.Is(err, durably.ErrValidation) || err.Error() != c.want {
+			t.Errorf("%s: %v, want a validation error %q", c.name, err, c.want)
+		}
+	}
+	cl := client.New(srv.URL + "/api")
+	if _, err := cl.TriggerImportCSV(ctx, in, client.TriggerOptions{}); err == nil || !strings.Contains(err.Error(), "organizationId: required") {
+		t.Errorf("client trigger with zero labels: %v, want the server's refusal of the missing labels", err)
+	}
+	if runs, err := e.ListRuns(ctx, durably.RunFilter{}); err != nil || len(runs) != 0 {
+		t.Fatalf("refused triggers stored %d runs (%v)", len(runs), err)
 	}
 }

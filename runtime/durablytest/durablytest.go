@@ -67,8 +67,22 @@ func (c *Clock) Advance(d time.Duration) time.Time {
 type Env struct {
 	Engine *durably.Engine
 	Clock  *Clock
-	tb     testing.TB
+	// TickStops is the most ticks of one schedule that one Advance stops
+	// at (0: DefaultTickStops). A schedule that ticks more often within
+	// the jump is jumped over: Advance does not stop at its ticks, and at
+	// each moment it stops for something else, and at the end, the
+	// schedule fires its latest due tick only, as an engine that was late
+	// for its ticks does (no burst of the ticks in between). Raise it to
+	// live through every tick of a frequent schedule, at a few
+	// milliseconds a tick.
+	TickStops int
+	tb        testing.TB
 }
+
+// DefaultTickStops is Env.TickStops when it is left zero: a week of an
+// hourly schedule is lived through tick by tick, a day of one that ticks
+// every five seconds is jumped over.
+const DefaultTickStops = 200
 
 // startTime is where an Env's clock starts: a fixed instant, so that a
 // test and its schedules see the same times on every run.
@@ -86,7 +100,9 @@ func New(tb testing.TB, cfg durably.Config) *Env {
 		tb.Fatalf("durablytest.New: leave Config.Store and Config.Now unset; New supplies a temporary SQLite store and the fake clock")
 		return nil
 	}
-	st, err := sqlitestore.Open(filepath.Join(tb.TempDir(), "durably.db"), sqlitestore.Options{})
+	// A test's database need not survive a power loss: without syncs,
+	// each run and tick Advance lives through costs half as much.
+	st, err := sqlitestore.Open(filepath.Join(tb.TempDir(), "durably.db"), sqlitestore.Options{Synchronous: "OFF"})
 	if err != nil {
 		tb.Fatalf("durablytest.New: %v", err)
 		return nil
@@ -148,7 +164,10 @@ func (e *Env) ProcessDue() int {
 // firing and processing what is due then, and finally processes what is
 // due at the new time. So a run that sleeps twice within d wakes twice,
 // each time at its wake time, and every tick within d fires, not just the
-// latest. A negative d ends the test.
+// latest — up to TickStops ticks of a schedule: one that ticks more often
+// within d (every 5s over 14 days) is jumped over at the cost of a few
+// runs, firing only its latest due tick at each stop (see Env.TickStops),
+// and the test's log says so. A negative d ends the test.
 func (e *Env) Advance(d time.Duration) int {
 	e.tb.Helper()
 	if d < 0 {
@@ -170,8 +189,9 @@ func (e *Env) AdvanceTo(t time.Time) int {
 	// A started engine fires a tick due when it starts; processing before
 	// the first move does the same for a schedule added at this time.
 	n := e.ProcessDue()
+	jumped := e.frequentSchedules(t)
 	for {
-		next := e.nextDue()
+		next := e.nextDue(jumped)
 		if next.IsZero() || next.After(t) {
 			break
 		}
@@ -187,9 +207,56 @@ func (e *Env) AdvanceTo(t time.Time) int {
 	return n + e.ProcessDue()
 }
 
+// frequentSchedules are the schedules with more than TickStops ticks
+// between the clock and t, which Advance does not stop at.
+func (e *Env) frequentSchedules(t time.Time) map[string]bool {
+	limit := e.TickStops
+	if limit <= 0 {
+		limit = DefaultTickStops
+	}
+	now := e.Clock.Now()
+	defer e.Clock.Set(now)
+	// Schedules computes each one's next tick from the clock: stepping the
+	// clock tick by tick counts them without touching the database.
+	counts := map[string]int{}
+	frequent := map[string]bool{}
+	at := now
+	for {
+		var next time.Time
+		for _, s := range e.Engine.Schedules() {
+			if s.Next.IsZero() || s.Next.After(t) || frequent[s.Name] {
+				continue
+			}
+			if !s.Next.After(at) {
+				continue
+			}
+			if next.IsZero() || s.Next.Before(next) {
+				next = s.Next
+			}
+		}
+		if next.IsZero() {
+			break
+		}
+		for _, s := range e.Engine.Schedules() {
+			if s.Next.Equal(next) && !frequent[s.Name] {
+				counts[s.Name]++
+				if counts[s.Name] > limit {
+					frequent[s.Name] = true
+					e.tb.Logf("durablytest: schedule %q ticks more than %d times before %s: Advance does not stop at them, and fires its latest due tick at each stop (Env.TickStops)",
+						s.Name, limit, t.Format(time.RFC3339))
+				}
+			}
+		}
+		at = next
+		e.Clock.Set(next)
+	}
+	return frequent
+}
+
 // nextDue is the earliest moment after the clock's when something becomes
-// due: a schedule's next tick or a pending run's RunAt; zero if none.
-func (e *Env) nextDue() time.Time {
+// due: a schedule's next tick (but those of the schedules jumped over) or
+// a pending run's RunAt; zero if none.
+func (e *Env) nextDue(jumped map[string]bool) time.Time {
 	e.tb.Helper()
 	now := e.Clock.Now()
 	var next time.Time
@@ -199,7 +266,9 @@ func (e *Env) nextDue() time.Time {
 		}
 	}
 	for _, s := range e.Engine.Schedules() {
-		earliest(s.Next)
+		if !jumped[s.Name] {
+			earliest(s.Next)
+		}
 	}
 	// A test holds a handful of runs: listing the pending ones is cheap.
 	pending, err := e.Engine.ListRuns(e.tb.Context(), durably.RunFilter{Statuses: []durably.Status{durably.StatusPending}})

@@ -496,3 +496,69 @@ func TestAdvanceRefusesTheClockBack(t *testing.T) {
 		})
 	}
 }
+
+// TestAdvanceJumpsOverFrequentSchedules: a 14-day Advance over a schedule
+// of every 5 seconds is cheap: it lives through each tick of the daily
+// schedule beside it, and fires the frequent one's latest due tick at each
+// of those stops and at the end, as an engine late for its ticks does.
+func TestAdvanceJumpsOverFrequentSchedules(t *testing.T) {
+	env := durablytest.New(t, durably.Config{})
+	orders, _ := jobs(t, env.Engine)
+	for _, s := range []durably.Schedule[Order]{
+		{Name: "fast", Cron: "@every 5s", Input: Order{ID: "fast", Items: 1}},
+		// CatchUp none: the tick of December 31st, due at the start, does
+		// not fire.
+		{Name: "daily", Cron: "30 9 * * *", Input: Order{ID: "daily", Items: 1}, CatchUp: -1},
+	} {
+		if err := durably.AddSchedule(orders, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	env.Advance(14*24*time.Hour + time.Hour)
+	took := time.Since(start)
+	t.Logf("14 days in %s", took)
+	if took > 5*time.Second {
+		t.Errorf("Advance took %s", took)
+	}
+	runs, err := orders.ListRuns(t.Context(), durably.RunFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, r := range runs {
+		count[r.Input.ID]++
+	}
+	if count["daily"] != 14 {
+		t.Errorf("%d daily runs, want 14: each tick lived through", count["daily"])
+	}
+	if count["fast"] != 1+14+1 {
+		t.Errorf("%d runs of the frequent schedule, want 16: at the start, at each daily tick, at the end", count["fast"])
+	}
+	last := durablytest.RequireTriggered(t, orders, Order{ID: "fast", Items: 1}, durablytest.IdempotencyKey("schedule:fast:2026-01-15T01:00:00Z"))
+	if last.Status != durably.StatusCompleted {
+		t.Errorf("the last tick's run is %s", last.Status)
+	}
+}
+
+// TestTickStops: up to TickStops ticks of a schedule, Advance stops at
+// each; one more, and it jumps over them.
+func TestTickStops(t *testing.T) {
+	for _, c := range []struct {
+		stops, want int
+	}{
+		{12, 13}, // the tick at the start and the 12 after it
+		{11, 2},  // the tick at the start, and the latest at the end
+	} {
+		env := durablytest.New(t, durably.Config{})
+		env.TickStops = c.stops
+		orders, _ := jobs(t, env.Engine)
+		if err := durably.AddSchedule(orders, durably.Schedule[Order]{Name: "fast", Cron: "@every 5s", Input: Order{ID: "f", Items: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		env.Advance(time.Minute)
+		if runs, _ := orders.ListRuns(t.Context(), durably.RunFilter{}); len(runs) != c.want {
+			t.Errorf("TickStops %d: %d runs in a minute of a 5s schedule, want %d", c.stops, len(runs), c.want)
+		}
+	}
+}

@@ -3,9 +3,11 @@ package durablytest_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/examples/tenants/tenantjobs"
+	"github.com/durably-go/durably/internal/reference"
 	"github.com/durably-go/durably/runtime/durablytest"
 )
 
@@ -47,4 +49,42 @@ func TestGeneratedJobs(t *testing.T) {
 		t.Fatal("a trigger without the declared labels was accepted")
 	}
 	durablytest.RequireNotTriggered(t, echo, tenantjobs.EchoInput{Message: "no labels"})
+}
+
+// TestGeneratedJobsWithoutSchedules: a test registers generated jobs
+// without their declared schedules (reference declares one), and Advance
+// then fires nothing of them; registered with them, the schedule is there.
+func TestGeneratedJobsWithoutSchedules(t *testing.T) {
+	handlers := reference.Handlers{
+		ImportCSV: func(context.Context, *durably.StepContext, reference.ImportCSVInput) (reference.ImportCSVOutput, error) {
+			return reference.ImportCSVOutput{}, nil
+		},
+		SendMail: func(context.Context, *durably.StepContext, reference.SendMailInput) (reference.SendMailOutput, error) {
+			return true, nil
+		},
+		Ping: func(context.Context, *durably.StepContext, reference.PingInput) (reference.PingOutput, error) {
+			return reference.PingOutput{}, nil
+		},
+	}
+	without := durablytest.New(t, reference.Config(durably.Config{}))
+	if _, err := reference.Register(without.Engine, handlers, reference.WithoutSchedules()); err != nil {
+		t.Fatal(err)
+	}
+	if s := without.Engine.Schedules(); len(s) != 0 {
+		t.Fatalf("schedules %+v registered WithoutSchedules", s)
+	}
+	if n := without.Advance(400 * 24 * time.Hour); n != 0 {
+		t.Fatalf("400 days' Advance processed %d runs without schedules", n)
+	}
+	with := durablytest.New(t, reference.Config(durably.Config{}))
+	if _, err := reference.Register(with.Engine, handlers); err != nil {
+		t.Fatal(err)
+	}
+	if s := with.Engine.Schedules(); len(s) != 1 {
+		t.Fatalf("schedules %+v, want the declared one", s)
+	}
+	// 03:00 in Paris on January 1st of 2026 and of 2027.
+	if n := with.Advance(400 * 24 * time.Hour); n != 2 {
+		t.Fatalf("400 days' Advance processed %d runs, want two new year's imports", n)
+	}
 }

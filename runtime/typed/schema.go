@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
@@ -21,6 +22,9 @@ import (
 type Schema struct {
 	doc      json.RawMessage
 	compiled *jsonschema.Schema
+
+	boundsOnce sync.Once
+	parsed     any // doc decoded, for the text of its bounds in messages
 }
 
 // MustSchema compiles a JSON Schema document. Generated code calls it at
@@ -86,12 +90,48 @@ func (s *Schema) validate(v any) error {
 	if !errors.As(err, &ve) {
 		return err
 	}
-	return errors.New(describe(ve))
+	return errors.New(s.describe(ve))
+}
+
+// boundMessage rewrites the validator's message of a failed minimum or
+// maximum, which shows the bound as a float64 (9.007199254740992e+15),
+// with the bound as the schema writes it (9007199254740993).
+func (s *Schema) boundMessage(e *jsonschema.ValidationError) string {
+	kw := e.KeywordLocation[strings.LastIndex(e.KeywordLocation, "/")+1:]
+	if kw != "minimum" && kw != "maximum" {
+		return e.Message
+	}
+	head, found, ok := strings.Cut(e.Message, " but found ")
+	if !ok {
+		return e.Message
+	}
+	s.boundsOnce.Do(func() {
+		dec := json.NewDecoder(bytes.NewReader(s.doc))
+		dec.UseNumber()
+		_ = dec.Decode(&s.parsed) // the document compiled: it is JSON
+	})
+	v := s.parsed
+	for _, seg := range strings.Split(strings.TrimPrefix(e.KeywordLocation, "/"), "/") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return e.Message
+		}
+		v = m[strings.NewReplacer("~1", "/", "~0", "~").Replace(seg)]
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return e.Message
+	}
+	words := strings.Fields(head) // must be <= 9.007199254740992e+15
+	if len(words) != 4 {
+		return e.Message
+	}
+	return strings.Join(words[:3], " ") + " " + n.String() + " but found " + found
 }
 
 // describe flattens a validation error into "field: problem" parts, one per
 // leaf, sorted by field.
-func describe(ve *jsonschema.ValidationError) string {
+func (s *Schema) describe(ve *jsonschema.ValidationError) string {
 	var parts []string
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
@@ -110,7 +150,7 @@ func describe(ve *jsonschema.ValidationError) string {
 				}
 				return
 			}
-			parts = append(parts, field(e.InstanceLocation, e.Message)+": "+message(e.Message))
+			parts = append(parts, field(e.InstanceLocation, e.Message)+": "+message(s.boundMessage(e)))
 			return
 		}
 		for _, c := range e.Causes {

@@ -57,3 +57,40 @@ func TestUnknownMembersNamedOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundsKeepTheirText: a bound is compared exactly and named in the
+// message as the schema writes it, not as the nearest float64.
+func TestBoundsKeepTheirText(t *testing.T) {
+	s := MustSchema(`{"type":"object","properties":{"n":{"type":"integer","minimum":-9007199254740993,"maximum":9007199254740993},"x":{"type":"number","maximum":0.1}}}`)
+	for _, c := range []struct{ doc, want string }{
+		{`{"n": 9007199254740993}`, ""},
+		{`{"n": -9007199254740993}`, ""},
+		{`{"n": 9007199254740994}`, "n: must be <= 9007199254740993 but found 9007199254740994"},
+		{`{"n": -9007199254740994}`, "n: must be >= -9007199254740993 but found -9007199254740994"},
+		{`{"x": 0.10000000000000001}`, "x: must be <= 0.1 but found 0.10000000000000001"},
+	} {
+		err := s.ValidateJSON(json.RawMessage(c.doc))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.doc, err)
+		case c.want != "" && (err == nil || err.Error() != c.want):
+			t.Errorf("%s: %v, want %q", c.doc, err, c.want)
+		}
+	}
+}
+
+// TestListIsNeverNull: a nil List, at any depth, is [] on the wire.
+func TestListIsNeverNull(t *testing.T) {
+	type out struct {
+		Rows   List[List[string]] `json:"rows"`
+		Names  List[string]       `json:"names"`
+		Absent List[int]          `json:"absent,omitempty"`
+	}
+	b, err := json.Marshal(out{Rows: List[List[string]]{nil, {"a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"rows":[[],["a"]],"names":[]}` {
+		t.Fatalf("encoded %s", b)
+	}
+}

@@ -97,9 +97,12 @@ func ListRunsByEnv(ctx context.Context, e *durably.Engine, value Env, filter dur
 	return e.ListRuns(ctx, filter)
 }
 
-// TriggerLabels are the labels of a trigger. Only NewLabels makes them,
-// with every required label a parameter, so a trigger that forgets one
-// does not compile. The zero TriggerLabels sets no label.
+// TriggerLabels are the labels of a trigger. NewLabels makes them, with
+// every required label a parameter, so a trigger that forgets one does
+// not compile. Zero values compile and are refused when the trigger
+// runs (a validation error naming each label): the zero TriggerLabels{},
+// which sets no label, where labels are required; and a required label
+// given its zero value in NewLabels ("", or an enum's zero value).
 type TriggerLabels struct {
 	l   Labels
 	set bool
@@ -171,6 +174,19 @@ func (j *EchoJob) TriggerAndWait(ctx context.Context, in EchoInput, labels Trigg
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "echo" ends and returns its output and
+// the run, as the client's WaitEcho does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *EchoJob) Wait(ctx context.Context, id string, opts ...durably.Option) (EchoOutput, *EchoRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero EchoOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "echo", or nil when there is none.
 func (j *EchoJob) GetRun(ctx context.Context, id string) (*EchoRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -217,6 +233,19 @@ func (j *StepsJob) Trigger(ctx context.Context, in StepsInput, labels TriggerLab
 // takes durably.WithTimeout and the other wait options.
 func (j *StepsJob) TriggerAndWait(ctx context.Context, in StepsInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[StepsOutput], error) {
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// Wait waits until the run id of job "steps" ends and returns its output and
+// the run, as the client's WaitSteps does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *StepsJob) Wait(ctx context.Context, id string, opts ...durably.Option) (StepsOutput, *StepsRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero StepsOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
 }
 
 // GetRun returns a run of job "steps", or nil when there is none.
@@ -270,6 +299,19 @@ func (j *FailJob) TriggerAndWait(ctx context.Context, in FailInput, labels Trigg
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "fail" ends and returns its output and
+// the run, as the client's WaitFail does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *FailJob) Wait(ctx context.Context, id string, opts ...durably.Option) (FailOutput, *FailRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero FailOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "fail", or nil when there is none.
 func (j *FailJob) GetRun(ctx context.Context, id string) (*FailRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -318,6 +360,19 @@ func (j *SlowJob) TriggerAndWait(ctx context.Context, in SlowInput, labels Trigg
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "slow" ends and returns its output and
+// the run, as the client's WaitSlow does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *SlowJob) Wait(ctx context.Context, id string, opts ...durably.Option) (SlowOutput, *SlowRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero SlowOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "slow", or nil when there is none.
 func (j *SlowJob) GetRun(ctx context.Context, id string) (*SlowRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -344,10 +399,27 @@ type Jobs struct {
 	Slow  *SlowJob
 }
 
+// RegisterOption changes what Register does.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct{ withoutSchedules bool }
+
+// WithoutSchedules makes Register leave out the declared schedules: for
+// a test that triggers the jobs itself (durablytest), or a process that
+// must not fire them.
+func WithoutSchedules() RegisterOption {
+	return func(o *registerOptions) { o.withoutSchedules = true }
+}
+
 // Register registers every declared job on e, with its input and output
 // validated against the declaration and its declared retry policy,
-// priority and limit, and adds the declared schedules.
-func Register(e *durably.Engine, h Handlers) (*Jobs, error) {
+// priority and limit, and adds the declared schedules (unless
+// WithoutSchedules).
+func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, error) {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var jobs Jobs
 	if h.Echo == nil {
 		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "echo")
@@ -420,7 +492,9 @@ type (
 )
 
 // Env is label "env", an enum: its values are the Env… variables; no other
-// value compiles. The zero Env is no value.
+// value compiles. The zero Env{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type Env struct{ v string }
 
 // The values of Env.
@@ -452,7 +526,9 @@ func (e *Env) UnmarshalText(b []byte) error {
 }
 
 // Role is context field "role", an enum: its values are the Role… variables; no other
-// value compiles. The zero Role is no value.
+// value compiles. The zero Role{} compiles and is no value: left out
+// where the value is optional, refused where it is required (a trigger's
+// input or labels, or a run's output, with an error naming the field).
 type Role struct{ v string }
 
 // The values of Role.

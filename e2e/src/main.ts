@@ -1,11 +1,14 @@
 // A page built only on the unmodified @coji/durably-react client hooks,
 // talking to the Go tenants server through the dev server's proxy. Plain
-// createElement, no JSX: nothing to compile but the page itself.
+// createElement, no JSX. The client is typed by the module durably-gen
+// writes from examples/tenants/durably.yaml: every job's trigger input and
+// output are the declared ones (typecheck.mjs checks it with tsc --strict).
 import { createDurably } from '@coji/durably-react'
 import { createElement as h, useState } from 'react'
 import { createRoot } from 'react-dom/client'
+import type { Durably, StepsOutput } from '../../examples/tenants/tenantjobs/durably_gen.ts'
 
-const durably = createDurably({ api: '/api/durably' })
+export const durably = createDurably<Durably>({ api: '/api/durably' })
 
 function StepsJob() {
   const job = durably.steps.useJob()
@@ -14,7 +17,7 @@ function StepsJob() {
   return h('section', { className: 'card' },
     h('h2', null, 'Job "steps"'),
     h('label', null, 'steps ',
-      h('input', { 'data-testid': 'count', type: 'number', value: count, onChange: (e) => setCount(Number(e.target.value)) })),
+      h('input', { 'data-testid': 'count', type: 'number', value: count, onChange: (e: { target: { value: string } }) => setCount(Number(e.target.value)) })),
     ' ',
     h('button', {
       'data-testid': 'run',
@@ -25,7 +28,7 @@ function StepsJob() {
     p && h('div', null,
       h('progress', { max: p.total ?? 1, value: p.current }),
       h('span', { 'data-testid': 'progress' }, `${p.current}/${p.total ?? '?'} ${p.message ?? ''}`)),
-    job.output && h('p', null, 'output: ', h('code', { 'data-testid': 'output' }, JSON.stringify(job.output))),
+    job.output && h('p', null, 'output: ', h('code', { 'data-testid': 'output' }, JSON.stringify(job.output satisfies StepsOutput))),
     job.error && h('p', { 'data-testid': 'error' }, job.error),
     h('p', null, 'logs: ', h('span', { 'data-testid': 'logs' }, String(job.logs.length))),
   )
@@ -34,8 +37,8 @@ function StepsJob() {
 function RunList() {
   const { runs, isLoading, error } = durably.useRuns({ jobName: 'steps', pageSize: 5 })
   const actions = durably.useRunActions()
-  const [retriggered, setRetriggered] = useState(null)
-  const retrigger = async (id) => {
+  const [retriggered, setRetriggered] = useState<string | null>(null)
+  const retrigger = async (id: string) => {
     const newId = await actions.retrigger(id)
     const run = await actions.getRun(newId)
     setRetriggered(`${newId} ${run?.status ?? 'missing'}`)
@@ -52,10 +55,10 @@ function RunList() {
           h('td', null, r.status),
           h('td', null, r.progress ? `${r.progress.current}/${r.progress.total}` : ''),
           h('td', null, r.status === 'completed' &&
-            h('button', { 'data-testid': 'retrigger', onClick: () => retrigger(r.id).catch((e) => setRetriggered(`error ${e.message}`)) }, 'retrigger'))))))
+            h('button', { 'data-testid': 'retrigger', onClick: () => retrigger(r.id).catch((e: Error) => setRetriggered(`error ${e.message}`)) }, 'retrigger'))))))
   )
 }
 
-createRoot(document.getElementById('root')).render(
+createRoot(document.getElementById('root')!).render(
   h('main', null, h('h1', null, 'durably-go'), h(StepsJob), h(RunList)),
 )
