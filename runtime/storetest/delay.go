@@ -578,7 +578,10 @@ var delayCases = []Case{
 			worst = max(worst, late)
 		}
 		t.Logf("%d delayed runs, claimed at most %v after their times", n, worst)
-		if worst > 500*time.Millisecond {
+		// Milliseconds on a quiet machine (the log shows them); the bound
+		// is far below the minute a poll would take, and above what the
+		// whole suite's load on two cores under -race adds (0.5–1 s seen).
+		if worst > 2*time.Second {
 			t.Fatalf("a delayed run was claimed %v after its time (polling interval 1m)", worst)
 		}
 	}},
