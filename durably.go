@@ -167,6 +167,8 @@ type Engine struct {
 	// jobLimits is Job.MaxRunning of the jobs that have one, replaced (not
 	// modified) on registration (store.ClaimRequest.JobLimits).
 	jobLimits map[string]int
+	// tenantLimits is Job.MaxRunningPerTenant likewise.
+	tenantLimits map[string]int
 
 	migrateMu sync.Mutex
 	migrated  bool

@@ -51,6 +51,15 @@ type Job[I, O any] struct {
 	// hold up runs of other jobs. Every process registering the job should
 	// declare the same limit: a process claims under the limit it knows.
 	MaxRunning int
+	// MaxRunningPerTenant, if positive, is the most runs of this job leased
+	// at once per tenant: per key scope, the values of Config.TenantLabels
+	// (D11; without tenant labels every run is in one scope, and it acts as
+	// MaxRunning). A tenant at its limit is passed over by claims, so its
+	// backlog, however urgent its priority, never holds up other tenants'
+	// runs: with fewer per-tenant slots than the fleet has slots, another
+	// tenant's run waits at most until one of the other slots frees. Like
+	// MaxRunning it holds across processes and counts live leases.
+	MaxRunningPerTenant int
 
 	// Timeout, if positive, bounds a run from its first start to its end,
 	// waits (retries, sleeps) included: past it, the run's context ends
@@ -86,8 +95,9 @@ type jobEntry struct {
 	execute func(ctx context.Context, s *StepContext, input json.RawMessage) (json.RawMessage, error)
 	handle  any
 	retry   *RetryPolicy // a copy of Job.Retry taken at Register
-	// priority and maxRunning are Job.Priority and Job.MaxRunning.
-	priority, maxRunning int
+	// priority, maxRunning and perTenant are Job.Priority, Job.MaxRunning
+	// and Job.MaxRunningPerTenant.
+	priority, maxRunning, perTenant int
 	// timeout and stepTimeout are Job.Timeout and Job.StepTimeout.
 	timeout, stepTimeout time.Duration
 }
@@ -125,8 +135,9 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 	if job.Run == nil {
 		return nil, fmt.Errorf("durably: job %q has no Run function", job.Name)
 	}
-	if job.MaxRunning < 0 {
-		return nil, fmt.Errorf("durably: job %q: MaxRunning must not be negative, got %d", job.Name, job.MaxRunning)
+	if job.MaxRunning < 0 || job.MaxRunningPerTenant < 0 {
+		return nil, fmt.Errorf("durably: job %q: MaxRunning and MaxRunningPerTenant must not be negative, got %d and %d",
+			job.Name, job.MaxRunning, job.MaxRunningPerTenant)
 	}
 	if job.Timeout < 0 || job.StepTimeout < 0 {
 		return nil, fmt.Errorf("durably: job %q: Timeout and StepTimeout must not be negative, got %v and %v", job.Name, job.Timeout, job.StepTimeout)
@@ -162,17 +173,16 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 		retry:       retry,
 		priority:    job.Priority,
 		maxRunning:  job.MaxRunning,
+		perTenant:   job.MaxRunningPerTenant,
 		timeout:     job.Timeout,
 		stepTimeout: job.StepTimeout,
 	}
+	// Copied on write: claims read the maps without the lock's help.
 	if job.MaxRunning > 0 {
-		// Copied on write: claims read the map without the lock's help.
-		limits := maps.Clone(e.jobLimits)
-		if limits == nil {
-			limits = map[string]int{}
-		}
-		limits[job.Name] = job.MaxRunning
-		e.jobLimits = limits
+		e.jobLimits = withLimit(e.jobLimits, job.Name, job.MaxRunning)
+	}
+	if job.MaxRunningPerTenant > 0 {
+		e.tenantLimits = withLimit(e.tenantLimits, job.Name, job.MaxRunningPerTenant)
 	}
 	return h, nil
 }
@@ -200,18 +210,30 @@ func (e *Engine) jobPriority(name string) int {
 	return 0
 }
 
-// jobLimited reports whether the job has a limit of running runs.
+// jobLimited reports whether the job has a limit of running runs, in all
+// or per tenant.
 func (e *Engine) jobLimited(name string) bool {
 	j := e.job(name)
-	return j != nil && j.maxRunning > 0
+	return j != nil && (j.maxRunning > 0 || j.perTenant > 0)
 }
 
-// claimLimits is the map of Job.MaxRunning for store.ClaimRequest, nil
-// when no job has one. The map is never modified once published.
-func (e *Engine) claimLimits() map[string]int {
+// claimLimits are the maps of Job.MaxRunning and Job.MaxRunningPerTenant
+// for store.ClaimRequest, nil when no job has one. The maps are never
+// modified once published.
+func (e *Engine) claimLimits() (jobs, perTenant map[string]int) {
 	e.jobsMu.RLock()
 	defer e.jobsMu.RUnlock()
-	return e.jobLimits
+	return e.jobLimits, e.tenantLimits
+}
+
+// withLimit returns a copy of limits with job's limit set to n.
+func withLimit(limits map[string]int, job string, n int) map[string]int {
+	limits = maps.Clone(limits)
+	if limits == nil {
+		limits = map[string]int{}
+	}
+	limits[job] = n
+	return limits
 }
 
 // JobNames lists the registered jobs.

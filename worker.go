@@ -420,8 +420,9 @@ func (w *worker) startDirect(run *Run) {
 
 // claim leases up to limit runs.
 func (e *Engine) claim(ctx context.Context, workerID string, limit int) ([]*Run, error) {
+	jobs, perTenant := e.claimLimits()
 	runs, err := e.store.Claim(ctx, store.ClaimRequest{WorkerID: workerID, Now: e.now(), Lease: e.cfg.LeaseDuration, Limit: limit,
-		JobLimits: e.claimLimits()})
+		JobLimits: jobs, TenantLimits: perTenant})
 	if err != nil {
 		return nil, fmt.Errorf("durably: claim: %w", err)
 	}

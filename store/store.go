@@ -51,7 +51,8 @@ type Store interface {
 	// first) and then oldest first (R-050 … R-054): pending runs whose RunAt
 	// is not after req.Now and expired leases, never two live leases of
 	// one (KeyScope, ConcurrencyKey) in any job, nor more live leases of a
-	// job than req.JobLimits allows. It returns fewer, or none, when fewer
+	// job than req.JobLimits allows, nor of a job in one key scope than
+	// req.TenantLimits allows. It returns fewer, or none, when fewer
 	// are claimable. A store reaches the due runs through an index and does
 	// not scan runs that are not due yet.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Run, error)
@@ -339,6 +340,11 @@ type ClaimRequest struct {
 	// absent from the map has no cap. The store enforces it: PostgreSQL
 	// under an advisory lock per capped job, SQLite by its single writer.
 	JobLimits map[string]int
+	// TenantLimits caps, per job name, the runs of that job leased at once
+	// in one key scope (a tenant, D11), enforced like JobLimits (PostgreSQL
+	// under an advisory lock per job and scope). A run of a job and scope
+	// at its cap is passed over, so that it never holds up other scopes.
+	TenantLimits map[string]int
 }
 
 // Deferral hands a leased run back to wait (DeferRun): for a retry's next

@@ -104,6 +104,12 @@ LIMIT 1;
 -- may still lease now; a job at its limit contributes no candidate, so its
 -- backlog never crowds other jobs out of a claim, and no job has more
 -- candidates than its room (rn). The claim re-counts under an advisory lock.
+-- tcaps: the per-tenant limits (@tenant_jobs, @tenant_counts), counted per
+-- job and key scope: a tenant at its job's limit contributes no candidate,
+-- so its backlog, however urgent, never crowds another tenant's runs out
+-- of a claim (issue 19), and no tenant has more candidates than its room
+-- (trn). The claim re-counts those under advisory locks too. The test of a
+-- tenant's room sits in a CASE for the reason caps' does.
 -- The full jobs are one array (an InitPlan, computed once), tested inside a
 -- CASE that hides it from the planner: as an anti join or "<> ALL", with
 -- one job name in the table's statistics, the planner expects no pending
@@ -139,6 +145,8 @@ WITH promoted AS (
     SELECT count(*) FROM durably_runs a
     WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > @now::timestamptz) AS room
   FROM (SELECT unnest(@limit_jobs::text[]) AS job, unnest(@limit_counts::bigint[]) AS n) AS l
+), tcaps AS (
+  SELECT unnest(@tenant_jobs::text[]) AS job, unnest(@tenant_counts::bigint[]) AS n
 ), pending AS (
   SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at, false AS promoted FROM durably_runs p
   WHERE p.status = 'pending' AND p.ready = 1
@@ -147,6 +155,10 @@ WITH promoted AS (
       WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
     AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+    AND CASE WHEN p.job_name = ANY(@tenant_jobs::text[]) THEN (SELECT tcaps.n FROM tcaps WHERE tcaps.job = p.job_name) > (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = p.job_name AND a.key_scope = p.key_scope AND a.lease_expires_at > @now::timestamptz)
+      ELSE true END
   ORDER BY p.priority, p.created_at, p.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
@@ -159,6 +171,10 @@ WITH promoted AS (
         AND a.id <> x.id
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
     AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+    AND CASE WHEN x.job_name = ANY(@tenant_jobs::text[]) THEN (SELECT tcaps.n FROM tcaps WHERE tcaps.job = x.job_name) > (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = x.job_name AND a.key_scope = x.key_scope AND a.lease_expires_at > @now::timestamptz)
+      ELSE true END
   ORDER BY x.priority, x.created_at, x.id
   LIMIT @lim
   FOR UPDATE SKIP LOCKED
@@ -169,14 +185,24 @@ WITH promoted AS (
       WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > @now::timestamptz))
     AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+    AND CASE WHEN pr.job_name = ANY(@tenant_jobs::text[]) THEN (SELECT tcaps.n FROM tcaps WHERE tcaps.job = pr.job_name) > (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = pr.job_name AND a.key_scope = pr.key_scope AND a.lease_expires_at > @now::timestamptz)
+      ELSE true END
 ), ranked AS (
-  SELECT c.*, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
+  SELECT c.*, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn,
+    row_number() OVER (PARTITION BY c.job_name, c.key_scope ORDER BY c.priority, c.created_at, c.id) AS trn
   FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM due) AS c
 ), chosen AS (
   SELECT r.id, r.job_name, r.concurrency_key, r.key_scope, r.priority, r.created_at,
-    (NOT @lease_free::boolean OR r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY(@limit_jobs::text[])) AS held
+    (NOT @lease_free::boolean OR r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY(@limit_jobs::text[])
+      OR r.job_name = ANY(@tenant_jobs::text[])) AS held
   FROM ranked r
   WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
+    AND r.trn <= COALESCE((SELECT tcaps.n - (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = r.job_name AND a.key_scope = r.key_scope AND a.lease_expires_at > @now::timestamptz)
+      FROM tcaps WHERE tcaps.job = r.job_name), r.trn)
   ORDER BY r.priority, r.created_at, r.id
   LIMIT @lim
 ), leased AS (
@@ -221,6 +247,22 @@ SELECT u.job::text AS job_name, (
   WHERE a.status = 'leased' AND a.job_name = u.job AND a.lease_expires_at > @now::timestamptz
     AND NOT (a.id = ANY(@ids::text[])))::bigint AS live
 FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
+
+-- name: LockTenants :exec
+-- Step 2 for jobs with a per-tenant limit: claimers of the same job and
+-- key scope queue here, the pairs sorted, after the jobs' locks; a key
+-- space of its own (the two-key form's first key).
+SELECT pg_advisory_xact_lock(1685222010, hashtext(u.job || chr(31) || u.scope))
+FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS u;
+
+-- name: LiveLeasesOfTenants :many
+-- Step 2, re-count with a fresh snapshot: each (job, key scope)'s unexpired
+-- leases, other than the candidates' own.
+SELECT u.job::text AS job_name, u.scope::text AS key_scope, (
+  SELECT count(*) FROM durably_runs a
+  WHERE a.status = 'leased' AND a.job_name = u.job AND a.key_scope = u.scope AND a.lease_expires_at > @now::timestamptz
+    AND NOT (a.id = ANY(@ids::text[])))::bigint AS live
+FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS u;
 
 -- name: LockConcurrencyKeys :exec
 -- Step 2: claimers of the same (scope, key) queue here until the holder

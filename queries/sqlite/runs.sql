@@ -80,7 +80,8 @@ WHERE id IN (
       SELECT * FROM (
         SELECT p.id, p.priority, p.created_at,
           (p.concurrency_key IS NOT NULL OR (CAST(sqlc.arg(has_limits) AS INTEGER) <> 0 AND p.job_name IN (
-            SELECT j.key FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j))) AS constrained
+            SELECT j.key FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j
+            UNION ALL SELECT j.key FROM json_each(CAST(sqlc.arg(tenant_limits) AS TEXT)) j))) AS constrained
         FROM durably_runs p INDEXED BY idx_durably_runs_ready
         WHERE p.status = 'pending' AND p.ready = 1
         ORDER BY p.priority, p.created_at, p.id
@@ -89,7 +90,8 @@ WHERE id IN (
       SELECT * FROM (
         SELECT x.id, x.priority, x.created_at,
           (x.concurrency_key IS NOT NULL OR (CAST(sqlc.arg(has_limits) AS INTEGER) <> 0 AND x.job_name IN (
-            SELECT j.key FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j))) AS constrained
+            SELECT j.key FROM json_each(CAST(sqlc.arg(job_limits) AS TEXT)) j
+            UNION ALL SELECT j.key FROM json_each(CAST(sqlc.arg(tenant_limits) AS TEXT)) j))) AS constrained
         FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
         WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(sqlc.arg(now) AS TEXT)
         ORDER BY x.priority, x.created_at, x.id
@@ -105,8 +107,9 @@ RETURNING *;
 -- R-051, S-030): ready and pending, or leased with an expired lease, not
 -- blocked by an unexpired lease on its concurrency key in any job of its key
 -- scope (D11), and not of a job that has as many live leases as its limit
--- (job_limits, a JSON object of job name to limit; has_limits = 0 skips the
--- check). An expired lease with a pending sibling is claimable like any
+-- (job_limits, a JSON object of job name to limit), nor in its key scope as
+-- its per-tenant limit (tenant_limits, likewise); has_limits = 0 skips both
+-- checks. An expired lease with a pending sibling is claimable like any
 -- other (D12). One statement; SQLite's single writer makes it atomic, and
 -- the job limits exact.
 -- The two kinds come from two indexes, each already in a useful order, so
@@ -143,6 +146,12 @@ WHERE id = (
             SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
             WHERE l.status = 'leased' AND l.job_name = p.job_name
               AND l.lease_expires_at > CAST(sqlc.arg(now) AS TEXT))))
+        AND (CAST(sqlc.arg(has_limits) AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(sqlc.arg(tenant_limits) AS TEXT)) j
+          WHERE j.key = p.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = p.job_name AND l.key_scope = p.key_scope
+              AND l.lease_expires_at > CAST(sqlc.arg(now) AS TEXT))))
       ORDER BY p.priority, p.created_at, p.id
       LIMIT 1)
     UNION ALL
@@ -159,6 +168,12 @@ WHERE id = (
           WHERE j.key = x.job_name AND j.value <= (
             SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
             WHERE l.status = 'leased' AND l.job_name = x.job_name
+              AND l.lease_expires_at > CAST(sqlc.arg(now) AS TEXT))))
+        AND (CAST(sqlc.arg(has_limits) AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(sqlc.arg(tenant_limits) AS TEXT)) j
+          WHERE j.key = x.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = x.job_name AND l.key_scope = x.key_scope
               AND l.lease_expires_at > CAST(sqlc.arg(now) AS TEXT))))
       ORDER BY x.priority, x.created_at, x.id
       LIMIT 1)

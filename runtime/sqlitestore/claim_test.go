@@ -41,7 +41,7 @@ func TestClaimBatchStopsAtTheFirstCheckedRun(t *testing.T) {
 		var ids []string
 		err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
 			rows, err := q.ClaimBatch(ctx, sqlitedb.ClaimBatchParams{WorkerID: "w", LeaseExpiresAt: store.FormatTime(base.Add(time.Hour)),
-				Now: store.FormatTime(base.Add(time.Minute)), HasLimits: boolInt(limits != "{}"), JobLimits: limits, Lim: 10})
+				Now: store.FormatTime(base.Add(time.Minute)), HasLimits: boolInt(limits != "{}"), JobLimits: limits, TenantLimits: "{}", Lim: 10})
 			for _, r := range rows {
 				ids = append(ids, r.ID)
 			}

@@ -459,6 +459,10 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run
 	if err != nil {
 		return nil, err
 	}
+	tenantLimits, err := encodeJobLimits(req.TenantLimits)
+	if err != nil {
+		return nil, err
+	}
 	var runs []*store.Run
 	err = s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
 		now := store.FormatTime(req.Now)
@@ -469,12 +473,13 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run
 			WorkerID:       req.WorkerID,
 			LeaseExpiresAt: store.FormatTime(req.Now.Add(req.Lease)),
 			Now:            now,
-			HasLimits:      boolInt(len(req.JobLimits) > 0),
+			HasLimits:      boolInt(len(req.JobLimits)+len(req.TenantLimits) > 0),
 			JobLimits:      limits,
+			TenantLimits:   tenantLimits,
 		}
 		rows, err := q.ClaimBatch(ctx, sqlitedb.ClaimBatchParams{
 			WorkerID: params.WorkerID, LeaseExpiresAt: params.LeaseExpiresAt, Now: now,
-			HasLimits: params.HasLimits, JobLimits: limits, Lim: int64(req.Limit),
+			HasLimits: params.HasLimits, JobLimits: limits, TenantLimits: tenantLimits, Lim: int64(req.Limit),
 		})
 		if err != nil {
 			return fmt.Errorf("sqlitestore: claim: %w", err)

@@ -76,6 +76,7 @@ func Cases() []Case {
 	all = append(all, retryCases...)
 	all = append(all, delayCases...)
 	all = append(all, crashCases...)
+	all = append(all, tenantLimitCases...)
 	all = append(all, limitCases...)
 	all = append(all, aloneCases...)
 	return all

@@ -74,6 +74,8 @@ WITH promoted AS (
     SELECT count(*) FROM durably_runs a
     WHERE a.status = 'leased' AND a.job_name = l.job AND a.lease_expires_at > $1::timestamptz) AS room
   FROM (SELECT unnest($3::text[]) AS job, unnest($4::bigint[]) AS n) AS l
+), tcaps AS (
+  SELECT unnest($5::text[]) AS job, unnest($6::bigint[]) AS n
 ), pending AS (
   SELECT p.id, p.job_name, p.concurrency_key, p.key_scope, p.priority, p.created_at, false AS promoted FROM durably_runs p
   WHERE p.status = 'pending' AND p.ready = 1
@@ -82,8 +84,12 @@ WITH promoted AS (
       WHERE a.status = 'leased' AND a.concurrency_key = p.concurrency_key AND a.key_scope = p.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::timestamptz))
     AND CASE WHEN p.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+    AND CASE WHEN p.job_name = ANY($5::text[]) THEN (SELECT tcaps.n FROM tcaps WHERE tcaps.job = p.job_name) > (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = p.job_name AND a.key_scope = p.key_scope AND a.lease_expires_at > $1::timestamptz)
+      ELSE true END
   ORDER BY p.priority, p.created_at, p.id
-  LIMIT $5
+  LIMIT $7
   FOR UPDATE SKIP LOCKED
 ), expired AS (
   SELECT x.id, x.job_name, x.concurrency_key, x.key_scope, x.priority, x.created_at, false AS promoted FROM durably_runs x
@@ -94,8 +100,12 @@ WITH promoted AS (
         AND a.id <> x.id
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::timestamptz))
     AND CASE WHEN x.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+    AND CASE WHEN x.job_name = ANY($5::text[]) THEN (SELECT tcaps.n FROM tcaps WHERE tcaps.job = x.job_name) > (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = x.job_name AND a.key_scope = x.key_scope AND a.lease_expires_at > $1::timestamptz)
+      ELSE true END
   ORDER BY x.priority, x.created_at, x.id
-  LIMIT $5
+  LIMIT $7
   FOR UPDATE SKIP LOCKED
 ), due AS (
   SELECT pr.id, pr.job_name, pr.concurrency_key, pr.key_scope, pr.priority, pr.created_at, true AS promoted FROM promoted pr
@@ -104,21 +114,31 @@ WITH promoted AS (
       WHERE a.status = 'leased' AND a.concurrency_key = pr.concurrency_key AND a.key_scope = pr.key_scope
         AND a.lease_expires_at IS NOT NULL AND a.lease_expires_at > $1::timestamptz))
     AND CASE WHEN pr.job_name = ANY(ARRAY(SELECT caps.job FROM caps WHERE caps.room <= 0)) THEN false ELSE true END
+    AND CASE WHEN pr.job_name = ANY($5::text[]) THEN (SELECT tcaps.n FROM tcaps WHERE tcaps.job = pr.job_name) > (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = pr.job_name AND a.key_scope = pr.key_scope AND a.lease_expires_at > $1::timestamptz)
+      ELSE true END
 ), ranked AS (
-  SELECT c.id, c.job_name, c.concurrency_key, c.key_scope, c.priority, c.created_at, c.promoted, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn
+  SELECT c.id, c.job_name, c.concurrency_key, c.key_scope, c.priority, c.created_at, c.promoted, row_number() OVER (PARTITION BY c.job_name ORDER BY c.priority, c.created_at, c.id) AS rn,
+    row_number() OVER (PARTITION BY c.job_name, c.key_scope ORDER BY c.priority, c.created_at, c.id) AS trn
   FROM (SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM pending UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM expired UNION ALL SELECT id, job_name, concurrency_key, key_scope, priority, created_at, promoted FROM due) AS c
 ), chosen AS (
   SELECT r.id, r.job_name, r.concurrency_key, r.key_scope, r.priority, r.created_at,
-    (NOT $6::boolean OR r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY($3::text[])) AS held
+    (NOT $8::boolean OR r.promoted OR r.concurrency_key IS NOT NULL OR r.job_name = ANY($3::text[])
+      OR r.job_name = ANY($5::text[])) AS held
   FROM ranked r
   WHERE r.rn <= COALESCE((SELECT caps.room FROM caps WHERE caps.job = r.job_name), r.rn)
+    AND r.trn <= COALESCE((SELECT tcaps.n - (
+      SELECT count(*) FROM durably_runs a
+      WHERE a.status = 'leased' AND a.job_name = r.job_name AND a.key_scope = r.key_scope AND a.lease_expires_at > $1::timestamptz)
+      FROM tcaps WHERE tcaps.job = r.job_name), r.trn)
   ORDER BY r.priority, r.created_at, r.id
-  LIMIT $5
+  LIMIT $7
 ), leased AS (
   UPDATE durably_runs u
   SET status = 'leased',
-      lease_owner = $7::text,
-      lease_expires_at = $8::timestamptz,
+      lease_owner = $9::text,
+      lease_expires_at = $10::timestamptz,
       lease_generation = u.lease_generation + 1,
       started_at = COALESCE(u.started_at, $1::timestamptz),
       -- An expired lease with an owner is an execution that ended
@@ -146,6 +166,8 @@ type ClaimReadyParams struct {
 	PromoteLim     int32
 	LimitJobs      []string
 	LimitCounts    []int64
+	TenantJobs     []string
+	TenantCounts   []int64
 	Lim            int32
 	LeaseFree      bool
 	WorkerID       string
@@ -203,6 +225,12 @@ type ClaimReadyRow struct {
 // may still lease now; a job at its limit contributes no candidate, so its
 // backlog never crowds other jobs out of a claim, and no job has more
 // candidates than its room (rn). The claim re-counts under an advisory lock.
+// tcaps: the per-tenant limits (@tenant_jobs, @tenant_counts), counted per
+// job and key scope: a tenant at its job's limit contributes no candidate,
+// so its backlog, however urgent, never crowds another tenant's runs out
+// of a claim (issue 19), and no tenant has more candidates than its room
+// (trn). The claim re-counts those under advisory locks too. The test of a
+// tenant's room sits in a CASE for the reason caps' does.
 // The full jobs are one array (an InitPlan, computed once), tested inside a
 // CASE that hides it from the planner: as an anti join or "<> ALL", with
 // one job name in the table's statistics, the planner expects no pending
@@ -230,6 +258,8 @@ func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]Claim
 		arg.PromoteLim,
 		arg.LimitJobs,
 		arg.LimitCounts,
+		arg.TenantJobs,
+		arg.TenantCounts,
 		arg.Lim,
 		arg.LeaseFree,
 		arg.WorkerID,
@@ -1326,6 +1356,54 @@ func (q *Queries) LiveLeasesOfJobs(ctx context.Context, arg LiveLeasesOfJobsPara
 	return items, nil
 }
 
+const liveLeasesOfTenants = `-- name: LiveLeasesOfTenants :many
+SELECT u.job::text AS job_name, u.scope::text AS key_scope, (
+  SELECT count(*) FROM durably_runs a
+  WHERE a.status = 'leased' AND a.job_name = u.job AND a.key_scope = u.scope AND a.lease_expires_at > $1::timestamptz
+    AND NOT (a.id = ANY($2::text[])))::bigint AS live
+FROM (SELECT unnest($3::text[]) AS job, unnest($4::text[]) AS scope) AS u
+`
+
+type LiveLeasesOfTenantsParams struct {
+	Now    pgtype.Timestamptz
+	Ids    []string
+	Jobs   []string
+	Scopes []string
+}
+
+type LiveLeasesOfTenantsRow struct {
+	JobName  string
+	KeyScope string
+	Live     int64
+}
+
+// Step 2, re-count with a fresh snapshot: each (job, key scope)'s unexpired
+// leases, other than the candidates' own.
+func (q *Queries) LiveLeasesOfTenants(ctx context.Context, arg LiveLeasesOfTenantsParams) ([]LiveLeasesOfTenantsRow, error) {
+	rows, err := q.db.Query(ctx, liveLeasesOfTenants,
+		arg.Now,
+		arg.Ids,
+		arg.Jobs,
+		arg.Scopes,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []LiveLeasesOfTenantsRow{}
+	for rows.Next() {
+		var i LiveLeasesOfTenantsRow
+		if err := rows.Scan(&i.JobName, &i.KeyScope, &i.Live); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockConcurrencyKeys = `-- name: LockConcurrencyKeys :exec
 SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
 FROM (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u
@@ -1356,6 +1434,24 @@ FROM (SELECT unnest($1::text[]) AS job) AS u
 // keeps these locks apart from the concurrency keys' one-key locks.
 func (q *Queries) LockJobs(ctx context.Context, jobs []string) error {
 	_, err := q.db.Exec(ctx, lockJobs, jobs)
+	return err
+}
+
+const lockTenants = `-- name: LockTenants :exec
+SELECT pg_advisory_xact_lock(1685222010, hashtext(u.job || chr(31) || u.scope))
+FROM (SELECT unnest($1::text[]) AS job, unnest($2::text[]) AS scope) AS u
+`
+
+type LockTenantsParams struct {
+	Jobs   []string
+	Scopes []string
+}
+
+// Step 2 for jobs with a per-tenant limit: claimers of the same job and
+// key scope queue here, the pairs sorted, after the jobs' locks; a key
+// space of its own (the two-key form's first key).
+func (q *Queries) LockTenants(ctx context.Context, arg LockTenantsParams) error {
+	_, err := q.db.Exec(ctx, lockTenants, arg.Jobs, arg.Scopes)
 	return err
 }
 

@@ -84,23 +84,25 @@ WHERE id IN (
       SELECT id, priority, created_at, constrained FROM (
         SELECT p.id, p.priority, p.created_at,
           (p.concurrency_key IS NOT NULL OR (CAST(?4 AS INTEGER) <> 0 AND p.job_name IN (
-            SELECT j.key FROM json_each(CAST(?5 AS TEXT)) j))) AS constrained
+            SELECT j.key FROM json_each(CAST(?5 AS TEXT)) j
+            UNION ALL SELECT j.key FROM json_each(CAST(?6 AS TEXT)) j))) AS constrained
         FROM durably_runs p INDEXED BY idx_durably_runs_ready
         WHERE p.status = 'pending' AND p.ready = 1
         ORDER BY p.priority, p.created_at, p.id
-        LIMIT CAST(?6 AS INTEGER))
+        LIMIT CAST(?7 AS INTEGER))
       UNION ALL
       SELECT id, priority, created_at, constrained FROM (
         SELECT x.id, x.priority, x.created_at,
           (x.concurrency_key IS NOT NULL OR (CAST(?4 AS INTEGER) <> 0 AND x.job_name IN (
-            SELECT j.key FROM json_each(CAST(?5 AS TEXT)) j))) AS constrained
+            SELECT j.key FROM json_each(CAST(?5 AS TEXT)) j
+            UNION ALL SELECT j.key FROM json_each(CAST(?6 AS TEXT)) j))) AS constrained
         FROM durably_runs x INDEXED BY idx_durably_runs_status_lease_expires
         WHERE x.status = 'leased' AND x.lease_expires_at <= CAST(?3 AS TEXT)
         ORDER BY x.priority, x.created_at, x.id
-        LIMIT CAST(?6 AS INTEGER))
+        LIMIT CAST(?7 AS INTEGER))
     ) AS u
     ORDER BY u.priority, u.created_at, u.id
-    LIMIT CAST(?6 AS INTEGER)) AS o
+    LIMIT CAST(?7 AS INTEGER)) AS o
   WHERE o.blocked = 0)
 RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
@@ -111,6 +113,7 @@ type ClaimBatchParams struct {
 	Now            string
 	HasLimits      int64
 	JobLimits      string
+	TenantLimits   string
 	Lim            int64
 }
 
@@ -131,6 +134,7 @@ func (q *Queries) ClaimBatch(ctx context.Context, arg ClaimBatchParams) ([]Durab
 		arg.Now,
 		arg.HasLimits,
 		arg.JobLimits,
+		arg.TenantLimits,
 		arg.Lim,
 	)
 	if err != nil {
@@ -213,6 +217,12 @@ WHERE id = (
             SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
             WHERE l.status = 'leased' AND l.job_name = p.job_name
               AND l.lease_expires_at > CAST(?3 AS TEXT))))
+        AND (CAST(?4 AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(?6 AS TEXT)) j
+          WHERE j.key = p.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = p.job_name AND l.key_scope = p.key_scope
+              AND l.lease_expires_at > CAST(?3 AS TEXT))))
       ORDER BY p.priority, p.created_at, p.id
       LIMIT 1)
     UNION ALL
@@ -230,6 +240,12 @@ WHERE id = (
             SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
             WHERE l.status = 'leased' AND l.job_name = x.job_name
               AND l.lease_expires_at > CAST(?3 AS TEXT))))
+        AND (CAST(?4 AS INTEGER) = 0 OR NOT EXISTS (
+          SELECT 1 FROM json_each(CAST(?6 AS TEXT)) j
+          WHERE j.key = x.job_name AND j.value <= (
+            SELECT count(*) FROM durably_runs l INDEXED BY idx_durably_runs_status_lease_expires
+            WHERE l.status = 'leased' AND l.job_name = x.job_name AND l.key_scope = x.key_scope
+              AND l.lease_expires_at > CAST(?3 AS TEXT))))
       ORDER BY x.priority, x.created_at, x.id
       LIMIT 1)
   ) AS u
@@ -244,14 +260,16 @@ type ClaimNextParams struct {
 	Now            string
 	HasLimits      int64
 	JobLimits      string
+	TenantLimits   string
 }
 
 // The first claimable run by priority (smaller first), then age (R-050,
 // R-051, S-030): ready and pending, or leased with an expired lease, not
 // blocked by an unexpired lease on its concurrency key in any job of its key
 // scope (D11), and not of a job that has as many live leases as its limit
-// (job_limits, a JSON object of job name to limit; has_limits = 0 skips the
-// check). An expired lease with a pending sibling is claimable like any
+// (job_limits, a JSON object of job name to limit), nor in its key scope as
+// its per-tenant limit (tenant_limits, likewise); has_limits = 0 skips both
+// checks. An expired lease with a pending sibling is claimable like any
 // other (D12). One statement; SQLite's single writer makes it atomic, and
 // the job limits exact.
 // The two kinds come from two indexes, each already in a useful order, so
@@ -265,6 +283,7 @@ func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRu
 		arg.Now,
 		arg.HasLimits,
 		arg.JobLimits,
+		arg.TenantLimits,
 	)
 	var i DurablyRun
 	err := row.Scan(
