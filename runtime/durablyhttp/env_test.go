@@ -248,6 +248,7 @@ func newEnv(t *testing.T, open func() store.Store, opts ...envOption) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/durably/", h)
+	mux.Handle("/dashboard/", http.StripPrefix("/dashboard", h.Dashboard(durablyhttp.DashboardOptions{Title: "tests"})))
 	v.e, v.h = e, h
 	v.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -274,7 +275,14 @@ type response struct {
 
 func (v *env) do(method, path, body string, hdr http.Header) response {
 	v.t.Helper()
-	req, err := http.NewRequest(method, v.srv.URL+"/api/durably"+path, strings.NewReader(body))
+	return v.request(method, "/api/durably"+path, body, hdr)
+}
+
+// request sends a request to the test server's path (the API's or the
+// dashboard's).
+func (v *env) request(method, path, body string, hdr http.Header) response {
+	v.t.Helper()
+	req, err := http.NewRequest(method, v.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		v.t.Fatal(err)
 	}

@@ -59,6 +59,21 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 	return append(w.B, '}')
 }
 
+// AppendLog appends a log record as GET /logs shows it (issue 21), in the
+// shape of the original's LogEntry: stepName null outside a step, data
+// null when none.
+func AppendLog(b []byte, l *durably.LogRecord) []byte {
+	w := jsonappend.Writer{B: append(b, '{')}
+	w.Str("id", l.ID)
+	w.Str("runId", l.RunID)
+	w.NullableStr("stepName", l.StepName)
+	w.Str("level", l.Level)
+	w.Str("message", l.Message)
+	w.Raw("data", l.Data)
+	w.Time("createdAt", l.CreatedAt)
+	return append(w.B, '}')
+}
+
 // AppendProjection appends an event as GET /runs/subscribe sends it: a
 // projection without timestamp and sequence, keys in the order of H-051.
 // It reports false for types the list stream does not forward.
