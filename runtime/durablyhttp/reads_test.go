@@ -106,7 +106,9 @@ func TestRunsWindowAndCursor(t *testing.T) {
 			t.Fatalf("pages gave %v, want %v", paged, orgA)
 		}
 		// The window: from inclusive, to exclusive.
-		at := func(s int) string { return url.QueryEscape(epoch.Add(time.Duration(s) * time.Second).Format(time.RFC3339Nano)) }
+		at := func(s int) string {
+			return url.QueryEscape(epoch.Add(time.Duration(s) * time.Second).Format(time.RFC3339Nano))
+		}
 		if got := ids(listOf(t, v.do("GET", "/runs?createdFrom="+at(1)+"&createdTo="+at(3), "", admin))); !slices.Equal(got, orgA[2:4]) {
 			t.Fatalf("window [1s, 3s): %v, want %v", got, orgA[2:4])
 		}
