@@ -445,25 +445,36 @@ WHERE d.key = @key::text AND d.value = @value::text
 ORDER BY d.created_at DESC, d.run_id DESC
 LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
 
--- name: CountRuns :many
+-- name: CountRuns :one
 -- Runs per status under ListRuns' filter without its status filter and
--- cursor, for a list's status counts.
-SELECT r.status, count(*) AS runs FROM durably_runs r
+-- cursor, for a list's status counts: one row, one count per status, so
+-- that nothing is grouped or sorted.
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_runs r
 WHERE (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
   AND r.created_at >= @created_from::timestamptz
-  AND r.created_at < @created_to::timestamptz
-GROUP BY r.status;
+  AND r.created_at < @created_to::timestamptz;
 
--- name: CountRunsByLabel :many
+-- name: CountRunsByLabel :one
 -- CountRuns driven by one label's index, as ListRunsByLabel.
-SELECT r.status, count(*) AS runs FROM durably_run_labels d
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = @key::text AND d.value = @value::text
   AND d.created_at >= @created_from::timestamptz
   AND d.created_at < @created_to::timestamptz
   AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
-  AND r.labels @> @other_labels::jsonb
-GROUP BY r.status;
+  AND r.labels @> @other_labels::jsonb;
 
 -- name: UpdateRunForTest :exec
 -- The unfenced test hook of S-047: each field is written only when its set_ flag is true.

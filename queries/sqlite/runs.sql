@@ -304,18 +304,30 @@ WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS 
 ORDER BY d.created_at DESC, d.run_id DESC
 LIMIT CAST(sqlc.arg(lim) AS INTEGER) OFFSET CAST(sqlc.arg(off) AS INTEGER);
 
--- name: CountRuns :many
+-- name: CountRuns :one
 -- Runs per status under ListRuns' filter without its status filter and
--- cursor, for a list's status counts.
-SELECT r.status, count(*) AS runs FROM durably_runs r
+-- cursor, for a list's status counts: one row, one count per status, so
+-- that nothing is grouped or sorted.
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_runs r
 WHERE (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
   AND r.created_at >= CAST(sqlc.arg(created_from) AS TEXT)
-  AND r.created_at < CAST(sqlc.arg(created_to) AS TEXT)
-GROUP BY r.status;
+  AND r.created_at < CAST(sqlc.arg(created_to) AS TEXT);
 
--- name: CountRunsByLabel :many
+-- name: CountRunsByLabel :one
 -- CountRuns driven by one label's index, as ListRunsByLabel.
-SELECT r.status, count(*) AS runs FROM durably_run_labels d
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS TEXT)
   AND d.created_at >= CAST(sqlc.arg(created_from) AS TEXT)
@@ -323,8 +335,7 @@ WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS 
   AND (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
   AND (CAST(sqlc.arg(label_count) AS INTEGER) = 0 OR CAST(sqlc.arg(label_count) AS INTEGER) = (
     SELECT count(*) FROM durably_run_labels l
-    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))))
-GROUP BY r.status;
+    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))));
 
 -- name: UpdateRunForTest :exec
 -- The unfenced test hook of S-047: each field is written only when its set_ flag is true.

@@ -325,27 +325,21 @@ func (s *Store) CountRuns(ctx context.Context, f store.RunFilter) (map[store.Sta
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: count runs: %w", err)
 	}
-	var rows []pgdb.CountRunsRow
+	var row pgdb.CountRunsRow
 	if drive == "" {
-		rows, err = s.q.CountRuns(ctx, pgdb.CountRunsParams{JobNames: jobNames(f), CreatedFrom: from, CreatedTo: to})
+		row, err = s.q.CountRuns(ctx, pgdb.CountRunsParams{JobNames: jobNames(f), CreatedFrom: from, CreatedTo: to})
 	} else {
-		var byLabel []pgdb.CountRunsByLabelRow
+		var byLabel pgdb.CountRunsByLabelRow
 		byLabel, err = s.q.CountRunsByLabel(ctx, pgdb.CountRunsByLabelParams{
 			Key: drive, Value: f.Labels[drive], JobNames: jobNames(f), OtherLabels: otherLabels,
 			CreatedFrom: from, CreatedTo: to,
 		})
-		for _, r := range byLabel {
-			rows = append(rows, pgdb.CountRunsRow(r))
-		}
+		row = pgdb.CountRunsRow(byLabel)
 	}
 	if err != nil {
 		return nil, classify(fmt.Errorf("pgstore: count runs: %w", err))
 	}
-	counts := make(map[store.Status]int, len(rows))
-	for _, r := range rows {
-		counts[store.Status(r.Status)] = int(r.Runs)
-	}
-	return counts, nil
+	return storekit.StatusCounts(row.Pending, row.Leased, row.Completed, row.Failed, row.Cancelled), nil
 }
 
 func jobNames(f store.RunFilter) []string {

@@ -844,33 +844,27 @@ func (s *Store) CountRuns(ctx context.Context, f store.RunFilter) (map[store.Sta
 	_, rq := s.queries()
 	from, to, _ := window(store.RunFilter{CreatedFrom: f.CreatedFrom, CreatedTo: f.CreatedTo})
 	drive, pairs := labelPairs(f)
-	var rows []sqlitedb.CountRunsRow
+	var row sqlitedb.CountRunsRow
 	var err error
 	if drive == "" {
-		rows, err = rq.CountRuns(ctx, sqlitedb.CountRunsParams{
+		row, err = rq.CountRuns(ctx, sqlitedb.CountRunsParams{
 			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
 			CreatedFrom: from, CreatedTo: to,
 		})
 	} else {
-		var byLabel []sqlitedb.CountRunsByLabelRow
+		var byLabel sqlitedb.CountRunsByLabelRow
 		byLabel, err = rq.CountRunsByLabel(ctx, sqlitedb.CountRunsByLabelParams{
 			Key: drive, Value: f.Labels[drive],
 			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
 			LabelCount: int64(len(pairs)), LabelPairs: jsonList(pairs),
 			CreatedFrom: from, CreatedTo: to,
 		})
-		for _, r := range byLabel {
-			rows = append(rows, sqlitedb.CountRunsRow(r))
-		}
+		row = sqlitedb.CountRunsRow(byLabel)
 	}
 	if err != nil {
 		return nil, classify(fmt.Errorf("sqlitestore: count runs: %w", err))
 	}
-	counts := make(map[store.Status]int, len(rows))
-	for _, r := range rows {
-		counts[store.Status(r.Status)] = int(r.Runs)
-	}
-	return counts, nil
+	return storekit.StatusCounts(row.Pending, row.Leased, row.Completed, row.Failed, row.Cancelled), nil
 }
 
 // noUpperBound sorts after every stored time (digits): the upper end of a

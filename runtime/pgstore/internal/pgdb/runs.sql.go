@@ -336,12 +336,17 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 	return items, nil
 }
 
-const countRuns = `-- name: CountRuns :many
-SELECT r.status, count(*) AS runs FROM durably_runs r
+const countRuns = `-- name: CountRuns :one
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_runs r
 WHERE (cardinality($1::text[]) = 0 OR r.job_name = ANY($1::text[]))
   AND r.created_at >= $2::timestamptz
   AND r.created_at < $3::timestamptz
-GROUP BY r.status
 `
 
 type CountRunsParams struct {
@@ -351,41 +356,43 @@ type CountRunsParams struct {
 }
 
 type CountRunsRow struct {
-	Status string
-	Runs   int64
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
 }
 
 // Runs per status under ListRuns' filter without its status filter and
-// cursor, for a list's status counts.
-func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) ([]CountRunsRow, error) {
-	rows, err := q.db.Query(ctx, countRuns, arg.JobNames, arg.CreatedFrom, arg.CreatedTo)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CountRunsRow{}
-	for rows.Next() {
-		var i CountRunsRow
-		if err := rows.Scan(&i.Status, &i.Runs); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// cursor, for a list's status counts: one row, one count per status, so
+// that nothing is grouped or sorted.
+func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) (CountRunsRow, error) {
+	row := q.db.QueryRow(ctx, countRuns, arg.JobNames, arg.CreatedFrom, arg.CreatedTo)
+	var i CountRunsRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
 }
 
-const countRunsByLabel = `-- name: CountRunsByLabel :many
-SELECT r.status, count(*) AS runs FROM durably_run_labels d
+const countRunsByLabel = `-- name: CountRunsByLabel :one
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
   AND d.created_at >= $3::timestamptz
   AND d.created_at < $4::timestamptz
   AND (cardinality($5::text[]) = 0 OR r.job_name = ANY($5::text[]))
   AND r.labels @> $6::jsonb
-GROUP BY r.status
 `
 
 type CountRunsByLabelParams struct {
@@ -398,13 +405,16 @@ type CountRunsByLabelParams struct {
 }
 
 type CountRunsByLabelRow struct {
-	Status string
-	Runs   int64
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
 }
 
 // CountRuns driven by one label's index, as ListRunsByLabel.
-func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelParams) ([]CountRunsByLabelRow, error) {
-	rows, err := q.db.Query(ctx, countRunsByLabel,
+func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelParams) (CountRunsByLabelRow, error) {
+	row := q.db.QueryRow(ctx, countRunsByLabel,
 		arg.Key,
 		arg.Value,
 		arg.CreatedFrom,
@@ -412,22 +422,15 @@ func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelPara
 		arg.JobNames,
 		arg.OtherLabels,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CountRunsByLabelRow{}
-	for rows.Next() {
-		var i CountRunsByLabelRow
-		if err := rows.Scan(&i.Status, &i.Runs); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	var i CountRunsByLabelRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
 }
 
 const deferRun = `-- name: DeferRun :execrows

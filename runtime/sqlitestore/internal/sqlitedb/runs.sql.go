@@ -305,12 +305,17 @@ func (q *Queries) CompleteRun(ctx context.Context, arg CompleteRunParams) (int64
 	return result.RowsAffected()
 }
 
-const countRuns = `-- name: CountRuns :many
-SELECT r.status, count(*) AS runs FROM durably_runs r
+const countRuns = `-- name: CountRuns :one
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_runs r
 WHERE (CAST(?1 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?2 AS TEXT))))
   AND r.created_at >= CAST(?3 AS TEXT)
   AND r.created_at < CAST(?4 AS TEXT)
-GROUP BY r.status
 `
 
 type CountRunsParams struct {
@@ -321,42 +326,42 @@ type CountRunsParams struct {
 }
 
 type CountRunsRow struct {
-	Status string
-	Runs   int64
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
 }
 
 // Runs per status under ListRuns' filter without its status filter and
-// cursor, for a list's status counts.
-func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) ([]CountRunsRow, error) {
-	rows, err := q.query(ctx, q.countRunsStmt, countRuns,
+// cursor, for a list's status counts: one row, one count per status, so
+// that nothing is grouped or sorted.
+func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) (CountRunsRow, error) {
+	row := q.queryRow(ctx, q.countRunsStmt, countRuns,
 		arg.FilterJob,
 		arg.JobNames,
 		arg.CreatedFrom,
 		arg.CreatedTo,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CountRunsRow{}
-	for rows.Next() {
-		var i CountRunsRow
-		if err := rows.Scan(&i.Status, &i.Runs); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	var i CountRunsRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
 }
 
-const countRunsByLabel = `-- name: CountRunsByLabel :many
-SELECT r.status, count(*) AS runs FROM durably_run_labels d
+const countRunsByLabel = `-- name: CountRunsByLabel :one
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
   AND d.created_at >= CAST(?3 AS TEXT)
@@ -365,7 +370,6 @@ WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
   AND (CAST(?7 AS INTEGER) = 0 OR CAST(?7 AS INTEGER) = (
     SELECT count(*) FROM durably_run_labels l
     WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(?8 AS TEXT)))))
-GROUP BY r.status
 `
 
 type CountRunsByLabelParams struct {
@@ -380,13 +384,16 @@ type CountRunsByLabelParams struct {
 }
 
 type CountRunsByLabelRow struct {
-	Status string
-	Runs   int64
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
 }
 
 // CountRuns driven by one label's index, as ListRunsByLabel.
-func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelParams) ([]CountRunsByLabelRow, error) {
-	rows, err := q.query(ctx, q.countRunsByLabelStmt, countRunsByLabel,
+func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelParams) (CountRunsByLabelRow, error) {
+	row := q.queryRow(ctx, q.countRunsByLabelStmt, countRunsByLabel,
 		arg.Key,
 		arg.Value,
 		arg.CreatedFrom,
@@ -396,25 +403,15 @@ func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelPara
 		arg.LabelCount,
 		arg.LabelPairs,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CountRunsByLabelRow{}
-	for rows.Next() {
-		var i CountRunsByLabelRow
-		if err := rows.Scan(&i.Status, &i.Runs); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	var i CountRunsByLabelRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
 }
 
 const deferRun = `-- name: DeferRun :execrows
