@@ -312,6 +312,7 @@ async function jobsPage(admin, viewer) {
   check((await admin.textContent('[data-job=flaky] [data-testid=retry]')).startsWith('4 attempts in all, fixed backoff from 1 s'), 'retry policy')
   check((await admin.textContent('[data-job=flaky] [data-testid=max-running]')) === '2', 'max running')
   check(/in \d+/.test(await admin.textContent('[data-job=flaky] [data-testid=next-tick]')), 'next tick')
+  await admin.evaluate(() => document.getElementById('job-flaky').scrollIntoView())
   await shot(admin, 'dashboard-jobs')
   const form = '[data-job=echo] [data-testid=trigger-form]'
   // The example input (an empty message) is refused by the schema, by name.

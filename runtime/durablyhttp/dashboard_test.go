@@ -16,7 +16,7 @@ import (
 // API is the handler's, and its actions refuse other origins. What the
 // pages do in a browser is e2e's TestDashboard.
 
-func TestDashboardPages(t *testing.T) {
+func TestDashboardPagesH104(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		for _, c := range []struct{ path, base string }{
@@ -69,7 +69,7 @@ func TestDashboardPages(t *testing.T) {
 	})
 }
 
-func TestDashboardAPIIsTheHandlers(t *testing.T) {
+func TestDashboardAPIIsTheHandlersH104(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		if err := v.e.Start(); err != nil {
@@ -117,10 +117,10 @@ func TestDashboardAPIIsTheHandlers(t *testing.T) {
 	})
 }
 
-// TestDashboardMounts: behind http.StripPrefix, under a BasePath, and at
+// TestDashboardMountsH104: behind http.StripPrefix, under a BasePath, and at
 // the mount path without its slash (a redirect to it, which the pages'
 // relative links need).
-func TestDashboardMounts(t *testing.T) {
+func TestDashboardMountsH104(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		dash := v.h.Dashboard(durablyhttp.DashboardOptions{BasePath: "/ops/dash"})

@@ -62,7 +62,7 @@ func ids(runs []wireRun) []string {
 	return out
 }
 
-func TestRunsWindowAndCursor(t *testing.T) {
+func TestRunsWindowAndCursorH100(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		epoch := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 		clk := &clock{t: epoch}
@@ -139,7 +139,7 @@ func TestRunsWindowAndCursor(t *testing.T) {
 	})
 }
 
-func TestRunCounts(t *testing.T) {
+func TestRunCountsH101(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open)
 		if err := v.e.Start(); err != nil {
@@ -171,7 +171,7 @@ func TestRunCounts(t *testing.T) {
 	})
 }
 
-func TestLogsRoute(t *testing.T) {
+func TestLogsRouteH102(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open, func(c *durably.Config, _ *durablyhttp.Options[user, testLabels]) { c.PreserveSteps = true })
 		if err := v.e.Start(); err != nil {
@@ -205,7 +205,7 @@ func TestLogsRoute(t *testing.T) {
 	})
 }
 
-func TestJobsListSettings(t *testing.T) {
+func TestJobsListSettingsH103(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		v := newEnv(t, open, func(_ *durably.Config, o *durablyhttp.Options[user, testLabels]) {
 			o.Jobs = []durably.JobSchema{{Name: "echo"}, {Name: "limited"}, {Name: "unregistered"}}

@@ -13,7 +13,7 @@ import (
 )
 
 // Lists in a creation window, pages after a cursor and counts per status
-// (issue 21, the dashboard's reads; S-045 extended), checked against a
+// (issue 21, the dashboard's reads, S-045), checked against a
 // model of the filter over random runs and random filters.
 
 // windowRun is what the model knows of a stored run.
@@ -153,7 +153,7 @@ func describeFilter(f store.RunFilter) string {
 }
 
 var windowCases = []Case{
-	{"S-045 a creation window, a cursor and status counts select as the model does over random runs and filters", func(t *testing.T, h *Harness) {
+	{"R-137 R-138 S-045 a creation window, a cursor and status counts select as the model does over random runs and filters", func(t *testing.T, h *Harness) {
 		seed := time.Now().UnixNano()
 		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(uint64(seed), 21))
@@ -191,7 +191,7 @@ var windowCases = []Case{
 			}
 		}
 	}},
-	{"S-045 pages after a cursor cover a list once, in order, for every filter", func(t *testing.T, h *Harness) {
+	{"R-137 S-045 pages after a cursor cover a list once, in order, for every filter", func(t *testing.T, h *Harness) {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 45))
 		e, model := windowFixture(t, h, rng, 40)
 		ctx := Ctx(t)
@@ -223,7 +223,7 @@ var windowCases = []Case{
 			}
 		}
 	}},
-	{"S-045 bad windows and cursors are validation errors naming the field", func(t *testing.T, h *Harness) {
+	{"R-137 bad windows and cursors are validation errors naming the field", func(t *testing.T, h *Harness) {
 		e := h.Engine(nil)
 		ctx := Ctx(t)
 		far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)

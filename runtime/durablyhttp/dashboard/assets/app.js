@@ -464,8 +464,12 @@ function jsonCell(value) {
   return el('details', {}, el('summary', {}, `${text.slice(0, 40)}…`), pre(value))
 }
 
-function stepsTable(steps) {
-  if (!steps.length) return el('p', { class: 'muted', 'data-testid': 'no-steps' }, 'No steps recorded.')
+function stepsTable(steps, run) {
+  if (!steps.length) {
+    return el('p', { class: 'muted', 'data-testid': 'no-steps' }, run.isTerminal && run.completedStepCount > 0
+      ? 'The steps of a finished run are kept only when the engine preserves them (durably.Config.PreserveSteps).'
+      : 'No steps recorded.')
+  }
   return el('div', { class: 'table-wrap' }, el('table', { class: 'cards', 'data-testid': 'steps' },
     el('thead', {}, el('tr', {}, ['#', 'Step', 'Status', 'Attempt', 'Started', 'Duration', 'Output or error'].map((c) => el('th', { scope: 'col' }, c)))),
     el('tbody', {}, steps.map((s) => el('tr', { 'data-step': s.name, 'data-status': s.status },
@@ -572,7 +576,7 @@ async function runPage(page, { id }, shown) {
       run.output !== null && run.output !== undefined ? pre(run.output, 'output') : (run.error ? null : el('p', { class: 'muted' }, run.isTerminal ? 'No output.' : 'Not finished yet.')))
     const refused = (what, reason) => el('p', { class: 'message error', role: 'alert', 'data-state': 'refused' }, `The ${what} cannot be shown: ${reason.shown}`)
     fill(attempts.body, stepRows ? attemptsTable(attemptsOf(run, stepRows)) : (Array.isArray(run.attempts) ? attemptsTable(attemptsOf(run, [])) : refused('attempts', s.reason)))
-    fill(steps.body, stepRows ? stepsTable(stepRows) : refused('steps', s.reason))
+    fill(steps.body, stepRows ? stepsTable(stepRows, run) : refused('steps', s.reason))
     fill(logs.body, l.status === 'fulfilled' ? logsTable(l.value) : refused('logs', l.reason))
   }
   await load()
@@ -656,7 +660,7 @@ function schedulesTable(schedules) {
     el('thead', {}, el('tr', {}, ['Schedule', 'Cron', 'Time zone', 'Next tick', 'Last fired'].map((c) => el('th', { scope: 'col' }, c)))),
     el('tbody', {}, schedules.map((s) => el('tr', {},
       cell('Schedule', { class: 'mono' }, s.name),
-      cell('Cron', { class: 'mono' }, s.cron),
+      cell('Cron', { class: 'mono nowrap' }, s.cron),
       cell('Time zone', {}, s.timeZone || 'UTC'),
       cell('Next tick', { 'data-testid': 'next-tick' }, s.next ? [time(s.next), ' ', el('span', { class: 'muted' }, relative(s.next))] : '—'),
       cell('Last fired', {}, time(s.lastFired))))))
