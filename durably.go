@@ -63,6 +63,8 @@ type (
 	Disposition = store.Disposition
 	// Store is the storage interface the engine runs on.
 	Store = store.Store
+	// Attempt is one unsuccessful attempt in a run's history (Run.Attempts).
+	Attempt = store.Attempt
 )
 
 // Run statuses and trigger dispositions.
@@ -76,6 +78,10 @@ const (
 	Created    = store.Created
 	Idempotent = store.Idempotent
 	Coalesced  = store.Coalesced
+
+	AttemptFailed   = store.AttemptFailed
+	AttemptCrashed  = store.AttemptCrashed
+	AttemptTimedOut = store.AttemptTimedOut
 )
 
 // Config configures an Engine. Zero values take the defaults of R-001.

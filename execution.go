@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,8 +52,11 @@ type execution struct {
 const stepFlushDelay = time.Millisecond
 
 // execute runs a claimed run to its end (R-070 … R-075); keeper holds its
-// lease from the claim on. No goroutine or timer of the run outlives it.
-func (e *Engine) execute(run *Run, keeper *leaseKeeper) (handedBack bool) {
+// lease from the claim on. ending is called once the job has returned,
+// when what is left is the write that ends the run (the worker then claims
+// the slot's next run meanwhile), unless the run never started. No
+// goroutine or timer of the run outlives execute.
+func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	defer keeper.stop()
 	job := e.job(run.JobName)
 	if job == nil {
@@ -70,6 +74,9 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) (handedBack bool) {
 	if keeper.attach(abort) {
 		return // the lease ran out before the run could start
 	}
+	if x.crashedOut() {
+		return
+	}
 
 	e.emit(Event{Type: EventRunLeased, RunID: run.ID, JobName: run.JobName, Input: run.Input,
 		LeaseOwner: run.LeaseOwner, LeaseExpiresAt: run.LeaseExpiresAt, Labels: run.Labels})
@@ -79,9 +86,9 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper) (handedBack bool) {
 		return
 	}
 	output, runErr := x.callJob(job)
+	ending()
 	keeper.stop()
 	x.finish(output, runErr, time.Since(started))
-	return errors.Is(context.Cause(ctx), ErrSuspended)
 }
 
 // failUnregistered fails a run whose job this process does not know.
@@ -149,54 +156,95 @@ func (x *execution) callJob(job *jobEntry) (out []byte, err error) {
 	return job.execute(x.ctx, s, x.run.Input)
 }
 
-// finish records how the job ended.
+// finish records how the job ended: it decides the
+// outcome, then records it.
 func (x *execution) finish(output []byte, runErr error, took time.Duration) {
-	e, run, ctx, lease := x.e, x.run, x.ctx, x.keeper.lease
-	if errors.Is(context.Cause(ctx), ErrSuspended) {
-		return // handed back to wait: another execution finishes the run
-	}
-	// A job that ends with an error after its run was cancelled, lost its
-	// lease or was stopped has nothing to record; a stopped
-	// run's lease goes back so another worker resumes it. A job that
-	// returns normally is completed, fenced, whatever happened.
-	if runErr != nil && ctx.Err() != nil {
-		if errors.Is(context.Cause(ctx), ErrShutdown) {
-			// A step that completed just before the stop is recorded
-			// before the lease goes back, so it does not run again.
-			if err := x.flush(); err != nil {
-				e.workerError(err, "run-failure", run.ID)
-			}
-			e.releaseLease(x.keeper)
+	switch x.outcome(runErr) {
+	case outcomeNothing:
+	case outcomeHandBack:
+		// A step that completed just before the stop is recorded before
+		// the lease goes back, so it does not run again.
+		if err := x.flush(); err != nil {
+			x.e.workerError(err, "run-failure", x.run.ID)
 		}
-		return
+		x.e.releaseLease(x.keeper)
+	case outcomeRetry:
+		x.retryRun(runErr)
+	case outcomeComplete:
+		x.end(store.Finish{Status: store.StatusCompleted, Output: output}, took)
+	case outcomeFail:
+		x.end(store.Finish{Status: store.StatusFailed, Error: errorMessage(runErr),
+			Attempts: x.withAttempt(store.AttemptFailed, failedStepOf(runErr), runErr)}, took)
 	}
-	if errors.Is(runErr, ErrCancelled) || errors.Is(runErr, ErrLeaseLost) {
-		return
+}
+
+// outcome is what an execution's end records.
+type outcome int
+
+const (
+	outcomeNothing  outcome = iota // handed back to wait, cancelled, or its lease lost: another execution ends the run
+	outcomeHandBack                // stopped (ErrShutdown): the lease goes back for another worker
+	outcomeRetry                   // the body failed outside any step and the job retries it
+	outcomeComplete
+	outcomeFail
+)
+
+// outcome decides how the job's return ends the execution. A job that ends
+// with an error after its run was cancelled, lost its lease or was stopped
+// has nothing to record, but a stopped run's lease goes back
+// so another worker resumes it; a job that returns normally is completed,
+// fenced, whatever happened.
+func (x *execution) outcome(runErr error) outcome {
+	cause := context.Cause(x.ctx)
+	switch {
+	case errors.Is(cause, ErrSuspended):
+		return outcomeNothing
+	case runErr != nil && x.ctx.Err() != nil && errors.Is(cause, ErrShutdown):
+		return outcomeHandBack
+	case runErr != nil && x.ctx.Err() != nil,
+		errors.Is(runErr, ErrCancelled), errors.Is(runErr, ErrLeaseLost):
+		return outcomeNothing
+	case runErr == nil:
+		return outcomeComplete
+	case x.job.retry.retries(attemptNumber(x.run)) && retryableRunError(runErr):
+		return outcomeRetry
 	}
-	if runErr != nil && x.job.retry.retries(run.Attempt+1) && retryableRunError(runErr) {
-		// A body failing outside any step: the whole run is tried
-		// again, its completed steps replaying. The attempt is the run's
-		// retry count + 1, which counts its steps' retries too.
-		until := store.Truncate(e.now().Add(x.job.retry.delay(run.Attempt+1, jitterSource)))
-		if ok, _ := x.suspend(until, nil, run.Attempt+1); ok {
-			e.logger.Info("durably: run failed; retrying", "runId", run.ID, "jobName", run.JobName,
-				"attempt", run.Attempt+1, "nextAttemptAt", until, "err", runErr)
-		}
-		return
+	return outcomeFail
+}
+
+// failedStepOf names the step whose spent failure runErr returns, or ""
+// for a failure of the body itself.
+func failedStepOf(runErr error) string {
+	var sf *stepFailure
+	if errors.As(runErr, &sf) {
+		return sf.step
 	}
-	// The step held back is recorded with the finish, unless it would be
-	// deleted by it at once (PreserveSteps off): then only the counters
-	// say it happened.
+	return ""
+}
+
+// retryRun hands a run whose body failed outside any step back for its
+// next attempt: its completed steps replay then.
+func (x *execution) retryRun(runErr error) {
+	e, run := x.e, x.run
+	number := attemptNumber(run)
+	until := store.Truncate(e.now().Add(x.job.retry.delay(number, jitterSource)))
+	if ok, _ := x.suspend(until, nil, run.Attempt+1, x.withAttempt(store.AttemptFailed, "", runErr)); ok {
+		e.logger.Info("durably: run failed; retrying", "runId", run.ID, "jobName", run.JobName,
+			"attempt", number, "nextAttemptAt", until, "err", runErr)
+	}
+}
+
+// end writes the run's terminal record, fenced, with the step held back
+// (which the finish records unless it deletes it at once, PreserveSteps
+// off: then only the counters say it happened), and emits its event.
+func (x *execution) end(fin store.Finish, took time.Duration) {
+	e, run, lease := x.e, x.run, x.keeper.lease
 	pending, flushErr := x.takePending()
 	if flushErr != nil {
 		x.recordFailed(flushErr)
 		return
 	}
-	now := e.now()
-	fin := store.Finish{Status: store.StatusCompleted, Output: output, Now: now, DeleteSteps: !e.cfg.PreserveSteps}
-	if runErr != nil {
-		fin = store.Finish{Status: store.StatusFailed, Error: errorMessage(runErr), Now: now, DeleteSteps: !e.cfg.PreserveSteps}
-	}
+	fin.Now, fin.DeleteSteps = e.now(), !e.cfg.PreserveSteps
 	x.mu.Lock()
 	fin.CurrentStepIndex, fin.CompletedStepCount = x.recordedIdx, x.recordedCnt
 	x.mu.Unlock()
@@ -207,7 +255,7 @@ func (x *execution) finish(output []byte, runErr error, took time.Duration) {
 		}
 	}
 	var failedStep string
-	if runErr != nil {
+	if fin.Status == store.StatusFailed {
 		// failedStepName is read before the steps may be deleted.
 		failedStep = x.firstFailedStep()
 	}
@@ -219,27 +267,91 @@ func (x *execution) finish(output []byte, runErr error, took time.Duration) {
 		run, err := e.store.GetRun(ctx, lease.RunID)
 		return err == nil && run != nil && run.Status == fin.Status && run.LeaseGeneration == lease.Generation, err
 	})
+	where, what := "run-completion", "completing"
+	if fin.Status == store.StatusFailed {
+		where, what = "run-failure", "recording failure for"
+	}
 	switch {
-	case err != nil && runErr == nil:
-		e.workerError(err, "run-completion", run.ID)
 	case err != nil:
-		e.workerError(err, "run-failure", run.ID)
+		e.workerError(err, where, run.ID)
 	case !ok && pending != nil:
 		_ = x.refused(pending.Name, pending.Index) // as a refused step write would
-	case !ok && runErr == nil:
-		e.workerError(fmt.Errorf("Lease lost before completing run %s", run.ID), "run-completion", "")
 	case !ok:
-		e.workerError(fmt.Errorf("Lease lost before recording failure for run %s", run.ID), "run-failure", "")
+		e.workerError(fmt.Errorf("Lease lost before %s run %s", what, run.ID), where, "")
 	default:
 		if pending != nil {
 			x.stepCompleted(pending)
 		}
-		if runErr == nil {
-			e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: output, Duration: took, Labels: run.Labels})
+		if fin.Status == store.StatusCompleted {
+			e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: fin.Output, Duration: took, Labels: run.Labels})
 		} else {
 			e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: fin.Error, FailedStepName: failedStep, Labels: run.Labels})
 		}
 	}
+}
+
+// ---- attempts ----
+
+// attemptNumber is the number of the run's current execution: one more
+// than its retries and crashes so far.
+func attemptNumber(run *Run) int { return run.Attempt + run.Crashes + 1 }
+
+// Bounds of the attempt history kept with a run: it stays small whatever
+// a run goes through.
+const (
+	maxAttemptHistory = 20
+	maxAttemptError   = 2048 // bytes of one attempt's error
+)
+
+// withAttempt returns the run's attempt history with the current
+// execution's unsuccessful end appended, the oldest entries dropped beyond
+// maxAttemptHistory.
+func (x *execution) withAttempt(outcome, step string, err error) []store.Attempt {
+	msg := errorMessage(err)
+	if len(msg) > maxAttemptError {
+		msg = strings.ToValidUTF8(msg[:maxAttemptError], "") + "…"
+	}
+	a := store.Attempt{Number: attemptNumber(x.run), Outcome: outcome, Step: step, Error: msg, At: store.Truncate(x.e.now())}
+	all := append(slices.Clone(x.run.Attempts), a)
+	return all[max(0, len(all)-maxAttemptHistory):]
+}
+
+// crashLimit is how many crashes a run of the job may have before it fails:
+// its retry policy's MaxAttempts, or DefaultCrashLimit without one.
+func (j *jobEntry) crashLimit() int {
+	if j.retry == nil {
+		return DefaultCrashLimit
+	}
+	return j.retry.MaxAttempts
+}
+
+// DefaultCrashLimit is how many crashes a run of a job without a retry
+// policy may have before it fails (a job's Retry.MaxAttempts sets it for
+// the job). A crash is an execution that ended without an outcome: its
+// process died (SIGKILL, out of memory, a crash in cgo, os.Exit), hung, or
+// lost its database for longer than the lease. Stop's hand-back is no
+// crash.
+const DefaultCrashLimit = 5
+
+// crashedOut fails a run that has crashed as often as its job allows,
+// instead of executing it once more, and reports whether it did. Such a
+// run would otherwise take down process after process, forever.
+func (x *execution) crashedOut() bool {
+	run, limit := x.run, x.job.crashLimit()
+	if run.Crashes < limit {
+		return false
+	}
+	last := "no record of the last crash"
+	if n := len(run.Attempts); n > 0 {
+		last = run.Attempts[n-1].Error
+	}
+	times := "times"
+	if run.Crashes == 1 {
+		times = "time"
+	}
+	msg := fmt.Sprintf("Run crashed or was abandoned %d %s (its job allows %d): %s", run.Crashes, times, limit, last)
+	x.end(store.Finish{Status: store.StatusFailed, Error: msg}, 0)
+	return true
 }
 
 func (x *execution) firstFailedStep() string {
@@ -371,7 +483,7 @@ func (x *execution) recordFailed(err error) {
 // held-back step and steps in the same fenced write. The
 // run's context then ends with the suspension's error, so that nothing
 // more is written for it here, and the worker's slot frees up.
-func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int) (bool, error) {
+func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int, attempts []store.Attempt) (bool, error) {
 	e, run := x.e, x.run
 	pending, err := x.takePending()
 	if err != nil {
@@ -381,7 +493,7 @@ func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int) (
 	if pending != nil {
 		steps = append([]*store.Step{pending}, steps...)
 	}
-	d := store.Deferral{Until: until, Now: e.now(), Steps: steps, Attempt: attempt}
+	d := store.Deferral{Until: until, Now: e.now(), Steps: steps, Attempt: attempt, Attempts: attempts}
 	x.mu.Lock()
 	d.CurrentStepIndex, d.CompletedStepCount = x.recordedIdx, x.recordedCnt
 	x.mu.Unlock()

@@ -188,8 +188,8 @@ func TestLatencyTriggerAndWaitAfterABurstOfOtherRuns(t *testing.T) {
 }
 
 // A run that finds the only slot taken by a directly started run is
-// claimed into the buffer and starts as soon as that run ends, without a
-// poll (there is none within the test).
+// claimed as that run ends and starts at once, without a poll (there is
+// none within the test).
 func TestLatencyRunQueuedBehindADirectRunStartsWhenItEnds(t *testing.T) {
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {

@@ -148,7 +148,10 @@ func IsPermanent(err error) bool {
 // stepFailure marks the error RunStep returns for a step that failed for
 // good: its attempts are spent (or it had no retry policy), so that the
 // job-level policy does not retry its run once more.
-type stepFailure struct{ err error }
+type stepFailure struct {
+	step string
+	err  error
+}
 
 func (e *stepFailure) Error() string { return e.err.Error() }
 func (e *stepFailure) Unwrap() error { return e.err }

@@ -48,7 +48,10 @@ CREATE TABLE durably_runs (
   run_at               TIMESTAMP,                    -- claimable from then (NULL: at once)
   ready                INTEGER     NOT NULL DEFAULT 1, -- 0 while a pending run waits for run_at
   priority             INTEGER     NOT NULL DEFAULT 0, -- claim order, smaller first
-  attempt              INTEGER     NOT NULL DEFAULT 0  -- deferrals for a retry so far
+  attempt              INTEGER     NOT NULL DEFAULT 0, -- deferrals for a retry so far
+  crashes              INTEGER     NOT NULL DEFAULT 0, -- executions that ended without an outcome
+  attempts             JSON,                         -- unsuccessful attempts: [{attempt, outcome, step, error, at, worker}]
+  trace_context        TEXT                          -- the trigger's W3C trace context, as JSON
 );
 
 -- Normalised copy of durably_runs.labels, written once at insert (labels are

@@ -47,7 +47,7 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 		}
 		// Claimed before the wake time (another process's clock runs
 		// ahead): wait the rest.
-		_, err = s.exec.suspend(until, nil, s.run.Attempt)
+		_, err = s.exec.suspend(until, nil, s.run.Attempt, nil)
 		return err
 	}
 	// The previous step is recorded first, so that its step:complete
@@ -82,6 +82,6 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 	// step:complete follows it, and nothing more is emitted until the run is
 	// leased again at the wake time.
 	s.e.emit(Event{Type: EventStepStart, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
-	_, err = s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt)
+	_, err = s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt, nil)
 	return err
 }

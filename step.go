@@ -57,7 +57,10 @@ type stepRecorder interface {
 	// held-back step and steps first, with the run's retry count set to
 	// attempt. ok says whether the run was handed back;
 	// err is what the job should return either way.
-	suspend(until time.Time, steps []*store.Step, attempt int) (ok bool, err error)
+	suspend(until time.Time, steps []*store.Step, attempt int, attempts []store.Attempt) (ok bool, err error)
+	// withAttempt returns the run's attempt history with the current
+	// execution's unsuccessful end appended.
+	withAttempt(outcome, step string, err error) []store.Attempt
 }
 
 func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec stepRecorder) *StepContext {
@@ -279,7 +282,7 @@ func (s *StepContext) failStep(name string, index, attempt int, startedAt time.T
 		// The failed attempt is recorded with the hand-back, in one
 		// fenced write: the run waits without a slot or a lease.
 		until := store.Truncate(rec.CompletedAt.Add(policy.delay(attempt, jitterSource)))
-		ok, err := s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt+1)
+		ok, err := s.exec.suspend(until, []*store.Step{rec}, s.run.Attempt+1, s.exec.withAttempt(store.AttemptFailed, name, fnErr))
 		if ok {
 			s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
 		}
@@ -296,7 +299,7 @@ func (s *StepContext) failStep(name string, index, attempt int, startedAt time.T
 	}
 	s.e.emit(Event{Type: EventStepFail, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Error: msg, Labels: s.run.Labels})
 	if status == store.StepFailed {
-		return &stepFailure{err: fnErr} // spent: the job's policy does not retry it again
+		return &stepFailure{step: name, err: fnErr} // spent: the job's policy does not retry it again
 	}
 	return fnErr
 }

@@ -22,11 +22,11 @@ type worker struct {
 	freed    chan struct{} // a slot freed up
 	dueCh    chan struct{} // wakeAt added an earlier due time
 	// Guarded by mu:
-	executing int           // slots in use
-	buffer    []*claimed    // claimed runs waiting for a slot, oldest first
-	idle      bool          // the last claim found fewer runs than it asked for
-	due       dueTimes      // when runs this process delayed or deferred become due
-	runTime   time.Duration // how long runs take here, a moving average
+	executing int        // slots in use
+	ending    int        // of those, slots whose run is writing its end
+	buffer    []*claimed // runs claimed for ending slots, oldest first
+	idle      bool       // the last claim found fewer runs than it asked for
+	due       dueTimes   // when runs this process delayed or deferred become due
 
 	inflight sync.WaitGroup
 
@@ -122,8 +122,6 @@ func (e *Engine) Start() error {
 	}
 	w.running = true
 	w.idle = false
-	// Until runs are seen to be short, claim as for long ones.
-	w.runTime = shortRun
 	w.stopping = make(chan struct{})
 	w.loopDone = make(chan struct{})
 	go w.loop(w.stopping, w.loopDone)
@@ -176,13 +174,13 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// loop keeps up to MaxConcurrentRuns runs executing. Runs are
-// claimed in batches: enough to fill the free slots and a buffer of as many
-// runs again, so that a slot that frees up starts its next run at once and
-// claims cost one store call per several runs. A claim that comes back
-// short means the queue is empty: the loop then runs idle maintenance (if
-// nothing executes) and sleeps until a run finishes, a trigger wakes it (D4)
-// or the poll interval passes.
+// loop keeps up to MaxConcurrentRuns runs executing. It claims as
+// many runs as slots are free or ending (claimWant), so that a run leased
+// here always starts here at once, or as soon as the write that ends a
+// slot's run returns. A claim that comes back short means the queue is
+// empty: the loop then runs idle maintenance (if nothing executes) and
+// sleeps until a slot frees or starts ending, a trigger wakes it (D4), a
+// known due time comes, or the poll interval passes.
 func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	defer w.releaseBuffer()
@@ -203,7 +201,17 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		default:
 		}
 		w.startBuffered()
-		if want := w.claimWant(); want > 0 {
+		want := w.claimWant()
+		if want == 0 {
+			// Woken with no slot to claim for: whatever woke the loop
+			// (a trigger, a due time) may have made runs claimable, so
+			// the queue is no longer known to be empty, and the end of
+			// a direct run must wake a claim.
+			w.mu.Lock()
+			w.idle = false
+			w.mu.Unlock()
+		}
+		if want > 0 {
 			// Due times up to here are served by this claim (its Now is
 			// later); later ones keep the due timer armed.
 			claimedAt = e.now()
@@ -295,37 +303,20 @@ func sleepUntilStopped(stopping <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// minClaimBuffer is the smallest buffer of claimed runs while runs are
-// short: a claim is a commit of its own, and claiming once half of the
-// buffer is used up makes every claim of a busy worker take at least half
-// of it. With 4, a worker of 4 slots claimed 2 runs at a time, and a fleet
-// of such workers (the multi benchmark, 4 processes × 4 slots) paid a
-// claim's commit for every second run; with 8, one for every fourth, as a
-// worker of 8 slots does. Runs of shortRun or longer keep the buffer of 4:
-// a claim's commit is little beside them, and buffered runs wait for a
-// slot here while other processes may be idle.
-const (
-	minClaimBuffer = 8
-	shortRun       = 100 * time.Millisecond
-)
-
-// claimWant is how many runs to claim now: the free slots plus a buffer of
-// as many runs as there are slots (at least minClaimBuffer while runs are
-// short, 4 otherwise), claimed once half of the buffer is used up.
+// claimWant is how many runs to claim now: one for each free slot, and one
+// for each slot whose run is writing its end (its finish or its hand-back
+// to wait), less the runs already claimed for those. A run claimed for an
+// ending slot is leased while that write commits, often in the same
+// commit, and starts as soon as the write returns, so a busy worker of
+// short runs loses no commit between one run and the next; but no run is
+// ever leased here that no slot here is about to execute. So a worker
+// never holds runs that another process's idle slot could start (issue
+// 19), Job.MaxRunning counts executing runs, and priority holds across
+// processes up to the time of one write.
 func (w *worker) claimWant() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	slots := w.e.cfg.MaxConcurrentRuns
-	buffer := max(slots, 4)
-	if w.runTime < shortRun {
-		buffer = max(slots, minClaimBuffer)
-	}
-	free := slots - w.executing
-	want := free + buffer - len(w.buffer)
-	if want <= 0 || (len(w.buffer) > 0 && want < buffer/2) {
-		return 0
-	}
-	return want
+	return max(0, w.e.cfg.MaxConcurrentRuns-w.executing+w.ending-len(w.buffer))
 }
 
 // startBuffered starts buffered runs in free slots, oldest first.
@@ -351,19 +342,23 @@ func (w *worker) launch(c *claimed) {
 // it, and gives both back.
 func (w *worker) executeInSlot(c *claimed) {
 	defer w.inflight.Done()
-	start := time.Now()
-	handedBack := w.e.execute(c.run, c.keeper)
-	took := time.Since(start)
+	ending := false
+	w.e.execute(c.run, c.keeper, func() {
+		w.mu.Lock()
+		ending = true
+		w.ending++
+		quiet := c.direct && w.idle && len(w.buffer) == 0
+		w.mu.Unlock()
+		if !quiet { // see below
+			signal(w.freed)
+		}
+	})
 	w.mu.Lock()
 	w.executing--
-	quiet := c.direct && w.idle && len(w.buffer) == 0
-	if !handedBack {
-		// A run handed back to wait (a retry's delay, a sleep) says
-		// nothing of how long runs take: counted, a stream of them made
-		// the worker claim runs for a buffer of short runs while long
-		// ones ran, holding them from other processes.
-		w.runTime += (took - w.runTime) / 8
+	if ending {
+		w.ending--
 	}
+	quiet := c.direct && w.idle && len(w.buffer) == 0
 	w.mu.Unlock()
 	// A direct run's end makes nothing claimable: it held no concurrency
 	// key and counted against no job limit, and it could start only
@@ -446,7 +441,7 @@ func (e *Engine) ProcessOne(ctx context.Context, workerID string) (bool, error) 
 	}
 	e.worker.inflight.Add(1)
 	defer e.worker.inflight.Done()
-	e.execute(runs[0], e.keepLease(runs[0]))
+	e.execute(runs[0], e.keepLease(runs[0]), func() {})
 	return true, nil
 }
 

@@ -15,8 +15,8 @@ import (
 	"unicode"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/typed"
+	"github.com/durably-go/durably/store"
 )
 
 // check finds what the schema cannot: invalid names, types in the wrong

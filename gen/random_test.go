@@ -27,8 +27,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/typed"
+	"github.com/durably-go/durably/store"
 )
 
 var (

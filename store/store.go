@@ -233,7 +233,43 @@ type Run struct {
 	// Attempt counts the deferrals for a retry (Deferral.Attempt); 0 for a
 	// fresh run.
 	Attempt int
+	// Crashes counts the executions that ended without recording an
+	// outcome: the holder of an expired lease that was not handed back
+	// (a process that died, hung or lost its database). The claim that
+	// takes such a lease over, or the sweep that resets it to pending,
+	// counts it and appends its entry to Attempts.
+	Crashes int
+	// Attempts is the run's history of unsuccessful attempts, oldest
+	// first, kept with the run whatever happens to its steps.
+	Attempts []Attempt
+	// TraceContext is the trigger's trace context (W3C traceparent and
+	// tracestate as JSON), carried so that every execution joins the
+	// trigger's trace; "" when there is none.
+	TraceContext string
 }
+
+// Attempt is one unsuccessful attempt of a run, as its history keeps it.
+type Attempt struct {
+	// Number is the run's attempt number: 1 for the first execution.
+	Number int `json:"attempt"`
+	// Outcome is AttemptFailed, AttemptCrashed or AttemptTimedOut.
+	Outcome string `json:"outcome"`
+	// Step is the step that failed, "" for the job's body or a crash.
+	Step string `json:"step,omitempty"`
+	// Error is what went wrong.
+	Error string `json:"error"`
+	// At is when the attempt ended (a crash: when its lease expired).
+	At time.Time `json:"at"`
+	// Worker is the worker whose execution crashed.
+	Worker string `json:"worker,omitempty"`
+}
+
+// The outcomes of an unsuccessful attempt.
+const (
+	AttemptFailed   = "failed"
+	AttemptCrashed  = "crashed"
+	AttemptTimedOut = "timed out"
+)
 
 // Progress is what a run last reported about its advance (R-090).
 type Progress struct {
@@ -329,6 +365,8 @@ type Deferral struct {
 	CompletedStepCount int
 	// Attempt is the run's Attempt after this deferral.
 	Attempt int
+	// Attempts, when not nil, replaces the run's attempt history.
+	Attempts []Attempt
 }
 
 // WriteStats counts what a store has committed since it was opened: the
@@ -362,6 +400,8 @@ type Finish struct {
 	// once Steps are recorded (R-084); the finish writes them.
 	CurrentStepIndex   int
 	CompletedStepCount int
+	// Attempts, when not nil, replaces the run's attempt history.
+	Attempts []Attempt
 }
 
 // RunFilter selects runs for ListRuns. Empty slices and a nil map do not

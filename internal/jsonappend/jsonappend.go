@@ -168,3 +168,28 @@ func (w *Writer) Bool(k string, v bool) {
 	w.Key(k)
 	w.B = strconv.AppendBool(w.B, v)
 }
+
+// Attempts appends a run's attempt history as an array of objects with
+// the members of store.Attempt's JSON form ([] when there is none).
+func (w *Writer) Attempts(k string, attempts []store.Attempt) {
+	w.Key(k)
+	w.B = append(w.B, '[')
+	for i, a := range attempts {
+		if i > 0 {
+			w.B = append(w.B, ',')
+		}
+		o := Writer{B: append(w.B, '{')}
+		o.Int("attempt", int64(a.Number))
+		o.Str("outcome", a.Outcome)
+		if a.Step != "" {
+			o.Str("step", a.Step)
+		}
+		o.Str("error", a.Error)
+		o.Time("at", a.At)
+		if a.Worker != "" {
+			o.Str("worker", a.Worker)
+		}
+		w.B = append(o.B, '}')
+	}
+	w.B = append(w.B, ']')
+}

@@ -68,7 +68,8 @@ type RawRun struct {
 	LeaseGeneration                                                    int64
 	LeaseExpiresAt, StartedAt, CompletedAt, CreatedAt, UpdatedAt       time.Time
 	RunAt                                                              time.Time
-	Priority, Attempt                                                  int64
+	Priority, Attempt, Crashes                                         int64
+	Attempts, TraceContext                                             string
 }
 
 // Decode converts the row.
@@ -94,6 +95,8 @@ func (r *RawRun) Decode() (*store.Run, error) {
 		RunAt:              storedTime(r.RunAt),
 		Priority:           int(r.Priority),
 		Attempt:            int(r.Attempt),
+		Crashes:            int(r.Crashes),
+		TraceContext:       r.TraceContext,
 	}
 	if r.Output != "" {
 		run.Output = json.RawMessage(r.Output)
@@ -105,7 +108,35 @@ func (r *RawRun) Decode() (*store.Run, error) {
 	if run.Progress, err = DecodeProgress(r.Progress); err != nil {
 		return nil, err
 	}
+	if run.Attempts, err = DecodeAttempts(r.Attempts); err != nil {
+		return nil, err
+	}
 	return run, nil
+}
+
+// EncodeAttempts renders an attempt history as stored JSON; nil stays
+// empty (the store then keeps what the run has).
+func EncodeAttempts(a []store.Attempt) string {
+	if a == nil {
+		return ""
+	}
+	b, err := json.Marshal(a)
+	if err != nil { // strings, ints and times always marshal
+		panic(err)
+	}
+	return string(b)
+}
+
+// DecodeAttempts parses a stored attempt history; empty text is none.
+func DecodeAttempts(s string) ([]store.Attempt, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var a []store.Attempt
+	if err := json.Unmarshal([]byte(s), &a); err != nil {
+		return nil, fmt.Errorf("durably store: bad attempts %q: %w", s, err)
+	}
+	return a, nil
 }
 
 // RawStep is a step row with NULL as the empty string or the zero time.

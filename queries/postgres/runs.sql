@@ -13,10 +13,10 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
          u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
-         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority
+         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority, NULLIF(u.trace_context, '')
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@statuses::text[]) AS status,
           unnest(@lease_owners::text[]) AS lease_owner,
@@ -32,7 +32,8 @@ WITH ins AS (
           unnest(@created_ats::timestamptz[]) AS created_at,
           unnest(@run_ats::timestamptz[]) AS run_at,
           unnest(@readies::bigint[]) AS ready,
-          unnest(@priorities::bigint[]) AS priority) AS u
+          unnest(@priorities::bigint[]) AS priority,
+          unnest(@trace_contexts::text[]) AS trace_context) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
@@ -57,10 +58,10 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
   VALUES (@id::text, @job_name::text, @input::text, @status::text, NULLIF(@idempotency_key::text, ''), NULLIF(@concurrency_key::text, ''),
     @key_scope::text, CAST(@labels::text AS jsonb), 0, 0, NULLIF(@lease_owner::text, ''), @lease_expires_at::timestamptz, @lease_generation::bigint,
-    @started_at::timestamptz, @created_at::timestamptz, @created_at::timestamptz, @run_at::timestamptz, @ready::bigint, @priority::bigint)
+    @started_at::timestamptz, @created_at::timestamptz, @created_at::timestamptz, @run_at::timestamptz, @ready::bigint, @priority::bigint, NULLIF(@trace_context::text, ''))
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
@@ -185,6 +186,17 @@ WITH promoted AS (
       lease_expires_at = @lease_expires_at::timestamptz,
       lease_generation = u.lease_generation + 1,
       started_at = COALESCE(u.started_at, @now::timestamptz),
+      -- An expired lease with an owner is an execution that ended
+      -- without an outcome (a hand-back clears the owner): a crash,
+      -- counted and recorded in the attempt history (issue 19). The
+      -- right-hand sides read the row as it was before this update.
+      crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+      attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
+        THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+          'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
+          'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
+          'at', u.lease_expires_at)))::text
+        ELSE u.attempts END,
       updated_at = @now::timestamptz
   WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
   RETURNING u.*
@@ -229,15 +241,22 @@ WHERE r.status = 'leased'
   AND NOT (r.id = ANY(@ids::text[]));
 
 -- name: ClaimRuns :many
--- Step 3: lease the chosen runs (R-050).
-UPDATE durably_runs
+-- Step 3: lease the chosen runs (R-050), counting crashes as ClaimReady does.
+UPDATE durably_runs u
 SET status = 'leased',
     lease_owner = @worker_id::text,
     lease_expires_at = @lease_expires_at::timestamptz,
-    lease_generation = lease_generation + 1,
-    started_at = COALESCE(started_at, @now::timestamptz),
+    lease_generation = u.lease_generation + 1,
+    started_at = COALESCE(u.started_at, @now::timestamptz),
+    crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+    attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
+      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
+        'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
+        'at', u.lease_expires_at)))::text
+      ELSE u.attempts END,
     updated_at = @now::timestamptz
-WHERE id = ANY(@ids::text[])
+WHERE u.id = ANY(@ids::text[])
 RETURNING *;
 
 -- name: RenewLeases :many
@@ -278,6 +297,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
     run_at = @run_at::timestamptz,
     ready = CASE WHEN @run_at::timestamptz <= @now::timestamptz THEN 1 ELSE 0 END,
     attempt = @attempt::bigint,
+    attempts = COALESCE(sqlc.narg(attempts)::text, attempts),
     current_step_index = @current_step_index::bigint,
     completed_step_count = @completed_step_count::bigint,
     updated_at = @now::timestamptz
@@ -287,9 +307,10 @@ WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 -- The hand-back of a run that may not become pending (its key has a pending
 -- sibling, D12): the lease ends now, so the next claim takes the run over
 -- as an expired lease. The generation moves on, so that the holder's writes
--- are refused from here on, as they would be for a pending run.
+-- are refused from here on, as they would be for a pending run. The owner
+-- is cleared: a hand-back is not a crash, and the claim counts none.
 UPDATE durably_runs
-SET lease_expires_at = @now::timestamptz, lease_generation = lease_generation + 1, updated_at = @now::timestamptz
+SET lease_expires_at = @now::timestamptz, lease_generation = lease_generation + 1, lease_owner = NULL, updated_at = @now::timestamptz
 WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 
 -- name: SetProgress :many
@@ -311,6 +332,7 @@ WITH fin AS (
   SET status = u.status,
       output = NULLIF(u.output, ''),
       error = CASE WHEN u.status = 'failed' THEN u.error ELSE NULL END,
+      attempts = COALESCE(NULLIF(u.attempts, ''), r.attempts),
       current_step_index = u.current_step_index,
       completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
@@ -321,6 +343,7 @@ WITH fin AS (
           unnest(@statuses::text[]) AS status,
           unnest(@outputs::text[]) AS output,
           unnest(@errors::text[]) AS error,
+          unnest(@attempts::text[]) AS attempts,
           unnest(@delete_steps::boolean[]) AS delete_steps,
           unnest(@current_step_indexes::bigint[]) AS current_step_index,
           unnest(@completed_step_counts::bigint[]) AS completed_step_count) AS u
@@ -342,6 +365,7 @@ WITH fin AS (
   SET status = @status::text,
       output = NULLIF(@output::text, ''),
       error = CASE WHEN @status::text = 'failed' THEN @error::text ELSE NULL END,
+      attempts = COALESCE(NULLIF(@attempts::text, ''), r.attempts),
       current_step_index = @current_step_index::bigint,
       completed_step_count = @completed_step_count::bigint,
       lease_owner = NULL, lease_expires_at = NULL,
@@ -396,10 +420,18 @@ WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires
       AND o.status = 'pending'));
 
 -- name: ResetExpiredLease :execrows
-UPDATE durably_runs
+-- An expired lease with an owner is a crash, counted as the claim counts it.
+UPDATE durably_runs u
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
-    updated_at = @now::timestamptz
-WHERE id = @id AND status = 'leased' AND lease_expires_at <= @now::timestamptz;
+    updated_at = @now::timestamptz,
+    crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+    attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
+      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
+        'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
+        'at', u.lease_expires_at)))::text
+      ELSE u.attempts END
+WHERE u.id = @id AND u.status = 'leased' AND u.lease_expires_at <= @now::timestamptz;
 
 -- name: GetRun :one
 SELECT * FROM durably_runs WHERE id = @id;

@@ -6,13 +6,13 @@
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-  started_at, created_at, updated_at, run_at, ready, priority
+  started_at, created_at, updated_at, run_at, ready, priority, trace_context
 ) VALUES (
   sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), CAST(sqlc.arg(status) AS TEXT), sqlc.narg(idempotency_key),
   sqlc.narg(concurrency_key), CAST(sqlc.arg(key_scope) AS TEXT), sqlc.arg(labels), 0, 0, sqlc.narg(lease_owner), sqlc.narg(lease_expires_at),
   CAST(sqlc.arg(lease_generation) AS INTEGER), sqlc.narg(started_at),
   CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT),
-  sqlc.narg(run_at), CAST(sqlc.arg(ready) AS INTEGER), CAST(sqlc.arg(priority) AS INTEGER)
+  sqlc.narg(run_at), CAST(sqlc.arg(ready) AS INTEGER), CAST(sqlc.arg(priority) AS INTEGER), sqlc.narg(trace_context)
 ) ON CONFLICT DO NOTHING;
 
 -- name: InsertRunLabel :exec
@@ -62,7 +62,18 @@ SET status = 'leased',
     lease_expires_at = CAST(sqlc.arg(lease_expires_at) AS TEXT),
     lease_generation = lease_generation + 1,
     started_at = COALESCE(started_at, CAST(sqlc.arg(now) AS TEXT)),
-    updated_at = CAST(sqlc.arg(now) AS TEXT)
+    updated_at = CAST(sqlc.arg(now) AS TEXT),
+    -- An expired lease with an owner is an execution that ended without an
+    -- outcome (a hand-back clears the owner): a crash, counted and
+    -- recorded in the attempt history (issue 19). The right-hand sides
+    -- read the row as it was before this update.
+    crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
+    attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
+      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+        'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
+        'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
+        'at', lease_expires_at))
+      ELSE attempts END
 WHERE id IN (
   SELECT o.id FROM (
     SELECT u.id, sum(u.constrained) OVER (ORDER BY u.priority, u.created_at, u.id) AS blocked FROM (
@@ -108,7 +119,15 @@ SET status = 'leased',
     lease_expires_at = CAST(sqlc.arg(lease_expires_at) AS TEXT),
     lease_generation = lease_generation + 1,
     started_at = COALESCE(started_at, CAST(sqlc.arg(now) AS TEXT)),
-    updated_at = CAST(sqlc.arg(now) AS TEXT)
+    updated_at = CAST(sqlc.arg(now) AS TEXT),
+    -- A crash, counted as in ClaimBatch.
+    crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
+    attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
+      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+        'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
+        'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
+        'at', lease_expires_at))
+      ELSE attempts END
 WHERE id = (
   SELECT u.id FROM (
     SELECT * FROM (
@@ -175,6 +194,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
     run_at = CAST(sqlc.arg(run_at) AS TEXT),
     ready = CASE WHEN CAST(sqlc.arg(run_at) AS TEXT) <= CAST(sqlc.arg(now) AS TEXT) THEN 1 ELSE 0 END,
     attempt = CAST(sqlc.arg(attempt) AS INTEGER),
+    attempts = COALESCE(sqlc.narg(attempts), attempts),
     current_step_index = CAST(sqlc.arg(current_step_index) AS INTEGER),
     completed_step_count = CAST(sqlc.arg(completed_step_count) AS INTEGER),
     updated_at = CAST(sqlc.arg(now) AS TEXT)
@@ -184,9 +204,10 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 -- The hand-back of a run that may not become pending (its key has a pending
 -- sibling, D12): the lease ends now, so the next claim takes the run over
 -- as an expired lease. The generation moves on, so that the holder's writes
--- are refused from here on, as they would be for a pending run.
+-- are refused from here on, as they would be for a pending run. The owner
+-- is cleared: a hand-back is not a crash, and the claim counts none.
 UPDATE durably_runs
-SET lease_expires_at = CAST(sqlc.arg(now) AS TEXT), lease_generation = lease_generation + 1,
+SET lease_expires_at = CAST(sqlc.arg(now) AS TEXT), lease_generation = lease_generation + 1, lease_owner = NULL,
     updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
 
@@ -206,7 +227,7 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 
 -- name: FailRun :execrows
 UPDATE durably_runs
-SET status = 'failed', error = CAST(sqlc.arg(error) AS TEXT),
+SET status = 'failed', error = CAST(sqlc.arg(error) AS TEXT), attempts = COALESCE(sqlc.narg(attempts), attempts),
     current_step_index = CAST(sqlc.arg(current_step_index) AS INTEGER),
     completed_step_count = CAST(sqlc.arg(completed_step_count) AS INTEGER),
     lease_owner = NULL, lease_expires_at = NULL,
@@ -258,9 +279,17 @@ WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires
       AND o.status = 'pending'));
 
 -- name: ResetExpiredLease :execrows
+-- An expired lease with an owner is a crash, counted as the claim counts it.
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
-    updated_at = CAST(sqlc.arg(now) AS TEXT)
+    updated_at = CAST(sqlc.arg(now) AS TEXT),
+    crashes = crashes + (lease_owner IS NOT NULL),
+    attempts = CASE WHEN lease_owner IS NOT NULL
+      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+        'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
+        'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
+        'at', lease_expires_at))
+      ELSE attempts END
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.arg(now) AS TEXT);
 
 -- name: GetRun :one

@@ -225,9 +225,11 @@ type wireRun struct {
 	CompletedAt        *time.Time        `json:"completedAt"`
 	CreatedAt          time.Time         `json:"createdAt"`
 	// durably-go's additive members (R-207); absent from the original's.
-	RunAt    *time.Time `json:"runAt"`
-	Priority int        `json:"priority"`
-	Attempt  int        `json:"attempt"`
+	RunAt    *time.Time        `json:"runAt"`
+	Priority int               `json:"priority"`
+	Attempt  int               `json:"attempt"`
+	Crashes  int               `json:"crashes"`
+	Attempts []durably.Attempt `json:"attempts"`
 }
 
 func (w *wireRun) run() *Run {
@@ -235,7 +237,7 @@ func (w *wireRun) run() *Run {
 		ID: w.ID, JobName: w.JobName, Input: w.Input, Status: w.Status,
 		CurrentStepIndex: w.CurrentStepIndex, CompletedStepCount: w.CompletedStepCount,
 		Progress: w.Progress, Labels: w.Labels, CreatedAt: w.CreatedAt,
-		Priority: w.Priority, Attempt: w.Attempt,
+		Priority: w.Priority, Attempt: w.Attempt, Crashes: w.Crashes, Attempts: w.Attempts,
 	}
 	if w.RunAt != nil {
 		r.RunAt = *w.RunAt

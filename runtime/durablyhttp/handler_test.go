@@ -164,9 +164,10 @@ func TestTriggerH022H035(t *testing.T) {
 
 // clientRunKeys is H-020's key order.
 // The original's keys come first, in its order; runAt, priority and attempt
-// are durably-go's additive members (R-207).
+// (R-207), crashes and attempts (R-212) are durably-go's additive members.
 var clientRunKeys = []string{"id", "jobName", "input", "status", "currentStepIndex", "completedStepCount", "progress",
-	"output", "error", "labels", "startedAt", "completedAt", "createdAt", "isTerminal", "isActive", "runAt", "priority", "attempt"}
+	"output", "error", "labels", "startedAt", "completedAt", "createdAt", "isTerminal", "isActive", "runAt", "priority", "attempt",
+	"crashes", "attempts"}
 
 func keysOf(t *testing.T, obj string) []string {
 	t.Helper()
@@ -200,7 +201,7 @@ func TestRunShapesH020H021H041H042(t *testing.T) {
 				t.Fatalf("ClientRun shows %s: %s", hidden, r.body)
 			}
 		}
-		if !strings.Contains(r.body, `"status":"pending"`) || !strings.Contains(r.body, `"isTerminal":false,"isActive":true,"runAt":null,"priority":0,"attempt":0`) ||
+		if !strings.Contains(r.body, `"status":"pending"`) || !strings.Contains(r.body, `"isTerminal":false,"isActive":true,"runAt":null,"priority":0,"attempt":0,"crashes":0,"attempts":[]`) ||
 			!strings.Contains(r.body, `"progress":null,"output":null,"error":null`) || !strings.Contains(r.body, `"startedAt":null`) {
 			t.Fatalf("pending run: %s", r.body)
 		}
@@ -402,7 +403,7 @@ func TestTriggerScheduleR207(t *testing.T) {
 			if !run.RunAt.IsZero() {
 				wantAt = `"` + run.RunAt.Format("2006-01-02T15:04:05.000Z") + `"`
 			}
-			if want := fmt.Sprintf(`"runAt":%s,"priority":%d,"attempt":0}`, wantAt, c.priority); !strings.HasSuffix(body, want) {
+			if want := fmt.Sprintf(`"runAt":%s,"priority":%d,"attempt":0,"crashes":0,"attempts":[]}`, wantAt, c.priority); !strings.HasSuffix(body, want) {
 				t.Errorf("%s: GET /run %s, want it to end with %s", c.name, body, want)
 			}
 		}

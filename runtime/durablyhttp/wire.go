@@ -17,7 +17,8 @@ func appendJSONObjectString(b []byte, k, v string) []byte {
 // AppendClientRun appends the ClientRun projection of a run (H-020): the
 // run without its keys, lease fields and updatedAt, plus isTerminal and
 // isActive, in exactly this key order; then durably-go's additive members
-// runAt, priority and attempt, which the original's clients ignore.
+// runAt, priority and attempt, crashes and attempts, which
+// the original's clients ignore.
 func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", r.ID)
@@ -38,6 +39,8 @@ func AppendClientRun(b []byte, r *durably.Run) []byte {
 	w.Time("runAt", r.RunAt)
 	w.Int("priority", int64(r.Priority))
 	w.Int("attempt", int64(r.Attempt))
+	w.Int("crashes", int64(r.Crashes))
+	w.Attempts("attempts", r.Attempts)
 	return append(w.B, '}')
 }
 

@@ -465,7 +465,7 @@ func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferra
 			}
 		}
 		n, err := q.DeferRun(ctx, pgdb.DeferRunParams{
-			RunAt: ts(d.Until), Now: ts(d.Now), Attempt: int64(d.Attempt),
+			RunAt: ts(d.Until), Now: ts(d.Now), Attempt: int64(d.Attempt), Attempts: text(storekit.EncodeAttempts(d.Attempts)),
 			CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
 			ID: lease.RunID, Generation: lease.Generation,
 		})

@@ -248,7 +248,7 @@ func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
 		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: fromTS(r.LeaseExpiresAt), LeaseGeneration: r.LeaseGeneration,
 		StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt), CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
-		RunAt: fromTS(r.RunAt), Priority: r.Priority, Attempt: r.Attempt,
+		RunAt: fromTS(r.RunAt), Priority: r.Priority, Attempt: r.Attempt, Crashes: r.Crashes, Attempts: r.Attempts.String, TraceContext: r.TraceContext.String,
 	}
 	return raw.Decode()
 }

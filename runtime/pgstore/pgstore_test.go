@@ -6,8 +6,8 @@ import (
 
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
+	"github.com/durably-go/durably/store"
 )
 
 // The suite fabricates states through PatchRun (S-047).

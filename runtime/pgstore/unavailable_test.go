@@ -17,8 +17,8 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/internal/faultproxy"
 	"github.com/durably-go/durably/internal/pgtest"
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
+	"github.com/durably-go/durably/store"
 )
 
 // connectError is what pgx returns when nothing listens at the address.

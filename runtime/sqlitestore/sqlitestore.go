@@ -323,7 +323,7 @@ func decodeRun(r sqlitedb.DurablyRun) (*store.Run, error) {
 		CurrentStepIndex: r.CurrentStepIndex, CompletedStepCount: r.CompletedStepCount,
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
 		LeaseOwner: r.LeaseOwner.String, LeaseGeneration: r.LeaseGeneration,
-		Priority: r.Priority, Attempt: r.Attempt,
+		Priority: r.Priority, Attempt: r.Attempt, Crashes: r.Crashes, Attempts: r.Attempts.String, TraceContext: r.TraceContext.String,
 	}
 	if err := storekit.ParseTimes(
 		storekit.TimeText{Dst: &raw.RunAt, Src: r.RunAt.String},
@@ -415,6 +415,7 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 			LeaseExpiresAt: nullString(storekit.OptionalTime(r.LeaseExpiresAt)), LeaseGeneration: r.LeaseGeneration,
 			StartedAt: nullString(storekit.OptionalTime(r.StartedAt)), CreatedAt: created,
 			RunAt: nullString(storekit.OptionalTime(r.RunAt)), Ready: storekit.Ready(r), Priority: int64(r.Priority),
+			TraceContext: nullString(r.TraceContext),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: insert run: %w", err)
@@ -646,7 +647,7 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 		case store.StatusCompleted:
 			n, err = q.CompleteRun(ctx, sqlitedb.CompleteRunParams{Output: nullString(string(fin.Output)), CurrentStepIndex: cur, CompletedStepCount: count, Now: now, ID: lease.RunID, Generation: lease.Generation})
 		case store.StatusFailed:
-			n, err = q.FailRun(ctx, sqlitedb.FailRunParams{Error: fin.Error, CurrentStepIndex: cur, CompletedStepCount: count, Now: now, ID: lease.RunID, Generation: lease.Generation})
+			n, err = q.FailRun(ctx, sqlitedb.FailRunParams{Error: fin.Error, Attempts: nullString(storekit.EncodeAttempts(fin.Attempts)), CurrentStepIndex: cur, CompletedStepCount: count, Now: now, ID: lease.RunID, Generation: lease.Generation})
 		default:
 			return fmt.Errorf("sqlitestore: finish with status %q", fin.Status)
 		}
@@ -690,7 +691,7 @@ func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferra
 		}
 		n, err := q.DeferRun(ctx, sqlitedb.DeferRunParams{
 			RunAt: store.FormatTime(d.Until), Now: store.FormatTime(d.Now), Attempt: int64(d.Attempt),
-			CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
+			Attempts: nullString(storekit.EncodeAttempts(d.Attempts)), CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
 			ID: lease.RunID, Generation: lease.Generation,
 		})
 		if err != nil {

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/durably-go/durably/runtime/sqlitestore"
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
+	"github.com/durably-go/durably/store"
 )
 
 // The suite fabricates states through PatchRun (S-047).

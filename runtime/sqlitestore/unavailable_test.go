@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
+	"github.com/durably-go/durably/store"
 )
 
 // sqliteError runs a statement on a scratch database to get the error the

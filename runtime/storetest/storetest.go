@@ -73,6 +73,7 @@ func Cases() []Case {
 	all = append(all, scheduleCases...)
 	all = append(all, retryCases...)
 	all = append(all, delayCases...)
+	all = append(all, crashCases...)
 	return all
 }
 

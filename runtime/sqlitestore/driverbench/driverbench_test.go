@@ -22,8 +22,8 @@ import (
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/runtime/sqlitestore/internal/sqlitedriver"
-	"github.com/durably-go/durably/store"
 	"github.com/durably-go/durably/runtime/storetest"
+	"github.com/durably-go/durably/store"
 )
 
 var drivers = []struct {

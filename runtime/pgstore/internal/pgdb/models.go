@@ -54,6 +54,9 @@ type DurablyRun struct {
 	Ready              int64
 	Priority           int64
 	Attempt            int64
+	Crashes            int64
+	Attempts           pgtype.Text
+	TraceContext       pgtype.Text
 }
 
 type DurablyRunLabel struct {

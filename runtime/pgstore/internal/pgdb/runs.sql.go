@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = $1::timestamptz, updated_at = $1::timestamptz
 WHERE id = $2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 type CancelRunParams struct {
@@ -52,6 +52,9 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
@@ -118,11 +121,22 @@ WITH promoted AS (
       lease_expires_at = $8::timestamptz,
       lease_generation = u.lease_generation + 1,
       started_at = COALESCE(u.started_at, $1::timestamptz),
+      -- An expired lease with an owner is an execution that ended
+      -- without an outcome (a hand-back clears the owner): a crash,
+      -- counted and recorded in the attempt history (issue 19). The
+      -- right-hand sides read the row as it was before this update.
+      crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+      attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
+        THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+          'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
+          'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
+          'at', u.lease_expires_at)))::text
+        ELSE u.attempts END,
       updated_at = $1::timestamptz
   WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
-  RETURNING u.id, u.job_name, u.input, u.status, u.idempotency_key, u.concurrency_key, u.labels, u.current_step_index, u.completed_step_count, u.progress, u.output, u.error, u.lease_owner, u.lease_expires_at, u.lease_generation, u.started_at, u.completed_at, u.created_at, u.updated_at, u.key_scope, u.run_at, u.ready, u.priority, u.attempt
+  RETURNING u.id, u.job_name, u.input, u.status, u.idempotency_key, u.concurrency_key, u.labels, u.current_step_index, u.completed_step_count, u.progress, u.output, u.error, u.lease_owner, u.lease_expires_at, u.lease_generation, u.started_at, u.completed_at, u.created_at, u.updated_at, u.key_scope, u.run_at, u.ready, u.priority, u.attempt, u.crashes, u.attempts, u.trace_context
 )
-SELECT c.held, c.id AS candidate_id, c.job_name AS candidate_job, c.concurrency_key AS candidate_key, c.key_scope AS candidate_scope, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt
+SELECT c.held, c.id AS candidate_id, c.job_name AS candidate_job, c.concurrency_key AS candidate_key, c.key_scope AS candidate_scope, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt, leased.crashes, leased.attempts, leased.trace_context
 FROM chosen c LEFT JOIN leased ON leased.id = c.id
 ORDER BY c.priority, c.created_at, c.id
 `
@@ -168,6 +182,9 @@ type ClaimReadyRow struct {
 	Ready              pgtype.Int8
 	Priority           pgtype.Int8
 	Attempt            pgtype.Int8
+	Crashes            pgtype.Int8
+	Attempts           pgtype.Text
+	TraceContext       pgtype.Text
 }
 
 // The claim's candidates (S-031) and, with @lease_free, the lease of those
@@ -255,6 +272,9 @@ func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]Claim
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -267,15 +287,22 @@ func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]Claim
 }
 
 const claimRuns = `-- name: ClaimRuns :many
-UPDATE durably_runs
+UPDATE durably_runs u
 SET status = 'leased',
     lease_owner = $1::text,
     lease_expires_at = $2::timestamptz,
-    lease_generation = lease_generation + 1,
-    started_at = COALESCE(started_at, $3::timestamptz),
+    lease_generation = u.lease_generation + 1,
+    started_at = COALESCE(u.started_at, $3::timestamptz),
+    crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+    attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
+      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
+        'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
+        'at', u.lease_expires_at)))::text
+      ELSE u.attempts END,
     updated_at = $3::timestamptz
-WHERE id = ANY($4::text[])
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+WHERE u.id = ANY($4::text[])
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 type ClaimRunsParams struct {
@@ -285,7 +312,7 @@ type ClaimRunsParams struct {
 	Ids            []string
 }
 
-// Step 3: lease the chosen runs (R-050).
+// Step 3: lease the chosen runs (R-050), counting crashes as ClaimReady does.
 func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]DurablyRun, error) {
 	rows, err := q.db.Query(ctx, claimRuns,
 		arg.WorkerID,
@@ -325,6 +352,9 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -439,16 +469,18 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
     run_at = $1::timestamptz,
     ready = CASE WHEN $1::timestamptz <= $2::timestamptz THEN 1 ELSE 0 END,
     attempt = $3::bigint,
-    current_step_index = $4::bigint,
-    completed_step_count = $5::bigint,
+    attempts = COALESCE($4::text, attempts),
+    current_step_index = $5::bigint,
+    completed_step_count = $6::bigint,
     updated_at = $2::timestamptz
-WHERE id = $6 AND status = 'leased' AND lease_generation = $7
+WHERE id = $7 AND status = 'leased' AND lease_generation = $8
 `
 
 type DeferRunParams struct {
 	RunAt              pgtype.Timestamptz
 	Now                pgtype.Timestamptz
 	Attempt            int64
+	Attempts           pgtype.Text
 	CurrentStepIndex   int64
 	CompletedStepCount int64
 	ID                 string
@@ -465,6 +497,7 @@ func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, erro
 		arg.RunAt,
 		arg.Now,
 		arg.Attempt,
+		arg.Attempts,
 		arg.CurrentStepIndex,
 		arg.CompletedStepCount,
 		arg.ID,
@@ -492,7 +525,7 @@ func (q *Queries) DeleteRunsCascade(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -523,13 +556,16 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const expireLease = `-- name: ExpireLease :execrows
 UPDATE durably_runs
-SET lease_expires_at = $1::timestamptz, lease_generation = lease_generation + 1, updated_at = $1::timestamptz
+SET lease_expires_at = $1::timestamptz, lease_generation = lease_generation + 1, lease_owner = NULL, updated_at = $1::timestamptz
 WHERE id = $2 AND status = 'leased' AND lease_generation = $3
 `
 
@@ -542,7 +578,8 @@ type ExpireLeaseParams struct {
 // The hand-back of a run that may not become pending (its key has a pending
 // sibling, D12): the lease ends now, so the next claim takes the run over
 // as an expired lease. The generation moves on, so that the holder's writes
-// are refused from here on, as they would be for a pending run.
+// are refused from here on, as they would be for a pending run. The owner
+// is cleared: a hand-back is not a crash, and the claim counts none.
 func (q *Queries) ExpireLease(ctx context.Context, arg ExpireLeaseParams) (int64, error) {
 	result, err := q.db.Exec(ctx, expireLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
@@ -557,16 +594,17 @@ WITH fin AS (
   SET status = $1::text,
       output = NULLIF($2::text, ''),
       error = CASE WHEN $1::text = 'failed' THEN $3::text ELSE NULL END,
-      current_step_index = $4::bigint,
-      completed_step_count = $5::bigint,
+      attempts = COALESCE(NULLIF($4::text, ''), r.attempts),
+      current_step_index = $5::bigint,
+      completed_step_count = $6::bigint,
       lease_owner = NULL, lease_expires_at = NULL,
-      completed_at = $6::timestamptz, updated_at = $6::timestamptz
-  WHERE r.id = $7::text AND r.status = 'leased' AND r.lease_generation = $8::bigint
+      completed_at = $7::timestamptz, updated_at = $7::timestamptz
+  WHERE r.id = $8::text AND r.status = 'leased' AND r.lease_generation = $9::bigint
   RETURNING r.id, r.lease_generation
 ), del_steps AS (
-  DELETE FROM durably_steps WHERE $9::boolean AND run_id IN (SELECT fin.id FROM fin)
+  DELETE FROM durably_steps WHERE $10::boolean AND run_id IN (SELECT fin.id FROM fin)
 ), del_logs AS (
-  DELETE FROM durably_logs WHERE $9::boolean AND run_id IN (SELECT fin.id FROM fin)
+  DELETE FROM durably_logs WHERE $10::boolean AND run_id IN (SELECT fin.id FROM fin)
 )
 SELECT id, lease_generation FROM fin
 `
@@ -575,6 +613,7 @@ type FinishRunParams struct {
 	Status             string
 	Output             string
 	Error              string
+	Attempts           string
 	CurrentStepIndex   int64
 	CompletedStepCount int64
 	Now                pgtype.Timestamptz
@@ -596,6 +635,7 @@ func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) ([]FinishR
 		arg.Status,
 		arg.Output,
 		arg.Error,
+		arg.Attempts,
 		arg.CurrentStepIndex,
 		arg.CompletedStepCount,
 		arg.Now,
@@ -627,6 +667,7 @@ WITH fin AS (
   SET status = u.status,
       output = NULLIF(u.output, ''),
       error = CASE WHEN u.status = 'failed' THEN u.error ELSE NULL END,
+      attempts = COALESCE(NULLIF(u.attempts, ''), r.attempts),
       current_step_index = u.current_step_index,
       completed_step_count = u.completed_step_count,
       lease_owner = NULL, lease_expires_at = NULL,
@@ -637,9 +678,10 @@ WITH fin AS (
           unnest($4::text[]) AS status,
           unnest($5::text[]) AS output,
           unnest($6::text[]) AS error,
-          unnest($7::boolean[]) AS delete_steps,
-          unnest($8::bigint[]) AS current_step_index,
-          unnest($9::bigint[]) AS completed_step_count) AS u
+          unnest($7::text[]) AS attempts,
+          unnest($8::boolean[]) AS delete_steps,
+          unnest($9::bigint[]) AS current_step_index,
+          unnest($10::bigint[]) AS completed_step_count) AS u
   WHERE r.id = ANY($1::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
   RETURNING r.id, r.lease_generation, u.delete_steps
 ), del_steps AS (
@@ -657,6 +699,7 @@ type FinishRunsParams struct {
 	Statuses            []string
 	Outputs             []string
 	Errors              []string
+	Attempts            []string
 	DeleteSteps         []bool
 	CurrentStepIndexes  []int64
 	CompletedStepCounts []int64
@@ -679,6 +722,7 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]Finis
 		arg.Statuses,
 		arg.Outputs,
 		arg.Errors,
+		arg.Attempts,
 		arg.DeleteSteps,
 		arg.CurrentStepIndexes,
 		arg.CompletedStepCounts,
@@ -702,7 +746,7 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]Finis
 }
 
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
 WHERE job_name = $1 AND key_scope = $2::text AND concurrency_key = $3
   AND status = 'pending' AND (started_at IS NULL OR run_at IS NULL)
 ORDER BY created_at, id
@@ -743,12 +787,15 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = $1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = $1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -779,12 +826,15 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
 WHERE job_name = $1 AND key_scope = $2::text AND idempotency_key = $3
 `
 
@@ -822,12 +872,15 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = $1 FOR UPDATE
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -858,6 +911,9 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
@@ -867,18 +923,18 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
   VALUES ($1::text, $2::text, $3::text, $4::text, NULLIF($5::text, ''), NULLIF($6::text, ''),
     $7::text, CAST($8::text AS jsonb), 0, 0, NULLIF($9::text, ''), $10::timestamptz, $11::bigint,
-    $12::timestamptz, $13::timestamptz, $13::timestamptz, $14::timestamptz, $15::bigint, $16::bigint)
+    $12::timestamptz, $13::timestamptz, $13::timestamptz, $14::timestamptz, $15::bigint, $16::bigint, NULLIF($17::text, ''))
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
-  FROM ins, (SELECT unnest($17::text[]) AS key, unnest($18::text[]) AS value) AS l
+  FROM ins, (SELECT unnest($18::text[]) AS key, unnest($19::text[]) AS value) AS l
 ), wake AS (
-  SELECT pg_notify($19::text, $20::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
+  SELECT pg_notify($20::text, $21::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
@@ -900,6 +956,7 @@ type InsertRunParams struct {
 	RunAt           pgtype.Timestamptz
 	Ready           int64
 	Priority        int64
+	TraceContext    string
 	LabelKeys       []string
 	LabelValues     []string
 	Channel         string
@@ -932,6 +989,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) ([]InsertR
 		arg.RunAt,
 		arg.Ready,
 		arg.Priority,
+		arg.TraceContext,
 		arg.LabelKeys,
 		arg.LabelValues,
 		arg.Channel,
@@ -960,10 +1018,10 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
          u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
-         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority
+         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority, NULLIF(u.trace_context, '')
   FROM (SELECT unnest($1::text[]) AS id,
           unnest($2::text[]) AS status,
           unnest($3::text[]) AS lease_owner,
@@ -979,19 +1037,20 @@ WITH ins AS (
           unnest($13::timestamptz[]) AS created_at,
           unnest($14::timestamptz[]) AS run_at,
           unnest($15::bigint[]) AS ready,
-          unnest($16::bigint[]) AS priority) AS u
+          unnest($16::bigint[]) AS priority,
+          unnest($17::text[]) AS trace_context) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
   FROM ins
-  JOIN (SELECT unnest($17::text[]) AS run_id,
-          unnest($18::text[]) AS key,
-          unnest($19::text[]) AS value) AS l
+  JOIN (SELECT unnest($18::text[]) AS run_id,
+          unnest($19::text[]) AS key,
+          unnest($20::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify($20::text, $21::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
+  SELECT pg_notify($21::text, $22::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
@@ -1013,6 +1072,7 @@ type InsertRunsParams struct {
 	RunAts           []pgtype.Timestamptz
 	Readies          []int64
 	Priorities       []int64
+	TraceContexts    []string
 	LabelRunIds      []string
 	LabelKeys        []string
 	LabelValues      []string
@@ -1054,6 +1114,7 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]Inser
 		arg.RunAts,
 		arg.Readies,
 		arg.Priorities,
+		arg.TraceContexts,
 		arg.LabelRunIds,
 		arg.LabelKeys,
 		arg.LabelValues,
@@ -1159,7 +1220,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now pgtype.Timestamptz)
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs r
 WHERE (cardinality($1::text[]) = 0 OR r.status = ANY($1::text[]))
   AND (cardinality($2::text[]) = 0 OR r.job_name = ANY($2::text[]))
   AND (cardinality($3::text[]) = 0 OR cardinality($3::text[]) = (
@@ -1235,6 +1296,9 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -1247,7 +1311,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
   AND d.created_at >= $3::timestamptz
@@ -1326,6 +1390,9 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -1506,10 +1573,17 @@ func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]Ren
 }
 
 const resetExpiredLease = `-- name: ResetExpiredLease :execrows
-UPDATE durably_runs
+UPDATE durably_runs u
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
-    updated_at = $1::timestamptz
-WHERE id = $2 AND status = 'leased' AND lease_expires_at <= $1::timestamptz
+    updated_at = $1::timestamptz,
+    crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+    attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
+      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
+        'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
+        'at', u.lease_expires_at)))::text
+      ELSE u.attempts END
+WHERE u.id = $2 AND u.status = 'leased' AND u.lease_expires_at <= $1::timestamptz
 `
 
 type ResetExpiredLeaseParams struct {
@@ -1517,6 +1591,7 @@ type ResetExpiredLeaseParams struct {
 	ID  string
 }
 
+// An expired lease with an owner is a crash, counted as the claim counts it.
 func (q *Queries) ResetExpiredLease(ctx context.Context, arg ResetExpiredLeaseParams) (int64, error) {
 	result, err := q.db.Exec(ctx, resetExpiredLease, arg.Now, arg.ID)
 	if err != nil {

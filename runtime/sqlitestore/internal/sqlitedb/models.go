@@ -43,6 +43,9 @@ type DurablyRun struct {
 	Ready              int64
 	Priority           int64
 	Attempt            int64
+	Crashes            int64
+	Attempts           sql.NullString
+	TraceContext       sql.NullString
 }
 
 type DurablyRunLabel struct {

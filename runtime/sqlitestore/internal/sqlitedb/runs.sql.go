@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(?1 AS TEXT), updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 type CancelRunParams struct {
@@ -52,6 +52,9 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
@@ -63,7 +66,18 @@ SET status = 'leased',
     lease_expires_at = CAST(?2 AS TEXT),
     lease_generation = lease_generation + 1,
     started_at = COALESCE(started_at, CAST(?3 AS TEXT)),
-    updated_at = CAST(?3 AS TEXT)
+    updated_at = CAST(?3 AS TEXT),
+    -- An expired lease with an owner is an execution that ended without an
+    -- outcome (a hand-back clears the owner): a crash, counted and
+    -- recorded in the attempt history (issue 19). The right-hand sides
+    -- read the row as it was before this update.
+    crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
+    attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
+      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+        'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
+        'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
+        'at', lease_expires_at))
+      ELSE attempts END
 WHERE id IN (
   SELECT o.id FROM (
     SELECT u.id, sum(u.constrained) OVER (ORDER BY u.priority, u.created_at, u.id) AS blocked FROM (
@@ -88,7 +102,7 @@ WHERE id IN (
     ORDER BY u.priority, u.created_at, u.id
     LIMIT CAST(?6 AS INTEGER)) AS o
   WHERE o.blocked = 0)
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 type ClaimBatchParams struct {
@@ -151,6 +165,9 @@ func (q *Queries) ClaimBatch(ctx context.Context, arg ClaimBatchParams) ([]Durab
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -172,7 +189,15 @@ SET status = 'leased',
     lease_expires_at = CAST(?2 AS TEXT),
     lease_generation = lease_generation + 1,
     started_at = COALESCE(started_at, CAST(?3 AS TEXT)),
-    updated_at = CAST(?3 AS TEXT)
+    updated_at = CAST(?3 AS TEXT),
+    -- A crash, counted as in ClaimBatch.
+    crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
+    attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
+      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+        'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
+        'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
+        'at', lease_expires_at))
+      ELSE attempts END
 WHERE id = (
   SELECT u.id FROM (
     SELECT id, priority, created_at FROM (
@@ -210,7 +235,7 @@ WHERE id = (
   ) AS u
   ORDER BY u.priority, u.created_at, u.id
   LIMIT 1)
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 type ClaimNextParams struct {
@@ -267,6 +292,9 @@ func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRu
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
@@ -420,16 +448,18 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
     run_at = CAST(?1 AS TEXT),
     ready = CASE WHEN CAST(?1 AS TEXT) <= CAST(?2 AS TEXT) THEN 1 ELSE 0 END,
     attempt = CAST(?3 AS INTEGER),
-    current_step_index = CAST(?4 AS INTEGER),
-    completed_step_count = CAST(?5 AS INTEGER),
+    attempts = COALESCE(?4, attempts),
+    current_step_index = CAST(?5 AS INTEGER),
+    completed_step_count = CAST(?6 AS INTEGER),
     updated_at = CAST(?2 AS TEXT)
-WHERE id = ?6 AND status = 'leased' AND lease_generation = ?7
+WHERE id = ?7 AND status = 'leased' AND lease_generation = ?8
 `
 
 type DeferRunParams struct {
 	RunAt              string
 	Now                string
 	Attempt            int64
+	Attempts           sql.NullString
 	CurrentStepIndex   int64
 	CompletedStepCount int64
 	ID                 string
@@ -446,6 +476,7 @@ func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, erro
 		arg.RunAt,
 		arg.Now,
 		arg.Attempt,
+		arg.Attempts,
 		arg.CurrentStepIndex,
 		arg.CompletedStepCount,
 		arg.ID,
@@ -536,7 +567,7 @@ func (q *Queries) DeleteStepsByRunID(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -567,13 +598,16 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const expireLease = `-- name: ExpireLease :execrows
 UPDATE durably_runs
-SET lease_expires_at = CAST(?1 AS TEXT), lease_generation = lease_generation + 1,
+SET lease_expires_at = CAST(?1 AS TEXT), lease_generation = lease_generation + 1, lease_owner = NULL,
     updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status = 'leased' AND lease_generation = ?3
 `
@@ -587,7 +621,8 @@ type ExpireLeaseParams struct {
 // The hand-back of a run that may not become pending (its key has a pending
 // sibling, D12): the lease ends now, so the next claim takes the run over
 // as an expired lease. The generation moves on, so that the holder's writes
-// are refused from here on, as they would be for a pending run.
+// are refused from here on, as they would be for a pending run. The owner
+// is cleared: a hand-back is not a crash, and the claim counts none.
 func (q *Queries) ExpireLease(ctx context.Context, arg ExpireLeaseParams) (int64, error) {
 	result, err := q.exec(ctx, q.expireLeaseStmt, expireLease, arg.Now, arg.ID, arg.Generation)
 	if err != nil {
@@ -598,16 +633,17 @@ func (q *Queries) ExpireLease(ctx context.Context, arg ExpireLeaseParams) (int64
 
 const failRun = `-- name: FailRun :execrows
 UPDATE durably_runs
-SET status = 'failed', error = CAST(?1 AS TEXT),
-    current_step_index = CAST(?2 AS INTEGER),
-    completed_step_count = CAST(?3 AS INTEGER),
+SET status = 'failed', error = CAST(?1 AS TEXT), attempts = COALESCE(?2, attempts),
+    current_step_index = CAST(?3 AS INTEGER),
+    completed_step_count = CAST(?4 AS INTEGER),
     lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CAST(?4 AS TEXT), updated_at = CAST(?4 AS TEXT)
-WHERE id = ?5 AND status = 'leased' AND lease_generation = ?6
+    completed_at = CAST(?5 AS TEXT), updated_at = CAST(?5 AS TEXT)
+WHERE id = ?6 AND status = 'leased' AND lease_generation = ?7
 `
 
 type FailRunParams struct {
 	Error              string
+	Attempts           sql.NullString
 	CurrentStepIndex   int64
 	CompletedStepCount int64
 	Now                string
@@ -618,6 +654,7 @@ type FailRunParams struct {
 func (q *Queries) FailRun(ctx context.Context, arg FailRunParams) (int64, error) {
 	result, err := q.exec(ctx, q.failRunStmt, failRun,
 		arg.Error,
+		arg.Attempts,
 		arg.CurrentStepIndex,
 		arg.CompletedStepCount,
 		arg.Now,
@@ -631,7 +668,7 @@ func (q *Queries) FailRun(ctx context.Context, arg FailRunParams) (int64, error)
 }
 
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
 WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
   AND concurrency_key = ?3 AND status = 'pending'
   AND (started_at IS NULL OR run_at IS NULL)
@@ -673,12 +710,15 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -709,12 +749,15 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
 WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
   AND idempotency_key = ?3
 `
@@ -753,12 +796,15 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -789,6 +835,9 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.Ready,
 		&i.Priority,
 		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
 	)
 	return i, err
 }
@@ -797,13 +846,13 @@ const insertRun = `-- name: InsertRun :execrows
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-  started_at, created_at, updated_at, run_at, ready, priority
+  started_at, created_at, updated_at, run_at, ready, priority, trace_context
 ) VALUES (
   ?1, ?2, ?3, CAST(?4 AS TEXT), ?5,
   ?6, CAST(?7 AS TEXT), ?8, 0, 0, ?9, ?10,
   CAST(?11 AS INTEGER), ?12,
   CAST(?13 AS TEXT), CAST(?13 AS TEXT),
-  ?14, CAST(?15 AS INTEGER), CAST(?16 AS INTEGER)
+  ?14, CAST(?15 AS INTEGER), CAST(?16 AS INTEGER), ?17
 ) ON CONFLICT DO NOTHING
 `
 
@@ -824,6 +873,7 @@ type InsertRunParams struct {
 	RunAt           sql.NullString
 	Ready           int64
 	Priority        int64
+	TraceContext    sql.NullString
 }
 
 // Both unique indexes (idempotency, pending concurrency key) turn a
@@ -848,6 +898,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, er
 		arg.RunAt,
 		arg.Ready,
 		arg.Priority,
+		arg.TraceContext,
 	)
 	if err != nil {
 		return 0, err
@@ -913,7 +964,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, 
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs r
 WHERE (CAST(?1 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?2 AS TEXT))))
   AND (CAST(?3 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
   AND (CAST(?5 AS INTEGER) = 0 OR CAST(?5 AS INTEGER) = (
@@ -993,6 +1044,9 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -1008,7 +1062,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
   AND d.created_at >= CAST(?3 AS TEXT)
@@ -1090,6 +1144,9 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.Ready,
 			&i.Priority,
 			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
 		); err != nil {
 			return nil, err
 		}
@@ -1186,7 +1243,14 @@ func (q *Queries) RenewLease(ctx context.Context, arg RenewLeaseParams) (int64, 
 const resetExpiredLease = `-- name: ResetExpiredLease :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
-    updated_at = CAST(?1 AS TEXT)
+    updated_at = CAST(?1 AS TEXT),
+    crashes = crashes + (lease_owner IS NOT NULL),
+    attempts = CASE WHEN lease_owner IS NOT NULL
+      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+        'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
+        'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
+        'at', lease_expires_at))
+      ELSE attempts END
 WHERE id = ?2 AND status = 'leased' AND lease_expires_at <= CAST(?1 AS TEXT)
 `
 
@@ -1195,6 +1259,7 @@ type ResetExpiredLeaseParams struct {
 	ID  string
 }
 
+// An expired lease with an owner is a crash, counted as the claim counts it.
 func (q *Queries) ResetExpiredLease(ctx context.Context, arg ResetExpiredLeaseParams) (int64, error) {
 	result, err := q.exec(ctx, q.resetExpiredLeaseStmt, resetExpiredLease, arg.Now, arg.ID)
 	if err != nil {
