@@ -426,17 +426,18 @@ async function runsPage(page, _route, shown) {
 
 // ---------------------------------------------------------------- one run
 
-// attemptsOf lists a run's failed attempts: the run's own history when the
-// server sends one (run.attempts), else its failed step rows.
+// attemptsOf lists a run's unsuccessful attempts: the run's own history
+// (run.attempts: failed, crashed or timed out, R-213) when the server sends
+// one, else its failed step rows.
 function attemptsOf(run, steps) {
   if (Array.isArray(run.attempts)) {
     return run.attempts.map((a, i) => ({
-      attempt: a.attempt ?? i + 1, step: a.step ?? a.stepName ?? null, error: a.error ?? '',
-      at: a.at ?? a.time ?? a.failedAt ?? null, kind: a.kind ?? (a.crashed ? 'crash' : 'failure'),
+      attempt: a.attempt ?? i + 1, outcome: a.outcome ?? 'failed', step: a.step ?? null,
+      error: a.error ?? '', at: a.at ?? null, worker: a.worker ?? null,
     }))
   }
   return (steps ?? []).filter((s) => s.status === 'failed')
-    .map((s) => ({ attempt: s.attempt, step: s.name, error: s.error ?? '', at: s.completedAt, kind: 'failure' }))
+    .map((s) => ({ attempt: s.attempt, outcome: 'failed', step: s.name, error: s.error ?? '', at: s.completedAt, worker: null }))
 }
 
 // waitOf says why a pending run with a run-at time waits: a retry after a
@@ -485,9 +486,11 @@ function stepsTable(steps, run) {
 function attemptsTable(attempts) {
   if (!attempts.length) return el('p', { class: 'muted', 'data-testid': 'no-attempts' }, 'No failed attempts.')
   return el('table', { class: 'cards', 'data-testid': 'attempts' },
-    el('thead', {}, el('tr', {}, ['Attempt', 'Step', 'Error', 'At'].map((c) => el('th', { scope: 'col' }, c)))),
-    el('tbody', {}, attempts.map((a) => el('tr', { 'data-kind': a.kind },
-      cell('Attempt', {}, a.attempt, a.kind === 'crash' ? ' (crash)' : ''),
+    el('thead', {}, el('tr', {}, ['Attempt', 'Outcome', 'Step', 'Error', 'At'].map((c) => el('th', { scope: 'col' }, c)))),
+    el('tbody', {}, attempts.map((a) => el('tr', { 'data-outcome': a.outcome },
+      cell('Attempt', {}, a.attempt),
+      cell('Outcome', {}, el('span', { class: `badge ${a.outcome === 'failed' ? 'failed' : 'pending'}` }, a.outcome),
+        a.worker ? el('span', { class: 'muted' }, ` on ${a.worker}`) : null),
       cell('Step', { class: 'mono' }, a.step ?? '—'),
       cell('Error', { class: 'log-error' }, a.error),
       cell('At', {}, time(a.at))))))
@@ -567,7 +570,7 @@ async function runPage(page, { id }, shown) {
         run.status === 'pending' && run.runAt ? ['Run at', time(run.runAt)] : null,
         ['Priority', run.priority ?? 0],
         ['Attempt', (run.attempt ?? 0) + 1, 'attempt'],
-        typeof run.crashes === 'number' ? ['Crashes', run.crashes] : null,
+        run.crashes > 0 ? ['Crashes', run.crashes, 'crashes'] : null,
         ['Labels', labelChips(run.labels).length ? labelChips(run.labels) : '—', 'labels'],
       ]))
     fill(input.body, pre(run.input, 'input-json'))
@@ -575,7 +578,7 @@ async function runPage(page, { id }, shown) {
       run.error ? el('pre', { class: 'log-error', 'data-testid': 'error' }, run.error) : null,
       run.output !== null && run.output !== undefined ? pre(run.output, 'output') : (run.error ? null : el('p', { class: 'muted' }, run.isTerminal ? 'No output.' : 'Not finished yet.')))
     const refused = (what, reason) => el('p', { class: 'message error', role: 'alert', 'data-state': 'refused' }, `The ${what} cannot be shown: ${reason.shown}`)
-    fill(attempts.body, stepRows ? attemptsTable(attemptsOf(run, stepRows)) : (Array.isArray(run.attempts) ? attemptsTable(attemptsOf(run, [])) : refused('attempts', s.reason)))
+    fill(attempts.body, Array.isArray(run.attempts) || stepRows ? attemptsTable(attemptsOf(run, stepRows)) : refused('attempts', s.reason))
     fill(steps.body, stepRows ? stepsTable(stepRows, run) : refused('steps', s.reason))
     fill(logs.body, l.status === 'fulfilled' ? logsTable(l.value) : refused('logs', l.reason))
   }
