@@ -18,10 +18,10 @@
 // (docs/images, for the README).
 import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync } from 'node:fs'
-import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
+import { freePort, waitHealthy } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const store = process.env.STORE ?? 'sqlite'
@@ -35,28 +35,6 @@ const users = {
 }
 const secret = `org-b-secret-${Math.random().toString(36).slice(2)}`
 const T = 20_000 // the longest any one expectation may take
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
-
-async function waitHealthy(url, ms) {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(url)).ok) return
-    } catch {}
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`${url} not healthy within ${ms}ms`)
-}
 
 function check(ok, message) {
   if (!ok) throw new Error(message)

@@ -547,15 +547,7 @@ func (h *Handler[C, L]) listRuns(req *request[C]) {
 		h.fail(req, err)
 		return
 	}
-	b := make([]byte, 0, 256*len(runs)+2)
-	b = append(b, '[')
-	for i, run := range runs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendClientRun(b, run)
-	}
-	writeJSON(req.w, append(b, ']'))
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(runs)+2), runs, AppendClientRun))
 }
 
 // countRuns serves GET /runs/counts, an addition of durably-go (issue 21):
@@ -736,14 +728,7 @@ func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	b := []byte{'['}
-	for i, st := range steps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendStep(b, st)
-	}
-	writeJSON(req.w, append(b, ']'))
+	writeJSON(req.w, appendArray(nil, steps, AppendStep))
 }
 
 // getLogs serves GET /logs, an addition of durably-go (issue 21): the
@@ -754,14 +739,7 @@ func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	b := []byte{'['}
-	for i, l := range logs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendLog(b, l)
-	}
-	writeJSON(req.w, append(b, ']'))
+	writeJSON(req.w, appendArray(nil, logs, AppendLog))
 }
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {

@@ -11,30 +11,13 @@ import (
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/durablyhttp"
+	"github.com/durably-go/durably/runtime/durablytest"
 	"github.com/durably-go/durably/store"
 )
 
 // The additive reads of issue 21 (the dashboard's): a creation window and a
 // cursor on GET /runs, GET /runs/counts, GET /logs, and the jobs' settings
 // on GET /jobs.
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 type wireRun struct {
 	ID        string `json:"id"`
@@ -65,7 +48,7 @@ func ids(runs []wireRun) []string {
 func TestRunsWindowAndCursorH100(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() store.Store) {
 		epoch := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
-		clk := &clock{t: epoch}
+		clk := durablytest.NewClock(epoch)
 		var scoped []durablyhttp.RunsFilter[testLabels]
 		var mu sync.Mutex
 		v := newEnv(t, open, func(c *durably.Config, o *durablyhttp.Options[user, testLabels]) {

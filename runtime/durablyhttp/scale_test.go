@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/internal/pgtest"
-	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/store"
 )
 
@@ -30,28 +26,8 @@ func TestListReadsAtScale(t *testing.T) {
 	}
 	// One store at a time, not forEachStore's parallel pair: the figures
 	// are timings.
-	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "scale.db")
-		measureListReads(t, func() store.Store {
-			st, err := sqlitestore.Open(path, sqlitestore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		})
-	})
-	t.Run("postgres", func(t *testing.T) {
-		dsn := pgtest.Schema(t)
-		measureListReads(t, func() store.Store {
-			st, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		})
-	})
+	t.Run("sqlite", func(t *testing.T) { measureListReads(t, openSQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { measureListReads(t, openPostgres(t)) })
 }
 
 func measureListReads(t *testing.T, open func() store.Store) {

@@ -7,6 +7,18 @@ import (
 
 func appendString(b []byte, s string) []byte { return jsonappend.String(b, s) }
 
+// appendArray appends items as a JSON array, each by appendOne.
+func appendArray[T any](b []byte, items []T, appendOne func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, item := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendOne(b, item)
+	}
+	return append(b, ']')
+}
+
 // appendJSONObjectString appends {"k": v}.
 func appendJSONObjectString(b []byte, k, v string) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
