@@ -92,7 +92,7 @@ func loadAssets() map[string]asset {
 // dashboardCSP allows the page its own origin and nothing else: no
 // script, style, font, image or connection elsewhere, no inline script,
 // no framing by another site.
-const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 
 type dashboard[C any, L durably.Labels[L]] struct {

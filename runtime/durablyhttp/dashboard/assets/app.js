@@ -160,6 +160,7 @@ function setLive(state) {
 // follow opens an event stream of the API for the current page; the
 // browser reconnects it by itself after a drop.
 function follow(page, path, params, onEvent) {
+  if (page.left) return { close() {} } // the person moved on while the page loaded
   const stream = new EventSource(apiURL(path, params))
   stream.onopen = () => setLive('live')
   stream.onerror = () => setLive(stream.readyState === EventSource.CLOSED ? '' : 'reconnecting')
@@ -583,7 +584,7 @@ async function runPage(page, { id }, shown) {
     fill(logs.body, l.status === 'fulfilled' ? logsTable(l.value) : refused('logs', l.reason))
   }
   await load()
-  if (!run) return
+  if (!run || page.left) return
 
   const reload = coalesce(page, load, 200)
   const act = async (name, method, path, done) => {
