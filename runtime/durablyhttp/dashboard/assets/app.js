@@ -515,107 +515,127 @@ function section(title, testid) {
   return { node: panel(el('h2', {}, title), body), body }
 }
 
+// say shows an action's state in a message element: pending, done,
+// refused or missing; refusals are alerts.
+function say(message, state, text) {
+  const kind = { done: 'ok', refused: 'error', missing: 'error' }[state] ?? ''
+  message.className = `message ${kind}`
+  message.setAttribute('role', kind === 'error' ? 'alert' : 'status')
+  message.dataset.state = state
+  message.textContent = text
+}
+
+// runView builds a run page's parts, filled by showRun on each load.
+function runView(id) {
+  return {
+    heading: el('h1', { tabindex: -1 }, 'Run ', el('span', { class: 'mono' }, id)),
+    message: el('p', { class: 'message', 'data-testid': 'action-result' }),
+    buttons: {
+      cancel: el('button', { type: 'button', 'data-testid': 'cancel', disabled: true }, 'Cancel'),
+      retrigger: el('button', { type: 'button', 'data-testid': 'retrigger', disabled: true }, 'Retrigger'),
+      delete: el('button', { type: 'button', class: 'danger', 'data-testid': 'delete', disabled: true }, 'Delete'),
+    },
+    summary: section('Summary', 'summary'),
+    input: section('Input', 'input'),
+    output: section('Output', 'output-section'),
+    attempts: section('Attempts', 'attempts-section'),
+    steps: section('Steps', 'steps-section'),
+    logs: section('Logs', 'logs-section'),
+  }
+}
+
+function summaryOf(run, stepRows) {
+  const wait = waitOf(run, stepRows)
+  return [
+    wait ? el('p', { class: 'wait', 'data-testid': 'wait' }, wait.text) : null,
+    facts('wide', [
+      ['Job', el('a', { href: `jobs#job-${encodeURIComponent(run.jobName)}` }, run.jobName), 'job'],
+      ['Status', badge(run.status)],
+      ['Progress', progressOf(run) ?? '—'],
+      ['Created', time(run.createdAt)],
+      ['Started', time(run.startedAt)],
+      [run.status === 'cancelled' ? 'Cancelled' : 'Completed', time(run.completedAt)],
+      ['Duration', duration(between(run.startedAt, run.completedAt)), 'duration'],
+      run.status === 'pending' && run.runAt ? ['Run at', time(run.runAt)] : null,
+      ['Priority', run.priority ?? 0],
+      ['Attempt', (run.attempt ?? 0) + 1, 'attempt'],
+      run.crashes > 0 ? ['Crashes', run.crashes, 'crashes'] : null,
+      ['Labels', labelChips(run.labels).length ? labelChips(run.labels) : '—', 'labels'],
+    ]),
+  ]
+}
+
+// showRun fills the page from the three reads, each of which a hook may
+// have refused on its own.
+function showRun(v, run, steps, logs) {
+  const stepRows = steps.status === 'fulfilled' ? steps.value : null
+  fill(v.heading, 'Run ', el('span', { class: 'mono' }, run.id), ' ', badge(run.status))
+  v.buttons.cancel.disabled = !run.isActive
+  v.buttons.retrigger.disabled = !run.isTerminal
+  v.buttons.delete.disabled = !run.isTerminal
+  fill(v.summary.body, summaryOf(run, stepRows))
+  fill(v.input.body, pre(run.input, 'input-json'))
+  fill(v.output.body,
+    run.error ? el('pre', { class: 'log-error', 'data-testid': 'error' }, run.error) : null,
+    run.output !== null && run.output !== undefined ? pre(run.output, 'output')
+      : (run.error ? null : el('p', { class: 'muted' }, run.isTerminal ? 'No output.' : 'Not finished yet.')))
+  const refused = (what, reason) => el('p', { class: 'message error', role: 'alert', 'data-state': 'refused' }, `The ${what} cannot be shown: ${reason.shown}`)
+  fill(v.attempts.body, Array.isArray(run.attempts) || stepRows ? attemptsTable(attemptsOf(run, stepRows)) : refused('attempts', steps.reason))
+  fill(v.steps.body, stepRows ? stepsTable(stepRows, run) : refused('steps', steps.reason))
+  fill(v.logs.body, logs.status === 'fulfilled' ? logsTable(logs.value) : refused('logs', logs.reason))
+}
+
+// wireActions sends the buttons' requests; the server's hooks decide, and
+// a refusal is shown with its status and message.
+function wireActions(v, id, reload) {
+  const act = async (name, method, path, done) => {
+    say(v.message, 'pending', `${name}…`)
+    try {
+      const result = await call(method, path, { runId: id })
+      say(v.message, 'done', `${name}: done.`)
+      done(result)
+    } catch (err) {
+      say(v.message, 'refused', `${name} refused: ${err.shown}`)
+    }
+  }
+  v.buttons.cancel.addEventListener('click', () => {
+    if (confirm(`Cancel run ${id}?`)) act('Cancel', 'POST', 'cancel', () => { v.message.textContent = 'Cancelled.'; reload() })
+  })
+  v.buttons.retrigger.addEventListener('click', () => act('Retrigger', 'POST', 'retrigger', (res) => {
+    navigate(runHref(res.runId), { kind: 'ok', text: `Retriggered from run ${id}.` })
+  }))
+  v.buttons.delete.addEventListener('click', () => {
+    if (confirm(`Delete run ${id} with its steps and logs?`)) {
+      act('Delete', 'DELETE', 'run', () => navigate('./', { kind: 'ok', text: `Deleted run ${id}.` }))
+    }
+  })
+}
+
 async function runPage(page, { id }, shown) {
   document.title = `Run ${id} · ${appTitle}`
-  const heading = el('h1', { tabindex: -1 }, 'Run ', el('span', { class: 'mono' }, id))
-  const message = el('p', { class: 'message', 'data-testid': 'action-result' })
-  const buttons = {
-    cancel: el('button', { type: 'button', 'data-testid': 'cancel', disabled: true }, 'Cancel'),
-    retrigger: el('button', { type: 'button', 'data-testid': 'retrigger', disabled: true }, 'Retrigger'),
-    delete: el('button', { type: 'button', class: 'danger', 'data-testid': 'delete', disabled: true }, 'Delete'),
-  }
-  const summary = section('Summary', 'summary')
-  const input = section('Input', 'input')
-  const output = section('Output', 'output-section')
-  const attempts = section('Attempts', 'attempts-section')
-  const steps = section('Steps', 'steps-section')
-  const logs = section('Logs', 'logs-section')
-  append(main, heading, flashMessage(shown),
-    el('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, Object.values(buttons)), message)
-
+  const v = runView(id)
+  append(main, v.heading, flashMessage(shown),
+    el('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, Object.values(v.buttons)), v.message)
   let run = null
   const load = async () => {
-    const [r, s, l] = await Promise.allSettled([
+    const [r, steps, logs] = await Promise.allSettled([
       call('GET', 'run', { runId: id }), call('GET', 'steps', { runId: id }), call('GET', 'logs', { runId: id })])
     if (page.left) return
     if (r.status === 'rejected') {
       run = null
-      main.querySelectorAll('section.panel').forEach((n) => n.remove())
-      Object.values(buttons).forEach((b) => { b.disabled = true })
-      const status = r.reason.status === 404 ? 'missing' : 'refused'
-      message.className = 'message error'
-      message.setAttribute('role', 'alert')
-      message.dataset.state = status
-      message.textContent = `This run cannot be shown: ${r.reason.shown}`
+      main.querySelectorAll('section.panel, .grid2').forEach((n) => n.remove())
+      Object.values(v.buttons).forEach((b) => { b.disabled = true })
+      say(v.message, r.reason.status === 404 ? 'missing' : 'refused', `This run cannot be shown: ${r.reason.shown}`)
       return
     }
-    const fresh = !run
+    if (!run) append(main, v.summary.node, el('div', { class: 'grid2' }, v.input.node, v.output.node), v.attempts.node, v.steps.node, v.logs.node)
     run = r.value
-    const stepRows = s.status === 'fulfilled' ? s.value : null
-    if (fresh) append(main, summary.node, el('div', { class: 'grid2' }, input.node, output.node), attempts.node, steps.node, logs.node)
-    fill(heading, 'Run ', el('span', { class: 'mono' }, run.id), ' ', badge(run.status))
-    buttons.cancel.disabled = !run.isActive
-    buttons.retrigger.disabled = !run.isTerminal
-    buttons.delete.disabled = !run.isTerminal
-    const wait = waitOf(run, stepRows)
-    fill(summary.body,
-      wait ? el('p', { class: 'wait', 'data-testid': 'wait' }, wait.text) : null,
-      facts('wide', [
-        ['Job', el('a', { href: `jobs#job-${encodeURIComponent(run.jobName)}` }, run.jobName), 'job'],
-        ['Status', badge(run.status)],
-        ['Progress', progressOf(run) ?? '—'],
-        ['Created', time(run.createdAt)],
-        ['Started', time(run.startedAt)],
-        [run.status === 'cancelled' ? 'Cancelled' : 'Completed', time(run.completedAt)],
-        ['Duration', duration(between(run.startedAt, run.completedAt)), 'duration'],
-        run.status === 'pending' && run.runAt ? ['Run at', time(run.runAt)] : null,
-        ['Priority', run.priority ?? 0],
-        ['Attempt', (run.attempt ?? 0) + 1, 'attempt'],
-        run.crashes > 0 ? ['Crashes', run.crashes, 'crashes'] : null,
-        ['Labels', labelChips(run.labels).length ? labelChips(run.labels) : '—', 'labels'],
-      ]))
-    fill(input.body, pre(run.input, 'input-json'))
-    fill(output.body,
-      run.error ? el('pre', { class: 'log-error', 'data-testid': 'error' }, run.error) : null,
-      run.output !== null && run.output !== undefined ? pre(run.output, 'output') : (run.error ? null : el('p', { class: 'muted' }, run.isTerminal ? 'No output.' : 'Not finished yet.')))
-    const refused = (what, reason) => el('p', { class: 'message error', role: 'alert', 'data-state': 'refused' }, `The ${what} cannot be shown: ${reason.shown}`)
-    fill(attempts.body, Array.isArray(run.attempts) || stepRows ? attemptsTable(attemptsOf(run, stepRows)) : refused('attempts', s.reason))
-    fill(steps.body, stepRows ? stepsTable(stepRows, run) : refused('steps', s.reason))
-    fill(logs.body, l.status === 'fulfilled' ? logsTable(l.value) : refused('logs', l.reason))
+    showRun(v, run, steps, logs)
   }
   await load()
   if (!run || page.left) return
-
   const reload = coalesce(page, load, 200)
-  const act = async (name, method, path, done) => {
-    message.className = 'message'
-    message.setAttribute('role', 'status')
-    message.dataset.state = 'pending'
-    message.textContent = `${name}…`
-    try {
-      const result = await call(method, path, { runId: id })
-      message.className = 'message ok'
-      message.dataset.state = 'done'
-      done(result)
-    } catch (err) {
-      message.className = 'message error'
-      message.setAttribute('role', 'alert')
-      message.dataset.state = 'refused'
-      message.textContent = `${name} refused: ${err.shown}`
-    }
-  }
-  buttons.cancel.addEventListener('click', () => {
-    if (!confirm(`Cancel run ${id}?`)) return
-    act('Cancel', 'POST', 'cancel', () => { message.textContent = 'Cancelled.'; reload() })
-  })
-  buttons.retrigger.addEventListener('click', () => act('Retrigger', 'POST', 'retrigger', (res) => {
-    navigate(runHref(res.runId), { kind: 'ok', text: `Retriggered from run ${id}.` })
-  }))
-  buttons.delete.addEventListener('click', () => {
-    if (!confirm(`Delete run ${id} with its steps and logs?`)) return
-    act('Delete', 'DELETE', 'run', () => navigate('./', { kind: 'ok', text: `Deleted run ${id}.` }))
-  })
-
+  wireActions(v, id, reload)
   if (run.isTerminal) return
   // Live: the run's own stream while it may still change; a slow reload
   // besides, for the changes no event announces (a deferral's commit, a
@@ -683,12 +703,7 @@ function triggerForm(job) {
     message)
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
-    const fail = (text) => {
-      message.className = 'message error'
-      message.setAttribute('role', 'alert')
-      message.dataset.state = 'refused'
-      message.textContent = text
-    }
+    const fail = (text) => say(message, 'refused', text)
     const body = { jobName: job.name }
     const data = new FormData(form)
     try { body.input = JSON.parse(data.get('input') || 'null') } catch (err) { return fail(`The input is not JSON: ${err.message}`) }
