@@ -250,6 +250,35 @@ func (e *Engine) JobNames() []string {
 // HasJob reports whether a job of that name is registered.
 func (e *Engine) HasJob(name string) bool { return e.job(name) != nil }
 
+// JobSettings are what a registered job declares besides its body: how it
+// is retried, claimed and limited.
+type JobSettings struct {
+	// Retry is a copy of Job.Retry with its defaults filled in (Backoff,
+	// Initial); nil when the job is not retried.
+	Retry      *RetryPolicy
+	Priority   int
+	MaxRunning int
+}
+
+// JobSettings returns the settings of a registered job; ok is false when
+// no job has that name.
+func (e *Engine) JobSettings(name string) (settings JobSettings, ok bool) {
+	j := e.job(name)
+	if j == nil {
+		return JobSettings{}, false
+	}
+	settings = JobSettings{Priority: j.priority, MaxRunning: j.maxRunning}
+	if j.retry != nil {
+		p := *j.retry
+		if p.Backoff == "" {
+			p.Backoff = BackoffExponential
+		}
+		p.Initial = p.initial()
+		settings.Retry = &p
+	}
+	return settings, true
+}
+
 // encodeInput validates a typed input and returns its JSON.
 func (j *Job[I, O]) encodeInput(in I) (json.RawMessage, error) {
 	if j.ValidateInput != nil {

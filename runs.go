@@ -32,24 +32,81 @@ func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
 	return run, nil
 }
 
+// RunCursor is the place of a run in a list (RunFilter.After): the last
+// run of a page.
+type RunCursor = store.RunCursor
+
 // ListRuns returns runs newest first. Label keys are checked as on
 // trigger.
 func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error) {
-	if err := checkLabelKeys(filter.Labels); err != nil {
+	filter, err := e.checkFilter(filter)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkLabelValues(filter.Labels); err != nil {
+	runs, err := e.store.ListRuns(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("durably: list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// CountRuns returns how many runs match filter, per status (a status
+// without runs is absent): the summary of a list. The filter's Statuses,
+// After, Limit and Offset are ignored.
+func (e *Engine) CountRuns(ctx context.Context, filter RunFilter) (map[Status]int, error) {
+	filter.Statuses, filter.After, filter.Limit, filter.Offset = nil, nil, 0, 0
+	filter, err := e.checkFilter(filter)
+	if err != nil {
 		return nil, err
+	}
+	counts, err := e.store.CountRuns(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("durably: count runs: %w", err)
+	}
+	return counts, nil
+}
+
+// checkFilter refuses what no store can look up, names the label that
+// drives a label filter, and rounds the creation window to the stored
+// precision.
+func (e *Engine) checkFilter(filter RunFilter) (RunFilter, error) {
+	if err := checkLabelKeys(filter.Labels); err != nil {
+		return filter, err
+	}
+	if err := checkLabelValues(filter.Labels); err != nil {
+		return filter, err
 	}
 	for _, name := range filter.JobNames {
 		if err := checkText("jobName", name, MaxJobNameBytes); err != nil {
-			return nil, err // no run has such a job name
+			return filter, err // no run has such a job name
 		}
 	}
 	for _, s := range filter.Statuses {
 		if !s.Valid() {
-			return nil, validationErrorf("Invalid status: %s. Must be one of: pending, leased, completed, failed, cancelled", s)
+			return filter, validationErrorf("Invalid status: %s. Must be one of: pending, leased, completed, failed, cancelled", s)
 		}
+	}
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"createdFrom", &filter.CreatedFrom}, {"createdTo", &filter.CreatedTo}} {
+		if b.t.IsZero() {
+			continue
+		}
+		// Creation times are stored to the millisecond: a bound between
+		// two milliseconds selects as the next one does, on both stores.
+		if *b.t = ceilMillisecond(*b.t); !store.InRange(*b.t) {
+			return filter, validationErrorf("%s must be between years 1 and 9999, got %s", b.name, b.t.Format(time.RFC3339))
+		}
+	}
+	if c := filter.After; c != nil {
+		if err := checkText("after", c.ID, MaxKeyBytes); err != nil {
+			return filter, err // no run has such an id
+		}
+		if !store.InRange(c.CreatedAt) {
+			return filter, validationErrorf("after must be a time between years 1 and 9999, got %s", c.CreatedAt.Format(time.RFC3339))
+		}
+		filter.After = &RunCursor{CreatedAt: store.Truncate(c.CreatedAt), ID: c.ID}
 	}
 	if filter.DriveBy == "" {
 		for _, k := range e.cfg.SelectiveLabels {
@@ -59,11 +116,15 @@ func (e *Engine) ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error)
 			}
 		}
 	}
-	runs, err := e.store.ListRuns(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("durably: list runs: %w", err)
+	return filter, nil
+}
+
+// ceilMillisecond rounds t up to the stored precision.
+func ceilMillisecond(t time.Time) time.Time {
+	if d := store.Truncate(t); d.Before(t) {
+		return d.Add(time.Millisecond)
 	}
-	return runs, nil
+	return store.Truncate(t)
 }
 
 // GetSteps returns a run's steps in index order.

@@ -10,39 +10,16 @@
 // saves test-results/steps-completed.png either way.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
+import { freePort, waitHealthy } from './lib.mjs'
 import { createServer } from 'vite'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const results = join(here, 'test-results')
 mkdirSync(results, { recursive: true })
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
-
-async function waitHealthy(url, ms) {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url)
-      if (res.ok) return
-    } catch {}
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`${url} not healthy within ${ms}ms`)
-}
 
 const bin = process.env.TENANTS_BIN
 if (!bin) throw new Error('TENANTS_BIN is not set')

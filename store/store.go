@@ -115,6 +115,12 @@ type Store interface {
 	GetRun(ctx context.Context, id string) (*Run, error)
 	// ListRuns returns runs newest first.
 	ListRuns(ctx context.Context, filter RunFilter) ([]*Run, error)
+	// CountRuns returns how many runs match filter, per status (statuses
+	// with none are absent). Its Statuses, After, Limit and Offset are
+	// ignored: the counts are those of every status under the rest of the
+	// filter, as a list's status summary shows them. Like ListRuns, it reads
+	// a label filter through the driving label's index.
+	CountRuns(ctx context.Context, filter RunFilter) (map[Status]int, error)
 	// GetSteps returns the run's steps in index order.
 	GetSteps(ctx context.Context, runID string) ([]*Step, error)
 	// GetCompletedSteps returns the run's completed steps (replay, R-080).
@@ -417,6 +423,35 @@ type RunFilter struct {
 	// selective one (a tenant id rather than an environment). Default: the
 	// first key in sorted order.
 	DriveBy string
+	// CreatedFrom and CreatedTo bound the runs' creation time: from
+	// CreatedFrom on, before CreatedTo. A zero time leaves its side open.
+	CreatedFrom time.Time
+	CreatedTo   time.Time
+	// After continues a list after a run (keyset pagination): only runs
+	// that come after it newest first, that is created before it, or at
+	// the same time with a smaller ID. Unlike Offset, a page after a cursor
+	// costs its own rows however deep in the list it is.
+	After *RunCursor
+}
+
+// RunCursor is the place of a run in a list newest first: the last run of
+// a page, for RunFilter.After.
+type RunCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// UpperBound returns the pair (creation time, ID) every run of the filter
+// sorts before: the earlier of CreatedTo (with the empty ID, which no run
+// has) and the cursor. ok is false when the filter sets neither.
+func (f RunFilter) UpperBound() (at time.Time, id string, ok bool) {
+	if !f.CreatedTo.IsZero() {
+		at, ok = f.CreatedTo, true
+	}
+	if c := f.After; c != nil && (!ok || c.CreatedAt.Before(at)) {
+		at, id, ok = c.CreatedAt, c.ID, true
+	}
+	return at, id, ok
 }
 
 // DrivingLabel returns the label key a filter's lookup walks first and the

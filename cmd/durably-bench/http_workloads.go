@@ -48,6 +48,9 @@ func tenantsHandler(e *durably.Engine) (*durablyhttp.Handler[tenantjobs.AuthCont
 		Slow: func(ctx context.Context, s *durably.StepContext, in tenantjobs.SlowInput) (tenantjobs.SlowOutput, error) {
 			return tenantjobs.SlowOutput{}, nil
 		},
+		Flaky: func(ctx context.Context, s *durably.StepContext, in tenantjobs.FlakyInput) (tenantjobs.FlakyOutput, error) {
+			return tenantjobs.FlakyOutput{}, nil
+		},
 	}); err != nil {
 		return nil, err
 	}

@@ -38,13 +38,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8787", "listen address")
 	db := flag.String("db", "", `storage: empty, a path or "file:" for SQLite (default tenants.db); postgres:// for PostgreSQL`)
 	grace := flag.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM, how long runs in flight may take before their leases are handed back")
+	preserve := flag.Bool("preserve-steps", false, "keep the steps and logs of finished runs (durably.Config.PreserveSteps), for the dashboard")
 	lim := defaultLimits(fdLimit())
 	flag.IntVar(&lim.MaxConns, "max-conns", lim.MaxConns, "open connections; at it the longest-idle one is closed (default from the open-files limit; 0: no limit)")
 	flag.IntVar(&lim.MaxStreams, "max-streams", lim.MaxStreams, "event streams open at once (0: no limit)")
 	flag.IntVar(&lim.MaxStreamsPerPrincipal, "max-streams-per-user", lim.MaxStreamsPerPrincipal, "event streams one user may have open (0: no limit)")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *db, *grace, lim, logger); err != nil {
+	if err := run(*addr, *db, *grace, *preserve, lim, logger); err != nil {
 		logger.Error("tenants", "err", err)
 		os.Exit(1)
 	}
@@ -60,7 +61,7 @@ func openStore(ctx context.Context, db string, logger *slog.Logger) (store.Store
 	return sqlitestore.Open(db, sqlitestore.Options{Logger: logger})
 }
 
-func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Logger) error {
+func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLimits, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -75,6 +76,7 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 		MaxConcurrentRuns:  4,
 		LeaseDuration:      30 * time.Second,
 		LeaseRenewInterval: 5 * time.Second,
+		PreserveSteps:      preserveSteps,
 		Logger:             logger,
 	}))
 	if err != nil {
@@ -98,6 +100,8 @@ func run(addr, db string, grace time.Duration, lim serverLimits, logger *slog.Lo
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.Handle("/api/durably/", http.StripPrefix("/api/durably", h))
+	// The dashboard: its pages read and act through the same hooks.
+	mux.Handle("/dashboard/", http.StripPrefix("/dashboard", h.Dashboard(durablyhttp.DashboardOptions{Title: "tenants"})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !ready.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
@@ -229,6 +233,28 @@ var handlers = tenantjobs.Handlers{
 			return tenantjobs.SlowOutput{Waited: int(time.Since(start).Milliseconds())}, err
 		})
 	},
+	Flaky: flaky,
+}
+
+// flaky fails step "try" while the run's lease generation, which each
+// attempt's claim advances, is at most in.Failures: so on the first
+// Failures attempts of a run that no crash interrupted.
+func flaky(ctx context.Context, s *durably.StepContext, in tenantjobs.FlakyInput) (tenantjobs.FlakyOutput, error) {
+	attempt, err := durably.RunStep(s, "try", func(ctx context.Context) (int, error) {
+		n := int(s.LeaseGeneration())
+		s.Logger().InfoContext(ctx, fmt.Sprintf("attempt %d", n))
+		if n <= in.Failures {
+			return 0, fmt.Errorf("attempt %d failed", n)
+		}
+		return n, nil
+	})
+	if err != nil {
+		return tenantjobs.FlakyOutput{}, err
+	}
+	if err := durably.Sleep(s, "nap", time.Duration(in.SleepMs)*time.Millisecond); err != nil {
+		return tenantjobs.FlakyOutput{}, err
+	}
+	return tenantjobs.FlakyOutput{Attempts: attempt}, nil
 }
 
 // sleep waits d or until the run is cancelled.

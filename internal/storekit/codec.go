@@ -238,3 +238,15 @@ func Ready(r *store.Run) int64 {
 	}
 	return 1
 }
+
+// StatusCounts is the row of a count per status, in the order of
+// store.Statuses, as CountRuns returns it: statuses without runs absent.
+func StatusCounts(perStatus ...int64) map[store.Status]int {
+	counts := map[store.Status]int{}
+	for i, n := range perStatus {
+		if n > 0 {
+			counts[store.Statuses[i]] = int(n)
+		}
+	}
+	return counts
+}

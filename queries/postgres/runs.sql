@@ -480,7 +480,11 @@ SELECT * FROM durably_runs WHERE id = @id;
 
 -- name: ListRuns :many
 -- Newest first (R-135) with optional status, job and label filters (labels AND-ed).
--- A NULL limit means no limit, so offset without limit works (D5).
+-- A NULL limit means no limit, so offset without limit works (D5). The
+-- window is always bounded, so that the walk of idx_durably_runs_created
+-- starts at its upper end: created_from ('-infinity' for none) and the pair
+-- (upper_at, upper_id), which the store sets to the end of a time range or
+-- to a page's cursor (keyset pagination), 'infinity' when neither is set.
 SELECT * FROM durably_runs r
 WHERE (cardinality(@statuses::text[]) = 0 OR r.status = ANY(@statuses::text[]))
   AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
@@ -489,12 +493,16 @@ WHERE (cardinality(@statuses::text[]) = 0 OR r.status = ANY(@statuses::text[]))
     JOIN (SELECT unnest(@label_keys::text[]) AS key, unnest(@label_values::text[]) AS value) AS f
       ON l.key = f.key AND l.value = f.value
     WHERE l.run_id = r.id))
+  AND r.created_at >= @created_from::timestamptz
+  AND (r.created_at, r.id) < (@upper_at::timestamptz, @upper_id::text)
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
 
 -- name: ListRunsByLabel :many
 -- The same filter driven by one label through idx_durably_run_labels_key_value,
--- newest first, so a page of one tenant costs its own rows. The other labels
+-- newest first, so a page of one tenant costs its own rows; the window (as
+-- in ListRuns) bounds that walk on the index's created_at and run_id, the
+-- run's own. The other labels
 -- are a filter on the run's own labels (containment of a JSON object, '{}'
 -- when there are none), not a join, so the walk stays in index order and
 -- stops at the page's end. The CASE hides the containment from the planner,
@@ -503,11 +511,44 @@ LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
 SELECT r.* FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = @key::text AND d.value = @value::text
+  AND d.created_at >= @created_from::timestamptz
+  AND (d.created_at, d.run_id) < (@upper_at::timestamptz, @upper_id::text)
   AND (cardinality(@statuses::text[]) = 0 OR r.status = ANY(@statuses::text[]))
   AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
   AND CASE WHEN r.labels @> @other_labels::jsonb THEN true ELSE false END
 ORDER BY d.created_at DESC, d.run_id DESC
 LIMIT sqlc.narg(lim)::bigint OFFSET @off::bigint;
+
+-- name: CountRuns :one
+-- Runs per status under ListRuns' filter without its status filter and
+-- cursor, for a list's status counts: one row, one count per status, so
+-- that nothing is grouped or sorted.
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_runs r
+WHERE (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
+  AND r.created_at >= @created_from::timestamptz
+  AND r.created_at < @created_to::timestamptz;
+
+-- name: CountRunsByLabel :one
+-- CountRuns driven by one label's index, as ListRunsByLabel.
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_run_labels d
+JOIN durably_runs r ON r.id = d.run_id
+WHERE d.key = @key::text AND d.value = @value::text
+  AND d.created_at >= @created_from::timestamptz
+  AND d.created_at < @created_to::timestamptz
+  AND (cardinality(@job_names::text[]) = 0 OR r.job_name = ANY(@job_names::text[]))
+  AND r.labels @> @other_labels::jsonb;
 
 -- name: UpdateRunForTest :exec
 -- The unfenced test hook of S-047: each field is written only when its set_ flag is true.

@@ -313,23 +313,33 @@ SELECT * FROM durably_runs WHERE id = sqlc.arg(id);
 -- name: ListRuns :many
 -- Newest first (R-135) with optional status, job and label filters. Lists
 -- travel as JSON arrays (one prepared statement for any length); labels as
--- "key\x00value" pairs, and a run matches when it has all of them.
+-- "key\x00value" pairs, and a run matches when it has all of them. The
+-- window is always bounded, so the walk of idx_durably_runs_created starts
+-- at its upper end: created_from ('' for none) and the pair (upper_at,
+-- upper_id), which the store sets to the end of a time range or to a page's
+-- cursor (keyset pagination), '~' when there is neither ('~' sorts after
+-- every stored time).
 SELECT * FROM durably_runs r
 WHERE (CAST(sqlc.arg(filter_status) AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(sqlc.arg(statuses) AS TEXT))))
   AND (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
   AND (CAST(sqlc.arg(label_count) AS INTEGER) = 0 OR CAST(sqlc.arg(label_count) AS INTEGER) = (
     SELECT count(*) FROM durably_run_labels l
     WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))))
+  AND r.created_at >= CAST(sqlc.arg(created_from) AS TEXT)
+  AND (r.created_at, r.id) < (CAST(sqlc.arg(upper_at) AS TEXT), CAST(sqlc.arg(upper_id) AS TEXT))
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT CAST(sqlc.arg(lim) AS INTEGER) OFFSET CAST(sqlc.arg(off) AS INTEGER);
 
 -- name: ListRunsByLabel :many
 -- The same filter driven by one label: idx_durably_run_labels_key_value yields
 -- that label's runs newest first, so a page costs its own rows, not the
--- tenant's whole history.
+-- tenant's whole history; the window (as in ListRuns) bounds that walk on
+-- the index's created_at and run_id, the run's own.
 SELECT r.* FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS TEXT)
+  AND d.created_at >= CAST(sqlc.arg(created_from) AS TEXT)
+  AND (d.created_at, d.run_id) < (CAST(sqlc.arg(upper_at) AS TEXT), CAST(sqlc.arg(upper_id) AS TEXT))
   AND (CAST(sqlc.arg(filter_status) AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(sqlc.arg(statuses) AS TEXT))))
   AND (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
   AND (CAST(sqlc.arg(label_count) AS INTEGER) = 0 OR CAST(sqlc.arg(label_count) AS INTEGER) = (
@@ -337,6 +347,39 @@ WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS 
     WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))))
 ORDER BY d.created_at DESC, d.run_id DESC
 LIMIT CAST(sqlc.arg(lim) AS INTEGER) OFFSET CAST(sqlc.arg(off) AS INTEGER);
+
+-- name: CountRuns :one
+-- Runs per status under ListRuns' filter without its status filter and
+-- cursor, for a list's status counts: one row, one count per status, so
+-- that nothing is grouped or sorted.
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_runs r
+WHERE (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
+  AND r.created_at >= CAST(sqlc.arg(created_from) AS TEXT)
+  AND r.created_at < CAST(sqlc.arg(created_to) AS TEXT);
+
+-- name: CountRunsByLabel :one
+-- CountRuns driven by one label's index, as ListRunsByLabel.
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_run_labels d
+JOIN durably_runs r ON r.id = d.run_id
+WHERE d.key = CAST(sqlc.arg(key) AS TEXT) AND d.value = CAST(sqlc.arg(value) AS TEXT)
+  AND d.created_at >= CAST(sqlc.arg(created_from) AS TEXT)
+  AND d.created_at < CAST(sqlc.arg(created_to) AS TEXT)
+  AND (CAST(sqlc.arg(filter_job) AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(sqlc.arg(job_names) AS TEXT))))
+  AND (CAST(sqlc.arg(label_count) AS INTEGER) = 0 OR CAST(sqlc.arg(label_count) AS INTEGER) = (
+    SELECT count(*) FROM durably_run_labels l
+    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(sqlc.arg(label_pairs) AS TEXT)))));
 
 -- name: UpdateRunForTest :exec
 -- The unfenced test hook of S-047: each field is written only when its set_ flag is true.

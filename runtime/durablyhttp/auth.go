@@ -31,6 +31,8 @@ type AuthConfig[C any, L durably.Labels[L]] struct {
 	OnTrigger func(ctx context.Context, auth C, req *TriggerRequest[L]) error
 	// OnRunAccess guards every operation on one run, after the run was
 	// found (H-063). Return Reject(404, …) to hide a run's existence.
+	// GET /logs (an addition of durably-go) asks for OpSteps, as GET
+	// /steps does: both show what the run did.
 	OnRunAccess func(ctx context.Context, auth C, run *Run[L], op Operation) error
 	// ScopeRuns returns the filter GET /runs uses (H-064), typically
 	// forcing a tenant label.
@@ -78,7 +80,7 @@ type Run[L any] struct {
 	Labels L
 }
 
-// RunsFilter is the filter of GET /runs (H-039).
+// RunsFilter is the filter of GET /runs (H-039) and GET /runs/counts.
 type RunsFilter[L any] struct {
 	JobNames []string
 	Statuses []durably.Status
@@ -86,6 +88,23 @@ type RunsFilter[L any] struct {
 	Labels L
 	Limit  int // 0: none
 	Offset int
+	// CreatedFrom and CreatedTo bound the runs' creation time (the
+	// additive parameters createdFrom and createdTo): from CreatedFrom on,
+	// before CreatedTo; zero: open. A hook may narrow them.
+	CreatedFrom time.Time
+	CreatedTo   time.Time
+	// After continues a list after a run (the additive parameter after:
+	// keyset pagination, durably.RunFilter.After).
+	After *durably.RunCursor
+}
+
+// engineFilter is the filter as the engine takes it.
+func engineFilter[L durably.Labels[L]](f RunsFilter[L]) durably.RunFilter {
+	return durably.RunFilter{
+		Statuses: f.Statuses, JobNames: f.JobNames, Labels: f.Labels.ToMap(),
+		Limit: f.Limit, Offset: f.Offset,
+		CreatedFrom: f.CreatedFrom, CreatedTo: f.CreatedTo, After: f.After,
+	}
 }
 
 // SubscribeFilter is the filter of GET /runs/subscribe (H-050).

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/durably-go/durably/internal/pgtest"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/pgstore"
-	"github.com/durably-go/durably/runtime/sqlitestore"
 	"github.com/durably-go/durably/store"
 )
 
@@ -27,28 +25,25 @@ import (
 func forEachStore(t *testing.T, fn func(t *testing.T, open func() store.Store)) {
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		path := filepath.Join(t.TempDir(), "h.db")
-		fn(t, func() store.Store {
-			st, err := sqlitestore.Open(path, sqlitestore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		})
+		fn(t, openSQLite(t))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		dsn := pgtest.Schema(t)
-		fn(t, func() store.Store {
-			st, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		})
+		fn(t, openPostgres(t))
 	})
+}
+
+// openPostgres opens PostgreSQL stores in a fresh schema of the test's.
+func openPostgres(t *testing.T) func() store.Store {
+	dsn := pgtest.Schema(t)
+	return func() store.Store {
+		st, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
 }
 
 // user is the test's authentication context, from headers as in the
@@ -248,6 +243,7 @@ func newEnv(t *testing.T, open func() store.Store, opts ...envOption) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/durably/", h)
+	mux.Handle("/dashboard/", http.StripPrefix("/dashboard", h.Dashboard(durablyhttp.DashboardOptions{Title: "tests"})))
 	v.e, v.h = e, h
 	v.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -274,7 +270,14 @@ type response struct {
 
 func (v *env) do(method, path, body string, hdr http.Header) response {
 	v.t.Helper()
-	req, err := http.NewRequest(method, v.srv.URL+"/api/durably"+path, strings.NewReader(body))
+	return v.request(method, "/api/durably"+path, body, hdr)
+}
+
+// request sends a request to the test server's path (the API's or the
+// dashboard's).
+func (v *env) request(method, path, body string, hdr http.Header) response {
+	v.t.Helper()
+	req, err := http.NewRequest(method, v.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		v.t.Fatal(err)
 	}

@@ -118,39 +118,52 @@ func FuzzTriggerBody(f *testing.F) {
 }
 
 // FuzzListQuery: whatever the query string, GET /runs answers a JSON array
-// or a 400 with a JSON error; never a 500.
+// and GET /runs/counts a JSON object, or a 400 with a JSON error; never a
+// 500.
 func FuzzListQuery(f *testing.F) {
 	for _, seed := range []string{
 		"", "status=pending&status=leased", "status=", "status=running", "limit=10&offset=5", "limit=-1",
 		"limit=10abc", "offset=3", "label.org=a&label.org=b", "label.bad%20key=x", "jobName=&jobName=echo",
 		"limit=99999999999999999999", "%zz", "label.=x", "label.a/b.c=d",
+		"createdFrom=2026-01-01T00:00:00Z&createdTo=2026-01-02T00:00:00.5Z", "createdFrom=0000-01-01T00:00:00Z",
+		"createdTo=9999-12-31T23:59:59.9999Z", "after=2026-01-01T00:00:00Z,01ABC", "after=2026-01-01T00:00:00Z,%00",
+		"after=,x", "after=0001-01-01T00:00:00-01:00,a&limit=2",
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, query string) {
 		rig := fuzzHandler(t)
-		req := httptest.NewRequest("GET", "/runs", nil)
-		req.URL.RawQuery = query
-		rec := httptest.NewRecorder()
-		rig.h.ServeHTTP(rec, req)
-		switch rec.Code {
-		case 200:
-			var runs []json.RawMessage
-			if err := json.Unmarshal(rec.Body.Bytes(), &runs); err != nil {
-				t.Fatalf("200 without an array: %q", rec.Body.String())
+		for _, path := range []string{"/runs", "/runs/counts"} {
+			req := httptest.NewRequest("GET", path, nil)
+			req.URL.RawQuery = query
+			rec := httptest.NewRecorder()
+			rig.h.ServeHTTP(rec, req)
+			switch rec.Code {
+			case 200:
+				if path == "/runs/counts" {
+					var counts map[string]int
+					if err := json.Unmarshal(rec.Body.Bytes(), &counts); err != nil || len(counts) != 5 {
+						t.Fatalf("200 without the five counts: %q", rec.Body.String())
+					}
+					continue
+				}
+				var runs []json.RawMessage
+				if err := json.Unmarshal(rec.Body.Bytes(), &runs); err != nil {
+					t.Fatalf("200 without an array: %q", rec.Body.String())
+				}
+				if q, err := url.ParseQuery(query); err == nil && q.Get("limit") == "0" && len(runs) != 0 {
+					t.Fatalf("limit=0 returned %d runs", len(runs))
+				}
+			case 400:
+				var e struct {
+					Error string `json:"error"`
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
+					t.Fatalf("400 without a JSON error: %q", rec.Body.String())
+				}
+			default:
+				t.Fatalf("%s?%s answered %d %s", path, query, rec.Code, rec.Body.String())
 			}
-			if q, err := url.ParseQuery(query); err == nil && q.Get("limit") == "0" && len(runs) != 0 {
-				t.Fatalf("limit=0 returned %d runs", len(runs))
-			}
-		case 400:
-			var e struct {
-				Error string `json:"error"`
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
-				t.Fatalf("400 without a JSON error: %q", rec.Body.String())
-			}
-		default:
-			t.Fatalf("query %q answered %d %s", query, rec.Code, rec.Body.String())
 		}
 	})
 }

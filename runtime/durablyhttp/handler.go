@@ -44,6 +44,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/internal/jsonappend"
 )
 
 // Options configure a Handler.
@@ -219,34 +221,32 @@ type request[C any] struct {
 // ServeHTTP runs authenticate → onRequest → routing → validation → hook →
 // operation (H-060).
 func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req := &request[C]{w: w, r: r}
-	if a := h.opts.Auth; a != nil {
-		c, err := a.Authenticate(r)
-		if err != nil {
-			h.fail(req, err)
-			return
-		}
-		req.auth, req.authed = c, true
-	}
-	if h.opts.OnRequest != nil {
-		if err := h.opts.OnRequest(r); err != nil {
-			h.fail(req, err)
-			return
-		}
-	}
 	path := r.URL.Path
 	if h.opts.BasePath != "" {
 		path = strings.Replace(path, h.opts.BasePath, "", 1)
+	}
+	h.serve(w, r, path)
+}
+
+// serve answers a request for path, the route inside the handler.
+func (h *Handler[C, L]) serve(w http.ResponseWriter, r *http.Request, path string) {
+	req, ok := h.admit(w, r)
+	if !ok {
+		return
 	}
 	switch {
 	case r.Method == http.MethodPost && path == "/trigger":
 		h.trigger(req)
 	case r.Method == http.MethodGet && path == "/runs":
 		h.listRuns(req)
+	case r.Method == http.MethodGet && path == "/runs/counts":
+		h.countRuns(req)
 	case r.Method == http.MethodGet && path == "/run":
 		h.withRun(req, OpRead, h.getRun)
 	case r.Method == http.MethodGet && path == "/steps":
 		h.withRun(req, OpSteps, h.getSteps)
+	case r.Method == http.MethodGet && path == "/logs":
+		h.withRun(req, OpSteps, h.getLogs)
 	case r.Method == http.MethodPost && path == "/retrigger":
 		h.withRun(req, OpRetrigger, h.retrigger)
 	case r.Method == http.MethodPost && path == "/cancel":
@@ -260,13 +260,40 @@ func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && path == "/jobs" && h.opts.Jobs != nil:
 		h.listJobs(req)
 	default:
-		// The one error of the handler that is not {"error"} JSON: the
-		// protocol fixes it as plain text (H-003), and a wrong method on a
-		// known route is this 404 too, not a 405.
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, "Not Found")
+		notFound(w)
 	}
+}
+
+// admit authenticates a request and runs OnRequest, the first two stages
+// of H-060, which every request of the handler and of its dashboard
+// passes. It answers the request itself and reports false when either
+// refuses.
+func (h *Handler[C, L]) admit(w http.ResponseWriter, r *http.Request) (*request[C], bool) {
+	req := &request[C]{w: w, r: r}
+	if a := h.opts.Auth; a != nil {
+		c, err := a.Authenticate(r)
+		if err != nil {
+			h.fail(req, err)
+			return nil, false
+		}
+		req.auth, req.authed = c, true
+	}
+	if h.opts.OnRequest != nil {
+		if err := h.opts.OnRequest(r); err != nil {
+			h.fail(req, err)
+			return nil, false
+		}
+	}
+	return req, true
+}
+
+// notFound is the one error of the handler that is not {"error"} JSON: the
+// protocol fixes it as plain text (H-003), and a wrong method on a known
+// route is this 404 too, not a 405.
+func notFound(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = io.WriteString(w, "Not Found")
 }
 
 // fail answers an error: a hook's rejection verbatim, an unavailable
@@ -504,68 +531,123 @@ func optionalString(raw json.RawMessage, name string) (string, error) {
 	return s, nil
 }
 
-// listRuns serves GET /runs (H-036 … H-040).
+// listRuns serves GET /runs (H-036 … H-040), with durably-go's additive
+// parameters createdFrom, createdTo and after (issue 21).
 func (h *Handler[C, L]) listRuns(req *request[C]) {
+	filter, hasLimit, ok := h.runsFilter(req)
+	if !ok {
+		return
+	}
+	if hasLimit && filter.Limit == 0 {
+		writeJSON(req.w, []byte("[]")) // limit=0 returns [] (H-038)
+		return
+	}
+	runs, err := h.e.ListRuns(req.r.Context(), engineFilter(filter))
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(runs)+2), runs, AppendClientRun))
+}
+
+// countRuns serves GET /runs/counts, an addition of durably-go (issue 21):
+// the runs per status under the filter of GET /runs, scoped by ScopeRuns
+// like the list; status, after, limit and offset are read but do not
+// narrow the counts.
+func (h *Handler[C, L]) countRuns(req *request[C]) {
+	filter, _, ok := h.runsFilter(req)
+	if !ok {
+		return
+	}
+	counts, err := h.e.CountRuns(req.r.Context(), engineFilter(filter))
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	w := jsonappend.Writer{B: []byte{'{'}}
+	for _, st := range statuses {
+		w.Int(string(st), int64(counts[st]))
+	}
+	writeJSON(req.w, append(w.B, '}'))
+}
+
+// statuses are the run statuses in the protocol's order.
+var statuses = []durably.Status{durably.StatusPending, durably.StatusLeased, durably.StatusCompleted, durably.StatusFailed, durably.StatusCancelled}
+
+// runsFilter reads the query of GET /runs and applies ScopeRuns. A bad
+// parameter is answered with a 400 naming it, a refusal of the hook as
+// the hook says; either way it reports false.
+func (h *Handler[C, L]) runsFilter(req *request[C]) (filter RunsFilter[L], hasLimit, ok bool) {
 	q := req.r.URL.Query()
-	filter := RunsFilter[L]{JobNames: q["jobName"]}
+	filter.JobNames = q["jobName"]
 	for _, s := range q["status"] {
 		if s == "" {
 			writeError(req.w, http.StatusBadRequest, "Invalid status: empty value. Must be one of: pending, leased, completed, failed, cancelled")
-			return
+			return filter, false, false
 		}
 		st := durably.Status(s)
 		if !st.Valid() {
 			writeError(req.w, http.StatusBadRequest, "Invalid status: "+s+". Must be one of: pending, leased, completed, failed, cancelled")
-			return
+			return filter, false, false
 		}
 		filter.Statuses = append(filter.Statuses, st)
 	}
 	var err error
-	hasLimit := false
 	if v := q.Get("limit"); v != "" {
 		if filter.Limit, err = nonNegative(v); err != nil {
 			writeError(req.w, http.StatusBadRequest, "Invalid limit: must be a non-negative integer")
-			return
+			return filter, false, false
 		}
 		hasLimit = true
 	}
 	if v := q.Get("offset"); v != "" {
 		if filter.Offset, err = nonNegative(v); err != nil {
 			writeError(req.w, http.StatusBadRequest, "Invalid offset: must be a non-negative integer")
-			return
+			return filter, false, false
 		}
+	}
+	if err := readWindow(q, &filter.CreatedFrom, &filter.CreatedTo, &filter.After); err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return filter, false, false
 	}
 	if filter.Labels, err = labelsFromQuery[L](req.r); err != nil {
 		writeError(req.w, http.StatusBadRequest, err.Error())
-		return
+		return filter, false, false
 	}
 	if h.hooksOn(req) && h.opts.Auth.ScopeRuns != nil {
 		if filter, err = h.opts.Auth.ScopeRuns(req.r.Context(), req.auth, filter); err != nil {
 			h.fail(req, err)
-			return
+			return filter, false, false
 		}
 	}
-	if hasLimit && filter.Limit == 0 {
-		writeJSON(req.w, []byte("[]")) // limit=0 returns [] (H-038)
-		return
-	}
-	runs, err := h.e.ListRuns(req.r.Context(), durably.RunFilter{
-		Statuses: filter.Statuses, JobNames: filter.JobNames, Labels: filter.Labels.ToMap(),
-		Limit: filter.Limit, Offset: filter.Offset,
-	})
-	if err != nil {
-		h.fail(req, err)
-		return
-	}
-	b := make([]byte, 0, 256*len(runs)+2)
-	b = append(b, '[')
-	for i, run := range runs {
-		if i > 0 {
-			b = append(b, ',')
+	return filter, hasLimit, true
+}
+
+// readWindow reads the additive parameters createdFrom and createdTo (RFC
+// 3339 times) and after (the createdAt and id of a page's last run, as
+// "<createdAt>,<id>"), each optional.
+func readWindow(q url.Values, from, to *time.Time, after **durably.RunCursor) error {
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"createdFrom", from}, {"createdTo", to}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return fmt.Errorf("Invalid %s: must be an RFC 3339 time, got %q", p.name, v)
+			}
+			*p.dst = t
 		}
-		b = AppendClientRun(b, run)
 	}
-	writeJSON(req.w, append(b, ']'))
+	if v := q.Get("after"); v != "" {
+		at, id, found := strings.Cut(v, ",")
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if !found || id == "" || err != nil {
+			return fmt.Errorf("Invalid after: must be the createdAt and id of a run, as <createdAt>,<id>, got %q", v)
+		}
+		*after = &durably.RunCursor{CreatedAt: t, ID: id}
+	}
+	return nil
 }
 
 // nonNegative parses a base-10 non-negative integer; unlike the original's
@@ -646,14 +728,18 @@ func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	b := []byte{'['}
-	for i, st := range steps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendStep(b, st)
+	writeJSON(req.w, appendArray(nil, steps, AppendStep))
+}
+
+// getLogs serves GET /logs, an addition of durably-go (issue 21): the
+// run's persisted logs in order, guarded by OnRunAccess as OpSteps.
+func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
+	logs, err := h.e.GetLogs(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
 	}
-	writeJSON(req.w, append(b, ']'))
+	writeJSON(req.w, appendArray(nil, logs, AppendLog))
 }
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
@@ -742,18 +828,25 @@ func (h *Handler[C, L]) OpenStreams() int {
 	return h.open
 }
 
-// listJobs serves GET /jobs: the jobs and their JSON Schemas.
+// listJobs serves GET /jobs: the jobs and their JSON Schemas, their
+// schedules, and how the engine retries, orders and limits their runs.
 func (h *Handler[C, L]) listJobs(req *request[C]) {
-	jobs := h.opts.Jobs
-	if schedules := h.e.Schedules(); len(schedules) > 0 {
-		jobs = slices.Clone(jobs)
-		for i := range jobs {
-			for _, s := range schedules {
-				if s.JobName == jobs[i].Name {
-					// A copy: the caller's slice may have room, which
-					// concurrent requests would share.
-					jobs[i].Schedules = append(slices.Clip(jobs[i].Schedules), s)
-				}
+	schedules := h.e.Schedules()
+	jobs := make([]jobWire, len(h.opts.Jobs))
+	for i, schema := range h.opts.Jobs {
+		jobs[i].JobSchema = schema
+		for _, s := range schedules {
+			if s.JobName == schema.Name {
+				// A copy: the caller's slice may have room, which
+				// concurrent requests would share.
+				jobs[i].Schedules = append(slices.Clip(jobs[i].Schedules), s)
+			}
+		}
+		if settings, ok := h.e.JobSettings(schema.Name); ok {
+			jobs[i].Priority, jobs[i].MaxRunning = settings.Priority, settings.MaxRunning
+			if p := settings.Retry; p != nil {
+				jobs[i].Retry = &retryWire{MaxAttempts: p.MaxAttempts, Backoff: string(p.Backoff),
+					InitialMs: p.Initial.Milliseconds(), MaxMs: p.Max.Milliseconds(), Jitter: p.Jitter}
 			}
 		}
 	}
@@ -763,6 +856,26 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 		return
 	}
 	writeJSON(req.w, b)
+}
+
+// jobWire is a job as GET /jobs serves it: the JobSchema the handler was
+// given, with the additive members priority, maxRunning and retry
+// (durably.JobSettings; issue 21).
+type jobWire struct {
+	durably.JobSchema
+	Priority   int        `json:"priority"`
+	MaxRunning int        `json:"maxRunning,omitempty"` // 0: no limit
+	Retry      *retryWire `json:"retry,omitempty"`
+}
+
+// retryWire is a durably.RetryPolicy on the wire, its durations in
+// milliseconds.
+type retryWire struct {
+	MaxAttempts int     `json:"maxAttempts"`
+	Backoff     string  `json:"backoff"`
+	InitialMs   int64   `json:"initialMs"`
+	MaxMs       int64   `json:"maxMs,omitempty"` // 0: no cap
+	Jitter      float64 `json:"jitter,omitempty"`
 }
 
 func (h *Handler[C, L]) engine() *durably.Engine { return h.e }

@@ -23,7 +23,7 @@ func TestJobsListSchedules(t *testing.T) {
 		h := durably.MustRegister(v.e, &durably.Job[stepsIn, int]{Name: "hourly",
 			Run: func(ctx context.Context, s *durably.StepContext, in stepsIn) (int, error) { return in.Count, nil }})
 		res := v.do("GET", "/jobs", "", admin)
-		res.want(t, 200, `[{"name":"echo","input":null,"output":null},{"name":"hourly","input":null,"output":null}]`)
+		res.want(t, 200, `[{"name":"echo","input":null,"output":null,"priority":0},{"name":"hourly","input":null,"output":null,"priority":0}]`)
 
 		if err := durably.AddSchedule(h, durably.Schedule[stepsIn]{Name: "hourly-steps", Cron: "@hourly", TimeZone: "Asia/Tokyo",
 			Input: stepsIn{Count: 1}, Labels: map[string]string{"organizationId": "org-a", "env": "production"}}); err != nil {

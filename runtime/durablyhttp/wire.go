@@ -7,6 +7,18 @@ import (
 
 func appendString(b []byte, s string) []byte { return jsonappend.String(b, s) }
 
+// appendArray appends items as a JSON array, each by appendOne.
+func appendArray[T any](b []byte, items []T, appendOne func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, item := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendOne(b, item)
+	}
+	return append(b, ']')
+}
+
 // appendJSONObjectString appends {"k": v}.
 func appendJSONObjectString(b []byte, k, v string) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
@@ -59,6 +71,21 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 	// Additive (issue 14): the step's 1-based attempt; rows from
 	// before attempts were recorded count as the first.
 	w.Int("attempt", int64(max(s.Attempt, 1)))
+	return append(w.B, '}')
+}
+
+// AppendLog appends a log record as GET /logs shows it (issue 21), in the
+// shape of the original's LogEntry: stepName null outside a step, data
+// null when none.
+func AppendLog(b []byte, l *durably.LogRecord) []byte {
+	w := jsonappend.Writer{B: append(b, '{')}
+	w.Str("id", l.ID)
+	w.Str("runId", l.RunID)
+	w.NullableStr("stepName", l.StepName)
+	w.Str("level", l.Level)
+	w.Str("message", l.Message)
+	w.Raw("data", l.Data)
+	w.Time("createdAt", l.CreatedAt)
 	return append(w.B, '}')
 }
 

@@ -30,6 +30,9 @@ func TestGeneratedJobs(t *testing.T) {
 		Slow: func(context.Context, *durably.StepContext, tenantjobs.SlowInput) (tenantjobs.SlowOutput, error) {
 			return tenantjobs.SlowOutput{}, nil
 		},
+		Flaky: func(context.Context, *durably.StepContext, tenantjobs.FlakyInput) (tenantjobs.FlakyOutput, error) {
+			return tenantjobs.FlakyOutput{}, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

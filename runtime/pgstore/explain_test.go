@@ -40,6 +40,10 @@ func TestLabelLookupsUseTheIndex(t *testing.T) {
 	if _, err := st.pool.Exec(ctx, "ANALYZE durably_runs; ANALYZE durably_run_labels"); err != nil {
 		t.Fatal(err)
 	}
+	// A window and a cursor (the dashboard's pages, issue 21) bound the
+	// same walk: the index starts at the cursor, not at the tenant's newest
+	// run.
+	cursorAt := pgtype.Timestamptz{Time: time.Now().Add(-time.Hour), Valid: true}
 	cases := []struct {
 		name    string
 		p       pgdb.ListRunsByLabelParams
@@ -49,25 +53,49 @@ func TestLabelLookupsUseTheIndex(t *testing.T) {
 		// DriveBy (set by generated code) makes the tenant id drive; the
 		// env is a filter on the walk, which stays in order.
 		{"organization and env", pgdb.ListRunsByLabelParams{Key: "organizationId", Value: "org-07", OtherLabels: []byte(`{"env":"staging"}`)}, true},
+		{"a page after a cursor", pgdb.ListRunsByLabelParams{Key: "organizationId", Value: "org-07", UpperAt: cursorAt, UpperID: "01J"}, true},
+		{"a window", pgdb.ListRunsByLabelParams{Key: "organizationId", Value: "org-07", CreatedFrom: pgtype.Timestamptz{Time: time.Now().Add(-2 * time.Hour), Valid: true}, UpperAt: cursorAt}, true},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			rec := &recorder{}
-			p := c.p
-			p.Statuses, p.JobNames = []string{}, []string{}
-			if p.OtherLabels == nil {
-				p.OtherLabels = []byte(`{}`)
-			}
-			p.Lim = pgtype.Int8{Int64: 20, Valid: true}
-			_, _ = pgdb.New(rec).ListRunsByLabel(ctx, p)
-			plan := explain(t, st, rec)
-			if !strings.Contains(plan, "idx_durably_run_labels_key_value") || strings.Contains(plan, "Seq Scan") {
-				t.Fatalf("the label lookup does not use the label index:\n%s", plan)
-			}
-			if c.inOrder && strings.Contains(plan, "Sort") {
-				t.Fatalf("the page of one label is sorted instead of read in index order:\n%s", plan)
-			}
-		})
+		for _, generic := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s generic=%v", c.name, generic), func(t *testing.T) {
+				rec := &recorder{}
+				p := c.p
+				p.Statuses, p.JobNames = []string{}, []string{}
+				if p.OtherLabels == nil {
+					p.OtherLabels = []byte(`{}`)
+				}
+				if !p.CreatedFrom.Valid {
+					p.CreatedFrom = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+				}
+				if !p.UpperAt.Valid {
+					p.UpperAt = pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+				}
+				p.Lim = pgtype.Int8{Int64: 20, Valid: true}
+				_, _ = pgdb.New(rec).ListRunsByLabel(ctx, p)
+				plan := explainWith(t, st, rec, "EXPLAIN ", generic)
+				if !strings.Contains(plan, "idx_durably_run_labels_key_value") || strings.Contains(plan, "Seq Scan") {
+					t.Fatalf("the label lookup does not use the label index:\n%s", plan)
+				}
+				if !strings.Contains(plan, "ROW(created_at, run_id) < ROW(") {
+					t.Fatalf("the window's upper end does not bound the index walk:\n%s", plan)
+				}
+				if c.inOrder && strings.Contains(plan, "Sort") {
+					t.Fatalf("the page of one label is sorted instead of read in index order:\n%s", plan)
+				}
+			})
+		}
+	}
+	// The status counts of one organization read its label index too.
+	for _, generic := range []bool{false, true} {
+		rec := &recorder{}
+		_, _ = pgdb.New(rec).CountRunsByLabel(ctx, pgdb.CountRunsByLabelParams{Key: "organizationId", Value: "org-07",
+			CreatedFrom: pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true},
+			CreatedTo:   pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}, JobNames: []string{}, OtherLabels: []byte(`{}`)})
+		plan := explainWith(t, st, rec, "EXPLAIN ", generic)
+		if !strings.Contains(plan, "idx_durably_run_labels_key_value") || strings.Contains(plan, "Seq Scan") {
+			t.Fatalf("generic=%v: the counts of one organization do not use the label index:\n%s", generic, plan)
+		}
 	}
 	// And the store's own list, as the generated function calls it.
 	start := time.Now()
@@ -248,6 +276,9 @@ func explainWith(t *testing.T, st *Store, rec *recorder, prefix string, generic 
 		if _, err := tx.Exec(ctx, "PREPARE durably_explain AS "+rec.sql); err != nil {
 			t.Fatal(err)
 		}
+		// A prepared statement outlives the transaction, on a connection
+		// the pool hands out again.
+		defer tx.Exec(ctx, "DEALLOCATE durably_explain") //nolint:errcheck
 		ph := make([]string, len(rec.args))
 		for i := range ph {
 			ph[i] = fmt.Sprintf("$%d", i+1)

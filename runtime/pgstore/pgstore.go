@@ -286,34 +286,28 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 	for i, st := range f.Statuses {
 		statuses[i] = string(st)
 	}
-	jobs := f.JobNames
-	if jobs == nil {
-		jobs = []string{}
-	}
+	jobs := jobNames(f)
 	var lim pgtype.Int8
 	if f.Limit > 0 {
 		lim = pgtype.Int8{Int64: int64(f.Limit), Valid: true}
 	}
-	drive, rest := f.DrivingLabel()
+	from, upperAt, upperID := window(f)
+	drive, otherLabels, err := otherLabels(f)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list runs: %w", err)
+	}
 	var rows []pgdb.DurablyRun
-	var err error
 	if drive == "" {
 		rows, err = s.q.ListRuns(ctx, pgdb.ListRunsParams{
 			Statuses: statuses, JobNames: jobs, LabelKeys: []string{}, LabelValues: []string{},
+			CreatedFrom: from, UpperAt: upperAt, UpperID: upperID,
 			Off: int64(f.Offset), Lim: lim,
 		})
 	} else {
-		others := make(map[string]string, len(rest))
-		for _, k := range rest {
-			others[k] = f.Labels[k]
-		}
-		otherLabels, jerr := json.Marshal(others)
-		if jerr != nil {
-			return nil, fmt.Errorf("pgstore: list runs: %w", jerr)
-		}
 		rows, err = s.q.ListRunsByLabel(ctx, pgdb.ListRunsByLabelParams{
 			Key: drive, Value: f.Labels[drive],
 			Statuses: statuses, JobNames: jobs, OtherLabels: otherLabels,
+			CreatedFrom: from, UpperAt: upperAt, UpperID: upperID,
 			Off: int64(f.Offset), Lim: lim,
 		})
 	}
@@ -321,6 +315,68 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		return nil, classify(fmt.Errorf("pgstore: list runs: %w", err))
 	}
 	return decodeRuns(rows)
+}
+
+// CountRuns counts runs per status; with labels it is driven by the first
+// label's index, as ListRuns.
+func (s *Store) CountRuns(ctx context.Context, f store.RunFilter) (map[store.Status]int, error) {
+	from, to, _ := window(store.RunFilter{CreatedFrom: f.CreatedFrom, CreatedTo: f.CreatedTo})
+	drive, otherLabels, err := otherLabels(f)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: count runs: %w", err)
+	}
+	var row pgdb.CountRunsRow
+	if drive == "" {
+		row, err = s.q.CountRuns(ctx, pgdb.CountRunsParams{JobNames: jobNames(f), CreatedFrom: from, CreatedTo: to})
+	} else {
+		var byLabel pgdb.CountRunsByLabelRow
+		byLabel, err = s.q.CountRunsByLabel(ctx, pgdb.CountRunsByLabelParams{
+			Key: drive, Value: f.Labels[drive], JobNames: jobNames(f), OtherLabels: otherLabels,
+			CreatedFrom: from, CreatedTo: to,
+		})
+		row = pgdb.CountRunsRow(byLabel)
+	}
+	if err != nil {
+		return nil, classify(fmt.Errorf("pgstore: count runs: %w", err))
+	}
+	return storekit.StatusCounts(row.Pending, row.Leased, row.Completed, row.Failed, row.Cancelled), nil
+}
+
+func jobNames(f store.RunFilter) []string {
+	if f.JobNames == nil {
+		return []string{}
+	}
+	return f.JobNames
+}
+
+// window returns the bounds of the list queries: the lower bound of
+// creation times (-infinity for none) and the pair every listed run sorts
+// before (infinity for none).
+func window(f store.RunFilter) (from, upperAt pgtype.Timestamptz, upperID string) {
+	from = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	if !f.CreatedFrom.IsZero() {
+		from = ts(f.CreatedFrom)
+	}
+	at, id, ok := f.UpperBound()
+	if !ok {
+		return from, pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}, ""
+	}
+	return from, ts(at), id
+}
+
+// otherLabels returns the label whose index drives a filtered query and the
+// other labels as a JSON object, which the run's labels must contain.
+func otherLabels(f store.RunFilter) (drive string, others []byte, err error) {
+	drive, rest := f.DrivingLabel()
+	if drive == "" {
+		return "", nil, nil
+	}
+	m := make(map[string]string, len(rest))
+	for _, k := range rest {
+		m[k] = f.Labels[k]
+	}
+	others, err = json.Marshal(m)
+	return drive, others, err
 }
 
 // GetSteps reads a run's steps.

@@ -817,25 +817,24 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 	if f.Limit > 0 {
 		limit = int64(f.Limit)
 	}
-	drive, rest := f.DrivingLabel()
+	from, upperAt, upperID := window(f)
+	drive, pairs := labelPairs(f)
 	var rows []sqlitedb.DurablyRun
 	var err error
 	if drive == "" {
 		rows, err = rq.ListRuns(ctx, sqlitedb.ListRunsParams{
 			FilterStatus: boolInt(len(statuses) > 0), Statuses: jsonList(statuses),
 			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
+			CreatedFrom: from, UpperAt: upperAt, UpperID: upperID,
 			Off: int64(f.Offset), Lim: limit,
 		})
 	} else {
-		var pairs []string
-		for _, k := range rest {
-			pairs = append(pairs, k+"\x00"+f.Labels[k])
-		}
 		rows, err = rq.ListRunsByLabel(ctx, sqlitedb.ListRunsByLabelParams{
 			Key: drive, Value: f.Labels[drive],
 			FilterStatus: boolInt(len(statuses) > 0), Statuses: jsonList(statuses),
 			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
 			LabelCount: int64(len(pairs)), LabelPairs: jsonList(pairs),
+			CreatedFrom: from, UpperAt: upperAt, UpperID: upperID,
 			Off: int64(f.Offset), Lim: limit,
 		})
 	}
@@ -843,6 +842,62 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		return nil, classify(fmt.Errorf("sqlitestore: list runs: %w", err))
 	}
 	return decodeRuns(rows)
+}
+
+// CountRuns counts runs per status; with labels it is driven by the first
+// label's index, as ListRuns.
+func (s *Store) CountRuns(ctx context.Context, f store.RunFilter) (map[store.Status]int, error) {
+	_, rq := s.queries()
+	from, to, _ := window(store.RunFilter{CreatedFrom: f.CreatedFrom, CreatedTo: f.CreatedTo})
+	drive, pairs := labelPairs(f)
+	var row sqlitedb.CountRunsRow
+	var err error
+	if drive == "" {
+		row, err = rq.CountRuns(ctx, sqlitedb.CountRunsParams{
+			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
+			CreatedFrom: from, CreatedTo: to,
+		})
+	} else {
+		var byLabel sqlitedb.CountRunsByLabelRow
+		byLabel, err = rq.CountRunsByLabel(ctx, sqlitedb.CountRunsByLabelParams{
+			Key: drive, Value: f.Labels[drive],
+			FilterJob: boolInt(len(f.JobNames) > 0), JobNames: jsonList(f.JobNames),
+			LabelCount: int64(len(pairs)), LabelPairs: jsonList(pairs),
+			CreatedFrom: from, CreatedTo: to,
+		})
+		row = sqlitedb.CountRunsRow(byLabel)
+	}
+	if err != nil {
+		return nil, classify(fmt.Errorf("sqlitestore: count runs: %w", err))
+	}
+	return storekit.StatusCounts(row.Pending, row.Leased, row.Completed, row.Failed, row.Cancelled), nil
+}
+
+// noUpperBound sorts after every stored time (digits): the upper end of a
+// window that has none.
+const noUpperBound = "~"
+
+// window returns the bounds of the list queries: the lower bound of
+// creation times ("" for none) and the pair every listed run sorts before.
+func window(f store.RunFilter) (from, upperAt, upperID string) {
+	if !f.CreatedFrom.IsZero() {
+		from = store.FormatTime(f.CreatedFrom)
+	}
+	at, id, ok := f.UpperBound()
+	if !ok {
+		return from, noUpperBound, ""
+	}
+	return from, store.FormatTime(at), id
+}
+
+// labelPairs returns the label whose index drives a filtered query and the
+// other labels as "key\x00value" pairs.
+func labelPairs(f store.RunFilter) (drive string, pairs []string) {
+	drive, rest := f.DrivingLabel()
+	for _, k := range rest {
+		pairs = append(pairs, k+"\x00"+f.Labels[k])
+	}
+	return drive, pairs
 }
 
 func jsonList(values []string) string {

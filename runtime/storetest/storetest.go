@@ -70,6 +70,7 @@ func Cases() []Case {
 	all = append(all, waitCases...)
 	all = append(all, processCases...)
 	all = append(all, queryCases...)
+	all = append(all, windowCases...)
 	all = append(all, lifecycleCases...)
 	all = append(all, tenantCases...)
 	all = append(all, scheduleCases...)

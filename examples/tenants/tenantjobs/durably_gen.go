@@ -8,6 +8,7 @@ package tenantjobs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/runtime/typed"
@@ -383,12 +384,61 @@ func (j *SlowJob) ListRuns(ctx context.Context, f RunFilter) ([]*SlowRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// FlakyJob is the typed handle of job "flaky". Step `try` fails with "attempt N failed" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts.
+type FlakyJob struct {
+	job *durably.TypedJob[FlakyInput, FlakyOutput, Labels]
+}
+
+// FlakyRun is a run of job "flaky".
+type FlakyRun = durably.TypedRun[FlakyInput, FlakyOutput, Labels]
+
+// The JSON Schemas of FlakyInput and FlakyOutput, written by durably-gen.
+var (
+	schemaOfFlakyInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"failures":{"type":"integer","minimum":0,"maximum":3},"sleepMs":{"type":"integer","minimum":0,"maximum":600000}},"additionalProperties":false,"type":"object","required":["failures","sleepMs"]}`)
+	schemaOfFlakyOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"attempts":{"type":"integer"}},"additionalProperties":false,"type":"object","required":["attempts"]}`)
+)
+
+// Name is the job's name, "flaky".
+func (j *FlakyJob) Name() string { return j.job.Name() }
+
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *FlakyJob) Generic() *durably.TypedJob[FlakyInput, FlakyOutput, Labels] { return j.job }
+
+// Trigger creates a run of job "flaky" (or finds the idempotent or coalesced one).
+func (j *FlakyJob) Trigger(ctx context.Context, in FlakyInput, labels TriggerLabels, opts TriggerOptions) (*FlakyRun, durably.Disposition, error) {
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[FlakyInput, FlakyOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerAndWait triggers job "flaky" and waits for the run's output; wait
+// takes durably.WithTimeout and the other wait options.
+func (j *FlakyJob) TriggerAndWait(ctx context.Context, in FlakyInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[FlakyOutput], error) {
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// GetRun returns a run of job "flaky", or nil when there is none.
+func (j *FlakyJob) GetRun(ctx context.Context, id string) (*FlakyRun, error) {
+	return j.job.GetRun(ctx, id)
+}
+
+// ListRuns lists runs of job "flaky", newest first.
+func (j *FlakyJob) ListRuns(ctx context.Context, f RunFilter) ([]*FlakyRun, error) {
+	return j.job.ListRuns(ctx, f.Filter())
+}
+
 // Handlers are the bodies of the declared jobs; each one is required.
 type Handlers struct {
 	Echo  durably.JobFunc[EchoInput, EchoOutput]
 	Steps durably.JobFunc[StepsInput, StepsOutput]
 	Fail  durably.JobFunc[FailInput, FailOutput]
 	Slow  durably.JobFunc[SlowInput, SlowOutput]
+	Flaky durably.JobFunc[FlakyInput, FlakyOutput]
 }
 
 // Jobs are the declared jobs, registered on an engine.
@@ -397,6 +447,7 @@ type Jobs struct {
 	Steps *StepsJob
 	Fail  *FailJob
 	Slow  *SlowJob
+	Flaky *FlakyJob
 }
 
 // RegisterOption changes what Register does.
@@ -469,6 +520,35 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 		}
 		jobs.Slow = &SlowJob{job: handle}
 	}
+	if h.Flaky == nil {
+		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "flaky")
+	}
+	{
+		handle, err := durably.RegisterTyped[FlakyInput, FlakyOutput, Labels](e, &durably.Job[FlakyInput, FlakyOutput]{
+			Name: "flaky", Run: h.Flaky, InputSchema: schemaOfFlakyInput, OutputSchema: schemaOfFlakyOutput,
+			Retry:      &durably.RetryPolicy{MaxAttempts: 4, Backoff: durably.BackoffFixed, Initial: time.Second},
+			MaxRunning: 2,
+		})
+		if err != nil {
+			return nil, err
+		}
+		jobs.Flaky = &FlakyJob{job: handle}
+		{
+			in, err := typed.FromJSON[FlakyInput](`{"failures":0,"sleepMs":0}`)
+			if err != nil {
+				return nil, fmt.Errorf("tenantjobs: the input of schedule %q: %w", "new-year", err)
+			}
+			if err := durably.AddSchedule(handle, durably.Schedule[FlakyInput]{
+				Name:    "new-year",
+				Cron:    "0 0 1 1 *",
+				Input:   in,
+				Labels:  map[string]string{"env": "staging", "organizationId": "scheduler-demo"},
+				CatchUp: -1, // none: a missed tick never fires
+			}); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return &jobs, nil
 }
 
@@ -481,6 +561,7 @@ func JobSchemas() []durably.JobSchema {
 		{Name: "steps", Description: "Steps step-1 … step-N, each sleeping delayMs, logging and reporting progress.", Input: schemaOfStepsInput.JSON(), Output: schemaOfStepsOutput.JSON()},
 		{Name: "fail", Description: "Steps step-1 … ; step failAt fails with \"boom at step N\".", Input: schemaOfFailInput.JSON(), Output: schemaOfFailOutput.JSON()},
 		{Name: "slow", Description: "One step that sleeps ms, stopping as soon as the run is cancelled.", Input: schemaOfSlowInput.JSON(), Output: schemaOfSlowOutput.JSON()},
+		{Name: "flaky", Description: "Step `try` fails with \"attempt N failed\" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts.", Input: schemaOfFlakyInput.JSON(), Output: schemaOfFlakyOutput.JSON()},
 	}
 }
 
@@ -594,4 +675,15 @@ type SlowInput struct {
 // SlowOutput is the output of job "slow".
 type SlowOutput struct {
 	Waited int `json:"waited"`
+}
+
+// FlakyInput is the input of job "flaky".
+type FlakyInput struct {
+	Failures int `json:"failures"`
+	SleepMs  int `json:"sleepMs"`
+}
+
+// FlakyOutput is the output of job "flaky".
+type FlakyOutput struct {
+	Attempts int `json:"attempts"`
 }

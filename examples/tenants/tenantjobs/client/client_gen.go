@@ -295,3 +295,62 @@ func (c *Client) ListSlowRuns(ctx context.Context, o ListOptions) ([]*SlowRun, e
 func (c *Client) SubscribeSlow(ctx context.Context, id string) iter.Seq2[durably.Event, error] {
 	return c.Subscribe(ctx, id)
 }
+
+// FlakyRun is a run of job "flaky" as the server shows it.
+type FlakyRun = durably.TypedRun[tenantjobs.FlakyInput, tenantjobs.FlakyOutput, tenantjobs.Labels]
+
+// TriggerFlaky triggers job "flaky".
+func (c *Client) TriggerFlaky(ctx context.Context, in tenantjobs.FlakyInput, opts TriggerOptions) (durablyclient.Triggered, error) {
+	return c.Trigger(ctx, "flaky", in, opts.generic())
+}
+
+// TriggerAndWaitFlaky triggers job "flaky" and waits for its output (WaitFlaky).
+func (c *Client) TriggerAndWaitFlaky(ctx context.Context, in tenantjobs.FlakyInput, opts TriggerOptions) (durably.Outcome[tenantjobs.FlakyOutput], error) {
+	t, err := c.TriggerFlaky(ctx, in, opts)
+	if err != nil {
+		return durably.Outcome[tenantjobs.FlakyOutput]{}, err
+	}
+	o, err := c.WaitFlaky(ctx, t.RunID)
+	return durably.Outcome[tenantjobs.FlakyOutput]{RunID: t.RunID, Output: o, Disposition: t.Disposition}, err
+}
+
+// WaitFlaky waits until the run of job "flaky" ends and returns its output:
+// over the run's event stream, asking for the run at the poll interval
+// when the stream is not available, until ctx ends. A failed or
+// cancelled run is a *durablyclient.RunError.
+func (c *Client) WaitFlaky(ctx context.Context, id string) (tenantjobs.FlakyOutput, error) {
+	return durablyclient.WaitOutput[tenantjobs.FlakyOutput](ctx, c.Client, id, "flaky")
+}
+
+// GetFlakyRun returns a run of job "flaky", or nil when there is none or it
+// belongs to another job.
+func (c *Client) GetFlakyRun(ctx context.Context, id string) (*FlakyRun, error) {
+	r, err := c.GetRun(ctx, id)
+	if err != nil || r == nil || r.JobName != "flaky" {
+		return nil, err
+	}
+	return durably.DecodeRun[tenantjobs.FlakyInput, tenantjobs.FlakyOutput, tenantjobs.Labels](r)
+}
+
+// ListFlakyRuns lists runs of job "flaky", newest first.
+func (c *Client) ListFlakyRuns(ctx context.Context, o ListOptions) ([]*FlakyRun, error) {
+	o.JobNames = []string{"flaky"}
+	runs, err := c.ListRuns(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*FlakyRun, 0, len(runs))
+	for _, r := range runs {
+		t, err := durably.DecodeRun[tenantjobs.FlakyInput, tenantjobs.FlakyOutput, tenantjobs.Labels](r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// SubscribeFlaky streams the events of a run of job "flaky".
+func (c *Client) SubscribeFlaky(ctx context.Context, id string) iter.Seq2[durably.Event, error] {
+	return c.Subscribe(ctx, id)
+}

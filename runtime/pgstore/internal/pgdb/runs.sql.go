@@ -396,6 +396,103 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 	return items, nil
 }
 
+const countRuns = `-- name: CountRuns :one
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_runs r
+WHERE (cardinality($1::text[]) = 0 OR r.job_name = ANY($1::text[]))
+  AND r.created_at >= $2::timestamptz
+  AND r.created_at < $3::timestamptz
+`
+
+type CountRunsParams struct {
+	JobNames    []string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+}
+
+type CountRunsRow struct {
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
+}
+
+// Runs per status under ListRuns' filter without its status filter and
+// cursor, for a list's status counts: one row, one count per status, so
+// that nothing is grouped or sorted.
+func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) (CountRunsRow, error) {
+	row := q.db.QueryRow(ctx, countRuns, arg.JobNames, arg.CreatedFrom, arg.CreatedTo)
+	var i CountRunsRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
+}
+
+const countRunsByLabel = `-- name: CountRunsByLabel :one
+SELECT
+  count(*) FILTER (WHERE r.status = 'pending') AS pending,
+  count(*) FILTER (WHERE r.status = 'leased') AS leased,
+  count(*) FILTER (WHERE r.status = 'completed') AS completed,
+  count(*) FILTER (WHERE r.status = 'failed') AS failed,
+  count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled
+FROM durably_run_labels d
+JOIN durably_runs r ON r.id = d.run_id
+WHERE d.key = $1::text AND d.value = $2::text
+  AND d.created_at >= $3::timestamptz
+  AND d.created_at < $4::timestamptz
+  AND (cardinality($5::text[]) = 0 OR r.job_name = ANY($5::text[]))
+  AND r.labels @> $6::jsonb
+`
+
+type CountRunsByLabelParams struct {
+	Key         string
+	Value       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+	JobNames    []string
+	OtherLabels []byte
+}
+
+type CountRunsByLabelRow struct {
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
+}
+
+// CountRuns driven by one label's index, as ListRunsByLabel.
+func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelParams) (CountRunsByLabelRow, error) {
+	row := q.db.QueryRow(ctx, countRunsByLabel,
+		arg.Key,
+		arg.Value,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.JobNames,
+		arg.OtherLabels,
+	)
+	var i CountRunsByLabelRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
+}
+
 const deferRun = `-- name: DeferRun :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
@@ -1161,8 +1258,10 @@ WHERE (cardinality($1::text[]) = 0 OR r.status = ANY($1::text[]))
     JOIN (SELECT unnest($3::text[]) AS key, unnest($4::text[]) AS value) AS f
       ON l.key = f.key AND l.value = f.value
     WHERE l.run_id = r.id))
+  AND r.created_at >= $5::timestamptz
+  AND (r.created_at, r.id) < ($6::timestamptz, $7::text)
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT $6::bigint OFFSET $5::bigint
+LIMIT $9::bigint OFFSET $8::bigint
 `
 
 type ListRunsParams struct {
@@ -1170,18 +1269,28 @@ type ListRunsParams struct {
 	JobNames    []string
 	LabelKeys   []string
 	LabelValues []string
+	CreatedFrom pgtype.Timestamptz
+	UpperAt     pgtype.Timestamptz
+	UpperID     string
 	Off         int64
 	Lim         pgtype.Int8
 }
 
 // Newest first (R-135) with optional status, job and label filters (labels AND-ed).
-// A NULL limit means no limit, so offset without limit works (D5).
+// A NULL limit means no limit, so offset without limit works (D5). The
+// window is always bounded, so that the walk of idx_durably_runs_created
+// starts at its upper end: created_from ('-infinity' for none) and the pair
+// (upper_at, upper_id), which the store sets to the end of a time range or
+// to a page's cursor (keyset pagination), 'infinity' when neither is set.
 func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRun, error) {
 	rows, err := q.db.Query(ctx, listRuns,
 		arg.Statuses,
 		arg.JobNames,
 		arg.LabelKeys,
 		arg.LabelValues,
+		arg.CreatedFrom,
+		arg.UpperAt,
+		arg.UpperID,
 		arg.Off,
 		arg.Lim,
 	)
@@ -1235,16 +1344,21 @@ const listRunsByLabel = `-- name: ListRunsByLabel :many
 SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
-  AND (cardinality($3::text[]) = 0 OR r.status = ANY($3::text[]))
-  AND (cardinality($4::text[]) = 0 OR r.job_name = ANY($4::text[]))
-  AND CASE WHEN r.labels @> $5::jsonb THEN true ELSE false END
+  AND d.created_at >= $3::timestamptz
+  AND (d.created_at, d.run_id) < ($4::timestamptz, $5::text)
+  AND (cardinality($6::text[]) = 0 OR r.status = ANY($6::text[]))
+  AND (cardinality($7::text[]) = 0 OR r.job_name = ANY($7::text[]))
+  AND CASE WHEN r.labels @> $8::jsonb THEN true ELSE false END
 ORDER BY d.created_at DESC, d.run_id DESC
-LIMIT $7::bigint OFFSET $6::bigint
+LIMIT $10::bigint OFFSET $9::bigint
 `
 
 type ListRunsByLabelParams struct {
 	Key         string
 	Value       string
+	CreatedFrom pgtype.Timestamptz
+	UpperAt     pgtype.Timestamptz
+	UpperID     string
 	Statuses    []string
 	JobNames    []string
 	OtherLabels []byte
@@ -1253,7 +1367,9 @@ type ListRunsByLabelParams struct {
 }
 
 // The same filter driven by one label through idx_durably_run_labels_key_value,
-// newest first, so a page of one tenant costs its own rows. The other labels
+// newest first, so a page of one tenant costs its own rows; the window (as
+// in ListRuns) bounds that walk on the index's created_at and run_id, the
+// run's own. The other labels
 // are a filter on the run's own labels (containment of a JSON object, '{}'
 // when there are none), not a join, so the walk stays in index order and
 // stops at the page's end. The CASE hides the containment from the planner,
@@ -1263,6 +1379,9 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 	rows, err := q.db.Query(ctx, listRunsByLabel,
 		arg.Key,
 		arg.Value,
+		arg.CreatedFrom,
+		arg.UpperAt,
+		arg.UpperID,
 		arg.Statuses,
 		arg.JobNames,
 		arg.OtherLabels,

@@ -39,6 +39,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.completeRunStmt, err = db.PrepareContext(ctx, completeRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CompleteRun: %w", err)
 	}
+	if q.countRunsStmt, err = db.PrepareContext(ctx, countRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query CountRuns: %w", err)
+	}
+	if q.countRunsByLabelStmt, err = db.PrepareContext(ctx, countRunsByLabel); err != nil {
+		return nil, fmt.Errorf("error preparing query CountRunsByLabel: %w", err)
+	}
 	if q.deferRunStmt, err = db.PrepareContext(ctx, deferRun); err != nil {
 		return nil, fmt.Errorf("error preparing query DeferRun: %w", err)
 	}
@@ -166,6 +172,16 @@ func (q *Queries) Close() error {
 	if q.completeRunStmt != nil {
 		if cerr := q.completeRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing completeRunStmt: %w", cerr)
+		}
+	}
+	if q.countRunsStmt != nil {
+		if cerr := q.countRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countRunsStmt: %w", cerr)
+		}
+	}
+	if q.countRunsByLabelStmt != nil {
+		if cerr := q.countRunsByLabelStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countRunsByLabelStmt: %w", cerr)
 		}
 	}
 	if q.deferRunStmt != nil {
@@ -377,6 +393,8 @@ type Queries struct {
 	claimBatchStmt                    *sql.Stmt
 	claimNextStmt                     *sql.Stmt
 	completeRunStmt                   *sql.Stmt
+	countRunsStmt                     *sql.Stmt
+	countRunsByLabelStmt              *sql.Stmt
 	deferRunStmt                      *sql.Stmt
 	deleteLabelsByRunIDStmt           *sql.Stmt
 	deleteLogsByRunIDStmt             *sql.Stmt
@@ -421,6 +439,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		claimBatchStmt:                    q.claimBatchStmt,
 		claimNextStmt:                     q.claimNextStmt,
 		completeRunStmt:                   q.completeRunStmt,
+		countRunsStmt:                     q.countRunsStmt,
+		countRunsByLabelStmt:              q.countRunsByLabelStmt,
 		deferRunStmt:                      q.deferRunStmt,
 		deleteLabelsByRunIDStmt:           q.deleteLabelsByRunIDStmt,
 		deleteLogsByRunIDStmt:             q.deleteLogsByRunIDStmt,

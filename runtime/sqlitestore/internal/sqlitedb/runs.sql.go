@@ -352,6 +352,115 @@ func (q *Queries) CompleteRun(ctx context.Context, arg CompleteRunParams) (int64
 	return result.RowsAffected()
 }
 
+const countRuns = `-- name: CountRuns :one
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_runs r
+WHERE (CAST(?1 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?2 AS TEXT))))
+  AND r.created_at >= CAST(?3 AS TEXT)
+  AND r.created_at < CAST(?4 AS TEXT)
+`
+
+type CountRunsParams struct {
+	FilterJob   int64
+	JobNames    string
+	CreatedFrom string
+	CreatedTo   string
+}
+
+type CountRunsRow struct {
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
+}
+
+// Runs per status under ListRuns' filter without its status filter and
+// cursor, for a list's status counts: one row, one count per status, so
+// that nothing is grouped or sorted.
+func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) (CountRunsRow, error) {
+	row := q.queryRow(ctx, q.countRunsStmt, countRuns,
+		arg.FilterJob,
+		arg.JobNames,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+	)
+	var i CountRunsRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
+}
+
+const countRunsByLabel = `-- name: CountRunsByLabel :one
+SELECT
+  CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
+  CAST(COALESCE(sum(r.status = 'leased'), 0) AS INTEGER) AS leased,
+  CAST(COALESCE(sum(r.status = 'completed'), 0) AS INTEGER) AS completed,
+  CAST(COALESCE(sum(r.status = 'failed'), 0) AS INTEGER) AS failed,
+  CAST(COALESCE(sum(r.status = 'cancelled'), 0) AS INTEGER) AS cancelled
+FROM durably_run_labels d
+JOIN durably_runs r ON r.id = d.run_id
+WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
+  AND d.created_at >= CAST(?3 AS TEXT)
+  AND d.created_at < CAST(?4 AS TEXT)
+  AND (CAST(?5 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?6 AS TEXT))))
+  AND (CAST(?7 AS INTEGER) = 0 OR CAST(?7 AS INTEGER) = (
+    SELECT count(*) FROM durably_run_labels l
+    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(?8 AS TEXT)))))
+`
+
+type CountRunsByLabelParams struct {
+	Key         string
+	Value       string
+	CreatedFrom string
+	CreatedTo   string
+	FilterJob   int64
+	JobNames    string
+	LabelCount  int64
+	LabelPairs  string
+}
+
+type CountRunsByLabelRow struct {
+	Pending   int64
+	Leased    int64
+	Completed int64
+	Failed    int64
+	Cancelled int64
+}
+
+// CountRuns driven by one label's index, as ListRunsByLabel.
+func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelParams) (CountRunsByLabelRow, error) {
+	row := q.queryRow(ctx, q.countRunsByLabelStmt, countRunsByLabel,
+		arg.Key,
+		arg.Value,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.FilterJob,
+		arg.JobNames,
+		arg.LabelCount,
+		arg.LabelPairs,
+	)
+	var i CountRunsByLabelRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Leased,
+		&i.Completed,
+		&i.Failed,
+		&i.Cancelled,
+	)
+	return i, err
+}
+
 const deferRun = `-- name: DeferRun :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
@@ -880,8 +989,10 @@ WHERE (CAST(?1 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(
   AND (CAST(?5 AS INTEGER) = 0 OR CAST(?5 AS INTEGER) = (
     SELECT count(*) FROM durably_run_labels l
     WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(?6 AS TEXT)))))
+  AND r.created_at >= CAST(?7 AS TEXT)
+  AND (r.created_at, r.id) < (CAST(?8 AS TEXT), CAST(?9 AS TEXT))
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT CAST(?8 AS INTEGER) OFFSET CAST(?7 AS INTEGER)
+LIMIT CAST(?11 AS INTEGER) OFFSET CAST(?10 AS INTEGER)
 `
 
 type ListRunsParams struct {
@@ -891,13 +1002,21 @@ type ListRunsParams struct {
 	JobNames     string
 	LabelCount   int64
 	LabelPairs   string
+	CreatedFrom  string
+	UpperAt      string
+	UpperID      string
 	Off          int64
 	Lim          int64
 }
 
 // Newest first (R-135) with optional status, job and label filters. Lists
 // travel as JSON arrays (one prepared statement for any length); labels as
-// "key\x00value" pairs, and a run matches when it has all of them.
+// "key\x00value" pairs, and a run matches when it has all of them. The
+// window is always bounded, so the walk of idx_durably_runs_created starts
+// at its upper end: created_from (” for none) and the pair (upper_at,
+// upper_id), which the store sets to the end of a time range or to a page's
+// cursor (keyset pagination), '~' when there is neither ('~' sorts after
+// every stored time).
 func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRun, error) {
 	rows, err := q.query(ctx, q.listRunsStmt, listRuns,
 		arg.FilterStatus,
@@ -906,6 +1025,9 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 		arg.JobNames,
 		arg.LabelCount,
 		arg.LabelPairs,
+		arg.CreatedFrom,
+		arg.UpperAt,
+		arg.UpperID,
 		arg.Off,
 		arg.Lim,
 	)
@@ -962,18 +1084,23 @@ const listRunsByLabel = `-- name: ListRunsByLabel :many
 SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
-  AND (CAST(?3 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
-  AND (CAST(?5 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?6 AS TEXT))))
-  AND (CAST(?7 AS INTEGER) = 0 OR CAST(?7 AS INTEGER) = (
+  AND d.created_at >= CAST(?3 AS TEXT)
+  AND (d.created_at, d.run_id) < (CAST(?4 AS TEXT), CAST(?5 AS TEXT))
+  AND (CAST(?6 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?7 AS TEXT))))
+  AND (CAST(?8 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?9 AS TEXT))))
+  AND (CAST(?10 AS INTEGER) = 0 OR CAST(?10 AS INTEGER) = (
     SELECT count(*) FROM durably_run_labels l
-    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(?8 AS TEXT)))))
+    WHERE l.run_id = r.id AND l.key || char(0) || l.value IN (SELECT value FROM json_each(CAST(?11 AS TEXT)))))
 ORDER BY d.created_at DESC, d.run_id DESC
-LIMIT CAST(?10 AS INTEGER) OFFSET CAST(?9 AS INTEGER)
+LIMIT CAST(?13 AS INTEGER) OFFSET CAST(?12 AS INTEGER)
 `
 
 type ListRunsByLabelParams struct {
 	Key          string
 	Value        string
+	CreatedFrom  string
+	UpperAt      string
+	UpperID      string
 	FilterStatus int64
 	Statuses     string
 	FilterJob    int64
@@ -986,11 +1113,15 @@ type ListRunsByLabelParams struct {
 
 // The same filter driven by one label: idx_durably_run_labels_key_value yields
 // that label's runs newest first, so a page costs its own rows, not the
-// tenant's whole history.
+// tenant's whole history; the window (as in ListRuns) bounds that walk on
+// the index's created_at and run_id, the run's own.
 func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams) ([]DurablyRun, error) {
 	rows, err := q.query(ctx, q.listRunsByLabelStmt, listRunsByLabel,
 		arg.Key,
 		arg.Value,
+		arg.CreatedFrom,
+		arg.UpperAt,
+		arg.UpperID,
 		arg.FilterStatus,
 		arg.Statuses,
 		arg.FilterJob,
