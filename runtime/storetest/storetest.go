@@ -78,6 +78,7 @@ func Cases() []Case {
 	all = append(all, crashCases...)
 	all = append(all, limitCases...)
 	all = append(all, aloneCases...)
+	all = append(all, pendingCases...)
 	return all
 }
 

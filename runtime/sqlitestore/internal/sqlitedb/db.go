@@ -39,6 +39,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.completeRunStmt, err = db.PrepareContext(ctx, completeRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CompleteRun: %w", err)
 	}
+	if q.countPendingStmt, err = db.PrepareContext(ctx, countPending); err != nil {
+		return nil, fmt.Errorf("error preparing query CountPending: %w", err)
+	}
 	if q.deferRunStmt, err = db.PrepareContext(ctx, deferRun); err != nil {
 		return nil, fmt.Errorf("error preparing query DeferRun: %w", err)
 	}
@@ -166,6 +169,11 @@ func (q *Queries) Close() error {
 	if q.completeRunStmt != nil {
 		if cerr := q.completeRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing completeRunStmt: %w", cerr)
+		}
+	}
+	if q.countPendingStmt != nil {
+		if cerr := q.countPendingStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countPendingStmt: %w", cerr)
 		}
 	}
 	if q.deferRunStmt != nil {
@@ -377,6 +385,7 @@ type Queries struct {
 	claimBatchStmt                    *sql.Stmt
 	claimNextStmt                     *sql.Stmt
 	completeRunStmt                   *sql.Stmt
+	countPendingStmt                  *sql.Stmt
 	deferRunStmt                      *sql.Stmt
 	deleteLabelsByRunIDStmt           *sql.Stmt
 	deleteLogsByRunIDStmt             *sql.Stmt
@@ -421,6 +430,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		claimBatchStmt:                    q.claimBatchStmt,
 		claimNextStmt:                     q.claimNextStmt,
 		completeRunStmt:                   q.completeRunStmt,
+		countPendingStmt:                  q.countPendingStmt,
 		deferRunStmt:                      q.deferRunStmt,
 		deleteLabelsByRunIDStmt:           q.deleteLabelsByRunIDStmt,
 		deleteLogsByRunIDStmt:             q.deleteLogsByRunIDStmt,
