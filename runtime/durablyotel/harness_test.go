@@ -1,11 +1,14 @@
 package durablyotel_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,4 +297,73 @@ func (tel *telemetry) requestSpan(t testing.TB) (context.Context, trace.Span) {
 	ctx, s := tel.tp.Tracer("test").Start(context.Background(), "request")
 	t.Cleanup(func() { s.End() })
 	return ctx, s
+}
+
+// child is a worker process: this test binary re-executed to run one
+// child test.
+type child struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	waited chan error
+}
+
+// startChild starts child test name on the store spec with extra
+// environment; it is killed, if still alive, when t ends.
+func startChild(t *testing.T, name, spec string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), append([]string{childEnv + "=" + name, storeEnv + "=" + spec}, env...)...)
+	c := &child{cmd: cmd, out: &syncBuffer{}, waited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = c.out, c.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.waited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.waited
+	})
+	return c
+}
+
+// waitExit waits for the child to exit by itself, failing the test unless
+// it exits successfully within limit.
+func (c *child) waitExit(t *testing.T, limit time.Duration) {
+	t.Helper()
+	select {
+	case err := <-c.waited:
+		c.waited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("child failed: %v\n%s", err, c.out)
+		}
+	case <-time.After(limit):
+		t.Fatalf("child still running after %v\n%s", limit, c.out)
+	}
+}
+
+// childOnly skips a child test unless this process was started to run it.
+func childOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv(childEnv) != t.Name() {
+		t.Skip("the child process of another test")
+	}
+}
+
+// syncBuffer is a child's output, written by its process's pipe and read
+// by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

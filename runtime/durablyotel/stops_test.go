@@ -1,0 +1,204 @@
+package durablyotel_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/durably-go/durably"
+	"github.com/durably-go/durably/runtime/durablyotel"
+	"github.com/durably-go/durably/store"
+)
+
+// blockingJob's step waits for the run's context to end; entered is
+// closed once it runs.
+func blockingJob(name string, entered chan struct{}) *durably.Job[string, string] {
+	return &durably.Job[string, string]{
+		Name: name,
+		Run: func(ctx context.Context, s *durably.StepContext, in string) (string, error) {
+			return durably.RunStep(s, "wait", func(ctx context.Context) (string, error) {
+				close(entered)
+				<-ctx.Done()
+				return "", ctx.Err()
+			})
+		},
+	}
+}
+
+// A run cancelled while it executes: its execution and step end cancelled,
+// without an error status, and the run counts as cancelled.
+func TestTraceOfACancelledRun(t *testing.T) {
+	bothStores(t, func(t *testing.T, spec string) {
+		tel := newTelemetry(t)
+		e := tel.engine(t, openStore(t, spec), nil)
+		entered := make(chan struct{})
+		job := durably.MustRegister(e, blockingJob("otel-cancel", entered))
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := job.Trigger(context.Background(), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-entered
+		if err := e.Cancel(context.Background(), res.Run.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the execution's span", func() bool { return len(named(tel.finished(), "execute otel-cancel")) == 1 })
+		spans := tel.finished()
+		x, step := named(spans, "execute otel-cancel")[0], named(spans, "step wait")[0]
+		wantAttrs(t, x, map[string]string{"durably.run.outcome": "cancelled"})
+		wantAttrs(t, step, map[string]string{"durably.step.outcome": "cancelled"})
+		if x.Status != "Unset" || step.Status != "Unset" {
+			t.Errorf("statuses %s, %s: a cancellation is no error", x.Status, step.Status)
+		}
+		if got := total(tel.collect(t), "durably.runs.ended", attribute.String("durably.run.status", "cancelled")); got != 1 {
+			t.Errorf("runs ended cancelled = %d, want 1", got)
+		}
+	})
+}
+
+// refusedRenewals is a store whose lease renewals are refused, as when
+// another worker took the run over.
+type refusedRenewals struct{ store.Store }
+
+func (refusedRenewals) RenewLease(context.Context, store.Lease, time.Time, time.Time) (bool, error) {
+	return false, nil
+}
+
+// A lost lease: the execution ends lease_lost with an error status and is
+// counted; what the engine logs about it carries the execution's span.
+func TestLeaseLossIsCountedAndLoggedInTheRunsSpan(t *testing.T) {
+	bothStores(t, func(t *testing.T, spec string) {
+		tel := newTelemetry(t)
+		logs := &syncBuffer{}
+		e := tel.engine(t, refusedRenewals{openStore(t, spec)}, func(c *durably.Config) {
+			c.LeaseRenewInterval = 20 * time.Millisecond
+			c.Logger = slog.New(durablyotel.LogHandler(slog.NewJSONHandler(logs, nil)))
+		})
+		entered := make(chan struct{})
+		job := durably.MustRegister(e, blockingJob("otel-lost", entered))
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := job.Trigger(context.Background(), "x"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the execution's span", func() bool { return len(named(tel.finished(), "execute otel-lost")) == 1 })
+		x := named(tel.finished(), "execute otel-lost")[0]
+		wantAttrs(t, x, map[string]string{"durably.run.outcome": "lease_lost"})
+		if x.Status != "Error" {
+			t.Errorf("execution status %s, want Error", x.Status)
+		}
+		if got := total(tel.collect(t), "durably.lease.losses", attribute.String("durably.job.name", "otel-lost")); got != 1 {
+			t.Errorf("lease losses = %d, want 1", got)
+		}
+		line := logLine(t, logs.String(), "durably: worker error")
+		if line["trace_id"] != x.TraceID || line["span_id"] != x.SpanID {
+			t.Errorf("the worker error's log line %v: want trace_id %s and span_id %s", line, x.TraceID, x.SpanID)
+		}
+	})
+}
+
+// logLine returns the first JSON log line with message msg.
+func logLine(t *testing.T, logs, msg string) map[string]any {
+	t.Helper()
+	for l := range strings.SplitSeq(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
+			return m
+		}
+	}
+	t.Fatalf("no log line %q in:\n%s", msg, logs)
+	return nil
+}
+
+// A job body failing outside any step is retried; the engine's log line
+// about it carries the failed execution's span.
+func TestRetryLogCarriesTheExecutionsSpan(t *testing.T) {
+	bothStores(t, func(t *testing.T, spec string) {
+		tel := newTelemetry(t)
+		logs := &syncBuffer{}
+		e := tel.engine(t, openStore(t, spec), func(c *durably.Config) {
+			c.Logger = slog.New(durablyotel.LogHandler(slog.NewJSONHandler(logs, nil)))
+		})
+		var calls atomic.Int32
+		job := durably.MustRegister(e, &durably.Job[string, string]{
+			Name:  "otel-body-retry",
+			Retry: &durably.RetryPolicy{MaxAttempts: 2, Initial: 10 * time.Millisecond},
+			Run: func(ctx context.Context, s *durably.StepContext, in string) (string, error) {
+				if calls.Add(1) == 1 {
+					return "", errors.New("body fails once")
+				}
+				return in, nil
+			},
+		})
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := job.Trigger(context.Background(), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run := finishedRun(t, e, res.Run.ID); run.Status != durably.StatusCompleted {
+			t.Fatalf("run %s", run.Status)
+		}
+		waitFor(t, 5*time.Second, "two executions' spans", func() bool { return len(named(tel.finished(), "execute otel-body-retry")) == 2 })
+		execs := named(tel.finished(), "execute otel-body-retry")
+		wantAttrs(t, execs[0], map[string]string{"durably.run.outcome": "retrying", "durably.run.attempt": "1"})
+		wantAttrs(t, execs[1], map[string]string{"durably.run.outcome": "completed", "durably.run.attempt": "2"})
+		line := logLine(t, logs.String(), "durably: run failed; retrying")
+		if line["trace_id"] != execs[0].TraceID || line["span_id"] != execs[0].SpanID {
+			t.Errorf("the retry's log line %v: want trace_id %s and span_id %s", line, execs[0].TraceID, execs[0].SpanID)
+		}
+	})
+}
+
+// flakyClaims is a store whose claims fail as unavailable while down is
+// set.
+type flakyClaims struct {
+	store.Store
+	down atomic.Bool
+}
+
+func (s *flakyClaims) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Run, error) {
+	if s.down.Load() {
+		return nil, fmt.Errorf("test: database away: %w", store.ErrUnavailable)
+	}
+	return s.Store.Claim(ctx, req)
+}
+
+// An outage of the database is counted as it begins, with the operation
+// that met it, and measured when it ends.
+func TestOutagesAreCountedAndMeasured(t *testing.T) {
+	bothStores(t, func(t *testing.T, spec string) {
+		tel := newTelemetry(t)
+		st := &flakyClaims{Store: openStore(t, spec)}
+		st.down.Store(true)
+		e := tel.engine(t, st, nil)
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the outage to be counted", func() bool {
+			return total(tel.collect(t), "durably.store.outages", attribute.String("durably.store.operation", "claim")) == 1
+		})
+		if got := total(tel.collect(t), "durably.store.outage.duration"); got != 0 {
+			t.Fatalf("an outage in progress is measured: %d", got)
+		}
+		st.down.Store(false)
+		waitFor(t, 10*time.Second, "the outage's end to be measured", func() bool {
+			return total(tel.collect(t), "durably.store.outage.duration") == 1
+		})
+		if got := total(tel.collect(t), "durably.store.outages"); got != 1 {
+			t.Errorf("outages = %d, want 1 (retries within one outage are one)", got)
+		}
+	})
+}
