@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,21 +35,9 @@ type stdoutSpan struct {
 }
 
 func traceToStdout(t *testing.T, bin, db string) {
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "-addr", addr, "-db", db, "-shutdown-timeout", "300ms", "-otel-stdout")
-	var stdout, stderr syncWriter
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
-	c := caller{t, "http://" + addr}
-	waitHealthy(t, c, &stderr)
+	var stdout, stderr syncBuffer
+	f := startFixture(t, bin, db, &stdout, &stderr, "-otel-stdout")
+	c := f.c
 
 	const traceID, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	req, _ := http.NewRequest("POST", c.base+"/api/durably/trigger", strings.NewReader(`{"jobName":"echo","input":{"message":"hi"}}`))
@@ -78,18 +65,7 @@ func traceToStdout(t *testing.T, bin, db string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// The spans are written out at the latest when the process stops.
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	f.terminate(t, &stderr)
 
 	byName := map[string]stdoutSpan{}
 	dec := json.NewDecoder(strings.NewReader(stdout.String()))
@@ -120,8 +96,36 @@ func traceToStdout(t *testing.T, bin, db string) {
 	}
 }
 
+// fixture is the tenants command run as a process by a test.
+type fixture struct {
+	cmd    *exec.Cmd
+	exited chan error
+	c      caller
+}
+
+// startFixture starts the command (bin, this test binary acting as it) on
+// db with extra flags, its output to stdout and stderr, and waits until it
+// is healthy; it is killed, if still running, when the test ends.
+func startFixture(t *testing.T, bin, db string, stdout, stderr *syncBuffer, flags ...string) *fixture {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", db, "-shutdown-timeout", "300ms"}, flags...)...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{cmd: cmd, exited: make(chan error, 1), c: caller{t, "http://" + addr}}
+	go func() { f.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-f.exited
+	})
+	waitHealthy(t, f.c, stderr)
+	return f
+}
+
 // waitHealthy waits until the fixture answers /healthz.
-func waitHealthy(t *testing.T, c caller, logs *syncWriter) {
+func waitHealthy(t *testing.T, c caller, logs fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -139,21 +143,20 @@ func waitHealthy(t *testing.T, c caller, logs *syncWriter) {
 	}
 }
 
-// syncWriter is a process's output, written by its pipe's goroutine and
-// read by the test.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
+// terminate sends SIGTERM and fails the test unless the process exits
+// successfully within 30 s.
+func (f *fixture) terminate(t *testing.T, logs fmt.Stringer) {
+	t.Helper()
+	if err := f.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-f.exited:
+		f.exited <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no exit after SIGTERM\n%s", logs)
+	}
 }

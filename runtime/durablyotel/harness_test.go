@@ -145,7 +145,7 @@ func spansOf(stubs tracetest.SpanStubs) []span {
 			out[i].Parent = s.Parent.SpanID().String()
 		}
 		for _, a := range s.Attributes {
-			out[i].Attrs[string(a.Key)] = a.Value.Emit()
+			out[i].Attrs[string(a.Key)] = a.Value.String()
 		}
 		for _, ev := range s.Events {
 			out[i].Events = append(out[i].Events, ev.Name)
@@ -289,6 +289,20 @@ func finishedRun(t testing.TB, e *durably.Engine, id string) *durably.Run {
 		return run.Status.Terminal()
 	})
 	return run
+}
+
+// runToEnd starts e, triggers job with ctx (and its span, if any) and
+// returns the run once it has ended.
+func runToEnd(t testing.TB, ctx context.Context, e *durably.Engine, job *durably.JobHandle[string, string]) *durably.Run {
+	t.Helper()
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := job.Trigger(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return finishedRun(t, e, res.Run.ID)
 }
 
 // requestSpan starts a span standing for the caller's request.

@@ -43,15 +43,8 @@ func TestTraceFollowsARunThroughRetryAndSleep(t *testing.T) {
 				return durably.RunStep(s, "c", func(context.Context) (string, error) { return "done " + in, nil })
 			},
 		})
-		if err := e.Start(); err != nil {
-			t.Fatal(err)
-		}
 		ctx, request := tel.requestSpan(t)
-		res, err := job.Trigger(ctx, "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		run := finishedRun(t, e, res.Run.ID)
+		run := runToEnd(t, ctx, e, job)
 		if run.Status != durably.StatusCompleted {
 			t.Fatalf("run %s: %s %s", run.ID, run.Status, run.Error)
 		}
@@ -167,14 +160,7 @@ func TestTraceOfAFailedRun(t *testing.T) {
 				return durably.RunStep(s, "boom", func(context.Context) (string, error) { return "", errors.New("boom: no luck") })
 			},
 		})
-		if err := e.Start(); err != nil {
-			t.Fatal(err)
-		}
-		res, err := job.Trigger(context.Background(), "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if run := finishedRun(t, e, res.Run.ID); run.Status != durably.StatusFailed {
+		if run := runToEnd(t, context.Background(), e, job); run.Status != durably.StatusFailed {
 			t.Fatalf("run %s, want failed", run.Status)
 		}
 		waitFor(t, 5*time.Second, "the execution's span", func() bool { return len(named(tel.finished(), "execute otel-fails")) == 1 })

@@ -141,14 +141,7 @@ func TestRetryLogCarriesTheExecutionsSpan(t *testing.T) {
 				return in, nil
 			},
 		})
-		if err := e.Start(); err != nil {
-			t.Fatal(err)
-		}
-		res, err := job.Trigger(context.Background(), "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if run := finishedRun(t, e, res.Run.ID); run.Status != durably.StatusCompleted {
+		if run := runToEnd(t, context.Background(), e, job); run.Status != durably.StatusCompleted {
 			t.Fatalf("run %s", run.Status)
 		}
 		waitFor(t, 5*time.Second, "two executions' spans", func() bool { return len(named(tel.finished(), "execute otel-body-retry")) == 2 })
