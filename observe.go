@@ -217,10 +217,13 @@ func (x *execution) jobReturned(err error) {
 
 // endObservation reports the execution's end to the observer, if any.
 func (x *execution) endObservation() {
-	e := x.e
-	if e.obs == nil {
-		return
+	if x.e.obs != nil {
+		x.endExecution()
 	}
+}
+
+func (x *execution) endExecution() {
+	e := x.e
 	end := ExecutionEnd{Outcome: x.observedEnding(), Err: x.obs.jobErr}
 	if end.Err == nil && x.obs.recordedError != "" { // failed without the job (a run that crashed too often)
 		end.Err = errors.New(x.obs.recordedError)
@@ -276,22 +279,39 @@ func (k *leaseKeeper) isLost() bool {
 	return k.lost
 }
 
+// stepAttempt names a step attempt for the observer.
+type stepAttempt struct {
+	name           string
+	index, attempt int
+}
+
 // observeStep is the context a step's function runs in (before it is
-// named and bounded): ctx, or the observer's derived from it when one is
-// set.
-func (s *StepContext) observeStep(ctx context.Context, name string, index, attempt int) context.Context {
-	if s.e.obs != nil {
-		return s.e.obs.StartStep(ctx, StepInfo{Run: s.run, Name: name, Index: index, Attempt: attempt})
+// named and bounded): the run's, or the observer's derived from it when
+// one is set.
+func (s *StepContext) observeStep(at stepAttempt) context.Context {
+	if s.e.obs == nil {
+		return s.ctx
 	}
-	return ctx
+	return s.startStep(at)
+}
+
+// startStep is kept out of line so that observeStep, its nil check,
+// inlines.
+//
+//go:noinline
+func (s *StepContext) startStep(at stepAttempt) context.Context {
+	return s.e.obs.StartStep(s.ctx, StepInfo{Run: s.run, Name: at.name, Index: at.index, Attempt: at.attempt})
 }
 
 // stepReturned reports a step attempt's end to the observer, if any; ctx
 // is what observeStep returned.
-func (s *StepContext) stepReturned(ctx context.Context, name string, index, attempt int, err error) {
-	if s.e.obs == nil {
-		return
+func (s *StepContext) stepReturned(ctx context.Context, at stepAttempt, err error) {
+	if s.e.obs != nil {
+		s.endStep(ctx, at, err)
 	}
+}
+
+func (s *StepContext) endStep(ctx context.Context, at stepAttempt, err error) {
 	end := StepEnd{Outcome: EndCompleted, Err: err}
 	switch {
 	case err == nil:
@@ -300,7 +320,7 @@ func (s *StepContext) stepReturned(ctx context.Context, name string, index, atte
 	default:
 		end.Outcome = EndFailed
 	}
-	s.e.obs.EndStep(ctx, StepInfo{Run: s.run, Name: name, Index: index, Attempt: attempt}, end)
+	s.e.obs.EndStep(ctx, StepInfo{Run: s.run, Name: at.name, Index: at.index, Attempt: at.attempt}, end)
 }
 
 // runContext is the context of run id's execution here while an observer

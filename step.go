@@ -267,7 +267,7 @@ func (s *StepContext) step(name string, bounds stepBounds, fn func(ctx context.C
 	// (4) Run it.
 	startedAt := s.e.now()
 	s.e.emit(Event{Type: EventStepStart, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
-	fnCtx := s.observeStep(s.ctx, name, index, attempt)
+	fnCtx := s.observeStep(stepAttempt{name, index, attempt})
 	out, fnErr := s.call(fnCtx, name, bounds.timeout, fn)
 	s.mu.Lock()
 	s.currentStep = ""
@@ -275,7 +275,7 @@ func (s *StepContext) step(name string, bounds stepBounds, fn func(ctx context.C
 	if s.ctx.Err() != nil { // (6) aborted while fn ran
 		fnErr = s.abortError()
 	}
-	s.stepReturned(fnCtx, name, index, attempt, fnErr)
+	s.stepReturned(fnCtx, stepAttempt{name, index, attempt}, fnErr)
 	if fnErr != nil {
 		return nil, s.failStep(name, index, attempt, startedAt, fnErr, bounds.policy)
 	}
