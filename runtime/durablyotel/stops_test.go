@@ -195,3 +195,42 @@ func TestOutagesAreCountedAndMeasured(t *testing.T) {
 		}
 	})
 }
+
+// A run that crashed as often as its job allows fails without executing
+// again: its last execution's span says so, with the reason.
+func TestTraceOfARunThatCrashedOut(t *testing.T) {
+	bothStores(t, func(t *testing.T, spec string) {
+		tel := newTelemetry(t)
+		st := openStore(t, spec)
+		e := tel.engine(t, st, nil) // not started: the ghost claims first
+		job := durably.MustRegister(e, &durably.Job[string, string]{
+			Name:  "otel-crashed",
+			Retry: &durably.RetryPolicy{MaxAttempts: 1},
+			Run:   func(ctx context.Context, s *durably.StepContext, in string) (string, error) { return in, nil },
+		})
+		ctx := context.Background()
+		res, err := job.Trigger(ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A worker that claims the run and is never heard of again.
+		past := time.Now().Add(-time.Minute)
+		if runs, err := st.Claim(ctx, store.ClaimRequest{WorkerID: "ghost", Now: past, Lease: time.Second, Limit: 1}); err != nil || len(runs) != 1 {
+			t.Fatalf("ghost claim: %d runs, %v", len(runs), err)
+		}
+		if n, err := e.ProcessUntilIdle(ctx, "", 0); err != nil || n != 1 {
+			t.Fatalf("processed %d, %v", n, err)
+		}
+		if run, _ := e.GetRun(ctx, res.Run.ID); run.Status != durably.StatusFailed || run.Crashes != 1 {
+			t.Fatalf("run %s with %d crashes, want failed after 1", run.Status, run.Crashes)
+		}
+		x := named(tel.finished(), "execute otel-crashed")
+		if len(x) != 1 {
+			t.Fatalf("%d execution spans, want 1", len(x))
+		}
+		wantAttrs(t, x[0], map[string]string{"durably.run.outcome": "failed", "durably.run.attempt": "2"})
+		if x[0].Status != "Error" || !strings.Contains(x[0].Desc, "crashed") {
+			t.Errorf("execution status %s %q, want Error saying the run crashed", x[0].Status, x[0].Desc)
+		}
+	})
+}
