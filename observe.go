@@ -110,9 +110,9 @@ type StepEnd struct {
 // short snake_case words, meant to be used as metric attributes.
 type Ending string
 
-// The outcomes. A step attempt ends completed, failed, or with one of
-// cancelled, lease_lost, shutdown and suspended when its run stopped
-// meanwhile; an execution with any of them.
+// The outcomes. A step attempt ends completed, failed or timed_out, or
+// with one of cancelled, lease_lost, shutdown and suspended when its run
+// stopped meanwhile; an execution with any of them.
 const (
 	// EndCompleted: the run was recorded completed; a step's
 	// function returned a result.
@@ -134,6 +134,10 @@ const (
 	// EndShutdown: the engine stopped first; the lease was handed
 	// back.
 	EndShutdown Ending = "shutdown"
+	// EndTimedOut: the run ran past its job's Timeout and was failed; a
+	// step attempt ran past its step timeout (a failed attempt, retried
+	// under its policy) or its run's.
+	EndTimedOut Ending = "timed_out"
 	// EndReleased: the run was handed back before the job ran (its
 	// completed steps could not be read).
 	EndReleased Ending = "released"
@@ -242,12 +246,14 @@ func (x *execution) observedEnding() Ending {
 			return EndRetrying // finish handed the failed body back
 		}
 		return EndSuspended
-	case cause != nil:
-		return stopOutcome(cause)
+	case errors.Is(cause, ErrDeadline):
+		return EndTimedOut
 	case o.recorded == store.StatusCompleted:
 		return EndCompleted
 	case o.recorded == store.StatusFailed:
 		return EndFailed
+	case cause != nil:
+		return stopOutcome(cause)
 	case !o.jobRan && x.keeper.isLost():
 		return EndLeaseLost
 	case !o.jobRan:
@@ -268,6 +274,8 @@ func stopOutcome(cause error) Ending {
 		return EndShutdown
 	case errors.Is(cause, ErrSuspended):
 		return EndSuspended
+	case errors.Is(cause, ErrDeadline):
+		return EndTimedOut
 	default:
 		return EndLeaseLost
 	}
@@ -315,7 +323,8 @@ func (s *StepContext) endStep(ctx context.Context, at stepAttempt, err error) {
 	end := StepEnd{Outcome: EndCompleted, Err: err}
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrCancelled), errors.Is(err, ErrLeaseLost), errors.Is(err, ErrShutdown), errors.Is(err, ErrSuspended):
+	case errors.Is(err, ErrCancelled), errors.Is(err, ErrLeaseLost), errors.Is(err, ErrShutdown), errors.Is(err, ErrSuspended),
+		errors.Is(err, ErrDeadline):
 		end.Outcome = stopOutcome(err)
 	default:
 		end.Outcome = EndFailed

@@ -158,9 +158,9 @@ func (in *instruments) executionEnded(ctx context.Context, x durably.ExecutionIn
 	}
 	in.process.Record(ctx, since(ctx), opExecute, system, attrs...)
 	switch end.Outcome {
-	case durably.EndCompleted, durably.EndFailed:
+	case durably.EndCompleted, durably.EndFailed, durably.EndTimedOut:
 		status := durably.StatusCompleted
-		if end.Outcome == durably.EndFailed {
+		if end.Outcome != durably.EndCompleted {
 			status = durably.StatusFailed
 		}
 		in.runTime.Record(ctx, max(0, time.Since(run.CreatedAt).Seconds()),

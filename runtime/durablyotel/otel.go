@@ -134,6 +134,7 @@ func errorType(err error) string {
 		{durably.ErrCancelled, "cancelled"},
 		{durably.ErrLeaseLost, "lease_lost"},
 		{durably.ErrShutdown, "shutdown"},
+		{durably.ErrDeadline, "timed_out"},
 		{context.Canceled, "context_canceled"},
 		{context.DeadlineExceeded, "context_deadline_exceeded"},
 	} {

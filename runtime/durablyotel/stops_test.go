@@ -234,3 +234,59 @@ func TestTraceOfARunThatCrashedOut(t *testing.T) {
 		}
 	})
 }
+
+// Timeouts: a step attempt past its step timeout ends timed_out (and the
+// run, its attempt spent, fails); a run past its job's Timeout ends its
+// execution timed_out, with an error status and the reason.
+func TestTraceOfTimeouts(t *testing.T) {
+	bothStores(t, func(t *testing.T, spec string) {
+		tel := newTelemetry(t)
+		e := tel.engine(t, openStore(t, spec), nil)
+		waitForEnd := func(ctx context.Context) (string, error) {
+			<-ctx.Done()
+			return "", ctx.Err()
+		}
+		stepJob := durably.MustRegister(e, &durably.Job[string, string]{
+			Name: "otel-step-timeout",
+			Run: func(ctx context.Context, s *durably.StepContext, in string) (string, error) {
+				return durably.RunStep(s, "slow", waitForEnd, durably.WithStepTimeout(20*time.Millisecond))
+			},
+		})
+		runJob := durably.MustRegister(e, &durably.Job[string, string]{
+			Name:    "otel-run-timeout",
+			Timeout: 50 * time.Millisecond,
+			Run: func(ctx context.Context, s *durably.StepContext, in string) (string, error) {
+				return durably.RunStep(s, "slow", waitForEnd)
+			},
+		})
+		for _, c := range []struct {
+			job               *durably.JobHandle[string, string]
+			execution, step   string
+			executionContains string
+		}{
+			{stepJob, "failed", "timed_out", "timed out"},
+			{runJob, "timed_out", "timed_out", "timed out"},
+		} {
+			name := c.job.Name()
+			if run := runToEnd(t, context.Background(), e, c.job); run.Status != durably.StatusFailed {
+				t.Fatalf("%s: run %s, want failed", name, run.Status)
+			}
+			waitFor(t, 5*time.Second, name+"'s execution span", func() bool { return len(named(tel.finished(), "execute "+name)) == 1 })
+			x := named(tel.finished(), "execute "+name)[0]
+			wantAttrs(t, x, map[string]string{"durably.run.outcome": c.execution})
+			if x.Status != "Error" || !strings.Contains(x.Desc, c.executionContains) {
+				t.Errorf("%s: execution status %s %q, want Error saying it timed out", name, x.Status, x.Desc)
+			}
+			var step span
+			for _, s := range named(tel.finished(), "step slow") {
+				if s.Attrs["durably.job.name"] == name {
+					step = s
+				}
+			}
+			wantAttrs(t, step, map[string]string{"durably.step.outcome": c.step})
+			if step.Status != "Error" || step.Parent != x.SpanID {
+				t.Errorf("%s: step span %+v, want an Error child of the execution", name, step)
+			}
+		}
+	})
+}

@@ -181,7 +181,7 @@ func (o *Observer) EndExecution(ctx context.Context, x durably.ExecutionInfo, en
 // span's status is Error): not a suspension, a cancellation or a stop.
 func failure(outcome durably.Ending) bool {
 	switch outcome {
-	case durably.EndFailed, durably.EndRetrying, durably.EndLeaseLost, durably.EndReleased, durably.EndUnrecorded:
+	case durably.EndFailed, durably.EndRetrying, durably.EndTimedOut, durably.EndLeaseLost, durably.EndReleased, durably.EndUnrecorded:
 		return true
 	}
 	return false
