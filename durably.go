@@ -137,6 +137,10 @@ type Config struct {
 	// Now is the application clock; every stored time comes from it.
 	// Default time.Now. Tests may supply their own.
 	Now func() time.Time
+	// Observer, when set, watches triggers, executions and step attempts,
+	// for tracing and metrics (runtime/durablyotel: OpenTelemetry). Nil:
+	// nothing is observed, at the cost of a nil check per hook.
+	Observer Observer
 }
 
 // LabelSchema validates the labels of a trigger. It returns the labels to
@@ -186,6 +190,10 @@ type Engine struct {
 	// outage is the database's unavailability as the engine's retried store
 	// calls meet it, logged once per outage.
 	outage outage
+	// obs is Config.Observer; observed holds the context of each run it
+	// watches execute here, by run id (observe.go).
+	obs      Observer
+	observed sync.Map
 }
 
 // New validates cfg and returns an engine. It does not touch the database:
@@ -242,6 +250,7 @@ func New(cfg Config) (*Engine, error) {
 		e.transport = t
 		go e.receiveRemote(t.RemoteEvents())
 	}
+	e.attachObserver(cfg.Observer)
 	return e, nil
 }
 
@@ -307,7 +316,7 @@ func (e *Engine) emit(ev Event) {
 // workerError reports a failure that no caller sees: logged, and emitted as
 // a worker:error event.
 func (e *Engine) workerError(err error, context, runID string) {
-	e.logger.Warn("durably: worker error", "context", context, "runId", runID, "err", err)
+	e.logger.WarnContext(e.runContext(runID), "durably: worker error", "context", context, "runId", runID, "err", err)
 	e.emit(Event{Type: EventWorkerError, Error: err.Error(), Context: context, RunID: runID})
 }
 

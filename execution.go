@@ -45,6 +45,7 @@ type execution struct {
 	flushErr    error         // sticky: a refused flush ends the run
 	recordedIdx int           // current_step_index once recorded steps are counted
 	recordedCnt int           // completed_step_count likewise
+	obs         executionObservation
 }
 
 // stepFlushDelay bounds how long a completed step may stay unrecorded while
@@ -64,12 +65,13 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 		return
 	}
 
-	ctx, abort := context.WithCancelCause(context.Background())
+	ctx, abort := context.WithCancelCause(e.executionContext(run))
 	defer abort(nil)
 	x := &execution{e: e, run: run, keeper: keeper, ctx: ctx, abort: abort, completed: map[string]*store.Step{},
 		failures: map[string]int{}, job: job, recordedIdx: run.CurrentStepIndex, recordedCnt: run.CompletedStepCount}
 	e.running.Store(run.ID, abort)
 	defer e.running.Delete(run.ID)
+	defer x.endObservation()
 	defer x.settle()
 	if keeper.attach(abort) {
 		return // the lease ran out before the run could start
@@ -88,6 +90,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 		return
 	}
 	output, runErr := x.callJobBounded(job)
+	x.jobReturned(runErr)
 	ending()
 	keeper.stop()
 	x.finish(output, runErr, time.Since(started))
@@ -290,7 +293,7 @@ func (x *execution) retryRun(runErr error) {
 	number := attemptNumber(run)
 	until := store.Truncate(e.now().Add(x.job.retry.delay(number, jitterSource)))
 	if ok, _ := x.suspend(until, nil, run.Attempt+1, x.withAttempt("", runErr)); ok {
-		e.logger.Info("durably: run failed; retrying", "runId", run.ID, "jobName", run.JobName,
+		e.logger.InfoContext(x.ctx, "durably: run failed; retrying", "runId", run.ID, "jobName", run.JobName,
 			"attempt", number, "nextAttemptAt", until, "err", runErr)
 	}
 }
@@ -340,6 +343,7 @@ func (x *execution) end(fin store.Finish, took time.Duration) {
 	case !ok:
 		e.workerError(fmt.Errorf("Lease lost before %s run %s", what, run.ID), where, "")
 	default:
+		x.obs.recorded, x.obs.recordedError = fin.Status, fin.Error
 		if pending != nil {
 			x.stepCompleted(pending)
 		}
@@ -727,10 +731,10 @@ func (e *Engine) releaseLease(k *leaseKeeper) {
 	}, nil)
 	switch {
 	case err != nil:
-		e.logger.Warn("durably: lease not released; it will expire", "runId", lease.RunID, "generation", lease.Generation, "err", err)
+		e.logger.WarnContext(e.runContext(lease.RunID), "durably: lease not released; it will expire", "runId", lease.RunID, "generation", lease.Generation, "err", err)
 	case !ok:
 		// Cancelled, finished or taken over meanwhile: nothing to hand back.
-		e.logger.Info("durably: lease not released: no longer held", "runId", lease.RunID, "generation", lease.Generation)
+		e.logger.InfoContext(e.runContext(lease.RunID), "durably: lease not released: no longer held", "runId", lease.RunID, "generation", lease.Generation)
 	}
 }
 

@@ -61,6 +61,7 @@ type outage struct {
 	since    time.Time
 	remindAt time.Time
 	remind   time.Duration
+	notify   func(OutageInfo) // Observer.Outage, if any
 }
 
 // failed records a transient failure of the database.
@@ -73,6 +74,7 @@ func (o *outage) failed(logger *slog.Logger, what string, err error) {
 		o.since, o.remind = now, outageReminderMin
 		o.remindAt = now.Add(o.remind)
 		logger.Warn("durably: database unavailable; retrying with backoff", "op", what, "err", err)
+		o.observe(true, what, err)
 		return
 	}
 	if now.After(o.remindAt) {
@@ -92,6 +94,7 @@ func (o *outage) ok(logger *slog.Logger) {
 	if o.down.Load() {
 		o.down.Store(false)
 		logger.Info("durably: database reachable again", "after", time.Since(o.since).Round(time.Millisecond).String())
+		o.observe(false, "", nil)
 	}
 }
 

@@ -142,7 +142,7 @@ func (s *StepContext) ReportProgress(p Progress) {
 	}
 	now := s.e.now()
 	if err := s.e.store.SetProgress(s.ctx, s.lease, &p, now); err != nil {
-		s.e.logger.Warn("durably: progress not recorded", "runId", s.run.ID, "err", err)
+		s.e.logger.WarnContext(s.ctx, "durably: progress not recorded", "runId", s.run.ID, "err", err)
 	}
 	s.e.emit(Event{Type: EventRunProgress, RunID: s.run.ID, JobName: s.run.JobName, Progress: &p, Labels: s.run.Labels})
 }
@@ -267,13 +267,15 @@ func (s *StepContext) step(name string, bounds stepBounds, fn func(ctx context.C
 	// (4) Run it.
 	startedAt := s.e.now()
 	s.e.emit(Event{Type: EventStepStart, RunID: s.run.ID, JobName: s.run.JobName, StepName: name, StepIndex: index, Labels: s.run.Labels})
-	out, fnErr := s.call(name, bounds.timeout, fn)
+	fnCtx := s.observeStep(stepAttempt{name, index, attempt})
+	out, fnErr := s.call(fnCtx, name, bounds.timeout, fn)
 	s.mu.Lock()
 	s.currentStep = ""
 	s.mu.Unlock()
 	if s.ctx.Err() != nil { // (6) aborted while fn ran
 		fnErr = s.abortError()
 	}
+	s.stepReturned(fnCtx, stepAttempt{name, index, attempt}, fnErr)
 	if fnErr != nil {
 		return nil, s.failStep(name, index, attempt, startedAt, fnErr, bounds.policy)
 	}
@@ -377,7 +379,7 @@ func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	msg := storedMessage(r.Message)
 	rec := &store.Log{ID: s.e.newID(), RunID: s.run.ID, StepName: stepName, Level: level, Message: msg, Data: data, CreatedAt: now}
 	if err := s.e.store.AppendLogs(ctx, []*store.Log{rec}); err != nil {
-		s.e.logger.Warn("durably: log not recorded", "runId", s.run.ID, "err", err)
+		s.e.logger.WarnContext(s.ctx, "durably: log not recorded", "runId", s.run.ID, "err", err)
 	}
 	s.e.emit(Event{Type: EventLogWrite, RunID: s.run.ID, JobName: s.run.JobName, Labels: s.run.Labels,
 		StepName: stepName, Level: level, Message: msg, Data: data})
@@ -475,14 +477,15 @@ func (h *stepLogHandler) WithGroup(name string) slog.Handler {
 // context's end past a timeout is waited for before it is abandoned.
 const abandonAfter = time.Second
 
-// call runs a step's function in the step's context, bounded by timeout
+// call runs a step's function in the step's context (derived from parent:
+// the run's, or the observer's for the step), bounded by timeout
 // when it is positive: the function's context then ends at the deadline
 // with a stepTimedOut cause, and the attempt fails with it whatever the
 // function returns; a function that has not returned abandonAfter later is
 // left to itself on its goroutine (its result is dropped), so that a hung
 // step frees its run, its slot and its lease.
-func (s *StepContext) call(name string, timeout time.Duration, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
-	ctx := context.WithValue(s.ctx, stepNameKey{}, name)
+func (s *StepContext) call(parent context.Context, name string, timeout time.Duration, fn func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+	ctx := context.WithValue(parent, stepNameKey{}, name)
 	if timeout <= 0 {
 		return fn(ctx)
 	}

@@ -359,7 +359,7 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 		// with nobody to run it until its lease expired.
 		enqueueCtx = context.WithoutCancel(ctx)
 	}
-	enqueued, err := e.store.Enqueue(enqueueCtx, newRuns)
+	enqueued, err := e.enqueue(enqueueCtx, newRuns, batch)
 	switch {
 	case direct && errors.Is(err, store.ErrUnavailable):
 		// The insert may have committed, leased to this worker, before the

@@ -26,6 +26,7 @@ type benchDB struct {
 	lanes  int // PostgreSQL: pgstore.Options.WriteLanes (0: its default)
 	stores []store.Store
 	drop   func()
+	otel   bool // -otel: engines get an observer (otelObserver)
 }
 
 const benchSchema = "durably_bench"
@@ -42,7 +43,7 @@ func freshDB(ctx context.Context, c *config, rep int) (*benchDB, error) {
 			return nil, err
 		}
 		dsn := pgtest.WithSearchPath(c.db, benchSchema)
-		return &benchDB{kind: "postgres", target: dsn, lanes: c.lanes, drop: func() {}}, nil
+		return &benchDB{kind: "postgres", target: dsn, lanes: c.lanes, otel: c.otel, drop: func() {}}, nil
 	}
 	path := strings.TrimPrefix(c.db, "sqlite:")
 	for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -50,7 +51,7 @@ func freshDB(ctx context.Context, c *config, rep int) (*benchDB, error) {
 			return nil, err
 		}
 	}
-	return &benchDB{kind: "sqlite", target: path, sync: c.sync, drop: func() {
+	return &benchDB{kind: "sqlite", target: path, sync: c.sync, otel: c.otel, drop: func() {
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			_ = os.Remove(path + suffix)
 		}
@@ -80,6 +81,11 @@ func (d *benchDB) engine(ctx context.Context, cfg durably.Config) (*durably.Engi
 		return nil, err
 	}
 	cfg.Store = st
+	if d.otel {
+		if cfg.Observer, err = otelObserver(); err != nil {
+			return nil, err
+		}
+	}
 	e, err := durably.New(cfg)
 	if err != nil {
 		return nil, err

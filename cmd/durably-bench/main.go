@@ -45,6 +45,7 @@ type config struct {
 	summarize  string
 	kills      int  // chaos: SIGKILLs of worker processes
 	chaosChild bool // internal: a worker process of the chaos workload
+	otel       bool // engines observed by runtime/durablyotel (spans and metrics, exported nowhere)
 }
 
 // result is one repetition's measurements.
@@ -126,6 +127,7 @@ func main() {
 	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
 	flag.IntVar(&c.kills, "kills", 20, "chaos: worker processes killed with SIGKILL")
 	flag.BoolVar(&c.chaosChild, "chaos-child", false, "internal: run as a worker process of the chaos workload")
+	flag.BoolVar(&c.otel, "otel", false, "observe the engines with runtime/durablyotel: every span sampled, spans and metrics recorded and dropped")
 	flag.Parse()
 	slotsSet := false
 	flag.Visit(func(f *flag.Flag) { slotsSet = slotsSet || f.Name == "slots" })
@@ -216,6 +218,9 @@ func (c *config) params() map[string]any {
 	}
 	if c.workload == "chaos" {
 		p["slots"], p["kills"] = c.slots, c.kills
+	}
+	if c.otel {
+		p["otel"] = true
 	}
 	if !strings.HasPrefix(c.db, "postgres") {
 		p["synchronous"] = c.sync

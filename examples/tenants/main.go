@@ -4,6 +4,7 @@
 //
 //	go run ./examples/tenants -addr 127.0.0.1:8787 -db tenants.db
 //	go run ./examples/tenants -db postgres://postgres@127.0.0.1:5432/test
+//	go run ./examples/tenants -otel-stdout   # spans on stdout, logs with trace ids
 //
 // Its jobs, labels and auth context are declared in durably.yaml and
 // generated into ./tenantjobs (go generate ./examples/tenants).
@@ -43,9 +44,18 @@ func main() {
 	flag.IntVar(&lim.MaxConns, "max-conns", lim.MaxConns, "open connections; at it the longest-idle one is closed (default from the open-files limit; 0: no limit)")
 	flag.IntVar(&lim.MaxStreams, "max-streams", lim.MaxStreams, "event streams open at once (0: no limit)")
 	flag.IntVar(&lim.MaxStreamsPerPrincipal, "max-streams-per-user", lim.MaxStreamsPerPrincipal, "event streams one user may have open (0: no limit)")
+	otelStdout := flag.Bool("otel-stdout", false, "trace requests, triggers, runs and steps with OpenTelemetry, spans written to stdout as JSON")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *db, *grace, *preserve, lim, logger); err != nil {
+	tel := &telemetry{}
+	if *otelStdout {
+		var err error
+		if tel, err = newTelemetry(os.Stdout); err != nil {
+			logger.Error("tenants", "err", err)
+			os.Exit(1)
+		}
+	}
+	if err := run(*addr, *db, *grace, *preserve, lim, tel, tel.logger(logger)); err != nil {
 		logger.Error("tenants", "err", err)
 		os.Exit(1)
 	}
@@ -61,7 +71,7 @@ func openStore(ctx context.Context, db string, logger *slog.Logger) (store.Store
 	return sqlitestore.Open(db, sqlitestore.Options{Logger: logger})
 }
 
-func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLimits, logger *slog.Logger) error {
+func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLimits, tel *telemetry, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -78,6 +88,7 @@ func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLim
 		LeaseRenewInterval: 5 * time.Second,
 		PreserveSteps:      preserveSteps,
 		Logger:             logger,
+		Observer:           tel.observer,
 	}))
 	if err != nil {
 		return err
@@ -99,7 +110,7 @@ func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLim
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("/api/durably/", http.StripPrefix("/api/durably", h))
+	mux.Handle("/api/durably/", tel.traced(http.StripPrefix("/api/durably", h)))
 	// The dashboard: its pages read and act through the same hooks.
 	mux.Handle("/dashboard/", http.StripPrefix("/dashboard", h.Dashboard(durablyhttp.DashboardOptions{Title: "tenants"})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -146,7 +157,7 @@ func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLim
 	if err := eng.Stop(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return nil
+	return tel.shutdown(shutdownCtx)
 }
 
 // auth is the fixture's demo authentication: headers, never for production.

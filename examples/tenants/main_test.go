@@ -7,10 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,35 +70,9 @@ func (c caller) do(method, path, body string, user ...string) (int, string) {
 }
 
 func drive(t *testing.T, bin, db string) {
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "-addr", addr, "-db", db, "-shutdown-timeout", "300ms")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
-	c := caller{t, "http://" + addr}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get(c.base + "/healthz")
-		if err == nil && res.StatusCode == 200 {
-			res.Body.Close()
-			break
-		}
-		if res != nil {
-			res.Body.Close()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not healthy: %v\n%s", err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var logs syncBuffer
+	f := startFixture(t, bin, db, &logs, &logs)
+	c := f.c
 	admin := []string{"alice", "org-a", "admin"}
 	viewer := []string{"victor", "org-a", "viewer"}
 	other := []string{"bob", "org-b", "admin"}
@@ -198,18 +170,7 @@ func drive(t *testing.T, bin, db string) {
 	// SIGTERM with a run in flight: exit 0, the run resumable.
 	c.do("POST", "/api/durably/trigger", `{"jobName":"slow","input":{"ms":600000}}`, admin...)
 	time.Sleep(100 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", logs.String())
-	}
+	f.terminate(t, &logs)
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Fatalf("logs:\n%s", logs.String())
 	}

@@ -478,6 +478,18 @@ WHERE u.id = @id AND u.status = 'leased' AND u.lease_expires_at <= @now::timesta
 -- name: GetRun :one
 SELECT * FROM durably_runs WHERE id = @id;
 
+-- name: CountPending :many
+-- Pending runs per job, due at now or later (store.PendingCounter, for
+-- metrics): idx_durably_runs_status_created yields the pending runs only,
+-- not the finished history.
+SELECT job_name,
+  count(*) FILTER (WHERE run_at IS NULL OR run_at <= @now::timestamptz) AS due,
+  count(*) AS pending
+FROM durably_runs
+WHERE status = 'pending'
+GROUP BY job_name
+ORDER BY job_name;
+
 -- name: ListRuns :many
 -- Newest first (R-135) with optional status, job and label filters (labels AND-ed).
 -- A NULL limit means no limit, so offset without limit works (D5). The

@@ -310,6 +310,18 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_expires_at <= CAST(sqlc.
 -- name: GetRun :one
 SELECT * FROM durably_runs WHERE id = sqlc.arg(id);
 
+-- name: CountPending :many
+-- Pending runs per job, due at now or later (store.PendingCounter, for
+-- metrics): idx_durably_runs_status_created yields the pending runs only,
+-- not the finished history.
+SELECT job_name,
+  CAST(SUM(CASE WHEN run_at IS NULL OR run_at <= CAST(sqlc.arg(now) AS TEXT) THEN 1 ELSE 0 END) AS INTEGER) AS due,
+  CAST(count(*) AS INTEGER) AS pending
+FROM durably_runs
+WHERE status = 'pending'
+GROUP BY job_name
+ORDER BY job_name;
+
 -- name: ListRuns :many
 -- Newest first (R-135) with optional status, job and label filters. Lists
 -- travel as JSON arrays (one prepared statement for any length); labels as

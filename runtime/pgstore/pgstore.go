@@ -416,3 +416,15 @@ func decodeLog(r pgdb.DurablyLog) (*store.Log, error) {
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 	return classify(s.q.DeleteEventPayloadsBefore(ctx, ts(now.Add(-payloadRetention))))
 }
+
+// CountPending counts the pending runs per job, due at now or later
+// (store.PendingCounter).
+func (s *Store) CountPending(ctx context.Context, now time.Time) ([]store.PendingCount, error) {
+	rows, err := s.q.CountPending(ctx, ts(now))
+	if err != nil {
+		return nil, classify(fmt.Errorf("pgstore: count pending runs: %w", err))
+	}
+	return storekit.PendingCounts(rows, func(r pgdb.CountPendingRow) (string, int64, int64) {
+		return r.JobName, r.Due, r.Pending
+	}), nil
+}

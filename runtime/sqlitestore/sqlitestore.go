@@ -959,3 +959,16 @@ func decodeLog(r sqlitedb.DurablyLog) (*store.Log, error) {
 // Wakeups returns nil: SQLite has no cross-process notification, so other
 // processes are found by polling.
 func (s *Store) Wakeups() <-chan struct{} { return nil }
+
+// CountPending counts the pending runs per job, due at now or later
+// (store.PendingCounter).
+func (s *Store) CountPending(ctx context.Context, now time.Time) ([]store.PendingCount, error) {
+	_, rq := s.queries()
+	rows, err := rq.CountPending(ctx, store.FormatTime(now))
+	if err != nil {
+		return nil, classify(fmt.Errorf("sqlitestore: count pending runs: %w", err))
+	}
+	return storekit.PendingCounts(rows, func(r sqlitedb.CountPendingRow) (string, int64, int64) {
+		return r.JobName, r.Due, r.Pending
+	}), nil
+}

@@ -80,6 +80,7 @@ func Cases() []Case {
 	all = append(all, tenantLimitCases...)
 	all = append(all, limitCases...)
 	all = append(all, aloneCases...)
+	all = append(all, pendingCases...)
 	return all
 }
 

@@ -422,6 +422,19 @@ func (j *FlakyJob) TriggerAndWait(ctx context.Context, in FlakyInput, labels Tri
 	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
 }
 
+// Wait waits until the run id of job "flaky" ends and returns its output and
+// the run, as the client's WaitFlaky does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *FlakyJob) Wait(ctx context.Context, id string, opts ...durably.Option) (FlakyOutput, *FlakyRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero FlakyOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
 // GetRun returns a run of job "flaky", or nil when there is none.
 func (j *FlakyJob) GetRun(ctx context.Context, id string) (*FlakyRun, error) {
 	return j.job.GetRun(ctx, id)
@@ -533,19 +546,21 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 			return nil, err
 		}
 		jobs.Flaky = &FlakyJob{job: handle}
-		{
-			in, err := typed.FromJSON[FlakyInput](`{"failures":0,"sleepMs":0}`)
-			if err != nil {
-				return nil, fmt.Errorf("tenantjobs: the input of schedule %q: %w", "new-year", err)
-			}
-			if err := durably.AddSchedule(handle, durably.Schedule[FlakyInput]{
-				Name:    "new-year",
-				Cron:    "0 0 1 1 *",
-				Input:   in,
-				Labels:  map[string]string{"env": "staging", "organizationId": "scheduler-demo"},
-				CatchUp: -1, // none: a missed tick never fires
-			}); err != nil {
-				return nil, err
+		if !o.withoutSchedules {
+			{
+				in, err := typed.FromJSON[FlakyInput](`{"failures":0,"sleepMs":0}`)
+				if err != nil {
+					return nil, fmt.Errorf("tenantjobs: the input of schedule %q: %w", "new-year", err)
+				}
+				if err := durably.AddSchedule(handle, durably.Schedule[FlakyInput]{
+					Name:    "new-year",
+					Cron:    "0 0 1 1 *",
+					Input:   in,
+					Labels:  map[string]string{"env": "staging", "organizationId": "scheduler-demo"},
+					CatchUp: -1, // none: a missed tick never fires
+				}); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

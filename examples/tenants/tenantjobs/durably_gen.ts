@@ -19,6 +19,8 @@ export type Durably = {
     fail: Job<FailInput, FailOutput>
     /** One step that sleeps ms, stopping as soon as the run is cancelled. */
     slow: Job<SlowInput, SlowOutput>
+    /** Step `try` fails with "attempt N failed" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts. */
+    flaky: Job<FlakyInput, FlakyOutput>
   }
 }
 
@@ -89,4 +91,15 @@ export type SlowInput = {
 /** The output of job "slow". */
 export type SlowOutput = {
   waited: number
+}
+
+/** The input of job "flaky". */
+export type FlakyInput = {
+  failures: number
+  sleepMs: number
+}
+
+/** The output of job "flaky". */
+export type FlakyOutput = {
+  attempts: number
 }

@@ -396,6 +396,45 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 	return items, nil
 }
 
+const countPending = `-- name: CountPending :many
+SELECT job_name,
+  count(*) FILTER (WHERE run_at IS NULL OR run_at <= $1::timestamptz) AS due,
+  count(*) AS pending
+FROM durably_runs
+WHERE status = 'pending'
+GROUP BY job_name
+ORDER BY job_name
+`
+
+type CountPendingRow struct {
+	JobName string
+	Due     int64
+	Pending int64
+}
+
+// Pending runs per job, due at now or later (store.PendingCounter, for
+// metrics): idx_durably_runs_status_created yields the pending runs only,
+// not the finished history.
+func (q *Queries) CountPending(ctx context.Context, now pgtype.Timestamptz) ([]CountPendingRow, error) {
+	rows, err := q.db.Query(ctx, countPending, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CountPendingRow{}
+	for rows.Next() {
+		var i CountPendingRow
+		if err := rows.Scan(&i.JobName, &i.Due, &i.Pending); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const countRuns = `-- name: CountRuns :one
 SELECT
   count(*) FILTER (WHERE r.status = 'pending') AS pending,

@@ -39,6 +39,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.completeRunStmt, err = db.PrepareContext(ctx, completeRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CompleteRun: %w", err)
 	}
+	if q.countPendingStmt, err = db.PrepareContext(ctx, countPending); err != nil {
+		return nil, fmt.Errorf("error preparing query CountPending: %w", err)
+	}
 	if q.countRunsStmt, err = db.PrepareContext(ctx, countRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query CountRuns: %w", err)
 	}
@@ -172,6 +175,11 @@ func (q *Queries) Close() error {
 	if q.completeRunStmt != nil {
 		if cerr := q.completeRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing completeRunStmt: %w", cerr)
+		}
+	}
+	if q.countPendingStmt != nil {
+		if cerr := q.countPendingStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countPendingStmt: %w", cerr)
 		}
 	}
 	if q.countRunsStmt != nil {
@@ -393,6 +401,7 @@ type Queries struct {
 	claimBatchStmt                    *sql.Stmt
 	claimNextStmt                     *sql.Stmt
 	completeRunStmt                   *sql.Stmt
+	countPendingStmt                  *sql.Stmt
 	countRunsStmt                     *sql.Stmt
 	countRunsByLabelStmt              *sql.Stmt
 	deferRunStmt                      *sql.Stmt
@@ -439,6 +448,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		claimBatchStmt:                    q.claimBatchStmt,
 		claimNextStmt:                     q.claimNextStmt,
 		completeRunStmt:                   q.completeRunStmt,
+		countPendingStmt:                  q.countPendingStmt,
 		countRunsStmt:                     q.countRunsStmt,
 		countRunsByLabelStmt:              q.countRunsByLabelStmt,
 		deferRunStmt:                      q.deferRunStmt,

@@ -352,6 +352,48 @@ func (q *Queries) CompleteRun(ctx context.Context, arg CompleteRunParams) (int64
 	return result.RowsAffected()
 }
 
+const countPending = `-- name: CountPending :many
+SELECT job_name,
+  CAST(SUM(CASE WHEN run_at IS NULL OR run_at <= CAST(?1 AS TEXT) THEN 1 ELSE 0 END) AS INTEGER) AS due,
+  CAST(count(*) AS INTEGER) AS pending
+FROM durably_runs
+WHERE status = 'pending'
+GROUP BY job_name
+ORDER BY job_name
+`
+
+type CountPendingRow struct {
+	JobName string
+	Due     int64
+	Pending int64
+}
+
+// Pending runs per job, due at now or later (store.PendingCounter, for
+// metrics): idx_durably_runs_status_created yields the pending runs only,
+// not the finished history.
+func (q *Queries) CountPending(ctx context.Context, now string) ([]CountPendingRow, error) {
+	rows, err := q.query(ctx, q.countPendingStmt, countPending, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CountPendingRow{}
+	for rows.Next() {
+		var i CountPendingRow
+		if err := rows.Scan(&i.JobName, &i.Due, &i.Pending); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const countRuns = `-- name: CountRuns :one
 SELECT
   CAST(COALESCE(sum(r.status = 'pending'), 0) AS INTEGER) AS pending,
