@@ -135,12 +135,19 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 	if job.Run == nil {
 		return nil, fmt.Errorf("durably: job %q has no Run function", job.Name)
 	}
-	if job.MaxRunning < 0 || job.MaxRunningPerTenant < 0 {
-		return nil, fmt.Errorf("durably: job %q: MaxRunning and MaxRunningPerTenant must not be negative, got %d and %d",
-			job.Name, job.MaxRunning, job.MaxRunningPerTenant)
-	}
-	if job.Timeout < 0 || job.StepTimeout < 0 {
-		return nil, fmt.Errorf("durably: job %q: Timeout and StepTimeout must not be negative, got %v and %v", job.Name, job.Timeout, job.StepTimeout)
+	for _, f := range []struct {
+		name     string
+		negative bool
+		value    any
+	}{
+		{"MaxRunning", job.MaxRunning < 0, job.MaxRunning},
+		{"MaxRunningPerTenant", job.MaxRunningPerTenant < 0, job.MaxRunningPerTenant},
+		{"Timeout", job.Timeout < 0, job.Timeout},
+		{"StepTimeout", job.StepTimeout < 0, job.StepTimeout},
+	} {
+		if f.negative {
+			return nil, fmt.Errorf("durably: job %q: %s must not be negative, got %v", job.Name, f.name, f.value)
+		}
 	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
