@@ -27,8 +27,8 @@ type Proxy struct {
 	// silenceNew: connections accepted now are silent from the start.
 	silenceNew bool
 	closed     bool
-	conns     map[*link]struct{}
-	accepting sync.WaitGroup
+	conns      map[*link]struct{}
+	accepting  sync.WaitGroup
 }
 
 // link is one proxied connection: the client's side and, once dialled, the
