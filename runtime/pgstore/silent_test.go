@@ -192,4 +192,60 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-var _ = fmt.Sprint
+
+// TestListenerNoticesSilence: the LISTEN connection, which carries other
+// processes' triggers and events, goes silent for good while new
+// connections work. It notices (a ping after listenQuiet without a
+// notification goes unanswered) and reconnects, so that events published
+// by another process arrive again within seconds instead of never.
+func TestListenerNoticesSilence(t *testing.T) {
+	a, proxy, dsn := proxied(t, Options{})
+	ctx := context.Background()
+	b, err := Open(ctx, dsn, Options{DisableListen: true}) // straight to the server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Migrate(ctx); err != nil { // starts its presence loop
+		t.Fatal(err)
+	}
+	defer a.WatchRemote()()
+	events := a.RemoteEvents()
+	n := 0
+	// received publishes events from b until a receives one.
+	received := func(within time.Duration) (time.Duration, bool) {
+		start := time.Now()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for time.Since(start) < within {
+			n++
+			if err := b.PublishEvents([][]byte{fmt.Appendf(nil, `{"n":%d}`, n)}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-events:
+				return time.Since(start), true
+			case <-tick.C:
+			}
+		}
+		return within, false
+	}
+	if _, ok := received(15 * time.Second); !ok {
+		t.Fatal("no event arrived before the fault")
+	}
+	for len(events) > 0 {
+		<-events
+	}
+	proxy.Silence()
+	if err := proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := received(30 * time.Second)
+	if !ok {
+		t.Fatal("no event arrived within 30s after the LISTEN connection went silent")
+	}
+	t.Logf("events arrive again %v after the LISTEN connection went silent", took.Round(time.Millisecond))
+	if limit := listenQuiet + pingTimeout + 3*time.Second; took > limit {
+		t.Errorf("events arrived again after %v, want within %v", took, limit)
+	}
+}
