@@ -192,7 +192,6 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-
 // TestListenerNoticesSilence: the LISTEN connection, which carries other
 // processes' triggers and events, goes silent for good while new
 // connections work. It notices (a ping after listenQuiet without a
