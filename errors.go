@@ -29,9 +29,10 @@ var (
 	// ErrShutdown: the engine stopped before the run finished; the run's
 	// lease is handed back so another worker resumes it.
 	ErrShutdown = errors.New("engine stopped")
-	// ErrUnavailable: the database could not be reached or refused the
-	// work for a transient reason; nothing is known to have changed and
-	// the call may be retried (HTTP 503).
+	// ErrUnavailable: the database could not be reached, did not answer
+	// within the store's deadline, or refused the work for a transient
+	// reason; nothing is known to have changed and the call may be
+	// retried (HTTP 503).
 	ErrUnavailable = store.ErrUnavailable
 )
 
