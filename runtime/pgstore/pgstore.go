@@ -79,6 +79,10 @@ type Options struct {
 	MigrateTimeout time.Duration
 }
 
+// abandonedTransaction is how long the sessions of Open's pool may leave a
+// transaction idle before the server ends it (see Open).
+const abandonedTransaction = time.Minute
+
 // DefaultWriteLanes is Options.WriteLanes when it is zero.
 const DefaultWriteLanes = 1
 
@@ -138,12 +142,23 @@ var _ store.Store = (*Store)(nil)
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
 // string; search_path may be set in it) with a pool the store owns.
+//
+// Its sessions end a transaction left idle for abandonedTransaction
+// (idle_in_transaction_session_timeout, unless dsn sets it): a connection
+// that goes silent mid-transaction leaves its session on the server,
+// holding its locks (a run's row, say, which other processes then wait
+// for), until the server notices the client is gone, which by default
+// takes hours. The store never leaves a transaction idle for more than a
+// moment. (A pool passed to New is the caller's to configure.)
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: parse dsn: %w", err)
 	}
 	ConfigurePool(cfg)
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(abandonedTransaction.Milliseconds())
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)

@@ -248,3 +248,28 @@ func TestListenerNoticesSilence(t *testing.T) {
 		t.Errorf("events arrived again after %v, want within %v", took, limit)
 	}
 }
+
+// TestOpenEndsAbandonedTransactions: the sessions of Open's pool have the
+// server end a transaction left idle (a connection that went silent
+// mid-transaction would otherwise hold its locks for hours), unless the
+// DSN says otherwise.
+func TestOpenEndsAbandonedTransactions(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	ctx := context.Background()
+	for _, c := range []struct{ dsn, want string }{
+		{dsn, "1min"},
+		{dsn + "&idle_in_transaction_session_timeout=5000", "5s"},
+	} {
+		st, err := Open(ctx, c.dsn, Options{DisableListen: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		// Written by hand: a test's look at a session setting.
+		err = st.Pool().QueryRow(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&got)
+		st.Close()
+		if err != nil || got != c.want {
+			t.Errorf("idle_in_transaction_session_timeout with %q: %q %v, want %q", c.dsn, got, err, c.want)
+		}
+	}
+}
