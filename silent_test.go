@@ -42,12 +42,18 @@ const (
 	silentSteps = 60
 )
 
-func newSilentEnv(t *testing.T) *silentEnv {
+// newSilentEnv starts the engine; dsnParams are added to its store's DSN.
+func newSilentEnv(t *testing.T, dsnParams url.Values) *silentEnv {
 	dsn := pgtest.Schema(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := u.Query()
+	for k, vs := range dsnParams {
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
 	v := &silentEnv{t: t, logs: &syncBuffer{}, executed: map[string]int{}, lastStep: map[string]time.Time{}}
 	if v.proxy, err = faultproxy.Start(u.Host); err != nil {
 		t.Fatal(err)
@@ -148,7 +154,7 @@ func (v *silentEnv) moved(ids []string, since time.Time) (slowest time.Duration,
 // with every step executed once. Silent again, Stop and Close return
 // within their bounds.
 func TestSilentDatabase(t *testing.T) {
-	v := newSilentEnv(t)
+	v := newSilentEnv(t, nil)
 	ctx := context.Background()
 	var ids []string
 	for i := range silentRuns {
@@ -304,5 +310,74 @@ func (v *silentEnv) stopAndCloseWhileSilent(ctx context.Context) {
 	t.Logf("Close returned after %v while silent", took.Round(time.Millisecond))
 	if took > pgstore.DefaultTimeout+2*time.Second {
 		t.Errorf("Close took %v while silent, want within Options.Timeout", took)
+	}
+}
+
+// TestLostAnswers: the open connections lose the server's answers for good
+// while what they send still arrives (a NAT that forgot them between a
+// request and its answer), runs in the middle of their steps. Their writes
+// commit and the engine never hears of it: each such write fails as
+// unavailable once the store abandons the connection, and the engine's
+// retry, refused because the write is in, checks that it applied, as for
+// any commit whose answer was lost. Every run goes on within seconds and
+// completes, every step executed once, no lease lost.
+func TestLostAnswers(t *testing.T) {
+	// One connection, busy all the time: the first round trip after the
+	// loss is a write (a step's record, most often), not the pool's ping of
+	// an idle connection or a statement's first preparation.
+	v := newSilentEnv(t, url.Values{"pool_max_conns": {"1"}})
+	ctx := context.Background()
+	var ids []string
+	for i := range silentRuns {
+		res, err := v.job.Trigger(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.Run.ID)
+	}
+	waitFor(t, 10*time.Second, "every run to record a step", func() bool {
+		_, all := v.moved(ids, time.Time{})
+		return all
+	})
+	// Three times, each after the connections have run the statements a
+	// while (a first use's answer that is lost is a prepare's, not a
+	// commit's), so that some commit's answer is lost.
+	for range 3 {
+		time.Sleep(2 * time.Second)
+		lost := time.Now()
+		v.proxy.LoseAnswers()
+		waitFor(t, 20*time.Second, "every run to record a step after the answers were lost", func() bool {
+			_, all := v.moved(ids, lost)
+			return all
+		})
+		slowest, _ := v.moved(ids, lost)
+		t.Logf("every run recorded a step within %v of the answers' loss", slowest.Round(time.Millisecond))
+		if slowest > 5*time.Second {
+			t.Errorf("a run recorded a step %v after the answers were lost, want within 5s", slowest)
+		}
+	}
+	for _, id := range ids {
+		run, err := v.e.WaitForRun(ctx, id, durably.WithTimeout(30*time.Second))
+		if err != nil || run.Status != durably.StatusCompleted {
+			t.Fatalf("run %s: %+v, %v\n%s", id, run, err, v.logs)
+		}
+	}
+	v.mu.Lock()
+	for _, id := range ids {
+		for i := range silentSteps {
+			if n := v.executed[fmt.Sprintf("%s/%d", id, i)]; n != 1 {
+				t.Errorf("run %s step %d executed %d times, want once", id, i, n)
+			}
+		}
+	}
+	v.mu.Unlock()
+	out := v.logs.String()
+	if !strings.Contains(out, "session idle") {
+		t.Errorf("no connection was abandoned for a lost answer; logs:\n%s", out)
+	}
+	// A write whose retry was refused although it had applied would show
+	// as a worker error (the step's record failed) or a lost lease.
+	if strings.Contains(out, "worker error") || strings.Contains(out, "Lease lost") || strings.Contains(out, "lease not released") {
+		t.Errorf("a lost answer was taken for a failure; logs:\n%s", out)
 	}
 }

@@ -36,7 +36,9 @@ type Proxy struct {
 type link struct {
 	client *net.TCPConn
 	server net.Conn
-	silent bool // guarded by Proxy.mu; once set, never cleared
+	// Guarded by Proxy.mu; once set, never cleared.
+	silent   bool // nothing passes
+	deafened bool // the server's answers do not pass
 }
 
 // Start listens on a free port of 127.0.0.1 and forwards to target.
@@ -84,7 +86,7 @@ func (p *Proxy) handle(client *net.TCPConn) {
 
 	// A blackholed proxy accepts but does not even reach the server; a
 	// silent one never will.
-	if !p.pass(l) {
+	if !p.pass(l, false) {
 		return
 	}
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
@@ -101,20 +103,21 @@ func (p *Proxy) handle(client *net.TCPConn) {
 		return
 	}
 	done := make(chan struct{}, 2)
-	go func() { p.copy(l, server, client); done <- struct{}{} }()
-	go func() { p.copy(l, client, server); done <- struct{}{} }()
+	go func() { p.copy(l, server, client, false); done <- struct{}{} }()
+	go func() { p.copy(l, client, server, true); done <- struct{}{} }()
 	<-done
 }
 
 // copy forwards src to dst, holding data back while the proxy blackholes,
 // as a partitioned network would (TCP retransmits it once the partition
-// heals). On a silent link it stops reading: what it read is lost, and
-// neither an error nor the other side's close reaches the client.
-func (p *Proxy) copy(l *link, dst io.Writer, src io.Reader) {
+// heals). On a silent link (or toward the client of a deafened one) it
+// stops reading: what it read is lost, and neither an error nor the other
+// side's close reaches the client.
+func (p *Proxy) copy(l *link, dst io.Writer, src io.Reader, toClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if !p.pass(l) {
+		if !p.pass(l, toClient) {
 			return
 		}
 		if n > 0 {
@@ -128,13 +131,13 @@ func (p *Proxy) copy(l *link, dst io.Writer, src io.Reader) {
 	}
 }
 
-// pass waits while the proxy blackholes, and for good on a silent link
-// (until the link is reset or the proxy closes); false means stop
-// forwarding.
-func (p *Proxy) pass(l *link) bool {
+// pass waits while the proxy blackholes, and for good on a silent link,
+// or toward the client of a deafened one (until the link is reset or the
+// proxy closes); false means stop forwarding.
+func (p *Proxy) pass(l *link, toClient bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for (p.blackhole || l.silent) && !p.closed && p.open(l) {
+	for (p.blackhole || l.silent || toClient && l.deafened) && !p.closed && p.open(l) {
 		p.cond.Wait()
 	}
 	return !p.closed && p.open(l)
@@ -214,6 +217,19 @@ func (p *Proxy) Silence() {
 	p.silenceNew = true
 	for l := range p.conns {
 		l.silent = true
+	}
+}
+
+// LoseAnswers makes the open connections deaf for good: what the client
+// sends still reaches the server, but nothing the server sends comes back,
+// as when a NAT forgets a connection between a request and its answer. A
+// commit goes through and its client never learns it. New connections are
+// not affected.
+func (p *Proxy) LoseAnswers() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.conns {
+		l.deafened = true
 	}
 }
 

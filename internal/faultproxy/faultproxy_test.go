@@ -160,6 +160,16 @@ func TestProxy(t *testing.T) {
 				t.Fatalf("silenced connection after reset: %v, want it closed", err)
 			}
 		}},
+		{"lose answers: what the client sends arrives, the answers never do", func(t *testing.T, p *faultproxy.Proxy, open net.Conn) {
+			waitConnections(t, p, 1)
+			p.LoseAnswers()
+			if err := roundTrip(open, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("round trip on a deafened connection: %v, want a timeout", err)
+			}
+			if err := roundTrip(dial(t, p), 2*time.Second); err != nil {
+				t.Fatalf("new connection: %v", err)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
