@@ -34,9 +34,10 @@ var (
 	// Job.StepTimeout, WithStepTimeout). Step and run contexts end with it
 	// as their cause.
 	ErrDeadline = errors.New("deadline exceeded")
-	// ErrUnavailable: the database could not be reached or refused the
-	// work for a transient reason; nothing is known to have changed and
-	// the call may be retried (HTTP 503).
+	// ErrUnavailable: the database could not be reached, did not answer
+	// within the store's deadline, or refused the work for a transient
+	// reason; nothing is known to have changed and the call may be
+	// retried (HTTP 503).
 	ErrUnavailable = store.ErrUnavailable
 )
 

@@ -27,6 +27,14 @@ import (
 // Store persists runs, steps and logs. All methods are safe for concurrent
 // use. Methods that write on behalf of a lease holder take a Lease and report
 // false, changing nothing, when the lease is no longer held.
+//
+// Every method returns within a bound of the store's own, whatever the
+// database does and whatever the context: the engine calls with contexts
+// that never end, so a connection that stops answering must not hold a
+// call, nor the writes queued behind it, for ever. A call past its bound
+// fails with ErrUnavailable; a write may then have been applied or not,
+// as after any connection lost mid-commit. Close returns within a bound
+// too.
 type Store interface {
 	// Migrate brings the database's schema to the version this store
 	// needs, applying the store's own migrations newer than the recorded
@@ -511,7 +519,8 @@ var ErrClosed = errors.New("durably store: closed")
 // ErrUnavailable marks a failure that says nothing about the operation
 // itself: the database could not be reached or asked the caller to come
 // back (connection refused or reset, administrator shutdown, serialization
-// failure, SQLite busy or disk full). Stores wrap such errors so that
+// failure, SQLite busy or disk full), or did not answer within the store's
+// bound (a connection gone silent). Stores wrap such errors so that
 // errors.Is(err, ErrUnavailable) holds; the operation may be retried, and
 // fenced writes are safe to retry.
 var ErrUnavailable = errors.New("durably store: database unavailable")

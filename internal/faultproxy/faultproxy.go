@@ -1,8 +1,9 @@
 // Package faultproxy is a TCP proxy for fault-injection tests: it sits
 // between a client (pgx) and a server (PostgreSQL) and, on cue, refuses new
-// connections, resets the open ones, or blackholes traffic, so that tests
-// reproduce a database restart or a network partition without touching the
-// real server.
+// connections, resets the open ones, blackholes traffic or silences
+// connections for good, so that tests reproduce a database restart, a
+// network partition or a silent drop (a NAT or load-balancer flush, a
+// failover behind a virtual IP) without touching the real server.
 package faultproxy
 
 import (
@@ -23,9 +24,11 @@ type Proxy struct {
 	cond      *sync.Cond // broadcast when blackholed or closed changes
 	ln        net.Listener
 	blackhole bool
-	closed    bool
-	conns     map[*link]struct{}
-	accepting sync.WaitGroup
+	// silenceNew: connections accepted now are silent from the start.
+	silenceNew bool
+	closed     bool
+	conns      map[*link]struct{}
+	accepting  sync.WaitGroup
 }
 
 // link is one proxied connection: the client's side and, once dialled, the
@@ -33,6 +36,9 @@ type Proxy struct {
 type link struct {
 	client *net.TCPConn
 	server net.Conn
+	// Guarded by Proxy.mu; once set, never cleared.
+	silent   bool // nothing passes
+	deafened bool // the server's answers do not pass
 }
 
 // Start listens on a free port of 127.0.0.1 and forwards to target.
@@ -74,11 +80,13 @@ func (p *Proxy) handle(client *net.TCPConn) {
 		return
 	}
 	p.conns[l] = struct{}{}
+	l.silent = p.silenceNew
 	p.mu.Unlock()
 	defer p.drop(l)
 
-	// A blackholed proxy accepts but does not even reach the server.
-	if !p.pass() {
+	// A blackholed proxy accepts but does not even reach the server; a
+	// silent one never will.
+	if !p.pass(l, false) {
 		return
 	}
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
@@ -95,22 +103,24 @@ func (p *Proxy) handle(client *net.TCPConn) {
 		return
 	}
 	done := make(chan struct{}, 2)
-	go func() { p.copy(server, client); done <- struct{}{} }()
-	go func() { p.copy(client, server); done <- struct{}{} }()
+	go func() { p.copy(l, server, client, false); done <- struct{}{} }()
+	go func() { p.copy(l, client, server, true); done <- struct{}{} }()
 	<-done
 }
 
 // copy forwards src to dst, holding data back while the proxy blackholes,
 // as a partitioned network would (TCP retransmits it once the partition
-// heals).
-func (p *Proxy) copy(dst io.Writer, src io.Reader) {
+// heals). On a silent link (or toward the client of a deafened one) it
+// stops reading: what it read is lost, and neither an error nor the other
+// side's close reaches the client.
+func (p *Proxy) copy(l *link, dst io.Writer, src io.Reader, toClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if !p.pass(l, toClient) {
+			return
+		}
 		if n > 0 {
-			if !p.pass() {
-				return
-			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -121,14 +131,23 @@ func (p *Proxy) copy(dst io.Writer, src io.Reader) {
 	}
 }
 
-// pass waits while the proxy blackholes; false means it closed meanwhile.
-func (p *Proxy) pass() bool {
+// pass waits while the proxy blackholes, and for good on a silent link,
+// or toward the client of a deafened one (until the link is reset or the
+// proxy closes); false means stop forwarding.
+func (p *Proxy) pass(l *link, toClient bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.blackhole && !p.closed {
+	for (p.blackhole || l.silent || toClient && l.deafened) && !p.closed && p.open(l) {
 		p.cond.Wait()
 	}
-	return !p.closed
+	return !p.closed && p.open(l)
+}
+
+// open reports whether l is still one of the proxy's connections (Reset
+// removes them); p.mu is held.
+func (p *Proxy) open(l *link) bool {
+	_, ok := p.conns[l]
+	return ok
 }
 
 func (p *Proxy) drop(l *link) {
@@ -166,6 +185,7 @@ func (p *Proxy) Reset() {
 		links = append(links, l)
 		delete(p.conns, l)
 	}
+	p.cond.Broadcast() // silent and blackholed links stop waiting
 	p.mu.Unlock()
 	for _, l := range links {
 		_ = l.client.SetLinger(0) // close with RST instead of FIN
@@ -185,12 +205,42 @@ func (p *Proxy) Blackhole() {
 	p.mu.Unlock()
 }
 
-// Restore ends Refuse and Blackhole: the proxy listens on its address
-// again and forwards what it held back.
+// Silence makes every open connection silent for good, as a NAT or a load
+// balancer that forgot them, or a failover behind a virtual IP, does: the
+// proxy keeps them open but stops forwarding in both directions, so that
+// the client neither hears an answer nor sees the connection close; what
+// it sends is lost (and once the buffers are full, its writes block).
+// Connections accepted from now until Restore are silent too, for good.
+func (p *Proxy) Silence() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.silenceNew = true
+	for l := range p.conns {
+		l.silent = true
+	}
+}
+
+// LoseAnswers makes the open connections deaf for good: what the client
+// sends still reaches the server, but nothing the server sends comes back,
+// as when a NAT forgets a connection between a request and its answer. A
+// commit goes through and its client never learns it. New connections are
+// not affected.
+func (p *Proxy) LoseAnswers() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.conns {
+		l.deafened = true
+	}
+}
+
+// Restore ends Refuse, Blackhole and Silence: the proxy listens on its
+// address again, forwards what it held back and forwards new connections.
+// Connections silenced stay silent: the network has forgotten them.
 func (p *Proxy) Restore() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.blackhole = false
+	p.silenceNew = false
 	p.cond.Broadcast()
 	if p.ln != nil || p.closed {
 		return nil

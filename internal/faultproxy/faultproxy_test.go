@@ -133,6 +133,43 @@ func TestProxy(t *testing.T) {
 				t.Fatalf("held-back data after restore: %q %v", line, err)
 			}
 		}},
+		{"silence: open and new connections hear nothing and stay open, for good", func(t *testing.T, p *faultproxy.Proxy, open net.Conn) {
+			waitConnections(t, p, 1)
+			p.Silence()
+			if err := roundTrip(open, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("round trip on a silenced connection: %v, want a timeout", err)
+			}
+			fresh := dial(t, p) // accepted, never answered
+			if err := roundTrip(fresh, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("new connection while silent: %v, want a timeout", err)
+			}
+			waitConnections(t, p, 2) // neither was closed
+			if err := p.Restore(); err != nil {
+				t.Fatal(err)
+			}
+			if err := roundTrip(dial(t, p), 2*time.Second); err != nil {
+				t.Fatalf("new connection after restore: %v", err)
+			}
+			for name, c := range map[string]net.Conn{"silenced open connection": open, "connection made while silent": fresh} {
+				if err := roundTrip(c, 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("%s after restore: %v, want a timeout: it stays silent", name, err)
+				}
+			}
+			p.Reset() // a silent connection can still be reset
+			if err := roundTrip(open, 2*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("silenced connection after reset: %v, want it closed", err)
+			}
+		}},
+		{"lose answers: what the client sends arrives, the answers never do", func(t *testing.T, p *faultproxy.Proxy, open net.Conn) {
+			waitConnections(t, p, 1)
+			p.LoseAnswers()
+			if err := roundTrip(open, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("round trip on a deafened connection: %v, want a timeout", err)
+			}
+			if err := roundTrip(dial(t, p), 2*time.Second); err != nil {
+				t.Fatalf("new connection: %v", err)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,11 +11,13 @@ import (
 	"sync"
 )
 
-// ErrClosed is returned for operations submitted after Close.
+// ErrClosed is returned for operations submitted after Close, and for those
+// Close gave up on.
 var ErrClosed = errors.New("groupcommit: writer closed")
 
 // Apply commits a group of operations and returns one error per operation,
-// nil where the operation is committed. It is called from a single goroutine.
+// nil where the operation is committed. It is called from a single
+// goroutine, and must return soon after ctx ends (Close cancels it).
 type Apply[Op any] func(ctx context.Context, ops []Op) []error
 
 // Writer is the single writer. Operations are applied in submission order.
@@ -24,6 +26,9 @@ type Writer[Op any] struct {
 	dropped  func(error)
 	maxGroup int
 	in       chan request[Op]
+	// ctx is what apply runs under; abort ends it when Close gives up.
+	ctx   context.Context
+	abort context.CancelFunc
 
 	mu     sync.RWMutex // guards closed against concurrent sends
 	closed bool
@@ -31,7 +36,10 @@ type Writer[Op any] struct {
 }
 
 type request[Op any] struct {
-	op   Op
+	op Op
+	// ctx is the waiting caller's; once it ends, the operation is not
+	// applied unless its group started already. Nil for fire-and-forget.
+	ctx  context.Context
 	done chan error // nil for fire-and-forget
 }
 
@@ -46,6 +54,7 @@ func New[Op any](apply Apply[Op], maxGroup int, dropped func(error)) *Writer[Op]
 		in:       make(chan request[Op], maxGroup*4),
 		done:     make(chan struct{}),
 	}
+	w.ctx, w.abort = context.WithCancel(context.Background())
 	go w.loop()
 	return w
 }
@@ -53,10 +62,11 @@ func New[Op any](apply Apply[Op], maxGroup int, dropped func(error)) *Writer[Op]
 var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 // Do submits op and waits until it is committed or has failed. When ctx ends
-// first, Do returns ctx's error; the operation may still be committed later.
+// first, Do returns ctx's error; the operation is then dropped if its group
+// has not started yet, and may still be committed if it has.
 func (w *Writer[Op]) Do(ctx context.Context, op Op) error {
 	done := donePool.Get().(chan error)
-	if err := w.send(request[Op]{op: op, done: done}); err != nil {
+	if err := w.send(request[Op]{op: op, ctx: ctx, done: done}); err != nil {
 		donePool.Put(done)
 		return err
 	}
@@ -87,58 +97,93 @@ func (w *Writer[Op]) send(r request[Op]) error {
 	return nil
 }
 
-// Close commits what was submitted before it and stops the writer.
-func (w *Writer[Op]) Close() {
+// Close stops taking operations and commits those submitted before it. If
+// ctx ends first, the group in progress is cancelled (its operations fail
+// with whatever apply makes of the cancellation, and may have committed)
+// and those still queued fail with ErrClosed, unapplied; Close returns once
+// the writer has stopped, which takes as long as apply takes to notice.
+func (w *Writer[Op]) Close(ctx context.Context) {
 	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		<-w.done
-		return
+	if !w.closed {
+		w.closed = true
+		close(w.in)
 	}
-	w.closed = true
-	close(w.in)
 	w.mu.Unlock()
-	<-w.done
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		w.abort()
+		<-w.done
+	}
+	w.abort() // the writer's context ends with it
 }
 
 func (w *Writer[Op]) loop() {
 	defer close(w.done)
 	group := make([]request[Op], 0, w.maxGroup)
 	ops := make([]Op, 0, w.maxGroup)
-	ctx := context.Background()
 	for {
 		first, ok := <-w.in
 		if !ok {
 			return
 		}
-		group = append(group[:0], first)
-	collect:
-		for len(group) < w.maxGroup {
-			select {
-			case r, ok := <-w.in:
-				if !ok {
-					break collect
-				}
-				group = append(group, r)
-			default:
-				break collect
-			}
+		group = w.collect(append(group[:0], first))
+		if len(group) == 0 {
+			continue
 		}
 		ops = ops[:0]
 		for _, r := range group {
 			ops = append(ops, r.op)
 		}
-		errs := w.apply(ctx, ops)
+		errs := w.apply(w.ctx, ops)
 		var zero Op
 		for i, r := range group {
-			if r.done != nil {
-				r.done <- errs[i]
-			} else if errs[i] != nil && w.dropped != nil {
-				w.dropped(errs[i])
-			}
+			w.answer(r, errs[i])
 			group[i] = request[Op]{}
 			ops[i] = zero
 		}
+	}
+}
+
+// collect adds to group what is queued, up to maxGroup, and takes out the
+// requests not to apply: those whose caller stopped waiting (answered with
+// its context's error, which nobody reads) and, once Close gave up, all
+// (answered with ErrClosed).
+func (w *Writer[Op]) collect(group []request[Op]) []request[Op] {
+collect:
+	for len(group) < w.maxGroup {
+		select {
+		case r, ok := <-w.in:
+			if !ok {
+				break collect
+			}
+			group = append(group, r)
+		default:
+			break collect
+		}
+	}
+	kept := group[:0]
+	for _, r := range group {
+		switch {
+		case w.ctx.Err() != nil:
+			w.answer(r, ErrClosed)
+		case r.ctx != nil && r.ctx.Err() != nil:
+			w.answer(r, r.ctx.Err())
+		default:
+			kept = append(kept, r)
+		}
+	}
+	clear(group[len(kept):])
+	return kept
+}
+
+// answer hands r its outcome: to the waiting caller, or to dropped for a
+// fire-and-forget operation that failed.
+func (w *Writer[Op]) answer(r request[Op], err error) {
+	if r.done != nil {
+		r.done <- err
+	} else if err != nil && w.dropped != nil {
+		w.dropped(err)
 	}
 }
 

@@ -76,7 +76,7 @@ func held(t *testing.T, maxGroup int, fail func(int) error, dropped func(error))
 	}
 	var once sync.Once
 	release := func() { once.Do(func() { close(r.hold) }) }
-	t.Cleanup(func() { release(); w.Close() })
+	t.Cleanup(func() { release(); w.Close(context.Background()) })
 	return w, r, release
 }
 
@@ -99,7 +99,7 @@ func TestGroupsCollectWhileACommitIsInProgress(t *testing.T) {
 				}
 			}
 			release()
-			w.Close()
+			w.Close(context.Background())
 			groups := r.snapshot()
 			var sizes []int
 			for _, g := range groups[1:] {
@@ -120,7 +120,7 @@ func TestGroupsCollectWhileACommitIsInProgress(t *testing.T) {
 func TestOrderAndDo(t *testing.T) {
 	r := &recorder{}
 	w := groupcommit.New(r.apply, 16, nil)
-	defer w.Close()
+	defer w.Close(context.Background())
 	const goroutines, each = 8, 50
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -195,7 +195,7 @@ func TestErrorsReachTheirOperation(t *testing.T) {
 	if nils != 1 || odds != 1 {
 		t.Fatalf("Do errors %v: want op 6 nil and op 7 failed", got)
 	}
-	w.Close()
+	w.Close(context.Background())
 	mu.Lock()
 	defer mu.Unlock()
 	slices.Sort(dropped)
@@ -216,7 +216,7 @@ func TestCloseCommitsWhatWasSubmitted(t *testing.T) {
 	}
 	closed := make(chan struct{})
 	go func() {
-		w.Close()
+		w.Close(context.Background())
 		close(closed)
 	}()
 	select {
@@ -239,11 +239,12 @@ func TestCloseCommitsWhatWasSubmitted(t *testing.T) {
 	if err := w.Do(context.Background(), 99); !errors.Is(err, groupcommit.ErrClosed) {
 		t.Fatalf("Do after Close: %v, want ErrClosed", err)
 	}
-	w.Close() // a second Close returns at once
+	w.Close(context.Background()) // a second Close returns at once
 }
 
 // When ctx ends first, Do returns ctx's error without waiting; the
-// operation is still applied, and the writer goes on.
+// operation, queued behind a group in progress, is not applied (its caller
+// was told it failed), and the writer goes on.
 func TestDoReturnsWhenCtxEnds(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -270,10 +271,82 @@ func TestDoReturnsWhenCtxEnds(t *testing.T) {
 			if err := w.Do(context.Background(), 2); err != nil {
 				t.Fatalf("Do after an abandoned Do: %v", err)
 			}
-			if got := r.applied(); !slices.Equal(got, []int{0, 1, 2}) {
-				t.Fatalf("applied %v: the abandoned operation is still applied, in order", got)
+			if got := r.applied(); !slices.Equal(got, []int{0, 2}) {
+				t.Fatalf("applied %v, want [0 2]: the abandoned operation is dropped", got)
 			}
 		})
+	}
+}
+
+// An operation whose caller stops waiting once its group has started is
+// applied all the same: the commit may already be under way.
+func TestDoAbandonedInItsGroupIsApplied(t *testing.T) {
+	r := &recorder{entered: make(chan struct{}, 10), hold: make(chan struct{})}
+	w := groupcommit.New(r.apply, 4, nil)
+	defer w.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Do(ctx, 1) }()
+	<-r.entered // op 1's group is in apply
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do: %v, want context.Canceled", err)
+	}
+	close(r.hold)
+	if err := w.Do(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.applied(); !slices.Equal(got, []int{1, 2}) {
+		t.Fatalf("applied %v, want [1 2]", got)
+	}
+}
+
+// Close with a context that ends while a group hangs (a database that
+// stopped answering) cancels that group and fails what is queued with
+// ErrClosed, unapplied, instead of waiting for ever.
+func TestCloseGivesUpWhenCtxEnds(t *testing.T) {
+	entered := make(chan struct{}, 10)
+	dropped := make(chan error, 10)
+	var mu sync.Mutex
+	var applied []int
+	w := groupcommit.New(func(ctx context.Context, ops []int) []error {
+		entered <- struct{}{}
+		errs := make([]error, len(ops))
+		if ops[0] == 0 {
+			<-ctx.Done() // hangs until cancelled
+			for i := range errs {
+				errs[i] = ctx.Err()
+			}
+			return errs
+		}
+		mu.Lock()
+		applied = append(applied, ops...)
+		mu.Unlock()
+		return errs
+	}, 1, func(err error) { dropped <- err })
+	hung := make(chan error, 1)
+	go func() { hung <- w.Do(context.Background(), 0) }()
+	<-entered
+	if err := w.Submit(1); err != nil { // queued behind the hung group
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	w.Close(ctx)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %v", took)
+	}
+	if err := <-hung; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the hung group's Do: %v, want its cancellation", err)
+	}
+	if err := <-dropped; !errors.Is(err, groupcommit.ErrClosed) {
+		t.Fatalf("the queued operation: %v, want ErrClosed", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(applied) != 0 {
+		t.Fatalf("applied %v after Close gave up, want nothing", applied)
 	}
 }
 

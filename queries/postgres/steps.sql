@@ -119,3 +119,11 @@ SELECT @id::text, fenced.id, @name::text, @step_index::bigint, @status::text, NU
        @started_at::timestamptz, @completed_at::timestamptz, @attempt::bigint
 FROM fenced
 RETURNING durably_steps.id;
+
+-- name: BackendStates :many
+-- The liveness check (liveness.go): what the server says the sessions of
+-- the store that wait for an answer are doing. Sessions of this database
+-- and role only: a pid the server gave another session (after a failover,
+-- or behind a pooler that hands out pids of its own) says nothing of ours.
+SELECT pid::bigint AS pid, COALESCE(state, '')::text AS state FROM pg_catalog.pg_stat_activity
+WHERE pid = ANY(@pids::int[]) AND datname = current_database() AND usename = current_user;

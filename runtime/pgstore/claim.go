@@ -87,7 +87,9 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 	if err != nil {
 		return nil, err
 	}
-	defer func() { err = classify(err) }()
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	defer func() { err = s.failed(ctx, err) }()
 	if !s.lockedClaims.Load() {
 		var held int64
 		runs, held, err = s.claimReady(ctx, req, lim)
@@ -254,9 +256,13 @@ func (s *Store) claimLocked(ctx context.Context, req store.ClaimRequest, lim lim
 	inTx := true // from the first batch, which begins with BEGIN
 	defer func() {
 		if err != nil && inTx {
-			// Release must not hand the pool a connection inside a transaction.
-			if _, rbErr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil {
-				conn.Conn().PgConn().Close(context.Background()) //nolint:errcheck
+			// Release must not hand the pool a connection inside a
+			// transaction. The claim's context may be over; the rollback
+			// gets a bound of its own.
+			rbCtx, cancel := s.bound(context.WithoutCancel(ctx))
+			defer cancel()
+			if _, rbErr := conn.Exec(rbCtx, "ROLLBACK"); rbErr != nil {
+				conn.Conn().PgConn().Close(rbCtx) //nolint:errcheck
 			}
 		}
 	}()

@@ -91,12 +91,14 @@ func (s *Store) WatchRemote() (release func()) {
 	first := s.watchers == 1
 	s.watchMu.Unlock()
 	if first {
-		s.refreshPresence(context.Background())
+		ctx, cancel := s.bound(context.Background())
+		s.refreshPresence(ctx)
 		// Tell the others now rather than at their next check, so that a
 		// run triggered right after this does not go unwatched.
-		if err := s.q.Notify(context.Background(), pgdb.NotifyParams{Channel: s.channel, Payload: "p:" + s.instance}); err != nil {
+		if err := s.q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: "p:" + s.instance}); err != nil {
 			s.logger.Warn("durably: watcher notification not sent", "err", err)
 		}
+		cancel()
 	}
 	var once sync.Once
 	return func() {
@@ -106,8 +108,10 @@ func (s *Store) WatchRemote() (release func()) {
 			last := s.watchers == 0
 			s.watchMu.Unlock()
 			if last {
+				ctx, cancel := s.bound(context.Background())
+				defer cancel()
 				now := ts(time.Now())
-				if err := s.q.DeleteEventListener(context.Background(), pgdb.DeleteEventListenerParams{Instance: s.instance, Now: now}); err != nil {
+				if err := s.q.DeleteEventListener(ctx, pgdb.DeleteEventListenerParams{Instance: s.instance, Now: now}); err != nil {
 					s.logger.Warn("durably: event listener row not removed; it expires", "err", err)
 				}
 			}

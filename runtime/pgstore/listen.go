@@ -3,10 +3,13 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Wakeups starts, on first use, a connection that LISTENs for triggers made
@@ -52,45 +55,90 @@ func (s *Store) listen() {
 	}
 }
 
+// listenQuiet is how long the LISTEN connection waits for a notification
+// before it makes sure, with a ping, that the server is still there: a
+// connection that went silent (a NAT or load balancer that forgot it)
+// would otherwise wait for ever, and the process would hear no other
+// process's triggers or events until it restarted.
+const listenQuiet = 5 * time.Second
+
 func (s *Store) listenOnceConn(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	connectCtx, cancel := s.bound(ctx)
+	defer cancel()
+	cfg := s.pool.Config().ConnConfig.Copy()
+	if s.conns != nil {
+		cfg.DialFunc = s.conns.dialUnwatched // it watches itself (nextNotification)
+	}
+	conn, err := pgx.ConnectConfig(connectCtx, cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		closeCtx, cancel := s.bound(context.Background())
+		defer cancel()
+		conn.Close(closeCtx) //nolint:errcheck // the Terminate message of a dying connection
+	}()
 	// LISTEN takes an identifier, which cannot be a bind parameter, so
 	// this one statement is built here rather than by sqlc.
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(connectCtx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
-	// Payloads: "w:<instance>" wakes workers, "p:<instance>" announces a
-	// new event watcher, "e:<instance>:[events]" carries events,
-	// "r:<instance>:<id>" an event parked by id.
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		n, err := s.nextNotification(ctx, conn)
 		if err != nil {
 			return err
 		}
-		kind, rest, _ := strings.Cut(n.Payload, ":")
-		from, body, _ := strings.Cut(rest, ":")
-		if from == s.instance {
-			continue
+		s.dispatch(ctx, n)
+	}
+}
+
+// nextNotification waits for a notification, pinging the server after
+// each listenQuiet without one; a ping that gets no answer within
+// pingTimeout ends the connection.
+func (s *Store) nextNotification(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	for {
+		quiet, cancel := context.WithTimeout(ctx, listenQuiet)
+		n, err := conn.WaitForNotification(quiet)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(quiet.Err(), context.DeadlineExceeded) {
+			return n, err
 		}
-		switch kind {
-		case "w":
-			s.wake()
-		case "p":
-			s.publish.Store(true) // a process started watching for events
-		case "e":
-			s.deliverEvents([]byte(body))
-		case "r":
-			payload, err := s.q.GetEventPayload(ctx, body)
-			if err != nil {
-				s.logger.Warn("durably: event payload not found", "id", body, "err", err)
-				continue
-			}
-			s.deliver([]byte(payload))
+		// A wait that timed out leaves the connection usable.
+		ping, cancel := context.WithTimeout(ctx, pingTimeout)
+		err = conn.Ping(ping)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: LISTEN connection silent (no answer to a ping within %v): %w", pingTimeout, err)
 		}
+	}
+}
+
+// dispatch acts on a notification. Payloads: "w:<instance>" wakes
+// workers, "p:<instance>" announces a new event watcher,
+// "e:<instance>:[events]" carries events, "r:<instance>:<id>" an event
+// parked by id.
+func (s *Store) dispatch(ctx context.Context, n *pgconn.Notification) {
+	kind, rest, _ := strings.Cut(n.Payload, ":")
+	from, body, _ := strings.Cut(rest, ":")
+	if from == s.instance {
+		return
+	}
+	switch kind {
+	case "w":
+		s.wake()
+	case "p":
+		s.publish.Store(true) // a process started watching for events
+	case "e":
+		s.deliverEvents([]byte(body))
+	case "r":
+		ctx, cancel := s.bound(ctx)
+		defer cancel()
+		payload, err := s.q.GetEventPayload(ctx, body)
+		if err != nil {
+			s.logger.Warn("durably: event payload not found", "id", body, "err", err)
+			return
+		}
+		s.deliver([]byte(payload))
 	}
 }
 

@@ -30,12 +30,23 @@ func (s *Store) lane(runID string) *groupcommit.Writer[*op] {
 	return s.lanes[maphash.String(s.laneSeed, runID)%uint64(len(s.lanes))]
 }
 
-// do submits o to the lane of runID and waits for its group's commit.
-// When ctx ends first it returns ctx's error while o may still be applied
-// later, so a caller reads o's results, or what o.fn writes, only after do
-// returned nil.
+// do submits o to the lane of runID and waits for its group's commit, at
+// most o's bound (Options.Timeout, or BulkTimeout for a bulk op) in all.
+// When ctx or the bound ends first it returns an error while o may still be
+// applied later (if its group had started), so a caller reads o's results,
+// or what o.fn writes, only after do returned nil.
 func (s *Store) do(ctx context.Context, runID string, o *op) error {
-	return s.lane(runID).Do(ctx, o)
+	ctx, cancel := s.opDeadline(ctx, o)
+	defer cancel()
+	return s.failed(ctx, s.lane(runID).Do(ctx, o))
+}
+
+// opDeadline bounds ctx to o's bound.
+func (s *Store) opDeadline(ctx context.Context, o *op) (context.Context, context.CancelFunc) {
+	if o.bulk {
+		return withDeadline(ctx, s.bulkTimeout, "BulkTimeout")
+	}
+	return s.bound(ctx)
 }
 
 // Enqueue inserts runs all or nothing.
@@ -183,7 +194,7 @@ func (s *Store) DeleteRun(ctx context.Context, id string) (*store.Run, error) {
 // PurgeRuns deletes old terminal runs (S-041).
 func (s *Store) PurgeRuns(ctx context.Context, olderThan time.Time, limit int) (int, error) {
 	var n int
-	err := s.do(ctx, "", &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+	err := s.do(ctx, "", &op{kind: opFunc, bulk: true, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
 		n, err = storekit.PurgeRuns(ctx, txOps{tx, q}, olderThan, limit)
 		return err
 	}})
@@ -209,6 +220,8 @@ func (s *Store) ReleaseExpiredLeases(ctx context.Context, now time.Time) (int, e
 // PatchRun is the unfenced write of storetest.Patcher (S-047), for the
 // contract suite; production code never calls it.
 func (s *Store) PatchRun(ctx context.Context, id string, p store.RunPatch) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	f := storekit.Flatten(p)
 	return s.q.UpdateRunForTest(ctx, pgdb.UpdateRunForTestParams{ID: id, Now: ts(time.Now()), SetStatus: f.SetStatus, Status: f.Status,
 		SetCurrentStepIndex: f.SetCurrentStepIndex, CurrentStepIndex: f.CurrentStepIndex, SetLeaseOwner: f.SetLeaseOwner, LeaseOwner: text(f.LeaseOwner),

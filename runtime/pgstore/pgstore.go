@@ -11,6 +11,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
@@ -54,10 +55,42 @@ type Options struct {
 	// (BENCHMARKS.md), so the default is 1; a server with cores to spare may
 	// gain from 2. Default DefaultWriteLanes.
 	WriteLanes int
+
+	// Timeout bounds each call to the database but those below: a group of
+	// writes, a claim, a read of one run, its steps or its logs, a renewal,
+	// a sweep of maintenance. When it passes, the call fails with
+	// store.ErrUnavailable and its connection is closed; a write may still
+	// have been applied (the engine re-checks its fenced writes). These
+	// statements take milliseconds on a healthy server: the default leaves
+	// room for lock waits and a slow disk, and bounds the time the engine
+	// waits on a connection that went silent when the liveness check
+	// cannot tell (docs/operations.md). Default DefaultTimeout.
+	Timeout time.Duration
+	// BulkTimeout bounds the calls whose size the caller chooses: ListRuns
+	// (a listing without a limit reads every run) and PurgeRuns. Default
+	// DefaultBulkTimeout.
+	BulkTimeout time.Duration
+	// MigrateTimeout bounds Migrate. By default it has none of its own
+	// (the caller's context still applies): a migration rewrites tables
+	// for as long as that takes and waits for another process's migration
+	// to end, and a deadline could only make it start over. A connection
+	// that stops answering meanwhile is abandoned all the same by the
+	// liveness check.
+	MigrateTimeout time.Duration
 }
+
+// abandonedTransaction is how long the sessions of Open's pool may leave a
+// transaction idle before the server ends it (see Open).
+const abandonedTransaction = time.Minute
 
 // DefaultWriteLanes is Options.WriteLanes when it is zero.
 const DefaultWriteLanes = 1
+
+// The defaults of Options.Timeout and Options.BulkTimeout.
+const (
+	DefaultTimeout     = 15 * time.Second
+	DefaultBulkTimeout = 2 * time.Minute
+)
 
 // Store is the PostgreSQL store. Create it with Open or New.
 type Store struct {
@@ -92,18 +125,40 @@ type Store struct {
 	presenceOnce sync.Once
 	closing      chan struct{}
 	listenDone   chan struct{}
+	// life ends when the store closes, and with it the store's own work.
+	life    context.Context
+	endLife context.CancelFunc
+
+	// The bounds of calls (Options).
+	timeout, bulkTimeout, migrateTimeout time.Duration
+	// conns are the connections the pool dialled, watched by the liveness
+	// check; nil for a pool that ConfigurePool did not set up.
+	conns     *connSet
+	watchDone chan struct{}
+	lastReset atomic.Int64 // unix nanoseconds of the last pool reset
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
 // string; search_path may be set in it) with a pool the store owns.
+//
+// Its sessions end a transaction left idle for abandonedTransaction
+// (idle_in_transaction_session_timeout, unless dsn sets it): a connection
+// that goes silent mid-transaction leaves its session on the server,
+// holding its locks (a run's row, say, which other processes then wait
+// for), until the server notices the client is gone, which by default
+// takes hours. The store never leaves a transaction idle for more than a
+// moment. (A pool passed to New is the caller's to configure.)
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: parse dsn: %w", err)
 	}
 	ConfigurePool(cfg)
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(abandonedTransaction.Milliseconds())
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
@@ -117,12 +172,22 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// ConfigurePool sets what the store's statements want from a session:
-// plan_cache_mode=force_generic_plan, because its array statements plan
-// the same whatever their arguments, and planning them anew for every
-// execution (PostgreSQL's choice for the first executions and whenever a
-// custom plan looks cheaper) costs more than running them. Open applies it;
+// ConfigurePool sets what the store wants from a pool. Open applies it;
 // call it on the config of a pool you pass to New.
+//
+// Sessions get plan_cache_mode=force_generic_plan, because the store's
+// array statements plan the same whatever their arguments, and planning
+// them anew for every execution (PostgreSQL's choice for the first
+// executions and whenever a custom plan looks cheaper) costs more than
+// running them.
+//
+// Connections are watched, so that one that stops answering is abandoned
+// (docs/operations.md): the pool's dialer is wrapped (TCP keepalive and,
+// on Linux, TCP_USER_TIMEOUT, so that the kernel gives up on a peer that
+// acknowledges nothing for 25 s; a connect without connect_timeout gets
+// 5 s) and a query tracer is added (pgx's multitracer keeps one already
+// set); idle connections the pool pings before use get 3 s to answer
+// unless PingTimeout is set. Calling it twice changes nothing more.
 func ConfigurePool(cfg *pgxpool.Config) {
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
@@ -130,6 +195,7 @@ func ConfigurePool(cfg *pgxpool.Config) {
 	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
+	watchConns(cfg)
 }
 
 // New uses a pool the caller owns; Close leaves it open. Tables are found
@@ -138,8 +204,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.Timeout = cmp.Or(max(opts.Timeout, 0), DefaultTimeout)
+	opts.BulkTimeout = cmp.Or(max(opts.BulkTimeout, 0), DefaultBulkTimeout)
 	q := pgdb.New(pool)
-	schema, err := q.CurrentSchema(ctx)
+	bounded, cancel := withDeadline(ctx, opts.Timeout, "Timeout")
+	schema, err := q.CurrentSchema(bounded)
+	cancel()
 	if sae := (pgx.ScanArgError{}); errors.As(err, &sae) {
 		// current_schema() is NULL, which is the only thing that fails to
 		// scan into its string, when no schema of the search_path exists:
@@ -160,13 +230,19 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		// Notifications are per database, not per schema: the channel
 		// carries the schema so that two durably schemas in one database
 		// do not wake each other.
-		channel:       "durably_" + schema,
-		disableListen: opts.DisableListen,
-		wakeups:       make(chan struct{}, 1),
-		remote:        make(chan []byte, 4096),
-		closing:       make(chan struct{}),
-		listenDone:    make(chan struct{}),
+		channel:        "durably_" + schema,
+		disableListen:  opts.DisableListen,
+		wakeups:        make(chan struct{}, 1),
+		remote:         make(chan []byte, 4096),
+		closing:        make(chan struct{}),
+		listenDone:     make(chan struct{}),
+		watchDone:      make(chan struct{}),
+		timeout:        opts.Timeout,
+		bulkTimeout:    opts.BulkTimeout,
+		migrateTimeout: opts.MigrateTimeout,
+		conns:          watchedConns(pool),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	s.instance = s.ids.New(time.Now())
 	n := opts.WriteLanes
 	if n <= 0 {
@@ -177,6 +253,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 	for range n {
 		s.lanes = append(s.lanes, groupcommit.New(s.apply, 512, dropped))
 	}
+	go s.watch()
 	return s, nil
 }
 
@@ -184,16 +261,28 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close commits pending writes, stops listening and, if the store opened
-// the pool, closes it. Calling it again does nothing.
+// the pool, closes it. Calling it again does nothing. It returns within
+// about Options.Timeout whatever the database does: writes still pending
+// then fail (those being committed may have been), and, if the store
+// opened the pool, calls still waiting on it fail too.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		defer cancel()
+		var lanes sync.WaitGroup
 		for _, w := range s.lanes {
-			w.Close()
+			lanes.Go(func() { w.Close(ctx) })
 		}
+		lanes.Wait()
 		close(s.closing)
+		s.endLife()
 		s.listenOnce.Do(func() { close(s.listenDone) })
 		<-s.listenDone
+		<-s.watchDone
 		if s.ownsPool {
+			// Connections still in use (a listing, a claim) are cut, so that
+			// the pool, which waits for them, closes now.
+			s.conns.close()
 			s.pool.Close()
 		}
 	})
@@ -231,11 +320,13 @@ func (s *Store) MigrateTo(ctx context.Context, version int, seed string) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}
+	ctx, cancel := withDeadline(ctx, s.migrateTimeout, "MigrateTimeout")
+	defer cancel()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return storekit.Migrate(ctx, txOps{tx, s.q.WithTx(tx)}, all, version, seed, time.Now())
 	})
 	if err != nil {
-		return classify(fmt.Errorf("pgstore: migrate: %w", err))
+		return s.failed(ctx, fmt.Errorf("pgstore: migrate: %w", err))
 	}
 	return nil
 }
@@ -274,14 +365,18 @@ func decodeSteps(rows []pgdb.DurablyStep) ([]*store.Step, error) {
 
 // GetRun reads one run.
 func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	run, err := optionalRun(s.q.GetRun(ctx, id))
-	return run, classify(err)
+	return run, s.failed(ctx, err)
 }
 
 // ListRuns reads runs newest first; with labels it is driven by the first
 // label's index (S-045). A limit of 0 or less is sent as NULL, PostgreSQL's
 // "no limit", so offset without limit works (D5).
 func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, error) {
+	ctx, cancel := withDeadline(ctx, s.bulkTimeout, "BulkTimeout")
+	defer cancel()
 	statuses := make([]string, len(f.Statuses))
 	for i, st := range f.Statuses {
 		statuses[i] = string(st)
@@ -312,7 +407,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]*store.Run, 
 		})
 	}
 	if err != nil {
-		return nil, classify(fmt.Errorf("pgstore: list runs: %w", err))
+		return nil, s.failed(ctx, fmt.Errorf("pgstore: list runs: %w", err))
 	}
 	return decodeRuns(rows)
 }
@@ -381,27 +476,33 @@ func otherLabels(f store.RunFilter) (drive string, others []byte, err error) {
 
 // GetSteps reads a run's steps.
 func (s *Store) GetSteps(ctx context.Context, runID string) ([]*store.Step, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.q.GetSteps(ctx, runID)
 	if err != nil {
-		return nil, classify(fmt.Errorf("pgstore: get steps: %w", err))
+		return nil, s.failed(ctx, fmt.Errorf("pgstore: get steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
 
 // GetCompletedSteps reads a run's completed steps.
 func (s *Store) GetCompletedSteps(ctx context.Context, runID string) ([]*store.Step, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.q.GetCompletedSteps(ctx, runID)
 	if err != nil {
-		return nil, classify(fmt.Errorf("pgstore: get completed steps: %w", err))
+		return nil, s.failed(ctx, fmt.Errorf("pgstore: get completed steps: %w", err))
 	}
 	return decodeSteps(rows)
 }
 
 // GetLogs reads a run's logs.
 func (s *Store) GetLogs(ctx context.Context, runID string) ([]*store.Log, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.q.GetLogs(ctx, runID)
 	if err != nil {
-		return nil, classify(fmt.Errorf("pgstore: get logs: %w", err))
+		return nil, s.failed(ctx, fmt.Errorf("pgstore: get logs: %w", err))
 	}
 	return storekit.DecodeAll(rows, decodeLog)
 }
@@ -414,7 +515,9 @@ func decodeLog(r pgdb.DurablyLog) (*store.Log, error) {
 // Maintain drops parked event payloads older than a minute; PostgreSQL
 // keeps its own house otherwise.
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
-	return classify(s.q.DeleteEventPayloadsBefore(ctx, ts(now.Add(-payloadRetention))))
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.failed(ctx, s.q.DeleteEventPayloadsBefore(ctx, ts(now.Add(-payloadRetention))))
 }
 
 // CountPending counts the pending runs per job, due at now or later

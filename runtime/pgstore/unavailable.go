@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/durably-go/durably/internal/storekit"
+	"github.com/durably-go/durably/store"
 )
 
 // classify marks the errors that say the database was out of reach, or asked
@@ -34,6 +35,11 @@ var transientStates = map[string]bool{
 }
 
 func transient(err error) bool {
+	var silent *silentError
+	var limit *noAnswerError
+	if errors.Is(err, store.ErrUnavailable) || errors.As(err, &silent) || errors.As(err, &limit) {
+		return true // classified already, abandoned by the liveness check, or past the call's deadline
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// Class 08 is "connection exception" as the server reports it.

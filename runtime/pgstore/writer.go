@@ -46,6 +46,7 @@ type op struct {
 	fin       store.Finish   // opFinish
 	payloads  [][]byte       // opPublish
 	fn        func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error
+	bulk      bool // opFunc of a size the caller chose: bounded by Options.BulkTimeout
 
 	ok       bool
 	enqueued []store.Enqueued
@@ -68,7 +69,10 @@ func (o *op) pipelined() bool {
 
 // apply commits a group. The pipelined writes of all callers go to the
 // server in one pipeline: one round trip, one implicit transaction, one WAL
-// flush, under groupcommit's failure policy (Grouped).
+// flush, under groupcommit's failure policy (Grouped). The pipeline, and
+// each operation run alone, has the bound of a call (Options.Timeout, or
+// BulkTimeout), so that a connection that stops answering holds the writer,
+// and every run's writes behind it, no longer.
 func (s *Store) apply(ctx context.Context, ops []*op) []error {
 	errs := make([]error, len(ops))
 	var piped []int
@@ -83,15 +87,33 @@ func (s *Store) apply(ctx context.Context, ops []*op) []error {
 		group[k] = ops[i]
 	}
 	reset := func(o *op) { o.ok, o.enqueued, o.conflict, o.err = false, nil, nil, nil }
-	for k, err := range groupcommit.Grouped(ctx, group, s.pipeline, transient, reset) {
+	pipeline := func(ctx context.Context, ops []*op) error {
+		ctx, cancel := s.bound(ctx)
+		defer cancel()
+		return s.failed(ctx, s.pipeline(ctx, ops))
+	}
+	// A transient failure (the database out of reach) fails the rest of
+	// the group alike, as Grouped does within the pipeline: trying each
+	// operation alone would only wait on the same silence again.
+	var down error
+	for k, err := range groupcommit.Grouped(ctx, group, pipeline, transient, reset) {
 		if err == nil {
 			err = group[k].err
+		} else if transient(err) {
+			down = err
 		}
 		errs[piped[k]] = err
 	}
 	for i, o := range ops {
-		if !o.pipelined() {
-			errs[i] = s.runAlone(ctx, o)
+		if o.pipelined() {
+			continue
+		}
+		if down != nil {
+			errs[i] = down
+			continue
+		}
+		if errs[i] = s.runAlone(ctx, o); errs[i] != nil && transient(errs[i]) {
+			down = errs[i]
 		}
 	}
 	for i := range errs {
@@ -100,9 +122,13 @@ func (s *Store) apply(ctx context.Context, ops []*op) []error {
 	return errs
 }
 
-// runAlone runs a one-off operation or a batch trigger in its own transaction.
-func (s *Store) runAlone(ctx context.Context, o *op) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// runAlone runs a one-off operation or a batch trigger in its own
+// transaction, within its bound.
+func (s *Store) runAlone(ctx context.Context, o *op) (err error) {
+	ctx, cancel := s.opDeadline(ctx, o)
+	defer cancel()
+	defer func() { err = s.failed(ctx, err) }()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := pgdb.New(tx)
 		if o.kind == opFunc {
 			return o.fn(ctx, tx, q)

@@ -164,10 +164,15 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close commits pending writes and closes the database.
+// Close commits pending writes and closes the database. It gives the
+// pending writes the busy timeout to commit (the wait for another
+// process's lock is the one wait a write has), then gives up on them: they
+// fail, unapplied (the transaction being committed may have been).
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.writer.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), s.busyTimeout+closeMargin)
+		defer cancel()
+		s.writer.Close(ctx)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		errs := []error{s.wq.Close(), s.rq.Close()}
@@ -178,6 +183,10 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
+
+// closeMargin is what Close gives pending writes beyond the busy timeout:
+// their own execution and commit, milliseconds each.
+const closeMargin = 2 * time.Second
 
 func (s *Store) queries() (w, r *sqlitedb.Queries) {
 	s.mu.Lock()

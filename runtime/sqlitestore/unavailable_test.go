@@ -125,3 +125,71 @@ func TestUnavailableWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestLockHeldElsewhereIsBounded: another connection takes the write lock
+// and never lets go (a stuck process, a tool left in a transaction).
+// SQLite has no network to go silent; its one wait is for a lock, and each
+// goes through the busy handler, in WAL mode only a writer's. So every
+// write fails as unavailable within about the busy timeout, reads go on
+// (WAL: a writer never blocks them), the checkpoint does not wait (its
+// busy timeout is zero), and Close returns within its bound although
+// writes are still queued.
+func TestLockHeldElsewhereIsBounded(t *testing.T) {
+	const busy = 200 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "d.db")
+	st, err := Open(path, Options{BusyTimeout: busy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := tx.Exec("DELETE FROM durably_runs WHERE id = 'none'"); err != nil {
+		t.Fatal(err)
+	}
+	bounded := func(name string, call func() error) error {
+		start := time.Now()
+		err := call()
+		if took := time.Since(start); took > busy+2*time.Second {
+			t.Errorf("%s took %v while the lock is held elsewhere, want about the busy timeout (%v)", name, took, busy)
+		}
+		return err
+	}
+	for _, c := range storetest.OutageCalls(ctx, st, time.Now(), false) {
+		if err := bounded(c.Name, c.Do); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s while the lock is held elsewhere: %v, want ErrUnavailable", c.Name, err)
+		}
+	}
+	reads := []storetest.Call{
+		{Name: "GetRun", Do: func() error { _, err := st.GetRun(ctx, "r1"); return err }},
+		{Name: "ListRuns", Do: func() error { _, err := st.ListRuns(ctx, store.RunFilter{}); return err }},
+		{Name: "GetSteps", Do: func() error { _, err := st.GetSteps(ctx, "r1"); return err }},
+	}
+	for _, c := range reads {
+		if err := bounded(c.Name, c.Do); err != nil {
+			t.Errorf("%s while the lock is held elsewhere: %v, want it to go on", c.Name, err)
+		}
+	}
+	_ = bounded("Maintain", func() error { return st.Maintain(ctx, time.Now()) })
+	// Writes queued when Close comes fail within its bound.
+	for i := range 3 {
+		_ = st.AppendLogs(ctx, []*store.Log{{ID: fmt.Sprint("l", i), RunID: "r1", Level: "info", Message: "m", CreatedAt: time.Now()}})
+	}
+	start := time.Now()
+	_ = st.Close()
+	if took := time.Since(start); took > busy+closeMargin+time.Second {
+		t.Errorf("Close took %v while the lock is held elsewhere, want within the busy timeout and its margin", took)
+	}
+}

@@ -11,6 +11,40 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const backendStates = `-- name: BackendStates :many
+SELECT pid::bigint AS pid, COALESCE(state, '')::text AS state FROM pg_catalog.pg_stat_activity
+WHERE pid = ANY($1::int[]) AND datname = current_database() AND usename = current_user
+`
+
+type BackendStatesRow struct {
+	Pid   int64
+	State string
+}
+
+// The liveness check (liveness.go): what the server says the sessions of
+// the store that wait for an answer are doing. Sessions of this database
+// and role only: a pid the server gave another session (after a failover,
+// or behind a pooler that hands out pids of its own) says nothing of ours.
+func (q *Queries) BackendStates(ctx context.Context, pids []int32) ([]BackendStatesRow, error) {
+	rows, err := q.db.Query(ctx, backendStates, pids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []BackendStatesRow{}
+	for rows.Next() {
+		var i BackendStatesRow
+		if err := rows.Scan(&i.Pid, &i.State); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const currentSchema = `-- name: CurrentSchema :one
 SELECT current_schema()::text
 `
