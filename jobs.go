@@ -262,9 +262,12 @@ func (e *Engine) HasJob(name string) bool { return e.job(name) != nil }
 type JobSettings struct {
 	// Retry is a copy of Job.Retry with its defaults filled in (Backoff,
 	// Initial); nil when the job is not retried.
-	Retry      *RetryPolicy
-	Priority   int
-	MaxRunning int
+	Retry               *RetryPolicy
+	Priority            int
+	MaxRunning          int
+	MaxRunningPerTenant int
+	Timeout             time.Duration
+	StepTimeout         time.Duration
 }
 
 // JobSettings returns the settings of a registered job; ok is false when
@@ -274,7 +277,8 @@ func (e *Engine) JobSettings(name string) (settings JobSettings, ok bool) {
 	if j == nil {
 		return JobSettings{}, false
 	}
-	settings = JobSettings{Priority: j.priority, MaxRunning: j.maxRunning}
+	settings = JobSettings{Priority: j.priority, MaxRunning: j.maxRunning, MaxRunningPerTenant: j.perTenant,
+		Timeout: j.timeout, StepTimeout: j.stepTimeout}
 	if j.retry != nil {
 		p := *j.retry
 		if p.Backoff == "" {

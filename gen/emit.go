@@ -598,6 +598,14 @@ func (g *emitter) jobs() {
 		if j.MaxRunning != nil {
 			g.p("MaxRunning: %d,", *j.MaxRunning)
 		}
+		if j.MaxRunningPerTenant != nil {
+			g.p("MaxRunningPerTenant: %d,", *j.MaxRunningPerTenant)
+		}
+		for _, t := range []struct{ field, value string }{{"Timeout", j.Timeout}, {"StepTimeout", j.StepTimeout}} {
+			if d, err := time.ParseDuration(t.value); err == nil && d > 0 {
+				g.p("%s: %s,", t.field, g.duration(d))
+			}
+		}
 		g.p("})")
 		g.p("if err != nil {")
 		g.p("return nil, err")

@@ -72,6 +72,10 @@ func TestSchemaAgreesOnShapes(t *testing.T) {
 		{pkg + `"jobs": [{"name": "a", "priority": 2147483648}]`, false},
 		{pkg + `"jobs": [{"name": "a", "priority": "high"}]`, false},
 		{pkg + `"jobs": [{"name": "a", "maxRunning": 0}]`, false},
+		{pkg + `"jobs": [{"name": "a", "maxRunningPerTenant": 3, "timeout": "1h", "stepTimeout": "30s"}]`, true},
+		{pkg + `"jobs": [{"name": "a", "maxRunningPerTenant": 0}]`, false},
+		{pkg + `"jobs": [{"name": "a", "timeout": "an hour"}]`, false},
+		{pkg + `"jobs": [{"name": "a", "stepTimeout": "-5s"}]`, false},
 	} {
 		var v any
 		if err := json.Unmarshal([]byte("{"+c.doc+"}"), &v); err != nil {
@@ -267,6 +271,12 @@ func TestProblems(t *testing.T) {
 		{"maxRunning", pj + "    maxRunning: 0\n  - name: b\n    maxRunning: -2\n",
 			[]string{"d.yaml:4:5: jobs[0].maxRunning: must be >= 1 but found 0; write a whole number from 1 to 2147483647, or leave maxRunning out for no limit",
 				"d.yaml:6:5: jobs[1].maxRunning: must be >= 1"}},
+		{"maxRunningPerTenant", pj + "    maxRunningPerTenant: 0\n",
+			[]string{"d.yaml:4:5: jobs[0].maxRunningPerTenant: must be >= 1 but found 0; write a whole number from 1 to 2147483647, or leave maxRunningPerTenant out for no limit"}},
+		{"timeout not a duration", pj + "    timeout: an hour\n",
+			[]string{"d.yaml:4:5: jobs[0].timeout:", "write a positive Go duration such as 30s, 2m or 1h30m"}},
+		{"stepTimeout of zero", pj + "    stepTimeout: 0s\n",
+			[]string{`d.yaml:4:5: jobs[0].stepTimeout: stepTimeout "0s": write a positive Go duration (30s, 2m, 1h30m), or leave stepTimeout out for no bound`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

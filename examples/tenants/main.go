@@ -180,6 +180,12 @@ var auth = durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
 		if req.Labels.OrganizationID != c.OrgID {
 			return forbidden
 		}
+		// Who may jump the queue is the server's decision, not the
+		// client's: priority is strict across tenants, so a member's
+		// urgent runs would push every other organization's runs back.
+		if req.Priority != nil && c.Role != tenantjobs.RoleAdmin {
+			return durablyhttp.Reject(http.StatusForbidden, "Only an admin may set a priority")
+		}
 		return nil // the labels schema is checked after this hook
 	},
 	OnRunAccess: func(ctx context.Context, c tenantjobs.AuthContext, run *durablyhttp.Run[tenantjobs.Labels], op durablyhttp.Operation) error {

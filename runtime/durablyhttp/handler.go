@@ -843,7 +843,8 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 			}
 		}
 		if settings, ok := h.e.JobSettings(schema.Name); ok {
-			jobs[i].Priority, jobs[i].MaxRunning = settings.Priority, settings.MaxRunning
+			jobs[i].Priority, jobs[i].MaxRunning, jobs[i].MaxRunningPerTenant = settings.Priority, settings.MaxRunning, settings.MaxRunningPerTenant
+			jobs[i].TimeoutMs, jobs[i].StepTimeoutMs = settings.Timeout.Milliseconds(), settings.StepTimeout.Milliseconds()
 			if p := settings.Retry; p != nil {
 				jobs[i].Retry = &retryWire{MaxAttempts: p.MaxAttempts, Backoff: string(p.Backoff),
 					InitialMs: p.Initial.Milliseconds(), MaxMs: p.Max.Milliseconds(), Jitter: p.Jitter}
@@ -859,13 +860,17 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 }
 
 // jobWire is a job as GET /jobs serves it: the JobSchema the handler was
-// given, with the additive members priority, maxRunning and retry
-// (durably.JobSettings; issue 21).
+// given, with the additive members priority, maxRunning, retry
+// (durably.JobSettings; issue 21), maxRunningPerTenant, timeoutMs and
+// stepTimeoutMs (issue 19).
 type jobWire struct {
 	durably.JobSchema
-	Priority   int        `json:"priority"`
-	MaxRunning int        `json:"maxRunning,omitempty"` // 0: no limit
-	Retry      *retryWire `json:"retry,omitempty"`
+	Priority            int        `json:"priority"`
+	MaxRunning          int        `json:"maxRunning,omitempty"`          // 0: no limit
+	MaxRunningPerTenant int        `json:"maxRunningPerTenant,omitempty"` // 0: no limit
+	TimeoutMs           int64      `json:"timeoutMs,omitempty"`           // 0: no bound
+	StepTimeoutMs       int64      `json:"stepTimeoutMs,omitempty"`       // 0: no bound
+	Retry               *retryWire `json:"retry,omitempty"`
 }
 
 // retryWire is a durably.RetryPolicy on the wire, its durations in

@@ -539,8 +539,10 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 	{
 		handle, err := durably.RegisterTyped[FlakyInput, FlakyOutput, Labels](e, &durably.Job[FlakyInput, FlakyOutput]{
 			Name: "flaky", Run: h.Flaky, InputSchema: schemaOfFlakyInput, OutputSchema: schemaOfFlakyOutput,
-			Retry:      &durably.RetryPolicy{MaxAttempts: 4, Backoff: durably.BackoffFixed, Initial: time.Second},
-			MaxRunning: 2,
+			Retry:               &durably.RetryPolicy{MaxAttempts: 4, Backoff: durably.BackoffFixed, Initial: time.Second},
+			MaxRunning:          2,
+			MaxRunningPerTenant: 1,
+			StepTimeout:         10 * time.Second,
 		})
 		if err != nil {
 			return nil, err

@@ -730,6 +730,9 @@ function jobPanel(job) {
         facts('', [
           ['Priority', job.priority ?? 0],
           ['At most running', job.maxRunning ? String(job.maxRunning) : 'no limit', 'max-running'],
+          ['At most running per tenant', job.maxRunningPerTenant ? String(job.maxRunningPerTenant) : 'no limit', 'max-running-per-tenant'],
+          ['Run timeout', job.timeoutMs ? duration(job.timeoutMs) : 'none', 'timeout'],
+          ['Step timeout', job.stepTimeoutMs ? duration(job.stepTimeoutMs) : 'none', 'step-timeout'],
           ['Retries', retryText(job.retry), 'retry'],
         ]),
         job.schedules?.length ? el('div', {}, el('h3', {}, 'Schedules'), schedulesTable(job.schedules)) : null,
