@@ -21,6 +21,7 @@ const (
 	MaxScheduleNameBytes = store.MaxScheduleNameBytes
 	MaxWorkerIDBytes     = store.MaxWorkerIDBytes
 	MaxMessageBytes      = store.MaxMessageBytes
+	MaxTraceContextBytes = store.MaxTraceContextBytes
 	MaxJSONBytes         = store.MaxJSONBytes
 	MaxBatchBytes        = store.MaxBatchBytes
 )

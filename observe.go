@@ -164,6 +164,12 @@ func (e *Engine) enqueueObserved(ctx context.Context, runs []store.NewRun, batch
 		t.Runs[i] = nr.Run
 	}
 	ctx, traceContext := e.obs.StartTrigger(ctx, t)
+	if len(traceContext) > MaxTraceContextBytes || !storable(traceContext) {
+		// Metadata a store could refuse must not fail the trigger: the
+		// runs go without it, their executions start a trace of their own.
+		e.logger.WarnContext(ctx, "durably: trace context not stored: too long or not text", "bytes", len(traceContext))
+		traceContext = ""
+	}
 	for _, nr := range runs {
 		nr.Run.TraceContext = traceContext
 	}

@@ -36,6 +36,9 @@ const (
 	// MaxMessageBytes bounds error, log and progress messages: the job does
 	// not choose their length, so a longer one is cut, not refused.
 	MaxMessageBytes = 64 << 10
+	// MaxTraceContextBytes bounds a run's trace context (W3C traceparent
+	// and tracestate: 55 and at most 512 characters, as JSON).
+	MaxTraceContextBytes = 4096
 	// MaxJSONBytes bounds each JSON document: a run's input and output, a
 	// step's output, a log record's data.
 	MaxJSONBytes = 16 << 20
