@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably/store"
@@ -46,6 +47,10 @@ type execution struct {
 	recordedIdx int           // current_step_index once recorded steps are counted
 	recordedCnt int           // completed_step_count likewise
 	obs         executionObservation
+	// over is set once the body returned or was abandoned: its
+	// StepContext, still in the hands of a goroutine that goes on,
+	// records and emits nothing more.
+	over atomic.Bool
 }
 
 // stepFlushDelay bounds how long a completed step may stay unrecorded while
@@ -90,6 +95,11 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 		return
 	}
 	output, runErr := x.callJobBounded(job)
+	// The deadline is the body's: one passing while the execution ends
+	// (a renewal in flight, the finish) does not fail a run that returned
+	// in time.
+	stopDeadline()
+	x.over.Store(true)
 	x.jobReturned(runErr)
 	ending()
 	keeper.stop()
@@ -192,7 +202,9 @@ func (x *execution) armDeadline() (stop func()) {
 	if d.IsZero() {
 		return func() {}
 	}
-	x.keeper.noRenewalAfter(d)
+	// Renewed until the body is abandoned, so that the lease outlasts the
+	// timed-out finish (a hung process still loses it a lease later).
+	x.keeper.noRenewalAfter(d.Add(abandonAfter))
 	t := time.AfterFunc(d.Sub(x.e.now()), func() { x.abort(runTimedOut(x.run.ID, x.job.timeout)) }) // on Config.Now's clock
 	return func() { t.Stop() }
 }
@@ -460,6 +472,9 @@ func (x *execution) replay(name string) (out []byte, ok bool) {
 // written, fenced by generation, before the next step, with the finish, or
 // after stepFlushDelay. The caller flushed the step before it.
 func (x *execution) hold(rec *store.Step) {
+	if x.over.Load() {
+		return // an abandoned body's step: the run is over, and no timer may outlive it
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.completed[rec.Name] = rec
@@ -529,6 +544,8 @@ func (x *execution) refused(name string, index int) error {
 	x.abort(ErrLeaseLost)
 	return leaseLostError(run.ID)
 }
+
+func (x *execution) ended() bool { return x.over.Load() }
 
 // attempts counts step name's failed attempts.
 func (x *execution) attempts(name string) int {

@@ -201,16 +201,14 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		default:
 		}
 		w.startBuffered()
+		// Whatever woke the loop (a trigger, a due time) may have made
+		// runs claimable: the queue is no longer known to be empty. With
+		// no slot to claim for, the end of a direct run must wake a claim;
+		// with one, no trigger may take the slot this claim is for
+		// (reserveDirect) while it is under way. In one critical section
+		// with the count, so that a direct run ending in between is not
+		// left quiet.
 		want := w.claimWant()
-		if want == 0 {
-			// Woken with no slot to claim for: whatever woke the loop
-			// (a trigger, a due time) may have made runs claimable, so
-			// the queue is no longer known to be empty, and the end of
-			// a direct run must wake a claim.
-			w.mu.Lock()
-			w.idle = false
-			w.mu.Unlock()
-		}
 		if want > 0 {
 			// Due times up to here are served by this claim (its Now is
 			// later); later ones keep the due timer armed.
@@ -241,6 +239,14 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			}
 			nothing := w.executing == 0 && len(w.buffer) == 0
 			w.mu.Unlock()
+			select {
+			case <-stopping:
+				// Stop may have given up waiting during the claim: the
+				// runs it brought go back (releaseBuffer), not into slots
+				// nothing would abort.
+				return
+			default:
+			}
 			w.startBuffered()
 			if err == nil && len(runs) == want {
 				continue // the queue may hold more
@@ -312,10 +318,12 @@ func sleepUntilStopped(stopping <-chan struct{}, d time.Duration) bool {
 // ever leased here that no slot here is about to execute. So a worker
 // never holds runs that another process's idle slot could start (issue
 // 19), Job.MaxRunning counts executing runs, and priority holds across
-// processes up to the time of one write.
+// processes up to the time of one write. The worker is no longer idle
+// from here (see loop).
 func (w *worker) claimWant() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.idle = false
 	return max(0, w.e.cfg.MaxConcurrentRuns-w.executing+w.ending-len(w.buffer))
 }
 

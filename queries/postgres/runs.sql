@@ -218,7 +218,7 @@ WITH promoted AS (
       -- right-hand sides read the row as it was before this update.
       crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
       attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-        THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
           'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
           'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
           'at', u.lease_expires_at)))::text
@@ -236,8 +236,13 @@ ORDER BY c.priority, c.created_at, c.id;
 -- the holder commits, jobs sorted so that no two claimers wait in a cycle
 -- (every claimer takes its concurrency-key locks first). The two-key form
 -- keeps these locks apart from the concurrency keys' one-key locks.
-SELECT pg_advisory_xact_lock(1685222009, hashtext(u.job))
-FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
+-- The locks are taken in the order of their keys (the hashes), not of the
+-- names: two names whose hashes collide are one lock, and an order by name
+-- would take it at two places (a volatile function in the select list is
+-- evaluated after ORDER BY).
+SELECT pg_advisory_xact_lock(1685222009, h.h)
+FROM (SELECT DISTINCT hashtext(u.job) AS h FROM (SELECT unnest(@jobs::text[]) AS job) AS u) AS h
+ORDER BY h.h;
 
 -- name: LiveLeasesOfJobs :many
 -- Step 2, re-count with a fresh snapshot: each job's unexpired leases,
@@ -252,8 +257,11 @@ FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
 -- Step 2 for jobs with a per-tenant limit: claimers of the same job and
 -- key scope queue here, the pairs sorted, after the jobs' locks; a key
 -- space of its own (the two-key form's first key).
-SELECT pg_advisory_xact_lock(1685222010, hashtext(u.job || chr(31) || u.scope))
-FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS u;
+-- In the order of the keys, as LockJobs.
+SELECT pg_advisory_xact_lock(1685222010, h.h)
+FROM (SELECT DISTINCT hashtext(u.job || chr(31) || u.scope) AS h
+      FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS u) AS h
+ORDER BY h.h;
 
 -- name: LiveLeasesOfTenants :many
 -- Step 2, re-count with a fresh snapshot: each (job, key scope)'s unexpired
@@ -269,8 +277,11 @@ FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS 
 -- commits; the pairs come sorted so two claimers never wait on each other in
 -- a cycle. A global key locks the hash of the key alone, as before key
 -- scopes existed (D11), so processes of both versions exclude each other.
-SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
-FROM (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u;
+-- In the order of the keys, as LockJobs.
+SELECT pg_advisory_xact_lock(h.h)
+FROM (SELECT DISTINCT hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END) AS h
+      FROM (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u) AS h
+ORDER BY h.h;
 
 -- name: LeasedConcurrencyKeys :many
 -- Step 2, re-check with a fresh snapshot: the (scope, key) pairs that
@@ -292,7 +303,7 @@ SET status = 'leased',
     started_at = COALESCE(u.started_at, @now::timestamptz),
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
@@ -468,7 +479,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = @now::timestamptz,
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text

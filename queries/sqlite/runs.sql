@@ -69,7 +69,7 @@ SET status = 'leased',
     -- read the row as it was before this update.
     crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
     attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -126,7 +126,7 @@ SET status = 'leased',
     -- A crash, counted as in ClaimBatch.
     crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
     attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -300,7 +300,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = CAST(sqlc.arg(now) AS TEXT),
     crashes = crashes + (lease_owner IS NOT NULL),
     attempts = CASE WHEN lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))

@@ -147,7 +147,7 @@ WITH promoted AS (
       -- right-hand sides read the row as it was before this update.
       crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
       attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-        THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
           'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
           'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
           'at', u.lease_expires_at)))::text
@@ -325,7 +325,7 @@ SET status = 'leased',
     started_at = COALESCE(u.started_at, $3::timestamptz),
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
@@ -1563,8 +1563,10 @@ func (q *Queries) LiveLeasesOfTenants(ctx context.Context, arg LiveLeasesOfTenan
 }
 
 const lockConcurrencyKeys = `-- name: LockConcurrencyKeys :exec
-SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
-FROM (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u
+SELECT pg_advisory_xact_lock(h.h)
+FROM (SELECT DISTINCT hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END) AS h
+      FROM (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u) AS h
+ORDER BY h.h
 `
 
 type LockConcurrencyKeysParams struct {
@@ -1576,28 +1578,36 @@ type LockConcurrencyKeysParams struct {
 // commits; the pairs come sorted so two claimers never wait on each other in
 // a cycle. A global key locks the hash of the key alone, as before key
 // scopes existed (D11), so processes of both versions exclude each other.
+// In the order of the keys, as LockJobs.
 func (q *Queries) LockConcurrencyKeys(ctx context.Context, arg LockConcurrencyKeysParams) error {
 	_, err := q.db.Exec(ctx, lockConcurrencyKeys, arg.Scopes, arg.Keys)
 	return err
 }
 
 const lockJobs = `-- name: LockJobs :exec
-SELECT pg_advisory_xact_lock(1685222009, hashtext(u.job))
-FROM (SELECT unnest($1::text[]) AS job) AS u
+SELECT pg_advisory_xact_lock(1685222009, h.h)
+FROM (SELECT DISTINCT hashtext(u.job) AS h FROM (SELECT unnest($1::text[]) AS job) AS u) AS h
+ORDER BY h.h
 `
 
 // Step 2 for jobs with a limit: claimers of the same job queue here until
 // the holder commits, jobs sorted so that no two claimers wait in a cycle
 // (every claimer takes its concurrency-key locks first). The two-key form
 // keeps these locks apart from the concurrency keys' one-key locks.
+// The locks are taken in the order of their keys (the hashes), not of the
+// names: two names whose hashes collide are one lock, and an order by name
+// would take it at two places (a volatile function in the select list is
+// evaluated after ORDER BY).
 func (q *Queries) LockJobs(ctx context.Context, jobs []string) error {
 	_, err := q.db.Exec(ctx, lockJobs, jobs)
 	return err
 }
 
 const lockTenants = `-- name: LockTenants :exec
-SELECT pg_advisory_xact_lock(1685222010, hashtext(u.job || chr(31) || u.scope))
-FROM (SELECT unnest($1::text[]) AS job, unnest($2::text[]) AS scope) AS u
+SELECT pg_advisory_xact_lock(1685222010, h.h)
+FROM (SELECT DISTINCT hashtext(u.job || chr(31) || u.scope) AS h
+      FROM (SELECT unnest($1::text[]) AS job, unnest($2::text[]) AS scope) AS u) AS h
+ORDER BY h.h
 `
 
 type LockTenantsParams struct {
@@ -1608,6 +1618,7 @@ type LockTenantsParams struct {
 // Step 2 for jobs with a per-tenant limit: claimers of the same job and
 // key scope queue here, the pairs sorted, after the jobs' locks; a key
 // space of its own (the two-key form's first key).
+// In the order of the keys, as LockJobs.
 func (q *Queries) LockTenants(ctx context.Context, arg LockTenantsParams) error {
 	_, err := q.db.Exec(ctx, lockTenants, arg.Jobs, arg.Scopes)
 	return err
@@ -1713,7 +1724,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = $1::timestamptz,
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
