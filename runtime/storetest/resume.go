@@ -201,7 +201,7 @@ var resumeCases = []Case{
 		var calls Counter
 		broken.Store(true)
 		job := fixableJob("retried", &broken, nil, &calls)
-		job.Retry = &durably.RetryPolicy{MaxAttempts: 2, Backoff: durably.BackoffFixed, Initial: time.Millisecond}
+		job.Retry = &durably.RetryPolicy{MaxAttempts: 3, Backoff: durably.BackoffFixed, Initial: time.Millisecond}
 		j := durably.MustRegister(e, job)
 		ctx := Ctx(t)
 		r := MustTrigger(t, j, Msg{"m"})
@@ -218,15 +218,15 @@ var resumeCases = []Case{
 			return run
 		}
 		failed := untilSettled()
-		if failed.Status != durably.StatusFailed || calls.Get("two") != 2 || len(failed.Attempts) != 2 {
+		if failed.Status != durably.StatusFailed || calls.Get("two") != 3 || len(failed.Attempts) != 3 {
 			t.Fatalf("first life: %+v, two called %d times", failed, calls.Get("two"))
 		}
 		if _, err := e.Resume(ctx, r.ID); err != nil {
 			t.Fatal(err)
 		}
 		again := untilSettled()
-		if again.Status != durably.StatusFailed || calls.Get("two") != 4 || calls.Get("one") != 1 || len(again.Attempts) != 4 {
-			t.Fatalf("second life: %+v; one called %d, two %d times (want 1, 4: two attempts more)", again, calls.Get("one"), calls.Get("two"))
+		if again.Status != durably.StatusFailed || calls.Get("two") != 6 || calls.Get("one") != 1 || len(again.Attempts) != 6 {
+			t.Fatalf("second life: %+v; one called %d, two %d times (want 1, 6: three attempts more)", again, calls.Get("one"), calls.Get("two"))
 		}
 	}},
 	{"R-265 a resumed run takes its concurrency key back, or is refused while a pending run holds it", func(t *testing.T, h *Harness) {
