@@ -249,6 +249,8 @@ func (h *Handler[C, L]) serve(w http.ResponseWriter, r *http.Request, path strin
 		h.withRun(req, OpSteps, h.getLogs)
 	case r.Method == http.MethodPost && path == "/retrigger":
 		h.withRun(req, OpRetrigger, h.retrigger)
+	case r.Method == http.MethodPost && path == "/resume":
+		h.withRun(req, OpResume, h.resume)
 	case r.Method == http.MethodPost && path == "/cancel":
 		h.withRun(req, OpCancel, h.cancel)
 	case r.Method == http.MethodDelete && path == "/run":
@@ -749,6 +751,19 @@ func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
 		return
 	}
 	b := appendString([]byte(`{"success":true,"runId":`), fresh.ID)
+	writeJSON(req.w, append(b, '}'))
+}
+
+// resume serves POST /resume, an addition of durably-go (H-120): the run
+// goes on from its first unfinished step (R-260); the answer names it as
+// /retrigger names its new run.
+func (h *Handler[C, L]) resume(req *request[C], run *durably.Run) {
+	resumed, err := h.e.Resume(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	b := appendString([]byte(`{"success":true,"runId":`), resumed.ID)
 	writeJSON(req.w, append(b, '}'))
 }
 
