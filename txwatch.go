@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably/store"
@@ -20,7 +21,10 @@ import (
 // few milliseconds; one that rolls back is forgotten at the window's end,
 // having announced nothing; runs of a later commit are claimed at the
 // next poll, unannounced. All of a call's runs commit together, so one of
-// them stands for all. The probes are reads by primary key, batched: one
+// them stands for all. A run this process claims before the watch looks
+// (a poll, or the claim that waited for the caller's lock on SQLite) has
+// its trigger announced first (claimed), so that here run:trigger always
+// comes before the run's other events. The probes are reads by primary key, batched: one
 // read per interval however many triggers wait.
 const (
 	commitPollFirst   = time.Millisecond
@@ -39,8 +43,12 @@ type commitWatch struct {
 	e    *Engine
 	kick chan struct{} // a trigger was added
 
+	// waiting is len(entries), read without the lock by claimed.
+	waiting atomic.Int64
+
 	mu      sync.Mutex
 	entries []*awaitedCommit
+	byRun   map[string]*awaitedCommit // each created run's trigger
 	// life is the running goroutine's context, nil while none runs; end
 	// ends it, and done closes when it returned.
 	life context.Context
@@ -50,9 +58,10 @@ type commitWatch struct {
 
 // awaitedCommit is one transactional trigger whose commit is awaited.
 type awaitedCommit struct {
-	probe  string  // a run the trigger created
-	events []Event // what the trigger announces once committed
-	ready  bool    // one of its runs is claimable at once
+	probe  string   // a run the trigger created
+	runs   []string // all of them
+	events []Event  // what the trigger announces once committed
+	ready  bool     // one of its runs is claimable at once
 	wakeAt []time.Time
 	until  time.Time // the end of the window, on the wall clock
 	next   time.Time // when to look next
@@ -75,6 +84,7 @@ func (w *commitWatch) await(te store.TxEnqueuer, runs []store.NewRun, enqueued [
 			if a.probe == "" {
 				a.probe = en.Run.ID
 			}
+			a.runs = append(a.runs, en.Run.ID)
 			if en.Run.RunAt.IsZero() {
 				a.ready = true
 			} else {
@@ -94,9 +104,16 @@ func (w *commitWatch) await(te store.TxEnqueuer, runs []store.NewRun, enqueued [
 	defer w.mu.Unlock()
 	if len(w.entries) >= maxAwaitedCommits {
 		w.entries[0].over = true
-		w.entries = w.entries[1:]
+		w.prune()
 	}
 	w.entries = append(w.entries, a)
+	if w.byRun == nil {
+		w.byRun = map[string]*awaitedCommit{}
+	}
+	for _, id := range a.runs {
+		w.byRun[id] = a
+	}
+	w.waiting.Store(int64(len(w.entries)))
 	if w.life == nil {
 		w.life, w.end = context.WithCancel(context.Background())
 		w.done = make(chan struct{})
@@ -111,7 +128,8 @@ func (w *commitWatch) await(te store.TxEnqueuer, runs []store.NewRun, enqueued [
 func (w *commitWatch) close() {
 	w.mu.Lock()
 	life, end, done := w.life, w.end, w.done
-	w.life, w.entries = nil, nil
+	w.life, w.entries, w.byRun = nil, nil, nil
+	w.waiting.Store(0)
 	w.mu.Unlock()
 	if life != nil {
 		end()
@@ -202,11 +220,45 @@ func (w *commitWatch) look(ctx context.Context, te store.TxEnqueuer) {
 			a.next = now.Add(a.step)
 		}
 	}
-	w.entries = slices.DeleteFunc(w.entries, func(a *awaitedCommit) bool { return a.over })
+	w.prune()
 	w.mu.Unlock()
 	for _, a := range announce {
 		w.announce(a)
 	}
+}
+
+// prune forgets the triggers that are over; w.mu is held.
+func (w *commitWatch) prune() {
+	w.entries = slices.DeleteFunc(w.entries, func(a *awaitedCommit) bool {
+		if a.over {
+			for _, id := range a.runs {
+				delete(w.byRun, id)
+			}
+		}
+		return a.over
+	})
+	w.waiting.Store(int64(len(w.entries)))
+}
+
+// claimed is called when this process claimed a run, before the run's
+// first event: a run of an awaited trigger that is claimed was committed,
+// whatever woke the claim (a poll, the commit's wake-up of another
+// engine's worker, a lock that the caller's transaction held), so its
+// trigger is announced first, and its events keep their order here.
+func (w *commitWatch) claimed(runID string) {
+	if w.waiting.Load() == 0 {
+		return
+	}
+	w.mu.Lock()
+	a := w.byRun[runID]
+	if a == nil || a.over {
+		w.mu.Unlock()
+		return
+	}
+	a.over = true
+	w.prune()
+	w.mu.Unlock()
+	w.announce(a)
 }
 
 // announce emits a committed trigger's events and wakes the worker for its
