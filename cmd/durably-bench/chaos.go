@@ -94,13 +94,15 @@ func chaosChild(c *config) error {
 			effects.Write("complete", ev.RunID, 0)
 		}
 	})
-	durably.MustRegister(e, chaosJob(effects))
+	job := durably.MustRegister(e, chaosJob(effects))
 	if err := e.Init(ctx); err != nil {
 		return err
 	}
+	stopOrders := startChildOrders(ctx, st, job)
 	sig := make(chan os.Signal, 1)
 	signalNotify(sig)
 	<-sig
+	stopOrders()
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return e.Stop(stopCtx)
@@ -118,6 +120,10 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 		return err
 	}
 	job := durably.MustRegister(e, chaosJob(nil))
+	defer func() { _ = e.Stop(ctx) }() // ends the watch of its transactions' commits
+	if err := createOrders(ctx, e.Store()); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "durably-chaos-")
 	if err != nil {
 		return err
@@ -180,10 +186,15 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	}
 	var mu sync.Mutex
 	killed := map[int]bool{}
-	spawn := func() (*exec.Cmd, chan error, error) {
+	// Workers place orders (transactional triggers) while they work, so
+	// that kills land inside their transactions; the last one does not.
+	spawn := func(orders bool) (*exec.Cmd, chan error, error) {
 		cmd := exec.Command(self, "-chaos-child", "-db", target, "-slots", strconv.Itoa(c.slots), "-sqlite-synchronous", c.sync)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.Env = append(os.Environ(), chaosEffectsEnv+"="+effects)
+		if orders {
+			cmd.Env = append(cmd.Env, chaosOrdersEnv+"=1")
+		}
 		if err := cmd.Start(); err != nil {
 			return nil, nil, err
 		}
@@ -220,10 +231,20 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 		}
 	}()
 
+	// The parent places orders too, rolling every fourth transaction back.
+	var rolledBack []string
+	ordersDone := make(chan struct{})
+	go func() {
+		defer close(ordersDone)
+		chaosOrders(ctx, e.Store(), job, 2*orderBase, 25*time.Millisecond, stopTriggers,
+			func(id string) { mu.Lock(); acked[id] = true; mu.Unlock() },
+			func(id string) { mu.Lock(); rolledBack = append(rolledBack, id); mu.Unlock() })
+	}()
+
 	completedCount := func() (int, error) { return countStatus(ctx, e, durably.StatusCompleted) }
 
 	// The outage, with a worker in the middle of its runs.
-	cmd, done, err := spawn()
+	cmd, done, err := spawn(true)
 	if err != nil {
 		return err
 	}
@@ -260,7 +281,7 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 
 	// The kills.
 	for k := 1; k < c.kills; k++ {
-		cmd, done, err := spawn()
+		cmd, done, err := spawn(true)
 		if err != nil {
 			return err
 		}
@@ -273,19 +294,21 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	}
 	close(stopTriggers)
 	<-triggersDone
+	<-ordersDone
 
-	// A last worker finishes everything.
-	cmd, done, err = spawn()
+	// A last worker finishes everything: the acknowledged runs and the
+	// runs of the orders the killed workers committed.
+	cmd, done, err = spawn(false)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
 	for {
-		n, err := completedCount()
+		active, err := e.ListRuns(ctx, durably.RunFilter{Statuses: []durably.Status{durably.StatusPending, durably.StatusLeased}, Limit: 1})
 		if err != nil {
 			return err
 		}
-		if n >= len(acked) || time.Since(t0) > 3*time.Minute {
+		if len(active) == 0 || time.Since(t0) > 3*time.Minute {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -311,7 +334,16 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 			}
 		}
 	}
+	orders, err := checkOrders(ctx, e, rolledBack)
+	if err != nil {
+		return err
+	}
 	set := func(name string, v float64, unit string) { r.Metrics[name], r.Units[name] = v, unit }
+	set("orders", float64(orders.orders), "")
+	set("orders_rolled_back", float64(len(rolledBack)), "")
+	set("orders_lost", float64(orders.lost), "")
+	set("orphan_order_runs", float64(orders.orphans), "")
+	set("rolled_back_runs_present", float64(orders.rolledBackPresent), "")
 	set("kills", float64(len(killed)), "")
 	set("runs", float64(len(acked)), "")
 	set("keyed_runs", float64(len(keyed)), "")
@@ -327,6 +359,9 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	// breaks durability: both fail the workload (and CI's short run).
 	if lost > 0 || rep.RerunsAfterRecord > 0 || rep.RerunsWithoutKill > 0 || rep.CompletedTwice > 0 {
 		return fmt.Errorf("guarantee broken: %s; first violation: %s", formatMetrics(r.Metrics, r.Units), rep.First)
+	}
+	if err := orders.err(); err != nil {
+		return fmt.Errorf("guarantee broken: %s: %w", formatMetrics(r.Metrics, r.Units), err)
 	}
 	return nil
 }
