@@ -154,6 +154,16 @@ func (e *Engine) TriggerRaw(ctx context.Context, req TriggerRequest) (*TriggerRe
 // BatchTriggerRaw is BatchTrigger for untyped requests, possibly of
 // several jobs, in one transaction.
 func (e *Engine) BatchTriggerRaw(ctx context.Context, reqs []TriggerRequest) ([]TriggerResult, error) {
+	parsed, err := e.parseRequests(reqs)
+	if err != nil {
+		return nil, err
+	}
+	return e.triggerBatch(ctx, parsed)
+}
+
+// parseRequests parses a batch's requests, naming the index of a bad one
+//
+func (e *Engine) parseRequests(reqs []TriggerRequest) ([]parsedTrigger, error) {
 	parsed := make([]parsedTrigger, len(reqs))
 	for i, r := range reqs {
 		p, err := e.parseRequest(r)
@@ -162,7 +172,7 @@ func (e *Engine) BatchTriggerRaw(ctx context.Context, reqs []TriggerRequest) ([]
 		}
 		parsed[i] = p
 	}
-	return e.triggerBatch(ctx, parsed)
+	return parsed, nil
 }
 
 func (e *Engine) parseRequest(req TriggerRequest) (parsedTrigger, error) {

@@ -39,13 +39,9 @@ func (e *Engine) TriggerRawTx(ctx context.Context, tx Tx, req TriggerRequest) (*
 // runs of one call are all or nothing inside tx, and a refused batch
 // undoes its own writes only, leaving tx usable.
 func (e *Engine) BatchTriggerRawTx(ctx context.Context, tx Tx, reqs []TriggerRequest) ([]TriggerResult, error) {
-	parsed := make([]parsedTrigger, len(reqs))
-	for i, r := range reqs {
-		p, err := e.parseRequest(r)
-		if err != nil {
-			return nil, indexError(err, i)
-		}
-		parsed[i] = p
+	parsed, err := e.parseRequests(reqs)
+	if err != nil {
+		return nil, err
 	}
 	return e.batchTriggerTx(ctx, tx, parsed)
 }

@@ -746,11 +746,17 @@ func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
 	fresh, err := h.e.Retrigger(req.r.Context(), run.ID)
+	h.answerRun(req, fresh, err)
+}
+
+// answerRun answers a run action that names a run (H-043, H-120): the
+// error, or {"success":true,"runId"}.
+func (h *Handler[C, L]) answerRun(req *request[C], run *durably.Run, err error) {
 	if err != nil {
 		h.fail(req, err)
 		return
 	}
-	b := appendString([]byte(`{"success":true,"runId":`), fresh.ID)
+	b := appendString([]byte(`{"success":true,"runId":`), run.ID)
 	writeJSON(req.w, append(b, '}'))
 }
 
@@ -759,12 +765,7 @@ func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
 // /retrigger names its new run.
 func (h *Handler[C, L]) resume(req *request[C], run *durably.Run) {
 	resumed, err := h.e.Resume(req.r.Context(), run.ID)
-	if err != nil {
-		h.fail(req, err)
-		return
-	}
-	b := appendString([]byte(`{"success":true,"runId":`), resumed.ID)
-	writeJSON(req.w, append(b, '}'))
+	h.answerRun(req, resumed, err)
 }
 
 func (h *Handler[C, L]) cancel(req *request[C], run *durably.Run) {
