@@ -292,4 +292,41 @@ var resumeCases = []Case{
 			}
 		}
 	}},
+	{"D4 R-253 R-264 a transactional trigger's commit and a resume wake idle workers of other processes", func(t *testing.T, h *Harness) {
+		if h.Store.Wakeups() == nil {
+			t.Skipf("store %T does not wake other processes", h.Store)
+		}
+		producer := h.Engine(func(c *durably.Config) { c.PreserveSteps = true })
+		var broken atomic.Bool
+		var calls Counter
+		broken.Store(true)
+		job := fixableJob("fixable", &broken, nil, &calls)
+		pj := durably.MustRegister(producer, job)
+		claims := &countingClaims{Store: h.OpenStore()}
+		consumer := h.EngineOn(claims, func(c *durably.Config) { c.PollingInterval = time.Hour; c.PreserveSteps = true })
+		durably.MustRegister(consumer, job)
+		if err := consumer.Start(); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, "the worker's first claim", func() bool { return claims.calls.Load() >= 1 })
+		ctx := Ctx(t)
+		tx := h.begin(ctx)
+		res, err := pj.TriggerTx(ctx, tx.Tx(), Msg{"m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ended := func(status durably.Status) {
+			t.Helper()
+			Eventually(t, "the other process to run the run", func() bool { return MustGet(t, producer, res.Run.ID).Status == status })
+		}
+		ended(durably.StatusFailed)
+		broken.Store(false)
+		if _, err := producer.Resume(ctx, res.Run.ID); err != nil {
+			t.Fatal(err)
+		}
+		ended(durably.StatusCompleted)
+	}},
 }
