@@ -324,6 +324,9 @@ var resumeCases = []Case{
 		}
 		ended(durably.StatusFailed)
 		broken.Store(false)
+		// The claim the consumer makes as the failed run's slot frees must
+		// be over: the resumed run is then found only by a wake-up.
+		time.Sleep(quiet)
 		if _, err := producer.Resume(ctx, res.Run.ID); err != nil {
 			t.Fatal(err)
 		}
