@@ -749,7 +749,7 @@ func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
 	h.answerRun(req, fresh, err)
 }
 
-// answerRun answers a run action that names a run (H-043, H-120): the
+// answerRun answers a run action that names a run (H-077, H-120): the
 // error, or {"success":true,"runId"}.
 func (h *Handler[C, L]) answerRun(req *request[C], run *durably.Run, err error) {
 	if err != nil {
