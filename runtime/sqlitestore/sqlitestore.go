@@ -159,8 +159,11 @@ func Open(path string, opts Options) (*Store, error) {
 		rdb.Close()
 		return nil, err
 	}
-	// The application's pool connects on first use only.
-	adb, err := sql.Open(sqlitedriver.Name, path+sep+common+readerCache+"&_txlock=immediate")
+	// The application's pool connects on first use only. Its connections
+	// keep SQLite's default for foreign keys, which the store's turn off.
+	appSettings := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)",
+		opts.BusyTimeout.Milliseconds(), opts.Synchronous)
+	adb, err := sql.Open(sqlitedriver.Name, path+sep+appSettings+readerCache+"&_txlock=immediate")
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
