@@ -64,6 +64,7 @@ const stepFlushDelay = time.Millisecond
 // goroutine or timer of the run outlives execute.
 func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	defer keeper.stop()
+	e.commits.claimed(run.ID)
 	job := e.job(run.JobName)
 	if job == nil {
 		e.failUnregistered(run, keeper.lease)

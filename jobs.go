@@ -494,11 +494,7 @@ func (h *TypedJob[I, O, L]) Trigger(ctx context.Context, input I, opts ...Option
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.e.triggerParsed(ctx, []parsedTrigger{{job: h.job.Name, input: raw, opts: o.trigger}}, false)
-	if err != nil {
-		return nil, err
-	}
-	return &res[0], nil
+	return h.e.triggerOne(ctx, parsedTrigger{job: h.job.Name, input: raw, opts: o.trigger})
 }
 
 // BatchItem is one item of a batch trigger.
@@ -510,6 +506,16 @@ type BatchItem[I any] struct {
 // BatchTrigger creates many runs in one transaction, all or nothing (R-045 …
 // Results are in item order.
 func (h *TypedJob[I, O, L]) BatchTrigger(ctx context.Context, items []BatchItem[I]) ([]TriggerResult, error) {
+	parsed, err := h.parseBatch(items)
+	if err != nil {
+		return nil, err
+	}
+	return h.e.triggerBatch(ctx, parsed)
+}
+
+// parseBatch encodes a batch's inputs, naming the index of a bad one
+//
+func (h *TypedJob[I, O, L]) parseBatch(items []BatchItem[I]) ([]parsedTrigger, error) {
 	parsed := make([]parsedTrigger, len(items))
 	for i, it := range items {
 		raw, err := h.job.encodeInput(it.Input)
@@ -518,7 +524,7 @@ func (h *TypedJob[I, O, L]) BatchTrigger(ctx context.Context, items []BatchItem[
 		}
 		parsed[i] = parsedTrigger{job: h.job.Name, input: raw, opts: collectOptions(it.Options).trigger}
 	}
-	return h.e.triggerParsed(ctx, parsed, true)
+	return parsed, nil
 }
 
 // Outcome is the result of a completed run.

@@ -134,8 +134,11 @@ func (e *Engine) Start() error {
 // ErrShutdown: their steps' contexts end, nothing more is recorded for
 // them, and their leases are handed back so that another worker resumes
 // them at once. Stop then returns ctx's error. Stop on a stopped engine
-// returns nil at once.
+// returns nil at once. Stop also ends the watch of transactional
+// triggers' commits: a run whose transaction commits later is
+// claimed by polling, unannounced.
 func (e *Engine) Stop(ctx context.Context) error {
+	e.commits.close()
 	w := &e.worker
 	w.mu.Lock()
 	if !w.running {

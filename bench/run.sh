@@ -25,6 +25,7 @@ run() {
 for db in "$SQLITE" "$PG"; do
   run -db "$db" -workload enqueue
   run -db "$db" -workload enqueue-batch
+  run -db "$db" -workload enqueue-tx
   run -db "$db" -workload process -slots 8
   run -db "$db" -workload process -slots 1
   run -db "$db" -workload latency

@@ -507,15 +507,11 @@ func (g *emitter) jobs() {
 			labelsArg = "Labels{}"
 		}
 		g.p("// Trigger creates a run of job %q (or finds the idempotent or coalesced one).", j.Name)
-		g.p("func (j *%s) Trigger(ctx context.Context%s, opts TriggerOptions) (*%s, durably.Disposition, error) {", handle, params, run)
-		g.p("res, err := j.job.Trigger(ctx, %s, typed.Apply(typed.WithLabels(%s, opts))...)", inArg, labelsArg)
-		g.p("if err != nil {")
-		g.p("return nil, \"\", err")
-		g.p("}")
-		g.p("r, err := durably.DecodeRun[%s, %s, Labels](res.Run)", in, out)
-		g.p("return r, res.Disposition, err")
-		g.p("}")
-		g.p("")
+		g.emitTrigger(handle, "Trigger", params, inArg, labelsArg, in, out, run)
+		g.p("// TriggerTx is Trigger written in tx, a transaction of the caller's on the")
+		g.p("// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only")
+		g.p("// if tx commits (durably.Engine.TriggerRawTx).")
+		g.emitTrigger(handle, "TriggerTx", ", tx durably.Tx"+params, "tx, "+inArg, labelsArg, in, out, run)
 		g.p("// TriggerAndWait triggers job %q and waits for the run's output; wait", j.Name)
 		g.p("// takes durably.WithTimeout and the other wait options.")
 		g.p("func (j *%s) TriggerAndWait(ctx context.Context%s, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[%s], error) {", handle, params, out)
@@ -982,4 +978,19 @@ func literal(s string) string {
 		return strconv.Quote(s)
 	}
 	return "`" + s + "`"
+}
+
+// emitTrigger writes a typed handle's trigger method name, whose
+// parameters after ctx are params, calling the engine's handle method of
+// the same name with args and the labels and options.
+func (g *emitter) emitTrigger(handle, name, params, args, labelsArg, in, out, run string) {
+	g.p("func (j *%s) %s(ctx context.Context%s, opts TriggerOptions) (*%s, durably.Disposition, error) {", handle, name, params, run)
+	g.p("res, err := j.job.%s(ctx, %s, typed.Apply(typed.WithLabels(%s, opts))...)", name, args, labelsArg)
+	g.p("if err != nil {")
+	g.p("return nil, \"\", err")
+	g.p("}")
+	g.p("r, err := durably.DecodeRun[%s, %s, Labels](res.Run)", in, out)
+	g.p("return r, res.Disposition, err")
+	g.p("}")
+	g.p("")
 }

@@ -94,13 +94,15 @@ func chaosChild(c *config) error {
 			effects.Write("complete", ev.RunID, 0)
 		}
 	})
-	durably.MustRegister(e, chaosJob(effects))
+	job := durably.MustRegister(e, chaosJob(effects))
 	if err := e.Init(ctx); err != nil {
 		return err
 	}
+	stopOrders := startChildOrders(ctx, st, job)
 	sig := make(chan os.Signal, 1)
 	signalNotify(sig)
 	<-sig
+	stopOrders()
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return e.Stop(stopCtx)
@@ -111,156 +113,224 @@ func isPostgres(db string) bool {
 	return err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql")
 }
 
+// chaosRun is one repetition of the chaos workload: the parent's engine
+// and what it learns as the workers are killed.
+type chaosRun struct {
+	ctx     context.Context
+	c       *config
+	e       *durably.Engine
+	job     *durably.JobHandle[chaosInput, int]
+	effects string // the effect log's path
+	target  string // the database as the workers reach it
+	self    string // this program, which the workers run
+
+	mu         sync.Mutex
+	acked      map[string]bool // every run a trigger acknowledged as created
+	keyed      map[string]bool // those with a concurrency key
+	rolledBack []string        // runs of the parent's rolled-back orders
+	killed     map[int]bool    // pids of the workers killed
+}
+
 // wlChaos: c.n runs, c.kills SIGKILLs, one outage; counts what was lost.
 func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	e, err := db.engine(ctx, durably.Config{})
 	if err != nil {
 		return err
 	}
-	job := durably.MustRegister(e, chaosJob(nil))
+	defer func() { _ = e.Stop(ctx) }() // ends the watch of its transactions' commits
+	if err := createOrders(ctx, e.Store()); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "durably-chaos-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	effects := filepath.Join(dir, "effects.log")
-
-	acked := map[string]bool{} // every run a trigger acknowledged as created
-	keyed := map[string]bool{}
-	for start := 0; start < c.n; start += batchSize {
-		items := make([]durably.BatchItem[chaosInput], 0, batchSize)
-		for i := start; i < min(start+batchSize, c.n); i++ {
-			items = append(items, durably.BatchItem[chaosInput]{Input: chaosInput{I: i}})
-		}
-		res, err := job.BatchTrigger(ctx, items)
-		if err != nil {
-			return err
-		}
-		for _, t := range res {
-			acked[t.Run.ID] = true
-		}
-	}
-
-	// Children reach PostgreSQL through a fault proxy, so that the outage
-	// is a refused and reset connection, as in a server restart. SQLite's
-	// outage is another connection holding the write lock.
-	target := db.target
-	var down, up func() error
-	if db.kind == "postgres" {
-		u, err := url.Parse(db.target)
-		if err != nil {
-			return err
-		}
-		proxy, err := faultproxy.Start(u.Host)
-		if err != nil {
-			return err
-		}
-		defer proxy.Close()
-		u.Host = proxy.Addr()
-		target = u.String()
-		down = func() error { proxy.Reset(); return proxy.Refuse() }
-		up = proxy.Restore
-	} else {
-		var lock *sql.DB
-		var tx *sql.Tx
-		down = func() error {
-			var err error
-			if lock, err = sql.Open("sqlite", db.target+"?_txlock=immediate&_pragma=busy_timeout(10000)"); err != nil {
-				return err
-			}
-			tx, err = lock.Begin()
-			return err
-		}
-		up = func() error { return errors.Join(tx.Rollback(), lock.Close()) }
-	}
-
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
-	killed := map[int]bool{}
-	spawn := func() (*exec.Cmd, chan error, error) {
-		cmd := exec.Command(self, "-chaos-child", "-db", target, "-slots", strconv.Itoa(c.slots), "-sqlite-synchronous", c.sync)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		cmd.Env = append(os.Environ(), chaosEffectsEnv+"="+effects)
-		if err := cmd.Start(); err != nil {
-			return nil, nil, err
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		return cmd, done, nil
+	cr := &chaosRun{ctx: ctx, c: c, e: e, job: durably.MustRegister(e, chaosJob(nil)), effects: filepath.Join(dir, "effects.log"),
+		self: self, acked: map[string]bool{}, keyed: map[string]bool{}, killed: map[int]bool{}}
+	if err := cr.triggerBacklog(); err != nil {
+		return err
 	}
-	kill := func(cmd *exec.Cmd, done chan error) {
-		_ = cmd.Process.Kill()
-		<-done
-		mu.Lock()
-		killed[cmd.Process.Pid] = true
-		mu.Unlock()
-	}
-
-	// Keyed runs keep arriving while workers die: one pending run per key
-	// at most, the rest coalesce onto it.
-	stopTriggers := make(chan struct{})
-	triggersDone := make(chan struct{})
-	go func() {
-		defer close(triggersDone)
-		for i := 0; ; i++ {
-			select {
-			case <-stopTriggers:
-				return
-			case <-time.After(25 * time.Millisecond):
-			}
-			res, err := job.Trigger(ctx, chaosInput{I: -i}, durably.WithConcurrencyKey("key-"+strconv.Itoa(i%4)), durably.WithCoalesceSkip())
-			if err == nil && res.Disposition == durably.Created {
-				mu.Lock()
-				acked[res.Run.ID], keyed[res.Run.ID] = true, true
-				mu.Unlock()
-			}
-		}
-	}()
-
-	completedCount := func() (int, error) { return countStatus(ctx, e, durably.StatusCompleted) }
-
-	// The outage, with a worker in the middle of its runs.
-	cmd, done, err := spawn()
+	target, down, up, closeOutage, err := chaosOutageOf(db)
 	if err != nil {
 		return err
 	}
-	time.Sleep(500 * time.Millisecond) // let it claim and work
-	if err := down(); err != nil {
-		return fmt.Errorf("outage: %w", err)
-	}
-	time.Sleep(chaosOutage)
-	before, err := completedCount()
+	defer closeOutage()
+	cr.target = target
+
+	stop := make(chan struct{})
+	arrivals := cr.keepTriggering(stop)
+	resume, err := cr.outage(down, up)
 	if err != nil {
 		return err
 	}
-	if err := up(); err != nil {
-		return fmt.Errorf("end of outage: %w", err)
+	if err := cr.kills(); err != nil {
+		return err
 	}
-	back := time.Now()
-	var resume time.Duration
-	for {
-		n, err := completedCount()
+	close(stop)
+	arrivals.Wait()
+	if err := cr.finish(); err != nil {
+		return err
+	}
+	return cr.report(r, resume)
+}
+
+// triggerBacklog triggers the c.n runs the workers start with.
+func (cr *chaosRun) triggerBacklog() error {
+	for start := 0; start < cr.c.n; start += batchSize {
+		items := make([]durably.BatchItem[chaosInput], 0, batchSize)
+		for i := start; i < min(start+batchSize, cr.c.n); i++ {
+			items = append(items, durably.BatchItem[chaosInput]{Input: chaosInput{I: i}})
+		}
+		res, err := cr.job.BatchTrigger(cr.ctx, items)
 		if err != nil {
 			return err
 		}
+		for _, t := range res {
+			cr.acked[t.Run.ID] = true
+		}
+	}
+	return nil
+}
+
+// chaosOutageOf returns how workers reach the database and how to take it
+// away and give it back. Children reach PostgreSQL through a fault proxy,
+// so that the outage is a refused and reset connection, as in a server
+// restart. SQLite's outage is another connection holding the write lock.
+func chaosOutageOf(db *benchDB) (target string, down, up func() error, closeAll func(), err error) {
+	if db.kind == "postgres" {
+		u, err := url.Parse(db.target)
+		if err != nil {
+			return "", nil, nil, nil, err
+		}
+		proxy, err := faultproxy.Start(u.Host)
+		if err != nil {
+			return "", nil, nil, nil, err
+		}
+		u.Host = proxy.Addr()
+		return u.String(), func() error { proxy.Reset(); return proxy.Refuse() }, proxy.Restore, func() { proxy.Close() }, nil
+	}
+	var lock *sql.DB
+	var tx *sql.Tx
+	down = func() error {
+		var err error
+		if lock, err = sql.Open("sqlite", db.target+"?_txlock=immediate&_pragma=busy_timeout(10000)"); err != nil {
+			return err
+		}
+		tx, err = lock.Begin()
+		return err
+	}
+	up = func() error { return errors.Join(tx.Rollback(), lock.Close()) }
+	return db.target, down, up, func() {}, nil
+}
+
+// spawn starts a worker. Workers place orders (transactional triggers)
+// while they work, so that kills land inside their transactions; the last
+// one does not.
+func (cr *chaosRun) spawn(orders bool) (*exec.Cmd, chan error, error) {
+	cmd := exec.Command(cr.self, "-chaos-child", "-db", cr.target, "-slots", strconv.Itoa(cr.c.slots), "-sqlite-synchronous", cr.c.sync)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(os.Environ(), chaosEffectsEnv+"="+cr.effects)
+	if orders {
+		cmd.Env = append(cmd.Env, chaosOrdersEnv+"=1")
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, done, nil
+}
+
+func (cr *chaosRun) kill(cmd *exec.Cmd, done chan error) {
+	_ = cmd.Process.Kill()
+	<-done
+	cr.mu.Lock()
+	cr.killed[cmd.Process.Pid] = true
+	cr.mu.Unlock()
+}
+
+// keepTriggering triggers while workers die, until stop closes: keyed runs
+// (one pending run per key at most, the rest coalesce onto it) and orders
+// in transactions of the parent's, every fourth rolled back.
+func (cr *chaosRun) keepTriggering(stop chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			res, err := cr.job.Trigger(cr.ctx, chaosInput{I: -i}, durably.WithConcurrencyKey("key-"+strconv.Itoa(i%4)), durably.WithCoalesceSkip())
+			if err == nil && res.Disposition == durably.Created {
+				cr.mu.Lock()
+				cr.acked[res.Run.ID], cr.keyed[res.Run.ID] = true, true
+				cr.mu.Unlock()
+			}
+		}
+	})
+	wg.Go(func() {
+		chaosOrders(cr.ctx, cr.e.Store(), cr.job, 2*orderBase, 25*time.Millisecond, stop,
+			func(id string) { cr.mu.Lock(); cr.acked[id] = true; cr.mu.Unlock() },
+			func(id string) { cr.mu.Lock(); cr.rolledBack = append(cr.rolledBack, id); cr.mu.Unlock() })
+	})
+	return &wg
+}
+
+func (cr *chaosRun) completed() (int, error) {
+	return countStatus(cr.ctx, cr.e, durably.StatusCompleted)
+}
+
+// outage takes the database away for chaosOutage with a worker in the
+// middle of its runs, and returns how long after its return runs moved
+// again.
+func (cr *chaosRun) outage(down, up func() error) (time.Duration, error) {
+	cmd, done, err := cr.spawn(true)
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(500 * time.Millisecond) // let it claim and work
+	if err := down(); err != nil {
+		return 0, fmt.Errorf("outage: %w", err)
+	}
+	time.Sleep(chaosOutage)
+	before, err := cr.completed()
+	if err != nil {
+		return 0, err
+	}
+	if err := up(); err != nil {
+		return 0, fmt.Errorf("end of outage: %w", err)
+	}
+	back := time.Now()
+	for {
+		n, err := cr.completed()
+		if err != nil {
+			return 0, err
+		}
 		if n > before {
-			resume = time.Since(back)
 			break
 		}
 		if time.Since(back) > time.Minute {
-			return errors.New("no run completed within a minute of the database's return")
+			return 0, errors.New("no run completed within a minute of the database's return")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	kill(cmd, done)
+	resume := time.Since(back)
+	cr.kill(cmd, done)
 	fmt.Fprintf(os.Stderr, "chaos: runs moved again %v after the database came back\n", resume.Round(time.Millisecond))
+	return resume, nil
+}
 
-	// The kills.
-	for k := 1; k < c.kills; k++ {
-		cmd, done, err := spawn()
+// kills starts the other workers one after another, each SIGKILLed after
+// a random moment.
+func (cr *chaosRun) kills() error {
+	for k := 1; k < cr.c.kills; k++ {
+		cmd, done, err := cr.spawn(true)
 		if err != nil {
 			return err
 		}
@@ -269,52 +339,67 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 			return fmt.Errorf("worker exited on its own: %v", err)
 		case <-time.After(time.Duration(100+rand.IntN(500)) * time.Millisecond):
 		}
-		kill(cmd, done)
+		cr.kill(cmd, done)
 	}
-	close(stopTriggers)
-	<-triggersDone
+	return nil
+}
 
-	// A last worker finishes everything.
-	cmd, done, err = spawn()
+// finish lets a last worker finish everything: the acknowledged runs and
+// the runs of the orders the killed workers committed.
+func (cr *chaosRun) finish() error {
+	cmd, done, err := cr.spawn(false)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
 	for {
-		n, err := completedCount()
+		active, err := cr.e.ListRuns(cr.ctx, durably.RunFilter{Statuses: []durably.Status{durably.StatusPending, durably.StatusLeased}, Limit: 1})
 		if err != nil {
 			return err
 		}
-		if n >= len(acked) || time.Since(t0) > 3*time.Minute {
+		if len(active) == 0 || time.Since(t0) > 3*time.Minute {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = cmd.Process.Signal(os.Interrupt)
 	<-done
+	return nil
+}
 
-	rep, err := chaos.Analyze(effects, killed)
+// report counts what the crashes cost and fails when a guarantee broke.
+func (cr *chaosRun) report(r *result, resume time.Duration) error {
+	rep, err := chaos.Analyze(cr.effects, cr.killed)
 	if err != nil {
 		return err
 	}
 	lost, keyedFailed := 0, 0
-	for id := range acked {
-		run, err := e.GetRun(ctx, id)
+	for id := range cr.acked {
+		run, err := cr.e.GetRun(cr.ctx, id)
 		if err != nil {
 			return err
 		}
 		if run == nil || run.Status != durably.StatusCompleted {
 			lost++
-			if run != nil && run.Status == durably.StatusFailed && keyed[id] {
+			if run != nil && run.Status == durably.StatusFailed && cr.keyed[id] {
 				keyedFailed++
 				fmt.Fprintf(os.Stderr, "chaos: keyed run %s failed: %s\n", id, run.Error)
 			}
 		}
 	}
+	orders, err := checkOrders(cr.ctx, cr.e, cr.rolledBack)
+	if err != nil {
+		return err
+	}
 	set := func(name string, v float64, unit string) { r.Metrics[name], r.Units[name] = v, unit }
-	set("kills", float64(len(killed)), "")
-	set("runs", float64(len(acked)), "")
-	set("keyed_runs", float64(len(keyed)), "")
+	set("orders", float64(orders.orders), "")
+	set("orders_rolled_back", float64(len(cr.rolledBack)), "")
+	set("orders_lost", float64(orders.lost), "")
+	set("orphan_order_runs", float64(orders.orphans), "")
+	set("rolled_back_runs_present", float64(orders.rolledBackPresent), "")
+	set("kills", float64(len(cr.killed)), "")
+	set("runs", float64(len(cr.acked)), "")
+	set("keyed_runs", float64(len(cr.keyed)), "")
 	set("runs_lost", float64(lost-keyedFailed), "")
 	set("keyed_runs_failed", float64(keyedFailed), "")
 	set("steps_rerun_after_record", float64(rep.RerunsAfterRecord), "")
@@ -327,6 +412,9 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	// breaks durability: both fail the workload (and CI's short run).
 	if lost > 0 || rep.RerunsAfterRecord > 0 || rep.RerunsWithoutKill > 0 || rep.CompletedTwice > 0 {
 		return fmt.Errorf("guarantee broken: %s; first violation: %s", formatMetrics(r.Metrics, r.Units), rep.First)
+	}
+	if err := orders.err(); err != nil {
+		return fmt.Errorf("guarantee broken: %s: %w", formatMetrics(r.Metrics, r.Units), err)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 //
 //	durably-bench -db <sqlite path | postgres DSN> -workload <name> [-n N] [-slots K] [-reps R] [-json]
 //
-// Workloads: enqueue, enqueue-batch, process, latency, list, http, sse, multi,
+// Workloads: enqueue, enqueue-batch, enqueue-tx, process, latency, list, http, sse, multi,
 // and chaos (SIGKILLed worker processes and a database outage; it prints what
 // they cost instead of a speed).
 package main
@@ -77,6 +77,7 @@ type summary struct {
 var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *result) error{
 	"enqueue":       wlEnqueue,
 	"enqueue-batch": wlEnqueue,
+	"enqueue-tx":    wlEnqueueTx,
 	"process":       wlProcess,
 	"latency":       wlLatency,
 	"list":          wlList,
@@ -108,7 +109,7 @@ func defaultN(workload string) int {
 func main() {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | enqueue-tx | process | latency | list | http | sse | multi | chaos | retry | scheduled")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns); multi: per process, default 4")
 	flag.IntVar(&c.procs, "procs", 4, "multi: worker processes")

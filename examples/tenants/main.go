@@ -192,7 +192,7 @@ var auth = durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
 		if run.Labels.OrganizationID != c.OrgID {
 			return forbidden
 		}
-		if c.Role == tenantjobs.RoleViewer && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
+		if c.Role == tenantjobs.RoleViewer && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpResume || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
 			return forbidden
 		}
 		return nil

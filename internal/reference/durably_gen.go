@@ -196,6 +196,18 @@ func (j *ImportCSVJob) Trigger(ctx context.Context, in ImportCSVInput, labels Tr
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *ImportCSVJob) TriggerTx(ctx context.Context, tx durably.Tx, in ImportCSVInput, labels TriggerLabels, opts TriggerOptions) (*ImportCSVRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[ImportCSVInput, ImportCSVOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "import-csv" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *ImportCSVJob) TriggerAndWait(ctx context.Context, in ImportCSVInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[ImportCSVOutput], error) {
@@ -252,6 +264,18 @@ func (j *SendMailJob) Generic() *durably.TypedJob[SendMailInput, SendMailOutput,
 // Trigger creates a run of job "send-email" (or finds the idempotent or coalesced one).
 func (j *SendMailJob) Trigger(ctx context.Context, in SendMailInput, labels TriggerLabels, opts TriggerOptions) (*SendMailRun, durably.Disposition, error) {
 	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[SendMailInput, SendMailOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *SendMailJob) TriggerTx(ctx context.Context, tx durably.Tx, in SendMailInput, labels TriggerLabels, opts TriggerOptions) (*SendMailRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -319,6 +343,18 @@ func (j *PingJob) Generic() *durably.TypedJob[PingInput, PingOutput, Labels] { r
 // Trigger creates a run of job "ping" (or finds the idempotent or coalesced one).
 func (j *PingJob) Trigger(ctx context.Context, labels TriggerLabels, opts TriggerOptions) (*PingRun, durably.Disposition, error) {
 	res, err := j.job.Trigger(ctx, typed.NoInput{}, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[PingInput, PingOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *PingJob) TriggerTx(ctx context.Context, tx durably.Tx, labels TriggerLabels, opts TriggerOptions) (*PingRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, typed.NoInput{}, typed.Apply(typed.WithLabels(labels.l, opts))...)
 	if err != nil {
 		return nil, "", err
 	}

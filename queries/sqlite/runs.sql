@@ -259,6 +259,26 @@ SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
 WHERE id = sqlc.arg(id) AND status IN ('pending', 'leased')
 RETURNING *;
 
+-- name: ResumeRun :one
+-- A failed or cancelled run becomes pending again, claimable at once,
+-- keeping its steps, labels, keys, counters of steps, generation and
+-- history (store.Resumer, S-072). Its retries and crashes restart at 0,
+-- and started_at is cleared so that the claim sets it anew and the job's
+-- timeout counts from the resumed start. Refused by the pending unique
+-- index when the job has a pending run of the run's scope and concurrency
+-- key (R-036); the store reports a conflict.
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    started_at = NULL, completed_at = NULL, error = NULL, output = NULL, attempt = 0, crashes = 0,
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: CommittedRunIDs :many
+-- Which of the runs a transactional trigger created are visible, that is
+-- whose transaction committed (store.TxEnqueuer, S-071): by primary key.
+SELECT id FROM durably_runs WHERE id IN (sqlc.slice(ids));
+
 -- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = sqlc.arg(id) AND status IN ('completed', 'failed', 'cancelled')

@@ -348,6 +348,17 @@ func (c *Client[L]) Retrigger(ctx context.Context, id string) (string, error) {
 	return out.RunID, err
 }
 
+// Resume makes a failed or cancelled run pending again, to go on from its
+// first unfinished step (POST /resume, H-120, an addition of durably-go):
+// the same run, whose id it returns.
+func (c *Client[L]) Resume(ctx context.Context, id string) (string, error) {
+	var out struct {
+		RunID string `json:"runId"`
+	}
+	err := c.do(ctx, http.MethodPost, "/resume", url.Values{"runId": {id}}, nil, &out)
+	return out.RunID, err
+}
+
 // Delete deletes a finished run.
 func (c *Client[L]) Delete(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/run", url.Values{"runId": {id}}, nil, nil)

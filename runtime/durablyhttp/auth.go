@@ -45,7 +45,7 @@ type AuthConfig[C any, L durably.Labels[L]] struct {
 // Operation names what OnRunAccess is asked to allow.
 type Operation string
 
-// The operations on one run (H-063).
+// The operations on one run (H-063, and OpResume).
 const (
 	OpRead      Operation = "read"
 	OpSteps     Operation = "steps"
@@ -53,6 +53,8 @@ const (
 	OpRetrigger Operation = "retrigger"
 	OpCancel    Operation = "cancel"
 	OpDelete    Operation = "delete"
+	// OpResume guards POST /resume, an addition of durably-go (H-120).
+	OpResume Operation = "resume"
 )
 
 // TriggerRequest is a POST /trigger body (H-022) as OnTrigger sees it; the

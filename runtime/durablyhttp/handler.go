@@ -249,6 +249,8 @@ func (h *Handler[C, L]) serve(w http.ResponseWriter, r *http.Request, path strin
 		h.withRun(req, OpSteps, h.getLogs)
 	case r.Method == http.MethodPost && path == "/retrigger":
 		h.withRun(req, OpRetrigger, h.retrigger)
+	case r.Method == http.MethodPost && path == "/resume":
+		h.withRun(req, OpResume, h.resume)
 	case r.Method == http.MethodPost && path == "/cancel":
 		h.withRun(req, OpCancel, h.cancel)
 	case r.Method == http.MethodDelete && path == "/run":
@@ -744,12 +746,26 @@ func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
 	fresh, err := h.e.Retrigger(req.r.Context(), run.ID)
+	h.answerRun(req, fresh, err)
+}
+
+// answerRun answers a run action that names a run (H-077, H-120): the
+// error, or {"success":true,"runId"}.
+func (h *Handler[C, L]) answerRun(req *request[C], run *durably.Run, err error) {
 	if err != nil {
 		h.fail(req, err)
 		return
 	}
-	b := appendString([]byte(`{"success":true,"runId":`), fresh.ID)
+	b := appendString([]byte(`{"success":true,"runId":`), run.ID)
 	writeJSON(req.w, append(b, '}'))
+}
+
+// resume serves POST /resume, an addition of durably-go (H-120): the run
+// goes on from its first unfinished step (R-260); the answer names it as
+// /retrigger names its new run.
+func (h *Handler[C, L]) resume(req *request[C], run *durably.Run) {
+	resumed, err := h.e.Resume(req.r.Context(), run.ID)
+	h.answerRun(req, resumed, err)
 }
 
 func (h *Handler[C, L]) cancel(req *request[C], run *durably.Run) {

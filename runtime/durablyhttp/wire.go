@@ -99,7 +99,7 @@ func AppendProjection(b []byte, e *durably.Event) ([]byte, bool) {
 	w.Str("jobName", e.JobName)
 	switch e.Type {
 	case durably.EventRunTrigger, durably.EventRunLeased, durably.EventRunComplete, durably.EventRunFail,
-		durably.EventRunCancel, durably.EventRunDelete:
+		durably.EventRunCancel, durably.EventRunDelete, durably.EventRunResume:
 		w.Labels("labels", e.Labels)
 	case durably.EventRunCoalesced:
 		w.Labels("labels", e.Labels)

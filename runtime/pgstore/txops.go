@@ -25,6 +25,7 @@ var (
 	_ storekit.LeaseOps   = txOps{}
 	_ storekit.RemoveOps  = txOps{}
 	_ storekit.MigrateOps = txOps{}
+	_ storekit.ResumeOps  = txOps{}
 )
 
 // Savepoint is pgx's nested transaction, which is a SAVEPOINT on the same
@@ -50,6 +51,14 @@ func (o txOps) RunForUpdate(ctx context.Context, id string) (*store.Run, error) 
 
 func (o txOps) Cancel(ctx context.Context, id string, now time.Time) (*store.Run, error) {
 	return optionalRun(o.q.CancelRun(ctx, pgdb.CancelRunParams{Now: ts(now), ID: id}))
+}
+
+func (o txOps) Resume(ctx context.Context, id string, now time.Time) (*store.Run, error) {
+	return optionalRun(o.q.ResumeRun(ctx, pgdb.ResumeRunParams{Now: ts(now), ID: id}))
+}
+
+func (o txOps) DeleteUnfinishedSteps(ctx context.Context, runID string) error {
+	return o.q.DeleteUnfinishedSteps(ctx, runID)
 }
 
 func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {

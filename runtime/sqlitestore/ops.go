@@ -23,6 +23,7 @@ var (
 	_ storekit.CancelOps = txOps{}
 	_ storekit.LeaseOps  = txOps{}
 	_ storekit.RemoveOps = txOps{}
+	_ storekit.ResumeOps = txOps{}
 )
 
 // The savepoint statements are written here, not in queries/, because sqlc
@@ -54,6 +55,14 @@ func (o txOps) RunForUpdate(ctx context.Context, id string) (*store.Run, error) 
 
 func (o txOps) Cancel(ctx context.Context, id string, now time.Time) (*store.Run, error) {
 	return optionalRun(o.q.CancelRun(ctx, sqlitedb.CancelRunParams{Now: store.FormatTime(now), ID: id}))
+}
+
+func (o txOps) Resume(ctx context.Context, id string, now time.Time) (*store.Run, error) {
+	return optionalRun(o.q.ResumeRun(ctx, sqlitedb.ResumeRunParams{Now: store.FormatTime(now), ID: id}))
+}
+
+func (o txOps) DeleteUnfinishedSteps(ctx context.Context, runID string) error {
+	return o.q.DeleteUnfinishedSteps(ctx, runID)
 }
 
 func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {

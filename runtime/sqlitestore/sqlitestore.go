@@ -72,6 +72,8 @@ type Store struct {
 
 	wdb    *sql.DB // exactly one connection: the writer
 	rdb    *sql.DB // readers
+	adb    *sql.DB // the application's (DB), for transactions a trigger joins
+	file   string  // the database's file as SQLite names it (pragma_database_list)
 	writer *groupcommit.Writer[op]
 
 	closeOnce sync.Once
@@ -151,7 +153,25 @@ func Open(path string, opts Options) (*Store, error) {
 	rdb.SetMaxIdleConns(opts.ReadConns)
 	rdb.SetConnMaxLifetime(0)
 	rdb.SetConnMaxIdleTime(0)
+	file, err := mainFile(context.Background(), wdb)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, err
+	}
+	// The application's pool connects on first use only. Its connections
+	// keep SQLite's default for foreign keys, which the store's turn off.
+	appSettings := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)",
+		opts.BusyTimeout.Milliseconds(), opts.Synchronous)
+	adb, err := sql.Open(sqlitedriver.Name, path+sep+appSettings+readerCache+"&_txlock=immediate")
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
 	s := &Store{
+		adb:         adb,
+		file:        file,
 		path:        path,
 		logger:      opts.Logger,
 		busyTimeout: opts.BusyTimeout,
@@ -179,7 +199,7 @@ func (s *Store) Close() error {
 		for _, q := range s.retired {
 			errs = append(errs, q.Close())
 		}
-		s.closeErr = errors.Join(append(errs, s.rdb.Close(), s.wdb.Close())...)
+		s.closeErr = errors.Join(append(errs, s.adb.Close(), s.rdb.Close(), s.wdb.Close())...)
 	})
 	return s.closeErr
 }

@@ -81,6 +81,8 @@ func Cases() []Case {
 	all = append(all, limitCases...)
 	all = append(all, aloneCases...)
 	all = append(all, pendingCases...)
+	all = append(all, txTriggerCases...)
+	all = append(all, resumeCases...)
 	return all
 }
 

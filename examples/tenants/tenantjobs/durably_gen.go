@@ -169,6 +169,18 @@ func (j *EchoJob) Trigger(ctx context.Context, in EchoInput, labels TriggerLabel
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *EchoJob) TriggerTx(ctx context.Context, tx durably.Tx, in EchoInput, labels TriggerLabels, opts TriggerOptions) (*EchoRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[EchoInput, EchoOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "echo" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *EchoJob) TriggerAndWait(ctx context.Context, in EchoInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[EchoOutput], error) {
@@ -223,6 +235,18 @@ func (j *StepsJob) Generic() *durably.TypedJob[StepsInput, StepsOutput, Labels] 
 // Trigger creates a run of job "steps" (or finds the idempotent or coalesced one).
 func (j *StepsJob) Trigger(ctx context.Context, in StepsInput, labels TriggerLabels, opts TriggerOptions) (*StepsRun, durably.Disposition, error) {
 	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[StepsInput, StepsOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *StepsJob) TriggerTx(ctx context.Context, tx durably.Tx, in StepsInput, labels TriggerLabels, opts TriggerOptions) (*StepsRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -294,6 +318,18 @@ func (j *FailJob) Trigger(ctx context.Context, in FailInput, labels TriggerLabel
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *FailJob) TriggerTx(ctx context.Context, tx durably.Tx, in FailInput, labels TriggerLabels, opts TriggerOptions) (*FailRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[FailInput, FailOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "fail" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *FailJob) TriggerAndWait(ctx context.Context, in FailInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[FailOutput], error) {
@@ -355,6 +391,18 @@ func (j *SlowJob) Trigger(ctx context.Context, in SlowInput, labels TriggerLabel
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *SlowJob) TriggerTx(ctx context.Context, tx durably.Tx, in SlowInput, labels TriggerLabels, opts TriggerOptions) (*SlowRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[SlowInput, SlowOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "slow" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *SlowJob) TriggerAndWait(ctx context.Context, in SlowInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[SlowOutput], error) {
@@ -409,6 +457,18 @@ func (j *FlakyJob) Generic() *durably.TypedJob[FlakyInput, FlakyOutput, Labels] 
 // Trigger creates a run of job "flaky" (or finds the idempotent or coalesced one).
 func (j *FlakyJob) Trigger(ctx context.Context, in FlakyInput, labels TriggerLabels, opts TriggerOptions) (*FlakyRun, durably.Disposition, error) {
 	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[FlakyInput, FlakyOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *FlakyJob) TriggerTx(ctx context.Context, tx durably.Tx, in FlakyInput, labels TriggerLabels, opts TriggerOptions) (*FlakyRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -396,6 +396,32 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 	return items, nil
 }
 
+const committedRunIDs = `-- name: CommittedRunIDs :many
+SELECT id FROM durably_runs WHERE id = ANY($1::text[])
+`
+
+// Which of the runs a transactional trigger created are visible, that is
+// whose transaction committed (store.TxEnqueuer, S-071): by primary key.
+func (q *Queries) CommittedRunIDs(ctx context.Context, ids []string) ([]string, error) {
+	rows, err := q.db.Query(ctx, committedRunIDs, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const countPending = `-- name: CountPending :many
 SELECT job_name,
   count(*) FILTER (WHERE run_at IS NULL OR run_at <= $1::timestamptz) AS due,
@@ -1744,6 +1770,62 @@ func (q *Queries) ResetExpiredLease(ctx context.Context, arg ResetExpiredLeasePa
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const resumeRun = `-- name: ResumeRun :one
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    started_at = NULL, completed_at = NULL, error = NULL, output = NULL, attempt = 0, crashes = 0,
+    updated_at = $1::timestamptz
+WHERE id = $2 AND status IN ('failed', 'cancelled')
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+`
+
+type ResumeRunParams struct {
+	Now pgtype.Timestamptz
+	ID  string
+}
+
+// A failed or cancelled run becomes pending again, claimable at once,
+// keeping its steps, labels, keys, counters of steps, generation and
+// history (store.Resumer, S-072). Its retries and crashes restart at 0,
+// and started_at is cleared so that the claim sets it anew and the job's
+// timeout counts from the resumed start. Refused by the pending unique
+// index when the job has a pending run of the run's scope and concurrency
+// key (R-036); the store reports a conflict.
+func (q *Queries) ResumeRun(ctx context.Context, arg ResumeRunParams) (DurablyRun, error) {
+	row := q.db.QueryRow(ctx, resumeRun, arg.Now, arg.ID)
+	var i DurablyRun
+	err := row.Scan(
+		&i.ID,
+		&i.JobName,
+		&i.Input,
+		&i.Status,
+		&i.IdempotencyKey,
+		&i.ConcurrencyKey,
+		&i.Labels,
+		&i.CurrentStepIndex,
+		&i.CompletedStepCount,
+		&i.Progress,
+		&i.Output,
+		&i.Error,
+		&i.LeaseOwner,
+		&i.LeaseExpiresAt,
+		&i.LeaseGeneration,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
+	)
+	return i, err
 }
 
 const selectPurgeable = `-- name: SelectPurgeable :many

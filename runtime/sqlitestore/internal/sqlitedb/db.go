@@ -36,6 +36,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.claimNextStmt, err = db.PrepareContext(ctx, claimNext); err != nil {
 		return nil, fmt.Errorf("error preparing query ClaimNext: %w", err)
 	}
+	if q.committedRunIDsStmt, err = db.PrepareContext(ctx, committedRunIDs); err != nil {
+		return nil, fmt.Errorf("error preparing query CommittedRunIDs: %w", err)
+	}
 	if q.completeRunStmt, err = db.PrepareContext(ctx, completeRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CompleteRun: %w", err)
 	}
@@ -71,6 +74,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.deleteTerminalRunStmt, err = db.PrepareContext(ctx, deleteTerminalRun); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteTerminalRun: %w", err)
+	}
+	if q.deleteUnfinishedStepsStmt, err = db.PrepareContext(ctx, deleteUnfinishedSteps); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteUnfinishedSteps: %w", err)
 	}
 	if q.expireLeaseStmt, err = db.PrepareContext(ctx, expireLease); err != nil {
 		return nil, fmt.Errorf("error preparing query ExpireLease: %w", err)
@@ -135,6 +141,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.resetExpiredLeaseStmt, err = db.PrepareContext(ctx, resetExpiredLease); err != nil {
 		return nil, fmt.Errorf("error preparing query ResetExpiredLease: %w", err)
 	}
+	if q.resumeRunStmt, err = db.PrepareContext(ctx, resumeRun); err != nil {
+		return nil, fmt.Errorf("error preparing query ResumeRun: %w", err)
+	}
 	if q.schemaVersionStmt, err = db.PrepareContext(ctx, schemaVersion); err != nil {
 		return nil, fmt.Errorf("error preparing query SchemaVersion: %w", err)
 	}
@@ -170,6 +179,11 @@ func (q *Queries) Close() error {
 	if q.claimNextStmt != nil {
 		if cerr := q.claimNextStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing claimNextStmt: %w", cerr)
+		}
+	}
+	if q.committedRunIDsStmt != nil {
+		if cerr := q.committedRunIDsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing committedRunIDsStmt: %w", cerr)
 		}
 	}
 	if q.completeRunStmt != nil {
@@ -230,6 +244,11 @@ func (q *Queries) Close() error {
 	if q.deleteTerminalRunStmt != nil {
 		if cerr := q.deleteTerminalRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteTerminalRunStmt: %w", cerr)
+		}
+	}
+	if q.deleteUnfinishedStepsStmt != nil {
+		if cerr := q.deleteUnfinishedStepsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteUnfinishedStepsStmt: %w", cerr)
 		}
 	}
 	if q.expireLeaseStmt != nil {
@@ -337,6 +356,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing resetExpiredLeaseStmt: %w", cerr)
 		}
 	}
+	if q.resumeRunStmt != nil {
+		if cerr := q.resumeRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing resumeRunStmt: %w", cerr)
+		}
+	}
 	if q.schemaVersionStmt != nil {
 		if cerr := q.schemaVersionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing schemaVersionStmt: %w", cerr)
@@ -400,6 +424,7 @@ type Queries struct {
 	cancelRunStmt                     *sql.Stmt
 	claimBatchStmt                    *sql.Stmt
 	claimNextStmt                     *sql.Stmt
+	committedRunIDsStmt               *sql.Stmt
 	completeRunStmt                   *sql.Stmt
 	countPendingStmt                  *sql.Stmt
 	countRunsStmt                     *sql.Stmt
@@ -412,6 +437,7 @@ type Queries struct {
 	deleteStepsByRunIDStmt            *sql.Stmt
 	deleteStepsOfRunStmt              *sql.Stmt
 	deleteTerminalRunStmt             *sql.Stmt
+	deleteUnfinishedStepsStmt         *sql.Stmt
 	expireLeaseStmt                   *sql.Stmt
 	failRunStmt                       *sql.Stmt
 	getCompletedStepsStmt             *sql.Stmt
@@ -433,6 +459,7 @@ type Queries struct {
 	releaseLeaseStmt                  *sql.Stmt
 	renewLeaseStmt                    *sql.Stmt
 	resetExpiredLeaseStmt             *sql.Stmt
+	resumeRunStmt                     *sql.Stmt
 	schemaVersionStmt                 *sql.Stmt
 	selectPurgeableStmt               *sql.Stmt
 	setProgressStmt                   *sql.Stmt
@@ -447,6 +474,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		cancelRunStmt:                     q.cancelRunStmt,
 		claimBatchStmt:                    q.claimBatchStmt,
 		claimNextStmt:                     q.claimNextStmt,
+		committedRunIDsStmt:               q.committedRunIDsStmt,
 		completeRunStmt:                   q.completeRunStmt,
 		countPendingStmt:                  q.countPendingStmt,
 		countRunsStmt:                     q.countRunsStmt,
@@ -459,6 +487,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		deleteStepsByRunIDStmt:            q.deleteStepsByRunIDStmt,
 		deleteStepsOfRunStmt:              q.deleteStepsOfRunStmt,
 		deleteTerminalRunStmt:             q.deleteTerminalRunStmt,
+		deleteUnfinishedStepsStmt:         q.deleteUnfinishedStepsStmt,
 		expireLeaseStmt:                   q.expireLeaseStmt,
 		failRunStmt:                       q.failRunStmt,
 		getCompletedStepsStmt:             q.getCompletedStepsStmt,
@@ -480,6 +509,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		renewLeaseStmt:                    q.renewLeaseStmt,
 		resetExpiredLeaseStmt:             q.resetExpiredLeaseStmt,
+		resumeRunStmt:                     q.resumeRunStmt,
 		schemaVersionStmt:                 q.schemaVersionStmt,
 		selectPurgeableStmt:               q.selectPurgeableStmt,
 		setProgressStmt:                   q.setProgressStmt,
