@@ -9,6 +9,8 @@
 // they cost instead of a speed).
 package main
 
+//go:generate go run github.com/durably-go/durably/cmd/durably-gen -q -config durably.yaml
+
 import (
 	"context"
 	"encoding/json"
