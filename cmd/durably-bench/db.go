@@ -74,6 +74,16 @@ func (d *benchDB) open(ctx context.Context) (store.Store, error) {
 	return st, nil
 }
 
+// openTarget opens a store on -db as a worker process of a workload gets
+// it (the database its parent made fresh).
+func openTarget(ctx context.Context, c *config) (store.Store, error) {
+	d := &benchDB{kind: "sqlite", target: c.db, sync: c.sync}
+	if isPostgres(c.db) {
+		d.kind = "postgres"
+	}
+	return d.open(ctx)
+}
+
 // engine opens a store and a migrated engine on it.
 func (d *benchDB) engine(ctx context.Context, cfg durably.Config) (*durably.Engine, error) {
 	st, err := d.open(ctx)
