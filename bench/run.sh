@@ -16,17 +16,24 @@
 #   BASE=abc1234 ROUNDS=10 bench/run.sh compare 'process -slots 1'
 #
 # builds BASE's durably-bench (default HEAD~1, the parent commit; from
-# `git archive`, so no worktree is registered) beside this tree's, then for
+# `git archive`, so no worktree is registered; both builds -trimpath, so
+# that the same code makes the same binary) beside this tree's, then for
 # each case (a workload and its flags) and each store of STORES (default
 # "sqlite pg") runs the two ROUNDS times (default 5) alternately, one
 # repetition per call, each on a fresh database: before, after; then after,
 # before in the next round, so that a drift of the machine weighs on both
-# alike. Flags BASE's build does not know are left out of both builds' runs
-# (and named). It prints a before → after table of medians, with the ratio
-# of the medians and the median of the paired ratios (each round's after ÷
-# before). GUARD='runs_per_s>=0.85' fails (exit 1) when a case's median
-# paired ratio of that metric falls below the bound; OUT=dir keeps the raw
-# JSON lines.
+# alike. BUDGET=seconds goes on with more rounds until that much time has
+# passed for the case and store (ROUNDS is then the least). A first round
+# of each is a warm-up, not counted (WARMUP=0 leaves it out). Flags BASE's
+# build does not know are left out of both builds' runs (and named). It
+# prints a before → after table of medians, with the ratio of the medians
+# and the median of the paired ratios (each round's after ÷ before).
+# GUARD='runs_per_s>=0.85' fails (exit 1) when a case's median paired ratio
+# of that metric falls below the bound; with EXTEND=n, a case that fails it
+# gets up to n more series of rounds (ROUNDS, BUDGET), after each of which
+# the guard holds all the case's pairs together to the bound: a chance dip
+# of one series does not fail, a real loss stays below. OUT=dir keeps the
+# raw JSON lines.
 #
 # Run nothing else meanwhile: the machine's cores are part of the figure.
 set -euo pipefail
@@ -75,17 +82,45 @@ one() {
   grep '"type":"rep"' "$WORK/last.json" >>"$out"
 }
 
+# alternate runs the two builds round after round, as compare describes,
+# appending their repetitions to $2.before and $2.after.
+alternate() {
+  local db="$1" out="$2" rounds="${ROUNDS:-5}" budget="${BUDGET:-0}" start round=1
+  shift 2
+  if [ "${WARMUP:-1}" != 0 ]; then
+    one "$WORK/before" /dev/null "$db" "$@"
+    one "$WORK/after" /dev/null "$db" "$@"
+  fi
+  start=$SECONDS
+  while [ "$round" -le "$rounds" ] || [ $((SECONDS - start)) -lt "$budget" ]; do
+    echo "== $(date -u +%H:%M:%S) ${*} round $round" >&2
+    if [ $((round % 2)) = 1 ]; then
+      one "$WORK/before" "$out.before" "$db" "$@"
+      one "$WORK/after" "$out.after" "$db" "$@"
+    else
+      one "$WORK/after" "$out.after" "$db" "$@"
+      one "$WORK/before" "$out.before" "$db" "$@"
+    fi
+    round=$((round + 1))
+  done
+}
+
+# guard_holds reports whether the pairs so far hold GUARD (true without one).
+guard_holds() {
+  [ -z "${GUARD:-}" ] || "$WORK/after" -before "$1.before" -after "$1.after" -guard "$GUARD" >/dev/null 2>&1
+}
+
 compare() {
-  local base_ref="${BASE:-HEAD~1}" rounds="${ROUNDS:-5}" stores="${STORES:-sqlite pg}" base failed=0
-  [ $# -gt 0 ] || { echo "usage: [BASE=commit] [ROUNDS=n] [STORES='sqlite pg'] [GUARD='metric>=ratio'] bench/run.sh compare 'workload [flags]'…" >&2; exit 2; }
+  local base_ref="${BASE:-HEAD~1}" stores="${STORES:-sqlite pg}" base failed=0
+  [ $# -gt 0 ] || { echo "usage: [BASE=commit] [ROUNDS=n] [BUDGET=seconds] [STORES='sqlite pg'] [GUARD='metric>=ratio' [EXTEND=n]] bench/run.sh compare 'workload [flags]'…" >&2; exit 2; }
   base="$(git rev-parse --verify --quiet "$base_ref^{commit}")" || { echo "compare: BASE=$base_ref is no commit here" >&2; exit 2; }
   WORK="$(mktemp -d)"
   trap 'rm -rf "$WORK"' EXIT
   mkdir "$WORK/src"
   git archive "$base" | tar -x -C "$WORK/src"
   echo "compare: building ${base:0:12} ($base_ref) and this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . && echo '' || echo ' with changes'))" >&2
-  (cd "$WORK/src" && go build -o "$WORK/before" ./cmd/durably-bench)
-  go build -o "$WORK/after" ./cmd/durably-bench
+  (cd "$WORK/src" && go build -trimpath -o "$WORK/before" ./cmd/durably-bench)
+  go build -trimpath -o "$WORK/after" ./cmd/durably-bench
   flags_of "$WORK/before" >"$WORK/before.flags"
   flags_of "$WORK/after" >"$WORK/after.flags"
   echo "compare: load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -98,18 +133,15 @@ compare() {
       tag="$(echo "$store ${COMMON[*]}" | tr -c 'A-Za-z0-9\n' '_')"
       : >"$WORK/$tag.before"
       : >"$WORK/$tag.after"
-      for round in $(seq 1 "$rounds"); do
-        echo "== $(date -u +%H:%M:%S) $store ${COMMON[*]} round $round/$rounds" >&2
-        if [ $((round % 2)) = 1 ]; then
-          one "$WORK/before" "$WORK/$tag.before" "$db" "${COMMON[@]}"
-          one "$WORK/after" "$WORK/$tag.after" "$db" "${COMMON[@]}"
-        else
-          one "$WORK/after" "$WORK/$tag.after" "$db" "${COMMON[@]}"
-          one "$WORK/before" "$WORK/$tag.before" "$db" "${COMMON[@]}"
-        fi
+      alternate "$db" "$WORK/$tag" "${COMMON[@]}"
+      local looks=0
+      while [ "$looks" -lt "${EXTEND:-0}" ] && ! guard_holds "$WORK/$tag"; do
+        looks=$((looks + 1))
+        echo "compare: $GUARD fails after $(wc -l <"$WORK/$tag.after") rounds: as many again, then all of them together (extension $looks of $EXTEND)" >&2
+        WARMUP=0 alternate "$db" "$WORK/$tag" "${COMMON[@]}"
       done
       echo
-      echo "### $store: ${COMMON[*]}, $rounds alternated rounds"
+      echo "### $store: ${COMMON[*]}, $(wc -l <"$WORK/$tag.after") alternated rounds"
       echo
       "$WORK/after" -before "$WORK/$tag.before" -after "$WORK/$tag.after" \
         -before-name "before (${base:0:7})" -after-name "after ($(git rev-parse --short HEAD))" ${GUARD:+-guard "$GUARD"} || failed=1

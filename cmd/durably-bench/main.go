@@ -122,7 +122,8 @@ func defaultN(workload string) int {
 	return 5000
 }
 
-func main() {
+// parseFlags reads the command line.
+func parseFlags() *config {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
 	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled | scaleout")
@@ -163,49 +164,44 @@ func main() {
 	if c.procs < 1 {
 		fatalf("-procs %d, want at least 1", c.procs)
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	return &c
+}
 
-	if c.before != "" || c.after != "" {
+// runRole runs what the command line asks if it is not a workload (a
+// comparison, a summary, one of a workload's own processes) and reports
+// whether it did.
+func runRole(c *config) bool {
+	role := func(what string, err error) bool {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durably-bench %s: %v\n", what, err)
+			os.Exit(1)
+		}
+		return true
+	}
+	switch {
+	case c.before != "" || c.after != "":
 		if c.before == "" || c.after == "" {
 			fatalf("-before and -after go together")
 		}
-		if err := compareMain(os.Stdout, &c); err != nil {
-			fatalf("%v", err)
-		}
-		return
+		return role("compare", compareMain(os.Stdout, c))
+	case c.summarize != "":
+		return role("summarize", summarizeFile(os.Stdout, c.summarize))
+	case c.sseN > 0:
+		return role("sse clients", sseClients(c.sseN, c.n, c.db))
+	case c.chaosChild:
+		return role("chaos child", chaosChild(c))
+	case c.scaleChild:
+		return role("scaleout worker", scaleoutChild(c))
+	case c.child:
+		return role("child", multiChild(c))
 	}
-	if c.summarize != "" {
-		if err := summarizeFile(os.Stdout, c.summarize); err != nil {
-			fatalf("%v", err)
-		}
-		return
-	}
-	if c.sseN > 0 {
-		if err := sseClients(c.sseN, c.n, c.db); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench sse clients:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.chaosChild {
-		if err := chaosChild(&c); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench chaos child:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.scaleChild {
-		if err := scaleoutChild(&c); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench scaleout worker:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.child {
-		if err := multiChild(&c); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench child:", err)
-			os.Exit(1)
-		}
+	return false
+}
+
+func main() {
+	c := parseFlags()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if runRole(c) {
 		return
 	}
 	fn, ok := workloads[c.workload]
@@ -218,12 +214,12 @@ func main() {
 	ctx := context.Background()
 	var results []result
 	for rep := 1; rep <= c.reps; rep++ {
-		db, err := freshDB(ctx, &c, rep)
+		db, err := freshDB(ctx, c, rep)
 		if err != nil {
 			fatalf("rep %d: %v", rep, err)
 		}
 		r := result{Type: "rep", Workload: c.workload, Store: db.kind, Rep: rep, Params: c.params(), Metrics: map[string]float64{}, Units: map[string]string{}}
-		err = fn(ctx, &c, db, &r)
+		err = fn(ctx, c, db, &r)
 		db.close()
 		if err != nil {
 			fatalf("%s rep %d on %s: %v", c.workload, rep, db.kind, err)
