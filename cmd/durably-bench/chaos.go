@@ -105,12 +105,6 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if err != nil {
 		return err
 	}
-	var stopped bool
-	defer func() {
-		if !stopped {
-			_ = fleet.stop()
-		}
-	}()
 	estimate := time.Duration(w.c.kills) * (chaosKillMin + chaosKillSpread/2)
 	for _, f := range faults {
 		estimate += f.length + time.Second
@@ -132,7 +126,8 @@ func wlChaos(ctx context.Context, c *config, db *benchDB, r *result) error {
 	if err == nil {
 		err = w.awaitEnd(ctx, fleet)
 	}
-	stopped = true
+	// Every step above falls through to here, so that no worker outlives
+	// the workload.
 	if err := errors.Join(err, fleet.stop()); err != nil {
 		return err
 	}

@@ -200,12 +200,7 @@ func chaosChild(c *config) error {
 	if err := e.Init(ctx); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signalNotify(sig)
-	<-sig
-	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return e.Stop(stopCtx)
+	return stopOnInterrupt(e)
 }
 
 func chaosChildStore(ctx context.Context, c *config) (store.Store, error) {

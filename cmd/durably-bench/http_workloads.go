@@ -704,12 +704,7 @@ func multiChild(c *config) error {
 	if err := e.Start(); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signalNotify(sig)
-	<-sig
-	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = e.Stop(stopCtx)
+	err = stopOnInterrupt(e)
 	after := st.WriteStats()
 	st.mu.Lock()
 	b, _ := json.Marshal(multiStats{Claims: st.claims, EmptyClaims: st.empty, EmptyEarly: st.emptyEarly, Claimed: st.claimed, ClaimedFull: st.claimedFull,

@@ -322,12 +322,7 @@ func scaleoutChild(c *config) error {
 	if err := e.Start(); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signalNotify(sig)
-	<-sig
-	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = e.Stop(stopCtx)
+	err = stopOnInterrupt(e)
 	mu.Lock()
 	b, _ := json.Marshal(stats)
 	mu.Unlock()
