@@ -20,7 +20,7 @@ FUZZ     := .:FuzzDecodeTransport:80000x \
 .PHONY: help generate check-generated lint test fuzz bench ci
 
 help:
-	@echo "make generate         regenerate sqlc's query code and the example's typed jobs"
+	@echo "make generate         regenerate sqlc's query code and the typed jobs of the example and the benchmark"
 	@echo "make check-generated  fail if the committed sqlc output is stale (builds sqlc)"
 	@echo "make lint             gofmt, go vet, staticcheck (staticcheck.conf)"
 	@echo "make test             the README's test command: go test -race ./..."
@@ -30,7 +30,7 @@ help:
 
 generate:
 	$(TOOL) sqlc generate
-	$(GO) generate ./examples/tenants
+	$(GO) generate ./examples/tenants ./cmd/durably-bench
 
 check-generated:
 	DURABLY_TEST_SQLC=1 $(GO) test -count=1 -run '^TestSQLCOutputIsCurrent$$' .

@@ -26,8 +26,6 @@ const (
 	insertOrder = "INSERT INTO bench_orders (n, run_id) VALUES ($1, $2)"
 	orderRunIDs = "SELECT run_id FROM bench_orders"
 	countOrders = "SELECT count(*) FROM bench_orders"
-	// chaosOrdersEnv tells a chaos worker to place orders while it works.
-	chaosOrdersEnv = "DURABLY_CHAOS_ORDERS"
 	// orderBase numbers the chaos workload's orders (the input of their
 	// runs) apart from its other runs: a worker's from orderBase + its
 	// pid × 1e6, the parent's from 2 × orderBase.
@@ -124,41 +122,51 @@ func wlEnqueueTx(ctx context.Context, c *config, db *benchDB, r *result) error {
 	return e.Stop(ctx) // ends the watch of the commits
 }
 
-// chaosOrders places orders every few milliseconds until stop closes: a
-// chaos worker's (committed; SIGKILLs land in their transactions), or the
-// parent's (every fourth rolled back, into rolledBack). Failures during
-// the outage are expected and skipped.
-func chaosOrders(ctx context.Context, st store.Store, job *durably.JobHandle[chaosInput, int], first int64, every time.Duration,
-	stop <-chan struct{}, committed func(id string), rolledBack func(id string)) {
-	for n := first; ; n++ {
+// orderFeed places orders every few milliseconds until stop closes, or
+// most of them (0: no bound): a chaos worker's, all committed (its kill
+// lands in their transactions), or the parent's, every fourth rolled back
+// (into rolledBack). Failures during a fault are expected and skipped.
+type orderFeed struct {
+	st         store.Store
+	job        *durably.JobHandle[chaosInput, int]
+	first      int64 // the first order's number
+	every      time.Duration
+	most       int
+	committed  func(id string) // nil: not reported
+	rolledBack func(id string) // nil: nothing is rolled back
+}
+
+func (f orderFeed) run(ctx context.Context, stop <-chan struct{}) {
+	for n := f.first; f.most == 0 || n < f.first+int64(f.most); n++ {
 		select {
 		case <-stop:
 			return
-		case <-time.After(every):
+		case <-time.After(f.every):
 		}
-		commit := rolledBack == nil || n%4 != 3
-		id, err := placeOrder(ctx, st, job, n, chaosInput{I: int(n)}, commit)
+		commit := f.rolledBack == nil || n%4 != 3
+		id, err := placeOrder(ctx, f.st, f.job, n, chaosInput{I: int(n)}, commit)
 		switch {
 		case err != nil:
-		case commit && committed != nil:
-			committed(id)
+		case commit && f.committed != nil:
+			f.committed(id)
 		case !commit:
-			rolledBack(id)
+			f.rolledBack(id)
 		}
 	}
 }
 
-// startChildOrders starts a chaos worker's orders when the parent asked
-// for them; the returned function stops them.
+// childOrders bounds the orders one chaos worker places, so that the
+// workload's end (every run over) comes once the kills stop.
+const childOrders = 40
+
+// startChildOrders starts a chaos worker's orders; the returned function
+// stops them.
 func startChildOrders(ctx context.Context, st store.Store, job *durably.JobHandle[chaosInput, int]) (stop func()) {
-	if os.Getenv(chaosOrdersEnv) == "" {
-		return func() {}
-	}
+	f := orderFeed{st: st, job: job, first: orderBase + int64(os.Getpid())*1_000_000,
+		every: time.Duration(5+rand.IntN(10)) * time.Millisecond, most: childOrders}
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		chaosOrders(ctx, st, job, orderBase+int64(os.Getpid())*1_000_000, time.Duration(5+rand.IntN(10))*time.Millisecond, quit, nil, nil)
-	})
+	wg.Go(func() { f.run(ctx, quit) })
 	return func() { close(quit); wg.Wait() }
 }
 
