@@ -71,10 +71,10 @@ type chaosWorkload struct {
 	mu         sync.Mutex
 	rolledBack []string             // runs of the parent's rolled-back orders
 	runs       map[string]chaosKind // every run a trigger acknowledged as created
-	idemIDs map[string]string    // idempotency key → its run
-	idem    idemTally
-	keyed   keyedTally
-	hangs   int // hanging runs triggered
+	idemIDs    map[string]string    // idempotency key → its run
+	idem       idemTally
+	keyed      keyedTally
+	hangs      int // hanging runs triggered
 }
 
 type idemTally struct {
