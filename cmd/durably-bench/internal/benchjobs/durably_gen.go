@@ -168,6 +168,18 @@ func (j *EchoJob) Trigger(ctx context.Context, in EchoInput, labels TriggerLabel
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *EchoJob) TriggerTx(ctx context.Context, tx durably.Tx, in EchoInput, labels TriggerLabels, opts TriggerOptions) (*EchoRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[EchoInput, EchoOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "echo" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *EchoJob) TriggerAndWait(ctx context.Context, in EchoInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[EchoOutput], error) {
