@@ -36,6 +36,8 @@ type triggerOptions struct {
 	runAt    time.Time
 	delay    time.Duration
 	priority *int
+	// parentRunID makes the run a child of that run.
+	parentRunID string
 }
 
 func collectOptions(opts []Option) options {
@@ -333,6 +335,7 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 				KeyScope:       scope,
 				Labels:         labels,
 				CreatedAt:      now,
+				ParentRunID:    it.opts.parentRunID,
 			},
 			Coalesce: it.opts.coalesce == CoalesceSkip,
 		}

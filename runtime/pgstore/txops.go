@@ -52,6 +52,27 @@ func (o txOps) Cancel(ctx context.Context, id string, now time.Time) (*store.Run
 	return optionalRun(o.q.CancelRun(ctx, pgdb.CancelRunParams{Now: ts(now), ID: id}))
 }
 
+func (o txOps) LockActiveDescendants(ctx context.Context, id string) ([]storekit.Descendant, error) {
+	rows, err := o.q.LockActiveDescendants(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storekit.Descendant, len(rows))
+	for i, r := range rows {
+		out[i] = storekit.Descendant{ID: r.ID, Status: store.Status(r.Status)}
+	}
+	return out, nil
+}
+
+func (o txOps) DeleteSignals(ctx context.Context, runIDs []string) error {
+	return o.q.DeleteSignalsOfRuns(ctx, runIDs)
+}
+
+func (o txOps) WakeParent(ctx context.Context, id string, now time.Time) error {
+	_, err := o.q.WakeParent(ctx, pgdb.WakeParentParams{Now: ts(now), ID: id})
+	return err
+}
+
 func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {
 	return o.q.DeleteStepsAndLogs(ctx, runID)
 }
