@@ -378,7 +378,7 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		Labels: make([]string, len(runs)), CreatedAts: make([]pgtype.Timestamptz, len(runs)),
 		RunAts: make([]pgtype.Timestamptz, len(runs)), Readies: make([]int64, len(runs)), Priorities: make([]int64, len(runs)),
 		TraceContexts: make([]string, len(runs)), ParentRunIds: make([]string, len(runs)),
-		LabelRunIds:   []string{}, LabelKeys: []string{}, LabelValues: []string{},
+		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
 		Channel: s.channel, Payload: "w:" + s.instance,
 	}
 	for i, r := range runs {
