@@ -351,6 +351,19 @@ func timeoutOf(name string, rec *childrenRecord, deadline time.Time) error {
 	return waitTimedOut(name, deadline)
 }
 
+// GetChildren returns the runs a step of runID started as its children,
+// oldest first.
+func (e *Engine) GetChildren(ctx context.Context, runID string) ([]*Run, error) {
+	if !storable(runID) {
+		return nil, nil // as GetRun
+	}
+	kids, err := e.store.GetChildren(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("durably: get children: %w", err)
+	}
+	return kids, nil
+}
+
 // orphaned cancels a child run whose parent was cancelled before the child
 // was created (its trigger raced the parent's cancel, which cancelled the
 // children it saw, R-234), instead of executing it, and reports whether it

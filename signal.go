@@ -78,6 +78,16 @@ func (sig Signal[P]) encode(p P) (json.RawMessage, error) {
 	return out, nil
 }
 
+// CheckSignalName reports whether name may name a signal: not empty,
+// valid UTF-8 without NUL, at most MaxSignalNameBytes. Register applies it
+// to Job.Signals, durably-gen to the signals durably.yaml declares.
+func CheckSignalName(name string) error {
+	if name == "" {
+		return validationErrorf("a signal needs a name")
+	}
+	return checkText(fmt.Sprintf("signal name %q", abbrev(name)), name, MaxSignalNameBytes)
+}
+
 // signalsOf checks a job's declared signals (names unique, storable) and
 // returns them by name.
 func signalsOf(job string, decls []SignalDecl) (map[string]SignalDecl, error) {
@@ -90,10 +100,7 @@ func signalsOf(job string, decls []SignalDecl) (map[string]SignalDecl, error) {
 			return nil, fmt.Errorf("durably: job %q: Signals[%d] is nil", job, i)
 		}
 		name := d.SignalName()
-		if name == "" {
-			return nil, fmt.Errorf("durably: job %q: Signals[%d] has no name", job, i)
-		}
-		if err := checkText("signal name", name, MaxSignalNameBytes); err != nil {
+		if err := CheckSignalName(name); err != nil {
 			return nil, fmt.Errorf("durably: job %q: Signals[%d]: %w", job, i, err)
 		}
 		if _, dup := out[name]; dup {

@@ -77,6 +77,11 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 		if j.Retry != nil {
 			c.retry(ptr+"/retry", *j.Retry)
 		}
+		c.fields(ptr+"/signals", j.Signals, "signal", func(sp string, f Field) {
+			if err := durably.CheckSignalName(f.Name); err != nil {
+				c.add(sp, "%s", err)
+			}
+		})
 		for k, sc := range j.Schedules {
 			sp := ptr + "/schedules/" + strconv.Itoa(k)
 			if prev, dup := schedules[sc.Name]; dup {

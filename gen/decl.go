@@ -70,6 +70,9 @@ type Job struct {
 	// MaxRunning caps the runs of the job leased at once across every
 	// process (durably.Job.MaxRunning).
 	MaxRunning *int `json:"maxRunning,omitempty" jsonschema:"minimum=1,maximum=2147483647,description=The most runs of this job running at once across every process sharing the database (durably.Job.MaxRunning); leave it out for no limit." yaml:"maxRunning,omitempty"`
+	// Signals are the signals the job's runs may wait for, by name, each
+	// with the type of its payload (durably.Job.Signals).
+	Signals Fields `json:"signals,omitempty" jsonschema:"description=The signals the job's runs may wait for (durably.WaitForSignal) and be sent (POST /signal): each name with the type of its payload, checked before the signal is kept." yaml:"signals,omitempty"`
 }
 
 // Retry declares a retry policy (durably.RetryPolicy), checked as the

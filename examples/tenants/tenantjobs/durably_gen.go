@@ -198,6 +198,20 @@ func (j *EchoJob) ListRuns(ctx context.Context, f RunFilter) ([]*EchoRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "echo" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *EchoJob) StartChild(s *durably.StepContext, name string, in EchoInput, opts ...durably.Option) (durably.Child[EchoOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "echo" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *EchoJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[EchoInput]) ([]durably.Child[EchoOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // StepsJob is the typed handle of job "steps". Steps step-1 … step-N, each sleeping delayMs, logging and reporting progress.
 type StepsJob struct {
 	job *durably.TypedJob[StepsInput, StepsOutput, Labels]
@@ -257,6 +271,20 @@ func (j *StepsJob) GetRun(ctx context.Context, id string) (*StepsRun, error) {
 // ListRuns lists runs of job "steps", newest first.
 func (j *StepsJob) ListRuns(ctx context.Context, f RunFilter) ([]*StepsRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "steps" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *StepsJob) StartChild(s *durably.StepContext, name string, in StepsInput, opts ...durably.Option) (durably.Child[StepsOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "steps" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *StepsJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[StepsInput]) ([]durably.Child[StepsOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // FailOutput: job "fail" has no output.
@@ -323,6 +351,20 @@ func (j *FailJob) ListRuns(ctx context.Context, f RunFilter) ([]*FailRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "fail" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *FailJob) StartChild(s *durably.StepContext, name string, in FailInput, opts ...durably.Option) (durably.Child[FailOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "fail" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *FailJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[FailInput]) ([]durably.Child[FailOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // SlowJob is the typed handle of job "slow". One step that sleeps ms, stopping as soon as the run is cancelled.
 type SlowJob struct {
 	job *durably.TypedJob[SlowInput, SlowOutput, Labels]
@@ -384,6 +426,20 @@ func (j *SlowJob) ListRuns(ctx context.Context, f RunFilter) ([]*SlowRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "slow" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *SlowJob) StartChild(s *durably.StepContext, name string, in SlowInput, opts ...durably.Option) (durably.Child[SlowOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "slow" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *SlowJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[SlowInput]) ([]durably.Child[SlowOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // FlakyJob is the typed handle of job "flaky". Step `try` fails with "attempt N failed" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts.
 type FlakyJob struct {
 	job *durably.TypedJob[FlakyInput, FlakyOutput, Labels]
@@ -443,6 +499,20 @@ func (j *FlakyJob) GetRun(ctx context.Context, id string) (*FlakyRun, error) {
 // ListRuns lists runs of job "flaky", newest first.
 func (j *FlakyJob) ListRuns(ctx context.Context, f RunFilter) ([]*FlakyRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "flaky" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *FlakyJob) StartChild(s *durably.StepContext, name string, in FlakyInput, opts ...durably.Option) (durably.Child[FlakyOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "flaky" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *FlakyJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[FlakyInput]) ([]durably.Child[FlakyOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // Handlers are the bodies of the declared jobs; each one is required.
