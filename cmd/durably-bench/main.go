@@ -5,7 +5,9 @@
 //	durably-bench -db <sqlite path | postgres DSN> -workload <name> [-n N] [-slots K] [-reps R] [-json]
 //
 // Workloads: enqueue, enqueue-batch, process, latency, list, http, sse, multi,
-// and chaos (SIGKILLed worker processes and a database outage; it prints what
+// retry, scheduled, fanout (a parent run fanning out to -n children and
+// gathering them), signal (a signal's round trip to a waiting run), and
+// chaos (SIGKILLed worker processes and a database outage; it prints what
 // they cost instead of a speed).
 package main
 
@@ -86,6 +88,8 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 	"chaos":         wlChaos,
 	"retry":         wlRetry,
 	"scheduled":     wlScheduled,
+	"fanout":        wlFanout,
+	"signal":        wlSignal,
 }
 
 func defaultN(workload string) int {
@@ -101,6 +105,10 @@ func defaultN(workload string) int {
 		return 1000
 	case "chaos":
 		return 300
+	case "fanout":
+		return 100
+	case "signal":
+		return 1000
 	}
 	return 5000
 }
@@ -108,7 +116,7 @@ func defaultN(workload string) int {
 func main() {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled | fanout | signal")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns); multi: per process, default 4")
 	flag.IntVar(&c.procs, "procs", 4, "multi: worker processes")
@@ -204,7 +212,7 @@ func main() {
 func (c *config) params() map[string]any {
 	p := map[string]any{"n": c.n}
 	switch c.workload {
-	case "process", "latency", "multi", "http", "sse", "retry", "scheduled":
+	case "process", "latency", "multi", "http", "sse", "retry", "scheduled", "fanout", "signal":
 		p["slots"] = c.slots
 	}
 	if c.workload == "scheduled" {
