@@ -280,6 +280,31 @@ var childCases = []Case{
 			t.Fatalf("the step's record was refused %d times and the parent executed %d times: the case did not happen", st.failed.Load(), bodies.Get("p"))
 		}
 	}},
+	{"R-234 a child created after its parent's cancel is cancelled when claimed, not executed", func(t *testing.T, h *Harness) {
+		e := h.Engine(nil)
+		rec := Record(t, e)
+		var calls Counter
+		durably.MustRegister(e, doubleJob(&calls))
+		ctx := Ctx(t)
+		parent := enqueueRuns(t, e.Store(), &store.Run{ID: runID("ORPHANP", 1), JobName: "gone", CreatedAt: time.Now()})[0]
+		if err := e.Cancel(ctx, parent.ID); err != nil {
+			t.Fatal(err)
+		}
+		// The parent's trigger of its child committed after the cancel,
+		// which found no child to cancel.
+		kid := enqueueRuns(t, e.Store(), &store.Run{ID: runID("ORPHANK", 1), JobName: "double", Input: []byte("1"), ParentRunID: parent.ID, CreatedAt: time.Now()})[0]
+		sibling := enqueueRuns(t, e.Store(), &store.Run{ID: runID("ORPHANK", 2), JobName: "double", Input: []byte("2"), CreatedAt: time.Now()})[0]
+		processAll(t, e)
+		if got := MustGet(t, e, kid.ID); got.Status != durably.StatusCancelled || calls.Get(kid.ID) != 0 {
+			t.Fatalf("the late child %+v ran %d times", got, calls.Get(kid.ID))
+		}
+		if got := MustGet(t, e, sibling.ID); got.Status != durably.StatusCompleted {
+			t.Fatalf("a run without a parent: %+v", got)
+		}
+		if evs := rec.Events(durably.EventRunCancel); len(evs) != 2 || evs[1].RunID != kid.ID {
+			t.Fatalf("run:cancel events %+v", evs)
+		}
+	}},
 	{"R-235 a child inherits its parent's labels and keeps its tenant labels", func(t *testing.T, h *Harness) {
 		e := h.Engine(func(c *durably.Config) { c.TenantLabels = []string{"org"} })
 		var calls Counter

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,6 +169,20 @@ var signalCases = []Case{
 		}
 		if rows := stepRows(t, e, run.ID); !slices.Equal(rows, []string{"wait/deadline:completed:1", "wait:completed:1"}) {
 			t.Fatalf("steps %v", rows)
+		}
+	}},
+	{"R-243 a delivery whose answer was lost is found again, neither lost nor delivered twice", func(t *testing.T, h *Harness) {
+		st := &loseReceipt{Store: h.Store}
+		e := h.EngineOn(st, nil)
+		var bodies Counter
+		j := durably.MustRegister(e, approvalJob(&bodies))
+		run := MustTrigger(t, j, 1)
+		send(t, e, run.ID, "ann", 1)
+		send(t, e, run.ID, "bob", 2)
+		processAll(t, e)
+		p := MustGet(t, e, run.ID)
+		if st.lost.Load() != 1 || p.Status != durably.StatusCompleted || string(p.Output) != `["ann:1"]` {
+			t.Fatalf("run %+v after %d lost answers", p, st.lost.Load())
 		}
 	}},
 	{"R-241 a run waits for a signal only its job declares", func(t *testing.T, h *Harness) {
@@ -332,6 +347,29 @@ var signalStoreCases = []Case{
 			}
 		}
 	}},
+	{"S-060 S-062 a signal sent between the run's look and its deferral makes it claimable at once", func(t *testing.T, h *Harness) {
+		migrate(t, h)
+		st := h.Store
+		now := time.Now()
+		run, _ := familyLeased(t, st, "between", 0, now)
+		lease := store.Lease{RunID: run.ID, Generation: run.LeaseGeneration}
+		got, ok, err := st.ReceiveSignal(Ctx(t), lease, "go", &store.Step{ID: runID("BTW", 1), RunID: run.ID, Name: "w", Status: store.StepCompleted, StartedAt: now, CompletedAt: now})
+		if err != nil || !ok || got.Signal != nil {
+			t.Fatalf("receive: %+v %v %v", got, ok, err)
+		}
+		if sent, err := st.SendSignal(Ctx(t), &store.Signal{ID: runID("BTW", 2), RunID: run.ID, Name: "go", Payload: json.RawMessage("1"), CreatedAt: now}); !sent || err != nil {
+			t.Fatal(sent, err)
+		}
+		if ok, err := st.DeferRun(Ctx(t), lease, store.Deferral{Until: now.Add(time.Hour), Now: now, Wait: &store.Wait{Signal: "go", SeenWakes: got.Wakes}}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if r := MustGetStore(t, st, run.ID); r.Status != store.StatusPending || r.WaitingFor != "signal:go" || !r.RunAt.Equal(store.Truncate(now)) {
+			t.Fatalf("run %+v", r)
+		}
+		if claimed := claimIDs(t, st, claimReq("w", now, 10)); !slices.Equal(claimed, []string{run.ID}) {
+			t.Fatalf("the signal came before the deferral, yet the run waits: %v", claimed)
+		}
+	}},
 	{"S-060 a signal of another name does not wake a run; a deferral without events waits", func(t *testing.T, h *Harness) {
 		migrate(t, h)
 		st := h.Store
@@ -357,4 +395,19 @@ var signalStoreCases = []Case{
 			t.Fatalf("its signal did not wake the run: %v", claimed)
 		}
 	}},
+}
+
+// loseReceipt is a store whose first delivery of a signal commits and
+// then answers as if the connection had died before its answer came.
+type loseReceipt struct {
+	store.Store
+	lost atomic.Int32
+}
+
+func (l *loseReceipt) ReceiveSignal(ctx context.Context, lease store.Lease, name string, rec *store.Step) (store.Receipt, bool, error) {
+	got, ok, err := l.Store.ReceiveSignal(ctx, lease, name, rec)
+	if err == nil && got.Signal != nil && l.lost.CompareAndSwap(0, 1) {
+		return store.Receipt{}, false, fmt.Errorf("storetest: the answer was lost: %w", store.ErrUnavailable)
+	}
+	return got, ok, err
 }
