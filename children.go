@@ -31,7 +31,7 @@ func (c Child[O]) RunID() string { return c.runID }
 
 // Raw is the child with its output left as JSON, so that children of
 // different jobs can be awaited together (AwaitChildren).
-func (c Child[O]) Raw() Child[json.RawMessage] { return Child[json.RawMessage]{runID: c.runID} }
+func (c Child[O]) Raw() Child[json.RawMessage] { return Child[json.RawMessage](c) }
 
 // ChildOutcome is how an awaited child ended (AwaitChildren).
 type ChildOutcome[O any] struct {

@@ -32,8 +32,8 @@ func (o *endings) EndExecution(_ context.Context, x durably.ExecutionInfo, end d
 	o.got[x.Run.JobName] = append(o.got[x.Run.JobName], end.Outcome)
 }
 func (o *endings) StartStep(ctx context.Context, _ durably.StepInfo) context.Context { return ctx }
-func (o *endings) EndStep(context.Context, durably.StepInfo, durably.StepEnd)         {}
-func (o *endings) Outage(durably.OutageInfo)                                          {}
+func (o *endings) EndStep(context.Context, durably.StepInfo, durably.StepEnd)        {}
+func (o *endings) Outage(durably.OutageInfo)                                         {}
 
 func (o *endings) of(job string) []durably.Ending {
 	o.mu.Lock()

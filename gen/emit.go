@@ -600,13 +600,7 @@ func (g *emitter) jobs() {
 		if j.MaxRunning != nil {
 			g.p("MaxRunning: %d,", *j.MaxRunning)
 		}
-		if len(j.Signals) > 0 {
-			g.p("Signals: []durably.SignalDecl{")
-			for _, sg := range j.Signals {
-				g.p("%s%s,", id, GoName(sg.Name))
-			}
-			g.p("},")
-		}
+		g.registeredSignals(id, j)
 		g.p("})")
 		g.p("if err != nil {")
 		g.p("return nil, err")
@@ -671,7 +665,9 @@ func (g *emitter) signals(i int, j Job, handle string) {
 		sid := GoName(sg.Name)
 		sig, payload := id+sid, id+sid+"Payload"
 		g.namedType(payload, sp, sg.Type, fmt.Sprintf("the payload of signal %q of job %q", sg.Name, j.Name))
-		what := func(s string) origin { return g.origin(sp, fmt.Sprintf("the %s of signal %q of job %q", s, sg.Name, j.Name)) }
+		what := func(s string) origin {
+			return g.origin(sp, fmt.Sprintf("the %s of signal %q of job %q", s, sg.Name, j.Name))
+		}
 		g.names.declare(g.pkg, sig, what("declaration"))
 		g.names.declare(g.pkg, "WaitFor"+sig, what("step helper"))
 		desc := ""
@@ -696,6 +692,18 @@ func (g *emitter) signals(i int, j Job, handle string) {
 		g.p("}")
 		g.p("")
 	}
+}
+
+// registeredSignals emits the Signals of job id's durably.Job, if any.
+func (g *emitter) registeredSignals(id string, j Job) {
+	if len(j.Signals) == 0 {
+		return
+	}
+	g.p("Signals: []durably.SignalDecl{")
+	for _, sg := range j.Signals {
+		g.p("%s%s,", id, GoName(sg.Name))
+	}
+	g.p("},")
 }
 
 // schedule emits the durably.AddSchedule of a declared schedule of job id,

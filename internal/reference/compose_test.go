@@ -24,6 +24,54 @@ import (
 // the declaration is refused naming the field (R-236, R-240 … R-244).
 func TestGeneratedChildrenAndSignals(t *testing.T) {
 	ctx := context.Background()
+	jobs, c := composeServer(t)
+	labels := reference.NewLabels("acme", reference.EnvProduction)
+	in := reference.ImportCSVInput{Filename: "a.csv", Mode: reference.ImportCSVInputModeAppend, Rows: []reference.ImportCSVInputRowsItem{{Sku: "x", Quantity: 1}}}
+	trig, err := c.TriggerImportCSV(ctx, in, client.TriggerOptions{Labels: labels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run *client.ImportCSVRun
+	deadline := time.Now().Add(10 * time.Second)
+	for run == nil || run.WaitingFor != "signal:approve" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never waited for its signal: %+v", run)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if run, err = c.GetImportCSVRun(ctx, trig.RunID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kids, err := c.Children(ctx, trig.RunID)
+	if err != nil || len(kids) != 1 || kids[0].JobName != "send-email" || kids[0].ParentRunID != trig.RunID ||
+		kids[0].Labels["organizationId"] != "acme" {
+		t.Fatalf("children %+v %v", kids, err)
+	}
+	err = c.Signal(ctx, trig.RunID, "approve", map[string]any{"by": ""})
+	var ce *durablyclient.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || ce.Message != "Invalid payload: by: length must be >= 1, but got 0" {
+		t.Fatalf("a payload refused by the schema: %v", err)
+	}
+	if err := c.SignalImportCSVApprove(ctx, trig.RunID, reference.ImportCSVApprovePayload{By: "rita"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.WaitImportCSV(ctx, trig.RunID)
+	if err != nil || out.Imported != 1 || len(out.Warnings) != 1 || out.Warnings[0] != "approved by rita" || out.Skipped != 0 {
+		t.Fatalf("output %+v %v", out, err)
+	}
+	// The engine's typed handle sends signals too; a run that ended refuses.
+	err = jobs.ImportCSV.SignalApprove(ctx, trig.RunID, reference.ImportCSVApprovePayload{By: "late"})
+	if !errors.Is(err, durably.ErrConflict) {
+		t.Fatalf("a signal to an ended run: %v", err)
+	}
+}
+
+// composeServer serves the reference jobs on SQLite, import-csv starting a
+// send-email child, waiting for it, then for its signal approve; it
+// returns the jobs and a client of the server.
+func composeServer(t *testing.T) (*reference.Jobs, *client.Client) {
+	t.Helper()
+	ctx := context.Background()
 	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "c.db"), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -68,45 +116,5 @@ func TestGeneratedChildrenAndSignals(t *testing.T) {
 	t.Cleanup(h.Close)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c := client.New(srv.URL)
-
-	labels := reference.NewLabels("acme", reference.EnvProduction)
-	in := reference.ImportCSVInput{Filename: "a.csv", Mode: reference.ImportCSVInputModeAppend, Rows: []reference.ImportCSVInputRowsItem{{Sku: "x", Quantity: 1}}}
-	trig, err := c.TriggerImportCSV(ctx, in, client.TriggerOptions{Labels: labels})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var run *client.ImportCSVRun
-	deadline := time.Now().Add(10 * time.Second)
-	for run == nil || run.WaitingFor != "signal:approve" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run never waited for its signal: %+v", run)
-		}
-		time.Sleep(10 * time.Millisecond)
-		if run, err = c.GetImportCSVRun(ctx, trig.RunID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kids, err := c.Children(ctx, trig.RunID)
-	if err != nil || len(kids) != 1 || kids[0].JobName != "send-email" || kids[0].ParentRunID != trig.RunID ||
-		kids[0].Labels["organizationId"] != "acme" {
-		t.Fatalf("children %+v %v", kids, err)
-	}
-	err = c.Signal(ctx, trig.RunID, "approve", map[string]any{"by": ""})
-	var ce *durablyclient.Error
-	if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || ce.Message != "Invalid payload: by: length must be >= 1, but got 0" {
-		t.Fatalf("a payload refused by the schema: %v", err)
-	}
-	if err := c.SignalImportCSVApprove(ctx, trig.RunID, reference.ImportCSVApprovePayload{By: "rita"}); err != nil {
-		t.Fatal(err)
-	}
-	out, err := c.WaitImportCSV(ctx, trig.RunID)
-	if err != nil || out.Imported != 1 || len(out.Warnings) != 1 || out.Warnings[0] != "approved by rita" || out.Skipped != 0 {
-		t.Fatalf("output %+v %v", out, err)
-	}
-	// The engine's typed handle sends signals too; a run that ended refuses.
-	err = jobs.ImportCSV.SignalApprove(ctx, trig.RunID, reference.ImportCSVApprovePayload{By: "late"})
-	if !errors.Is(err, durably.ErrConflict) {
-		t.Fatalf("a signal to an ended run: %v", err)
-	}
+	return jobs, client.New(srv.URL)
 }
