@@ -83,6 +83,16 @@ func familyOutput(n int) int {
 // run.
 func TestFamilyCrashChild(t *testing.T) {
 	childOnly(t, "TestFamilyCrash")
+	e, effects := composeChildEngine(t)
+	familyJobs(effects, 15*time.Millisecond)(e)
+	workUntilDone(t, e)
+}
+
+// composeChildEngine is the engine of a child process of these tests, on
+// the parent's store, with the effect log the parent named: 4 slots, the
+// kill loops' leases.
+func composeChildEngine(t *testing.T) (*durably.Engine, *chaos.EffectLog) {
+	t.Helper()
 	effects, err := chaos.Open(os.Getenv(crashEffectEnv))
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +102,7 @@ func TestFamilyCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	familyJobs(effects, 15*time.Millisecond)(e)
-	workUntilDone(t, e)
+	return e, effects
 }
 
 // TestFamilyCrash kills worker processes while parents wait for their
@@ -206,15 +215,7 @@ func signalCrashJob(effects *chaos.EffectLog, dir string) *durably.Job[string, s
 // run.
 func TestSignalCrashChild(t *testing.T) {
 	childOnly(t, "TestSignalCrash")
-	effects, err := chaos.Open(os.Getenv(crashEffectEnv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := durably.New(durably.Config{Store: openStore(t, os.Getenv(childStoreEnv)), MaxConcurrentRuns: 4, PollingInterval: 20 * time.Millisecond,
-		LeaseDuration: crashLease, LeaseRenewInterval: crashLease / 4, PreserveSteps: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, effects := composeChildEngine(t)
 	durably.MustRegister(e, signalCrashJob(effects, os.Getenv(signalCrashEnv)))
 	workUntilDone(t, e)
 }

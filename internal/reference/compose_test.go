@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 	"github.com/durably-go/durably/internal/reference"
 	"github.com/durably-go/durably/internal/reference/client"
 	"github.com/durably-go/durably/runtime/durablyclient"
-	"github.com/durably-go/durably/runtime/durablyhttp"
-	"github.com/durably-go/durably/runtime/sqlitestore"
 )
 
 // TestGeneratedChildrenAndSignals: a generated job starts a child of
@@ -71,16 +68,7 @@ func TestGeneratedChildrenAndSignals(t *testing.T) {
 // returns the jobs and a client of the server.
 func composeServer(t *testing.T) (*reference.Jobs, *client.Client) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "c.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	e, err := durably.New(reference.Config(durably.Config{Store: st, PollingInterval: 20 * time.Millisecond}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := referenceEngine(t)
 	var jobs *reference.Jobs
 	hs := handlers
 	hs.ImportCSV = func(ctx context.Context, s *durably.StepContext, in reference.ImportCSVInput) (reference.ImportCSVOutput, error) {
@@ -102,19 +90,11 @@ func composeServer(t *testing.T) (*reference.Jobs, *client.Client) {
 		}
 		return out, nil
 	}
+	var err error
 	if jobs, err = reference.Register(e, hs, reference.WithoutSchedules()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Stop(context.Background()) })
-	h, err := durablyhttp.New(e, durablyhttp.Options[reference.AuthContext, reference.Labels]{Jobs: reference.JobSchemas()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(serveReference(t, e))
 	t.Cleanup(srv.Close)
 	return jobs, client.New(srv.URL)
 }

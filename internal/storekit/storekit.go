@@ -132,6 +132,32 @@ func cancelTree(ctx context.Context, ops CancelOps, req store.CancelRequest) (st
 	return out, nil
 }
 
+// SignalOps are the statements SendSignal runs, in the store's transaction.
+type SignalOps interface {
+	// SignalRun counts the signal's event on its run, if the run is
+	// active, and makes it claimable if it waits for a signal of that
+	// name; found is false for a missing or ended run, woken says whether
+	// it made the run claimable (a store that cannot tell says false).
+	SignalRun(ctx context.Context, sig *store.Signal) (found, woken bool, err error)
+	// InsertSignal keeps the signal.
+	InsertSignal(ctx context.Context, sig *store.Signal) error
+}
+
+// SendSignal is store.Store.SendSignal over ops (S-062): the run's row is
+// updated first, so that a finish or a cancel of the run, which deletes
+// its signals, comes wholly before or after it. woken says whether the
+// run waited for the signal, for a store that announces claimable work.
+func SendSignal(ctx context.Context, ops SignalOps, sig *store.Signal) (sent, woken bool, err error) {
+	found, woken, err := ops.SignalRun(ctx, sig)
+	if err != nil || !found {
+		return false, false, err
+	}
+	if err := ops.InsertSignal(ctx, sig); err != nil {
+		return false, false, fmt.Errorf("insert signal: %w", err)
+	}
+	return true, woken, nil
+}
+
 // LeaseOps are the statements that hand leases back, in the store's
 // transaction. Each returns the number of runs changed (0 or 1 for one id).
 type LeaseOps interface {

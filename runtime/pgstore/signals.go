@@ -49,25 +49,13 @@ func decodeSignal(r pgdb.DurablySignal) (*store.Signal, error) {
 func (s *Store) SendSignal(ctx context.Context, sig *store.Signal) (bool, error) {
 	var sent bool
 	err := s.do(ctx, sig.RunID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) error {
-		sent = false
-		woken, err := q.SignalRun(ctx, pgdb.SignalRunParams{Name: sig.Name, Now: ts(sig.CreatedAt), ID: sig.RunID})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // the run is missing or ended
+		var woken bool
+		var err error
+		sent, woken, err = storekit.SendSignal(ctx, txOps{tx, q}, sig)
+		if err == nil && woken {
+			err = q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: "w:" + s.instance})
 		}
-		if err != nil {
-			return fmt.Errorf("pgstore: send signal: %w", err)
-		}
-		if err := q.InsertSignal(ctx, pgdb.InsertSignalParams{ID: sig.ID, RunID: sig.RunID, Name: sig.Name,
-			Payload: string(sig.Payload), CreatedAt: ts(sig.CreatedAt)}); err != nil {
-			return fmt.Errorf("pgstore: insert signal: %w", err)
-		}
-		if woken.Valid && woken.Bool {
-			if err := q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: "w:" + s.instance}); err != nil {
-				return fmt.Errorf("pgstore: send signal: notify: %w", err)
-			}
-		}
-		sent = true
-		return nil
+		return err
 	}})
 	if err != nil {
 		return false, err

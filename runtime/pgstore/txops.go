@@ -64,6 +64,19 @@ func (o txOps) LockActiveDescendants(ctx context.Context, id string) ([]storekit
 	return out, nil
 }
 
+func (o txOps) SignalRun(ctx context.Context, sig *store.Signal) (found, woken bool, err error) {
+	w, err := o.q.SignalRun(ctx, pgdb.SignalRunParams{Name: sig.Name, Now: ts(sig.CreatedAt), ID: sig.RunID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil // the run is missing or ended
+	}
+	return err == nil, w.Valid && w.Bool, err
+}
+
+func (o txOps) InsertSignal(ctx context.Context, sig *store.Signal) error {
+	return o.q.InsertSignal(ctx, pgdb.InsertSignalParams{ID: sig.ID, RunID: sig.RunID, Name: sig.Name,
+		Payload: string(sig.Payload), CreatedAt: ts(sig.CreatedAt)})
+}
+
 func (o txOps) DeleteSignals(ctx context.Context, runIDs []string) error {
 	return o.q.DeleteSignalsOfRuns(ctx, runIDs)
 }

@@ -69,6 +69,16 @@ func (o txOps) LockActiveDescendants(ctx context.Context, id string) ([]storekit
 	return out, nil
 }
 
+func (o txOps) SignalRun(ctx context.Context, sig *store.Signal) (found, woken bool, err error) {
+	n, err := o.q.SignalRun(ctx, sqlitedb.SignalRunParams{Name: sig.Name, Now: store.FormatTime(sig.CreatedAt), ID: sig.RunID})
+	return n > 0, false, err // nobody to tell: other processes poll
+}
+
+func (o txOps) InsertSignal(ctx context.Context, sig *store.Signal) error {
+	return o.q.InsertSignal(ctx, sqlitedb.InsertSignalParams{ID: sig.ID, RunID: sig.RunID, Name: sig.Name,
+		Payload: string(sig.Payload), CreatedAt: store.FormatTime(sig.CreatedAt)})
+}
+
 func (o txOps) DeleteSignals(ctx context.Context, runIDs []string) error {
 	return o.q.DeleteSignalsByRunID(ctx, runIDs)
 }

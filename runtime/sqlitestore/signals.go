@@ -46,18 +46,9 @@ func decodeSignal(r sqlitedb.DurablySignal) (*store.Signal, error) {
 // and waking the run if it waits for it, in one transaction (S-062).
 func (s *Store) SendSignal(ctx context.Context, sig *store.Signal) (bool, error) {
 	var sent bool
-	err := s.write(ctx, func(ctx context.Context, _ *sql.Tx, q *sqlitedb.Queries) error {
-		sent = false
-		n, err := q.SignalRun(ctx, sqlitedb.SignalRunParams{Name: sig.Name, Now: store.FormatTime(sig.CreatedAt), ID: sig.RunID})
-		if err != nil || n == 0 {
-			return err
-		}
-		if err := q.InsertSignal(ctx, sqlitedb.InsertSignalParams{ID: sig.ID, RunID: sig.RunID, Name: sig.Name,
-			Payload: string(sig.Payload), CreatedAt: store.FormatTime(sig.CreatedAt)}); err != nil {
-			return fmt.Errorf("sqlitestore: insert signal: %w", err)
-		}
-		sent = true
-		return nil
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
+		sent, _, err = storekit.SendSignal(ctx, txOps{tx, q}, sig)
+		return err
 	})
 	if err != nil {
 		return false, err
