@@ -51,6 +51,9 @@ func tenantsHandler(e *durably.Engine) (*durablyhttp.Handler[tenantjobs.AuthCont
 		Flaky: func(ctx context.Context, s *durably.StepContext, in tenantjobs.FlakyInput) (tenantjobs.FlakyOutput, error) {
 			return tenantjobs.FlakyOutput{}, nil
 		},
+		Review: func(ctx context.Context, s *durably.StepContext, in tenantjobs.ReviewInput) (tenantjobs.ReviewOutput, error) {
+			return tenantjobs.ReviewOutput{}, nil
+		},
 	}); err != nil {
 		return nil, err
 	}
