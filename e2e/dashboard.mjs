@@ -212,7 +212,7 @@ async function runPageLive(admin) {
 // familyPage: a run's children and the signals kept for it are shown on
 // its page, live; a child links to its parent (issue 22).
 async function familyPage(admin) {
-  const id = await trigger('admin', 'review', { count: 2, ms: 8000 })
+  const id = await trigger('admin', 'review', { count: 2, ms: 12000 })
   await admin.goto(dash(`runs/${id}`))
   await mark(admin)
   await admin.waitForFunction(() => /Waiting for its children/.test(document.querySelector('[data-testid=wait]')?.textContent ?? ''), null, { timeout: T })
@@ -222,7 +222,9 @@ async function familyPage(admin) {
   check(sent.status === 200, `signal: ${sent.status} ${JSON.stringify(sent.body)}`)
   const refused = await api('admin', 'POST', `/signal?runId=${id}`, { name: 'approve', payload: { by: '' } })
   check(refused.status === 400 && /Invalid payload: by/.test(refused.body.error), `a bad payload: ${refused.status} ${JSON.stringify(refused.body)}`)
-  // Kept while the parent waits for its children, then received.
+  // Kept while the parent waits for its children (12 s: the page's 5 s
+  // look, which shows what no event announces, comes twice meanwhile),
+  // then received.
   await admin.waitForFunction(() => (document.querySelector('[data-testid=signals]')?.textContent ?? '').includes('rita'), null, { timeout: T })
   await admin.waitForFunction(() => document.querySelector('h1 [data-testid=status]')?.textContent === 'completed', null, { timeout: T })
   await admin.waitForFunction(() => document.querySelector('[data-testid=signals-section]').closest('section').hidden, null, { timeout: T })
