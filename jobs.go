@@ -69,6 +69,10 @@ type Job[I, O any] struct {
 	// slot freed. The lease is not renewed past the deadline, so a hung
 	// process loses the run to another, which fails it.
 	Timeout time.Duration
+	// Signals are the signals the job's runs may wait for (WaitForSignal)
+	// and be sent (Engine.Signal): a Signal[P] each, its payload checked
+	// against P and its schema before it is kept.
+	Signals []SignalDecl
 	// StepTimeout, if positive, bounds each attempt of each of the job's
 	// steps (WithStepTimeout overrides it per step): past it, the step's
 	// context ends with an ErrDeadline error and the attempt fails, retried
@@ -100,6 +104,8 @@ type jobEntry struct {
 	priority, maxRunning, perTenant int
 	// timeout and stepTimeout are Job.Timeout and Job.StepTimeout.
 	timeout, stepTimeout time.Duration
+	// signals are Job.Signals by name.
+	signals map[string]SignalDecl
 }
 
 // TypedJob is a registered job with its types — input I, output O and
@@ -149,6 +155,10 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 			return nil, fmt.Errorf("durably: job %q: %s must not be negative, got %v", job.Name, f.name, f.value)
 		}
 	}
+	signals, err := signalsOf(job.Name, job.Signals)
+	if err != nil {
+		return nil, err
+	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	if existing, ok := e.jobs[job.Name]; ok {
@@ -183,6 +193,7 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 		perTenant:   job.MaxRunningPerTenant,
 		timeout:     job.Timeout,
 		stepTimeout: job.StepTimeout,
+		signals:     signals,
 	}
 	// Copied on write: claims read the maps without the lock's help.
 	if job.MaxRunning > 0 {

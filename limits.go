@@ -18,6 +18,7 @@ const (
 	MaxLabelValueBytes   = store.MaxLabelValueBytes
 	MaxKeyScopeBytes     = store.MaxKeyScopeBytes
 	MaxStepNameBytes     = store.MaxStepNameBytes
+	MaxSignalNameBytes   = store.MaxSignalNameBytes
 	MaxScheduleNameBytes = store.MaxScheduleNameBytes
 	MaxWorkerIDBytes     = store.MaxWorkerIDBytes
 	MaxMessageBytes      = store.MaxMessageBytes

@@ -27,6 +27,8 @@ type StepContext struct {
 	retry  *RetryPolicy // the job's, for steps without their own
 	// stepTimeout is the job's StepTimeout, for steps without their own.
 	stepTimeout time.Duration
+	// signals are the job's declared signals by name (Job.Signals).
+	signals map[string]SignalDecl
 
 	mu          sync.Mutex
 	index       int    // position of the next step in the run (D6)
@@ -65,6 +67,18 @@ type stepRecorder interface {
 	withAttempt(step string, err error) []store.Attempt
 	// ended says whether the body returned or was abandoned.
 	ended() bool
+	// recordedStep returns the run's completed step name, as replay does
+	// its output.
+	recordedStep(name string) (*store.Step, bool)
+	// await hands the run back, as suspend does, to wait until until or
+	// for what w names.
+	await(until time.Time, steps []*store.Step, w *store.Wait) (ok bool, err error)
+	// runDeadline is when the run times out (Job.Timeout); zero for none.
+	runDeadline() time.Time
+	// receive records rec with the payload of the oldest signal named
+	// signal kept for the run, if there is one (S-063); the receipt has
+	// no signal otherwise. A refused write ends the run as save's does.
+	receive(signal string, rec *store.Step) (store.Receipt, error)
 }
 
 func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec stepRecorder) *StepContext {

@@ -36,6 +36,8 @@ type triggerOptions struct {
 	runAt    time.Time
 	delay    time.Duration
 	priority *int
+	// parentRunID makes the run a child of that run.
+	parentRunID string
 }
 
 func collectOptions(opts []Option) options {
@@ -330,6 +332,7 @@ func (e *Engine) newRun(it parsedTrigger, now time.Time) (store.NewRun, error) {
 			KeyScope:       scope,
 			Labels:         labels,
 			CreatedAt:      now,
+			ParentRunID:    it.opts.parentRunID,
 		},
 		Coalesce: it.opts.coalesce == CoalesceSkip,
 	}, nil

@@ -82,6 +82,11 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 				c.add(ptr+"/"+t.key, "%s %q: write a positive Go duration (30s, 2m, 1h30m), or leave %s out for no bound", t.key, t.value, t.key)
 			}
 		}
+		c.fields(ptr+"/signals", j.Signals, "signal", func(sp string, f Field) {
+			if err := durably.CheckSignalName(f.Name); err != nil {
+				c.add(sp, "%s", err)
+			}
+		})
 		for k, sc := range j.Schedules {
 			sp := ptr + "/schedules/" + strconv.Itoa(k)
 			if prev, dup := schedules[sc.Name]; dup {

@@ -77,6 +77,9 @@ type Job struct {
 	// StepTimeout); the schema's pattern for them is goDuration.
 	Timeout     string `json:"timeout,omitempty" jsonschema:"description=How long a run may take from its first start to its end, waits included (durably.Job.Timeout): a positive Go duration (30s or 1h30m); past it the run fails, never retried; leave it out for no bound." yaml:"timeout,omitempty"`
 	StepTimeout string `json:"stepTimeout,omitempty" jsonschema:"description=How long each attempt of each step may take (durably.Job.StepTimeout): a positive Go duration (500ms or 2m); past it the attempt fails and is retried under the retry policy; leave it out for no bound." yaml:"stepTimeout,omitempty"`
+	// Signals are the signals the job's runs may wait for, by name, each
+	// with the type of its payload (durably.Job.Signals).
+	Signals Fields `json:"signals,omitempty" jsonschema:"description=The signals the job's runs may wait for (durably.WaitForSignal) and be sent (POST /signal): each name with the type of its payload, checked before the signal is kept." yaml:"signals,omitempty"`
 }
 
 // Retry declares a retry policy (durably.RetryPolicy), checked as the

@@ -28,6 +28,9 @@ const (
 	// MaxStepNameBytes bounds a step's name; a step with a longer one fails
 	// without running.
 	MaxStepNameBytes = 1024
+	// MaxSignalNameBytes bounds a signal's name, refused where a job
+	// declares it (Job.Signals).
+	MaxSignalNameBytes = 256
 	// MaxScheduleNameBytes bounds Schedule.Name, part of its ticks'
 	// idempotency keys ("schedule:<name>:<tick>", at most 30 bytes more).
 	MaxScheduleNameBytes = 256

@@ -6,9 +6,11 @@
 //
 // Workloads: enqueue, enqueue-batch, enqueue-tx, process, latency, list, http, sse, multi,
 // retry, scheduled, scaleout (worker processes of one slot over runs of
-// seconds: the speed-up of N processes against one), and chaos (worker
-// processes killed, poisoned and hung, database faults; it checks what
-// durably promises and prints what the faults cost instead of a speed).
+// seconds: the speed-up of N processes against one), fanout (a parent run
+// fanning out to -n children and gathering them), signal (a signal's round
+// trip to a waiting run), and chaos (worker processes killed, poisoned and
+// hung, database faults; it checks what durably promises and prints what
+// the faults cost instead of a speed).
 package main
 
 //go:generate go run github.com/durably-go/durably/cmd/durably-gen -q -config durably.yaml
@@ -100,6 +102,8 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 	"retry":         wlRetry,
 	"scheduled":     wlScheduled,
 	"scaleout":      wlScaleout,
+	"fanout":        wlFanout,
+	"signal":        wlSignal,
 }
 
 func defaultN(workload string) int {
@@ -119,6 +123,10 @@ func defaultN(workload string) int {
 		// About 80 s of work: at 4 processes the longest run (3 s) is a
 		// small part of the 20 s it should take.
 		return 40
+	case "fanout":
+		return 100
+	case "signal":
+		return 1000
 	}
 	return 5000
 }
@@ -127,7 +135,7 @@ func defaultN(workload string) int {
 func parseFlags() *config {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | enqueue-tx | process | latency | list | http | sse | multi | chaos | retry | scheduled | scaleout")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | enqueue-tx | process | latency | list | http | sse | multi | chaos | retry | scheduled | scaleout | fanout | signal")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns); multi: per process, default 4")
 	flag.IntVar(&c.procs, "procs", 4, "multi: worker processes; scaleout: the most worker processes (measured at 1, 2, 4, … and this)")
@@ -243,7 +251,7 @@ func main() {
 func (c *config) params() map[string]any {
 	p := map[string]any{"n": c.n}
 	switch c.workload {
-	case "process", "latency", "multi", "http", "sse", "retry", "scheduled":
+	case "process", "latency", "multi", "http", "sse", "retry", "scheduled", "fanout", "signal":
 		p["slots"] = c.slots
 	}
 	if c.workload == "scheduled" {

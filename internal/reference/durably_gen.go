@@ -237,6 +237,37 @@ func (j *ImportCSVJob) ListRuns(ctx context.Context, f RunFilter) ([]*ImportCSVR
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "import-csv" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *ImportCSVJob) StartChild(s *durably.StepContext, name string, in ImportCSVInput, opts ...durably.Option) (durably.Child[ImportCSVOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "import-csv" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *ImportCSVJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[ImportCSVInput]) ([]durably.Child[ImportCSVOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
+// ImportCSVApprove is the signal "approve" of job "import-csv", whose payload is ImportCSVApprovePayload. A reviewer's approval of the import.
+var ImportCSVApprove = durably.Signal[ImportCSVApprovePayload]{Name: "approve", Schema: typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"by":{"type":"string","minLength":1},"note":{"type":"string","maxLength":200}},"additionalProperties":false,"type":"object","required":["by"]}`)}
+
+// SignalApprove sends the signal "approve" to the run id of job "import-csv" (durably.SendSignal):
+// kept until the run receives it with WaitForImportCSVApprove.
+func (j *ImportCSVJob) SignalApprove(ctx context.Context, id string, p ImportCSVApprovePayload) error {
+	return durably.SendSignal(ctx, j.job.Engine(), id, ImportCSVApprove, p)
+}
+
+// WaitForImportCSVApprove waits, as a step named name of the run s executes, for the
+// signal "approve" and returns its payload (durably.WaitForSignal); opts take
+// durably.WithTimeout. While it waits, it returns an ErrSuspended error,
+// which the job must return.
+func WaitForImportCSVApprove(s *durably.StepContext, name string, opts ...durably.Option) (ImportCSVApprovePayload, error) {
+	return durably.WaitForSignal(s, name, ImportCSVApprove, opts...)
+}
+
 // SendMailJob is the typed handle of job "send-email".
 type SendMailJob struct {
 	job *durably.TypedJob[SendMailInput, SendMailOutput, Labels]
@@ -310,6 +341,20 @@ func (j *SendMailJob) GetRun(ctx context.Context, id string) (*SendMailRun, erro
 // ListRuns lists runs of job "send-email", newest first.
 func (j *SendMailJob) ListRuns(ctx context.Context, f RunFilter) ([]*SendMailRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "send-email" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *SendMailJob) StartChild(s *durably.StepContext, name string, in SendMailInput, opts ...durably.Option) (durably.Child[SendMailOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "send-email" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *SendMailJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[SendMailInput]) ([]durably.Child[SendMailOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // PingInput: job "ping" has no input; its triggers take none.
@@ -391,6 +436,20 @@ func (j *PingJob) ListRuns(ctx context.Context, f RunFilter) ([]*PingRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "ping" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *PingJob) StartChild(s *durably.StepContext, name string, opts ...durably.Option) (durably.Child[PingOutput], error) {
+	return j.job.StartChild(s, name, typed.NoInput{}, opts...)
+}
+
+// StartChildren starts a run of job "ping" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *PingJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[PingInput]) ([]durably.Child[PingOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // Handlers are the bodies of the declared jobs; each one is required.
 type Handlers struct {
 	ImportCSV durably.JobFunc[ImportCSVInput, ImportCSVOutput]
@@ -436,6 +495,9 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 			Retry:      &durably.RetryPolicy{MaxAttempts: 5, Backoff: durably.BackoffExponential, Initial: 500 * time.Millisecond, Max: time.Minute, Jitter: 0.2},
 			Priority:   10,
 			MaxRunning: 4,
+			Signals: []durably.SignalDecl{
+				ImportCSVApprove,
+			},
 		})
 		if err != nil {
 			return nil, err
@@ -640,6 +702,12 @@ type ImportCSVOutput struct {
 	Imported int                `json:"imported"`
 	Skipped  int                `json:"skipped"`
 	Warnings typed.List[string] `json:"warnings,omitempty"`
+}
+
+// ImportCSVApprovePayload is the payload of signal "approve" of job "import-csv": A reviewer's approval of the import.
+type ImportCSVApprovePayload struct {
+	By   string  `json:"by"`
+	Note *string `json:"note,omitempty"`
 }
 
 // SendMailInput is the input of job "send-email": The address.

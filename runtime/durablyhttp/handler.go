@@ -255,6 +255,12 @@ func (h *Handler[C, L]) serve(w http.ResponseWriter, r *http.Request, path strin
 		h.withRun(req, OpCancel, h.cancel)
 	case r.Method == http.MethodDelete && path == "/run":
 		h.withRun(req, OpDelete, h.deleteRun)
+	case r.Method == http.MethodPost && path == "/signal":
+		h.withRun(req, OpSignal, h.signal)
+	case r.Method == http.MethodGet && path == "/signals":
+		h.withRun(req, OpSteps, h.getSignals)
+	case r.Method == http.MethodGet && path == "/children":
+		h.withRun(req, OpRead, h.getChildren)
 	case r.Method == http.MethodGet && path == "/subscribe":
 		h.withRun(req, OpSubscribe, h.subscribe)
 	case r.Method == http.MethodGet && path == "/runs/subscribe":
@@ -774,6 +780,65 @@ func (h *Handler[C, L]) cancel(req *request[C], run *durably.Run) {
 		return
 	}
 	writeJSON(req.w, []byte(`{"success":true}`))
+}
+
+// signalBody is what POST /signal reads (R-244): the signal's name and its
+// payload, any JSON; members of the wrong type are reported by name.
+type signalBody struct {
+	Name    json.RawMessage `json:"name"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// signal serves POST /signal?runId=, an addition of durably-go (R-244): the
+// signal is validated against the run's job's declaration and kept for the
+// run (Engine.Signal).
+func (h *Handler[C, L]) signal(req *request[C], run *durably.Run) {
+	body, err := io.ReadAll(http.MaxBytesReader(req.w, req.r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	var sb signalBody
+	if err := json.Unmarshal(body, &sb); err != nil || isNull(body) {
+		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: expected an object with name and payload")
+		return
+	}
+	name, err := optionalString(sb.Name, "name")
+	if err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if name == "" {
+		writeError(req.w, http.StatusBadRequest, "name is required")
+		return
+	}
+	if err := h.e.Signal(req.r.Context(), run.ID, name, sb.Payload); err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, []byte(`{"success":true}`))
+}
+
+// getSignals serves GET /signals, an addition of durably-go (R-244): the
+// signals kept for the run, oldest first; none once it ended.
+func (h *Handler[C, L]) getSignals(req *request[C], run *durably.Run) {
+	sigs, err := h.e.GetSignals(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, appendArray(nil, sigs, AppendSignal))
+}
+
+// getChildren serves GET /children, an addition of durably-go (R-244): the
+// run's children, oldest first, in the run shape.
+func (h *Handler[C, L]) getChildren(req *request[C], run *durably.Run) {
+	kids, err := h.e.GetChildren(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(kids)+2), kids, AppendClientRun))
 }
 
 func (h *Handler[C, L]) deleteRun(req *request[C], run *durably.Run) {

@@ -344,6 +344,7 @@ func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: fromTS(r.LeaseExpiresAt), LeaseGeneration: r.LeaseGeneration,
 		StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt), CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
 		RunAt: fromTS(r.RunAt), Priority: r.Priority, Attempt: r.Attempt, Crashes: r.Crashes, Attempts: r.Attempts.String, TraceContext: r.TraceContext.String,
+		ParentRunID: r.ParentRunID.String, WaitingFor: r.WaitingFor.String, Wakes: r.Wakes,
 	}
 	return raw.Decode()
 }

@@ -209,6 +209,20 @@ func (j *EchoJob) ListRuns(ctx context.Context, f RunFilter) ([]*EchoRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "echo" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *EchoJob) StartChild(s *durably.StepContext, name string, in EchoInput, opts ...durably.Option) (durably.Child[EchoOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "echo" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *EchoJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[EchoInput]) ([]durably.Child[EchoOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // Handlers are the bodies of the declared jobs; each one is required.
 type Handlers struct {
 	Echo durably.JobFunc[EchoInput, EchoOutput]
