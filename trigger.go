@@ -409,9 +409,8 @@ func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch
 // and the lease lasts, and then gives back the slot reserved for it.
 func (e *Engine) handBackUncertainDirect(lease store.Lease, expires time.Time) {
 	defer e.worker.unreserve()
-	ok, err := e.fencedWrite(context.Background(), "release lease", func() time.Time { return expires }, func() (bool, error) {
-		return e.store.ReleaseLease(context.Background(), lease, e.now())
-	}, nil)
+	ok, err := e.writeWithinLease(context.Background(), leaseWrite{name: "release lease", until: func() time.Time { return expires },
+		write: func() (bool, error) { return e.store.ReleaseLease(context.Background(), lease, e.now()) }})
 	if err != nil {
 		e.logger.Warn("durably: lease of a trigger whose commit is uncertain not released; it will expire", "runId", lease.RunID, "err", err)
 	} else if ok {
