@@ -247,7 +247,9 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (labels map[string]str
 	if err := checkText("concurrencyKey", o.concurrencyKey, MaxKeyBytes); err != nil {
 		return nil, "", err
 	}
-	scope = e.keyScope(labels, o.globalKeys)
+	if !o.globalKeys {
+		scope = e.keyScope(labels)
+	}
 	if err := e.checkKeyScope(scope); err != nil {
 		return nil, "", err
 	}
@@ -257,13 +259,13 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (labels map[string]str
 	return labels, scope, nil
 }
 
-// keyScope is the scope of a run's keys (D11): "" (global) without
-// TenantLabels or with WithGlobalKeys, else the JSON array of the tenant
-// labels' [key, value] pairs in configured order, a missing label's value
-// null. It is never "" for a scoped run, so no tenant shares the global
+// keyScope is the scope of the keys of a run with labels (D11), unless it
+// asked for WithGlobalKeys: "" (global) without TenantLabels, else the JSON
+// array of the tenant labels' [key, value] pairs in configured order, a
+// missing label's value null. It is never "" for a scoped run, so no tenant shares the global
 // scope, and it is injective, so no two tenants share a scope.
-func (e *Engine) keyScope(labels map[string]string, global bool) string {
-	if global || len(e.cfg.TenantLabels) == 0 {
+func (e *Engine) keyScope(labels map[string]string) string {
+	if len(e.cfg.TenantLabels) == 0 {
 		return ""
 	}
 	pairs := make([][2]any, len(e.cfg.TenantLabels))
