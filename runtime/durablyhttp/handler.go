@@ -64,8 +64,9 @@ type Options[C any, L durably.Labels[L]] struct {
 	// OnRequest runs on every request after authentication and before
 	// routing (H-060), e.g. for lazy initialisation.
 	OnRequest func(r *http.Request) error
-	// BasePath is removed from the request path before routing (its first
-	// occurrence, H-001). Empty when the router strips the mount path.
+	// BasePath is the prefix of the request path before the route (H-001);
+	// a path that does not start with it is no route. Empty when the router
+	// strips the mount path.
 	BasePath string
 	// SSEThrottle is the per-run interval of run:progress messages on an
 	// event stream (H-053). Default 100ms; negative disables throttling.
@@ -221,9 +222,9 @@ type request[C any] struct {
 // ServeHTTP runs authenticate → onRequest → routing → validation → hook →
 // operation (H-060).
 func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	if h.opts.BasePath != "" {
-		path = strings.Replace(path, h.opts.BasePath, "", 1)
+	path, ok := strings.CutPrefix(r.URL.Path, h.opts.BasePath)
+	if !ok {
+		path = "" // no route: a 404 once the request is authenticated (H-003)
 	}
 	h.serve(w, r, path)
 }
