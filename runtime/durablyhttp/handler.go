@@ -548,7 +548,7 @@ func (h *Handler[C, L]) listRuns(req *request[C]) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(runs)+2), runs, AppendClientRun))
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(runs)+2), runs, appendClientRun))
 }
 
 // countRuns serves GET /runs/counts, an addition of durably-go (issue 21):
@@ -720,7 +720,7 @@ func (h *Handler[C, L]) withRun(req *request[C], op Operation, then func(*reques
 }
 
 func (h *Handler[C, L]) getRun(req *request[C], run *durably.Run) {
-	writeJSON(req.w, AppendClientRun(nil, run))
+	writeJSON(req.w, appendClientRun(nil, run))
 }
 
 func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
@@ -729,7 +729,7 @@ func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(nil, steps, AppendStep))
+	writeJSON(req.w, appendArray(nil, steps, appendStep))
 }
 
 // getLogs serves GET /logs, an addition of durably-go (issue 21): the
@@ -740,7 +740,7 @@ func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(nil, logs, AppendLog))
+	writeJSON(req.w, appendArray(nil, logs, appendLog))
 }
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
