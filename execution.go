@@ -340,6 +340,7 @@ func (x *execution) end(fin store.Finish, took time.Duration) {
 	case !ok && pending != nil:
 		_ = x.refused(pending.Name, pending.Index) // as a refused step write would
 	case !ok:
+		//lint:ignore ST1005 the original's worker:error text, carried on the wire verbatim
 		e.workerError(fmt.Errorf("Lease lost before %s run %s", what, run.ID), where, "")
 	default:
 		x.obs.recorded, x.obs.recordedError = fin.Status, fin.Error
@@ -851,6 +852,7 @@ func (k *leaseKeeper) renewNow() {
 		if k.abort != nil {
 			k.abort(ErrLeaseLost)
 		}
+		//lint:ignore ST1005 the original's worker:error text, carried on the wire verbatim
 		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
 		return
 	default:

@@ -635,6 +635,7 @@ func readWindow(q url.Values, from, to *time.Time, after **durably.RunCursor) er
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
+				//lint:ignore ST1005 the protocol's 400 messages begin "Invalid", as the original's do
 				return fmt.Errorf("Invalid %s: must be an RFC 3339 time, got %q", p.name, v)
 			}
 			*p.dst = t
@@ -644,6 +645,7 @@ func readWindow(q url.Values, from, to *time.Time, after **durably.RunCursor) er
 		at, id, found := strings.Cut(v, ",")
 		t, err := time.Parse(time.RFC3339Nano, at)
 		if !found || id == "" || err != nil {
+			//lint:ignore ST1005 the protocol's 400 messages begin "Invalid", as the original's do
 			return fmt.Errorf("Invalid after: must be the createdAt and id of a run, as <createdAt>,<id>, got %q", v)
 		}
 		*after = &durably.RunCursor{CreatedAt: t, ID: id}
