@@ -90,7 +90,7 @@ func WithDelay(d time.Duration) Option {
 // WithPriority sets the run's priority, overriding the job's Priority:
 // runs with a smaller number are claimed first, then older ones (River's
 // and DBOS's convention). Under sustained load a run of a larger number
-// waits as long as runs of smaller numbers are claimable (README,
+// waits as long as runs of smaller numbers are claimable (docs/jobs.md,
 // "Priorities and limits").
 func WithPriority(p int) Option {
 	return func(o *options) { o.trigger.priority = &p }
