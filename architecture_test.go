@@ -200,7 +200,7 @@ func TestArchitectureNames(t *testing.T) {
 				continue
 			}
 			checked++
-			if !g.has(n[1]) {
+			if !g.has(n[1]) && !slices.Contains(paths, span) { // a directory of the root (docs, gen, e2e)
 				t.Errorf("ARCHITECTURE.md names %s, which the module does not declare", span)
 			}
 		}
