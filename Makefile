@@ -1,5 +1,6 @@
 # The project's tasks, in one place. docs/contributing.md, "Tasks", lists
-# them; .ci/run runs lint, test, check-generated and fuzz through them.
+# them; .ci/run runs lint, test, test-newest-go, check-generated and fuzz
+# through them.
 # Tools are pinned in tools/go.mod, a module of its own, so that users of
 # durably do not inherit their dependencies.
 
@@ -21,9 +22,11 @@ FUZZ     := .:FuzzDecodeTransport:80000x \
 # "Go versions"); the go command fetches it through the module proxy. The
 # machine's Go runs everything else: it is the oldest that go.mod allows.
 NEWEST_GO ?= go1.27.3
-# What the newest Go's pass tests: the engine, the seam, the stores and
-# what they share, and the generator (the whole suite once is enough time).
-NEWEST_GO_TESTS := . ./store/... ./internal/... ./runtime/sqlitestore/... ./runtime/pgstore/... ./gen/...
+# What the newest Go's pass tests, without -race: the engine, the stores,
+# the handler and the generator, leaving out the tests of processes killed
+# or cut off from the database (slow, and about the system more than Go).
+NEWEST_GO_TESTS := . ./internal/... ./runtime/... ./gen/...
+NEWEST_GO_SKIP  := Crash|Fleet|Outage|Frozen|Silent|LostAnswers|Ambiguous|TwoProcesses|Exit|EndsItsProcess|AttemptHistoryOutlives
 
 .PHONY: help generate check-generated lint test test-newest-go fuzz bench ci
 
@@ -58,7 +61,7 @@ test-newest-go:
 	GOTOOLCHAIN=$(NEWEST_GO) $(GO) version
 	GOTOOLCHAIN=$(NEWEST_GO) $(GO) build ./...
 	GOTOOLCHAIN=$(NEWEST_GO) $(GO) vet ./...
-	GOTOOLCHAIN=$(NEWEST_GO) $(GO) test $(NEWEST_GO_TESTS)
+	GOTOOLCHAIN=$(NEWEST_GO) $(GO) test -skip '$(NEWEST_GO_SKIP)' $(NEWEST_GO_TESTS)
 
 fuzz:
 	@for target in $(FUZZ); do \
