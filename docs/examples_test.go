@@ -23,6 +23,10 @@ import (
 	"github.com/durably-go/durably/store"
 )
 
+// The examples are compiled, not run (but for the testing guide's test):
+// they need a network, servers and files the suite does not give them.
+var _ = []any{tour, schedules, delayed, priorities, retries, sleeps, serve, observe, hooks, limits, wait, postgres}
+
 // ---- docs/jobs.md ----
 
 type In struct {
@@ -82,7 +86,8 @@ func schedules(eng *durably.Engine, job *durably.JobHandle[In, Out]) error {
 }
 
 func delayed(ctx context.Context, job *durably.JobHandle[In, Out], in In) {
-	res, _ := job.Trigger(ctx, in, durably.WithDelay(10*time.Minute)) // or:
+	res, _ := job.Trigger(ctx, in, durably.WithDelay(10*time.Minute))
+	fmt.Println(res.Run.Status, res.Run.RunAt) // pending, ten minutes after the trigger
 	res, _ = job.Trigger(ctx, in, durably.WithRunAt(time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)))
 	fmt.Println(res.Run.Status, res.Run.RunAt) // pending 2026-04-01 09:00:00 +0000 UTC
 }

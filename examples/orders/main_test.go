@@ -28,16 +28,7 @@ func TestBothDeclarations(t *testing.T) {
 			t.Fatalf("generated: %+v, %v", generated, err)
 		}
 	}
-	st, err := sqlitestore.Open(db, sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := e.ListRuns(ctx, durably.RunFilter{})
+	runs, err := engine(t, db).ListRuns(ctx, durably.RunFilter{})
 	if err != nil || len(runs) != 2 {
 		t.Fatalf("%d runs for two orders run twice each, %v", len(runs), err)
 	}
@@ -46,15 +37,7 @@ func TestBothDeclarations(t *testing.T) {
 // TestGeneratedInputIsChecked: the declaration's bounds hold for Go
 // triggers too, as the README's comment says.
 func TestGeneratedInputIsChecked(t *testing.T) {
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "orders.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e, err := durably.New(durably.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := engine(t, filepath.Join(t.TempDir(), "orders.db"))
 	if err := e.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -66,4 +49,19 @@ func TestGeneratedInputIsChecked(t *testing.T) {
 	if !errors.Is(err, durably.ErrValidation) {
 		t.Fatalf("an order of amount 0: %v, want a validation error", err)
 	}
+}
+
+// engine is an engine, unstarted, on the SQLite file at path.
+func engine(t *testing.T, path string) *durably.Engine {
+	t.Helper()
+	st, err := sqlitestore.Open(path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e, err := durably.New(durably.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
