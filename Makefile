@@ -43,7 +43,7 @@ help:
 generate:
 	$(TOOL) sqlc generate
 	$(GO) run ./cmd/durably-gen durably.yaml
-	$(GO) generate ./examples/tenants ./examples/orders
+	$(GO) generate ./examples/tenants ./examples/orders ./cmd/durably-bench
 
 check-generated:
 	DURABLY_TEST_SQLC=1 $(GO) test -count=1 -run '^TestSQLCOutputIsCurrent$$' .

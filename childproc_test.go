@@ -206,9 +206,15 @@ func (c *child) ready(t *testing.T, limit time.Duration) {
 // fails unless at least 3 were killed, and returns their pids.
 func killLoop(t *testing.T, storeSpec string, env []string, kills int, least, spread time.Duration) map[int]bool {
 	t.Helper()
+	return killLoopOf(t, "TestCrashChild", storeSpec, env, kills, least, spread)
+}
+
+// killLoopOf is killLoop with the child test name.
+func killLoopOf(t *testing.T, name, storeSpec string, env []string, kills int, least, spread time.Duration) map[int]bool {
+	t.Helper()
 	killed := map[int]bool{}
 	for round := 0; ; round++ {
-		c := startChild(t, "TestCrashChild", storeSpec, env...)
+		c := startChild(t, name, storeSpec, env...)
 		if round < kills {
 			err, exited := c.waitTimeout(least + time.Duration(rand.Int64N(int64(spread))))
 			if !exited {

@@ -194,6 +194,9 @@ type Engine struct {
 	// watches execute here, by run id (observe.go).
 	obs      Observer
 	observed sync.Map
+	// commits follows the transactions of transactional triggers
+	// (txwatch.go).
+	commits commitWatch
 }
 
 // New validates cfg and returns an engine. It does not touch the database:
@@ -246,6 +249,7 @@ func New(cfg Config) (*Engine, error) {
 		e.logger.Error("durably: event listener panicked", "event", ev.Type, "runId", ev.RunID, "panic", r)
 	}
 	e.worker.init(e)
+	e.commits.init(e)
 	if t, ok := cfg.Store.(store.EventTransport); ok {
 		e.transport = t
 		go e.receiveRemote(t.RemoteEvents())

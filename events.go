@@ -16,7 +16,7 @@ import (
 type EventType string
 
 // The event types. Domain events: trigger, coalesced, complete, fail,
-// cancel, delete; the rest are operational.
+// cancel, delete, and resume; the rest are operational.
 const (
 	EventRunTrigger      EventType = "run:trigger"
 	EventRunCoalesced    EventType = "run:coalesced"
@@ -27,18 +27,22 @@ const (
 	EventRunFail         EventType = "run:fail"
 	EventRunCancel       EventType = "run:cancel"
 	EventRunDelete       EventType = "run:delete"
-	EventStepStart       EventType = "step:start"
-	EventStepComplete    EventType = "step:complete"
-	EventStepFail        EventType = "step:fail"
-	EventStepCancel      EventType = "step:cancel"
-	EventLogWrite        EventType = "log:write"
-	EventWorkerError     EventType = "worker:error"
+	// EventRunResume: a failed or cancelled run was made pending again by
+	// Resume, to go on from its completed steps (R-264; not in the
+	// original: additive).
+	EventRunResume    EventType = "run:resume"
+	EventStepStart    EventType = "step:start"
+	EventStepComplete EventType = "step:complete"
+	EventStepFail     EventType = "step:fail"
+	EventStepCancel   EventType = "step:cancel"
+	EventLogWrite     EventType = "log:write"
+	EventWorkerError  EventType = "worker:error"
 )
 
 // IsDomain reports whether the type is a domain event.
 func (t EventType) IsDomain() bool {
 	switch t {
-	case EventRunTrigger, EventRunCoalesced, EventRunComplete, EventRunFail, EventRunCancel, EventRunDelete:
+	case EventRunTrigger, EventRunCoalesced, EventRunComplete, EventRunFail, EventRunCancel, EventRunDelete, EventRunResume:
 		return true
 	}
 	return false

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/durably-go/durably/store"
@@ -46,6 +47,10 @@ type execution struct {
 	recordedIdx int           // current_step_index once recorded steps are counted
 	recordedCnt int           // completed_step_count likewise
 	obs         executionObservation
+	// over is set once the body returned or was abandoned: its
+	// StepContext, still in the hands of a goroutine that goes on,
+	// records and emits nothing more.
+	over atomic.Bool
 }
 
 // stepFlushDelay bounds how long a completed step may stay unrecorded while
@@ -59,6 +64,7 @@ const stepFlushDelay = time.Millisecond
 // goroutine or timer of the run outlives execute.
 func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	defer keeper.stop()
+	e.commits.claimed(run.ID)
 	job := e.job(run.JobName)
 	if job == nil {
 		e.failUnregistered(run, keeper.lease)
@@ -76,7 +82,7 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 	if keeper.attach(abort) {
 		return // the lease ran out before the run could start
 	}
-	if x.crashedOut() || x.timedOutAlready() {
+	if x.crashedOut() || x.timedOutAlready() || x.orphaned() {
 		return
 	}
 	stopDeadline := x.armDeadline()
@@ -90,6 +96,11 @@ func (e *Engine) execute(run *Run, keeper *leaseKeeper, ending func()) {
 		return
 	}
 	output, runErr := x.callJobBounded(job)
+	// The deadline is the body's: one passing while the execution ends
+	// (a renewal in flight, the finish) does not fail a run that returned
+	// in time.
+	stopDeadline()
+	x.over.Store(true)
 	x.jobReturned(runErr)
 	ending()
 	keeper.stop()
@@ -101,7 +112,7 @@ func (e *Engine) failUnregistered(run *Run, lease store.Lease) {
 	// D7: the original fails such runs silently; we say why.
 	msg := "job not registered: " + run.JobName
 	ok, err := e.store.FinishRun(context.Background(), lease, store.Finish{Status: store.StatusFailed, Error: msg, Now: e.now(),
-		CurrentStepIndex: run.CurrentStepIndex, CompletedStepCount: run.CompletedStepCount})
+		CurrentStepIndex: run.CurrentStepIndex, CompletedStepCount: run.CompletedStepCount, ParentRunID: run.ParentRunID})
 	if err != nil {
 		e.workerError(err, "run-failure", run.ID)
 	} else if ok {
@@ -156,7 +167,7 @@ func (x *execution) callJob(job *jobEntry) (out []byte, err error) {
 		}
 	}()
 	s := newStepContext(x.e, x.run, x.keeper.lease, x.ctx, x)
-	s.retry, s.stepTimeout = job.retry, job.stepTimeout
+	s.retry, s.stepTimeout, s.signals = job.retry, job.stepTimeout, job.signals
 	return job.execute(x.ctx, s, x.run.Input)
 }
 
@@ -191,7 +202,9 @@ func (x *execution) armDeadline() (stop func()) {
 	if d.IsZero() {
 		return func() {}
 	}
-	x.keeper.noRenewalAfter(d)
+	// Renewed until the body is abandoned, so that the lease outlasts the
+	// timed-out finish (a hung process still loses it a lease later).
+	x.keeper.noRenewalAfter(d.Add(abandonAfter))
 	t := time.AfterFunc(d.Sub(x.e.now()), func() { x.abort(runTimedOut(x.run.ID, x.job.timeout)) }) // on Config.Now's clock
 	return func() { t.Stop() }
 }
@@ -307,7 +320,7 @@ func (x *execution) end(fin store.Finish, took time.Duration) {
 		x.recordFailed(flushErr)
 		return
 	}
-	fin.Now, fin.DeleteSteps = e.now(), !e.cfg.PreserveSteps
+	fin.Now, fin.DeleteSteps, fin.ParentRunID = e.now(), !e.cfg.PreserveSteps, run.ParentRunID
 	x.mu.Lock()
 	fin.CurrentStepIndex, fin.CompletedStepCount = x.recordedIdx, x.recordedCnt
 	x.mu.Unlock()
@@ -351,6 +364,11 @@ func (x *execution) end(fin store.Finish, took time.Duration) {
 			e.emit(Event{Type: EventRunComplete, RunID: run.ID, JobName: run.JobName, Output: fin.Output, Duration: took, Labels: run.Labels})
 		} else {
 			e.emit(Event{Type: EventRunFail, RunID: run.ID, JobName: run.JobName, Error: fin.Error, FailedStepName: failedStep, Labels: run.Labels})
+		}
+		if run.ParentRunID != "" {
+			// The parent may be claimable now (S-061); the claim that
+			// follows this slot's end may have read before the finish.
+			e.worker.wake()
 		}
 	}
 }
@@ -460,6 +478,9 @@ func (x *execution) replay(name string) (out []byte, ok bool) {
 // written, fenced by generation, before the next step, with the finish, or
 // after stepFlushDelay. The caller flushed the step before it.
 func (x *execution) hold(rec *store.Step) {
+	if x.over.Load() {
+		return // an abandoned body's step: the run is over, and no timer may outlive it
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.completed[rec.Name] = rec
@@ -530,6 +551,79 @@ func (x *execution) refused(name string, index int) error {
 	return leaseLostError(run.ID)
 }
 
+func (x *execution) ended() bool { return x.over.Load() }
+
+// recordedStep returns the run's completed step name.
+func (x *execution) recordedStep(name string) (*store.Step, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	st, ok := x.completed[name]
+	return st, ok
+}
+
+// runDeadline is when the run times out (Job.Timeout); zero for none.
+func (x *execution) runDeadline() time.Time { return x.deadline() }
+
+// receive delivers the oldest signal named signal to rec, fenced, retrying
+// while the database is unavailable and the lease lasts (S-063). A retry
+// of a delivery that had committed is refused (the step exists, under a
+// unique id and name) or finds no signal: the step is then read back by
+// its id, and its output is the payload delivered.
+func (x *execution) receive(signal string, rec *store.Step) (store.Receipt, error) {
+	e, lease := x.e, x.keeper.lease
+	ctx := context.WithoutCancel(x.ctx)
+	var got store.Receipt
+	tries := 0
+	ok, err := e.writeWithinLease(x.ctx, leaseWrite{name: "receive signal", until: x.keeper.until,
+		write: func() (bool, error) {
+			tries++
+			var ok bool
+			var err error
+			got, ok, err = e.store.ReceiveSignal(ctx, lease, signal, rec)
+			return ok, err
+		},
+		committed: func(ctx context.Context) (bool, error) { return x.stepByID(ctx, rec.ID) != nil, nil }})
+	switch {
+	case err != nil:
+		return store.Receipt{}, fmt.Errorf("durably: receive signal %q of run %s: %w", signal, x.run.ID, err)
+	case !ok:
+		return store.Receipt{}, x.refused(rec.Name, rec.Index)
+	}
+	if got.Signal == nil && tries > 1 {
+		if st := x.stepByID(ctx, rec.ID); st != nil { // delivered before its answer was lost
+			got.Signal = &store.Signal{RunID: x.run.ID, Name: signal, Payload: st.Output}
+		}
+	}
+	if got.Signal == nil {
+		return got, nil
+	}
+	delivered := *rec
+	delivered.Output = got.Signal.Payload
+	x.mu.Lock()
+	x.completed[delivered.Name] = &delivered
+	x.recordedIdx = delivered.Index + 1
+	x.recordedCnt++
+	x.mu.Unlock()
+	e.emit(Event{Type: EventStepStart, RunID: x.run.ID, JobName: x.run.JobName, StepName: rec.Name, StepIndex: rec.Index, Labels: x.run.Labels})
+	x.stepCompleted(&delivered)
+	return got, nil
+}
+
+// stepByID reads the run's step with that id; nil when there is none or
+// it cannot be read.
+func (x *execution) stepByID(ctx context.Context, id string) *store.Step {
+	steps, err := x.e.store.GetSteps(ctx, x.run.ID)
+	if err != nil {
+		return nil
+	}
+	for _, st := range steps {
+		if st.ID == id {
+			return st
+		}
+	}
+	return nil
+}
+
 // attempts counts step name's failed attempts.
 func (x *execution) attempts(name string) int {
 	x.mu.Lock()
@@ -553,7 +647,19 @@ func (x *execution) recordFailed(err error) {
 // run's context then ends with the suspension's error, so that nothing
 // more is written for it here, and the worker's slot frees up.
 func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int, attempts []store.Attempt) (bool, error) {
+	return x.handBack(store.Deferral{Until: until, Steps: steps, Attempt: attempt, Attempts: attempts})
+}
+
+// await is suspend for a wait for children or a signal:
+// the run is claimable at until, or as soon as what w names comes.
+func (x *execution) await(until time.Time, steps []*store.Step, w *store.Wait) (bool, error) {
+	return x.handBack(store.Deferral{Until: until, Steps: steps, Attempt: x.run.Attempt, Wait: w})
+}
+
+// handBack writes the deferral d of suspend and await.
+func (x *execution) handBack(d store.Deferral) (bool, error) {
 	e, run := x.e, x.run
+	until, steps, attempt := d.Until, d.Steps, d.Attempt
 	pending, err := x.takePending()
 	if err != nil {
 		x.recordFailed(err)
@@ -562,7 +668,7 @@ func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int, a
 	if pending != nil {
 		steps = append([]*store.Step{pending}, steps...)
 	}
-	d := store.Deferral{Until: until, Now: e.now(), Steps: steps, Attempt: attempt, Attempts: attempts}
+	d.Now, d.Steps = e.now(), steps
 	x.mu.Lock()
 	d.CurrentStepIndex, d.CompletedStepCount = x.recordedIdx, x.recordedCnt
 	x.mu.Unlock()
@@ -621,7 +727,9 @@ func (x *execution) suspend(until time.Time, steps []*store.Step, attempt int, a
 			x.stepCompleted(st)
 		}
 	}
-	e.worker.wakeAt(until) // this process knows when the run comes due
+	if until.Before(waitForever) {
+		e.worker.wakeAt(until) // this process knows when the run comes due
+	}
 	return true, serr
 }
 

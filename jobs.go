@@ -69,6 +69,10 @@ type Job[I, O any] struct {
 	// slot freed. The lease is not renewed past the deadline, so a hung
 	// process loses the run to another, which fails it.
 	Timeout time.Duration
+	// Signals are the signals the job's runs may wait for (WaitForSignal)
+	// and be sent (Engine.Signal): a Signal[P] each, its payload checked
+	// against P and its schema before it is kept.
+	Signals []SignalDecl
 	// StepTimeout, if positive, bounds each attempt of each of the job's
 	// steps (WithStepTimeout overrides it per step): past it, the step's
 	// context ends with an ErrDeadline error and the attempt fails, retried
@@ -100,6 +104,8 @@ type jobEntry struct {
 	priority, maxRunning, perTenant int
 	// timeout and stepTimeout are Job.Timeout and Job.StepTimeout.
 	timeout, stepTimeout time.Duration
+	// signals are Job.Signals by name.
+	signals map[string]SignalDecl
 }
 
 // TypedJob is a registered job with its types — input I, output O and
@@ -149,6 +155,10 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 			return nil, fmt.Errorf("durably: job %q: %s must not be negative, got %v", job.Name, f.name, f.value)
 		}
 	}
+	signals, err := signalsOf(job.Name, job.Signals)
+	if err != nil {
+		return nil, err
+	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	if existing, ok := e.jobs[job.Name]; ok {
@@ -183,6 +193,7 @@ func RegisterTyped[I, O any, L Labels[L]](e *Engine, job *Job[I, O]) (*TypedJob[
 		perTenant:   job.MaxRunningPerTenant,
 		timeout:     job.Timeout,
 		stepTimeout: job.StepTimeout,
+		signals:     signals,
 	}
 	// Copied on write: claims read the maps without the lock's help.
 	if job.MaxRunning > 0 {
@@ -262,9 +273,12 @@ func (e *Engine) HasJob(name string) bool { return e.job(name) != nil }
 type JobSettings struct {
 	// Retry is a copy of Job.Retry with its defaults filled in (Backoff,
 	// Initial); nil when the job is not retried.
-	Retry      *RetryPolicy
-	Priority   int
-	MaxRunning int
+	Retry               *RetryPolicy
+	Priority            int
+	MaxRunning          int
+	MaxRunningPerTenant int
+	Timeout             time.Duration
+	StepTimeout         time.Duration
 }
 
 // JobSettings returns the settings of a registered job; ok is false when
@@ -274,7 +288,8 @@ func (e *Engine) JobSettings(name string) (settings JobSettings, ok bool) {
 	if j == nil {
 		return JobSettings{}, false
 	}
-	settings = JobSettings{Priority: j.priority, MaxRunning: j.maxRunning}
+	settings = JobSettings{Priority: j.priority, MaxRunning: j.maxRunning, MaxRunningPerTenant: j.perTenant,
+		Timeout: j.timeout, StepTimeout: j.stepTimeout}
 	if j.retry != nil {
 		p := *j.retry
 		if p.Backoff == "" {
@@ -490,11 +505,7 @@ func (h *TypedJob[I, O, L]) Trigger(ctx context.Context, input I, opts ...Option
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.e.triggerParsed(ctx, []parsedTrigger{{job: h.job.Name, input: raw, opts: o.trigger}}, false)
-	if err != nil {
-		return nil, err
-	}
-	return &res[0], nil
+	return h.e.triggerOne(ctx, parsedTrigger{job: h.job.Name, input: raw, opts: o.trigger})
 }
 
 // BatchItem is one item of a batch trigger.
@@ -506,6 +517,16 @@ type BatchItem[I any] struct {
 // BatchTrigger creates many runs in one transaction, all or nothing (R-045 …
 // Results are in item order.
 func (h *TypedJob[I, O, L]) BatchTrigger(ctx context.Context, items []BatchItem[I]) ([]TriggerResult, error) {
+	parsed, err := h.parseBatch(items)
+	if err != nil {
+		return nil, err
+	}
+	return h.e.triggerBatch(ctx, parsed)
+}
+
+// parseBatch encodes a batch's inputs, naming the index of a bad one
+//
+func (h *TypedJob[I, O, L]) parseBatch(items []BatchItem[I]) ([]parsedTrigger, error) {
 	parsed := make([]parsedTrigger, len(items))
 	for i, it := range items {
 		raw, err := h.job.encodeInput(it.Input)
@@ -514,7 +535,7 @@ func (h *TypedJob[I, O, L]) BatchTrigger(ctx context.Context, items []BatchItem[
 		}
 		parsed[i] = parsedTrigger{job: h.job.Name, input: raw, opts: collectOptions(it.Options).trigger}
 	}
-	return h.e.triggerParsed(ctx, parsed, true)
+	return parsed, nil
 }
 
 // Outcome is the result of a completed run.

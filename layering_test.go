@@ -22,7 +22,8 @@ func goList(t *testing.T, format string, pkgs ...string) []string {
 // TestLayering holds the module's layers (ARCHITECTURE.md, "Packages"):
 // the engine stands on the store seam and nothing of runtime/, which plugs
 // into it; a generated client links no server code; the HTTP handler
-// reaches storage only through the engine.
+// reaches storage only through the engine; the commands depend on no
+// example (issue 23: an example changes for its readers, not for a tool).
 func TestLayering(t *testing.T) {
 	// The engine's own imports: the seam, two small helpers of its own,
 	// the standard library and its one scheduling dependency.
@@ -36,6 +37,11 @@ func TestLayering(t *testing.T) {
 	for _, client := range []string{"./examples/tenants/tenantjobs/client", "./internal/reference/client", "./runtime/durablyclient"} {
 		if slices.Contains(goList(t, `{{join .Deps "\n"}}`, client), handler) {
 			t.Errorf("%s links the HTTP handler", client)
+		}
+	}
+	for _, dep := range goList(t, `{{join .Deps "\n"}}`, "./cmd/...") {
+		if strings.HasPrefix(dep, module+"/examples/") {
+			t.Errorf("a command depends on the example package %s", dep)
 		}
 	}
 	if slices.Contains(goList(t, `{{join .Imports "\n"}}`, "./runtime/durablyhttp"), module+"/store") {

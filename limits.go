@@ -18,9 +18,11 @@ const (
 	MaxLabelValueBytes   = store.MaxLabelValueBytes
 	MaxKeyScopeBytes     = store.MaxKeyScopeBytes
 	MaxStepNameBytes     = store.MaxStepNameBytes
+	MaxSignalNameBytes   = store.MaxSignalNameBytes
 	MaxScheduleNameBytes = store.MaxScheduleNameBytes
 	MaxWorkerIDBytes     = store.MaxWorkerIDBytes
 	MaxMessageBytes      = store.MaxMessageBytes
+	MaxTraceContextBytes = store.MaxTraceContextBytes
 	MaxJSONBytes         = store.MaxJSONBytes
 	MaxBatchBytes        = store.MaxBatchBytes
 )

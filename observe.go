@@ -66,6 +66,9 @@ type OutageInfo struct {
 type TriggerInfo struct {
 	Runs  []*Run
 	Batch bool // BatchTrigger or BatchTriggerRaw, all or nothing
+	// InTx: the runs are written in a transaction of the caller's
+	// (TriggerTx, R-250), and exist only if it commits, after EndTrigger.
+	InTx bool
 }
 
 // ExecutionInfo is an execution as an Observer sees it.
@@ -151,23 +154,35 @@ const (
 // is set ----
 
 // enqueue writes a trigger's runs, observed when an observer is set.
-func (e *Engine) enqueue(ctx context.Context, runs []store.NewRun, batch bool) ([]store.Enqueued, error) {
+// t says what kind of trigger it is (its Runs are filled in here); write
+// is the store's Enqueue, or its EnqueueTx in the caller's transaction.
+func (e *Engine) enqueue(ctx context.Context, t TriggerInfo, runs []store.NewRun, write enqueueFunc) ([]store.Enqueued, error) {
 	if e.obs != nil {
-		return e.enqueueObserved(ctx, runs, batch)
+		return e.enqueueObserved(ctx, t, runs, write)
 	}
-	return e.store.Enqueue(ctx, runs)
+	return write(ctx, runs)
 }
 
-func (e *Engine) enqueueObserved(ctx context.Context, runs []store.NewRun, batch bool) ([]store.Enqueued, error) {
-	t := TriggerInfo{Runs: make([]*Run, len(runs)), Batch: batch}
+// enqueueFunc writes runs: Store.Enqueue, or EnqueueTx bound to a
+// transaction.
+type enqueueFunc func(ctx context.Context, runs []store.NewRun) ([]store.Enqueued, error)
+
+func (e *Engine) enqueueObserved(ctx context.Context, t TriggerInfo, runs []store.NewRun, write enqueueFunc) ([]store.Enqueued, error) {
+	t.Runs = make([]*Run, len(runs))
 	for i, nr := range runs {
 		t.Runs[i] = nr.Run
 	}
 	ctx, traceContext := e.obs.StartTrigger(ctx, t)
+	if len(traceContext) > MaxTraceContextBytes || !storable(traceContext) {
+		// Metadata a store could refuse must not fail the trigger: the
+		// runs go without it, their executions start a trace of their own.
+		e.logger.WarnContext(ctx, "durably: trace context not stored: too long or not text", "bytes", len(traceContext))
+		traceContext = ""
+	}
 	for _, nr := range runs {
 		nr.Run.TraceContext = traceContext
 	}
-	enqueued, err := e.store.Enqueue(ctx, runs)
+	enqueued, err := write(ctx, runs)
 	var results []TriggerResult
 	if err == nil {
 		results = make([]TriggerResult, len(enqueued))

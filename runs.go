@@ -151,18 +151,21 @@ func (e *Engine) GetLogs(ctx context.Context, runID string) ([]*LogRecord, error
 	return logs, nil
 }
 
-// Cancel cancels a pending or leased run (R-095 … R-098). A run executing
-// in this process has its context cancelled at once; its current step may
-// finish but its result is not recorded. A pending run loses its
-// steps and logs unless PreserveSteps is set.
+// Cancel cancels a pending or leased run (R-095 … R-098), and with it its
+// active descendants, its children's children included. A run
+// executing in this process has its context cancelled at once; its
+// current step may finish but its result is not recorded. A
+// pending run loses its steps and logs unless PreserveSteps is set. Each
+// cancelled run emits run:cancel, the descendants first.
 func (e *Engine) Cancel(ctx context.Context, runID string) error {
 	if !storable(runID) {
 		return notFoundf("Run not found: %s", runID)
 	}
-	run, prev, err := e.store.CancelRun(ctx, runID, e.now(), !e.cfg.PreserveSteps)
+	c, err := e.store.CancelRun(ctx, store.CancelRequest{ID: runID, Now: e.now(), DeleteSteps: !e.cfg.PreserveSteps})
 	if err != nil {
 		return fmt.Errorf("durably: cancel: %w", err)
 	}
+	run, prev := c.Run, c.Previous
 	if run == nil {
 		return notFoundf("Run not found: %s", runID)
 	}
@@ -174,8 +177,15 @@ func (e *Engine) Cancel(ctx context.Context, runID string) error {
 	case store.StatusCancelled:
 		return conflictf("Cannot cancel already cancelled run: %s", runID)
 	}
+	for _, d := range c.Descendants {
+		e.abortRunning(d.ID, ErrCancelled)
+		e.emit(Event{Type: EventRunCancel, RunID: d.ID, JobName: d.JobName, Labels: d.Labels})
+	}
 	e.abortRunning(runID, ErrCancelled)
 	e.emit(Event{Type: EventRunCancel, RunID: run.ID, JobName: run.JobName, Labels: run.Labels})
+	if run.ParentRunID != "" {
+		e.worker.wake() // its parent may be claimable now (S-061)
+	}
 	return nil
 }
 

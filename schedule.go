@@ -399,11 +399,11 @@ func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
 // takes the input) cannot heal by retrying, so that tick is skipped
 // (false, nil); any other error leaves it due.
 func (e *Engine) fireTick(ctx context.Context, s *scheduleEntry, tick time.Time) (bool, error) {
-	res, err := e.triggerParsed(ctx, []parsedTrigger{{job: s.job, input: s.input, opts: triggerOptions{
+	res, err := e.triggerOne(ctx, parsedTrigger{job: s.job, input: s.input, opts: triggerOptions{
 		idempotencyKey: tickKey(s.name, tick),
 		labels:         maps.Clone(s.labels),
 		globalKeys:     true,
-	}}}, false)
+	}})
 	if err != nil {
 		if errors.Is(err, ErrValidation) || errors.Is(err, ErrNotFound) {
 			e.logger.Error("durably: scheduled tick skipped", "schedule", s.name, "tick", tick, "err", err)
@@ -411,8 +411,8 @@ func (e *Engine) fireTick(ctx context.Context, s *scheduleEntry, tick time.Time)
 		}
 		return false, fmt.Errorf("durably: schedule %q: tick %s: %w", s.name, tick.Format(time.RFC3339), err)
 	}
-	e.logger.Debug("durably: scheduled tick", "schedule", s.name, "tick", tick, "runId", res[0].Run.ID,
-		"disposition", res[0].Disposition)
+	e.logger.Debug("durably: scheduled tick", "schedule", s.name, "tick", tick, "runId", res.Run.ID,
+		"disposition", res.Disposition)
 	return true, nil
 }
 

@@ -51,7 +51,11 @@ CREATE TABLE durably_runs (
   attempt              INTEGER     NOT NULL DEFAULT 0, -- deferrals for a retry so far
   crashes              INTEGER     NOT NULL DEFAULT 0, -- executions that ended without an outcome
   attempts             JSON,                         -- unsuccessful attempts: [{attempt, outcome, step, error, at, worker}]
-  trace_context        TEXT                          -- the trigger's W3C trace context, as JSON
+  trace_context        TEXT,                         -- the trigger's W3C trace context, as JSON
+  parent_run_id        TEXT,                         -- the run whose step triggered this one (a child)
+  waiting_for          TEXT,                         -- 'children' or 'signal:<name>' while a pending run waits for it
+  awaiting             INTEGER     NOT NULL DEFAULT 0, -- awaited children still active, while waiting for them
+  wakes                INTEGER     NOT NULL DEFAULT 0  -- events addressed to the run: children's ends, signals
 );
 
 -- Normalised copy of durably_runs.labels, written once at insert (labels are
@@ -86,6 +90,16 @@ CREATE TABLE durably_logs (
   level                TEXT        NOT NULL,
   message              TEXT        NOT NULL,
   data                 JSON,
+  created_at           TIMESTAMP   NOT NULL
+);
+
+-- Signals sent to a run and kept until a step of it receives one (oldest
+-- first per name), deleted when delivered and when the run ends.
+CREATE TABLE durably_signals (
+  id                   TEXT        NOT NULL PRIMARY KEY,
+  run_id               TEXT        NOT NULL,
+  name                 TEXT        NOT NULL,
+  payload              JSON        NOT NULL,
   created_at           TIMESTAMP   NOT NULL
 );
 

@@ -34,11 +34,7 @@ func (s *StepContext) sleep(name string, wake func(now time.Time) time.Time) err
 		s.mu.Lock()
 		s.index++
 		s.mu.Unlock()
-		var at string
-		if err := json.Unmarshal(out, &at); err != nil {
-			return fmt.Errorf("durably: sleep %q: recorded wake time: %w", name, err)
-		}
-		until, err := store.ParseTime(at)
+		until, err := decodeWakeTime(out)
 		if err != nil {
 			return fmt.Errorf("durably: sleep %q: recorded wake time: %w", name, err)
 		}

@@ -27,6 +27,8 @@ type StepContext struct {
 	retry  *RetryPolicy // the job's, for steps without their own
 	// stepTimeout is the job's StepTimeout, for steps without their own.
 	stepTimeout time.Duration
+	// signals are the job's declared signals by name (Job.Signals).
+	signals map[string]SignalDecl
 
 	mu          sync.Mutex
 	index       int    // position of the next step in the run (D6)
@@ -63,6 +65,20 @@ type stepRecorder interface {
 	// withAttempt returns the run's attempt history with the current
 	// execution's unsuccessful end, at step ("" for the body), appended.
 	withAttempt(step string, err error) []store.Attempt
+	// ended says whether the body returned or was abandoned.
+	ended() bool
+	// recordedStep returns the run's completed step name, as replay does
+	// its output.
+	recordedStep(name string) (*store.Step, bool)
+	// await hands the run back, as suspend does, to wait until until or
+	// for what w names.
+	await(until time.Time, steps []*store.Step, w *store.Wait) (ok bool, err error)
+	// runDeadline is when the run times out (Job.Timeout); zero for none.
+	runDeadline() time.Time
+	// receive records rec with the payload of the oldest signal named
+	// signal kept for the run, if there is one (S-063); the receipt has
+	// no signal otherwise. A refused write ends the run as save's does.
+	receive(signal string, rec *store.Step) (store.Receipt, error)
 }
 
 func newStepContext(e *Engine, run *Run, lease store.Lease, ctx context.Context, exec stepRecorder) *StepContext {
@@ -134,6 +150,9 @@ func (s *StepContext) ReportProgress(p Progress) {
 		if msg := storedMessage(*p.Message); msg != *p.Message {
 			p.Message = &msg
 		}
+	}
+	if s.exec.ended() {
+		return // an abandoned body's: the run is over
 	}
 	// A step held back is recorded first, so that its step:complete comes
 	// before this progress, as the job's code ordered them.
@@ -365,6 +384,9 @@ func (h *stepLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	case r.Level >= slog.LevelWarn:
 		level = "warn"
 	}
+	if s.exec.ended() {
+		return nil // an abandoned body's: the run is over
+	}
 	if err := s.exec.flush(); err != nil { // keep step:complete before this log, as in the code
 		return nil
 	}
@@ -503,27 +525,43 @@ func (s *StepContext) call(parent context.Context, name string, timeout time.Dur
 
 // awaitBounded calls f on a goroutine of its own and waits for it to
 // return, or, once ctx has ended, for abandonAfter more at most; returned
-// is false when f was abandoned.
+// is false when f was abandoned. A panic of f is raised again on the
+// caller's goroutine, as if f had run there (the job's recover turns it
+// into the run's failure); an abandoned f's panic is dropped.
 func awaitBounded[T any](ctx context.Context, f func() (T, error)) (v T, err error, returned bool) {
 	type result struct {
-		v   T
-		err error
+		v        T
+		err      error
+		panicked bool
+		panicVal any
 	}
 	done := make(chan result, 1)
 	go func() {
-		v, err := f()
-		done <- result{v, err}
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r.panicked, r.panicVal = true, p
+			}
+			done <- r
+		}()
+		r.v, r.err = f()
 	}()
+	take := func(r result) (T, error, bool) {
+		if r.panicked {
+			panic(r.panicVal)
+		}
+		return r.v, r.err, true
+	}
 	select {
 	case r := <-done:
-		return r.v, r.err, true
+		return take(r)
 	case <-ctx.Done():
 	}
 	grace := time.NewTimer(abandonAfter)
 	defer grace.Stop()
 	select {
 	case r := <-done:
-		return r.v, r.err, true
+		return take(r)
 	case <-grace.C:
 		return v, err, false
 	}

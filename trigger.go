@@ -36,6 +36,8 @@ type triggerOptions struct {
 	runAt    time.Time
 	delay    time.Duration
 	priority *int
+	// parentRunID makes the run a child of that run.
+	parentRunID string
 }
 
 func collectOptions(opts []Option) options {
@@ -148,16 +150,22 @@ func (e *Engine) TriggerRaw(ctx context.Context, req TriggerRequest) (*TriggerRe
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.triggerParsed(ctx, []parsedTrigger{p}, false)
-	if err != nil {
-		return nil, err
-	}
-	return &res[0], nil
+	return e.triggerOne(ctx, p)
 }
 
 // BatchTriggerRaw is BatchTrigger for untyped requests, possibly of
 // several jobs, in one transaction.
 func (e *Engine) BatchTriggerRaw(ctx context.Context, reqs []TriggerRequest) ([]TriggerResult, error) {
+	parsed, err := e.parseRequests(reqs)
+	if err != nil {
+		return nil, err
+	}
+	return e.triggerBatch(ctx, parsed)
+}
+
+// parseRequests parses a batch's requests, naming the index of a bad one
+//
+func (e *Engine) parseRequests(reqs []TriggerRequest) ([]parsedTrigger, error) {
 	parsed := make([]parsedTrigger, len(reqs))
 	for i, r := range reqs {
 		p, err := e.parseRequest(r)
@@ -166,7 +174,7 @@ func (e *Engine) BatchTriggerRaw(ctx context.Context, reqs []TriggerRequest) ([]
 		}
 		parsed[i] = p
 	}
-	return e.triggerParsed(ctx, parsed, true)
+	return parsed, nil
 }
 
 func (e *Engine) parseRequest(req TriggerRequest) (parsedTrigger, error) {
@@ -296,114 +304,174 @@ func checkTenantLabels(keys []string) error {
 	return nil
 }
 
-// triggerParsed validates the options, enqueues all items in one store call
-// and emits the events of.
-func (e *Engine) triggerParsed(ctx context.Context, items []parsedTrigger, batch bool) ([]TriggerResult, error) {
-	if len(items) == 0 {
-		return []TriggerResult{}, nil
+// newRun validates a trigger's options (validateTriggerOptions) and makes
+// the run to enqueue, created now.
+func (e *Engine) newRun(it parsedTrigger, now time.Time) (store.NewRun, error) {
+	labels, scope, err := e.validateTriggerOptions(it.opts)
+	if err != nil {
+		return store.NewRun{}, err
 	}
+	priority := e.jobPriority(it.job)
+	if it.opts.priority != nil {
+		priority = *it.opts.priority
+	}
+	runAt := it.opts.runAt
+	if it.opts.delay > 0 && now.Add(it.opts.delay).After(runAt) {
+		runAt = now.Add(it.opts.delay)
+	}
+	if !runAt.After(now) {
+		runAt = time.Time{} // at once: the run is ready from its insert
+	}
+	return store.NewRun{
+		Run: &store.Run{
+			RunAt:          runAt,
+			Priority:       priority,
+			ID:             e.newID(),
+			JobName:        it.job,
+			Input:          it.input,
+			IdempotencyKey: it.opts.idempotencyKey,
+			ConcurrencyKey: it.opts.concurrencyKey,
+			KeyScope:       scope,
+			Labels:         labels,
+			CreatedAt:      now,
+			ParentRunID:    it.opts.parentRunID,
+		},
+		Coalesce: it.opts.coalesce == CoalesceSkip,
+	}, nil
+}
+
+// newBatch is newRun for each item of a batch, whose errors name the
+// item's index, and checks the batch's size.
+func (e *Engine) newBatch(items []parsedTrigger) ([]store.NewRun, error) {
 	now := e.now()
-	newRuns := make([]store.NewRun, len(items))
+	runs := make([]store.NewRun, len(items))
 	for i, it := range items {
-		labels, scope, err := e.validateTriggerOptions(it.opts)
+		nr, err := e.newRun(it, now)
 		if err != nil {
-			if batch {
-				return nil, indexError(err, i)
-			}
-			return nil, err
+			return nil, indexError(err, i)
 		}
-		priority := e.jobPriority(it.job)
-		if it.opts.priority != nil {
-			priority = *it.opts.priority
-		}
-		runAt := it.opts.runAt
-		if it.opts.delay > 0 && now.Add(it.opts.delay).After(runAt) {
-			runAt = now.Add(it.opts.delay)
-		}
-		if !runAt.After(now) {
-			runAt = time.Time{} // at once: the run is ready from its insert
-		}
-		newRuns[i] = store.NewRun{
-			Run: &store.Run{
-				RunAt:          runAt,
-				Priority:       priority,
-				ID:             e.newID(),
-				JobName:        it.job,
-				Input:          it.input,
-				IdempotencyKey: it.opts.idempotencyKey,
-				ConcurrencyKey: it.opts.concurrencyKey,
-				KeyScope:       scope,
-				Labels:         labels,
-				CreatedAt:      now,
-			},
-			Coalesce: it.opts.coalesce == CoalesceSkip,
-		}
+		runs[i] = nr
 	}
-	if batch {
-		if err := checkBatchSize(newRuns); err != nil {
-			return nil, err
+	if err := checkBatchSize(runs); err != nil {
+		return nil, err
+	}
+	return runs, nil
+}
+
+// triggerOne triggers one run (R-030 … R-041). While this engine's worker
+// idles with a free slot, a key-less run due at once is inserted already
+// leased to it and starts at once: one commit instead of a trigger and a
+// claim. Not a delayed run, nor a run of a job with a limit of running
+// runs, which only the claim counts.
+func (e *Engine) triggerOne(ctx context.Context, it parsedTrigger) (*TriggerResult, error) {
+	now := e.now()
+	nr, err := e.newRun(it, now)
+	if err != nil {
+		return nil, err
+	}
+	runs := []store.NewRun{nr}
+	direct := nr.Run.ConcurrencyKey == "" && nr.Run.RunAt.IsZero() && !e.jobLimited(nr.Run.JobName) &&
+		ctx.Err() == nil && e.worker.reserveDirect()
+	if !direct {
+		enqueued, err := e.enqueue(ctx, TriggerInfo{}, runs, e.store.Enqueue)
+		if err != nil {
+			return nil, triggerError(err)
 		}
+		out, created := e.announce(runs, enqueued)
+		if created {
+			e.worker.wake()
+		}
+		return &out[0], nil
 	}
-	// A single key-less trigger while this engine's worker idles with a
-	// free slot is inserted already leased to it and starts at once: one
-	// commit instead of a trigger and a claim.
-	// Not for a delayed run, nor a run of a job with a limit of running
-	// runs, which only the claim counts.
-	direct := !batch && newRuns[0].Run.ConcurrencyKey == "" && newRuns[0].Run.RunAt.IsZero() &&
-		!e.jobLimited(newRuns[0].Run.JobName) && ctx.Err() == nil && e.worker.reserveDirect()
-	if direct {
-		newRuns[0].Claim = &store.Claim{WorkerID: e.cfg.WorkerID, ExpiresAt: now.Add(e.cfg.LeaseDuration)}
-	}
-	enqueueCtx := ctx
-	if direct {
-		// A run inserted leased to this worker must start here: were the
-		// caller to give up while the commit is under way, it could commit
-		// with nobody to run it until its lease expired.
-		enqueueCtx = context.WithoutCancel(ctx)
-	}
-	enqueued, err := e.enqueue(enqueueCtx, newRuns, batch)
+	claim := &store.Claim{WorkerID: e.cfg.WorkerID, ExpiresAt: now.Add(e.cfg.LeaseDuration)}
+	runs[0].Claim = claim
+	// A run inserted leased to this worker must start here: were the
+	// caller to give up while the commit is under way, it could commit
+	// with nobody to run it until its lease expired.
+	enqueued, err := e.enqueue(context.WithoutCancel(ctx), TriggerInfo{}, runs, e.store.Enqueue)
 	switch {
-	case direct && errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable):
 		// The insert may have committed, leased to this worker, before the
 		// reply was lost: hand the lease back, while the slot stays taken,
 		// so that the run does not wait out its lease with nobody to run
 		// it. A run never inserted makes the hand-back a refused no-op.
-		go e.handBackUncertainDirect(store.Lease{RunID: newRuns[0].Run.ID, Generation: 1}, now.Add(e.cfg.LeaseDuration))
-		direct = false
-	case direct && (err != nil || enqueued[0].Disposition != store.Created):
+		go e.handBackUncertainDirect(store.Lease{RunID: nr.Run.ID, Generation: 1}, claim.ExpiresAt)
+		return nil, triggerError(err)
+	case err != nil:
 		e.worker.unreserve()
-		direct = false
+		return nil, triggerError(err)
 	}
+	out, created := e.announce(runs, enqueued)
+	if created {
+		e.worker.startDirect(out[0].Run)
+	} else {
+		e.worker.unreserve() // an idempotent or coalesced trigger
+	}
+	return &out[0], nil
+}
+
+// triggerBatch triggers items in one transaction, all or nothing (R-045
+// … R-049).
+func (e *Engine) triggerBatch(ctx context.Context, items []parsedTrigger) ([]TriggerResult, error) {
+	if len(items) == 0 {
+		return []TriggerResult{}, nil
+	}
+	runs, err := e.newBatch(items)
 	if err != nil {
-		var ce *store.ConflictError
-		if errors.As(err, &ce) {
-			return nil, conflictf("%s", ce.Error())
-		}
-		return nil, fmt.Errorf("durably: trigger: %w", err)
+		return nil, err
 	}
-	out := make([]TriggerResult, len(enqueued))
-	created := false
+	enqueued, err := e.enqueue(ctx, TriggerInfo{Batch: true}, runs, e.store.Enqueue)
+	if err != nil {
+		return nil, triggerError(err)
+	}
+	out, created := e.announce(runs, enqueued)
+	if created {
+		e.worker.wake()
+	}
+	return out, nil
+}
+
+// triggerError is a store's refusal of a trigger as the engine reports it.
+func triggerError(err error) error {
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		return conflictf("%s", ce.Error())
+	}
+	return fmt.Errorf("durably: trigger: %w", err)
+}
+
+// announce makes the results of enqueued runs and emits their events
+// in order; created says whether a run was created. It
+// sets a wake-up for created runs that wait for their RunAt.
+func (e *Engine) announce(runs []store.NewRun, enqueued []store.Enqueued) (out []TriggerResult, created bool) {
+	out = make([]TriggerResult, len(enqueued))
 	for i, en := range enqueued {
 		out[i] = TriggerResult{Run: en.Run, Disposition: en.Disposition}
-		switch en.Disposition {
-		case store.Created:
+		if ev, ok := triggerEvent(runs[i], en); ok {
+			e.emit(ev)
+		}
+		if en.Disposition == store.Created {
 			created = true
 			if !en.Run.RunAt.IsZero() {
 				e.worker.wakeAt(en.Run.RunAt)
 			}
-			e.emit(Event{Type: EventRunTrigger, RunID: en.Run.ID, JobName: en.Run.JobName, Input: en.Run.Input, Labels: en.Run.Labels})
-		case store.Coalesced:
-			skipped := newRuns[i].Run.Labels
-			e.emit(Event{Type: EventRunCoalesced, RunID: en.Run.ID, JobName: en.Run.JobName, Labels: en.Run.Labels,
-				SkippedInput: newRuns[i].Run.Input, SkippedLabels: skipped})
 		}
 	}
-	if direct {
-		e.worker.startDirect(out[0].Run)
-	} else if created {
-		e.worker.wake()
+	return out, created
+}
+
+// triggerEvent is the event of one enqueued item: run:trigger for
+// a created run, run:coalesced for a coalesced one, none for an
+// idempotent hit.
+func triggerEvent(nr store.NewRun, en store.Enqueued) (Event, bool) {
+	switch en.Disposition {
+	case store.Created:
+		return Event{Type: EventRunTrigger, RunID: en.Run.ID, JobName: en.Run.JobName, Input: en.Run.Input, Labels: en.Run.Labels}, true
+	case store.Coalesced:
+		return Event{Type: EventRunCoalesced, RunID: en.Run.ID, JobName: en.Run.JobName, Labels: en.Run.Labels,
+			SkippedInput: nr.Run.Input, SkippedLabels: nr.Run.Labels}, true
 	}
-	return out, nil
+	return Event{}, false
 }
 
 // handBackUncertainDirect releases the lease of a direct start whose
@@ -446,13 +514,13 @@ func (e *Engine) Retrigger(ctx context.Context, runID string) (*Run, error) {
 	if err != nil {
 		return nil, validationErrorf("Cannot retrigger run %s: %s", runID, errorMessage(err))
 	}
-	res, err := e.triggerParsed(ctx, []parsedTrigger{{job: run.JobName, input: input, opts: triggerOptions{
+	res, err := e.triggerOne(ctx, parsedTrigger{job: run.JobName, input: input, opts: triggerOptions{
 		concurrencyKey: run.ConcurrencyKey,
 		labels:         run.Labels,
 		keepLabels:     true,
-	}}}, false)
+	}})
 	if err != nil {
 		return nil, err
 	}
-	return res[0].Run, nil
+	return res.Run, nil
 }

@@ -134,8 +134,11 @@ func (e *Engine) Start() error {
 // ErrShutdown: their steps' contexts end, nothing more is recorded for
 // them, and their leases are handed back so that another worker resumes
 // them at once. Stop then returns ctx's error. Stop on a stopped engine
-// returns nil at once.
+// returns nil at once. Stop also ends the watch of transactional
+// triggers' commits: a run whose transaction commits later is
+// claimed by polling, unannounced.
 func (e *Engine) Stop(ctx context.Context) error {
+	e.commits.close()
 	w := &e.worker
 	w.mu.Lock()
 	if !w.running {
@@ -201,52 +204,22 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		default:
 		}
 		w.startBuffered()
-		want := w.claimWant()
-		if want == 0 {
-			// Woken with no slot to claim for: whatever woke the loop
-			// (a trigger, a due time) may have made runs claimable, so
-			// the queue is no longer known to be empty, and the end of
-			// a direct run must wake a claim.
-			w.mu.Lock()
-			w.idle = false
-			w.mu.Unlock()
-		}
-		if want > 0 {
+		// Whatever woke the loop (a trigger, a due time) may have made
+		// runs claimable: the queue is no longer known to be empty. With
+		// no slot to claim for, the end of a direct run must wake a claim;
+		// with one, no trigger may take the slot this claim is for
+		// (reserveDirect) while it is under way. In one critical section
+		// with the count, so that a direct run ending in between is not
+		// left quiet.
+		if want := w.claimWant(); want > 0 {
 			// Due times up to here are served by this claim (its Now is
 			// later); later ones keep the due timer armed.
 			claimedAt = e.now()
-			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
-			switch {
-			case err == nil:
-				e.outage.ok(e.logger)
-				retry.reset()
-			case unavailable(err):
-				// The database is away: try again soon (at most retryMax
-				// from now, so runs move on within moments of its return),
-				// logging the outage once rather than every attempt.
-				e.outage.failed(e.logger, "claim", err)
-				if !sleepUntilStopped(stopping, retry.next()) {
-					return
-				}
+			switch w.claimRuns(stopping, want, &retry) {
+			case stopLoop:
+				return
+			case claimAgain:
 				continue
-			default:
-				// Unlike the original, a failing database does not
-				// make the worker spin: it waits for the next poll.
-				e.logger.Error("durably: claim failed", "err", err)
-			}
-			w.mu.Lock()
-			w.idle = err == nil && len(runs) < want
-			for _, run := range runs {
-				w.buffer = append(w.buffer, &claimed{run: run, keeper: e.keepLease(run)})
-			}
-			nothing := w.executing == 0 && len(w.buffer) == 0
-			w.mu.Unlock()
-			w.startBuffered()
-			if err == nil && len(runs) == want {
-				continue // the queue may hold more
-			}
-			if err == nil && nothing {
-				w.idleMaintenance(context.Background())
 			}
 		}
 		if !poll.Stop() {
@@ -260,6 +233,63 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			return
 		}
 	}
+}
+
+// afterClaim is what the worker's loop does once a claim is over.
+type afterClaim int
+
+const (
+	waitForWork afterClaim = iota // until a wake-up, a due time or the poll
+	claimAgain                    // at once: the queue may hold more, or the database is to be tried again
+	stopLoop                      // the worker stops
+)
+
+// claimRuns claims up to want runs, starts them on the free slots and says
+// what the loop does next.
+func (w *worker) claimRuns(stopping <-chan struct{}, want int, retry *backoff) afterClaim {
+	e := w.e
+	runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
+	switch {
+	case err == nil:
+		e.outage.ok(e.logger)
+		retry.reset()
+	case unavailable(err):
+		// The database is away: try again soon (at most retryMax
+		// from now, so runs move on within moments of its return),
+		// logging the outage once rather than every attempt.
+		e.outage.failed(e.logger, "claim", err)
+		if !sleepUntilStopped(stopping, retry.next()) {
+			return stopLoop
+		}
+		return claimAgain
+	default:
+		// Unlike the original, a failing database does not
+		// make the worker spin: it waits for the next poll.
+		e.logger.Error("durably: claim failed", "err", err)
+	}
+	w.mu.Lock()
+	w.idle = err == nil && len(runs) < want
+	for _, run := range runs {
+		w.buffer = append(w.buffer, &claimed{run: run, keeper: e.keepLease(run)})
+	}
+	nothing := w.executing == 0 && len(w.buffer) == 0
+	w.mu.Unlock()
+	select {
+	case <-stopping:
+		// Stop may have given up waiting during the claim: the
+		// runs it brought go back (releaseBuffer), not into slots
+		// nothing would abort.
+		return stopLoop
+	default:
+	}
+	w.startBuffered()
+	if err == nil && len(runs) == want {
+		return claimAgain // the queue may hold more
+	}
+	if err == nil && nothing {
+		w.idleMaintenance(context.Background())
+	}
+	return waitForWork
 }
 
 // wait sleeps until a slot frees up, a trigger wakes the worker (D4), the
@@ -312,10 +342,12 @@ func sleepUntilStopped(stopping <-chan struct{}, d time.Duration) bool {
 // ever leased here that no slot here is about to execute. So a worker
 // never holds runs that another process's idle slot could start (issue
 // 19), Job.MaxRunning counts executing runs, and priority holds across
-// processes up to the time of one write.
+// processes up to the time of one write. The worker is no longer idle
+// from here (see loop).
 func (w *worker) claimWant() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.idle = false
 	return max(0, w.e.cfg.MaxConcurrentRuns-w.executing+w.ending-len(w.buffer))
 }
 

@@ -7,12 +7,16 @@ package docs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/durably-go/durably"
 	"github.com/durably-go/durably/examples/tenants/tenantjobs"
@@ -25,7 +29,8 @@ import (
 
 // The examples are compiled, not run (but for the testing guide's test):
 // they need a network, servers and files the suite does not give them.
-var _ = []any{tour, schedules, delayed, priorities, retries, sleeps, serve, observe, hooks, limits, wait, postgres}
+var _ = []any{tour, schedules, delayed, priorities, retries, sleeps, serve, observe, hooks, limits, wait, postgres,
+	fanOut, approvals, approve, triggerTx, generatedTriggerTx, resume}
 
 // ---- docs/jobs.md ----
 
@@ -249,4 +254,113 @@ func postgres(ctx context.Context) (*pgstore.Store, error) {
 	st, err := pgstore.Open(ctx, "postgres://user:pass@db:5432/app", pgstore.Options{})
 	// or, with a pool you own: pgstore.New(ctx, pool, pgstore.Options{})
 	return st, err
+}
+
+// ---- docs/composition.md ----
+
+type ResizeInput struct {
+	Width int `json:"width"`
+}
+type ResizeOutput struct {
+	Bytes int `json:"bytes"`
+}
+
+func fanOut(s *durably.StepContext, resize *durably.JobHandle[ResizeInput, ResizeOutput]) (Out, error) {
+	kids, err := resize.StartChildren(s, "resize", []durably.BatchItem[ResizeInput]{
+		{Input: ResizeInput{Width: 320}},
+		{Input: ResizeInput{Width: 1280}},
+	})
+	if err != nil {
+		return Out{}, err
+	}
+	outs, err := durably.AwaitChildren(s, "resized", kids, durably.WithTimeout(10*time.Minute))
+	if err != nil {
+		return Out{}, err // ErrSuspended while it waits: return it; ErrTimeout after the timeout
+	}
+	var total Out
+	for _, o := range outs {
+		if o.Err != nil { // a *durably.ChildError: the child failed or was cancelled
+			return Out{}, o.Err
+		}
+		total.Bytes += o.Output.Bytes // a ResizeOutput
+	}
+	return total, nil
+}
+
+type Expense struct {
+	Amount int `json:"amount"`
+}
+type Approval struct {
+	By string `json:"by"`
+}
+type Decision struct {
+	Approved bool   `json:"approved"`
+	By       string `json:"by,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+var Approve = durably.Signal[Approval]{Name: "approve"}
+
+func approvals(eng *durably.Engine) *durably.JobHandle[Expense, Decision] {
+	expense := durably.MustRegister(eng, &durably.Job[Expense, Decision]{
+		Name:    "expense",
+		Signals: []durably.SignalDecl{Approve},
+		Run: func(ctx context.Context, s *durably.StepContext, in Expense) (Decision, error) {
+			a, err := durably.WaitForSignal(s, "approval", Approve, durably.WithTimeout(72*time.Hour))
+			if errors.Is(err, durably.ErrTimeout) {
+				return Decision{Approved: false, Reason: "no answer"}, nil
+			}
+			if err != nil {
+				return Decision{}, err // ErrSuspended while it waits: return it
+			}
+			return Decision{Approved: true, By: a.By}, nil
+		},
+	})
+	return expense
+}
+
+func approve(ctx context.Context, eng *durably.Engine, runID string) error {
+	err := durably.SendSignal(ctx, eng, runID, Approve, Approval{By: "rita"})
+	if err != nil {
+		return err
+	}
+	// or, untyped, as the HTTP handler does:
+	err = eng.Signal(ctx, runID, "approve", json.RawMessage(`{"by":"rita"}`))
+	return err
+}
+
+// ---- docs/transactions.md ----
+
+type Receipt struct {
+	OrderID string `json:"orderId"`
+}
+
+func triggerTx(ctx context.Context, pool *pgxpool.Pool, sendReceipt *durably.JobHandle[Receipt, Out], id string, total int) error {
+	// PostgreSQL: any pgx.Tx on the store's database and schema.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO orders (id, total) VALUES ($1, $2)`, id, total); err != nil {
+		return err
+	}
+	res, err := sendReceipt.TriggerTx(ctx, pgstore.Tx(tx), Receipt{OrderID: id})
+	if err != nil {
+		return err
+	}
+	fmt.Println(res.Run.ID)
+	return tx.Commit(ctx) // the order and its run, or neither
+}
+
+func generatedTriggerTx(ctx context.Context, tx pgx.Tx, jobs *tenantjobs.Jobs, in tenantjobs.StepsInput, labels tenantjobs.TriggerLabels) error {
+	run, disposition, err := jobs.Steps.TriggerTx(ctx, pgstore.Tx(tx), in, labels, tenantjobs.TriggerOptions{})
+	fmt.Println(run, disposition)
+	return err
+}
+
+func resume(ctx context.Context, eng *durably.Engine, runID string) error {
+	run, err := eng.Resume(ctx, runID) // the same run, pending again
+	fmt.Println(run)
+	return err
 }

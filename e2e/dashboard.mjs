@@ -8,7 +8,8 @@
 //   - tenant isolation: another organization's runs never appear in a list,
 //     live or filtered by a guessed label, nor through a guessed run URL;
 //   - live updates without a reload: a new run in the list, a run's
-//     progress, steps, logs, retries and sleep on its page;
+//     progress, steps, logs, retries and sleep on its page, its children
+//     and the signals kept for it;
 //   - actions: Cancel, Retrigger and Delete done for an admin, refused and
 //     shown as refused for a viewer; a trigger from the jobs page, its input
 //     checked by the server;
@@ -208,6 +209,34 @@ async function runPageLive(admin) {
   await shot(admin, 'dashboard-run')
 }
 
+// familyPage: a run's children and the signals kept for it are shown on
+// its page, live; a child links to its parent (issue 22).
+async function familyPage(admin) {
+  const id = await trigger('admin', 'review', { count: 2, ms: 12000 })
+  await admin.goto(dash(`runs/${id}`))
+  await mark(admin)
+  await admin.waitForFunction(() => /Waiting for its children/.test(document.querySelector('[data-testid=wait]')?.textContent ?? ''), null, { timeout: T })
+  await admin.waitForFunction(() => document.querySelectorAll('[data-testid=children] tbody tr').length === 2, null, { timeout: T })
+  check(await admin.$eval('[data-testid=signals-section]', (n) => n.closest('section').hidden), 'no signal kept: the section is hidden')
+  const sent = await api('admin', 'POST', `/signal?runId=${id}`, { name: 'approve', payload: { by: 'rita' } })
+  check(sent.status === 200, `signal: ${sent.status} ${JSON.stringify(sent.body)}`)
+  const refused = await api('admin', 'POST', `/signal?runId=${id}`, { name: 'approve', payload: { by: '' } })
+  check(refused.status === 400 && /Invalid payload: by/.test(refused.body.error), `a bad payload: ${refused.status} ${JSON.stringify(refused.body)}`)
+  // Kept while the parent waits for its children (12 s: the page's 5 s
+  // look, which shows what no event announces, comes twice meanwhile),
+  // then received.
+  await admin.waitForFunction(() => (document.querySelector('[data-testid=signals]')?.textContent ?? '').includes('rita'), null, { timeout: T })
+  await admin.waitForFunction(() => document.querySelector('h1 [data-testid=status]')?.textContent === 'completed', null, { timeout: T })
+  await admin.waitForFunction(() => document.querySelector('[data-testid=signals-section]').closest('section').hidden, null, { timeout: T })
+  await stillMarked(admin, 'live family')
+  check((await admin.textContent('[data-testid=output]')).includes('"approvedBy": "rita"'), 'review output')
+  const child = await admin.$eval('[data-testid=children] tbody tr a', (a) => a.getAttribute('href'))
+  await admin.goto(dash(child))
+  await admin.waitForSelector('[data-testid=summary] [data-testid=parent] a', { timeout: T })
+  await admin.click('[data-testid=summary] [data-testid=parent] a')
+  await admin.waitForFunction((id) => location.pathname.endsWith(`/runs/${id}`), id, { timeout: T })
+}
+
 // act clicks an action and returns the result shown once it settles.
 async function act(page, action) {
   await page.click(`[data-testid=${action}]`)
@@ -286,7 +315,7 @@ async function guessedURLs(admin, other, seeded, orgARun) {
 async function jobsPage(admin, viewer) {
   await admin.goto(dash('jobs'))
   await admin.waitForSelector('[data-job=flaky]', { timeout: T })
-  check((await admin.$$('[data-job]')).length === 5, 'five jobs')
+  check((await admin.$$('[data-job]')).length === 6, 'six jobs')
   check((await admin.textContent('[data-job=flaky] [data-testid=retry]')).startsWith('4 attempts in all, fixed backoff from 1 s'), 'retry policy')
   check((await admin.textContent('[data-job=flaky] [data-testid=max-running]')) === '2', 'max running')
   check(/in \d+/.test(await admin.textContent('[data-job=flaky] [data-testid=next-tick]')), 'next tick')
@@ -372,6 +401,7 @@ try {
 
   await listPage(admin, seeded)
   await runPageLive(admin)
+  await familyPage(admin)
   const slow = await actions(admin, viewer)
   await guessedURLs(admin, other, seeded, slow)
   await jobsPage(admin, viewer)

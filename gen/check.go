@@ -77,6 +77,16 @@ func check(file string, d *Declaration, pos map[string][2]int) Problems {
 		if j.Retry != nil {
 			c.retry(ptr+"/retry", *j.Retry)
 		}
+		for _, t := range []struct{ key, value string }{{"timeout", j.Timeout}, {"stepTimeout", j.StepTimeout}} {
+			if d, ok := c.duration(ptr+"/"+t.key, t.key, t.value); ok && t.value != "" && d == 0 {
+				c.add(ptr+"/"+t.key, "%s %q: write a positive Go duration (30s, 2m, 1h30m), or leave %s out for no bound", t.key, t.value, t.key)
+			}
+		}
+		c.fields(ptr+"/signals", j.Signals, "signal", func(sp string, f Field) {
+			if err := durably.CheckSignalName(f.Name); err != nil {
+				c.add(sp, "%s", err)
+			}
+		})
 		for k, sc := range j.Schedules {
 			sp := ptr + "/schedules/" + strconv.Itoa(k)
 			if prev, dup := schedules[sc.Name]; dup {
@@ -156,8 +166,8 @@ func (c *checker) retry(ptr string, r Retry) {
 	}
 }
 
-// duration parses a non-negative Go duration of a retry policy; "" is
-// zero.
+// duration parses a non-negative Go duration (a retry policy's waits, a
+// job's timeouts); "" is zero.
 func (c *checker) duration(ptr, name, s string) (time.Duration, bool) {
 	if s == "" {
 		return 0, true

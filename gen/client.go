@@ -3,6 +3,7 @@ package gen
 import (
 	"fmt"
 	"path"
+	"strconv"
 )
 
 // clientFile emits the typed HTTP client package, importing the generated
@@ -85,6 +86,7 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 		for _, m := range []string{"Trigger" + id, "TriggerAndWait" + id, "Wait" + id, "Get" + id + "Run", "List" + id + "Runs", "Subscribe" + id} {
 			g.names.declare(methods, m, what("client method"))
 		}
+		g.clientSignals(methods, pkg, i, j)
 		params, inArg := ", in "+in, "in"
 		if j.Input == nil {
 			params, inArg = "", "nil"
@@ -150,4 +152,20 @@ func (g *emitter) clientFile(pkgPath string) []byte {
 		g.p("")
 	}
 	return g.file()
+}
+
+// clientSignals emits the client's method that sends each signal of job i,
+// its payload typed.
+func (g *emitter) clientSignals(methods *scope, pkg string, i int, j Job) {
+	id := JobID(j)
+	for _, sg := range j.Signals {
+		m := "Signal" + id + GoName(sg.Name)
+		g.names.declare(methods, m, origin{ptr: "/jobs/" + strconv.Itoa(i) + "/signals/" + esc(sg.Name),
+			what: fmt.Sprintf("the client method of signal %q of job %q", sg.Name, j.Name), job: id, jobN: i + 1})
+		g.p("// %s sends the signal %q to the run id of job %q (POST /signal).", m, sg.Name, j.Name)
+		g.p("func (c *Client) %s(ctx context.Context, id string, p %s.%s%sPayload) error {", m, pkg, id, GoName(sg.Name))
+		g.p("return c.Signal(ctx, id, %q, p)", sg.Name)
+		g.p("}")
+		g.p("")
+	}
 }

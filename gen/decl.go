@@ -70,6 +70,16 @@ type Job struct {
 	// MaxRunning caps the runs of the job leased at once across every
 	// process (durably.Job.MaxRunning).
 	MaxRunning *int `json:"maxRunning,omitempty" jsonschema:"minimum=1,maximum=2147483647,description=The most runs of this job running at once across every process sharing the database (durably.Job.MaxRunning); leave it out for no limit." yaml:"maxRunning,omitempty"`
+	// MaxRunningPerTenant caps the runs of the job leased at once per
+	// tenant (durably.Job.MaxRunningPerTenant).
+	MaxRunningPerTenant *int `json:"maxRunningPerTenant,omitempty" jsonschema:"minimum=1,maximum=2147483647,description=The most runs of this job running at once per tenant (the values of the tenant labels) across every process (durably.Job.MaxRunningPerTenant): one tenant's backlog never holds up another's runs; leave it out for no limit." yaml:"maxRunningPerTenant,omitempty"`
+	// Timeout and StepTimeout are Go durations (durably.Job.Timeout and
+	// StepTimeout); the schema's pattern for them is goDuration.
+	Timeout     string `json:"timeout,omitempty" jsonschema:"description=How long a run may take from its first start to its end, waits included (durably.Job.Timeout): a positive Go duration (30s or 1h30m); past it the run fails, never retried; leave it out for no bound." yaml:"timeout,omitempty"`
+	StepTimeout string `json:"stepTimeout,omitempty" jsonschema:"description=How long each attempt of each step may take (durably.Job.StepTimeout): a positive Go duration (500ms or 2m); past it the attempt fails and is retried under the retry policy; leave it out for no bound." yaml:"stepTimeout,omitempty"`
+	// Signals are the signals the job's runs may wait for, by name, each
+	// with the type of its payload (durably.Job.Signals).
+	Signals Fields `json:"signals,omitempty" jsonschema:"description=The signals the job's runs may wait for (durably.WaitForSignal) and be sent (POST /signal): each name with the type of its payload, checked before the signal is kept." yaml:"signals,omitempty"`
 }
 
 // Retry declares a retry policy (durably.RetryPolicy), checked as the

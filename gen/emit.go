@@ -507,15 +507,11 @@ func (g *emitter) jobs() {
 			labelsArg = "Labels{}"
 		}
 		g.p("// Trigger creates a run of job %q (or finds the idempotent or coalesced one).", j.Name)
-		g.p("func (j *%s) Trigger(ctx context.Context%s, opts TriggerOptions) (*%s, durably.Disposition, error) {", handle, params, run)
-		g.p("res, err := j.job.Trigger(ctx, %s, typed.Apply(typed.WithLabels(%s, opts))...)", inArg, labelsArg)
-		g.p("if err != nil {")
-		g.p("return nil, \"\", err")
-		g.p("}")
-		g.p("r, err := durably.DecodeRun[%s, %s, Labels](res.Run)", in, out)
-		g.p("return r, res.Disposition, err")
-		g.p("}")
-		g.p("")
+		g.emitTrigger(handle, "Trigger", params, inArg, labelsArg, in, out, run)
+		g.p("// TriggerTx is Trigger written in tx, a transaction of the caller's on the")
+		g.p("// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only")
+		g.p("// if tx commits (durably.Engine.TriggerRawTx).")
+		g.emitTrigger(handle, "TriggerTx", ", tx durably.Tx"+params, "tx, "+inArg, labelsArg, in, out, run)
 		g.p("// TriggerAndWait triggers job %q and waits for the run's output; wait", j.Name)
 		g.p("// takes durably.WithTimeout and the other wait options.")
 		g.p("func (j *%s) TriggerAndWait(ctx context.Context%s, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[%s], error) {", handle, params, out)
@@ -541,6 +537,8 @@ func (g *emitter) jobs() {
 		g.p("// ListRuns lists runs of job %q, newest first.", j.Name)
 		g.p("func (j *%s) ListRuns(ctx context.Context, f RunFilter) ([]*%s, error) { return j.job.ListRuns(ctx, f.Filter()) }", handle, run)
 		g.p("")
+		g.children(j, handle, in, out)
+		g.signals(i, j, handle)
 	}
 	g.job, g.jobN = "", 0
 	g.p("// Handlers are the bodies of the declared jobs; each one is required.")
@@ -598,6 +596,15 @@ func (g *emitter) jobs() {
 		if j.MaxRunning != nil {
 			g.p("MaxRunning: %d,", *j.MaxRunning)
 		}
+		if j.MaxRunningPerTenant != nil {
+			g.p("MaxRunningPerTenant: %d,", *j.MaxRunningPerTenant)
+		}
+		for _, t := range []struct{ field, value string }{{"Timeout", j.Timeout}, {"StepTimeout", j.StepTimeout}} {
+			if d, err := time.ParseDuration(t.value); err == nil && d > 0 {
+				g.p("%s: %s,", t.field, g.duration(d))
+			}
+		}
+		g.registeredSignals(id, j)
 		g.p("})")
 		g.p("if err != nil {")
 		g.p("return nil, err")
@@ -627,6 +634,80 @@ func (g *emitter) jobs() {
 	g.p("}")
 	g.p("}")
 	g.p("")
+}
+
+// children emits the handle's methods that start runs of the job as
+// children of the executing run (durably.TypedJob.StartChild).
+func (g *emitter) children(j Job, handle, in, out string) {
+	params, inArg := ", in "+in, "in"
+	if j.Input == nil {
+		params, inArg = "", "typed.NoInput{}"
+	}
+	g.p("// StartChild starts a run of job %q as a child of the run s executes,", j.Name)
+	g.p("// as a step named name (durably.TypedJob.StartChild); await it with")
+	g.p("// durably.AwaitChild. The child inherits the run's labels.")
+	g.p("func (j *%s) StartChild(s *durably.StepContext, name string%s, opts ...durably.Option) (durably.Child[%s], error) {", handle, params, out)
+	g.p("return j.job.StartChild(s, name, %s, opts...)", inArg)
+	g.p("}")
+	g.p("")
+	g.p("// StartChildren starts a run of job %q per item as children of the run", j.Name)
+	g.p("// s executes, in one step named name (durably.TypedJob.StartChildren);")
+	g.p("// await them with durably.AwaitChildren.")
+	g.p("func (j *%s) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[%s]) ([]durably.Child[%s], error) {", handle, in, out)
+	g.p("return j.job.StartChildren(s, name, items)")
+	g.p("}")
+	g.p("")
+}
+
+// signals emits each declared signal of job i: its payload type, its
+// durably.Signal, the handle's method that sends it and the step helper
+// that waits for it.
+func (g *emitter) signals(i int, j Job, handle string) {
+	id := JobID(j)
+	for _, sg := range j.Signals {
+		sp := "/jobs/" + strconv.Itoa(i) + "/signals/" + esc(sg.Name)
+		sid := GoName(sg.Name)
+		sig, payload := id+sid, id+sid+"Payload"
+		g.namedType(payload, sp, sg.Type, fmt.Sprintf("the payload of signal %q of job %q", sg.Name, j.Name))
+		what := func(s string) origin {
+			return g.origin(sp, fmt.Sprintf("the %s of signal %q of job %q", s, sg.Name, j.Name))
+		}
+		g.names.declare(g.pkg, sig, what("declaration"))
+		g.names.declare(g.pkg, "WaitFor"+sig, what("step helper"))
+		desc := ""
+		if sg.Type.Description != "" {
+			desc = " " + comment(sg.Type.Description)
+		}
+		g.p("// %s is the signal %q of job %q, whose payload is %s.%s", sig, sg.Name, j.Name, payload, desc)
+		g.p("var %s = durably.Signal[%s]{Name: %q, Schema: typed.MustSchema(%s)}", sig, payload, sg.Name, literal(jobSchema(&sg.Type)))
+		g.p("")
+		g.p("// Signal%s sends the signal %q to the run id of job %q (durably.SendSignal):", sid, sg.Name, j.Name)
+		g.p("// kept until the run receives it with WaitFor%s.", sig)
+		g.p("func (j *%s) Signal%s(ctx context.Context, id string, p %s) error {", handle, sid, payload)
+		g.p("return durably.SendSignal(ctx, j.job.Engine(), id, %s, p)", sig)
+		g.p("}")
+		g.p("")
+		g.p("// WaitFor%s waits, as a step named name of the run s executes, for the", sig)
+		g.p("// signal %q and returns its payload (durably.WaitForSignal); opts take", sg.Name)
+		g.p("// durably.WithTimeout. While it waits, it returns an ErrSuspended error,")
+		g.p("// which the job must return.")
+		g.p("func WaitFor%s(s *durably.StepContext, name string, opts ...durably.Option) (%s, error) {", sig, payload)
+		g.p("return durably.WaitForSignal(s, name, %s, opts...)", sig)
+		g.p("}")
+		g.p("")
+	}
+}
+
+// registeredSignals emits the Signals of job id's durably.Job, if any.
+func (g *emitter) registeredSignals(id string, j Job) {
+	if len(j.Signals) == 0 {
+		return
+	}
+	g.p("Signals: []durably.SignalDecl{")
+	for _, sg := range j.Signals {
+		g.p("%s%s,", id, GoName(sg.Name))
+	}
+	g.p("},")
 }
 
 // schedule emits the durably.AddSchedule of a declared schedule of job id,
@@ -974,4 +1055,19 @@ func literal(s string) string {
 		return strconv.Quote(s)
 	}
 	return "`" + s + "`"
+}
+
+// emitTrigger writes a typed handle's trigger method name, whose
+// parameters after ctx are params, calling the engine's handle method of
+// the same name with args and the labels and options.
+func (g *emitter) emitTrigger(handle, name, params, args, labelsArg, in, out, run string) {
+	g.p("func (j *%s) %s(ctx context.Context%s, opts TriggerOptions) (*%s, durably.Disposition, error) {", handle, name, params, run)
+	g.p("res, err := j.job.%s(ctx, %s, typed.Apply(typed.WithLabels(%s, opts))...)", name, args, labelsArg)
+	g.p("if err != nil {")
+	g.p("return nil, \"\", err")
+	g.p("}")
+	g.p("r, err := durably.DecodeRun[%s, %s, Labels](res.Run)", in, out)
+	g.p("return r, res.Disposition, err")
+	g.p("}")
+	g.p("")
 }

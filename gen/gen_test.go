@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // TestCommittedOutputIsCurrent fails when regenerating a committed
 // declaration would change, add or remove a file (what -check reports).
 func TestCommittedOutputIsCurrent(t *testing.T) {
-	for _, decl := range []string{"../durably.yaml", "../examples/tenants/durably.yaml", "../examples/orders/durably.yaml"} {
+	for _, decl := range []string{"../durably.yaml", "../examples/tenants/durably.yaml", "../examples/orders/durably.yaml", "../cmd/durably-bench/durably.yaml"} {
 		t.Run(decl, func(t *testing.T) {
 			stale, err := Stale(decl)
 			if err != nil {
@@ -72,6 +72,10 @@ func TestSchemaAgreesOnShapes(t *testing.T) {
 		{pkg + `"jobs": [{"name": "a", "priority": 2147483648}]`, false},
 		{pkg + `"jobs": [{"name": "a", "priority": "high"}]`, false},
 		{pkg + `"jobs": [{"name": "a", "maxRunning": 0}]`, false},
+		{pkg + `"jobs": [{"name": "a", "maxRunningPerTenant": 3, "timeout": "1h", "stepTimeout": "30s"}]`, true},
+		{pkg + `"jobs": [{"name": "a", "maxRunningPerTenant": 0}]`, false},
+		{pkg + `"jobs": [{"name": "a", "timeout": "an hour"}]`, false},
+		{pkg + `"jobs": [{"name": "a", "stepTimeout": "-5s"}]`, false},
 	} {
 		var v any
 		if err := json.Unmarshal([]byte("{"+c.doc+"}"), &v); err != nil {
@@ -212,6 +216,13 @@ func TestProblems(t *testing.T) {
 			[]string{"d.yaml:8:35: jobs[0].schedules[0].labels: the labels do not match the declared labels: env: value must be \"prod\"; org: required", "d.yaml:9:9: jobs[0].schedules[1]: the labels do not match the declared labels: org: required", "jobs[0].schedules[2].labels: Invalid label key \"bad key\""}},
 		{"schedule label value not a string", "package: {name: p, output: ./p}\nlabels:\n  org: {type: string}\njobs:\n  - name: a\n    schedules:\n      - {name: s, cron: \"@daily\", labels: {org: 1}}\n",
 			[]string{"d.yaml:7:44: jobs[0].schedules[0].labels.org: expected string"}},
+		{"signal names", pj + "    signals:\n      9lives: {type: string}\n      " + strings.Repeat("a", 257) + ": {type: string}\n      ok: {type: integer, minLength: 1}\n",
+			[]string{"d.yaml:5:7: jobs[0].signals.9lives: signal \"9lives\" gives no exported Go identifier",
+				"jobs[0].signals." + strings.Repeat("a", 257) + ": signal name \"" + strings.Repeat("a", 32) + "…\"",
+				"must be at most 256 bytes, got 257",
+				"d.yaml:7:27: jobs[0].signals.ok.minLength: minLength applies to string, not integer"}},
+		{"signal payload types colliding in Go", pj + "    signals:\n      a-b: {type: object, properties: {x: {type: string}}}\n      a_b: {type: object, properties: {y: {type: string}}}\n",
+			[]string{"d.yaml:6:7: jobs[0].signals.a_b: the Go identifier AABPayload of the payload of signal \"a_b\" of job \"a\" in package p is also"}},
 		{"retry without maxAttempts", pj + "    retry: {backoff: fixed}\n",
 			[]string{"d.yaml:4:5: jobs[0].retry: missing \"maxAttempts\"; add it; a retry policy is a mapping such as {maxAttempts: 3"}},
 		{"retry not a mapping", pj + "    retry: 3\n",
@@ -267,6 +278,12 @@ func TestProblems(t *testing.T) {
 		{"maxRunning", pj + "    maxRunning: 0\n  - name: b\n    maxRunning: -2\n",
 			[]string{"d.yaml:4:5: jobs[0].maxRunning: must be >= 1 but found 0; write a whole number from 1 to 2147483647, or leave maxRunning out for no limit",
 				"d.yaml:6:5: jobs[1].maxRunning: must be >= 1"}},
+		{"maxRunningPerTenant", pj + "    maxRunningPerTenant: 0\n",
+			[]string{"d.yaml:4:5: jobs[0].maxRunningPerTenant: must be >= 1 but found 0; write a whole number from 1 to 2147483647, or leave maxRunningPerTenant out for no limit"}},
+		{"timeout not a duration", pj + "    timeout: an hour\n",
+			[]string{"d.yaml:4:5: jobs[0].timeout:", "write a positive Go duration such as 30s, 2m or 1h30m"}},
+		{"stepTimeout of zero", pj + "    stepTimeout: 0s\n",
+			[]string{`d.yaml:4:5: jobs[0].stepTimeout: stepTimeout "0s": write a positive Go duration (30s, 2m, 1h30m), or leave stepTimeout out for no bound`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -92,6 +92,11 @@ func Schema() []byte {
 			p.Pattern = goDuration
 		}
 	}
+	for _, k := range []string{"timeout", "stepTimeout"} {
+		if p, ok := s.Definitions["Job"].Properties.Get(k); ok {
+			p.Pattern = goDuration
+		}
+	}
 	s.ID = "https://github.com/durably-go/durably/durably.schema.json"
 	s.Title = "durably-gen declaration (durably.yaml)"
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -214,6 +219,8 @@ var hints = []struct {
 	{regexp.MustCompile(`^/jobs/\d+/retry/jitter$`), "write a fraction from 0 (no jitter) to 1 (a wait may shrink to nothing)", nil},
 	{regexp.MustCompile(`^/jobs/\d+/priority$`), "write a whole number from -2147483648 to 2147483647 (the range of an HTTP trigger's priority); a smaller number runs first", nil},
 	{regexp.MustCompile(`^/jobs/\d+/maxRunning$`), "write a whole number from 1 to 2147483647, or leave maxRunning out for no limit", nil},
+	{regexp.MustCompile(`^/jobs/\d+/maxRunningPerTenant$`), "write a whole number from 1 to 2147483647, or leave maxRunningPerTenant out for no limit", nil},
+	{regexp.MustCompile(`^/jobs/\d+/(timeout|stepTimeout)$`), "write a positive Go duration such as 30s, 2m or 1h30m (quoted or not), or leave it out for no bound", nil},
 	// JSON Schema habits: what to write here instead.
 	{regexp.MustCompile(`/required$`), "required is a boolean on each property: write required: true under every property that must be present, not a list on the object", regexp.MustCompile(`/properties/required$`)},
 	{regexp.MustCompile(`/values/\d+$`), "enum values are strings: quote each one (values: [\"1\", \"2\"])", nil},

@@ -19,7 +19,7 @@ var (
 	// clientMethods are the methods a generated Client has from the
 	// runtime client it embeds, and the embedded field itself.
 	clientMethods = []string{"Client", "Trigger", "GetRun", "ListRuns", "Subscribe", "SubscribeRuns", "Steps",
-		"Cancel", "Retrigger", "Delete", "Jobs", "Wait"}
+		"Cancel", "Retrigger", "Resume", "Delete", "Jobs", "Wait", "Signal", "Signals", "Children"}
 	labelsMethods = []string{"ToMap", "FromMap", "JSONSchemaExtend"}
 	structMethods = []string{"JSONSchemaExtend"}
 	// reservedPackageNames cannot name the generated package: the client

@@ -390,9 +390,10 @@ func (g randDecl) runner(job *yaml.Node) {
 	jitters := []string{"0", "0.1", "0.5", "1", "1.5", "-0.2", ".nan", "lots"}
 	priorities := []string{"0", "1", "-5", "100", "2147483647", "-2147483648", "2147483648", "1.5", "high"}
 	limits := []string{"1", "2", "50", "0", "-1", "1.5"}
+	timeouts := []string{"30s", "1h30m", "250ms", "0s", "-1s", "forever", "0"}
 	if g.clean {
 		attempts, backoffs, initials, maxima, jitters = attempts[:3], backoffs[:2], initials[:4], maxima[:4], jitters[:4]
-		priorities, limits = priorities[:6], limits[:3]
+		priorities, limits, timeouts = priorities[:6], limits[:3], timeouts[:3]
 	}
 	if g.chance(0.3) {
 		switch {
@@ -427,6 +428,14 @@ func (g randDecl) runner(job *yaml.Node) {
 	}
 	if g.chance(0.25) {
 		add("maxRunning", plain(g.pick(limits)))
+	}
+	if g.chance(0.2) {
+		add("maxRunningPerTenant", plain(g.pick(limits)))
+	}
+	for _, k := range []string{"timeout", "stepTimeout"} {
+		if g.chance(0.2) {
+			add(k, plain(g.pick(timeouts)))
+		}
 	}
 }
 
@@ -537,7 +546,7 @@ func seeded(t *testing.T, stream uint64) (uint64, *rand.Rand) {
 
 // runnerPath matches the path of a problem in a job's retry, priority or
 // maxRunning.
-var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning)\b`)
+var runnerPath = regexp.MustCompile(`^jobs\[\d+\]\.(retry|priority|maxRunning|maxRunningPerTenant|timeout|stepTimeout)\b`)
 
 // TestRandomDeclarations is the generator's totality proof: for every
 // random declaration, either a refusal whose every problem has a line and a
@@ -560,7 +569,7 @@ func TestRandomDeclarations(t *testing.T) {
 	for i := range *randomCount {
 		g := randDecl{r: r, clean: i%2 == 0, reuse: &reusable{}}
 		src := g.declaration()
-		runner := regexp.MustCompile(`(?m)^\s+(retry|priority|maxRunning):`).Match(src)
+		runner := regexp.MustCompile(`(?m)^\s+(retry|priority|maxRunning|maxRunningPerTenant|timeout|stepTimeout):`).Match(src)
 		if runner {
 			runnerDrawn++
 		}

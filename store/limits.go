@@ -28,6 +28,9 @@ const (
 	// MaxStepNameBytes bounds a step's name; a step with a longer one fails
 	// without running.
 	MaxStepNameBytes = 1024
+	// MaxSignalNameBytes bounds a signal's name, refused where a job
+	// declares it (Job.Signals).
+	MaxSignalNameBytes = 256
 	// MaxScheduleNameBytes bounds Schedule.Name, part of its ticks'
 	// idempotency keys ("schedule:<name>:<tick>", at most 30 bytes more).
 	MaxScheduleNameBytes = 256
@@ -36,6 +39,9 @@ const (
 	// MaxMessageBytes bounds error, log and progress messages: the job does
 	// not choose their length, so a longer one is cut, not refused.
 	MaxMessageBytes = 64 << 10
+	// MaxTraceContextBytes bounds a run's trace context (W3C traceparent
+	// and tracestate: 55 and at most 512 characters, as JSON).
+	MaxTraceContextBytes = 4096
 	// MaxJSONBytes bounds each JSON document: a run's input and output, a
 	// step's output, a log record's data.
 	MaxJSONBytes = 16 << 20

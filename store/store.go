@@ -96,12 +96,16 @@ type Store interface {
 	// committed no later than any write that follows them.
 	AppendLogs(ctx context.Context, logs []*Log) error
 
-	// CancelRun cancels a pending or leased run (R-096, S-037) and returns
-	// the run as it is afterwards together with its status before. A nil
-	// run means no such run; a terminal previous status means nothing was
-	// changed. With deleteStepsIfPending, a run that was pending loses its
-	// steps and logs.
-	CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (run *Run, previous Status, err error)
+	// CancelRun cancels a pending or leased run (R-096, S-037) and, in the
+	// same transaction, its active descendants, and returns what
+	// it did: the run as it is afterwards together with its status
+	// before, and the descendants it cancelled. A nil run means no such
+	// run; a terminal previous status means nothing was changed. With
+	// req.DeleteSteps, each cancelled run that was pending loses its steps
+	// and logs. Every cancelled run loses its undelivered signals,
+	// and the parent of the run, if it waits for its children, counts its
+	// end (S-061).
+	CancelRun(ctx context.Context, req CancelRequest) (Cancellation, error)
 	// DeleteRun removes a terminal run with its steps, logs and labels
 	// (R-103, S-040) and returns it; it returns nil when the run does not
 	// exist or is not terminal.
@@ -135,6 +139,28 @@ type Store interface {
 	GetCompletedSteps(ctx context.Context, runID string) ([]*Step, error)
 	// GetLogs returns the run's logs in creation order.
 	GetLogs(ctx context.Context, runID string) ([]*Log, error)
+	// GetChildren returns the runs whose ParentRunID is parentID, oldest
+	// first, through an index of children.
+	GetChildren(ctx context.Context, parentID string) ([]*Run, error)
+
+	// SendSignal keeps sig for its run, if the run is active (pending or
+	// leased), and reports whether it did (S-062). In the same
+	// transaction it counts an event of the run (Run.Wakes) and, when the
+	// run is pending and waits for a signal of sig's name (Deferral.Wait),
+	// makes it claimable at once.
+	SendSignal(ctx context.Context, sig *Signal) (bool, error)
+	// ReceiveSignal takes the oldest signal named name kept for the leased
+	// run and records rec, a completed step whose Output becomes the
+	// signal's payload, in one transaction fenced like SaveStep (S-063):
+	// a signal is delivered to one step, once. With no such signal it
+	// writes nothing, and the receipt holds no signal but the run's Wakes
+	// as the transaction saw it, for the deferral that follows
+	// (Wait.SeenWakes). It reports false, writing nothing, when the lease
+	// is no longer held.
+	ReceiveSignal(ctx context.Context, lease Lease, name string, rec *Step) (Receipt, bool, error)
+	// GetSignals returns the signals kept for an active run, oldest first;
+	// none for a run that ended (its undelivered signals are discarded).
+	GetSignals(ctx context.Context, runID string) ([]*Signal, error)
 
 	// Wakeups delivers a value when another process created claimable
 	// work, so that idle workers need not wait for their next poll (D4).
@@ -255,6 +281,40 @@ type Run struct {
 	// tracestate as JSON), carried so that every execution joins the
 	// trigger's trace; "" when there is none.
 	TraceContext string
+	// ParentRunID is the run whose step triggered this one, a child
+	// "" for a run triggered otherwise.
+	ParentRunID string
+	// WaitingFor says what a pending run that was handed back with a
+	// Deferral.Wait waits for besides RunAt: WaitingChildren, or
+	// WaitingSignalPrefix and a signal's name; "" otherwise.
+	WaitingFor string
+	// Wakes counts the events addressed to the run so far: the ends of its
+	// children and the signals sent to it. A deferral with a Wait compares
+	// it with what the engine saw (S-060).
+	Wakes int64
+}
+
+// What a waiting run waits for (Run.WaitingFor).
+const (
+	WaitingChildren     = "children"
+	WaitingSignalPrefix = "signal:"
+)
+
+// Receipt is what ReceiveSignal found: the signal it delivered, or none
+// and the run's Wakes.
+type Receipt struct {
+	Signal *Signal
+	Wakes  int64
+}
+
+// Signal is a named message to a run, with a JSON payload, kept until a
+// step of the run receives it.
+type Signal struct {
+	ID        string
+	RunID     string
+	Name      string
+	Payload   json.RawMessage
+	CreatedAt time.Time
 }
 
 // Attempt is one unsuccessful attempt of a run, as its history keeps it.
@@ -381,6 +441,53 @@ type Deferral struct {
 	Attempt int
 	// Attempts, when not nil, replaces the run's attempt history.
 	Attempts []Attempt
+	// Wait, when set, makes the waiting run claimable before Until on an
+	// event: the end of the children it awaits, or a signal (S-060).
+	Wait *Wait
+}
+
+// Wait is what a deferred run waits for besides its time (Deferral.Wait).
+// The store makes the run claimable at once, in the transaction of the
+// event, when what it waits for comes; and at the deferral itself when
+// it came meanwhile: events since the engine looked are counted by
+// Run.Wakes, which the engine passes as it saw it (SeenWakes). Exactly
+// one of Children and Signal is set.
+type Wait struct {
+	// Children is the number of the run's children the run awaits that
+	// were still active when the engine looked. The end of any child of
+	// the run counts one down, since SeenWakes included; the run is
+	// claimable once none is left. (A child the run does not await counts
+	// too: the run then wakes early, looks again and waits again.)
+	Children int
+	// Signal is the name of the signal the run waits for: a signal of
+	// that name sent to the run makes it claimable, and so does any event
+	// since SeenWakes.
+	Signal string
+	// SeenWakes is Run.Wakes as the engine saw it no later than it looked
+	// at the children or the signals.
+	SeenWakes int64
+}
+
+// CancelRequest asks CancelRun to cancel a run, with its active
+// descendants.
+type CancelRequest struct {
+	ID  string
+	Now time.Time
+	// DeleteSteps removes the steps and logs of every cancelled run that
+	// was pending (R-097; PreserveSteps off).
+	DeleteSteps bool
+}
+
+// Cancellation is what CancelRun did.
+type Cancellation struct {
+	// Run is the run as it is afterwards; nil when there is no such run.
+	Run *Run
+	// Previous is its status before: a terminal one means nothing changed.
+	Previous Status
+	// Descendants are the run's descendants that were active and are
+	// cancelled with it, as they are afterwards, each before its parent
+	//
+	Descendants []*Run
 }
 
 // WriteStats counts what a store has committed since it was opened: the
@@ -416,6 +523,10 @@ type Finish struct {
 	CompletedStepCount int
 	// Attempts, when not nil, replaces the run's attempt history.
 	Attempts []Attempt
+	// ParentRunID is the run's parent (Run.ParentRunID), "" for none: the
+	// finish counts the child's end for it in the same transaction, and
+	// makes it claimable when it awaited no other child (S-061).
+	ParentRunID string
 }
 
 // RunFilter selects runs for ListRuns. Empty slices and a nil map do not

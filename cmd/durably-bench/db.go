@@ -29,21 +29,26 @@ type benchDB struct {
 	otel   bool // -otel: engines get an observer (otelObserver)
 }
 
-const benchSchema = "durably_bench"
+// benchSchema is the PostgreSQL schema of this process's repetitions: its
+// own, so that two benchmarks on one database (two builds compared, another
+// user's run) never drop each other's tables. Each repetition drops it at
+// its end; the next one makes it afresh.
+func benchSchema() string { return "durably_bench_" + strconv.Itoa(os.Getpid()) }
 
 func freshDB(ctx context.Context, c *config, rep int) (*benchDB, error) {
 	if strings.HasPrefix(c.db, "postgres://") || strings.HasPrefix(c.db, "postgresql://") {
-		conn, err := pgx.Connect(ctx, c.db)
-		if err != nil {
+		schema := benchSchema()
+		// The schema's name is made by this program, never user input.
+		drop := "DROP SCHEMA IF EXISTS " + schema + " CASCADE"
+		if err := pgExec(ctx, c.db, drop+"; CREATE SCHEMA "+schema); err != nil {
 			return nil, err
 		}
-		defer conn.Close(ctx)
-		// The schema name is a constant of this program, never user input.
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+benchSchema+" CASCADE; CREATE SCHEMA "+benchSchema); err != nil {
-			return nil, err
-		}
-		dsn := pgtest.WithSearchPath(c.db, benchSchema)
-		return &benchDB{kind: "postgres", target: dsn, lanes: c.lanes, otel: c.otel, drop: func() {}}, nil
+		dsn := pgtest.WithSearchPath(c.db, schema)
+		return &benchDB{kind: "postgres", target: dsn, lanes: c.lanes, otel: c.otel, drop: func() {
+			if err := pgExec(context.Background(), c.db, drop); err != nil {
+				fmt.Fprintf(os.Stderr, "durably-bench: schema %s left behind: %v\n", schema, err)
+			}
+		}}, nil
 	}
 	path := strings.TrimPrefix(c.db, "sqlite:")
 	for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -56,6 +61,17 @@ func freshDB(ctx context.Context, c *config, rep int) (*benchDB, error) {
 			_ = os.Remove(path + suffix)
 		}
 	}}, nil
+}
+
+// pgExec runs sql on its own connection to dsn.
+func pgExec(ctx context.Context, dsn, sql string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
 }
 
 // open opens a store on the database; it is closed with the database.
@@ -72,6 +88,16 @@ func (d *benchDB) open(ctx context.Context) (store.Store, error) {
 	}
 	d.stores = append(d.stores, st)
 	return st, nil
+}
+
+// openTarget opens a store on -db as a worker process of a workload gets
+// it (the database its parent made fresh).
+func openTarget(ctx context.Context, c *config) (store.Store, error) {
+	d := &benchDB{kind: "sqlite", target: c.db, sync: c.sync}
+	if isPostgres(c.db) {
+		d.kind = "postgres"
+	}
+	return d.open(ctx)
 }
 
 // engine opens a store and a migrated engine on it.

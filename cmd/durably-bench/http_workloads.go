@@ -24,53 +24,42 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/examples/tenants/tenantjobs"
+	"github.com/durably-go/durably/cmd/durably-bench/internal/benchjobs"
 	"github.com/durably-go/durably/runtime/durablyhttp"
 	"github.com/durably-go/durably/runtime/pgstore"
 	"github.com/durably-go/durably/store"
 )
 
-// tenantsHandler is the tenants fixture's handler: its generated jobs and
-// its header authentication and hooks.
-func tenantsHandler(e *durably.Engine) (*durablyhttp.Handler[tenantjobs.AuthContext, tenantjobs.Labels], error) {
-	if _, err := tenantjobs.Register(e, tenantjobs.Handlers{
-		Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
-			return durably.RunStep(s, "echo", func(ctx context.Context) (tenantjobs.EchoOutput, error) {
-				return tenantjobs.EchoOutput(in), nil // echo: the output is the input
+// tenantsHandler is a handler like the tenants fixture's: the echo job
+// generated from this command's durably.yaml (the fixture's labels and
+// auth context), header authentication and multi-tenant hooks.
+func tenantsHandler(e *durably.Engine) (*durablyhttp.Handler[benchjobs.AuthContext, benchjobs.Labels], error) {
+	if _, err := benchjobs.Register(e, benchjobs.Handlers{
+		Echo: func(ctx context.Context, s *durably.StepContext, in benchjobs.EchoInput) (benchjobs.EchoOutput, error) {
+			return durably.RunStep(s, "echo", func(ctx context.Context) (benchjobs.EchoOutput, error) {
+				return benchjobs.EchoOutput(in), nil // echo: the output is the input
 			})
-		},
-		Steps: func(ctx context.Context, s *durably.StepContext, in tenantjobs.StepsInput) (tenantjobs.StepsOutput, error) {
-			return tenantjobs.StepsOutput{}, nil
-		},
-		Fail: func(ctx context.Context, s *durably.StepContext, in tenantjobs.FailInput) (tenantjobs.FailOutput, error) {
-			return tenantjobs.FailOutput{}, nil
-		},
-		Slow: func(ctx context.Context, s *durably.StepContext, in tenantjobs.SlowInput) (tenantjobs.SlowOutput, error) {
-			return tenantjobs.SlowOutput{}, nil
-		},
-		Flaky: func(ctx context.Context, s *durably.StepContext, in tenantjobs.FlakyInput) (tenantjobs.FlakyOutput, error) {
-			return tenantjobs.FlakyOutput{}, nil
 		},
 	}); err != nil {
 		return nil, err
 	}
-	return durablyhttp.New(e, durablyhttp.Options[tenantjobs.AuthContext, tenantjobs.Labels]{
-		Jobs: tenantjobs.JobSchemas(),
-		Auth: &durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
-			Authenticate: func(r *http.Request) (tenantjobs.AuthContext, error) {
-				c := tenantjobs.AuthContext{UserID: r.Header.Get("X-User-Id"), OrgID: r.Header.Get("X-Org-Id")}
+	return durablyhttp.New(e, durablyhttp.Options[benchjobs.AuthContext, benchjobs.Labels]{
+		Jobs: benchjobs.JobSchemas(),
+		Auth: &durablyhttp.AuthConfig[benchjobs.AuthContext, benchjobs.Labels]{
+			Authenticate: func(r *http.Request) (benchjobs.AuthContext, error) {
+				c := benchjobs.AuthContext{UserID: r.Header.Get("X-User-Id"), OrgID: r.Header.Get("X-Org-Id")}
 				if err := c.Role.UnmarshalText([]byte(r.Header.Get("X-Role"))); err != nil || c.UserID == "" || c.OrgID == "" {
 					return c, durablyhttp.Reject(401, "Unauthorized")
 				}
 				return c, nil
 			},
-			OnTrigger: func(ctx context.Context, c tenantjobs.AuthContext, req *durablyhttp.TriggerRequest[tenantjobs.Labels]) error {
+			OnTrigger: func(ctx context.Context, c benchjobs.AuthContext, req *durablyhttp.TriggerRequest[benchjobs.Labels]) error {
 				if req.Labels == nil {
-					req.Labels = &tenantjobs.Labels{OrganizationID: c.OrgID, Env: tenantjobs.EnvProduction}
+					req.Labels = &benchjobs.Labels{OrganizationID: c.OrgID, Env: benchjobs.EnvProduction}
 				}
 				return nil
 			},
-			ScopeRuns: func(ctx context.Context, c tenantjobs.AuthContext, f durablyhttp.RunsFilter[tenantjobs.Labels]) (durablyhttp.RunsFilter[tenantjobs.Labels], error) {
+			ScopeRuns: func(ctx context.Context, c benchjobs.AuthContext, f durablyhttp.RunsFilter[benchjobs.Labels]) (durablyhttp.RunsFilter[benchjobs.Labels], error) {
 				f.Labels.OrganizationID = c.OrgID
 				return f, nil
 			},
@@ -97,10 +86,10 @@ func authed(req *http.Request, org string) {
 	req.Header.Set("X-Role", "admin")
 }
 
-// serveTenants serves the tenants example's handler on an engine with cfg
+// serveTenants serves tenantsHandler on an engine with cfg
 // on loopback; base is its URL.
-func serveTenants(ctx context.Context, db *benchDB, cfg durably.Config) (e *durably.Engine, h *durablyhttp.Handler[tenantjobs.AuthContext, tenantjobs.Labels], base string, stop func(), err error) {
-	if e, err = db.engine(ctx, tenantjobs.Config(cfg)); err != nil {
+func serveTenants(ctx context.Context, db *benchDB, cfg durably.Config) (e *durably.Engine, h *durablyhttp.Handler[benchjobs.AuthContext, benchjobs.Labels], base string, stop func(), err error) {
+	if e, err = db.engine(ctx, benchjobs.Config(cfg)); err != nil {
 		return nil, nil, "", nil, err
 	}
 	if h, err = tenantsHandler(e); err != nil {
@@ -112,7 +101,7 @@ func serveTenants(ctx context.Context, db *benchDB, cfg durably.Config) (e *dura
 	return e, h, base, stop, nil
 }
 
-// wlHTTP: the tenants handler on loopback; n POST /trigger with 16 in
+// wlHTTP: tenantsHandler on loopback; n POST /trigger with 16 in
 // flight, the worker off: requests/s.
 func wlHTTP(ctx context.Context, c *config, db *benchDB, r *result) error {
 	e, _, base, stop, err := serveTenants(ctx, db, durably.Config{})
@@ -715,12 +704,7 @@ func multiChild(c *config) error {
 	if err := e.Start(); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signalNotify(sig)
-	<-sig
-	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = e.Stop(stopCtx)
+	err = stopOnInterrupt(e)
 	after := st.WriteStats()
 	st.mu.Lock()
 	b, _ := json.Marshal(multiStats{Claims: st.claims, EmptyClaims: st.empty, EmptyEarly: st.emptyEarly, Claimed: st.claimed, ClaimedFull: st.claimedFull,

@@ -4,10 +4,16 @@
 //
 //	durably-bench -db <sqlite path | postgres DSN> -workload <name> [-n N] [-slots K] [-reps R] [-json]
 //
-// Workloads: enqueue, enqueue-batch, process, latency, list, http, sse, multi,
-// and chaos (SIGKILLed worker processes and a database outage; it prints what
-// they cost instead of a speed).
+// Workloads: enqueue, enqueue-batch, enqueue-tx, process, latency, list, http, sse, multi,
+// retry, scheduled, scaleout (worker processes of one slot over runs of
+// seconds: the speed-up of N processes against one), fanout (a parent run
+// fanning out to -n children and gathering them), signal (a signal's round
+// trip to a waiting run), and chaos (worker processes killed, poisoned and
+// hung, database faults; it checks what durably promises and prints what
+// the faults cost instead of a speed).
 package main
+
+//go:generate go run github.com/durably-go/durably/cmd/durably-gen -q -config durably.yaml
 
 import (
 	"context"
@@ -43,9 +49,17 @@ type config struct {
 	rate       int    // sse: runs triggered per second (0: as fast as they go); scheduled: runs due per second
 	clients    int    // sse: concurrent /runs/subscribe clients
 	summarize  string
-	kills      int  // chaos: SIGKILLs of worker processes
-	chaosChild bool // internal: a worker process of the chaos workload
-	otel       bool // engines observed by runtime/durablyotel (spans and metrics, exported nowhere)
+	kills      int           // chaos: SIGKILLs of worker processes
+	chaosChild bool          // internal: a worker process of the chaos workload
+	otel       bool          // engines observed by runtime/durablyotel (spans and metrics, exported nowhere)
+	runMin     time.Duration // scaleout: the shortest run
+	runMax     time.Duration // scaleout: the longest run
+	seed       uint64        // scaleout: the seed of the runs' durations
+	scaleChild bool          // internal: a worker process of the scaleout workload
+	// -before and -after: compare two builds' -json outputs (compare.go).
+	before, after         string
+	beforeName, afterName string
+	guard                 string
 }
 
 // result is one repetition's measurements.
@@ -77,6 +91,7 @@ type summary struct {
 var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *result) error{
 	"enqueue":       wlEnqueue,
 	"enqueue-batch": wlEnqueue,
+	"enqueue-tx":    wlEnqueueTx,
 	"process":       wlProcess,
 	"latency":       wlLatency,
 	"list":          wlList,
@@ -86,6 +101,9 @@ var workloads = map[string]func(ctx context.Context, c *config, db *benchDB, r *
 	"chaos":         wlChaos,
 	"retry":         wlRetry,
 	"scheduled":     wlScheduled,
+	"scaleout":      wlScaleout,
+	"fanout":        wlFanout,
+	"signal":        wlSignal,
 }
 
 func defaultN(workload string) int {
@@ -101,17 +119,26 @@ func defaultN(workload string) int {
 		return 1000
 	case "chaos":
 		return 300
+	case "scaleout":
+		// About 80 s of work: at 4 processes the longest run (3 s) is a
+		// small part of the 20 s it should take.
+		return 40
+	case "fanout":
+		return 100
+	case "signal":
+		return 1000
 	}
 	return 5000
 }
 
-func main() {
+// parseFlags reads the command line.
+func parseFlags() *config {
 	var c config
 	flag.StringVar(&c.db, "db", "durably-bench.db", "SQLite file path, or a postgres:// DSN")
-	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | process | latency | list | http | sse | multi | chaos | retry | scheduled")
+	flag.StringVar(&c.workload, "workload", "process", "enqueue | enqueue-batch | enqueue-tx | process | latency | list | http | sse | multi | chaos | retry | scheduled | scaleout | fanout | signal")
 	flag.IntVar(&c.n, "n", 0, "runs (0: the workload's default)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (MaxConcurrentRuns); multi: per process, default 4")
-	flag.IntVar(&c.procs, "procs", 4, "multi: worker processes")
+	flag.IntVar(&c.procs, "procs", 4, "multi: worker processes; scaleout: the most worker processes (measured at 1, 2, 4, … and this)")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions, each on a fresh database")
 	flag.BoolVar(&c.json, "json", false, "print one JSON object per repetition and a summary")
 	flag.IntVar(&c.lanes, "pg-write-lanes", 0, "PostgreSQL: group-commit write lanes (pgstore.Options.WriteLanes; 0: the store's default)")
@@ -127,6 +154,15 @@ func main() {
 	flag.IntVar(&c.sseN, "sse-clients", 0, "internal: run as the client process of the sse workload")
 	flag.IntVar(&c.kills, "kills", 20, "chaos: worker processes killed with SIGKILL")
 	flag.BoolVar(&c.chaosChild, "chaos-child", false, "internal: run as a worker process of the chaos workload")
+	flag.DurationVar(&c.runMin, "run-min", time.Second, "scaleout: the shortest run")
+	flag.DurationVar(&c.runMax, "run-max", 3*time.Second, "scaleout: the longest run")
+	flag.Uint64Var(&c.seed, "seed", 1, "scaleout: the seed of the runs' durations")
+	flag.BoolVar(&c.scaleChild, "scaleout-child", false, "internal: run as a worker process of the scaleout workload")
+	flag.StringVar(&c.before, "before", "", "compare: the -json output of the build before (with -after: print a before → after table and exit)")
+	flag.StringVar(&c.after, "after", "", "compare: the -json output of the build after, its repetitions run alternately with -before's")
+	flag.StringVar(&c.beforeName, "before-name", "before", "compare: the name of the build before in the table")
+	flag.StringVar(&c.afterName, "after-name", "after", "compare: the name of the build after in the table")
+	flag.StringVar(&c.guard, "guard", "", "compare: fail unless the median of a metric's paired ratios after ÷ before holds a bound, e.g. runs_per_s>=0.85")
 	flag.BoolVar(&c.otel, "otel", false, "observe the engines with runtime/durablyotel: every span sampled, spans and metrics recorded and dropped")
 	flag.Parse()
 	slotsSet := false
@@ -137,33 +173,44 @@ func main() {
 	if c.procs < 1 {
 		fatalf("-procs %d, want at least 1", c.procs)
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	return &c
+}
 
-	if c.summarize != "" {
-		if err := summarizeFile(os.Stdout, c.summarize); err != nil {
-			fatalf("%v", err)
-		}
-		return
-	}
-	if c.sseN > 0 {
-		if err := sseClients(c.sseN, c.n, c.db); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench sse clients:", err)
+// runRole runs what the command line asks if it is not a workload (a
+// comparison, a summary, one of a workload's own processes) and reports
+// whether it did.
+func runRole(c *config) bool {
+	role := func(what string, err error) bool {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durably-bench %s: %v\n", what, err)
 			os.Exit(1)
 		}
-		return
+		return true
 	}
-	if c.chaosChild {
-		if err := chaosChild(&c); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench chaos child:", err)
-			os.Exit(1)
+	switch {
+	case c.before != "" || c.after != "":
+		if c.before == "" || c.after == "" {
+			fatalf("-before and -after go together")
 		}
-		return
+		return role("compare", compareMain(os.Stdout, c))
+	case c.summarize != "":
+		return role("summarize", summarizeFile(os.Stdout, c.summarize))
+	case c.sseN > 0:
+		return role("sse clients", sseClients(c.sseN, c.n, c.db))
+	case c.chaosChild:
+		return role("chaos child", chaosChild(c))
+	case c.scaleChild:
+		return role("scaleout worker", scaleoutChild(c))
+	case c.child:
+		return role("child", multiChild(c))
 	}
-	if c.child {
-		if err := multiChild(&c); err != nil {
-			fmt.Fprintln(os.Stderr, "durably-bench child:", err)
-			os.Exit(1)
-		}
+	return false
+}
+
+func main() {
+	c := parseFlags()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if runRole(c) {
 		return
 	}
 	fn, ok := workloads[c.workload]
@@ -176,12 +223,12 @@ func main() {
 	ctx := context.Background()
 	var results []result
 	for rep := 1; rep <= c.reps; rep++ {
-		db, err := freshDB(ctx, &c, rep)
+		db, err := freshDB(ctx, c, rep)
 		if err != nil {
 			fatalf("rep %d: %v", rep, err)
 		}
 		r := result{Type: "rep", Workload: c.workload, Store: db.kind, Rep: rep, Params: c.params(), Metrics: map[string]float64{}, Units: map[string]string{}}
-		err = fn(ctx, &c, db, &r)
+		err = fn(ctx, c, db, &r)
 		db.close()
 		if err != nil {
 			fatalf("%s rep %d on %s: %v", c.workload, rep, db.kind, err)
@@ -204,7 +251,7 @@ func main() {
 func (c *config) params() map[string]any {
 	p := map[string]any{"n": c.n}
 	switch c.workload {
-	case "process", "latency", "multi", "http", "sse", "retry", "scheduled":
+	case "process", "latency", "multi", "http", "sse", "retry", "scheduled", "fanout", "signal":
 		p["slots"] = c.slots
 	}
 	if c.workload == "scheduled" {
@@ -212,6 +259,9 @@ func (c *config) params() map[string]any {
 	}
 	if c.workload == "multi" {
 		p["procs"] = c.procs
+	}
+	if c.workload == "scaleout" {
+		p["procs"], p["run_min"], p["run_max"], p["seed"] = c.procs, c.runMin.String(), c.runMax.String(), c.seed
 	}
 	if c.workload == "sse" {
 		p["clients"], p["rate"] = c.clients, c.rate

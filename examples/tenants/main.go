@@ -93,7 +93,7 @@ func run(addr, db string, grace time.Duration, preserveSteps bool, lim serverLim
 	if err != nil {
 		return err
 	}
-	if _, err := tenantjobs.Register(eng, handlers); err != nil {
+	if _, err := register(eng); err != nil {
 		return err
 	}
 	hopts := durablyhttp.Options[tenantjobs.AuthContext, tenantjobs.Labels]{
@@ -180,13 +180,19 @@ var auth = durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
 		if req.Labels.OrganizationID != c.OrgID {
 			return forbidden
 		}
+		// Who may jump the queue is the server's decision, not the
+		// client's: priority is strict across tenants, so a member's
+		// urgent runs would push every other organization's runs back.
+		if req.Priority != nil && c.Role != tenantjobs.RoleAdmin {
+			return durablyhttp.Reject(http.StatusForbidden, "Only an admin may set a priority")
+		}
 		return nil // the labels schema is checked after this hook
 	},
 	OnRunAccess: func(ctx context.Context, c tenantjobs.AuthContext, run *durablyhttp.Run[tenantjobs.Labels], op durablyhttp.Operation) error {
 		if run.Labels.OrganizationID != c.OrgID {
 			return forbidden
 		}
-		if c.Role == tenantjobs.RoleViewer && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
+		if c.Role == tenantjobs.RoleViewer && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpResume || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
 			return forbidden
 		}
 		return nil
@@ -199,7 +205,47 @@ var auth = durablyhttp.AuthConfig[tenantjobs.AuthContext, tenantjobs.Labels]{
 
 var forbidden = durablyhttp.Reject(http.StatusForbidden, "Forbidden")
 
-// handlers are the four jobs of the fixture.
+// register registers the fixture's jobs on eng: the handlers below, and
+// review's, which starts runs of slow through the registered handle.
+func register(eng *durably.Engine) (*tenantjobs.Jobs, error) {
+	var jobs *tenantjobs.Jobs
+	h := handlers
+	h.Review = func(ctx context.Context, s *durably.StepContext, in tenantjobs.ReviewInput) (tenantjobs.ReviewOutput, error) {
+		return review(s, jobs.Slow, in)
+	}
+	var err error
+	jobs, err = tenantjobs.Register(eng, h)
+	return jobs, err
+}
+
+// review starts its children, waits for them, then for the signal approve.
+func review(s *durably.StepContext, slow *tenantjobs.SlowJob, in tenantjobs.ReviewInput) (tenantjobs.ReviewOutput, error) {
+	items := make([]durably.BatchItem[tenantjobs.SlowInput], in.Count)
+	for i := range items {
+		items[i].Input = tenantjobs.SlowInput{Ms: in.Ms}
+	}
+	kids, err := slow.StartChildren(s, "spawn", items)
+	if err != nil {
+		return tenantjobs.ReviewOutput{}, err
+	}
+	outs, err := durably.AwaitChildren(s, "children", kids)
+	if err != nil {
+		return tenantjobs.ReviewOutput{}, err
+	}
+	done := 0
+	for _, o := range outs {
+		if o.Err == nil {
+			done++
+		}
+	}
+	ok, err := tenantjobs.WaitForReviewApprove(s, "approval")
+	if err != nil {
+		return tenantjobs.ReviewOutput{}, err
+	}
+	return tenantjobs.ReviewOutput{ApprovedBy: ok.By, Children: done}, nil
+}
+
+// handlers are the jobs of the fixture but review (register).
 var handlers = tenantjobs.Handlers{
 	Echo: func(ctx context.Context, s *durably.StepContext, in tenantjobs.EchoInput) (tenantjobs.EchoOutput, error) {
 		return durably.RunStep(s, "echo", func(ctx context.Context) (tenantjobs.EchoOutput, error) {

@@ -103,6 +103,9 @@ func drive(t *testing.T, bin, db string) {
 		{`{"jobName":"steps","input":{"count":1,"delayMs":0,"extra":true}}`, admin, 400},
 		{`{"jobName":"fail","input":{}}`, admin, 400},
 		{`{"jobName":"slow","input":{"ms":"1"}}`, admin, 400},
+		// The server decides who may set a priority: a member may not.
+		{`{"jobName":"echo","input":{"message":"urgent"},"priority":-5}`, []string{"mia", "org-a", "member"}, 403},
+		{`{"jobName":"echo","input":{"message":"urgent"},"priority":-5}`, admin, 200},
 	} {
 		if code, body := c.do("POST", "/api/durably/trigger", c2.body, c2.user...); code != c2.code {
 			t.Fatalf("%s as %v: %d %s, want %d", c2.body, c2.user, code, body, c2.code)

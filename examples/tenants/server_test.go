@@ -69,7 +69,7 @@ func tenantsServer(t *testing.T, lim serverLimits) (string, *connLimiter, *durab
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tenantjobs.Register(eng, handlers); err != nil {
+	if _, err := register(eng); err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Migrate(context.Background()); err != nil {

@@ -122,3 +122,26 @@ func (r *Report) note(format string, args ...any) {
 		r.First = fmt.Sprintf(format, args...)
 	}
 }
+
+// Count reads the log at path and returns, per run, how many lines of the
+// kind what it holds: a job may log lines of its own kinds (the chaos
+// workload's "poison" and "hang"), which Analyze passes over.
+func Count(path, what string) (map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: read effect log: %w", err)
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kind, run string
+		if _, err := fmt.Sscanf(sc.Text(), "%s %s", &kind, &run); err != nil {
+			return nil, fmt.Errorf("chaos: bad effect line %q: %w", sc.Text(), err)
+		}
+		if kind == what {
+			counts[run]++
+		}
+	}
+	return counts, sc.Err()
+}

@@ -1,6 +1,7 @@
 package chaos_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -60,5 +61,29 @@ func TestEffectLogWrites(t *testing.T) {
 	got, err := chaos.Analyze(path, nil)
 	if err != nil || got.Starts != 1 {
 		t.Fatalf("Analyze after two writes: %+v %v", got, err)
+	}
+}
+
+func TestCount(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "effects.log")
+	log := "start r 1 10\npoison r 2 10\nstart r 1 11\npoison r 2 11\npoison q 2 11\nhang r 1 12\n"
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for what, want := range map[string]map[string]int{
+		"poison":   {"r": 2, "q": 1},
+		"hang":     {"r": 1},
+		"complete": {},
+	} {
+		got, err := chaos.Count(path, what)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("Count(%q) = %v, want %v", what, got, want)
+		}
+	}
+	if _, err := chaos.Count(filepath.Join(t.TempDir(), "missing"), "poison"); err == nil {
+		t.Error("Count of a missing log: no error")
 	}
 }

@@ -196,6 +196,18 @@ func (j *ImportCSVJob) Trigger(ctx context.Context, in ImportCSVInput, labels Tr
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *ImportCSVJob) TriggerTx(ctx context.Context, tx durably.Tx, in ImportCSVInput, labels TriggerLabels, opts TriggerOptions) (*ImportCSVRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[ImportCSVInput, ImportCSVOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "import-csv" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *ImportCSVJob) TriggerAndWait(ctx context.Context, in ImportCSVInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[ImportCSVOutput], error) {
@@ -223,6 +235,37 @@ func (j *ImportCSVJob) GetRun(ctx context.Context, id string) (*ImportCSVRun, er
 // ListRuns lists runs of job "import-csv", newest first.
 func (j *ImportCSVJob) ListRuns(ctx context.Context, f RunFilter) ([]*ImportCSVRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "import-csv" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *ImportCSVJob) StartChild(s *durably.StepContext, name string, in ImportCSVInput, opts ...durably.Option) (durably.Child[ImportCSVOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "import-csv" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *ImportCSVJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[ImportCSVInput]) ([]durably.Child[ImportCSVOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
+// ImportCSVApprove is the signal "approve" of job "import-csv", whose payload is ImportCSVApprovePayload. A reviewer's approval of the import.
+var ImportCSVApprove = durably.Signal[ImportCSVApprovePayload]{Name: "approve", Schema: typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"by":{"type":"string","minLength":1},"note":{"type":"string","maxLength":200}},"additionalProperties":false,"type":"object","required":["by"]}`)}
+
+// SignalApprove sends the signal "approve" to the run id of job "import-csv" (durably.SendSignal):
+// kept until the run receives it with WaitForImportCSVApprove.
+func (j *ImportCSVJob) SignalApprove(ctx context.Context, id string, p ImportCSVApprovePayload) error {
+	return durably.SendSignal(ctx, j.job.Engine(), id, ImportCSVApprove, p)
+}
+
+// WaitForImportCSVApprove waits, as a step named name of the run s executes, for the
+// signal "approve" and returns its payload (durably.WaitForSignal); opts take
+// durably.WithTimeout. While it waits, it returns an ErrSuspended error,
+// which the job must return.
+func WaitForImportCSVApprove(s *durably.StepContext, name string, opts ...durably.Option) (ImportCSVApprovePayload, error) {
+	return durably.WaitForSignal(s, name, ImportCSVApprove, opts...)
 }
 
 // SendMailJob is the typed handle of job "send-email".
@@ -259,6 +302,18 @@ func (j *SendMailJob) Trigger(ctx context.Context, in SendMailInput, labels Trig
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *SendMailJob) TriggerTx(ctx context.Context, tx durably.Tx, in SendMailInput, labels TriggerLabels, opts TriggerOptions) (*SendMailRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[SendMailInput, SendMailOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "send-email" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *SendMailJob) TriggerAndWait(ctx context.Context, in SendMailInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[SendMailOutput], error) {
@@ -286,6 +341,20 @@ func (j *SendMailJob) GetRun(ctx context.Context, id string) (*SendMailRun, erro
 // ListRuns lists runs of job "send-email", newest first.
 func (j *SendMailJob) ListRuns(ctx context.Context, f RunFilter) ([]*SendMailRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "send-email" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *SendMailJob) StartChild(s *durably.StepContext, name string, in SendMailInput, opts ...durably.Option) (durably.Child[SendMailOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "send-email" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *SendMailJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[SendMailInput]) ([]durably.Child[SendMailOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // PingInput: job "ping" has no input; its triggers take none.
@@ -326,6 +395,18 @@ func (j *PingJob) Trigger(ctx context.Context, labels TriggerLabels, opts Trigge
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *PingJob) TriggerTx(ctx context.Context, tx durably.Tx, labels TriggerLabels, opts TriggerOptions) (*PingRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, typed.NoInput{}, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[PingInput, PingOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "ping" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *PingJob) TriggerAndWait(ctx context.Context, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[PingOutput], error) {
@@ -353,6 +434,20 @@ func (j *PingJob) GetRun(ctx context.Context, id string) (*PingRun, error) {
 // ListRuns lists runs of job "ping", newest first.
 func (j *PingJob) ListRuns(ctx context.Context, f RunFilter) ([]*PingRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "ping" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *PingJob) StartChild(s *durably.StepContext, name string, opts ...durably.Option) (durably.Child[PingOutput], error) {
+	return j.job.StartChild(s, name, typed.NoInput{}, opts...)
+}
+
+// StartChildren starts a run of job "ping" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *PingJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[PingInput]) ([]durably.Child[PingOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // Handlers are the bodies of the declared jobs; each one is required.
@@ -400,6 +495,9 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 			Retry:      &durably.RetryPolicy{MaxAttempts: 5, Backoff: durably.BackoffExponential, Initial: 500 * time.Millisecond, Max: time.Minute, Jitter: 0.2},
 			Priority:   10,
 			MaxRunning: 4,
+			Signals: []durably.SignalDecl{
+				ImportCSVApprove,
+			},
 		})
 		if err != nil {
 			return nil, err
@@ -604,6 +702,12 @@ type ImportCSVOutput struct {
 	Imported int                `json:"imported"`
 	Skipped  int                `json:"skipped"`
 	Warnings typed.List[string] `json:"warnings,omitempty"`
+}
+
+// ImportCSVApprovePayload is the payload of signal "approve" of job "import-csv": A reviewer's approval of the import.
+type ImportCSVApprovePayload struct {
+	By   string  `json:"by"`
+	Note *string `json:"note,omitempty"`
 }
 
 // SendMailInput is the input of job "send-email": The address.

@@ -20,12 +20,11 @@ import (
 	"github.com/durably-go/durably/runtime/sqlitestore"
 )
 
-// waitServer serves the reference jobs on SQLite: send-email fails for an
-// address with "fail" and blocks for one with "block" until its run ends.
-func waitServer(t *testing.T) (*durably.Engine, *reference.Jobs, *httptest.Server) {
+// referenceEngine is an engine with the reference's Config on a fresh
+// SQLite file, its store closed when the test ends.
+func referenceEngine(t *testing.T) *durably.Engine {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "w.db"), sqlitestore.Options{})
+	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "ref.db"), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +33,30 @@ func waitServer(t *testing.T) (*durably.Engine, *reference.Jobs, *httptest.Serve
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+// serveReference starts e's worker and returns a handler of its jobs,
+// both stopped when the test ends.
+func serveReference(t *testing.T, e *durably.Engine) *durablyhttp.Handler[reference.AuthContext, reference.Labels] {
+	t.Helper()
+	if err := e.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Stop(context.Background()) })
+	h, err := durablyhttp.New(e, durablyhttp.Options[reference.AuthContext, reference.Labels]{Jobs: reference.JobSchemas()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// waitServer serves the reference jobs on SQLite: send-email fails for an
+// address with "fail" and blocks for one with "block" until its run ends.
+func waitServer(t *testing.T) (*durably.Engine, *reference.Jobs, *httptest.Server) {
+	t.Helper()
+	e := referenceEngine(t)
 	hs := handlers
 	hs.SendMail = func(ctx context.Context, s *durably.StepContext, in reference.SendMailInput) (reference.SendMailOutput, error) {
 		switch {
@@ -49,15 +72,7 @@ func waitServer(t *testing.T) (*durably.Engine, *reference.Jobs, *httptest.Serve
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Stop(context.Background()) })
-	h, err := durablyhttp.New(e, durablyhttp.Options[reference.AuthContext, reference.Labels]{Jobs: reference.JobSchemas()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	h := serveReference(t, e)
 	// /broken/ is the same handler with its event streams cut, as some
 	// proxies do: Wait must fall back to polling.
 	mux := http.NewServeMux()

@@ -70,6 +70,8 @@ type RawRun struct {
 	RunAt                                                              time.Time
 	Priority, Attempt, Crashes                                         int64
 	Attempts, TraceContext                                             string
+	ParentRunID, WaitingFor                                            string
+	Wakes                                                              int64
 }
 
 // Decode converts the row.
@@ -97,6 +99,9 @@ func (r *RawRun) Decode() (*store.Run, error) {
 		Attempt:            int(r.Attempt),
 		Crashes:            int(r.Crashes),
 		TraceContext:       r.TraceContext,
+		ParentRunID:        r.ParentRunID,
+		WaitingFor:         r.WaitingFor,
+		Wakes:              r.Wakes,
 	}
 	if r.Output != "" {
 		run.Output = json.RawMessage(r.Output)
@@ -249,4 +254,29 @@ func StatusCounts(perStatus ...int64) map[store.Status]int {
 		}
 	}
 	return counts
+}
+
+// WaitColumns are the columns a deferral writes for its Wait (S-060):
+// waiting_for ("" for NULL: a deferral without one), the awaited children
+// and the run's wakes as the engine saw them.
+func WaitColumns(w *store.Wait) (waitingFor string, awaiting, seenWakes int64) {
+	switch {
+	case w == nil:
+		return "", 0, 0
+	case w.Signal != "":
+		return store.WaitingSignalPrefix + w.Signal, 0, w.SeenWakes
+	default:
+		return store.WaitingChildren, int64(w.Children), w.SeenWakes
+	}
+}
+
+// RawSignal is a signal row.
+type RawSignal struct {
+	ID, RunID, Name, Payload string
+	CreatedAt                time.Time
+}
+
+// Decode converts the row.
+func (r *RawSignal) Decode() *store.Signal {
+	return &store.Signal{ID: r.ID, RunID: r.RunID, Name: r.Name, Payload: json.RawMessage(r.Payload), CreatedAt: storedTime(r.CreatedAt)}
 }

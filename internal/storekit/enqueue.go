@@ -2,6 +2,7 @@ package storekit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -159,4 +160,43 @@ func cloneRun(r *store.Run) *store.Run {
 	c := *r
 	c.Labels = maps.Clone(r.Labels)
 	return &c
+}
+
+// Savepointer opens a savepoint in an open transaction (Tx's first half).
+type Savepointer interface {
+	Savepoint(ctx context.Context) (rollback, release func(context.Context) error, err error)
+}
+
+// EnqueueTx is store.TxEnqueuer.EnqueueTx over ops, whose statements run
+// in the caller's transaction: Enqueue inside a savepoint of sp, so that a
+// conflict or an error undoes this call's writes alone and leaves the
+// caller's transaction usable (S-070). A nil sp writes without one, for a
+// store whose every write of a single item is one statement (PostgreSQL's
+// insert with its labels), which the database applies whole or not at
+// all. Claims are dropped: a run is never inserted leased in a
+// transaction whose commit the engine does not see.
+func EnqueueTx(ctx context.Context, sp Savepointer, ops EnqueueOps, items []store.NewRun) ([]store.Enqueued, error) {
+	unclaimed := make([]store.NewRun, len(items))
+	for i, it := range items {
+		it.Claim = nil
+		unclaimed[i] = it
+	}
+	if sp == nil {
+		return Enqueue(ctx, ops, unclaimed)
+	}
+	rollback, release, err := sp.Savepoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	res, err := Enqueue(ctx, ops, unclaimed)
+	if err != nil {
+		if rbErr := rollback(ctx); rbErr != nil {
+			return nil, errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+		}
+		return nil, err
+	}
+	if err := release(ctx); err != nil {
+		return nil, fmt.Errorf("release savepoint: %w", err)
+	}
+	return res, nil
 }

@@ -32,34 +32,130 @@ type Tx interface {
 
 // CancelOps are the statements CancelRun runs, in the store's transaction.
 type CancelOps interface {
+	Tx
+	// LockActiveDescendants returns the active descendants of run id with
+	// their status, deepest first, locking each where the engine locks
+	// rows, in that order.
+	LockActiveDescendants(ctx context.Context, id string) ([]Descendant, error)
 	// RunForUpdate reads the run, locking it where the engine locks rows;
 	// nil when there is no such run.
 	RunForUpdate(ctx context.Context, id string) (*store.Run, error)
-	// Cancel sets an active run cancelled and returns it as it is then.
+	// Cancel sets an active run cancelled and returns it as it is then;
+	// nil when it was not active.
 	Cancel(ctx context.Context, id string, now time.Time) (*store.Run, error)
 	// DeleteStepsAndLogs removes the run's steps and logs.
 	DeleteStepsAndLogs(ctx context.Context, runID string) error
+	// DeleteSignals removes the signals kept for the runs.
+	DeleteSignals(ctx context.Context, runIDs []string) error
+	// WakeParent counts a child's end for its parent, id (S-061).
+	WakeParent(ctx context.Context, id string, now time.Time) error
 }
 
-// CancelRun is store.Store.CancelRun (R-096, S-037, R-097) over ops.
-func CancelRun(ctx context.Context, ops CancelOps, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
-	before, err := ops.RunForUpdate(ctx, id)
+// Descendant is an active descendant of a run, as the cascade of its
+// cancel finds it.
+type Descendant struct {
+	ID     string
+	Status store.Status
+}
+
+// CancelRun is store.Store.CancelRun (R-096, S-037, R-097, R-234) over
+// ops. Locks are taken from the leaves up, the run's active descendants
+// (deepest first), then the run, then its parent: the order of a child's
+// end (its row, then its parent's), so that a cancel and the ends of the
+// runs of its tree never wait for each other in a cycle. A descendant
+// created after they were read (its parent's trigger racing the cancel)
+// is not cancelled here: the engine cancels it when it first executes.
+func CancelRun(ctx context.Context, ops CancelOps, req store.CancelRequest) (store.Cancellation, error) {
+	rollback, release, err := ops.Savepoint(ctx)
+	if err != nil {
+		return store.Cancellation{}, err
+	}
+	out, err := cancelTree(ctx, ops, req)
+	if err != nil || out.Run == nil || !out.Previous.Active() {
+		// Nothing to keep: no such run, an ended one, or a failure.
+		return out, errors.Join(err, rollback(ctx))
+	}
+	return out, release(ctx)
+}
+
+func cancelTree(ctx context.Context, ops CancelOps, req store.CancelRequest) (store.Cancellation, error) {
+	descendants, err := ops.LockActiveDescendants(ctx, req.ID)
+	if err != nil {
+		return store.Cancellation{}, fmt.Errorf("find the descendants of run %s: %w", req.ID, err)
+	}
+	before, err := ops.RunForUpdate(ctx, req.ID)
 	if err != nil || before == nil {
-		return nil, "", err
+		return store.Cancellation{}, err
 	}
 	if !before.Status.Active() {
-		return before, before.Status, nil
+		return store.Cancellation{Run: before, Previous: before.Status}, nil
 	}
-	run, err := ops.Cancel(ctx, id, now)
-	if err != nil {
-		return nil, "", fmt.Errorf("cancel run %s: %w", id, err)
-	}
-	if before.Status == store.StatusPending && deleteStepsIfPending {
+	out := store.Cancellation{Previous: before.Status}
+	cancelled := make([]string, 0, len(descendants)+1)
+	wasPending := func(id string, status store.Status) error {
+		if status != store.StatusPending || !req.DeleteSteps {
+			return nil
+		}
 		if err := ops.DeleteStepsAndLogs(ctx, id); err != nil {
-			return nil, "", fmt.Errorf("delete steps and logs of run %s: %w", id, err)
+			return fmt.Errorf("delete steps and logs of run %s: %w", id, err)
+		}
+		return nil
+	}
+	for _, d := range descendants {
+		run, err := ops.Cancel(ctx, d.ID, req.Now)
+		if err != nil {
+			return store.Cancellation{}, fmt.Errorf("cancel run %s, a descendant of %s: %w", d.ID, req.ID, err)
+		}
+		if run == nil {
+			continue // ended since it was read (a store without row locks)
+		}
+		if err := wasPending(d.ID, d.Status); err != nil {
+			return store.Cancellation{}, err
+		}
+		out.Descendants = append(out.Descendants, run)
+		cancelled = append(cancelled, d.ID)
+	}
+	if out.Run, err = ops.Cancel(ctx, req.ID, req.Now); err != nil || out.Run == nil {
+		return store.Cancellation{}, errors.Join(fmt.Errorf("cancel run %s: not active", req.ID), err)
+	}
+	if err := wasPending(req.ID, before.Status); err != nil {
+		return store.Cancellation{}, err
+	}
+	if err := ops.DeleteSignals(ctx, append(cancelled, req.ID)); err != nil {
+		return store.Cancellation{}, fmt.Errorf("delete the signals of run %s: %w", req.ID, err)
+	}
+	if parent := before.ParentRunID; parent != "" {
+		if err := ops.WakeParent(ctx, parent, req.Now); err != nil {
+			return store.Cancellation{}, fmt.Errorf("count the end of run %s for its parent %s: %w", req.ID, parent, err)
 		}
 	}
-	return run, before.Status, nil
+	return out, nil
+}
+
+// SignalOps are the statements SendSignal runs, in the store's transaction.
+type SignalOps interface {
+	// SignalRun counts the signal's event on its run, if the run is
+	// active, and makes it claimable if it waits for a signal of that
+	// name; found is false for a missing or ended run, woken says whether
+	// it made the run claimable (a store that cannot tell says false).
+	SignalRun(ctx context.Context, sig *store.Signal) (found, woken bool, err error)
+	// InsertSignal keeps the signal.
+	InsertSignal(ctx context.Context, sig *store.Signal) error
+}
+
+// SendSignal is store.Store.SendSignal over ops (S-062): the run's row is
+// updated first, so that a finish or a cancel of the run, which deletes
+// its signals, comes wholly before or after it. woken says whether the
+// run waited for the signal, for a store that announces claimable work.
+func SendSignal(ctx context.Context, ops SignalOps, sig *store.Signal) (sent, woken bool, err error) {
+	found, woken, err := ops.SignalRun(ctx, sig)
+	if err != nil || !found {
+		return false, false, err
+	}
+	if err := ops.InsertSignal(ctx, sig); err != nil {
+		return false, false, fmt.Errorf("insert signal: %w", err)
+	}
+	return true, woken, nil
 }
 
 // LeaseOps are the statements that hand leases back, in the store's

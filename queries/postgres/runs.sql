@@ -13,10 +13,11 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context, parent_run_id)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
          u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
-         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority, NULLIF(u.trace_context, '')
+         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority, NULLIF(u.trace_context, ''),
+         NULLIF(u.parent_run_id, '')
   FROM (SELECT unnest(@ids::text[]) AS id,
           unnest(@statuses::text[]) AS status,
           unnest(@lease_owners::text[]) AS lease_owner,
@@ -33,7 +34,8 @@ WITH ins AS (
           unnest(@run_ats::timestamptz[]) AS run_at,
           unnest(@readies::bigint[]) AS ready,
           unnest(@priorities::bigint[]) AS priority,
-          unnest(@trace_contexts::text[]) AS trace_context) AS u
+          unnest(@trace_contexts::text[]) AS trace_context,
+          unnest(@parent_run_ids::text[]) AS parent_run_id) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
@@ -58,10 +60,11 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context, parent_run_id)
   VALUES (@id::text, @job_name::text, @input::text, @status::text, NULLIF(@idempotency_key::text, ''), NULLIF(@concurrency_key::text, ''),
     @key_scope::text, CAST(@labels::text AS jsonb), 0, 0, NULLIF(@lease_owner::text, ''), @lease_expires_at::timestamptz, @lease_generation::bigint,
-    @started_at::timestamptz, @created_at::timestamptz, @created_at::timestamptz, @run_at::timestamptz, @ready::bigint, @priority::bigint, NULLIF(@trace_context::text, ''))
+    @started_at::timestamptz, @created_at::timestamptz, @created_at::timestamptz, @run_at::timestamptz, @ready::bigint, @priority::bigint, NULLIF(@trace_context::text, ''),
+    NULLIF(@parent_run_id::text, ''))
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
@@ -218,7 +221,7 @@ WITH promoted AS (
       -- right-hand sides read the row as it was before this update.
       crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
       attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-        THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
           'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
           'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
           'at', u.lease_expires_at)))::text
@@ -236,8 +239,13 @@ ORDER BY c.priority, c.created_at, c.id;
 -- the holder commits, jobs sorted so that no two claimers wait in a cycle
 -- (every claimer takes its concurrency-key locks first). The two-key form
 -- keeps these locks apart from the concurrency keys' one-key locks.
-SELECT pg_advisory_xact_lock(1685222009, hashtext(u.job))
-FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
+-- The locks are taken in the order of their keys (the hashes), not of the
+-- names: two names whose hashes collide are one lock, and an order by name
+-- would take it at two places (a volatile function in the select list is
+-- evaluated after ORDER BY).
+SELECT pg_advisory_xact_lock(1685222009, h.h)
+FROM (SELECT DISTINCT hashtext(u.job) AS h FROM (SELECT unnest(@jobs::text[]) AS job) AS u) AS h
+ORDER BY h.h;
 
 -- name: LiveLeasesOfJobs :many
 -- Step 2, re-count with a fresh snapshot: each job's unexpired leases,
@@ -252,8 +260,11 @@ FROM (SELECT unnest(@jobs::text[]) AS job) AS u;
 -- Step 2 for jobs with a per-tenant limit: claimers of the same job and
 -- key scope queue here, the pairs sorted, after the jobs' locks; a key
 -- space of its own (the two-key form's first key).
-SELECT pg_advisory_xact_lock(1685222010, hashtext(u.job || chr(31) || u.scope))
-FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS u;
+-- In the order of the keys, as LockJobs.
+SELECT pg_advisory_xact_lock(1685222010, h.h)
+FROM (SELECT DISTINCT hashtext(u.job || chr(31) || u.scope) AS h
+      FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS u) AS h
+ORDER BY h.h;
 
 -- name: LiveLeasesOfTenants :many
 -- Step 2, re-count with a fresh snapshot: each (job, key scope)'s unexpired
@@ -269,8 +280,11 @@ FROM (SELECT unnest(@jobs::text[]) AS job, unnest(@scopes::text[]) AS scope) AS 
 -- commits; the pairs come sorted so two claimers never wait on each other in
 -- a cycle. A global key locks the hash of the key alone, as before key
 -- scopes existed (D11), so processes of both versions exclude each other.
-SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
-FROM (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u;
+-- In the order of the keys, as LockJobs.
+SELECT pg_advisory_xact_lock(h.h)
+FROM (SELECT DISTINCT hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END) AS h
+      FROM (SELECT unnest(@scopes::text[]) AS s, unnest(@keys::text[]) AS k) AS u) AS h
+ORDER BY h.h;
 
 -- name: LeasedConcurrencyKeys :many
 -- Step 2, re-check with a fresh snapshot: the (scope, key) pairs that
@@ -292,7 +306,7 @@ SET status = 'leased',
     started_at = COALESCE(u.started_at, @now::timestamptz),
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
@@ -330,14 +344,32 @@ WHERE id = @id AND status = 'leased' AND lease_generation = @generation;
 
 -- name: DeferRun :execrows
 -- A lease holder hands its run back to wait until run_at (a retry's next
--- attempt, a durable sleep), fenced by generation only like the finish
--- (R-065). started_at stays; with run_at set, the run holds no concurrency
--- key while it waits (idx_durably_runs_pending_scope_concurrency), so this
--- is never refused for a pending sibling.
+-- attempt, a durable sleep, a wait for children or a signal), fenced by
+-- generation only like the finish (R-065). started_at stays; with run_at
+-- set, the run holds no concurrency key while it waits
+-- (idx_durably_runs_pending_scope_concurrency), so this is never refused
+-- for a pending sibling.
+-- A wait for an event (waiting_for set) is ready at once when what it
+-- waits for came since the engine looked (S-060), as in SQLite's. The
+-- expressions read only the row itself: a child's end or a signal that
+-- locked it first is seen, since the update then applies to the row as
+-- that transaction left it (READ COMMITTED).
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-    run_at = @run_at::timestamptz,
-    ready = CASE WHEN @run_at::timestamptz <= @now::timestamptz THEN 1 ELSE 0 END,
+    waiting_for = sqlc.narg(waiting_for)::text,
+    awaiting = CASE WHEN sqlc.narg(waiting_for)::text = 'children'
+      THEN CAST(@awaiting AS bigint) - (wakes - CAST(@seen_wakes AS bigint)) ELSE 0 END,
+    ready = CASE
+      WHEN @run_at::timestamptz <= @now::timestamptz THEN 1
+      WHEN sqlc.narg(waiting_for)::text = 'children' AND CAST(@awaiting AS bigint) - (wakes - CAST(@seen_wakes AS bigint)) <= 0 THEN 1
+      WHEN sqlc.narg(waiting_for)::text LIKE 'signal:%' AND wakes <> CAST(@seen_wakes AS bigint) THEN 1
+      ELSE 0 END,
+    run_at = CASE
+      WHEN sqlc.narg(waiting_for)::text = 'children' AND CAST(@awaiting AS bigint) - (wakes - CAST(@seen_wakes AS bigint)) <= 0
+        AND @now::timestamptz < @run_at::timestamptz THEN @now::timestamptz
+      WHEN sqlc.narg(waiting_for)::text LIKE 'signal:%' AND wakes <> CAST(@seen_wakes AS bigint)
+        AND @now::timestamptz < @run_at::timestamptz THEN @now::timestamptz
+      ELSE @run_at::timestamptz END,
     attempt = @attempt::bigint,
     attempts = COALESCE(sqlc.narg(attempts)::text, attempts),
     current_step_index = @current_step_index::bigint,
@@ -390,11 +422,27 @@ WITH fin AS (
           unnest(@current_step_indexes::bigint[]) AS current_step_index,
           unnest(@completed_step_counts::bigint[]) AS completed_step_count) AS u
   WHERE r.id = ANY(@ids::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  RETURNING r.id, r.lease_generation, u.delete_steps
+  RETURNING r.id, r.lease_generation, u.delete_steps, r.parent_run_id
 ), del_steps AS (
   DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
+), del_signals AS (
+  DELETE FROM durably_signals WHERE run_id IN (SELECT fin.id FROM fin)
+), wake AS (
+  -- A child's end counts for its parent (S-061), as SQLite's WakeParent:
+  -- a parent ending in this statement too is left alone (a row is
+  -- updated once per statement).
+  UPDATE durably_runs p
+  SET wakes = p.wakes + k.n,
+      awaiting = CASE WHEN p.waiting_for = 'children' THEN p.awaiting - k.n ELSE p.awaiting END,
+      ready = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - k.n <= 0 THEN 1 ELSE p.ready END,
+      run_at = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - k.n <= 0 AND p.ready = 0
+        THEN k.now ELSE p.run_at END
+  FROM (SELECT fin.parent_run_id AS id, count(*) AS n, max(u.now) AS now
+        FROM fin JOIN (SELECT unnest(@ids::text[]) AS id, unnest(@nows::timestamptz[]) AS now) AS u ON u.id = fin.id
+        WHERE fin.parent_run_id IS NOT NULL GROUP BY fin.parent_run_id) AS k
+  WHERE p.id = k.id AND p.id NOT IN (SELECT fin.id FROM fin)
 )
 SELECT id, lease_generation FROM fin;
 
@@ -413,11 +461,23 @@ WITH fin AS (
       lease_owner = NULL, lease_expires_at = NULL,
       completed_at = @now::timestamptz, updated_at = @now::timestamptz
   WHERE r.id = @id::text AND r.status = 'leased' AND r.lease_generation = @generation::bigint
-  RETURNING r.id, r.lease_generation
+  RETURNING r.id, r.lease_generation, r.parent_run_id
 ), del_steps AS (
   DELETE FROM durably_steps WHERE @delete_steps::boolean AND run_id IN (SELECT fin.id FROM fin)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE @delete_steps::boolean AND run_id IN (SELECT fin.id FROM fin)
+), del_signals AS (
+  DELETE FROM durably_signals WHERE run_id IN (SELECT fin.id FROM fin)
+), wake AS (
+  -- A child's end counts for its parent (S-061), as in FinishRuns.
+  UPDATE durably_runs p
+  SET wakes = p.wakes + 1,
+      awaiting = CASE WHEN p.waiting_for = 'children' THEN p.awaiting - 1 ELSE p.awaiting END,
+      ready = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - 1 <= 0 THEN 1 ELSE p.ready END,
+      run_at = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - 1 <= 0 AND p.ready = 0
+        THEN @now::timestamptz ELSE p.run_at END
+  FROM fin
+  WHERE p.id = fin.parent_run_id
 )
 SELECT id, lease_generation FROM fin;
 
@@ -430,6 +490,26 @@ SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = @now::timestamptz, updated_at = @now::timestamptz
 WHERE id = @id AND status IN ('pending', 'leased')
 RETURNING *;
+
+-- name: ResumeRun :one
+-- A failed or cancelled run becomes pending again, claimable at once,
+-- keeping its steps, labels, keys, counters of steps, generation and
+-- history (store.Resumer, S-072). Its retries and crashes restart at 0,
+-- and started_at is cleared so that the claim sets it anew and the job's
+-- timeout counts from the resumed start. Refused by the pending unique
+-- index when the job has a pending run of the run's scope and concurrency
+-- key (R-036); the store reports a conflict.
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    started_at = NULL, completed_at = NULL, error = NULL, output = NULL, attempt = 0, crashes = 0,
+    updated_at = @now::timestamptz
+WHERE id = @id AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: CommittedRunIDs :many
+-- Which of the runs a transactional trigger created are visible, that is
+-- whose transaction committed (store.TxEnqueuer, S-071): by primary key.
+SELECT id FROM durably_runs WHERE id = ANY(@ids::text[]);
 
 -- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
@@ -447,7 +527,8 @@ FOR UPDATE SKIP LOCKED;
 -- The cascade of S-040 (there are no foreign keys, S-004).
 WITH s AS (DELETE FROM durably_steps WHERE durably_steps.run_id = ANY(@ids::text[])),
      l AS (DELETE FROM durably_logs WHERE durably_logs.run_id = ANY(@ids::text[])),
-     lb AS (DELETE FROM durably_run_labels WHERE durably_run_labels.run_id = ANY(@ids::text[]))
+     lb AS (DELETE FROM durably_run_labels WHERE durably_run_labels.run_id = ANY(@ids::text[])),
+     sg AS (DELETE FROM durably_signals WHERE durably_signals.run_id = ANY(@ids::text[]))
 DELETE FROM durably_runs WHERE durably_runs.id = ANY(@ids::text[]);
 
 -- name: ListExpiredLeases :many
@@ -468,7 +549,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = @now::timestamptz,
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
@@ -477,6 +558,83 @@ WHERE u.id = @id AND u.status = 'leased' AND u.lease_expires_at <= @now::timesta
 
 -- name: GetRun :one
 SELECT * FROM durably_runs WHERE id = @id;
+
+-- name: WakeParent :execrows
+-- A child's cancel counts for its parent (S-061), as FinishRuns' wake.
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    awaiting = CASE WHEN waiting_for = 'children' THEN awaiting - 1 ELSE awaiting END,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 AND ready = 0
+      THEN @now::timestamptz ELSE run_at END
+WHERE id = @id;
+
+-- name: SignalRun :one
+-- A signal sent to an active run: an event more (wakes), and a run that
+-- waits for a signal of this name is ready at once (S-062); the update
+-- locks the run's row, so that its end, which deletes its signals, comes
+-- before or after the signal's insert as a whole. No row: the run is
+-- missing or ended. It returns whether it woke the run.
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || @name::text THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || @name::text AND ready = 0
+      THEN @now::timestamptz ELSE run_at END
+WHERE id = @id AND status IN ('pending', 'leased')
+RETURNING (status = 'pending' AND waiting_for = 'signal:' || @name::text) AS woken;
+
+-- name: InsertSignal :exec
+INSERT INTO durably_signals (id, run_id, name, payload, created_at)
+VALUES (@id::text, @run_id::text, @name::text, @payload::text, @created_at::timestamptz);
+
+-- name: LeasedWakes :one
+-- The fence of ReceiveSignal: the run's wakes while the lease is held,
+-- its row locked, so that a signal sent meanwhile is either seen by the
+-- reads that follow or counted in wakes after them.
+SELECT wakes FROM durably_runs
+WHERE id = @id AND status = 'leased' AND lease_generation = @generation
+FOR UPDATE;
+
+-- name: TakeSignal :one
+-- The oldest signal of a name kept for a run, removed as it is delivered.
+DELETE FROM durably_signals
+WHERE id = (SELECT s.id FROM durably_signals s
+  WHERE s.run_id = @run_id::text AND s.name = @name::text ORDER BY s.id LIMIT 1)
+RETURNING *;
+
+-- name: GetSignals :many
+-- The signals kept for an active run: those of an ended run are never
+-- delivered (R-243).
+SELECT s.* FROM durably_signals s
+JOIN durably_runs r ON r.id = s.run_id
+WHERE s.run_id = @run_id::text AND r.status IN ('pending', 'leased')
+ORDER BY s.id;
+
+-- name: DeleteSignalsOfRuns :exec
+DELETE FROM durably_signals WHERE run_id = ANY(@ids::text[]);
+
+-- name: GetChildren :many
+-- A run's children, oldest first, through idx_durably_runs_parent.
+SELECT * FROM durably_runs
+WHERE parent_run_id = @parent_run_id::text
+ORDER BY created_at, id;
+
+-- name: LockActiveDescendants :many
+-- The active descendants of a run with their status, deepest first, each
+-- row locked in that order: the cascade of its cancel (R-234) takes its
+-- locks from the leaves up, as a child's end does (its own row, then its
+-- parent's), so that the two never wait on each other in a cycle. The
+-- walk goes through idx_durably_runs_parent, ended runs included, since an
+-- ended child may have active children of its own.
+WITH RECURSIVE tree(id, depth) AS (
+  SELECT c.id, 1 FROM durably_runs c WHERE c.parent_run_id = @id::text
+  UNION ALL
+  SELECT c.id, tree.depth + 1 FROM durably_runs c JOIN tree ON c.parent_run_id = tree.id
+)
+SELECT r.id, r.status, tree.depth FROM tree JOIN durably_runs r ON r.id = tree.id
+WHERE r.status IN ('pending', 'leased')
+ORDER BY tree.depth DESC, r.id
+FOR UPDATE OF r;
 
 -- name: CountPending :many
 -- Pending runs per job, due at now or later (store.PendingCounter, for

@@ -127,3 +127,8 @@ RETURNING durably_steps.id;
 -- or behind a pooler that hands out pids of its own) says nothing of ours.
 SELECT pid::bigint AS pid, COALESCE(state, '')::text AS state FROM pg_catalog.pg_stat_activity
 WHERE pid = ANY(@pids::int[]) AND datname = current_database() AND usename = current_user;
+
+-- name: DeleteUnfinishedSteps :exec
+-- A resumed run keeps its completed steps only (S-072): the errors of its
+-- failed attempts stay in the run's attempts history.
+DELETE FROM durably_steps WHERE run_id = @run_id AND status <> 'completed';

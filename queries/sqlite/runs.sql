@@ -6,13 +6,14 @@
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-  started_at, created_at, updated_at, run_at, ready, priority, trace_context
+  started_at, created_at, updated_at, run_at, ready, priority, trace_context, parent_run_id
 ) VALUES (
   sqlc.arg(id), sqlc.arg(job_name), sqlc.arg(input), CAST(sqlc.arg(status) AS TEXT), sqlc.narg(idempotency_key),
   sqlc.narg(concurrency_key), CAST(sqlc.arg(key_scope) AS TEXT), sqlc.arg(labels), 0, 0, sqlc.narg(lease_owner), sqlc.narg(lease_expires_at),
   CAST(sqlc.arg(lease_generation) AS INTEGER), sqlc.narg(started_at),
   CAST(sqlc.arg(created_at) AS TEXT), CAST(sqlc.arg(created_at) AS TEXT),
-  sqlc.narg(run_at), CAST(sqlc.arg(ready) AS INTEGER), CAST(sqlc.arg(priority) AS INTEGER), sqlc.narg(trace_context)
+  sqlc.narg(run_at), CAST(sqlc.arg(ready) AS INTEGER), CAST(sqlc.arg(priority) AS INTEGER), sqlc.narg(trace_context),
+  sqlc.narg(parent_run_id)
 ) ON CONFLICT DO NOTHING;
 
 -- name: InsertRunLabel :exec
@@ -69,7 +70,7 @@ SET status = 'leased',
     -- read the row as it was before this update.
     crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
     attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -126,7 +127,7 @@ SET status = 'leased',
     -- A crash, counted as in ClaimBatch.
     crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
     attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -200,14 +201,32 @@ WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(ge
 
 -- name: DeferRun :execrows
 -- A lease holder hands its run back to wait until run_at (a retry's next
--- attempt, a durable sleep), fenced by generation only like the finish
--- (R-065). started_at stays; with run_at set, the run holds no concurrency
--- key while it waits (idx_durably_runs_pending_scope_concurrency), so this
--- is never refused for a pending sibling.
+-- attempt, a durable sleep, a wait for children or a signal), fenced by
+-- generation only like the finish (R-065). started_at stays; with run_at
+-- set, the run holds no concurrency key while it waits
+-- (idx_durably_runs_pending_scope_concurrency), so this is never refused
+-- for a pending sibling.
+-- A wait for an event (waiting_for set) is ready at once when what it
+-- waits for came since the engine looked (S-060): for children, when the
+-- ends counted since seen_wakes (wakes - seen_wakes) leave none of the
+-- awaited ones; for a signal, when any event came since. The right-hand
+-- sides read the row as it was before this update.
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-    run_at = CAST(sqlc.arg(run_at) AS TEXT),
-    ready = CASE WHEN CAST(sqlc.arg(run_at) AS TEXT) <= CAST(sqlc.arg(now) AS TEXT) THEN 1 ELSE 0 END,
+    waiting_for = sqlc.narg(waiting_for),
+    awaiting = CASE WHEN sqlc.narg(waiting_for) = 'children'
+      THEN CAST(sqlc.arg(awaiting) AS INTEGER) - (wakes - CAST(sqlc.arg(seen_wakes) AS INTEGER)) ELSE 0 END,
+    ready = CASE
+      WHEN CAST(sqlc.arg(run_at) AS TEXT) <= CAST(sqlc.arg(now) AS TEXT) THEN 1
+      WHEN sqlc.narg(waiting_for) = 'children' AND CAST(sqlc.arg(awaiting) AS INTEGER) - (wakes - CAST(sqlc.arg(seen_wakes) AS INTEGER)) <= 0 THEN 1
+      WHEN sqlc.narg(waiting_for) LIKE 'signal:%' AND wakes <> CAST(sqlc.arg(seen_wakes) AS INTEGER) THEN 1
+      ELSE 0 END,
+    run_at = CASE
+      WHEN sqlc.narg(waiting_for) = 'children' AND CAST(sqlc.arg(awaiting) AS INTEGER) - (wakes - CAST(sqlc.arg(seen_wakes) AS INTEGER)) <= 0
+        AND CAST(sqlc.arg(now) AS TEXT) < CAST(sqlc.arg(run_at) AS TEXT) THEN CAST(sqlc.arg(now) AS TEXT)
+      WHEN sqlc.narg(waiting_for) LIKE 'signal:%' AND wakes <> CAST(sqlc.arg(seen_wakes) AS INTEGER)
+        AND CAST(sqlc.arg(now) AS TEXT) < CAST(sqlc.arg(run_at) AS TEXT) THEN CAST(sqlc.arg(now) AS TEXT)
+      ELSE CAST(sqlc.arg(run_at) AS TEXT) END,
     attempt = CAST(sqlc.arg(attempt) AS INTEGER),
     attempts = COALESCE(sqlc.narg(attempts), attempts),
     current_step_index = CAST(sqlc.arg(current_step_index) AS INTEGER),
@@ -225,6 +244,81 @@ UPDATE durably_runs
 SET lease_expires_at = CAST(sqlc.arg(now) AS TEXT), lease_generation = lease_generation + 1, lease_owner = NULL,
     updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: WakeParent :execrows
+-- The end of a child (its finish or its cancel) counts for its parent, in
+-- the child's transaction (S-061): an event more (wakes), one awaited
+-- child less (awaiting) while the parent waits for its children, and the
+-- parent is ready at once when that was the last. The right-hand sides
+-- read the row as it was before this update.
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    awaiting = CASE WHEN waiting_for = 'children' THEN awaiting - 1 ELSE awaiting END,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 AND ready = 0
+      THEN CAST(sqlc.arg(now) AS TEXT) ELSE run_at END
+WHERE id = sqlc.arg(id);
+
+-- name: SignalRun :execrows
+-- A signal sent to an active run: an event more (wakes), and a run that
+-- waits for a signal of this name is ready at once (S-062). No row: the
+-- run is missing or ended, and the signal is not kept.
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || CAST(sqlc.arg(name) AS TEXT) THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || CAST(sqlc.arg(name) AS TEXT) AND ready = 0
+      THEN CAST(sqlc.arg(now) AS TEXT) ELSE run_at END
+WHERE id = sqlc.arg(id) AND status IN ('pending', 'leased');
+
+-- name: InsertSignal :exec
+INSERT INTO durably_signals (id, run_id, name, payload, created_at)
+VALUES (sqlc.arg(id), sqlc.arg(run_id), sqlc.arg(name), sqlc.arg(payload), CAST(sqlc.arg(created_at) AS TEXT));
+
+-- name: LeasedWakes :one
+-- The fence of ReceiveSignal: the run's wakes while the lease is held.
+SELECT wakes FROM durably_runs
+WHERE id = sqlc.arg(id) AND status = 'leased' AND lease_generation = sqlc.arg(generation);
+
+-- name: TakeSignal :one
+-- The oldest signal of a name kept for a run, removed as it is delivered.
+DELETE FROM durably_signals
+WHERE id = (SELECT s.id FROM durably_signals s INDEXED BY idx_durably_signals_run_name
+  WHERE s.run_id = sqlc.arg(run_id) AND s.name = sqlc.arg(name) ORDER BY s.id LIMIT 1)
+RETURNING *;
+
+-- name: GetSignals :many
+-- The signals kept for an active run: those of an ended run are never
+-- delivered (R-243).
+SELECT s.* FROM durably_signals s
+JOIN durably_runs r ON r.id = s.run_id
+WHERE s.run_id = sqlc.arg(run_id) AND r.status IN ('pending', 'leased')
+ORDER BY s.id;
+
+-- name: DeleteSignalsOfRun :exec
+DELETE FROM durably_signals WHERE run_id = sqlc.arg(run_id);
+
+-- name: DeleteSignalsByRunID :exec
+DELETE FROM durably_signals WHERE run_id IN (sqlc.slice(ids));
+
+-- name: GetChildren :many
+-- A run's children, oldest first, through idx_durably_runs_parent.
+SELECT * FROM durably_runs INDEXED BY idx_durably_runs_parent
+WHERE parent_run_id = sqlc.arg(parent_run_id)
+ORDER BY created_at, id;
+
+-- name: ActiveDescendants :many
+-- The active descendants of a run, with their depth (1: its children),
+-- deepest first: the cascade of its cancel (R-234). The walk goes through
+-- idx_durably_runs_parent, ended runs included, since an ended child may
+-- have active children of its own.
+WITH RECURSIVE tree(id, depth) AS (
+  SELECT c.id, 1 FROM durably_runs c WHERE c.parent_run_id = sqlc.arg(id)
+  UNION ALL
+  SELECT c.id, tree.depth + 1 FROM durably_runs c JOIN tree ON c.parent_run_id = tree.id
+)
+SELECT r.id, r.status, CAST(tree.depth AS INTEGER) AS depth FROM tree JOIN durably_runs r ON r.id = tree.id
+WHERE r.status IN ('pending', 'leased')
+ORDER BY tree.depth DESC, r.id;
 
 -- name: SetProgress :execrows
 UPDATE durably_runs
@@ -258,6 +352,26 @@ SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(sqlc.arg(now) AS TEXT), updated_at = CAST(sqlc.arg(now) AS TEXT)
 WHERE id = sqlc.arg(id) AND status IN ('pending', 'leased')
 RETURNING *;
+
+-- name: ResumeRun :one
+-- A failed or cancelled run becomes pending again, claimable at once,
+-- keeping its steps, labels, keys, counters of steps, generation and
+-- history (store.Resumer, S-072). Its retries and crashes restart at 0,
+-- and started_at is cleared so that the claim sets it anew and the job's
+-- timeout counts from the resumed start. Refused by the pending unique
+-- index when the job has a pending run of the run's scope and concurrency
+-- key (R-036); the store reports a conflict.
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    started_at = NULL, completed_at = NULL, error = NULL, output = NULL, attempt = 0, crashes = 0,
+    updated_at = CAST(sqlc.arg(now) AS TEXT)
+WHERE id = sqlc.arg(id) AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: CommittedRunIDs :many
+-- Which of the runs a transactional trigger created are visible, that is
+-- whose transaction committed (store.TxEnqueuer, S-071): by primary key.
+SELECT id FROM durably_runs WHERE id IN (sqlc.slice(ids));
 
 -- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
@@ -300,7 +414,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = CAST(sqlc.arg(now) AS TEXT),
     crashes = crashes + (lease_owner IS NOT NULL),
     attempts = CASE WHEN lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))

@@ -39,3 +39,8 @@ SELECT CAST(COALESCE(MAX(version), 0) AS INTEGER) AS version FROM durably_schema
 
 -- name: RecordSchemaVersion :exec
 INSERT INTO durably_schema_versions (version, applied_at) VALUES (sqlc.arg(version), sqlc.arg(applied_at));
+
+-- name: DeleteUnfinishedSteps :exec
+-- A resumed run keeps its completed steps only (S-072): the errors of its
+-- failed attempts stay in the run's attempts history.
+DELETE FROM durably_steps WHERE run_id = sqlc.arg(run_id) AND status <> 'completed';

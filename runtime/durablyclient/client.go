@@ -230,6 +230,10 @@ type wireRun struct {
 	Attempt  int               `json:"attempt"`
 	Crashes  int               `json:"crashes"`
 	Attempts []durably.Attempt `json:"attempts"`
+	// Additive members of issue 22 (R-236): a child's parent, and what a
+	// pending run waits for.
+	ParentRunID *string `json:"parentRunId"`
+	WaitingFor  *string `json:"waitingFor"`
 }
 
 func (w *wireRun) run() *Run {
@@ -241,6 +245,12 @@ func (w *wireRun) run() *Run {
 	}
 	if w.RunAt != nil {
 		r.RunAt = *w.RunAt
+	}
+	if w.ParentRunID != nil {
+		r.ParentRunID = *w.ParentRunID
+	}
+	if w.WaitingFor != nil {
+		r.WaitingFor = *w.WaitingFor
 	}
 	// The engine's record keeps no output rather than JSON null (R-014).
 	if len(w.Output) > 0 && string(w.Output) != "null" {
@@ -348,9 +358,56 @@ func (c *Client[L]) Retrigger(ctx context.Context, id string) (string, error) {
 	return out.RunID, err
 }
 
+// Resume makes a failed or cancelled run pending again, to go on from its
+// first unfinished step (POST /resume, H-120, an addition of durably-go):
+// the same run, whose id it returns.
+func (c *Client[L]) Resume(ctx context.Context, id string) (string, error) {
+	var out struct {
+		RunID string `json:"runId"`
+	}
+	err := c.do(ctx, http.MethodPost, "/resume", url.Values{"runId": {id}}, nil, &out)
+	return out.RunID, err
+}
+
 // Delete deletes a finished run.
 func (c *Client[L]) Delete(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/run", url.Values{"runId": {id}}, nil, nil)
+}
+
+// Signal sends the signal name with a payload (any value that encodes to
+// JSON) to a run (POST /signal, R-244). The typed clients' Signal methods
+// call it with the payload type the job declares.
+func (c *Client[L]) Signal(ctx context.Context, id, name string, payload any) error {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("durablyclient: signal %q: encode payload: %w", name, err)
+	}
+	body := struct {
+		Name    string          `json:"name"`
+		Payload json.RawMessage `json:"payload"`
+	}{name, raw}
+	return c.do(ctx, http.MethodPost, "/signal", url.Values{"runId": {id}}, body, nil)
+}
+
+// Signals returns the signals kept for a run, not yet received (GET
+// /signals).
+func (c *Client[L]) Signals(ctx context.Context, id string) ([]durably.SignalRecord, error) {
+	var sigs []durably.SignalRecord
+	err := c.do(ctx, http.MethodGet, "/signals", url.Values{"runId": {id}}, nil, &sigs)
+	return sigs, err
+}
+
+// Children returns a run's children, oldest first (GET /children).
+func (c *Client[L]) Children(ctx context.Context, id string) ([]*Run, error) {
+	var wire []wireRun
+	if err := c.do(ctx, http.MethodGet, "/children", url.Values{"runId": {id}}, nil, &wire); err != nil {
+		return nil, err
+	}
+	runs := make([]*Run, len(wire))
+	for i := range wire {
+		runs[i] = wire[i].run()
+	}
+	return runs, nil
 }
 
 // Jobs lists the server's jobs and their schemas (GET /jobs).

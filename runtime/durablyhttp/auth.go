@@ -32,7 +32,9 @@ type AuthConfig[C any, L durably.Labels[L]] struct {
 	// OnRunAccess guards every operation on one run, after the run was
 	// found (H-063). Return Reject(404, …) to hide a run's existence.
 	// GET /logs (an addition of durably-go) asks for OpSteps, as GET
-	// /steps does: both show what the run did.
+	// /steps does: both show what the run did; so does GET /signals, the
+	// signals kept for it. GET /children asks for OpRead on the parent,
+	// POST /signal for OpSignal.
 	OnRunAccess func(ctx context.Context, auth C, run *Run[L], op Operation) error
 	// ScopeRuns returns the filter GET /runs uses (H-064), typically
 	// forcing a tenant label.
@@ -45,7 +47,7 @@ type AuthConfig[C any, L durably.Labels[L]] struct {
 // Operation names what OnRunAccess is asked to allow.
 type Operation string
 
-// The operations on one run (H-063).
+// The operations on one run (H-063, and OpResume).
 const (
 	OpRead      Operation = "read"
 	OpSteps     Operation = "steps"
@@ -53,6 +55,11 @@ const (
 	OpRetrigger Operation = "retrigger"
 	OpCancel    Operation = "cancel"
 	OpDelete    Operation = "delete"
+	// OpResume guards POST /resume, an addition of durably-go (H-120).
+	OpResume Operation = "resume"
+	// OpSignal is POST /signal, an addition of durably-go: a
+	// signal sent to the run.
+	OpSignal Operation = "signal"
 )
 
 // TriggerRequest is a POST /trigger body (H-022) as OnTrigger sees it; the

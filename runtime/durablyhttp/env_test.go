@@ -172,7 +172,7 @@ func newEnv(t *testing.T, open func() store.Store, opts ...envOption) *env {
 			if run.Labels.OrganizationID != u.Org {
 				return durablyhttp.Reject(403, "Forbidden")
 			}
-			if u.Role == "viewer" && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
+			if u.Role == "viewer" && (op == durablyhttp.OpRetrigger || op == durablyhttp.OpResume || op == durablyhttp.OpCancel || op == durablyhttp.OpDelete) {
 				return durablyhttp.Reject(403, "Forbidden")
 			}
 			return nil

@@ -250,10 +250,18 @@ func (h *Handler[C, L]) serve(w http.ResponseWriter, r *http.Request, path strin
 		h.withRun(req, OpSteps, h.getLogs)
 	case r.Method == http.MethodPost && path == "/retrigger":
 		h.withRun(req, OpRetrigger, h.retrigger)
+	case r.Method == http.MethodPost && path == "/resume":
+		h.withRun(req, OpResume, h.resume)
 	case r.Method == http.MethodPost && path == "/cancel":
 		h.withRun(req, OpCancel, h.cancel)
 	case r.Method == http.MethodDelete && path == "/run":
 		h.withRun(req, OpDelete, h.deleteRun)
+	case r.Method == http.MethodPost && path == "/signal":
+		h.withRun(req, OpSignal, h.signal)
+	case r.Method == http.MethodGet && path == "/signals":
+		h.withRun(req, OpSteps, h.getSignals)
+	case r.Method == http.MethodGet && path == "/children":
+		h.withRun(req, OpRead, h.getChildren)
 	case r.Method == http.MethodGet && path == "/subscribe":
 		h.withRun(req, OpSubscribe, h.subscribe)
 	case r.Method == http.MethodGet && path == "/runs/subscribe":
@@ -771,12 +779,26 @@ func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
 	fresh, err := h.e.Retrigger(req.r.Context(), run.ID)
+	h.answerRun(req, fresh, err)
+}
+
+// answerRun answers a run action that names a run (H-077, H-120): the
+// error, or {"success":true,"runId"}.
+func (h *Handler[C, L]) answerRun(req *request[C], run *durably.Run, err error) {
 	if err != nil {
 		h.fail(req, err)
 		return
 	}
-	b := appendString([]byte(`{"success":true,"runId":`), fresh.ID)
+	b := appendString([]byte(`{"success":true,"runId":`), run.ID)
 	writeJSON(req.w, append(b, '}'))
+}
+
+// resume serves POST /resume, an addition of durably-go (H-120): the run
+// goes on from its first unfinished step (R-260); the answer names it as
+// /retrigger names its new run.
+func (h *Handler[C, L]) resume(req *request[C], run *durably.Run) {
+	resumed, err := h.e.Resume(req.r.Context(), run.ID)
+	h.answerRun(req, resumed, err)
 }
 
 func (h *Handler[C, L]) cancel(req *request[C], run *durably.Run) {
@@ -785,6 +807,65 @@ func (h *Handler[C, L]) cancel(req *request[C], run *durably.Run) {
 		return
 	}
 	writeJSON(req.w, []byte(`{"success":true}`))
+}
+
+// signalBody is what POST /signal reads (R-244): the signal's name and its
+// payload, any JSON; members of the wrong type are reported by name.
+type signalBody struct {
+	Name    json.RawMessage `json:"name"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// signal serves POST /signal?runId=, an addition of durably-go (R-244): the
+// signal is validated against the run's job's declaration and kept for the
+// run (Engine.Signal).
+func (h *Handler[C, L]) signal(req *request[C], run *durably.Run) {
+	body, err := io.ReadAll(http.MaxBytesReader(req.w, req.r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	var sb signalBody
+	if err := json.Unmarshal(body, &sb); err != nil || isNull(body) {
+		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: expected an object with name and payload")
+		return
+	}
+	name, err := optionalString(sb.Name, "name")
+	if err != nil {
+		writeError(req.w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if name == "" {
+		writeError(req.w, http.StatusBadRequest, "name is required")
+		return
+	}
+	if err := h.e.Signal(req.r.Context(), run.ID, name, sb.Payload); err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, []byte(`{"success":true}`))
+}
+
+// getSignals serves GET /signals, an addition of durably-go (R-244): the
+// signals kept for the run, oldest first; none once it ended.
+func (h *Handler[C, L]) getSignals(req *request[C], run *durably.Run) {
+	sigs, err := h.e.GetSignals(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, appendArray(nil, sigs, AppendSignal))
+}
+
+// getChildren serves GET /children, an addition of durably-go (R-244): the
+// run's children, oldest first, in the run shape.
+func (h *Handler[C, L]) getChildren(req *request[C], run *durably.Run) {
+	kids, err := h.e.GetChildren(req.r.Context(), run.ID)
+	if err != nil {
+		h.fail(req, err)
+		return
+	}
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(kids)+2), kids, appendClientRun))
 }
 
 func (h *Handler[C, L]) deleteRun(req *request[C], run *durably.Run) {
@@ -870,7 +951,8 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 			}
 		}
 		if settings, ok := h.e.JobSettings(schema.Name); ok {
-			jobs[i].Priority, jobs[i].MaxRunning = settings.Priority, settings.MaxRunning
+			jobs[i].Priority, jobs[i].MaxRunning, jobs[i].MaxRunningPerTenant = settings.Priority, settings.MaxRunning, settings.MaxRunningPerTenant
+			jobs[i].TimeoutMs, jobs[i].StepTimeoutMs = settings.Timeout.Milliseconds(), settings.StepTimeout.Milliseconds()
 			if p := settings.Retry; p != nil {
 				jobs[i].Retry = &retryWire{MaxAttempts: p.MaxAttempts, Backoff: string(p.Backoff),
 					InitialMs: p.Initial.Milliseconds(), MaxMs: p.Max.Milliseconds(), Jitter: p.Jitter}
@@ -886,13 +968,17 @@ func (h *Handler[C, L]) listJobs(req *request[C]) {
 }
 
 // jobWire is a job as GET /jobs serves it: the JobSchema the handler was
-// given, with the additive members priority, maxRunning and retry
-// (durably.JobSettings; issue 21).
+// given, with the additive members priority, maxRunning, retry
+// (durably.JobSettings; issue 21), maxRunningPerTenant, timeoutMs and
+// stepTimeoutMs (issue 19).
 type jobWire struct {
 	durably.JobSchema
-	Priority   int        `json:"priority"`
-	MaxRunning int        `json:"maxRunning,omitempty"` // 0: no limit
-	Retry      *retryWire `json:"retry,omitempty"`
+	Priority            int        `json:"priority"`
+	MaxRunning          int        `json:"maxRunning,omitempty"`          // 0: no limit
+	MaxRunningPerTenant int        `json:"maxRunningPerTenant,omitempty"` // 0: no limit
+	TimeoutMs           int64      `json:"timeoutMs,omitempty"`           // 0: no bound
+	StepTimeoutMs       int64      `json:"stepTimeoutMs,omitempty"`       // 0: no bound
+	Retry               *retryWire `json:"retry,omitempty"`
 }
 
 // retryWire is a durably.RetryPolicy on the wire, its durations in

@@ -187,7 +187,7 @@ func TestTriggerH022H035(t *testing.T) {
 // (R-207), crashes and attempts (R-212) are durably-go's additive members.
 var clientRunKeys = []string{"id", "jobName", "input", "status", "currentStepIndex", "completedStepCount", "progress",
 	"output", "error", "labels", "startedAt", "completedAt", "createdAt", "isTerminal", "isActive", "runAt", "priority", "attempt",
-	"crashes", "attempts"}
+	"crashes", "attempts", "parentRunId", "waitingFor"}
 
 func keysOf(t *testing.T, obj string) []string {
 	t.Helper()
@@ -423,7 +423,7 @@ func TestTriggerScheduleR207(t *testing.T) {
 			if !run.RunAt.IsZero() {
 				wantAt = `"` + run.RunAt.Format("2006-01-02T15:04:05.000Z") + `"`
 			}
-			if want := fmt.Sprintf(`"runAt":%s,"priority":%d,"attempt":0,"crashes":0,"attempts":[]}`, wantAt, c.priority); !strings.HasSuffix(body, want) {
+			if want := fmt.Sprintf(`"runAt":%s,"priority":%d,"attempt":0,"crashes":0,"attempts":[],"parentRunId":null,"waitingFor":null}`, wantAt, c.priority); !strings.HasSuffix(body, want) {
 				t.Errorf("%s: GET /run %s, want it to end with %s", c.name, body, want)
 			}
 		}

@@ -67,11 +67,11 @@ func (f *flakyStore) Enqueue(ctx context.Context, runs []store.NewRun) ([]store.
 	return f.Store.Enqueue(ctx, runs)
 }
 
-func (f *flakyStore) CancelRun(ctx context.Context, id string, now time.Time, del bool) (*store.Run, store.Status, error) {
+func (f *flakyStore) CancelRun(ctx context.Context, req store.CancelRequest) (store.Cancellation, error) {
 	if err := f.fail(); err != nil {
-		return nil, "", err
+		return store.Cancellation{}, err
 	}
-	return f.Store.CancelRun(ctx, id, now, del)
+	return f.Store.CancelRun(ctx, req)
 }
 
 func (f *flakyStore) DeleteRun(ctx context.Context, id string) (*store.Run, error) {

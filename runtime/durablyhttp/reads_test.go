@@ -193,11 +193,12 @@ func TestJobsListSettingsH103(t *testing.T) {
 		v := newEnv(t, open, func(_ *durably.Config, o *durablyhttp.Options[user, testLabels]) {
 			o.Jobs = []durably.JobSchema{{Name: "echo"}, {Name: "limited"}, {Name: "unregistered"}}
 		})
-		durably.MustRegister(v.e, &durably.Job[msg, msg]{Name: "limited", Priority: -2, MaxRunning: 3,
+		durably.MustRegister(v.e, &durably.Job[msg, msg]{Name: "limited", Priority: -2, MaxRunning: 3, MaxRunningPerTenant: 1,
+			Timeout: time.Hour, StepTimeout: 1500 * time.Millisecond,
 			Retry: &durably.RetryPolicy{MaxAttempts: 5, Max: time.Minute, Jitter: 0.25},
 			Run:   func(ctx context.Context, s *durably.StepContext, in msg) (msg, error) { return in, nil }})
 		v.do("GET", "/jobs", "", admin).want(t, 200, `[{"name":"echo","input":null,"output":null,"priority":0},`+
-			`{"name":"limited","input":null,"output":null,"priority":-2,"maxRunning":3,`+
+			`{"name":"limited","input":null,"output":null,"priority":-2,"maxRunning":3,"maxRunningPerTenant":1,"timeoutMs":3600000,"stepTimeoutMs":1500,`+
 			`"retry":{"maxAttempts":5,"backoff":"exponential","initialMs":1000,"maxMs":60000,"jitter":0.25}},`+
 			`{"name":"unregistered","input":null,"output":null,"priority":0}]`)
 		if _, ok := v.e.JobSettings("nope"); ok {

@@ -53,6 +53,31 @@ func appendClientRun(b []byte, r *durably.Run) []byte {
 	w.Int("attempt", int64(r.Attempt))
 	w.Int("crashes", int64(r.Crashes))
 	w.Attempts("attempts", r.Attempts)
+	// Additive (issue 22): the parent of a child run, and what a
+	// pending run waits for besides its runAt.
+	w.NullableStr("parentRunId", r.ParentRunID)
+	w.NullableStr("waitingFor", waitingFor(r))
+	return append(w.B, '}')
+}
+
+// waitingFor is what a pending run waits for: Run.WaitingFor while it is
+// pending ("" once claimed, when what it waited for is stale).
+func waitingFor(r *durably.Run) string {
+	if r.Status != durably.StatusPending {
+		return ""
+	}
+	return r.WaitingFor
+}
+
+// AppendSignal appends a signal kept for a run as GET /signals shows it
+//
+func AppendSignal(b []byte, s *durably.SignalRecord) []byte {
+	w := jsonappend.Writer{B: append(b, '{')}
+	w.Str("id", s.ID)
+	w.Str("runId", s.RunID)
+	w.Str("name", s.Name)
+	w.Raw("payload", s.Payload)
+	w.Time("createdAt", s.CreatedAt)
 	return append(w.B, '}')
 }
 
@@ -99,7 +124,7 @@ func appendProjection(b []byte, e *durably.Event) ([]byte, bool) {
 	w.Str("jobName", e.JobName)
 	switch e.Type {
 	case durably.EventRunTrigger, durably.EventRunLeased, durably.EventRunComplete, durably.EventRunFail,
-		durably.EventRunCancel, durably.EventRunDelete:
+		durably.EventRunCancel, durably.EventRunDelete, durably.EventRunResume:
 		w.Labels("labels", e.Labels)
 	case durably.EventRunCoalesced:
 		w.Labels("labels", e.Labels)

@@ -33,6 +33,9 @@ func TestGeneratedJobs(t *testing.T) {
 		Flaky: func(context.Context, *durably.StepContext, tenantjobs.FlakyInput) (tenantjobs.FlakyOutput, error) {
 			return tenantjobs.FlakyOutput{}, nil
 		},
+		Review: func(context.Context, *durably.StepContext, tenantjobs.ReviewInput) (tenantjobs.ReviewOutput, error) {
+			return tenantjobs.ReviewOutput{}, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -145,3 +145,56 @@ func TestRequireTriggeredRunAtAndPriority(t *testing.T) {
 		}
 	}
 }
+
+// TestChildrenAndSignalsInTests: a parent that waits for a child, which
+// waits for a signal, is processed by ProcessDue as each becomes claimable,
+// and a wait's timeout falls due with Advance.
+func TestChildrenAndSignalsInTests(t *testing.T) {
+	env := durablytest.New(t, durably.Config{})
+	sig := durably.Signal[string]{Name: "go"}
+	child := durably.MustRegister(env.Engine, &durably.Job[int, string]{Name: "child", Signals: []durably.SignalDecl{sig},
+		Run: func(ctx context.Context, s *durably.StepContext, n int) (string, error) {
+			got, err := durably.WaitForSignal(s, "wait", sig, durably.WithTimeout(time.Hour))
+			if errors.Is(err, durably.ErrTimeout) {
+				return "timed out", nil
+			}
+			return got, err
+		}})
+	parent := durably.MustRegister(env.Engine, &durably.Job[int, string]{Name: "parent",
+		Run: func(ctx context.Context, s *durably.StepContext, n int) (string, error) {
+			kid, err := child.StartChild(s, "spawn", n)
+			if err != nil {
+				return "", err
+			}
+			return durably.AwaitChild(s, "await", kid)
+		}})
+	ctx := context.Background()
+	signalled, err := parent.Trigger(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := parent.Trigger(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ProcessDue() // both parents and both children wait
+	kids, err := env.Engine.GetChildren(ctx, signalled.Run.ID)
+	if err != nil || len(kids) != 1 {
+		t.Fatal(kids, err)
+	}
+	if err := durably.SendSignal(ctx, env.Engine, kids[0].ID, sig, "went"); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.ProcessDue(); n != 2 {
+		t.Fatalf("the signal made %d runs claimable, want the child and its parent", n)
+	}
+	if res, err := durablytest.Result(t, parent, signalled.Run.ID); err != nil || res.Output != "went" {
+		t.Fatalf("signalled parent: %+v %v", res, err)
+	}
+	if n := env.Advance(time.Hour); n != 2 {
+		t.Fatalf("the timeout made %d runs claimable, want the other child and its parent", n)
+	}
+	if res, err := durablytest.Result(t, parent, left.Run.ID); err != nil || res.Output != "timed out" {
+		t.Fatalf("the other parent: %+v %v", res, err)
+	}
+}

@@ -101,7 +101,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 			return sortClaimed(runs), nil
 		}
 	}
-	for pass := 0; ; pass++ {
+	for {
 		more, err := s.claimLocked(ctx, req, lim)
 		if err != nil && len(runs) > 0 {
 			// The runs leased already are this claim's: the held ones wait
@@ -114,16 +114,14 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (runs []*stor
 		// limit; leased up to it, the tenant is passed over by the next
 		// pass, which reaches the runs behind it. Without more passes the
 		// worker would wait for its next poll for them.
-		if err != nil || req.Limit == 0 || len(more) == 0 || len(lim.tenantJobs) == 0 || pass == maxTenantPasses-1 {
+		// Every further pass leases at least one run, so there are at
+		// most req.Limit of them; a worker whose claim comes back short
+		// takes the queue for empty and waits for its poll.
+		if err != nil || req.Limit == 0 || len(more) == 0 || len(lim.tenantJobs) == 0 {
 			return sortClaimed(runs), err
 		}
 	}
 }
-
-// maxTenantPasses bounds the full claims of one Claim when tenants' limits
-// cut its candidates: each pass passes over the tenants the one before
-// filled up.
-const maxTenantPasses = 4
 
 // claimReadyParams are ClaimReady's parameters; leaseFree says whether it
 // leases the candidates that need no lock (the one-statement claim) or

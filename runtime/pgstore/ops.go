@@ -135,7 +135,9 @@ func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferra
 				return errRollback
 			}
 		}
+		waitingFor, awaiting, seen := storekit.WaitColumns(d.Wait)
 		n, err := q.DeferRun(ctx, pgdb.DeferRunParams{
+			WaitingFor: text(waitingFor), Awaiting: awaiting, SeenWakes: seen,
 			RunAt: ts(d.Until), Now: ts(d.Now), Attempt: int64(d.Attempt), Attempts: text(storekit.EncodeAttempts(d.Attempts)),
 			CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
 			ID: lease.RunID, Generation: lease.Generation,
@@ -164,18 +166,19 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 	return s.lane(logs[0].RunID).Submit(&op{kind: opLogs, logs: logs})
 }
 
-// CancelRun cancels a pending or leased run (S-037).
-func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
-	var run *store.Run
-	var prev store.Status
-	err := s.do(ctx, id, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
-		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
+// CancelRun cancels a pending or leased run and its active descendants
+// (S-037, R-234), in a transaction of its own that locks them from the
+// leaves up (storekit.CancelRun).
+func (s *Store) CancelRun(ctx context.Context, req store.CancelRequest) (store.Cancellation, error) {
+	var out store.Cancellation
+	err := s.do(ctx, req.ID, &op{kind: opFunc, fn: func(ctx context.Context, tx pgx.Tx, q *pgdb.Queries) (err error) {
+		out, err = storekit.CancelRun(ctx, txOps{tx, q}, req)
 		return err
 	}})
 	if err != nil {
-		return nil, "", err
+		return store.Cancellation{}, err
 	}
-	return run, prev, nil
+	return out, nil
 }
 
 // DeleteRun removes a terminal run and its children (S-040).

@@ -107,6 +107,9 @@ type Store struct {
 	// instance tags this store's notifications so that it ignores its own.
 	instance string
 	channel  string
+	// schema is the schema of the store's tables (the pool's
+	// current_schema), which a caller's transaction must use too (EnqueueTx).
+	schema string
 
 	ids           ulid.Generator
 	listenOnce    sync.Once
@@ -231,6 +234,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		// carries the schema so that two durably schemas in one database
 		// do not wake each other.
 		channel:        "durably_" + schema,
+		schema:         schema,
 		disableListen:  opts.DisableListen,
 		wakeups:        make(chan struct{}, 1),
 		remote:         make(chan []byte, 4096),
@@ -340,6 +344,7 @@ func decodeRun(r pgdb.DurablyRun) (*store.Run, error) {
 		LeaseOwner: r.LeaseOwner.String, LeaseExpiresAt: fromTS(r.LeaseExpiresAt), LeaseGeneration: r.LeaseGeneration,
 		StartedAt: fromTS(r.StartedAt), CompletedAt: fromTS(r.CompletedAt), CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
 		RunAt: fromTS(r.RunAt), Priority: r.Priority, Attempt: r.Attempt, Crashes: r.Crashes, Attempts: r.Attempts.String, TraceContext: r.TraceContext.String,
+		ParentRunID: r.ParentRunID.String, WaitingFor: r.WaitingFor.String, Wakes: r.Wakes,
 	}
 	return raw.Decode()
 }

@@ -25,7 +25,7 @@ func TestContract(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = st.Close() })
-			return st
+			return callerTxStore{st}
 		}
 	})
 }

@@ -25,6 +25,7 @@ var (
 	_ storekit.LeaseOps   = txOps{}
 	_ storekit.RemoveOps  = txOps{}
 	_ storekit.MigrateOps = txOps{}
+	_ storekit.ResumeOps  = txOps{}
 )
 
 // Savepoint is pgx's nested transaction, which is a SAVEPOINT on the same
@@ -50,6 +51,48 @@ func (o txOps) RunForUpdate(ctx context.Context, id string) (*store.Run, error) 
 
 func (o txOps) Cancel(ctx context.Context, id string, now time.Time) (*store.Run, error) {
 	return optionalRun(o.q.CancelRun(ctx, pgdb.CancelRunParams{Now: ts(now), ID: id}))
+}
+
+func (o txOps) Resume(ctx context.Context, id string, now time.Time) (*store.Run, error) {
+	return optionalRun(o.q.ResumeRun(ctx, pgdb.ResumeRunParams{Now: ts(now), ID: id}))
+}
+
+func (o txOps) DeleteUnfinishedSteps(ctx context.Context, runID string) error {
+	return o.q.DeleteUnfinishedSteps(ctx, runID)
+}
+
+func (o txOps) LockActiveDescendants(ctx context.Context, id string) ([]storekit.Descendant, error) {
+	rows, err := o.q.LockActiveDescendants(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storekit.Descendant, len(rows))
+	for i, r := range rows {
+		out[i] = storekit.Descendant{ID: r.ID, Status: store.Status(r.Status)}
+	}
+	return out, nil
+}
+
+func (o txOps) SignalRun(ctx context.Context, sig *store.Signal) (found, woken bool, err error) {
+	w, err := o.q.SignalRun(ctx, pgdb.SignalRunParams{Name: sig.Name, Now: ts(sig.CreatedAt), ID: sig.RunID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil // the run is missing or ended
+	}
+	return err == nil, w.Valid && w.Bool, err
+}
+
+func (o txOps) InsertSignal(ctx context.Context, sig *store.Signal) error {
+	return o.q.InsertSignal(ctx, pgdb.InsertSignalParams{ID: sig.ID, RunID: sig.RunID, Name: sig.Name,
+		Payload: string(sig.Payload), CreatedAt: ts(sig.CreatedAt)})
+}
+
+func (o txOps) DeleteSignals(ctx context.Context, runIDs []string) error {
+	return o.q.DeleteSignalsOfRuns(ctx, runIDs)
+}
+
+func (o txOps) WakeParent(ctx context.Context, id string, now time.Time) error {
+	_, err := o.q.WakeParent(ctx, pgdb.WakeParentParams{Now: ts(now), ID: id})
+	return err
 }
 
 func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {

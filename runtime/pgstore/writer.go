@@ -418,8 +418,8 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		IdempotencyKeys: make([]string, len(runs)), ConcurrencyKeys: make([]string, len(runs)), KeyScopes: make([]string, len(runs)),
 		Labels: make([]string, len(runs)), CreatedAts: make([]pgtype.Timestamptz, len(runs)),
 		RunAts: make([]pgtype.Timestamptz, len(runs)), Readies: make([]int64, len(runs)), Priorities: make([]int64, len(runs)),
-		TraceContexts: make([]string, len(runs)),
-		LabelRunIds:   []string{}, LabelKeys: []string{}, LabelValues: []string{},
+		TraceContexts: make([]string, len(runs)), ParentRunIds: make([]string, len(runs)),
+		LabelRunIds: []string{}, LabelKeys: []string{}, LabelValues: []string{},
 		Channel: s.channel, Payload: "w:" + s.instance,
 	}
 	for i, r := range runs {
@@ -429,7 +429,7 @@ func (s *Store) insertParams(runs []*store.Run) pgdb.InsertRunsParams {
 		p.IdempotencyKeys[i], p.ConcurrencyKeys[i], p.KeyScopes[i] = r.IdempotencyKey, r.ConcurrencyKey, r.KeyScope
 		p.Labels[i], p.CreatedAts[i] = storekit.EncodeLabels(r.Labels), ts(r.CreatedAt)
 		p.RunAts[i], p.Readies[i], p.Priorities[i] = ts(r.RunAt), storekit.Ready(r), int64(r.Priority)
-		p.TraceContexts[i] = r.TraceContext
+		p.TraceContexts[i], p.ParentRunIds[i] = r.TraceContext, r.ParentRunID
 		for _, k := range store.SortedKeys(r.Labels) {
 			p.LabelRunIds = append(p.LabelRunIds, r.ID)
 			p.LabelKeys = append(p.LabelKeys, k)
@@ -514,7 +514,7 @@ func oneRunParams(p pgdb.InsertRunsParams) pgdb.InsertRunParams {
 		IdempotencyKey: p.IdempotencyKeys[0], ConcurrencyKey: p.ConcurrencyKeys[0], KeyScope: p.KeyScopes[0],
 		Labels: p.Labels[0], LeaseOwner: p.LeaseOwners[0], LeaseExpiresAt: p.LeaseExpiresAts[0],
 		LeaseGeneration: p.LeaseGenerations[0], StartedAt: p.StartedAts[0], CreatedAt: p.CreatedAts[0],
-		RunAt: p.RunAts[0], Ready: p.Readies[0], Priority: p.Priorities[0], TraceContext: p.TraceContexts[0],
+		RunAt: p.RunAts[0], Ready: p.Readies[0], Priority: p.Priorities[0], TraceContext: p.TraceContexts[0], ParentRunID: p.ParentRunIds[0],
 		LabelKeys: p.LabelKeys, LabelValues: p.LabelValues, Channel: p.Channel, Payload: p.Payload,
 	}
 }

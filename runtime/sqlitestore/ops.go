@@ -23,6 +23,7 @@ var (
 	_ storekit.CancelOps = txOps{}
 	_ storekit.LeaseOps  = txOps{}
 	_ storekit.RemoveOps = txOps{}
+	_ storekit.ResumeOps = txOps{}
 )
 
 // The savepoint statements are written here, not in queries/, because sqlc
@@ -54,6 +55,48 @@ func (o txOps) RunForUpdate(ctx context.Context, id string) (*store.Run, error) 
 
 func (o txOps) Cancel(ctx context.Context, id string, now time.Time) (*store.Run, error) {
 	return optionalRun(o.q.CancelRun(ctx, sqlitedb.CancelRunParams{Now: store.FormatTime(now), ID: id}))
+}
+
+func (o txOps) Resume(ctx context.Context, id string, now time.Time) (*store.Run, error) {
+	return optionalRun(o.q.ResumeRun(ctx, sqlitedb.ResumeRunParams{Now: store.FormatTime(now), ID: id}))
+}
+
+func (o txOps) DeleteUnfinishedSteps(ctx context.Context, runID string) error {
+	return o.q.DeleteUnfinishedSteps(ctx, runID)
+}
+
+func (o txOps) LockActiveDescendants(ctx context.Context, id string) ([]storekit.Descendant, error) {
+	// Nothing to lock: the single writer orders every write.
+	rows, err := o.q.ActiveDescendants(ctx, nullString(id))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storekit.Descendant, len(rows))
+	for i, r := range rows {
+		out[i] = storekit.Descendant{ID: r.ID, Status: store.Status(r.Status)}
+	}
+	return out, nil
+}
+
+func (o txOps) SignalRun(ctx context.Context, sig *store.Signal) (found, woken bool, err error) {
+	n, err := o.q.SignalRun(ctx, sqlitedb.SignalRunParams{Name: sig.Name, Now: store.FormatTime(sig.CreatedAt), ID: sig.RunID})
+	return n > 0, false, err // nobody to tell: other processes poll
+}
+
+func (o txOps) InsertSignal(ctx context.Context, sig *store.Signal) error {
+	return o.q.InsertSignal(ctx, sqlitedb.InsertSignalParams{ID: sig.ID, RunID: sig.RunID, Name: sig.Name,
+		Payload: string(sig.Payload), CreatedAt: store.FormatTime(sig.CreatedAt)})
+}
+
+func (o txOps) DeleteSignals(ctx context.Context, runIDs []string) error {
+	return o.q.DeleteSignalsByRunID(ctx, runIDs)
+}
+
+func (o txOps) WakeParent(ctx context.Context, id string, now time.Time) error {
+	if _, err := o.q.WakeParent(ctx, sqlitedb.WakeParentParams{Now: store.FormatTime(now), ID: id}); err != nil {
+		return fmt.Errorf("sqlitestore: count a child's end for run %s: %w", id, err)
+	}
+	return nil
 }
 
 func (o txOps) DeleteStepsAndLogs(ctx context.Context, runID string) error {
@@ -99,6 +142,9 @@ func (o txOps) DeleteRuns(ctx context.Context, ids []string) error {
 	}
 	if err := o.q.DeleteLabelsByRunID(ctx, ids); err != nil {
 		return fmt.Errorf("sqlitestore: delete labels: %w", err)
+	}
+	if err := o.q.DeleteSignalsByRunID(ctx, ids); err != nil {
+		return fmt.Errorf("sqlitestore: delete signals: %w", err)
 	}
 	return o.q.DeleteRunsByID(ctx, ids)
 }

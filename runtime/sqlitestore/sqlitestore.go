@@ -72,6 +72,8 @@ type Store struct {
 
 	wdb    *sql.DB // exactly one connection: the writer
 	rdb    *sql.DB // readers
+	adb    *sql.DB // the application's (DB), for transactions a trigger joins
+	file   string  // the database's file as SQLite names it (pragma_database_list)
 	writer *groupcommit.Writer[op]
 
 	closeOnce sync.Once
@@ -151,7 +153,25 @@ func Open(path string, opts Options) (*Store, error) {
 	rdb.SetMaxIdleConns(opts.ReadConns)
 	rdb.SetConnMaxLifetime(0)
 	rdb.SetConnMaxIdleTime(0)
+	file, err := mainFile(context.Background(), wdb)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, err
+	}
+	// The application's pool connects on first use only. Its connections
+	// keep SQLite's default for foreign keys, which the store's turn off.
+	appSettings := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)",
+		opts.BusyTimeout.Milliseconds(), opts.Synchronous)
+	adb, err := sql.Open(sqlitedriver.Name, path+sep+appSettings+readerCache+"&_txlock=immediate")
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
 	s := &Store{
+		adb:         adb,
+		file:        file,
 		path:        path,
 		logger:      opts.Logger,
 		busyTimeout: opts.BusyTimeout,
@@ -179,7 +199,7 @@ func (s *Store) Close() error {
 		for _, q := range s.retired {
 			errs = append(errs, q.Close())
 		}
-		s.closeErr = errors.Join(append(errs, s.rdb.Close(), s.wdb.Close())...)
+		s.closeErr = errors.Join(append(errs, s.adb.Close(), s.rdb.Close(), s.wdb.Close())...)
 	})
 	return s.closeErr
 }
@@ -333,6 +353,7 @@ func decodeRun(r sqlitedb.DurablyRun) (*store.Run, error) {
 		Progress: r.Progress.String, Output: r.Output.String, Error: r.Error.String,
 		LeaseOwner: r.LeaseOwner.String, LeaseGeneration: r.LeaseGeneration,
 		Priority: r.Priority, Attempt: r.Attempt, Crashes: r.Crashes, Attempts: r.Attempts.String, TraceContext: r.TraceContext.String,
+		ParentRunID: r.ParentRunID.String, WaitingFor: r.WaitingFor.String, Wakes: r.Wakes,
 	}
 	if err := storekit.ParseTimes(
 		storekit.TimeText{Dst: &raw.RunAt, Src: r.RunAt.String},
@@ -424,7 +445,7 @@ func (e enqueueOps) Insert(ctx context.Context, runs []*store.Run) ([]bool, erro
 			LeaseExpiresAt: nullString(storekit.OptionalTime(r.LeaseExpiresAt)), LeaseGeneration: r.LeaseGeneration,
 			StartedAt: nullString(storekit.OptionalTime(r.StartedAt)), CreatedAt: created,
 			RunAt: nullString(storekit.OptionalTime(r.RunAt)), Ready: storekit.Ready(r), Priority: int64(r.Priority),
-			TraceContext: nullString(r.TraceContext),
+			TraceContext: nullString(r.TraceContext), ParentRunID: nullString(r.ParentRunID),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: insert run: %w", err)
@@ -672,15 +693,30 @@ func (s *Store) FinishRun(ctx context.Context, lease store.Lease, fin store.Fini
 			return nil
 		}
 		ok = true
-		if fin.DeleteSteps {
-			return txOps{tx, q}.DeleteStepsAndLogs(ctx, lease.RunID)
-		}
-		return nil
+		return finished(ctx, txOps{tx, q}, lease.RunID, fin)
 	})
 	if err != nil {
 		return false, err
 	}
 	return ok, nil
+}
+
+// finished does what a run's finish does besides its own row, in its
+// transaction: its steps and logs go (unless preserved), its undelivered
+// signals too, and its parent counts its end (S-061).
+func finished(ctx context.Context, o txOps, runID string, fin store.Finish) error {
+	if fin.DeleteSteps {
+		if err := o.DeleteStepsAndLogs(ctx, runID); err != nil {
+			return err
+		}
+	}
+	if err := o.q.DeleteSignalsOfRun(ctx, runID); err != nil {
+		return fmt.Errorf("sqlitestore: delete signals: %w", err)
+	}
+	if fin.ParentRunID != "" {
+		return o.WakeParent(ctx, fin.ParentRunID, fin.Now)
+	}
+	return nil
 }
 
 // DeferRun records d.Steps and hands the run back to wait until d.Until, in
@@ -703,7 +739,9 @@ func (s *Store) DeferRun(ctx context.Context, lease store.Lease, d store.Deferra
 				return rollback(ctx)
 			}
 		}
+		waitingFor, awaiting, seen := storekit.WaitColumns(d.Wait)
 		n, err := q.DeferRun(ctx, sqlitedb.DeferRunParams{
+			WaitingFor: nullString(waitingFor), Awaiting: awaiting, SeenWakes: seen,
 			RunAt: store.FormatTime(d.Until), Now: store.FormatTime(d.Now), Attempt: int64(d.Attempt),
 			Attempts: nullString(storekit.EncodeAttempts(d.Attempts)), CurrentStepIndex: int64(d.CurrentStepIndex), CompletedStepCount: int64(d.CompletedStepCount),
 			ID: lease.RunID, Generation: lease.Generation,
@@ -741,18 +779,18 @@ func (s *Store) AppendLogs(ctx context.Context, logs []*store.Log) error {
 	}})
 }
 
-// CancelRun cancels a pending or leased run (S-037).
-func (s *Store) CancelRun(ctx context.Context, id string, now time.Time, deleteStepsIfPending bool) (*store.Run, store.Status, error) {
-	var run *store.Run
-	var prev store.Status
+// CancelRun cancels a pending or leased run and its active descendants
+// (S-037, R-234).
+func (s *Store) CancelRun(ctx context.Context, req store.CancelRequest) (store.Cancellation, error) {
+	var out store.Cancellation
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries) (err error) {
-		run, prev, err = storekit.CancelRun(ctx, txOps{tx, q}, id, now, deleteStepsIfPending)
+		out, err = storekit.CancelRun(ctx, txOps{tx, q}, req)
 		return err
 	})
 	if err != nil {
-		return nil, "", err
+		return store.Cancellation{}, err
 	}
-	return run, prev, nil
+	return out, nil
 }
 
 // DeleteRun removes a terminal run and its children (S-040).

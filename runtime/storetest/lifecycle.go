@@ -48,7 +48,10 @@ var lifecycleCases = []Case{
 				return err
 			}},
 			{"ReleaseExpiredLeases", func() error { _, err := st.ReleaseExpiredLeases(ended, now); return err }},
-			{"CancelRun", func() error { _, _, err := st.CancelRun(ended, run.ID, now, false); return err }},
+			{"CancelRun", func() error {
+				_, err := st.CancelRun(ended, store.CancelRequest{ID: run.ID, Now: now})
+				return err
+			}},
 			{"DeleteRun", func() error { _, err := st.DeleteRun(ended, run.ID); return err }},
 			{"PurgeRuns", func() error { _, err := st.PurgeRuns(ended, now.Add(time.Hour), 10); return err }},
 			{"Maintain", func() error { return st.Maintain(ended, now.Add(time.Hour)) }},

@@ -81,6 +81,12 @@ func Cases() []Case {
 	all = append(all, limitCases...)
 	all = append(all, aloneCases...)
 	all = append(all, pendingCases...)
+	all = append(all, txTriggerCases...)
+	all = append(all, resumeCases...)
+	all = append(all, childCases...)
+	all = append(all, childStoreCases...)
+	all = append(all, signalCases...)
+	all = append(all, signalStoreCases...)
 	return all
 }
 

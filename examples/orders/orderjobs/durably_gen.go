@@ -121,6 +121,18 @@ func (j *ProcessOrderJob) Trigger(ctx context.Context, in ProcessOrderInput, opt
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *ProcessOrderJob) TriggerTx(ctx context.Context, tx durably.Tx, in ProcessOrderInput, opts TriggerOptions) (*ProcessOrderRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(Labels{}, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[ProcessOrderInput, ProcessOrderOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "process-order" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *ProcessOrderJob) TriggerAndWait(ctx context.Context, in ProcessOrderInput, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[ProcessOrderOutput], error) {
@@ -148,6 +160,20 @@ func (j *ProcessOrderJob) GetRun(ctx context.Context, id string) (*ProcessOrderR
 // ListRuns lists runs of job "process-order", newest first.
 func (j *ProcessOrderJob) ListRuns(ctx context.Context, f RunFilter) ([]*ProcessOrderRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "process-order" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *ProcessOrderJob) StartChild(s *durably.StepContext, name string, in ProcessOrderInput, opts ...durably.Option) (durably.Child[ProcessOrderOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "process-order" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *ProcessOrderJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[ProcessOrderInput]) ([]durably.Child[ProcessOrderOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // Handlers are the bodies of the declared jobs; each one is required.

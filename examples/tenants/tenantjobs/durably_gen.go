@@ -169,6 +169,18 @@ func (j *EchoJob) Trigger(ctx context.Context, in EchoInput, labels TriggerLabel
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *EchoJob) TriggerTx(ctx context.Context, tx durably.Tx, in EchoInput, labels TriggerLabels, opts TriggerOptions) (*EchoRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[EchoInput, EchoOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "echo" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *EchoJob) TriggerAndWait(ctx context.Context, in EchoInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[EchoOutput], error) {
@@ -196,6 +208,20 @@ func (j *EchoJob) GetRun(ctx context.Context, id string) (*EchoRun, error) {
 // ListRuns lists runs of job "echo", newest first.
 func (j *EchoJob) ListRuns(ctx context.Context, f RunFilter) ([]*EchoRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "echo" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *EchoJob) StartChild(s *durably.StepContext, name string, in EchoInput, opts ...durably.Option) (durably.Child[EchoOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "echo" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *EchoJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[EchoInput]) ([]durably.Child[EchoOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // StepsJob is the typed handle of job "steps". Steps step-1 … step-N, each sleeping delayMs, logging and reporting progress.
@@ -230,6 +256,18 @@ func (j *StepsJob) Trigger(ctx context.Context, in StepsInput, labels TriggerLab
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *StepsJob) TriggerTx(ctx context.Context, tx durably.Tx, in StepsInput, labels TriggerLabels, opts TriggerOptions) (*StepsRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[StepsInput, StepsOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "steps" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *StepsJob) TriggerAndWait(ctx context.Context, in StepsInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[StepsOutput], error) {
@@ -257,6 +295,20 @@ func (j *StepsJob) GetRun(ctx context.Context, id string) (*StepsRun, error) {
 // ListRuns lists runs of job "steps", newest first.
 func (j *StepsJob) ListRuns(ctx context.Context, f RunFilter) ([]*StepsRun, error) {
 	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "steps" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *StepsJob) StartChild(s *durably.StepContext, name string, in StepsInput, opts ...durably.Option) (durably.Child[StepsOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "steps" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *StepsJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[StepsInput]) ([]durably.Child[StepsOutput], error) {
+	return j.job.StartChildren(s, name, items)
 }
 
 // FailOutput: job "fail" has no output.
@@ -294,6 +346,18 @@ func (j *FailJob) Trigger(ctx context.Context, in FailInput, labels TriggerLabel
 	return r, res.Disposition, err
 }
 
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *FailJob) TriggerTx(ctx context.Context, tx durably.Tx, in FailInput, labels TriggerLabels, opts TriggerOptions) (*FailRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[FailInput, FailOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
 // TriggerAndWait triggers job "fail" and waits for the run's output; wait
 // takes durably.WithTimeout and the other wait options.
 func (j *FailJob) TriggerAndWait(ctx context.Context, in FailInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[FailOutput], error) {
@@ -323,6 +387,20 @@ func (j *FailJob) ListRuns(ctx context.Context, f RunFilter) ([]*FailRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "fail" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *FailJob) StartChild(s *durably.StepContext, name string, in FailInput, opts ...durably.Option) (durably.Child[FailOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "fail" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *FailJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[FailInput]) ([]durably.Child[FailOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // SlowJob is the typed handle of job "slow". One step that sleeps ms, stopping as soon as the run is cancelled.
 type SlowJob struct {
 	job *durably.TypedJob[SlowInput, SlowOutput, Labels]
@@ -348,6 +426,18 @@ func (j *SlowJob) Generic() *durably.TypedJob[SlowInput, SlowOutput, Labels] { r
 // Trigger creates a run of job "slow" (or finds the idempotent or coalesced one).
 func (j *SlowJob) Trigger(ctx context.Context, in SlowInput, labels TriggerLabels, opts TriggerOptions) (*SlowRun, durably.Disposition, error) {
 	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[SlowInput, SlowOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *SlowJob) TriggerTx(ctx context.Context, tx durably.Tx, in SlowInput, labels TriggerLabels, opts TriggerOptions) (*SlowRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -384,6 +474,20 @@ func (j *SlowJob) ListRuns(ctx context.Context, f RunFilter) ([]*SlowRun, error)
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "slow" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *SlowJob) StartChild(s *durably.StepContext, name string, in SlowInput, opts ...durably.Option) (durably.Child[SlowOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "slow" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *SlowJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[SlowInput]) ([]durably.Child[SlowOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
 // FlakyJob is the typed handle of job "flaky". Step `try` fails with "attempt N failed" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts.
 type FlakyJob struct {
 	job *durably.TypedJob[FlakyInput, FlakyOutput, Labels]
@@ -409,6 +513,18 @@ func (j *FlakyJob) Generic() *durably.TypedJob[FlakyInput, FlakyOutput, Labels] 
 // Trigger creates a run of job "flaky" (or finds the idempotent or coalesced one).
 func (j *FlakyJob) Trigger(ctx context.Context, in FlakyInput, labels TriggerLabels, opts TriggerOptions) (*FlakyRun, durably.Disposition, error) {
 	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[FlakyInput, FlakyOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *FlakyJob) TriggerTx(ctx context.Context, tx durably.Tx, in FlakyInput, labels TriggerLabels, opts TriggerOptions) (*FlakyRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -445,22 +561,142 @@ func (j *FlakyJob) ListRuns(ctx context.Context, f RunFilter) ([]*FlakyRun, erro
 	return j.job.ListRuns(ctx, f.Filter())
 }
 
+// StartChild starts a run of job "flaky" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *FlakyJob) StartChild(s *durably.StepContext, name string, in FlakyInput, opts ...durably.Option) (durably.Child[FlakyOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "flaky" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *FlakyJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[FlakyInput]) ([]durably.Child[FlakyOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
+// ReviewJob is the typed handle of job "review". Starts `count` runs of slow, each waiting `ms`, as its children (step `spawn`) and waits for them (step `children`), then waits for the signal `approve` (step `approval`). The output says who approved and how many children completed.
+type ReviewJob struct {
+	job *durably.TypedJob[ReviewInput, ReviewOutput, Labels]
+}
+
+// ReviewRun is a run of job "review".
+type ReviewRun = durably.TypedRun[ReviewInput, ReviewOutput, Labels]
+
+// The JSON Schemas of ReviewInput and ReviewOutput, written by durably-gen.
+var (
+	schemaOfReviewInput  = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"count":{"type":"integer","minimum":0,"maximum":20},"ms":{"type":"integer","minimum":0,"maximum":600000}},"additionalProperties":false,"type":"object","required":["count","ms"]}`)
+	schemaOfReviewOutput = typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"approvedBy":{"type":"string"},"children":{"type":"integer"}},"additionalProperties":false,"type":"object","required":["approvedBy","children"]}`)
+)
+
+// Name is the job's name, "review".
+func (j *ReviewJob) Name() string { return j.job.Name() }
+
+// Generic is the engine's handle underneath: its triggers take the
+// engine's options (durably.WithLabels), and it batch-triggers and
+// waits for runs.
+func (j *ReviewJob) Generic() *durably.TypedJob[ReviewInput, ReviewOutput, Labels] { return j.job }
+
+// Trigger creates a run of job "review" (or finds the idempotent or coalesced one).
+func (j *ReviewJob) Trigger(ctx context.Context, in ReviewInput, labels TriggerLabels, opts TriggerOptions) (*ReviewRun, durably.Disposition, error) {
+	res, err := j.job.Trigger(ctx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[ReviewInput, ReviewOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerTx is Trigger written in tx, a transaction of the caller's on the
+// engine's database (pgstore.Tx, sqlitestore.Tx): the run exists if and only
+// if tx commits (durably.Engine.TriggerRawTx).
+func (j *ReviewJob) TriggerTx(ctx context.Context, tx durably.Tx, in ReviewInput, labels TriggerLabels, opts TriggerOptions) (*ReviewRun, durably.Disposition, error) {
+	res, err := j.job.TriggerTx(ctx, tx, in, typed.Apply(typed.WithLabels(labels.l, opts))...)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := durably.DecodeRun[ReviewInput, ReviewOutput, Labels](res.Run)
+	return r, res.Disposition, err
+}
+
+// TriggerAndWait triggers job "review" and waits for the run's output; wait
+// takes durably.WithTimeout and the other wait options.
+func (j *ReviewJob) TriggerAndWait(ctx context.Context, in ReviewInput, labels TriggerLabels, opts TriggerOptions, wait ...durably.Option) (durably.Outcome[ReviewOutput], error) {
+	return j.job.TriggerAndWait(ctx, in, append(typed.Apply(typed.WithLabels(labels.l, opts)), wait...)...)
+}
+
+// Wait waits until the run id of job "review" ends and returns its output and
+// the run, as the client's WaitReview does: a failed run is a durably.ErrRunFailed
+// error, a cancelled one durably.ErrCancelled, a run of another job
+// durably.ErrNotFound; opts are durably.WithTimeout and the other wait options.
+func (j *ReviewJob) Wait(ctx context.Context, id string, opts ...durably.Option) (ReviewOutput, *ReviewRun, error) {
+	r, err := j.job.WaitForRun(ctx, id, opts...)
+	if err != nil {
+		var zero ReviewOutput
+		return zero, nil, err
+	}
+	return r.Output, r, nil
+}
+
+// GetRun returns a run of job "review", or nil when there is none.
+func (j *ReviewJob) GetRun(ctx context.Context, id string) (*ReviewRun, error) {
+	return j.job.GetRun(ctx, id)
+}
+
+// ListRuns lists runs of job "review", newest first.
+func (j *ReviewJob) ListRuns(ctx context.Context, f RunFilter) ([]*ReviewRun, error) {
+	return j.job.ListRuns(ctx, f.Filter())
+}
+
+// StartChild starts a run of job "review" as a child of the run s executes,
+// as a step named name (durably.TypedJob.StartChild); await it with
+// durably.AwaitChild. The child inherits the run's labels.
+func (j *ReviewJob) StartChild(s *durably.StepContext, name string, in ReviewInput, opts ...durably.Option) (durably.Child[ReviewOutput], error) {
+	return j.job.StartChild(s, name, in, opts...)
+}
+
+// StartChildren starts a run of job "review" per item as children of the run
+// s executes, in one step named name (durably.TypedJob.StartChildren);
+// await them with durably.AwaitChildren.
+func (j *ReviewJob) StartChildren(s *durably.StepContext, name string, items []durably.BatchItem[ReviewInput]) ([]durably.Child[ReviewOutput], error) {
+	return j.job.StartChildren(s, name, items)
+}
+
+// ReviewApprove is the signal "approve" of job "review", whose payload is ReviewApprovePayload.
+var ReviewApprove = durably.Signal[ReviewApprovePayload]{Name: "approve", Schema: typed.MustSchema(`{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"by":{"type":"string","minLength":1,"maxLength":64}},"additionalProperties":false,"type":"object","required":["by"]}`)}
+
+// SignalApprove sends the signal "approve" to the run id of job "review" (durably.SendSignal):
+// kept until the run receives it with WaitForReviewApprove.
+func (j *ReviewJob) SignalApprove(ctx context.Context, id string, p ReviewApprovePayload) error {
+	return durably.SendSignal(ctx, j.job.Engine(), id, ReviewApprove, p)
+}
+
+// WaitForReviewApprove waits, as a step named name of the run s executes, for the
+// signal "approve" and returns its payload (durably.WaitForSignal); opts take
+// durably.WithTimeout. While it waits, it returns an ErrSuspended error,
+// which the job must return.
+func WaitForReviewApprove(s *durably.StepContext, name string, opts ...durably.Option) (ReviewApprovePayload, error) {
+	return durably.WaitForSignal(s, name, ReviewApprove, opts...)
+}
+
 // Handlers are the bodies of the declared jobs; each one is required.
 type Handlers struct {
-	Echo  durably.JobFunc[EchoInput, EchoOutput]
-	Steps durably.JobFunc[StepsInput, StepsOutput]
-	Fail  durably.JobFunc[FailInput, FailOutput]
-	Slow  durably.JobFunc[SlowInput, SlowOutput]
-	Flaky durably.JobFunc[FlakyInput, FlakyOutput]
+	Echo   durably.JobFunc[EchoInput, EchoOutput]
+	Steps  durably.JobFunc[StepsInput, StepsOutput]
+	Fail   durably.JobFunc[FailInput, FailOutput]
+	Slow   durably.JobFunc[SlowInput, SlowOutput]
+	Flaky  durably.JobFunc[FlakyInput, FlakyOutput]
+	Review durably.JobFunc[ReviewInput, ReviewOutput]
 }
 
 // Jobs are the declared jobs, registered on an engine.
 type Jobs struct {
-	Echo  *EchoJob
-	Steps *StepsJob
-	Fail  *FailJob
-	Slow  *SlowJob
-	Flaky *FlakyJob
+	Echo   *EchoJob
+	Steps  *StepsJob
+	Fail   *FailJob
+	Slow   *SlowJob
+	Flaky  *FlakyJob
+	Review *ReviewJob
 }
 
 // RegisterOption changes what Register does.
@@ -539,8 +775,10 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 	{
 		handle, err := durably.RegisterTyped[FlakyInput, FlakyOutput, Labels](e, &durably.Job[FlakyInput, FlakyOutput]{
 			Name: "flaky", Run: h.Flaky, InputSchema: schemaOfFlakyInput, OutputSchema: schemaOfFlakyOutput,
-			Retry:      &durably.RetryPolicy{MaxAttempts: 4, Backoff: durably.BackoffFixed, Initial: time.Second},
-			MaxRunning: 2,
+			Retry:               &durably.RetryPolicy{MaxAttempts: 4, Backoff: durably.BackoffFixed, Initial: time.Second},
+			MaxRunning:          2,
+			MaxRunningPerTenant: 1,
+			StepTimeout:         10 * time.Second,
 		})
 		if err != nil {
 			return nil, err
@@ -564,6 +802,21 @@ func Register(e *durably.Engine, h Handlers, opts ...RegisterOption) (*Jobs, err
 			}
 		}
 	}
+	if h.Review == nil {
+		return nil, fmt.Errorf("tenantjobs: no handler for job %q", "review")
+	}
+	{
+		handle, err := durably.RegisterTyped[ReviewInput, ReviewOutput, Labels](e, &durably.Job[ReviewInput, ReviewOutput]{
+			Name: "review", Run: h.Review, InputSchema: schemaOfReviewInput, OutputSchema: schemaOfReviewOutput,
+			Signals: []durably.SignalDecl{
+				ReviewApprove,
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		jobs.Review = &ReviewJob{job: handle}
+	}
 	return &jobs, nil
 }
 
@@ -577,6 +830,7 @@ func JobSchemas() []durably.JobSchema {
 		{Name: "fail", Description: "Steps step-1 … ; step failAt fails with \"boom at step N\".", Input: schemaOfFailInput.JSON(), Output: schemaOfFailOutput.JSON()},
 		{Name: "slow", Description: "One step that sleeps ms, stopping as soon as the run is cancelled.", Input: schemaOfSlowInput.JSON(), Output: schemaOfSlowOutput.JSON()},
 		{Name: "flaky", Description: "Step `try` fails with \"attempt N failed\" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts.", Input: schemaOfFlakyInput.JSON(), Output: schemaOfFlakyOutput.JSON()},
+		{Name: "review", Description: "Starts `count` runs of slow, each waiting `ms`, as its children (step `spawn`) and waits for them (step `children`), then waits for the signal `approve` (step `approval`). The output says who approved and how many children completed.", Input: schemaOfReviewInput.JSON(), Output: schemaOfReviewOutput.JSON()},
 	}
 }
 
@@ -701,4 +955,21 @@ type FlakyInput struct {
 // FlakyOutput is the output of job "flaky".
 type FlakyOutput struct {
 	Attempts int `json:"attempts"`
+}
+
+// ReviewInput is the input of job "review".
+type ReviewInput struct {
+	Count int `json:"count"`
+	Ms    int `json:"ms"`
+}
+
+// ReviewOutput is the output of job "review".
+type ReviewOutput struct {
+	ApprovedBy string `json:"approvedBy"`
+	Children   int    `json:"children"`
+}
+
+// ReviewApprovePayload is the payload of signal "approve" of job "review".
+type ReviewApprovePayload struct {
+	By string `json:"by"`
 }

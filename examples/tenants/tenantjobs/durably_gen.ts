@@ -21,6 +21,8 @@ export type Durably = {
     slow: Job<SlowInput, SlowOutput>
     /** Step `try` fails with "attempt N failed" on the run's first `failures` attempts (retried after 1 s); then the run sleeps durably for `sleepMs` (step `nap`). The output counts the attempts. */
     flaky: Job<FlakyInput, FlakyOutput>
+    /** Starts `count` runs of slow, each waiting `ms`, as its children (step `spawn`) and waits for them (step `children`), then waits for the signal `approve` (step `approval`). The output says who approved and how many children completed. */
+    review: Job<ReviewInput, ReviewOutput>
   }
 }
 
@@ -102,4 +104,16 @@ export type FlakyInput = {
 /** The output of job "flaky". */
 export type FlakyOutput = {
   attempts: number
+}
+
+/** The input of job "review". */
+export type ReviewInput = {
+  count: number
+  ms: number
+}
+
+/** The output of job "review". */
+export type ReviewOutput = {
+  approvedBy: string
+  children: number
 }

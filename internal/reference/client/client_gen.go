@@ -60,6 +60,11 @@ func (o TriggerOptions) generic() durablyclient.TriggerOptions[reference.Labels]
 // ListOptions filter run lists, with typed labels.
 type ListOptions = durablyclient.ListOptions[reference.Labels]
 
+// SignalImportCSVApprove sends the signal "approve" to the run id of job "import-csv" (POST /signal).
+func (c *Client) SignalImportCSVApprove(ctx context.Context, id string, p reference.ImportCSVApprovePayload) error {
+	return c.Signal(ctx, id, "approve", p)
+}
+
 // ImportCSVRun is a run of job "import-csv" as the server shows it.
 type ImportCSVRun = durably.TypedRun[reference.ImportCSVInput, reference.ImportCSVOutput, reference.Labels]
 

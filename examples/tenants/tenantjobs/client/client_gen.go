@@ -354,3 +354,67 @@ func (c *Client) ListFlakyRuns(ctx context.Context, o ListOptions) ([]*FlakyRun,
 func (c *Client) SubscribeFlaky(ctx context.Context, id string) iter.Seq2[durably.Event, error] {
 	return c.Subscribe(ctx, id)
 }
+
+// SignalReviewApprove sends the signal "approve" to the run id of job "review" (POST /signal).
+func (c *Client) SignalReviewApprove(ctx context.Context, id string, p tenantjobs.ReviewApprovePayload) error {
+	return c.Signal(ctx, id, "approve", p)
+}
+
+// ReviewRun is a run of job "review" as the server shows it.
+type ReviewRun = durably.TypedRun[tenantjobs.ReviewInput, tenantjobs.ReviewOutput, tenantjobs.Labels]
+
+// TriggerReview triggers job "review".
+func (c *Client) TriggerReview(ctx context.Context, in tenantjobs.ReviewInput, opts TriggerOptions) (durablyclient.Triggered, error) {
+	return c.Trigger(ctx, "review", in, opts.generic())
+}
+
+// TriggerAndWaitReview triggers job "review" and waits for its output (WaitReview).
+func (c *Client) TriggerAndWaitReview(ctx context.Context, in tenantjobs.ReviewInput, opts TriggerOptions) (durably.Outcome[tenantjobs.ReviewOutput], error) {
+	t, err := c.TriggerReview(ctx, in, opts)
+	if err != nil {
+		return durably.Outcome[tenantjobs.ReviewOutput]{}, err
+	}
+	o, err := c.WaitReview(ctx, t.RunID)
+	return durably.Outcome[tenantjobs.ReviewOutput]{RunID: t.RunID, Output: o, Disposition: t.Disposition}, err
+}
+
+// WaitReview waits until the run of job "review" ends and returns its output:
+// over the run's event stream, asking for the run at the poll interval
+// when the stream is not available, until ctx ends. A failed or
+// cancelled run is a *durablyclient.RunError.
+func (c *Client) WaitReview(ctx context.Context, id string) (tenantjobs.ReviewOutput, error) {
+	return durablyclient.WaitOutput[tenantjobs.ReviewOutput](ctx, c.Client, id, "review")
+}
+
+// GetReviewRun returns a run of job "review", or nil when there is none or it
+// belongs to another job.
+func (c *Client) GetReviewRun(ctx context.Context, id string) (*ReviewRun, error) {
+	r, err := c.GetRun(ctx, id)
+	if err != nil || r == nil || r.JobName != "review" {
+		return nil, err
+	}
+	return durably.DecodeRun[tenantjobs.ReviewInput, tenantjobs.ReviewOutput, tenantjobs.Labels](r)
+}
+
+// ListReviewRuns lists runs of job "review", newest first.
+func (c *Client) ListReviewRuns(ctx context.Context, o ListOptions) ([]*ReviewRun, error) {
+	o.JobNames = []string{"review"}
+	runs, err := c.ListRuns(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*ReviewRun, 0, len(runs))
+	for _, r := range runs {
+		t, err := durably.DecodeRun[tenantjobs.ReviewInput, tenantjobs.ReviewOutput, tenantjobs.Labels](r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// SubscribeReview streams the events of a run of job "review".
+func (c *Client) SubscribeReview(ctx context.Context, id string) iter.Seq2[durably.Event, error] {
+	return c.Subscribe(ctx, id)
+}

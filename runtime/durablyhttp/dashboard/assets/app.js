@@ -447,12 +447,44 @@ function waitOf(run, steps) {
   if (run.status !== 'pending' || !run.runAt) return null
   const last = steps?.length ? steps[steps.length - 1] : null
   let what = 'Waiting'
+  if (run.waitingFor === 'children') return { what: 'Waiting for its children', text: waitingText('Waiting for its children', run) }
+  if (run.waitingFor?.startsWith('signal:')) return { what: 'Waiting for a signal', text: waitingText(`Waiting for the signal ${run.waitingFor.slice(7)}`, run) }
   if (last?.status === 'failed') what = `Retry of step ${last.name} (attempt ${last.attempt + 1})`
   else if (last?.status === 'completed' && typeof last.output === 'string' && Date.parse(last.output) === Date.parse(run.runAt)) what = `Sleeping in step ${last.name}`
   else if (!run.startedAt) what = 'Scheduled to start'
   else if (run.attempt > 0) what = `Retry (attempt ${run.attempt + 1})`
   const due = Date.parse(run.runAt) <= Date.now()
   return { what, text: `${what} ${due ? 'is due: waiting for a worker' : `at ${dateTime.format(new Date(run.runAt))} (${relative(run.runAt)})`}` }
+}
+
+// waitingText says what a run waiting for an event waits for, and until
+// when: its wait's timeout, or none (the year 9999 of a wait without one).
+function waitingText(what, run) {
+  const at = Date.parse(run.runAt)
+  if (at <= Date.now()) return `${what}: it came, waiting for a worker`
+  if (new Date(at).getUTCFullYear() >= 9999) return what
+  return `${what}, at most until ${dateTime.format(new Date(at))} (${relative(run.runAt)})`
+}
+
+// familyTable lists a run's children, linked, with their job and status.
+function familyTable(children) {
+  return el('div', { class: 'table-wrap' }, el('table', { class: 'cards', 'data-testid': 'children' },
+    el('thead', {}, el('tr', {}, ['Run', 'Job', 'Status', 'Created'].map((c) => el('th', { scope: 'col' }, c)))),
+    el('tbody', {}, children.map((r) => el('tr', {},
+      cell('Run', {}, el('a', { class: 'mono', href: runHref(r.id) }, r.id)),
+      cell('Job', {}, r.jobName),
+      cell('Status', {}, badge(r.status)),
+      cell('Created', {}, time(r.createdAt)))))))
+}
+
+// signalsTable lists the signals kept for a run, not received yet.
+function signalsTable(signals) {
+  return el('div', { class: 'table-wrap' }, el('table', { class: 'cards', 'data-testid': 'signals' },
+    el('thead', {}, el('tr', {}, ['Sent', 'Name', 'Payload'].map((c) => el('th', { scope: 'col' }, c)))),
+    el('tbody', {}, signals.map((g) => el('tr', {},
+      cell('Sent', {}, time(g.createdAt)),
+      cell('Name', { class: 'mono' }, g.name),
+      cell('Payload', {}, jsonCell(g.payload)))))))
 }
 
 function facts(kind, pairs) {
@@ -541,6 +573,9 @@ function runView(id) {
     attempts: section('Attempts', 'attempts-section'),
     steps: section('Steps', 'steps-section'),
     logs: section('Logs', 'logs-section'),
+    // Shown only when there is something to show (issue 22).
+    children: section('Children', 'children-section'),
+    signals: section('Signals waiting to be received', 'signals-section'),
   }
 }
 
@@ -561,6 +596,7 @@ function summaryOf(run, stepRows) {
       ['Attempt', (run.attempt ?? 0) + 1, 'attempt'],
       run.crashes > 0 ? ['Crashes', run.crashes, 'crashes'] : null,
       ['Labels', labelChips(run.labels).length ? labelChips(run.labels) : '—', 'labels'],
+      run.parentRunId ? ['Parent', el('a', { class: 'mono', href: runHref(run.parentRunId) }, run.parentRunId), 'parent'] : null,
     ]),
   ]
 }
@@ -583,6 +619,17 @@ function showRun(v, run, steps, logs) {
   fill(v.attempts.body, Array.isArray(run.attempts) || stepRows ? attemptsTable(attemptsOf(run, stepRows)) : refused('attempts', steps.reason))
   fill(v.steps.body, stepRows ? stepsTable(stepRows, run) : refused('steps', steps.reason))
   fill(v.logs.body, logs.status === 'fulfilled' ? logsTable(logs.value) : refused('logs', logs.reason))
+}
+
+// showFamily shows the run's children and the signals kept for it, each
+// section only when the server sent some (issue 22; a server without these
+// routes refuses them, and they stay hidden).
+function showFamily(v, children, signals) {
+  for (const [part, read, table] of [[v.children, children, familyTable], [v.signals, signals, signalsTable]]) {
+    const rows = read.status === 'fulfilled' && Array.isArray(read.value) ? read.value : []
+    part.node.hidden = rows.length === 0
+    fill(part.body, rows.length ? table(rows) : null)
+  }
 }
 
 // wireActions sends the buttons' requests; the server's hooks decide, and
@@ -618,8 +665,9 @@ async function runPage(page, { id }, shown) {
     el('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, Object.values(v.buttons)), v.message)
   let run = null
   const load = async () => {
-    const [r, steps, logs] = await Promise.allSettled([
-      call('GET', 'run', { runId: id }), call('GET', 'steps', { runId: id }), call('GET', 'logs', { runId: id })])
+    const [r, steps, logs, children, signals] = await Promise.allSettled([
+      call('GET', 'run', { runId: id }), call('GET', 'steps', { runId: id }), call('GET', 'logs', { runId: id }),
+      call('GET', 'children', { runId: id }), run?.isTerminal ? Promise.resolve([]) : call('GET', 'signals', { runId: id })])
     if (page.left) return
     if (r.status === 'rejected') {
       run = null
@@ -628,9 +676,10 @@ async function runPage(page, { id }, shown) {
       say(v.message, r.reason.status === 404 ? 'missing' : 'refused', `This run cannot be shown: ${r.reason.shown}`)
       return
     }
-    if (!run) append(main, v.summary.node, el('div', { class: 'grid2' }, v.input.node, v.output.node), v.attempts.node, v.steps.node, v.logs.node)
+    if (!run) append(main, v.summary.node, el('div', { class: 'grid2' }, v.input.node, v.output.node), v.children.node, v.signals.node, v.attempts.node, v.steps.node, v.logs.node)
     run = r.value
     showRun(v, run, steps, logs)
+    showFamily(v, children, signals)
   }
   await load()
   if (!run || page.left) return
@@ -730,6 +779,9 @@ function jobPanel(job) {
         facts('', [
           ['Priority', job.priority ?? 0],
           ['At most running', job.maxRunning ? String(job.maxRunning) : 'no limit', 'max-running'],
+          ['At most running per tenant', job.maxRunningPerTenant ? String(job.maxRunningPerTenant) : 'no limit', 'max-running-per-tenant'],
+          ['Run timeout', job.timeoutMs ? duration(job.timeoutMs) : 'none', 'timeout'],
+          ['Step timeout', job.stepTimeoutMs ? duration(job.stepTimeoutMs) : 'none', 'step-timeout'],
           ['Retries', retryText(job.retry), 'retry'],
         ]),
         job.schedules?.length ? el('div', {}, el('h3', {}, 'Schedules'), schedulesTable(job.schedules)) : null,

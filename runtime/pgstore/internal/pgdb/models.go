@@ -57,6 +57,10 @@ type DurablyRun struct {
 	Crashes            int64
 	Attempts           pgtype.Text
 	TraceContext       pgtype.Text
+	ParentRunID        pgtype.Text
+	WaitingFor         pgtype.Text
+	Awaiting           int64
+	Wakes              int64
 }
 
 type DurablyRunLabel struct {
@@ -69,6 +73,14 @@ type DurablyRunLabel struct {
 type DurablySchemaVersion struct {
 	Version   int32
 	AppliedAt pgtype.Timestamptz
+}
+
+type DurablySignal struct {
+	ID        string
+	RunID     string
+	Name      string
+	Payload   string
+	CreatedAt pgtype.Timestamptz
 }
 
 type DurablyStep struct {

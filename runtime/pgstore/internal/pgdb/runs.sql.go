@@ -16,7 +16,7 @@ UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = $1::timestamptz, updated_at = $1::timestamptz
 WHERE id = $2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 type CancelRunParams struct {
@@ -55,6 +55,10 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
@@ -147,16 +151,16 @@ WITH promoted AS (
       -- right-hand sides read the row as it was before this update.
       crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
       attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-        THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+        THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
           'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
           'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
           'at', u.lease_expires_at)))::text
         ELSE u.attempts END,
       updated_at = $1::timestamptz
   WHERE u.id = ANY(ARRAY(SELECT chosen.id FROM chosen WHERE NOT chosen.held))
-  RETURNING u.id, u.job_name, u.input, u.status, u.idempotency_key, u.concurrency_key, u.labels, u.current_step_index, u.completed_step_count, u.progress, u.output, u.error, u.lease_owner, u.lease_expires_at, u.lease_generation, u.started_at, u.completed_at, u.created_at, u.updated_at, u.key_scope, u.run_at, u.ready, u.priority, u.attempt, u.crashes, u.attempts, u.trace_context
+  RETURNING u.id, u.job_name, u.input, u.status, u.idempotency_key, u.concurrency_key, u.labels, u.current_step_index, u.completed_step_count, u.progress, u.output, u.error, u.lease_owner, u.lease_expires_at, u.lease_generation, u.started_at, u.completed_at, u.created_at, u.updated_at, u.key_scope, u.run_at, u.ready, u.priority, u.attempt, u.crashes, u.attempts, u.trace_context, u.parent_run_id, u.waiting_for, u.awaiting, u.wakes
 )
-SELECT c.held, c.id AS candidate_id, c.job_name AS candidate_job, c.concurrency_key AS candidate_key, c.key_scope AS candidate_scope, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt, leased.crashes, leased.attempts, leased.trace_context
+SELECT c.held, c.id AS candidate_id, c.job_name AS candidate_job, c.concurrency_key AS candidate_key, c.key_scope AS candidate_scope, leased.id, leased.job_name, leased.input, leased.status, leased.idempotency_key, leased.concurrency_key, leased.labels, leased.current_step_index, leased.completed_step_count, leased.progress, leased.output, leased.error, leased.lease_owner, leased.lease_expires_at, leased.lease_generation, leased.started_at, leased.completed_at, leased.created_at, leased.updated_at, leased.key_scope, leased.run_at, leased.ready, leased.priority, leased.attempt, leased.crashes, leased.attempts, leased.trace_context, leased.parent_run_id, leased.waiting_for, leased.awaiting, leased.wakes
 FROM chosen c LEFT JOIN leased ON leased.id = c.id
 ORDER BY c.priority, c.created_at, c.id
 `
@@ -207,6 +211,10 @@ type ClaimReadyRow struct {
 	Crashes            pgtype.Int8
 	Attempts           pgtype.Text
 	TraceContext       pgtype.Text
+	ParentRunID        pgtype.Text
+	WaitingFor         pgtype.Text
+	Awaiting           pgtype.Int8
+	Wakes              pgtype.Int8
 }
 
 // The claim's candidates (S-031) and, with @lease_free, the lease of those
@@ -305,6 +313,10 @@ func (q *Queries) ClaimReady(ctx context.Context, arg ClaimReadyParams) ([]Claim
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
@@ -325,14 +337,14 @@ SET status = 'leased',
     started_at = COALESCE(u.started_at, $3::timestamptz),
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
       ELSE u.attempts END,
     updated_at = $3::timestamptz
 WHERE u.id = ANY($4::text[])
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 type ClaimRunsParams struct {
@@ -385,10 +397,40 @@ func (q *Queries) ClaimRuns(ctx context.Context, arg ClaimRunsParams) ([]Durably
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const committedRunIDs = `-- name: CommittedRunIDs :many
+SELECT id FROM durably_runs WHERE id = ANY($1::text[])
+`
+
+// Which of the runs a transactional trigger created are visible, that is
+// whose transaction committed (store.TxEnqueuer, S-071): by primary key.
+func (q *Queries) CommittedRunIDs(ctx context.Context, ids []string) ([]string, error) {
+	rows, err := q.db.Query(ctx, committedRunIDs, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -535,17 +577,32 @@ func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelPara
 const deferRun = `-- name: DeferRun :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-    run_at = $1::timestamptz,
-    ready = CASE WHEN $1::timestamptz <= $2::timestamptz THEN 1 ELSE 0 END,
-    attempt = $3::bigint,
-    attempts = COALESCE($4::text, attempts),
-    current_step_index = $5::bigint,
-    completed_step_count = $6::bigint,
-    updated_at = $2::timestamptz
-WHERE id = $7 AND status = 'leased' AND lease_generation = $8
+    waiting_for = $1::text,
+    awaiting = CASE WHEN $1::text = 'children'
+      THEN CAST($2 AS bigint) - (wakes - CAST($3 AS bigint)) ELSE 0 END,
+    ready = CASE
+      WHEN $4::timestamptz <= $5::timestamptz THEN 1
+      WHEN $1::text = 'children' AND CAST($2 AS bigint) - (wakes - CAST($3 AS bigint)) <= 0 THEN 1
+      WHEN $1::text LIKE 'signal:%' AND wakes <> CAST($3 AS bigint) THEN 1
+      ELSE 0 END,
+    run_at = CASE
+      WHEN $1::text = 'children' AND CAST($2 AS bigint) - (wakes - CAST($3 AS bigint)) <= 0
+        AND $5::timestamptz < $4::timestamptz THEN $5::timestamptz
+      WHEN $1::text LIKE 'signal:%' AND wakes <> CAST($3 AS bigint)
+        AND $5::timestamptz < $4::timestamptz THEN $5::timestamptz
+      ELSE $4::timestamptz END,
+    attempt = $6::bigint,
+    attempts = COALESCE($7::text, attempts),
+    current_step_index = $8::bigint,
+    completed_step_count = $9::bigint,
+    updated_at = $5::timestamptz
+WHERE id = $10 AND status = 'leased' AND lease_generation = $11
 `
 
 type DeferRunParams struct {
+	WaitingFor         pgtype.Text
+	Awaiting           int64
+	SeenWakes          int64
 	RunAt              pgtype.Timestamptz
 	Now                pgtype.Timestamptz
 	Attempt            int64
@@ -557,12 +614,21 @@ type DeferRunParams struct {
 }
 
 // A lease holder hands its run back to wait until run_at (a retry's next
-// attempt, a durable sleep), fenced by generation only like the finish
-// (R-065). started_at stays; with run_at set, the run holds no concurrency
-// key while it waits (idx_durably_runs_pending_scope_concurrency), so this
-// is never refused for a pending sibling.
+// attempt, a durable sleep, a wait for children or a signal), fenced by
+// generation only like the finish (R-065). started_at stays; with run_at
+// set, the run holds no concurrency key while it waits
+// (idx_durably_runs_pending_scope_concurrency), so this is never refused
+// for a pending sibling.
+// A wait for an event (waiting_for set) is ready at once when what it
+// waits for came since the engine looked (S-060), as in SQLite's. The
+// expressions read only the row itself: a child's end or a signal that
+// locked it first is seen, since the update then applies to the row as
+// that transaction left it (READ COMMITTED).
 func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, error) {
 	result, err := q.db.Exec(ctx, deferRun,
+		arg.WaitingFor,
+		arg.Awaiting,
+		arg.SeenWakes,
 		arg.RunAt,
 		arg.Now,
 		arg.Attempt,
@@ -581,7 +647,8 @@ func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, erro
 const deleteRunsCascade = `-- name: DeleteRunsCascade :exec
 WITH s AS (DELETE FROM durably_steps WHERE durably_steps.run_id = ANY($1::text[])),
      l AS (DELETE FROM durably_logs WHERE durably_logs.run_id = ANY($1::text[])),
-     lb AS (DELETE FROM durably_run_labels WHERE durably_run_labels.run_id = ANY($1::text[]))
+     lb AS (DELETE FROM durably_run_labels WHERE durably_run_labels.run_id = ANY($1::text[])),
+     sg AS (DELETE FROM durably_signals WHERE durably_signals.run_id = ANY($1::text[]))
 DELETE FROM durably_runs WHERE durably_runs.id = ANY($1::text[])
 `
 
@@ -591,10 +658,19 @@ func (q *Queries) DeleteRunsCascade(ctx context.Context, ids []string) error {
 	return err
 }
 
+const deleteSignalsOfRuns = `-- name: DeleteSignalsOfRuns :exec
+DELETE FROM durably_signals WHERE run_id = ANY($1::text[])
+`
+
+func (q *Queries) DeleteSignalsOfRuns(ctx context.Context, ids []string) error {
+	_, err := q.db.Exec(ctx, deleteSignalsOfRuns, ids)
+	return err
+}
+
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -628,6 +704,10 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
@@ -669,11 +749,23 @@ WITH fin AS (
       lease_owner = NULL, lease_expires_at = NULL,
       completed_at = $7::timestamptz, updated_at = $7::timestamptz
   WHERE r.id = $8::text AND r.status = 'leased' AND r.lease_generation = $9::bigint
-  RETURNING r.id, r.lease_generation
+  RETURNING r.id, r.lease_generation, r.parent_run_id
 ), del_steps AS (
   DELETE FROM durably_steps WHERE $10::boolean AND run_id IN (SELECT fin.id FROM fin)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE $10::boolean AND run_id IN (SELECT fin.id FROM fin)
+), del_signals AS (
+  DELETE FROM durably_signals WHERE run_id IN (SELECT fin.id FROM fin)
+), wake AS (
+  -- A child's end counts for its parent (S-061), as in FinishRuns.
+  UPDATE durably_runs p
+  SET wakes = p.wakes + 1,
+      awaiting = CASE WHEN p.waiting_for = 'children' THEN p.awaiting - 1 ELSE p.awaiting END,
+      ready = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - 1 <= 0 THEN 1 ELSE p.ready END,
+      run_at = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - 1 <= 0 AND p.ready = 0
+        THEN $7::timestamptz ELSE p.run_at END
+  FROM fin
+  WHERE p.id = fin.parent_run_id
 )
 SELECT id, lease_generation FROM fin
 `
@@ -752,11 +844,27 @@ WITH fin AS (
           unnest($9::bigint[]) AS current_step_index,
           unnest($10::bigint[]) AS completed_step_count) AS u
   WHERE r.id = ANY($1::text[]) AND r.id = u.id AND r.status = 'leased' AND r.lease_generation = u.generation
-  RETURNING r.id, r.lease_generation, u.delete_steps
+  RETURNING r.id, r.lease_generation, u.delete_steps, r.parent_run_id
 ), del_steps AS (
   DELETE FROM durably_steps WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
 ), del_logs AS (
   DELETE FROM durably_logs WHERE run_id IN (SELECT fin.id FROM fin WHERE fin.delete_steps)
+), del_signals AS (
+  DELETE FROM durably_signals WHERE run_id IN (SELECT fin.id FROM fin)
+), wake AS (
+  -- A child's end counts for its parent (S-061), as SQLite's WakeParent:
+  -- a parent ending in this statement too is left alone (a row is
+  -- updated once per statement).
+  UPDATE durably_runs p
+  SET wakes = p.wakes + k.n,
+      awaiting = CASE WHEN p.waiting_for = 'children' THEN p.awaiting - k.n ELSE p.awaiting END,
+      ready = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - k.n <= 0 THEN 1 ELSE p.ready END,
+      run_at = CASE WHEN p.status = 'pending' AND p.waiting_for = 'children' AND p.awaiting - k.n <= 0 AND p.ready = 0
+        THEN k.now ELSE p.run_at END
+  FROM (SELECT fin.parent_run_id AS id, count(*) AS n, max(u.now) AS now
+        FROM fin JOIN (SELECT unnest($1::text[]) AS id, unnest($2::timestamptz[]) AS now) AS u ON u.id = fin.id
+        WHERE fin.parent_run_id IS NOT NULL GROUP BY fin.parent_run_id) AS k
+  WHERE p.id = k.id AND p.id NOT IN (SELECT fin.id FROM fin)
 )
 SELECT id, lease_generation FROM fin
 `
@@ -814,8 +922,67 @@ func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]Finis
 	return items, nil
 }
 
+const getChildren = `-- name: GetChildren :many
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs
+WHERE parent_run_id = $1::text
+ORDER BY created_at, id
+`
+
+// A run's children, oldest first, through idx_durably_runs_parent.
+func (q *Queries) GetChildren(ctx context.Context, parentRunID string) ([]DurablyRun, error) {
+	rows, err := q.db.Query(ctx, getChildren, parentRunID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DurablyRun{}
+	for rows.Next() {
+		var i DurablyRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.JobName,
+			&i.Input,
+			&i.Status,
+			&i.IdempotencyKey,
+			&i.ConcurrencyKey,
+			&i.Labels,
+			&i.CurrentStepIndex,
+			&i.CompletedStepCount,
+			&i.Progress,
+			&i.Output,
+			&i.Error,
+			&i.LeaseOwner,
+			&i.LeaseExpiresAt,
+			&i.LeaseGeneration,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs
 WHERE job_name = $1 AND key_scope = $2::text AND concurrency_key = $3
   AND status = 'pending' AND (started_at IS NULL OR run_at IS NULL)
 ORDER BY created_at, id
@@ -859,12 +1026,16 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = $1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs WHERE id = $1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -898,12 +1069,16 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs
 WHERE job_name = $1 AND key_scope = $2::text AND idempotency_key = $3
 `
 
@@ -944,12 +1119,16 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = $1 FOR UPDATE
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -983,8 +1162,47 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
+}
+
+const getSignals = `-- name: GetSignals :many
+SELECT s.id, s.run_id, s.name, s.payload, s.created_at FROM durably_signals s
+JOIN durably_runs r ON r.id = s.run_id
+WHERE s.run_id = $1::text AND r.status IN ('pending', 'leased')
+ORDER BY s.id
+`
+
+// The signals kept for an active run: those of an ended run are never
+// delivered (R-243).
+func (q *Queries) GetSignals(ctx context.Context, runID string) ([]DurablySignal, error) {
+	rows, err := q.db.Query(ctx, getSignals, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DurablySignal{}
+	for rows.Next() {
+		var i DurablySignal
+		if err := rows.Scan(
+			&i.ID,
+			&i.RunID,
+			&i.Name,
+			&i.Payload,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const insertRun = `-- name: InsertRun :many
@@ -992,18 +1210,19 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context, parent_run_id)
   VALUES ($1::text, $2::text, $3::text, $4::text, NULLIF($5::text, ''), NULLIF($6::text, ''),
     $7::text, CAST($8::text AS jsonb), 0, 0, NULLIF($9::text, ''), $10::timestamptz, $11::bigint,
-    $12::timestamptz, $13::timestamptz, $13::timestamptz, $14::timestamptz, $15::bigint, $16::bigint, NULLIF($17::text, ''))
+    $12::timestamptz, $13::timestamptz, $13::timestamptz, $14::timestamptz, $15::bigint, $16::bigint, NULLIF($17::text, ''),
+    NULLIF($18::text, ''))
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
-  FROM ins, (SELECT unnest($18::text[]) AS key, unnest($19::text[]) AS value) AS l
+  FROM ins, (SELECT unnest($19::text[]) AS key, unnest($20::text[]) AS value) AS l
 ), wake AS (
-  SELECT pg_notify($20::text, $21::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
+  SELECT pg_notify($21::text, $22::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
@@ -1026,6 +1245,7 @@ type InsertRunParams struct {
 	Ready           int64
 	Priority        int64
 	TraceContext    string
+	ParentRunID     string
 	LabelKeys       []string
 	LabelValues     []string
 	Channel         string
@@ -1059,6 +1279,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) ([]InsertR
 		arg.Ready,
 		arg.Priority,
 		arg.TraceContext,
+		arg.ParentRunID,
 		arg.LabelKeys,
 		arg.LabelValues,
 		arg.Channel,
@@ -1087,10 +1308,11 @@ WITH ins AS (
   INSERT INTO durably_runs (
     id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
     current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-    started_at, created_at, updated_at, run_at, ready, priority, trace_context)
+    started_at, created_at, updated_at, run_at, ready, priority, trace_context, parent_run_id)
   SELECT u.id, u.job_name, u.input, u.status, NULLIF(u.idempotency_key, ''), NULLIF(u.concurrency_key, ''),
          u.key_scope, u.labels::jsonb, 0, 0, NULLIF(u.lease_owner, ''), u.lease_expires_at, u.lease_generation,
-         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority, NULLIF(u.trace_context, '')
+         u.started_at, u.created_at, u.created_at, u.run_at, u.ready, u.priority, NULLIF(u.trace_context, ''),
+         NULLIF(u.parent_run_id, '')
   FROM (SELECT unnest($1::text[]) AS id,
           unnest($2::text[]) AS status,
           unnest($3::text[]) AS lease_owner,
@@ -1107,19 +1329,20 @@ WITH ins AS (
           unnest($14::timestamptz[]) AS run_at,
           unnest($15::bigint[]) AS ready,
           unnest($16::bigint[]) AS priority,
-          unnest($17::text[]) AS trace_context) AS u
+          unnest($17::text[]) AS trace_context,
+          unnest($18::text[]) AS parent_run_id) AS u
   ON CONFLICT DO NOTHING
   RETURNING id, status, created_at, ready
 ), lab AS (
   INSERT INTO durably_run_labels (run_id, key, value, created_at)
   SELECT ins.id, l.key, l.value, ins.created_at
   FROM ins
-  JOIN (SELECT unnest($18::text[]) AS run_id,
-          unnest($19::text[]) AS key,
-          unnest($20::text[]) AS value) AS l
+  JOIN (SELECT unnest($19::text[]) AS run_id,
+          unnest($20::text[]) AS key,
+          unnest($21::text[]) AS value) AS l
     ON l.run_id = ins.id
 ), wake AS (
-  SELECT pg_notify($21::text, $22::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
+  SELECT pg_notify($22::text, $23::text) FROM (SELECT 1 FROM ins WHERE status = 'pending' AND ready = 1 LIMIT 1) AS any_pending
 )
 SELECT ins.id, (SELECT count(*) FROM wake) AS notified FROM ins
 `
@@ -1142,6 +1365,7 @@ type InsertRunsParams struct {
 	Readies          []int64
 	Priorities       []int64
 	TraceContexts    []string
+	ParentRunIds     []string
 	LabelRunIds      []string
 	LabelKeys        []string
 	LabelValues      []string
@@ -1184,6 +1408,7 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]Inser
 		arg.Readies,
 		arg.Priorities,
 		arg.TraceContexts,
+		arg.ParentRunIds,
 		arg.LabelRunIds,
 		arg.LabelKeys,
 		arg.LabelValues,
@@ -1206,6 +1431,30 @@ func (q *Queries) InsertRuns(ctx context.Context, arg InsertRunsParams) ([]Inser
 		return nil, err
 	}
 	return items, nil
+}
+
+const insertSignal = `-- name: InsertSignal :exec
+INSERT INTO durably_signals (id, run_id, name, payload, created_at)
+VALUES ($1::text, $2::text, $3::text, $4::text, $5::timestamptz)
+`
+
+type InsertSignalParams struct {
+	ID        string
+	RunID     string
+	Name      string
+	Payload   string
+	CreatedAt pgtype.Timestamptz
+}
+
+func (q *Queries) InsertSignal(ctx context.Context, arg InsertSignalParams) error {
+	_, err := q.db.Exec(ctx, insertSignal,
+		arg.ID,
+		arg.RunID,
+		arg.Name,
+		arg.Payload,
+		arg.CreatedAt,
+	)
+	return err
 }
 
 const leasedConcurrencyKeys = `-- name: LeasedConcurrencyKeys :many
@@ -1256,6 +1505,27 @@ func (q *Queries) LeasedConcurrencyKeys(ctx context.Context, arg LeasedConcurren
 	return items, nil
 }
 
+const leasedWakes = `-- name: LeasedWakes :one
+SELECT wakes FROM durably_runs
+WHERE id = $1 AND status = 'leased' AND lease_generation = $2
+FOR UPDATE
+`
+
+type LeasedWakesParams struct {
+	ID         string
+	Generation int64
+}
+
+// The fence of ReceiveSignal: the run's wakes while the lease is held,
+// its row locked, so that a signal sent meanwhile is either seen by the
+// reads that follow or counted in wakes after them.
+func (q *Queries) LeasedWakes(ctx context.Context, arg LeasedWakesParams) (int64, error) {
+	row := q.db.QueryRow(ctx, leasedWakes, arg.ID, arg.Generation)
+	var wakes int64
+	err := row.Scan(&wakes)
+	return wakes, err
+}
+
 const listExpiredLeases = `-- name: ListExpiredLeases :many
 SELECT x.id FROM durably_runs x
 WHERE x.status = 'leased' AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at <= $1::timestamptz
@@ -1289,7 +1559,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now pgtype.Timestamptz)
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs r
 WHERE (cardinality($1::text[]) = 0 OR r.status = ANY($1::text[]))
   AND (cardinality($2::text[]) = 0 OR r.job_name = ANY($2::text[]))
   AND (cardinality($3::text[]) = 0 OR cardinality($3::text[]) = (
@@ -1368,6 +1638,10 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
@@ -1380,7 +1654,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context, r.parent_run_id, r.waiting_for, r.awaiting, r.wakes FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = $1::text AND d.value = $2::text
   AND d.created_at >= $3::timestamptz
@@ -1462,6 +1736,10 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
@@ -1562,9 +1840,55 @@ func (q *Queries) LiveLeasesOfTenants(ctx context.Context, arg LiveLeasesOfTenan
 	return items, nil
 }
 
+const lockActiveDescendants = `-- name: LockActiveDescendants :many
+WITH RECURSIVE tree(id, depth) AS (
+  SELECT c.id, 1 FROM durably_runs c WHERE c.parent_run_id = $1::text
+  UNION ALL
+  SELECT c.id, tree.depth + 1 FROM durably_runs c JOIN tree ON c.parent_run_id = tree.id
+)
+SELECT r.id, r.status, tree.depth FROM tree JOIN durably_runs r ON r.id = tree.id
+WHERE r.status IN ('pending', 'leased')
+ORDER BY tree.depth DESC, r.id
+FOR UPDATE OF r
+`
+
+type LockActiveDescendantsRow struct {
+	ID     string
+	Status string
+	Depth  int32
+}
+
+// The active descendants of a run with their status, deepest first, each
+// row locked in that order: the cascade of its cancel (R-234) takes its
+// locks from the leaves up, as a child's end does (its own row, then its
+// parent's), so that the two never wait on each other in a cycle. The
+// walk goes through idx_durably_runs_parent, ended runs included, since an
+// ended child may have active children of its own.
+func (q *Queries) LockActiveDescendants(ctx context.Context, id string) ([]LockActiveDescendantsRow, error) {
+	rows, err := q.db.Query(ctx, lockActiveDescendants, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []LockActiveDescendantsRow{}
+	for rows.Next() {
+		var i LockActiveDescendantsRow
+		if err := rows.Scan(&i.ID, &i.Status, &i.Depth); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockConcurrencyKeys = `-- name: LockConcurrencyKeys :exec
-SELECT pg_advisory_xact_lock(hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END))
-FROM (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u
+SELECT pg_advisory_xact_lock(h.h)
+FROM (SELECT DISTINCT hashtext(CASE WHEN u.s = '' THEN u.k ELSE u.s || chr(31) || u.k END) AS h
+      FROM (SELECT unnest($1::text[]) AS s, unnest($2::text[]) AS k) AS u) AS h
+ORDER BY h.h
 `
 
 type LockConcurrencyKeysParams struct {
@@ -1576,28 +1900,36 @@ type LockConcurrencyKeysParams struct {
 // commits; the pairs come sorted so two claimers never wait on each other in
 // a cycle. A global key locks the hash of the key alone, as before key
 // scopes existed (D11), so processes of both versions exclude each other.
+// In the order of the keys, as LockJobs.
 func (q *Queries) LockConcurrencyKeys(ctx context.Context, arg LockConcurrencyKeysParams) error {
 	_, err := q.db.Exec(ctx, lockConcurrencyKeys, arg.Scopes, arg.Keys)
 	return err
 }
 
 const lockJobs = `-- name: LockJobs :exec
-SELECT pg_advisory_xact_lock(1685222009, hashtext(u.job))
-FROM (SELECT unnest($1::text[]) AS job) AS u
+SELECT pg_advisory_xact_lock(1685222009, h.h)
+FROM (SELECT DISTINCT hashtext(u.job) AS h FROM (SELECT unnest($1::text[]) AS job) AS u) AS h
+ORDER BY h.h
 `
 
 // Step 2 for jobs with a limit: claimers of the same job queue here until
 // the holder commits, jobs sorted so that no two claimers wait in a cycle
 // (every claimer takes its concurrency-key locks first). The two-key form
 // keeps these locks apart from the concurrency keys' one-key locks.
+// The locks are taken in the order of their keys (the hashes), not of the
+// names: two names whose hashes collide are one lock, and an order by name
+// would take it at two places (a volatile function in the select list is
+// evaluated after ORDER BY).
 func (q *Queries) LockJobs(ctx context.Context, jobs []string) error {
 	_, err := q.db.Exec(ctx, lockJobs, jobs)
 	return err
 }
 
 const lockTenants = `-- name: LockTenants :exec
-SELECT pg_advisory_xact_lock(1685222010, hashtext(u.job || chr(31) || u.scope))
-FROM (SELECT unnest($1::text[]) AS job, unnest($2::text[]) AS scope) AS u
+SELECT pg_advisory_xact_lock(1685222010, h.h)
+FROM (SELECT DISTINCT hashtext(u.job || chr(31) || u.scope) AS h
+      FROM (SELECT unnest($1::text[]) AS job, unnest($2::text[]) AS scope) AS u) AS h
+ORDER BY h.h
 `
 
 type LockTenantsParams struct {
@@ -1608,6 +1940,7 @@ type LockTenantsParams struct {
 // Step 2 for jobs with a per-tenant limit: claimers of the same job and
 // key scope queue here, the pairs sorted, after the jobs' locks; a key
 // space of its own (the two-key form's first key).
+// In the order of the keys, as LockJobs.
 func (q *Queries) LockTenants(ctx context.Context, arg LockTenantsParams) error {
 	_, err := q.db.Exec(ctx, lockTenants, arg.Jobs, arg.Scopes)
 	return err
@@ -1713,7 +2046,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = $1::timestamptz,
     crashes = u.crashes + CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
     attempts = CASE WHEN u.status = 'leased' AND u.lease_owner IS NOT NULL
-      THEN (COALESCE(u.attempts, '[]')::jsonb || jsonb_build_array(jsonb_build_object(
+      THEN ((CASE WHEN jsonb_array_length(COALESCE(u.attempts, '[]')::jsonb) >= 20 THEN COALESCE(u.attempts, '[]')::jsonb - 0 ELSE COALESCE(u.attempts, '[]')::jsonb END) || jsonb_build_array(jsonb_build_object(
         'attempt', u.attempt + u.crashes + 1, 'outcome', 'crashed', 'worker', u.lease_owner,
         'error', 'the execution by worker ' || u.lease_owner || ' ended without an outcome: its lease expired at ' || (to_jsonb(u.lease_expires_at) #>> '{}'),
         'at', u.lease_expires_at)))::text
@@ -1733,6 +2066,66 @@ func (q *Queries) ResetExpiredLease(ctx context.Context, arg ResetExpiredLeasePa
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const resumeRun = `-- name: ResumeRun :one
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    started_at = NULL, completed_at = NULL, error = NULL, output = NULL, attempt = 0, crashes = 0,
+    updated_at = $1::timestamptz
+WHERE id = $2 AND status IN ('failed', 'cancelled')
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
+`
+
+type ResumeRunParams struct {
+	Now pgtype.Timestamptz
+	ID  string
+}
+
+// A failed or cancelled run becomes pending again, claimable at once,
+// keeping its steps, labels, keys, counters of steps, generation and
+// history (store.Resumer, S-072). Its retries and crashes restart at 0,
+// and started_at is cleared so that the claim sets it anew and the job's
+// timeout counts from the resumed start. Refused by the pending unique
+// index when the job has a pending run of the run's scope and concurrency
+// key (R-036); the store reports a conflict.
+func (q *Queries) ResumeRun(ctx context.Context, arg ResumeRunParams) (DurablyRun, error) {
+	row := q.db.QueryRow(ctx, resumeRun, arg.Now, arg.ID)
+	var i DurablyRun
+	err := row.Scan(
+		&i.ID,
+		&i.JobName,
+		&i.Input,
+		&i.Status,
+		&i.IdempotencyKey,
+		&i.ConcurrencyKey,
+		&i.Labels,
+		&i.CurrentStepIndex,
+		&i.CompletedStepCount,
+		&i.Progress,
+		&i.Output,
+		&i.Error,
+		&i.LeaseOwner,
+		&i.LeaseExpiresAt,
+		&i.LeaseGeneration,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
+	)
+	return i, err
 }
 
 const selectPurgeable = `-- name: SelectPurgeable :many
@@ -1815,6 +2208,60 @@ func (q *Queries) SetProgress(ctx context.Context, arg SetProgressParams) ([]Set
 	return items, nil
 }
 
+const signalRun = `-- name: SignalRun :one
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || $1::text THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || $1::text AND ready = 0
+      THEN $2::timestamptz ELSE run_at END
+WHERE id = $3 AND status IN ('pending', 'leased')
+RETURNING (status = 'pending' AND waiting_for = 'signal:' || $1::text) AS woken
+`
+
+type SignalRunParams struct {
+	Name string
+	Now  pgtype.Timestamptz
+	ID   string
+}
+
+// A signal sent to an active run: an event more (wakes), and a run that
+// waits for a signal of this name is ready at once (S-062); the update
+// locks the run's row, so that its end, which deletes its signals, comes
+// before or after the signal's insert as a whole. No row: the run is
+// missing or ended. It returns whether it woke the run.
+func (q *Queries) SignalRun(ctx context.Context, arg SignalRunParams) (pgtype.Bool, error) {
+	row := q.db.QueryRow(ctx, signalRun, arg.Name, arg.Now, arg.ID)
+	var woken pgtype.Bool
+	err := row.Scan(&woken)
+	return woken, err
+}
+
+const takeSignal = `-- name: TakeSignal :one
+DELETE FROM durably_signals
+WHERE id = (SELECT s.id FROM durably_signals s
+  WHERE s.run_id = $1::text AND s.name = $2::text ORDER BY s.id LIMIT 1)
+RETURNING id, run_id, name, payload, created_at
+`
+
+type TakeSignalParams struct {
+	RunID string
+	Name  string
+}
+
+// The oldest signal of a name kept for a run, removed as it is delivered.
+func (q *Queries) TakeSignal(ctx context.Context, arg TakeSignalParams) (DurablySignal, error) {
+	row := q.db.QueryRow(ctx, takeSignal, arg.RunID, arg.Name)
+	var i DurablySignal
+	err := row.Scan(
+		&i.ID,
+		&i.RunID,
+		&i.Name,
+		&i.Payload,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const updateRunForTest = `-- name: UpdateRunForTest :exec
 UPDATE durably_runs SET
   status = CASE WHEN $1::boolean THEN $2::text ELSE status END,
@@ -1868,4 +2315,28 @@ func (q *Queries) UpdateRunForTest(ctx context.Context, arg UpdateRunForTestPara
 		arg.ID,
 	)
 	return err
+}
+
+const wakeParent = `-- name: WakeParent :execrows
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    awaiting = CASE WHEN waiting_for = 'children' THEN awaiting - 1 ELSE awaiting END,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 AND ready = 0
+      THEN $1::timestamptz ELSE run_at END
+WHERE id = $2
+`
+
+type WakeParentParams struct {
+	Now pgtype.Timestamptz
+	ID  string
+}
+
+// A child's cancel counts for its parent (S-061), as FinishRuns' wake.
+func (q *Queries) WakeParent(ctx context.Context, arg WakeParentParams) (int64, error) {
+	result, err := q.db.Exec(ctx, wakeParent, arg.Now, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

@@ -24,6 +24,9 @@ func New(db DBTX) *Queries {
 func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	q := Queries{db: db}
 	var err error
+	if q.activeDescendantsStmt, err = db.PrepareContext(ctx, activeDescendants); err != nil {
+		return nil, fmt.Errorf("error preparing query ActiveDescendants: %w", err)
+	}
 	if q.advanceStepCountersStmt, err = db.PrepareContext(ctx, advanceStepCounters); err != nil {
 		return nil, fmt.Errorf("error preparing query AdvanceStepCounters: %w", err)
 	}
@@ -35,6 +38,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.claimNextStmt, err = db.PrepareContext(ctx, claimNext); err != nil {
 		return nil, fmt.Errorf("error preparing query ClaimNext: %w", err)
+	}
+	if q.committedRunIDsStmt, err = db.PrepareContext(ctx, committedRunIDs); err != nil {
+		return nil, fmt.Errorf("error preparing query CommittedRunIDs: %w", err)
 	}
 	if q.completeRunStmt, err = db.PrepareContext(ctx, completeRun); err != nil {
 		return nil, fmt.Errorf("error preparing query CompleteRun: %w", err)
@@ -63,6 +69,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteRunsByIDStmt, err = db.PrepareContext(ctx, deleteRunsByID); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteRunsByID: %w", err)
 	}
+	if q.deleteSignalsByRunIDStmt, err = db.PrepareContext(ctx, deleteSignalsByRunID); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteSignalsByRunID: %w", err)
+	}
+	if q.deleteSignalsOfRunStmt, err = db.PrepareContext(ctx, deleteSignalsOfRun); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteSignalsOfRun: %w", err)
+	}
 	if q.deleteStepsByRunIDStmt, err = db.PrepareContext(ctx, deleteStepsByRunID); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteStepsByRunID: %w", err)
 	}
@@ -72,11 +84,17 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteTerminalRunStmt, err = db.PrepareContext(ctx, deleteTerminalRun); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteTerminalRun: %w", err)
 	}
+	if q.deleteUnfinishedStepsStmt, err = db.PrepareContext(ctx, deleteUnfinishedSteps); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteUnfinishedSteps: %w", err)
+	}
 	if q.expireLeaseStmt, err = db.PrepareContext(ctx, expireLease); err != nil {
 		return nil, fmt.Errorf("error preparing query ExpireLease: %w", err)
 	}
 	if q.failRunStmt, err = db.PrepareContext(ctx, failRun); err != nil {
 		return nil, fmt.Errorf("error preparing query FailRun: %w", err)
+	}
+	if q.getChildrenStmt, err = db.PrepareContext(ctx, getChildren); err != nil {
+		return nil, fmt.Errorf("error preparing query GetChildren: %w", err)
 	}
 	if q.getCompletedStepsStmt, err = db.PrepareContext(ctx, getCompletedSteps); err != nil {
 		return nil, fmt.Errorf("error preparing query GetCompletedSteps: %w", err)
@@ -96,6 +114,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.getRunForUpdateStmt, err = db.PrepareContext(ctx, getRunForUpdate); err != nil {
 		return nil, fmt.Errorf("error preparing query GetRunForUpdate: %w", err)
 	}
+	if q.getSignalsStmt, err = db.PrepareContext(ctx, getSignals); err != nil {
+		return nil, fmt.Errorf("error preparing query GetSignals: %w", err)
+	}
 	if q.getStepsStmt, err = db.PrepareContext(ctx, getSteps); err != nil {
 		return nil, fmt.Errorf("error preparing query GetSteps: %w", err)
 	}
@@ -108,8 +129,14 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.insertRunLabelStmt, err = db.PrepareContext(ctx, insertRunLabel); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertRunLabel: %w", err)
 	}
+	if q.insertSignalStmt, err = db.PrepareContext(ctx, insertSignal); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertSignal: %w", err)
+	}
 	if q.insertStepStmt, err = db.PrepareContext(ctx, insertStep); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertStep: %w", err)
+	}
+	if q.leasedWakesStmt, err = db.PrepareContext(ctx, leasedWakes); err != nil {
+		return nil, fmt.Errorf("error preparing query LeasedWakes: %w", err)
 	}
 	if q.listExpiredLeasesStmt, err = db.PrepareContext(ctx, listExpiredLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query ListExpiredLeases: %w", err)
@@ -135,6 +162,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.resetExpiredLeaseStmt, err = db.PrepareContext(ctx, resetExpiredLease); err != nil {
 		return nil, fmt.Errorf("error preparing query ResetExpiredLease: %w", err)
 	}
+	if q.resumeRunStmt, err = db.PrepareContext(ctx, resumeRun); err != nil {
+		return nil, fmt.Errorf("error preparing query ResumeRun: %w", err)
+	}
 	if q.schemaVersionStmt, err = db.PrepareContext(ctx, schemaVersion); err != nil {
 		return nil, fmt.Errorf("error preparing query SchemaVersion: %w", err)
 	}
@@ -144,14 +174,28 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.setProgressStmt, err = db.PrepareContext(ctx, setProgress); err != nil {
 		return nil, fmt.Errorf("error preparing query SetProgress: %w", err)
 	}
+	if q.signalRunStmt, err = db.PrepareContext(ctx, signalRun); err != nil {
+		return nil, fmt.Errorf("error preparing query SignalRun: %w", err)
+	}
+	if q.takeSignalStmt, err = db.PrepareContext(ctx, takeSignal); err != nil {
+		return nil, fmt.Errorf("error preparing query TakeSignal: %w", err)
+	}
 	if q.updateRunForTestStmt, err = db.PrepareContext(ctx, updateRunForTest); err != nil {
 		return nil, fmt.Errorf("error preparing query UpdateRunForTest: %w", err)
+	}
+	if q.wakeParentStmt, err = db.PrepareContext(ctx, wakeParent); err != nil {
+		return nil, fmt.Errorf("error preparing query WakeParent: %w", err)
 	}
 	return &q, nil
 }
 
 func (q *Queries) Close() error {
 	var err error
+	if q.activeDescendantsStmt != nil {
+		if cerr := q.activeDescendantsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing activeDescendantsStmt: %w", cerr)
+		}
+	}
 	if q.advanceStepCountersStmt != nil {
 		if cerr := q.advanceStepCountersStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing advanceStepCountersStmt: %w", cerr)
@@ -170,6 +214,11 @@ func (q *Queries) Close() error {
 	if q.claimNextStmt != nil {
 		if cerr := q.claimNextStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing claimNextStmt: %w", cerr)
+		}
+	}
+	if q.committedRunIDsStmt != nil {
+		if cerr := q.committedRunIDsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing committedRunIDsStmt: %w", cerr)
 		}
 	}
 	if q.completeRunStmt != nil {
@@ -217,6 +266,16 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing deleteRunsByIDStmt: %w", cerr)
 		}
 	}
+	if q.deleteSignalsByRunIDStmt != nil {
+		if cerr := q.deleteSignalsByRunIDStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteSignalsByRunIDStmt: %w", cerr)
+		}
+	}
+	if q.deleteSignalsOfRunStmt != nil {
+		if cerr := q.deleteSignalsOfRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteSignalsOfRunStmt: %w", cerr)
+		}
+	}
 	if q.deleteStepsByRunIDStmt != nil {
 		if cerr := q.deleteStepsByRunIDStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteStepsByRunIDStmt: %w", cerr)
@@ -232,6 +291,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing deleteTerminalRunStmt: %w", cerr)
 		}
 	}
+	if q.deleteUnfinishedStepsStmt != nil {
+		if cerr := q.deleteUnfinishedStepsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteUnfinishedStepsStmt: %w", cerr)
+		}
+	}
 	if q.expireLeaseStmt != nil {
 		if cerr := q.expireLeaseStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing expireLeaseStmt: %w", cerr)
@@ -240,6 +304,11 @@ func (q *Queries) Close() error {
 	if q.failRunStmt != nil {
 		if cerr := q.failRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing failRunStmt: %w", cerr)
+		}
+	}
+	if q.getChildrenStmt != nil {
+		if cerr := q.getChildrenStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getChildrenStmt: %w", cerr)
 		}
 	}
 	if q.getCompletedStepsStmt != nil {
@@ -272,6 +341,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing getRunForUpdateStmt: %w", cerr)
 		}
 	}
+	if q.getSignalsStmt != nil {
+		if cerr := q.getSignalsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getSignalsStmt: %w", cerr)
+		}
+	}
 	if q.getStepsStmt != nil {
 		if cerr := q.getStepsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing getStepsStmt: %w", cerr)
@@ -292,9 +366,19 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing insertRunLabelStmt: %w", cerr)
 		}
 	}
+	if q.insertSignalStmt != nil {
+		if cerr := q.insertSignalStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertSignalStmt: %w", cerr)
+		}
+	}
 	if q.insertStepStmt != nil {
 		if cerr := q.insertStepStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertStepStmt: %w", cerr)
+		}
+	}
+	if q.leasedWakesStmt != nil {
+		if cerr := q.leasedWakesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing leasedWakesStmt: %w", cerr)
 		}
 	}
 	if q.listExpiredLeasesStmt != nil {
@@ -337,6 +421,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing resetExpiredLeaseStmt: %w", cerr)
 		}
 	}
+	if q.resumeRunStmt != nil {
+		if cerr := q.resumeRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing resumeRunStmt: %w", cerr)
+		}
+	}
 	if q.schemaVersionStmt != nil {
 		if cerr := q.schemaVersionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing schemaVersionStmt: %w", cerr)
@@ -352,9 +441,24 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing setProgressStmt: %w", cerr)
 		}
 	}
+	if q.signalRunStmt != nil {
+		if cerr := q.signalRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing signalRunStmt: %w", cerr)
+		}
+	}
+	if q.takeSignalStmt != nil {
+		if cerr := q.takeSignalStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing takeSignalStmt: %w", cerr)
+		}
+	}
 	if q.updateRunForTestStmt != nil {
 		if cerr := q.updateRunForTestStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing updateRunForTestStmt: %w", cerr)
+		}
+	}
+	if q.wakeParentStmt != nil {
+		if cerr := q.wakeParentStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing wakeParentStmt: %w", cerr)
 		}
 	}
 	return err
@@ -396,10 +500,12 @@ func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, ar
 type Queries struct {
 	db                                DBTX
 	tx                                *sql.Tx
+	activeDescendantsStmt             *sql.Stmt
 	advanceStepCountersStmt           *sql.Stmt
 	cancelRunStmt                     *sql.Stmt
 	claimBatchStmt                    *sql.Stmt
 	claimNextStmt                     *sql.Stmt
+	committedRunIDsStmt               *sql.Stmt
 	completeRunStmt                   *sql.Stmt
 	countPendingStmt                  *sql.Stmt
 	countRunsStmt                     *sql.Stmt
@@ -409,22 +515,29 @@ type Queries struct {
 	deleteLogsByRunIDStmt             *sql.Stmt
 	deleteLogsOfRunStmt               *sql.Stmt
 	deleteRunsByIDStmt                *sql.Stmt
+	deleteSignalsByRunIDStmt          *sql.Stmt
+	deleteSignalsOfRunStmt            *sql.Stmt
 	deleteStepsByRunIDStmt            *sql.Stmt
 	deleteStepsOfRunStmt              *sql.Stmt
 	deleteTerminalRunStmt             *sql.Stmt
+	deleteUnfinishedStepsStmt         *sql.Stmt
 	expireLeaseStmt                   *sql.Stmt
 	failRunStmt                       *sql.Stmt
+	getChildrenStmt                   *sql.Stmt
 	getCompletedStepsStmt             *sql.Stmt
 	getLogsStmt                       *sql.Stmt
 	getPendingRunByConcurrencyKeyStmt *sql.Stmt
 	getRunStmt                        *sql.Stmt
 	getRunByIdempotencyKeyStmt        *sql.Stmt
 	getRunForUpdateStmt               *sql.Stmt
+	getSignalsStmt                    *sql.Stmt
 	getStepsStmt                      *sql.Stmt
 	insertLogStmt                     *sql.Stmt
 	insertRunStmt                     *sql.Stmt
 	insertRunLabelStmt                *sql.Stmt
+	insertSignalStmt                  *sql.Stmt
 	insertStepStmt                    *sql.Stmt
+	leasedWakesStmt                   *sql.Stmt
 	listExpiredLeasesStmt             *sql.Stmt
 	listRunsStmt                      *sql.Stmt
 	listRunsByLabelStmt               *sql.Stmt
@@ -433,20 +546,26 @@ type Queries struct {
 	releaseLeaseStmt                  *sql.Stmt
 	renewLeaseStmt                    *sql.Stmt
 	resetExpiredLeaseStmt             *sql.Stmt
+	resumeRunStmt                     *sql.Stmt
 	schemaVersionStmt                 *sql.Stmt
 	selectPurgeableStmt               *sql.Stmt
 	setProgressStmt                   *sql.Stmt
+	signalRunStmt                     *sql.Stmt
+	takeSignalStmt                    *sql.Stmt
 	updateRunForTestStmt              *sql.Stmt
+	wakeParentStmt                    *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
 		db:                                tx,
 		tx:                                tx,
+		activeDescendantsStmt:             q.activeDescendantsStmt,
 		advanceStepCountersStmt:           q.advanceStepCountersStmt,
 		cancelRunStmt:                     q.cancelRunStmt,
 		claimBatchStmt:                    q.claimBatchStmt,
 		claimNextStmt:                     q.claimNextStmt,
+		committedRunIDsStmt:               q.committedRunIDsStmt,
 		completeRunStmt:                   q.completeRunStmt,
 		countPendingStmt:                  q.countPendingStmt,
 		countRunsStmt:                     q.countRunsStmt,
@@ -456,22 +575,29 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		deleteLogsByRunIDStmt:             q.deleteLogsByRunIDStmt,
 		deleteLogsOfRunStmt:               q.deleteLogsOfRunStmt,
 		deleteRunsByIDStmt:                q.deleteRunsByIDStmt,
+		deleteSignalsByRunIDStmt:          q.deleteSignalsByRunIDStmt,
+		deleteSignalsOfRunStmt:            q.deleteSignalsOfRunStmt,
 		deleteStepsByRunIDStmt:            q.deleteStepsByRunIDStmt,
 		deleteStepsOfRunStmt:              q.deleteStepsOfRunStmt,
 		deleteTerminalRunStmt:             q.deleteTerminalRunStmt,
+		deleteUnfinishedStepsStmt:         q.deleteUnfinishedStepsStmt,
 		expireLeaseStmt:                   q.expireLeaseStmt,
 		failRunStmt:                       q.failRunStmt,
+		getChildrenStmt:                   q.getChildrenStmt,
 		getCompletedStepsStmt:             q.getCompletedStepsStmt,
 		getLogsStmt:                       q.getLogsStmt,
 		getPendingRunByConcurrencyKeyStmt: q.getPendingRunByConcurrencyKeyStmt,
 		getRunStmt:                        q.getRunStmt,
 		getRunByIdempotencyKeyStmt:        q.getRunByIdempotencyKeyStmt,
 		getRunForUpdateStmt:               q.getRunForUpdateStmt,
+		getSignalsStmt:                    q.getSignalsStmt,
 		getStepsStmt:                      q.getStepsStmt,
 		insertLogStmt:                     q.insertLogStmt,
 		insertRunStmt:                     q.insertRunStmt,
 		insertRunLabelStmt:                q.insertRunLabelStmt,
+		insertSignalStmt:                  q.insertSignalStmt,
 		insertStepStmt:                    q.insertStepStmt,
+		leasedWakesStmt:                   q.leasedWakesStmt,
 		listExpiredLeasesStmt:             q.listExpiredLeasesStmt,
 		listRunsStmt:                      q.listRunsStmt,
 		listRunsByLabelStmt:               q.listRunsByLabelStmt,
@@ -480,9 +606,13 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		renewLeaseStmt:                    q.renewLeaseStmt,
 		resetExpiredLeaseStmt:             q.resetExpiredLeaseStmt,
+		resumeRunStmt:                     q.resumeRunStmt,
 		schemaVersionStmt:                 q.schemaVersionStmt,
 		selectPurgeableStmt:               q.selectPurgeableStmt,
 		setProgressStmt:                   q.setProgressStmt,
+		signalRunStmt:                     q.signalRunStmt,
+		takeSignalStmt:                    q.takeSignalStmt,
 		updateRunForTestStmt:              q.updateRunForTestStmt,
+		wakeParentStmt:                    q.wakeParentStmt,
 	}
 }

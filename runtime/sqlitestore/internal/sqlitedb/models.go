@@ -46,6 +46,10 @@ type DurablyRun struct {
 	Crashes            int64
 	Attempts           sql.NullString
 	TraceContext       sql.NullString
+	ParentRunID        sql.NullString
+	WaitingFor         sql.NullString
+	Awaiting           int64
+	Wakes              int64
 }
 
 type DurablyRunLabel struct {
@@ -58,6 +62,14 @@ type DurablyRunLabel struct {
 type DurablySchemaVersion struct {
 	Version   int64
 	AppliedAt string
+}
+
+type DurablySignal struct {
+	ID        string
+	RunID     string
+	Name      string
+	Payload   string
+	CreatedAt string
 }
 
 type DurablyStep struct {

@@ -11,12 +11,56 @@ import (
 	"strings"
 )
 
+const activeDescendants = `-- name: ActiveDescendants :many
+WITH RECURSIVE tree(id, depth) AS (
+  SELECT c.id, 1 FROM durably_runs c WHERE c.parent_run_id = ?1
+  UNION ALL
+  SELECT c.id, tree.depth + 1 FROM durably_runs c JOIN tree ON c.parent_run_id = tree.id
+)
+SELECT r.id, r.status, CAST(tree.depth AS INTEGER) AS depth FROM tree JOIN durably_runs r ON r.id = tree.id
+WHERE r.status IN ('pending', 'leased')
+ORDER BY tree.depth DESC, r.id
+`
+
+type ActiveDescendantsRow struct {
+	ID     string
+	Status string
+	Depth  int64
+}
+
+// The active descendants of a run, with their depth (1: its children),
+// deepest first: the cascade of its cancel (R-234). The walk goes through
+// idx_durably_runs_parent, ended runs included, since an ended child may
+// have active children of its own.
+func (q *Queries) ActiveDescendants(ctx context.Context, id sql.NullString) ([]ActiveDescendantsRow, error) {
+	rows, err := q.query(ctx, q.activeDescendantsStmt, activeDescendants, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ActiveDescendantsRow{}
+	for rows.Next() {
+		var i ActiveDescendantsRow
+		if err := rows.Scan(&i.ID, &i.Status, &i.Depth); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const cancelRun = `-- name: CancelRun :one
 UPDATE durably_runs
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CAST(?1 AS TEXT), updated_at = CAST(?1 AS TEXT)
 WHERE id = ?2 AND status IN ('pending', 'leased')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 type CancelRunParams struct {
@@ -55,6 +99,10 @@ func (q *Queries) CancelRun(ctx context.Context, arg CancelRunParams) (DurablyRu
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
@@ -73,7 +121,7 @@ SET status = 'leased',
     -- read the row as it was before this update.
     crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
     attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -104,7 +152,7 @@ WHERE id IN (
     ORDER BY u.priority, u.created_at, u.id
     LIMIT CAST(?7 AS INTEGER)) AS o
   WHERE o.blocked = 0)
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 type ClaimBatchParams struct {
@@ -172,6 +220,10 @@ func (q *Queries) ClaimBatch(ctx context.Context, arg ClaimBatchParams) ([]Durab
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
@@ -197,7 +249,7 @@ SET status = 'leased',
     -- A crash, counted as in ClaimBatch.
     crashes = crashes + (status = 'leased' AND lease_owner IS NOT NULL),
     attempts = CASE WHEN status = 'leased' AND lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -251,7 +303,7 @@ WHERE id = (
   ) AS u
   ORDER BY u.priority, u.created_at, u.id
   LIMIT 1)
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 type ClaimNextParams struct {
@@ -314,8 +366,51 @@ func (q *Queries) ClaimNext(ctx context.Context, arg ClaimNextParams) (DurablyRu
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
+}
+
+const committedRunIDs = `-- name: CommittedRunIDs :many
+SELECT id FROM durably_runs WHERE id IN (/*SLICE:ids*/?)
+`
+
+// Which of the runs a transactional trigger created are visible, that is
+// whose transaction committed (store.TxEnqueuer, S-071): by primary key.
+func (q *Queries) CommittedRunIDs(ctx context.Context, ids []string) ([]string, error) {
+	query := committedRunIDs
+	var queryParams []interface{}
+	if len(ids) > 0 {
+		for _, v := range ids {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:ids*/?", strings.Repeat(",?", len(ids))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:ids*/?", "NULL", 1)
+	}
+	rows, err := q.query(ctx, nil, query, queryParams...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const completeRun = `-- name: CompleteRun :execrows
@@ -506,17 +601,32 @@ func (q *Queries) CountRunsByLabel(ctx context.Context, arg CountRunsByLabelPara
 const deferRun = `-- name: DeferRun :execrows
 UPDATE durably_runs
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-    run_at = CAST(?1 AS TEXT),
-    ready = CASE WHEN CAST(?1 AS TEXT) <= CAST(?2 AS TEXT) THEN 1 ELSE 0 END,
-    attempt = CAST(?3 AS INTEGER),
-    attempts = COALESCE(?4, attempts),
-    current_step_index = CAST(?5 AS INTEGER),
-    completed_step_count = CAST(?6 AS INTEGER),
-    updated_at = CAST(?2 AS TEXT)
-WHERE id = ?7 AND status = 'leased' AND lease_generation = ?8
+    waiting_for = ?1,
+    awaiting = CASE WHEN ?1 = 'children'
+      THEN CAST(?2 AS INTEGER) - (wakes - CAST(?3 AS INTEGER)) ELSE 0 END,
+    ready = CASE
+      WHEN CAST(?4 AS TEXT) <= CAST(?5 AS TEXT) THEN 1
+      WHEN ?1 = 'children' AND CAST(?2 AS INTEGER) - (wakes - CAST(?3 AS INTEGER)) <= 0 THEN 1
+      WHEN ?1 LIKE 'signal:%' AND wakes <> CAST(?3 AS INTEGER) THEN 1
+      ELSE 0 END,
+    run_at = CASE
+      WHEN ?1 = 'children' AND CAST(?2 AS INTEGER) - (wakes - CAST(?3 AS INTEGER)) <= 0
+        AND CAST(?5 AS TEXT) < CAST(?4 AS TEXT) THEN CAST(?5 AS TEXT)
+      WHEN ?1 LIKE 'signal:%' AND wakes <> CAST(?3 AS INTEGER)
+        AND CAST(?5 AS TEXT) < CAST(?4 AS TEXT) THEN CAST(?5 AS TEXT)
+      ELSE CAST(?4 AS TEXT) END,
+    attempt = CAST(?6 AS INTEGER),
+    attempts = COALESCE(?7, attempts),
+    current_step_index = CAST(?8 AS INTEGER),
+    completed_step_count = CAST(?9 AS INTEGER),
+    updated_at = CAST(?5 AS TEXT)
+WHERE id = ?10 AND status = 'leased' AND lease_generation = ?11
 `
 
 type DeferRunParams struct {
+	WaitingFor         sql.NullString
+	Awaiting           int64
+	SeenWakes          int64
 	RunAt              string
 	Now                string
 	Attempt            int64
@@ -528,12 +638,21 @@ type DeferRunParams struct {
 }
 
 // A lease holder hands its run back to wait until run_at (a retry's next
-// attempt, a durable sleep), fenced by generation only like the finish
-// (R-065). started_at stays; with run_at set, the run holds no concurrency
-// key while it waits (idx_durably_runs_pending_scope_concurrency), so this
-// is never refused for a pending sibling.
+// attempt, a durable sleep, a wait for children or a signal), fenced by
+// generation only like the finish (R-065). started_at stays; with run_at
+// set, the run holds no concurrency key while it waits
+// (idx_durably_runs_pending_scope_concurrency), so this is never refused
+// for a pending sibling.
+// A wait for an event (waiting_for set) is ready at once when what it
+// waits for came since the engine looked (S-060): for children, when the
+// ends counted since seen_wakes (wakes - seen_wakes) leave none of the
+// awaited ones; for a signal, when any event came since. The right-hand
+// sides read the row as it was before this update.
 func (q *Queries) DeferRun(ctx context.Context, arg DeferRunParams) (int64, error) {
 	result, err := q.exec(ctx, q.deferRunStmt, deferRun,
+		arg.WaitingFor,
+		arg.Awaiting,
+		arg.SeenWakes,
 		arg.RunAt,
 		arg.Now,
 		arg.Attempt,
@@ -606,6 +725,34 @@ func (q *Queries) DeleteRunsByID(ctx context.Context, ids []string) error {
 	return err
 }
 
+const deleteSignalsByRunID = `-- name: DeleteSignalsByRunID :exec
+DELETE FROM durably_signals WHERE run_id IN (/*SLICE:ids*/?)
+`
+
+func (q *Queries) DeleteSignalsByRunID(ctx context.Context, ids []string) error {
+	query := deleteSignalsByRunID
+	var queryParams []interface{}
+	if len(ids) > 0 {
+		for _, v := range ids {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:ids*/?", strings.Repeat(",?", len(ids))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:ids*/?", "NULL", 1)
+	}
+	_, err := q.exec(ctx, nil, query, queryParams...)
+	return err
+}
+
+const deleteSignalsOfRun = `-- name: DeleteSignalsOfRun :exec
+DELETE FROM durably_signals WHERE run_id = ?1
+`
+
+func (q *Queries) DeleteSignalsOfRun(ctx context.Context, runID string) error {
+	_, err := q.exec(ctx, q.deleteSignalsOfRunStmt, deleteSignalsOfRun, runID)
+	return err
+}
+
 const deleteStepsByRunID = `-- name: DeleteStepsByRunID :exec
 DELETE FROM durably_steps WHERE run_id IN (/*SLICE:ids*/?)
 `
@@ -628,7 +775,7 @@ func (q *Queries) DeleteStepsByRunID(ctx context.Context, ids []string) error {
 const deleteTerminalRun = `-- name: DeleteTerminalRun :one
 DELETE FROM durably_runs
 WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
 `
 
 func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -662,6 +809,10 @@ func (q *Queries) DeleteTerminalRun(ctx context.Context, id string) (DurablyRun,
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
@@ -728,8 +879,70 @@ func (q *Queries) FailRun(ctx context.Context, arg FailRunParams) (int64, error)
 	return result.RowsAffected()
 }
 
+const getChildren = `-- name: GetChildren :many
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs INDEXED BY idx_durably_runs_parent
+WHERE parent_run_id = ?1
+ORDER BY created_at, id
+`
+
+// A run's children, oldest first, through idx_durably_runs_parent.
+func (q *Queries) GetChildren(ctx context.Context, parentRunID sql.NullString) ([]DurablyRun, error) {
+	rows, err := q.query(ctx, q.getChildrenStmt, getChildren, parentRunID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DurablyRun{}
+	for rows.Next() {
+		var i DurablyRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.JobName,
+			&i.Input,
+			&i.Status,
+			&i.IdempotencyKey,
+			&i.ConcurrencyKey,
+			&i.Labels,
+			&i.CurrentStepIndex,
+			&i.CompletedStepCount,
+			&i.Progress,
+			&i.Output,
+			&i.Error,
+			&i.LeaseOwner,
+			&i.LeaseExpiresAt,
+			&i.LeaseGeneration,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.KeyScope,
+			&i.RunAt,
+			&i.Ready,
+			&i.Priority,
+			&i.Attempt,
+			&i.Crashes,
+			&i.Attempts,
+			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getPendingRunByConcurrencyKey = `-- name: GetPendingRunByConcurrencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs
 WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
   AND concurrency_key = ?3 AND status = 'pending'
   AND (started_at IS NULL OR run_at IS NULL)
@@ -774,12 +987,16 @@ func (q *Queries) GetPendingRunByConcurrencyKey(ctx context.Context, arg GetPend
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
@@ -813,12 +1030,16 @@ func (q *Queries) GetRun(ctx context.Context, id string) (DurablyRun, error) {
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
 
 const getRunByIdempotencyKey = `-- name: GetRunByIdempotencyKey :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs
 WHERE job_name = ?1 AND key_scope = CAST(?2 AS TEXT)
   AND idempotency_key = ?3
 `
@@ -860,12 +1081,16 @@ func (q *Queries) GetRunByIdempotencyKey(ctx context.Context, arg GetRunByIdempo
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs WHERE id = ?1
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs WHERE id = ?1
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, error) {
@@ -899,21 +1124,64 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, id string) (DurablyRun, e
 		&i.Crashes,
 		&i.Attempts,
 		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
 	)
 	return i, err
+}
+
+const getSignals = `-- name: GetSignals :many
+SELECT s.id, s.run_id, s.name, s.payload, s.created_at FROM durably_signals s
+JOIN durably_runs r ON r.id = s.run_id
+WHERE s.run_id = ?1 AND r.status IN ('pending', 'leased')
+ORDER BY s.id
+`
+
+// The signals kept for an active run: those of an ended run are never
+// delivered (R-243).
+func (q *Queries) GetSignals(ctx context.Context, runID string) ([]DurablySignal, error) {
+	rows, err := q.query(ctx, q.getSignalsStmt, getSignals, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DurablySignal{}
+	for rows.Next() {
+		var i DurablySignal
+		if err := rows.Scan(
+			&i.ID,
+			&i.RunID,
+			&i.Name,
+			&i.Payload,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const insertRun = `-- name: InsertRun :execrows
 INSERT INTO durably_runs (
   id, job_name, input, status, idempotency_key, concurrency_key, key_scope, labels,
   current_step_index, completed_step_count, lease_owner, lease_expires_at, lease_generation,
-  started_at, created_at, updated_at, run_at, ready, priority, trace_context
+  started_at, created_at, updated_at, run_at, ready, priority, trace_context, parent_run_id
 ) VALUES (
   ?1, ?2, ?3, CAST(?4 AS TEXT), ?5,
   ?6, CAST(?7 AS TEXT), ?8, 0, 0, ?9, ?10,
   CAST(?11 AS INTEGER), ?12,
   CAST(?13 AS TEXT), CAST(?13 AS TEXT),
-  ?14, CAST(?15 AS INTEGER), CAST(?16 AS INTEGER), ?17
+  ?14, CAST(?15 AS INTEGER), CAST(?16 AS INTEGER), ?17,
+  ?18
 ) ON CONFLICT DO NOTHING
 `
 
@@ -935,6 +1203,7 @@ type InsertRunParams struct {
 	Ready           int64
 	Priority        int64
 	TraceContext    sql.NullString
+	ParentRunID     sql.NullString
 }
 
 // Both unique indexes (idempotency, pending concurrency key) turn a
@@ -960,6 +1229,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, er
 		arg.Ready,
 		arg.Priority,
 		arg.TraceContext,
+		arg.ParentRunID,
 	)
 	if err != nil {
 		return 0, err
@@ -987,6 +1257,48 @@ func (q *Queries) InsertRunLabel(ctx context.Context, arg InsertRunLabelParams) 
 		arg.CreatedAt,
 	)
 	return err
+}
+
+const insertSignal = `-- name: InsertSignal :exec
+INSERT INTO durably_signals (id, run_id, name, payload, created_at)
+VALUES (?1, ?2, ?3, ?4, CAST(?5 AS TEXT))
+`
+
+type InsertSignalParams struct {
+	ID        string
+	RunID     string
+	Name      string
+	Payload   string
+	CreatedAt string
+}
+
+func (q *Queries) InsertSignal(ctx context.Context, arg InsertSignalParams) error {
+	_, err := q.exec(ctx, q.insertSignalStmt, insertSignal,
+		arg.ID,
+		arg.RunID,
+		arg.Name,
+		arg.Payload,
+		arg.CreatedAt,
+	)
+	return err
+}
+
+const leasedWakes = `-- name: LeasedWakes :one
+SELECT wakes FROM durably_runs
+WHERE id = ?1 AND status = 'leased' AND lease_generation = ?2
+`
+
+type LeasedWakesParams struct {
+	ID         string
+	Generation int64
+}
+
+// The fence of ReceiveSignal: the run's wakes while the lease is held.
+func (q *Queries) LeasedWakes(ctx context.Context, arg LeasedWakesParams) (int64, error) {
+	row := q.queryRow(ctx, q.leasedWakesStmt, leasedWakes, arg.ID, arg.Generation)
+	var wakes int64
+	err := row.Scan(&wakes)
+	return wakes, err
 }
 
 const listExpiredLeases = `-- name: ListExpiredLeases :many
@@ -1025,7 +1337,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, now string) ([]string, 
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context FROM durably_runs r
+SELECT id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes FROM durably_runs r
 WHERE (CAST(?1 AS INTEGER) = 0 OR r.status IN (SELECT value FROM json_each(CAST(?2 AS TEXT))))
   AND (CAST(?3 AS INTEGER) = 0 OR r.job_name IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
   AND (CAST(?5 AS INTEGER) = 0 OR CAST(?5 AS INTEGER) = (
@@ -1108,6 +1420,10 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
@@ -1123,7 +1439,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]DurablyRu
 }
 
 const listRunsByLabel = `-- name: ListRunsByLabel :many
-SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context FROM durably_run_labels d
+SELECT r.id, r.job_name, r.input, r.status, r.idempotency_key, r.concurrency_key, r.labels, r.current_step_index, r.completed_step_count, r.progress, r.output, r.error, r.lease_owner, r.lease_expires_at, r.lease_generation, r.started_at, r.completed_at, r.created_at, r.updated_at, r.key_scope, r.run_at, r.ready, r.priority, r.attempt, r.crashes, r.attempts, r.trace_context, r.parent_run_id, r.waiting_for, r.awaiting, r.wakes FROM durably_run_labels d
 JOIN durably_runs r ON r.id = d.run_id
 WHERE d.key = CAST(?1 AS TEXT) AND d.value = CAST(?2 AS TEXT)
   AND d.created_at >= CAST(?3 AS TEXT)
@@ -1208,6 +1524,10 @@ func (q *Queries) ListRunsByLabel(ctx context.Context, arg ListRunsByLabelParams
 			&i.Crashes,
 			&i.Attempts,
 			&i.TraceContext,
+			&i.ParentRunID,
+			&i.WaitingFor,
+			&i.Awaiting,
+			&i.Wakes,
 		); err != nil {
 			return nil, err
 		}
@@ -1307,7 +1627,7 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NU
     updated_at = CAST(?1 AS TEXT),
     crashes = crashes + (lease_owner IS NOT NULL),
     attempts = CASE WHEN lease_owner IS NOT NULL
-      THEN json_insert(COALESCE(attempts, '[]'), '$[#]', json_object(
+      THEN json_insert(CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= 20 THEN json_remove(attempts, '$[0]') ELSE COALESCE(attempts, '[]') END, '$[#]', json_object(
         'attempt', attempt + crashes + 1, 'outcome', 'crashed', 'worker', lease_owner,
         'error', 'the execution by worker ' || lease_owner || ' ended without an outcome: its lease expired at ' || lease_expires_at,
         'at', lease_expires_at))
@@ -1327,6 +1647,66 @@ func (q *Queries) ResetExpiredLease(ctx context.Context, arg ResetExpiredLeasePa
 		return 0, err
 	}
 	return result.RowsAffected()
+}
+
+const resumeRun = `-- name: ResumeRun :one
+UPDATE durably_runs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, ready = 1,
+    started_at = NULL, completed_at = NULL, error = NULL, output = NULL, attempt = 0, crashes = 0,
+    updated_at = CAST(?1 AS TEXT)
+WHERE id = ?2 AND status IN ('failed', 'cancelled')
+RETURNING id, job_name, input, status, idempotency_key, concurrency_key, labels, current_step_index, completed_step_count, progress, output, error, lease_owner, lease_expires_at, lease_generation, started_at, completed_at, created_at, updated_at, key_scope, run_at, ready, priority, attempt, crashes, attempts, trace_context, parent_run_id, waiting_for, awaiting, wakes
+`
+
+type ResumeRunParams struct {
+	Now string
+	ID  string
+}
+
+// A failed or cancelled run becomes pending again, claimable at once,
+// keeping its steps, labels, keys, counters of steps, generation and
+// history (store.Resumer, S-072). Its retries and crashes restart at 0,
+// and started_at is cleared so that the claim sets it anew and the job's
+// timeout counts from the resumed start. Refused by the pending unique
+// index when the job has a pending run of the run's scope and concurrency
+// key (R-036); the store reports a conflict.
+func (q *Queries) ResumeRun(ctx context.Context, arg ResumeRunParams) (DurablyRun, error) {
+	row := q.queryRow(ctx, q.resumeRunStmt, resumeRun, arg.Now, arg.ID)
+	var i DurablyRun
+	err := row.Scan(
+		&i.ID,
+		&i.JobName,
+		&i.Input,
+		&i.Status,
+		&i.IdempotencyKey,
+		&i.ConcurrencyKey,
+		&i.Labels,
+		&i.CurrentStepIndex,
+		&i.CompletedStepCount,
+		&i.Progress,
+		&i.Output,
+		&i.Error,
+		&i.LeaseOwner,
+		&i.LeaseExpiresAt,
+		&i.LeaseGeneration,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.KeyScope,
+		&i.RunAt,
+		&i.Ready,
+		&i.Priority,
+		&i.Attempt,
+		&i.Crashes,
+		&i.Attempts,
+		&i.TraceContext,
+		&i.ParentRunID,
+		&i.WaitingFor,
+		&i.Awaiting,
+		&i.Wakes,
+	)
+	return i, err
 }
 
 const selectPurgeable = `-- name: SelectPurgeable :many
@@ -1390,6 +1770,58 @@ func (q *Queries) SetProgress(ctx context.Context, arg SetProgressParams) (int64
 	return result.RowsAffected()
 }
 
+const signalRun = `-- name: SignalRun :execrows
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || CAST(?1 AS TEXT) THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'signal:' || CAST(?1 AS TEXT) AND ready = 0
+      THEN CAST(?2 AS TEXT) ELSE run_at END
+WHERE id = ?3 AND status IN ('pending', 'leased')
+`
+
+type SignalRunParams struct {
+	Name string
+	Now  string
+	ID   string
+}
+
+// A signal sent to an active run: an event more (wakes), and a run that
+// waits for a signal of this name is ready at once (S-062). No row: the
+// run is missing or ended, and the signal is not kept.
+func (q *Queries) SignalRun(ctx context.Context, arg SignalRunParams) (int64, error) {
+	result, err := q.exec(ctx, q.signalRunStmt, signalRun, arg.Name, arg.Now, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const takeSignal = `-- name: TakeSignal :one
+DELETE FROM durably_signals
+WHERE id = (SELECT s.id FROM durably_signals s INDEXED BY idx_durably_signals_run_name
+  WHERE s.run_id = ?1 AND s.name = ?2 ORDER BY s.id LIMIT 1)
+RETURNING id, run_id, name, payload, created_at
+`
+
+type TakeSignalParams struct {
+	RunID string
+	Name  string
+}
+
+// The oldest signal of a name kept for a run, removed as it is delivered.
+func (q *Queries) TakeSignal(ctx context.Context, arg TakeSignalParams) (DurablySignal, error) {
+	row := q.queryRow(ctx, q.takeSignalStmt, takeSignal, arg.RunID, arg.Name)
+	var i DurablySignal
+	err := row.Scan(
+		&i.ID,
+		&i.RunID,
+		&i.Name,
+		&i.Payload,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const updateRunForTest = `-- name: UpdateRunForTest :exec
 UPDATE durably_runs SET
   status = CASE WHEN CAST(?1 AS BOOLEAN) THEN CAST(?2 AS TEXT) ELSE status END,
@@ -1443,4 +1875,32 @@ func (q *Queries) UpdateRunForTest(ctx context.Context, arg UpdateRunForTestPara
 		arg.ID,
 	)
 	return err
+}
+
+const wakeParent = `-- name: WakeParent :execrows
+UPDATE durably_runs
+SET wakes = wakes + 1,
+    awaiting = CASE WHEN waiting_for = 'children' THEN awaiting - 1 ELSE awaiting END,
+    ready = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 THEN 1 ELSE ready END,
+    run_at = CASE WHEN status = 'pending' AND waiting_for = 'children' AND awaiting - 1 <= 0 AND ready = 0
+      THEN CAST(?1 AS TEXT) ELSE run_at END
+WHERE id = ?2
+`
+
+type WakeParentParams struct {
+	Now string
+	ID  string
+}
+
+// The end of a child (its finish or its cancel) counts for its parent, in
+// the child's transaction (S-061): an event more (wakes), one awaited
+// child less (awaiting) while the parent waits for its children, and the
+// parent is ready at once when that was the last. The right-hand sides
+// read the row as it was before this update.
+func (q *Queries) WakeParent(ctx context.Context, arg WakeParentParams) (int64, error) {
+	result, err := q.exec(ctx, q.wakeParentStmt, wakeParent, arg.Now, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }

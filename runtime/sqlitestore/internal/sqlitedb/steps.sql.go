@@ -56,6 +56,17 @@ func (q *Queries) DeleteStepsOfRun(ctx context.Context, runID string) error {
 	return err
 }
 
+const deleteUnfinishedSteps = `-- name: DeleteUnfinishedSteps :exec
+DELETE FROM durably_steps WHERE run_id = ?1 AND status <> 'completed'
+`
+
+// A resumed run keeps its completed steps only (S-072): the errors of its
+// failed attempts stay in the run's attempts history.
+func (q *Queries) DeleteUnfinishedSteps(ctx context.Context, runID string) error {
+	_, err := q.exec(ctx, q.deleteUnfinishedStepsStmt, deleteUnfinishedSteps, runID)
+	return err
+}
+
 const getCompletedSteps = `-- name: GetCompletedSteps :many
 SELECT id, run_id, name, "index", status, output, error, started_at, completed_at, attempt FROM durably_steps WHERE run_id = ?1 AND status = 'completed' ORDER BY "index"
 `
