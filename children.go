@@ -87,7 +87,7 @@ func (e *ChildError) Unwrap() error { return ErrChildFailed }
 // child by its parent and step) and WithCoalesceSkip, which are refused.
 // Await the child with AwaitChild; a cancel of the run cancels it.
 func (h *TypedJob[I, O, L]) StartChild(s *StepContext, name string, input I, opts ...Option) (Child[O], error) {
-	ids, err := startChildren(s, name, h.job.Name, []childItem{{encode: func() (json.RawMessage, error) { return h.job.encodeInput(input) }, opts: opts}}, false)
+	ids, err := startChildren(s, name, h.job.Name, []childItem{{encode: func() (json.RawMessage, error) { return h.job.encodeInput(input) }, opts: opts}}, oneChild)
 	if err != nil {
 		return Child[O]{}, err
 	}
@@ -102,7 +102,7 @@ func (h *TypedJob[I, O, L]) StartChildren(s *StepContext, name string, items []B
 	for i, it := range items {
 		its[i] = childItem{encode: func() (json.RawMessage, error) { return h.job.encodeInput(it.Input) }, opts: it.Options}
 	}
-	ids, err := startChildren(s, name, h.job.Name, its, true)
+	ids, err := startChildren(s, name, h.job.Name, its, childBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -120,10 +120,18 @@ type childItem struct {
 	opts   []Option
 }
 
-// triggerChildren triggers a step's children: all or nothing, their
-// errors naming the item, when they came as a batch (StartChildren).
-func (e *Engine) triggerChildren(ctx context.Context, parsed []parsedTrigger, batch bool) ([]TriggerResult, error) {
-	if batch {
+// childStart is how a step starts its children: one (StartChild), or a
+// batch (StartChildren), all or nothing, whose errors name the item.
+type childStart int
+
+const (
+	oneChild childStart = iota
+	childBatch
+)
+
+// triggerChildren triggers a step's children, as a batch or alone.
+func (e *Engine) triggerChildren(ctx context.Context, parsed []parsedTrigger, how childStart) ([]TriggerResult, error) {
+	if how == childBatch {
 		return e.triggerBatch(ctx, parsed)
 	}
 	r, err := e.triggerOne(ctx, parsed[0])
@@ -135,21 +143,21 @@ func (e *Engine) triggerChildren(ctx context.Context, parsed []parsedTrigger, ba
 
 // startChildren is StartChild and StartChildren on JSON: a step whose
 // result is the children's ids.
-func startChildren(s *StepContext, name, job string, items []childItem, batch bool) ([]string, error) {
+func startChildren(s *StepContext, name, job string, items []childItem, how childStart) ([]string, error) {
 	var fresh []string
 	raw, err := s.step(name, stepBounds{policy: s.retry, timeout: s.stepTimeout}, func(ctx context.Context) (json.RawMessage, error) {
 		parsed := make([]parsedTrigger, len(items))
 		for i, it := range items {
 			p, err := s.childTrigger(name, job, i, it)
 			if err != nil {
-				if batch {
+				if how == childBatch {
 					err = indexError(err, i)
 				}
 				return nil, permanentIfInvalid(err)
 			}
 			parsed[i] = p
 		}
-		res, err := s.e.triggerChildren(ctx, parsed, batch)
+		res, err := s.e.triggerChildren(ctx, parsed, how)
 		if err != nil {
 			return nil, permanentIfInvalid(err)
 		}

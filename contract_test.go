@@ -101,35 +101,3 @@ func citations(t *testing.T, path string) map[string][]string {
 		}
 	}
 }
-
-// TestDocLinksStayInTheRepository: the relative links of the project's
-// Markdown files name files of the repository, so a clone can follow them.
-func TestDocLinksStayInTheRepository(t *testing.T) {
-	for _, md := range []string{"README.md", "ARCHITECTURE.md", "BENCHMARKS.md", contractDoc, "examples/tenants/README.md"} {
-		b, err := os.ReadFile(md)
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range mdLink.FindAllStringSubmatch(string(b), -1) {
-			target := m[1]
-			if strings.Contains(target, "://") || strings.HasPrefix(target, "#") || strings.HasPrefix(target, "mailto:") {
-				continue
-			}
-			target, _, _ = strings.Cut(target, "#")
-			path := filepath.Join(filepath.Dir(md), target)
-			if rel, err := filepath.Rel(".", path); err != nil || strings.HasPrefix(rel, "..") {
-				t.Errorf("%s links %s, outside the repository", md, m[1])
-				continue
-			}
-			if _, err := os.Stat(path); err != nil {
-				t.Errorf("%s links %s, which does not exist", md, m[1])
-			}
-		}
-		if md != "BENCHMARKS.md" && strings.Contains(string(b), "../shared/") { // BENCHMARKS.md names the peers' harnesses it was measured with
-			t.Errorf("%s refers to ../shared/, which a clone does not have", md)
-		}
-	}
-}

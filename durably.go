@@ -355,10 +355,12 @@ var retentionPattern = regexp.MustCompile(`^(\d+)(d|h|m)$`)
 func ParseRetention(s string) (time.Duration, error) {
 	m := retentionPattern.FindStringSubmatch(s)
 	if m == nil {
+		//lint:ignore ST1005 the original's message, whose beginning R-002 fixes
 		return 0, fmt.Errorf("Invalid duration format: %q. Use a number followed by d, h or m (e.g. \"30d\")", s)
 	}
 	n, err := strconv.ParseInt(m[1], 10, 64)
 	if err != nil || n > int64(1<<62)/int64(24*time.Hour) {
+		//lint:ignore ST1005 the original's message, whose beginning R-002 fixes
 		return 0, fmt.Errorf("Invalid duration format: %q: number out of range", s)
 	}
 	unit := map[string]time.Duration{"d": 24 * time.Hour, "h": time.Hour, "m": time.Minute}[m[2]]

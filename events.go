@@ -102,35 +102,48 @@ type Event struct {
 func (e Event) Remote() bool { return e.remote }
 
 // transportEvent is an event as it travels between processes: every field,
-// so that the receiving process can serve it in any form.
+// so that the receiving process can serve it in any form. Its fields are
+// Event's, in Event's order, with short names: the two convert into each
+// other, so that a field added to Event fails to compile here until it is
+// given a name on the transport too. The sequence is the receiver's own
+// (it numbers its emissions), and remote is set on receipt.
 type transportEvent struct {
-	Type           EventType         `json:"t"`
-	Timestamp      time.Time         `json:"ts"`
-	RunID          string            `json:"r,omitempty"`
-	JobName        string            `json:"j,omitempty"`
-	Labels         map[string]string `json:"l,omitempty"`
-	Input          json.RawMessage   `json:"in,omitempty"`
-	Output         json.RawMessage   `json:"out,omitempty"`
-	Error          string            `json:"err,omitempty"`
-	FailedStepName string            `json:"fs,omitempty"`
-	Duration       time.Duration     `json:"d,omitempty"`
-	LeaseOwner     string            `json:"lo,omitempty"`
-	LeaseExpiresAt time.Time         `json:"le,omitzero"`
-	Progress       *store.Progress   `json:"p,omitempty"`
-	StepName       string            `json:"sn,omitempty"`
-	StepIndex      int               `json:"si,omitempty"`
-	Level          string            `json:"lv,omitempty"`
-	Message        string            `json:"m,omitempty"`
-	Data           json.RawMessage   `json:"data,omitempty"`
-	SkippedInput   json.RawMessage   `json:"sk,omitempty"`
-	SkippedLabels  map[string]string `json:"skl,omitempty"`
-	Context        string            `json:"c,omitempty"`
+	Type      EventType `json:"t"`
+	Timestamp time.Time `json:"ts"`
+	Sequence  int64     `json:"-"`
+
+	RunID   string            `json:"r,omitempty"`
+	JobName string            `json:"j,omitempty"`
+	Labels  map[string]string `json:"l,omitempty"`
+
+	Input          json.RawMessage `json:"in,omitempty"`
+	Output         json.RawMessage `json:"out,omitempty"`
+	Error          string          `json:"err,omitempty"`
+	FailedStepName string          `json:"fs,omitempty"`
+	Duration       time.Duration   `json:"d,omitempty"`
+	LeaseOwner     string          `json:"lo,omitempty"`
+	LeaseExpiresAt time.Time       `json:"le,omitzero"`
+	Progress       *store.Progress `json:"p,omitempty"`
+
+	StepName  string `json:"sn,omitempty"`
+	StepIndex int    `json:"si,omitempty"`
+
+	Level   string          `json:"lv,omitempty"`
+	Message string          `json:"m,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+
+	SkippedInput  json.RawMessage   `json:"sk,omitempty"`
+	SkippedLabels map[string]string `json:"skl,omitempty"`
+
+	Context string `json:"c,omitempty"`
+
+	remote bool
 }
 
 func (e Event) encodeTransport() ([]byte, error) {
-	return json.Marshal(transportEvent{e.Type, e.Timestamp, e.RunID, e.JobName, e.Labels, e.Input, e.Output, e.Error,
-		e.FailedStepName, e.Duration, e.LeaseOwner, e.LeaseExpiresAt, e.Progress, e.StepName, e.StepIndex, e.Level,
-		e.Message, e.Data, e.SkippedInput, e.SkippedLabels, e.Context})
+	t := transportEvent(e)
+	t.Sequence, t.remote = 0, false
+	return json.Marshal(t)
 }
 
 // decodeTransport reads an event another process published. The bytes come
@@ -144,11 +157,9 @@ func decodeTransport(b []byte) (Event, error) {
 	if t.Type == "" {
 		return Event{}, errors.New("durably: remote event: no type (t)")
 	}
-	return Event{Type: t.Type, Timestamp: t.Timestamp, RunID: t.RunID, JobName: t.JobName, Labels: t.Labels,
-		Input: t.Input, Output: t.Output, Error: t.Error, FailedStepName: t.FailedStepName, Duration: t.Duration,
-		LeaseOwner: t.LeaseOwner, LeaseExpiresAt: t.LeaseExpiresAt, Progress: t.Progress, StepName: t.StepName,
-		StepIndex: t.StepIndex, Level: t.Level, Message: t.Message, Data: t.Data, SkippedInput: t.SkippedInput,
-		SkippedLabels: t.SkippedLabels, Context: t.Context, remote: true}, nil
+	e := Event(t)
+	e.remote = true
+	return e, nil
 }
 
 // MarshalJSON writes the event as the protocol sends it on a per-run stream

@@ -131,15 +131,14 @@ func (x *execution) loadCompleted() bool {
 		return true
 	}
 	var steps []*store.Step
-	_, err := e.fencedWrite(x.ctx, "load completed steps", x.keeper.until, func() (bool, error) {
-		var err error
+	_, err := e.retryWithinLease(x.ctx, "load completed steps", x.keeper.until, func() (err error) {
 		if retried {
 			steps, err = e.store.GetSteps(x.ctx, run.ID)
 		} else {
 			steps, err = e.store.GetCompletedSteps(x.ctx, run.ID)
 		}
-		return true, err
-	}, nil)
+		return err
+	})
 	if err != nil {
 		// Without the record of completed steps we would run them
 		// again: leave the run to be claimed once more.
@@ -336,14 +335,14 @@ func (x *execution) end(fin store.Finish, took time.Duration) {
 		// failedStepName is read before the steps may be deleted.
 		failedStep = x.firstFailedStep()
 	}
-	ok, err := e.fencedWrite(context.Background(), "finish run", x.keeper.until, func() (bool, error) {
-		return e.store.FinishRun(context.Background(), lease, fin)
-	}, func(ctx context.Context) (bool, error) {
-		// A finish that committed before its connection died: the run is
-		// terminal with this status, finished by this generation.
-		run, err := e.store.GetRun(ctx, lease.RunID)
-		return err == nil && run != nil && run.Status == fin.Status && run.LeaseGeneration == lease.Generation, err
-	})
+	ok, err := e.writeWithinLease(context.Background(), leaseWrite{name: "finish run", until: x.keeper.until,
+		write: func() (bool, error) { return e.store.FinishRun(context.Background(), lease, fin) },
+		committed: func(ctx context.Context) (bool, error) {
+			// The run is terminal with this status, finished by this
+			// generation.
+			run, err := e.store.GetRun(ctx, lease.RunID)
+			return err == nil && run != nil && run.Status == fin.Status && run.LeaseGeneration == lease.Generation, err
+		}})
 	where, what := "run-completion", "completing"
 	if fin.Status == store.StatusFailed {
 		where, what = "run-failure", "recording failure for"
@@ -354,6 +353,7 @@ func (x *execution) end(fin store.Finish, took time.Duration) {
 	case !ok && pending != nil:
 		_ = x.refused(pending.Name, pending.Index) // as a refused step write would
 	case !ok:
+		//lint:ignore ST1005 the original's worker:error text, carried on the wire verbatim
 		e.workerError(fmt.Errorf("Lease lost before %s run %s", what, run.ID), where, "")
 	default:
 		x.obs.recorded, x.obs.recordedError = fin.Status, fin.Error
@@ -525,12 +525,12 @@ func (x *execution) save(rec *store.Step) (bool, error) {
 	e := x.e
 	lease := x.keeper.lease
 	ctx := context.WithoutCancel(x.ctx)
-	return e.fencedWrite(x.ctx, "record step", x.keeper.until, func() (bool, error) {
-		return e.store.SaveStep(ctx, lease, rec)
-	}, func(ctx context.Context) (bool, error) {
-		steps, err := e.store.GetSteps(ctx, x.run.ID)
-		return slices.ContainsFunc(steps, func(st *store.Step) bool { return st.ID == rec.ID }), err
-	})
+	return e.writeWithinLease(x.ctx, leaseWrite{name: "record step", until: x.keeper.until,
+		write: func() (bool, error) { return e.store.SaveStep(ctx, lease, rec) },
+		committed: func(ctx context.Context) (bool, error) {
+			steps, err := e.store.GetSteps(ctx, x.run.ID)
+			return slices.ContainsFunc(steps, func(st *store.Step) bool { return st.ID == rec.ID }), err
+		}})
 }
 
 // refused handles a step write the store turned down: the run was
@@ -574,15 +574,15 @@ func (x *execution) receive(signal string, rec *store.Step) (store.Receipt, erro
 	ctx := context.WithoutCancel(x.ctx)
 	var got store.Receipt
 	tries := 0
-	ok, err := e.fencedWrite(x.ctx, "receive signal", x.keeper.until, func() (bool, error) {
-		tries++
-		var ok bool
-		var err error
-		got, ok, err = e.store.ReceiveSignal(ctx, lease, signal, rec)
-		return ok, err
-	}, func(ctx context.Context) (bool, error) {
-		return x.stepByID(ctx, rec.ID) != nil, nil
-	})
+	ok, err := e.writeWithinLease(x.ctx, leaseWrite{name: "receive signal", until: x.keeper.until,
+		write: func() (bool, error) {
+			tries++
+			var ok bool
+			var err error
+			got, ok, err = e.store.ReceiveSignal(ctx, lease, signal, rec)
+			return ok, err
+		},
+		committed: func(ctx context.Context) (bool, error) { return x.stepByID(ctx, rec.ID) != nil, nil }})
 	switch {
 	case err != nil:
 		return store.Receipt{}, fmt.Errorf("durably: receive signal %q of run %s: %w", signal, x.run.ID, err)
@@ -682,22 +682,21 @@ func (x *execution) handBack(d store.Deferral) (bool, error) {
 	// lease's end.
 	x.keeper.stop()
 	lease := x.keeper.lease
-	ok, err := e.fencedWrite(x.ctx, "defer run", x.keeper.until, func() (bool, error) {
-		return e.store.DeferRun(context.WithoutCancel(x.ctx), lease, d)
-	}, func(ctx context.Context) (bool, error) {
-		// A deferral that committed before its connection died: the run
-		// waits, unleased, with our steps recorded.
-		got, err := e.store.GetRun(ctx, run.ID)
-		if err != nil || got == nil || got.Status != store.StatusPending || got.LeaseOwner != "" || got.Attempt != attempt {
-			return false, err
-		}
-		if len(steps) == 0 {
-			return true, nil
-		}
-		all, err := e.store.GetSteps(ctx, run.ID)
-		last := steps[len(steps)-1].ID
-		return slices.ContainsFunc(all, func(st *store.Step) bool { return st.ID == last }), err
-	})
+	ok, err := e.writeWithinLease(x.ctx, leaseWrite{name: "defer run", until: x.keeper.until,
+		write: func() (bool, error) { return e.store.DeferRun(context.WithoutCancel(x.ctx), lease, d) },
+		committed: func(ctx context.Context) (bool, error) {
+			// The run waits, unleased, with our steps recorded.
+			got, err := e.store.GetRun(ctx, run.ID)
+			if err != nil || got == nil || got.Status != store.StatusPending || got.LeaseOwner != "" || got.Attempt != attempt {
+				return false, err
+			}
+			if len(steps) == 0 {
+				return true, nil
+			}
+			all, err := e.store.GetSteps(ctx, run.ID)
+			last := steps[len(steps)-1].ID
+			return slices.ContainsFunc(all, func(st *store.Step) bool { return st.ID == last }), err
+		}})
 	switch {
 	case err != nil:
 		// Nothing is known to be written: the run goes back at once and
@@ -785,43 +784,64 @@ func (x *execution) stepCompleted(rec *store.Step) {
 
 // ---- fenced writes ----
 
-// fencedWrite makes a fenced write of a lease holder, retrying while the
-// database is unavailable and the lease lasts (until, on Config.Now's
-// clock), or until ctx ends. A write may have committed although its caller
-// saw the connection die; its retry is then refused (the step exists, the
-// run is finished) or fails on a unique key. applied tells whether the
-// write is in the database, and is asked only after such an uncertain
-// failure, so that the write counts as done, not as a lost lease. The read
-// of a run's completed steps before it executes goes through it too: it is
-// as safe to repeat, and as much needed for the run to go on.
-func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time.Time, write func() (bool, error), applied func(context.Context) (bool, error)) (bool, error) {
+// leaseWrite is a write of a lease holder, fenced by its generation: the
+// store refuses it (false, nil) once the run is no longer leased to it.
+type leaseWrite struct {
+	name  string               // what the outage log calls it
+	until func() time.Time     // the lease's end, on Config.Now's clock
+	write func() (bool, error) // the store call
+	// committed tells whether the write is in the database, when an
+	// attempt failed as unavailable and a later one was refused or hit a
+	// unique key: the first may have committed although its caller saw
+	// the connection die. Nil: a refusal is a refusal.
+	committed func(context.Context) (bool, error)
+}
+
+// writeWithinLease makes w, retrying while the database is unavailable and
+// the lease lasts, or until ctx ends; a write that committed on an attempt
+// whose answer was lost counts as done (w.committed), not as a lost lease.
+func (e *Engine) writeWithinLease(ctx context.Context, w leaseWrite) (bool, error) {
+	var ok bool
+	retried, err := e.retryWithinLease(ctx, w.name, w.until, func() (err error) {
+		ok, err = w.write()
+		return err
+	})
+	if retried && !unavailable(err) && (err != nil || !ok) && w.committed != nil {
+		if done, cerr := w.committed(context.WithoutCancel(ctx)); cerr == nil && done {
+			e.outage.ok(e.logger)
+			return true, nil
+		}
+	}
+	return ok, err
+}
+
+// retryWithinLease calls try until it returns nil or an error other than
+// ErrUnavailable, until the lease's end (on Config.Now's clock) comes before
+// the next attempt would, or until ctx ends. retried reports that an attempt
+// failed as unavailable before the last one. Reads a run cannot go on
+// without (its completed steps) use it as writes do: they are as safe to
+// repeat.
+func (e *Engine) retryWithinLease(ctx context.Context, name string, until func() time.Time, try func() error) (retried bool, err error) {
 	o := &e.outage
 	var b backoff
-	uncertain := false
 	// A second bound on the wall clock, in case Config.Now is a clock that
 	// does not advance: no lease outlives LeaseDuration without a renewal.
 	var firstFailure time.Time
 	for {
-		ok, err := write()
-		if err == nil || !unavailable(err) {
+		err := try()
+		if !unavailable(err) {
 			if err == nil {
 				o.ok(e.logger)
 			}
-			if (err != nil || !ok) && uncertain && applied != nil {
-				if done, aerr := applied(context.WithoutCancel(ctx)); aerr == nil && done {
-					o.ok(e.logger)
-					return true, nil
-				}
-			}
-			return ok, err
+			return retried, err
 		}
-		if !uncertain {
-			uncertain, firstFailure = true, time.Now()
+		if !retried {
+			retried, firstFailure = true, time.Now()
 		}
-		o.failed(e.logger, what, err)
+		o.failed(e.logger, name, err)
 		d := b.next()
 		if !e.now().Add(d).Before(until()) || time.Since(firstFailure)+d > e.cfg.LeaseDuration || !sleepCtx(ctx, d) {
-			return false, err
+			return retried, err
 		}
 	}
 }
@@ -834,9 +854,8 @@ func (e *Engine) fencedWrite(ctx context.Context, what string, until func() time
 // hand-back that cannot happen is logged, never silent.
 func (e *Engine) releaseLease(k *leaseKeeper) {
 	lease := k.lease
-	ok, err := e.fencedWrite(context.Background(), "release lease", k.until, func() (bool, error) {
-		return e.store.ReleaseLease(context.Background(), lease, e.now())
-	}, nil)
+	ok, err := e.writeWithinLease(context.Background(), leaseWrite{name: "release lease", until: k.until,
+		write: func() (bool, error) { return e.store.ReleaseLease(context.Background(), lease, e.now()) }})
 	switch {
 	case err != nil:
 		e.logger.WarnContext(e.runContext(lease.RunID), "durably: lease not released; it will expire", "runId", lease.RunID, "generation", lease.Generation, "err", err)
@@ -941,6 +960,7 @@ func (k *leaseKeeper) renewNow() {
 		if k.abort != nil {
 			k.abort(ErrLeaseLost)
 		}
+		//lint:ignore ST1005 the original's worker:error text, carried on the wire verbatim
 		e.workerError(fmt.Errorf("Lease renewal lost ownership for run %s", k.run.ID), "lease-renewal", k.run.ID)
 		return
 	default:

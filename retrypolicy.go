@@ -45,18 +45,24 @@ type RetryPolicy struct {
 
 // validate reports the first invalid field, named as in Go.
 func (p *RetryPolicy) validate() error {
+	// Each message begins with the field it names, as Go spells it: its
+	// capital is no sentence's (ST1005).
 	switch {
 	case p.MaxAttempts < 1:
 		return fmt.Errorf("MaxAttempts must be at least 1, got %d", p.MaxAttempts)
 	case p.Backoff != "" && p.Backoff != BackoffExponential && p.Backoff != BackoffFixed:
 		return fmt.Errorf("Backoff must be %q or %q, got %q", BackoffExponential, BackoffFixed, p.Backoff)
 	case p.Initial < 0:
+		//lint:ignore ST1005 the field, as Go spells it
 		return fmt.Errorf("Initial must not be negative, got %s", p.Initial)
 	case p.Max < 0:
+		//lint:ignore ST1005 the field, as Go spells it
 		return fmt.Errorf("Max must not be negative, got %s", p.Max)
 	case p.Max > 0 && p.Max < p.initial():
+		//lint:ignore ST1005 the field, as Go spells it
 		return fmt.Errorf("Max (%s) must not be less than Initial (%s)", p.Max, p.initial())
 	case !(p.Jitter >= 0 && p.Jitter <= 1): // also refuses NaN
+		//lint:ignore ST1005 the field, as Go spells it
 		return fmt.Errorf("Jitter must be between 0 and 1, got %v", p.Jitter)
 	}
 	return nil

@@ -8,8 +8,9 @@ import (
 	"github.com/durably-go/durably/runtime/sqlitestore"
 )
 
-// TestKeyScope pins the key scope of D11: global without TenantLabels or
-// with WithGlobalKeys, otherwise never "" and different for any two
+// TestKeyScope pins the key scope of D11: global without TenantLabels
+// (WithGlobalKeys: the contract case "D11 WithGlobalKeys keeps a key
+// global …"), otherwise never "" and different for any two
 // different assignments of the tenant labels (a missing label differs from
 // an empty one; separators inside values cannot make two tenants meet).
 func TestKeyScope(t *testing.T) {
@@ -26,13 +27,10 @@ func TestKeyScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := plain.keyScope(map[string]string{"org": "a"}, false); got != "" {
+	if got := plain.keyScope(map[string]string{"org": "a"}); got != "" {
 		t.Fatalf("without TenantLabels: %q", got)
 	}
-	if got := scoped.keyScope(map[string]string{"org": "a"}, true); got != "" {
-		t.Fatalf("WithGlobalKeys: %q", got)
-	}
-	if got, want := scoped.keyScope(map[string]string{"org": "a", "env": "prod", "other": "x"}, false), `[["org","a"],["env","prod"]]`; got != want {
+	if got, want := scoped.keyScope(map[string]string{"org": "a", "env": "prod", "other": "x"}), `[["org","a"],["env","prod"]]`; got != want {
 		t.Fatalf("scope %s, want %s", got, want)
 	}
 	seen := map[string]map[string]string{}
@@ -50,7 +48,7 @@ func TestKeyScope(t *testing.T) {
 		{"org": "null"},
 		{"other": "a"}, // not a tenant label: the same scope as nil
 	} {
-		s := scoped.keyScope(labels, false)
+		s := scoped.keyScope(labels)
 		if s == "" {
 			t.Fatalf("labels %v have the global scope", labels)
 		}

@@ -92,7 +92,7 @@ func WithDelay(d time.Duration) Option {
 // WithPriority sets the run's priority, overriding the job's Priority:
 // runs with a smaller number are claimed first, then older ones (River's
 // and DBOS's convention). Under sustained load a run of a larger number
-// waits as long as runs of smaller numbers are claimable (README,
+// waits as long as runs of smaller numbers are claimable (docs/jobs.md,
 // "Priorities and limits").
 func WithPriority(p int) Option {
 	return func(o *options) { o.trigger.priority = &p }
@@ -255,7 +255,9 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (labels map[string]str
 	if err := checkText("concurrencyKey", o.concurrencyKey, MaxKeyBytes); err != nil {
 		return nil, "", err
 	}
-	scope = e.keyScope(labels, o.globalKeys)
+	if !o.globalKeys {
+		scope = e.keyScope(labels)
+	}
 	if err := e.checkKeyScope(scope); err != nil {
 		return nil, "", err
 	}
@@ -265,13 +267,13 @@ func (e *Engine) validateTriggerOptions(o triggerOptions) (labels map[string]str
 	return labels, scope, nil
 }
 
-// keyScope is the scope of a run's keys (D11): "" (global) without
-// TenantLabels or with WithGlobalKeys, else the JSON array of the tenant
-// labels' [key, value] pairs in configured order, a missing label's value
-// null. It is never "" for a scoped run, so no tenant shares the global
+// keyScope is the scope of the keys of a run with labels (D11), unless it
+// asked for WithGlobalKeys: "" (global) without TenantLabels, else the JSON
+// array of the tenant labels' [key, value] pairs in configured order, a
+// missing label's value null. It is never "" for a scoped run, so no tenant shares the global
 // scope, and it is injective, so no two tenants share a scope.
-func (e *Engine) keyScope(labels map[string]string, global bool) string {
-	if global || len(e.cfg.TenantLabels) == 0 {
+func (e *Engine) keyScope(labels map[string]string) string {
+	if len(e.cfg.TenantLabels) == 0 {
 		return ""
 	}
 	pairs := make([][2]any, len(e.cfg.TenantLabels))
@@ -477,9 +479,8 @@ func triggerEvent(nr store.NewRun, en store.Enqueued) (Event, bool) {
 // and the lease lasts, and then gives back the slot reserved for it.
 func (e *Engine) handBackUncertainDirect(lease store.Lease, expires time.Time) {
 	defer e.worker.unreserve()
-	ok, err := e.fencedWrite(context.Background(), "release lease", func() time.Time { return expires }, func() (bool, error) {
-		return e.store.ReleaseLease(context.Background(), lease, e.now())
-	}, nil)
+	ok, err := e.writeWithinLease(context.Background(), leaseWrite{name: "release lease", until: func() time.Time { return expires },
+		write: func() (bool, error) { return e.store.ReleaseLease(context.Background(), lease, e.now()) }})
 	if err != nil {
 		e.logger.Warn("durably: lease of a trigger whose commit is uncertain not released; it will expire", "runId", lease.RunID, "err", err)
 	} else if ok {

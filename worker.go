@@ -211,51 +211,15 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 		// (reserveDirect) while it is under way. In one critical section
 		// with the count, so that a direct run ending in between is not
 		// left quiet.
-		want := w.claimWant()
-		if want > 0 {
+		if want := w.claimWant(); want > 0 {
 			// Due times up to here are served by this claim (its Now is
 			// later); later ones keep the due timer armed.
 			claimedAt = e.now()
-			runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
-			switch {
-			case err == nil:
-				e.outage.ok(e.logger)
-				retry.reset()
-			case unavailable(err):
-				// The database is away: try again soon (at most retryMax
-				// from now, so runs move on within moments of its return),
-				// logging the outage once rather than every attempt.
-				e.outage.failed(e.logger, "claim", err)
-				if !sleepUntilStopped(stopping, retry.next()) {
-					return
-				}
-				continue
-			default:
-				// Unlike the original, a failing database does not
-				// make the worker spin: it waits for the next poll.
-				e.logger.Error("durably: claim failed", "err", err)
-			}
-			w.mu.Lock()
-			w.idle = err == nil && len(runs) < want
-			for _, run := range runs {
-				w.buffer = append(w.buffer, &claimed{run: run, keeper: e.keepLease(run)})
-			}
-			nothing := w.executing == 0 && len(w.buffer) == 0
-			w.mu.Unlock()
-			select {
-			case <-stopping:
-				// Stop may have given up waiting during the claim: the
-				// runs it brought go back (releaseBuffer), not into slots
-				// nothing would abort.
+			switch w.claimRuns(stopping, want, &retry) {
+			case stopLoop:
 				return
-			default:
-			}
-			w.startBuffered()
-			if err == nil && len(runs) == want {
-				continue // the queue may hold more
-			}
-			if err == nil && nothing {
-				w.idleMaintenance(context.Background())
+			case claimAgain:
+				continue
 			}
 		}
 		if !poll.Stop() {
@@ -269,6 +233,63 @@ func (w *worker) loop(stopping <-chan struct{}, done chan<- struct{}) {
 			return
 		}
 	}
+}
+
+// afterClaim is what the worker's loop does once a claim is over.
+type afterClaim int
+
+const (
+	waitForWork afterClaim = iota // until a wake-up, a due time or the poll
+	claimAgain                    // at once: the queue may hold more, or the database is to be tried again
+	stopLoop                      // the worker stops
+)
+
+// claimRuns claims up to want runs, starts them on the free slots and says
+// what the loop does next.
+func (w *worker) claimRuns(stopping <-chan struct{}, want int, retry *backoff) afterClaim {
+	e := w.e
+	runs, err := e.claim(context.Background(), e.cfg.WorkerID, want)
+	switch {
+	case err == nil:
+		e.outage.ok(e.logger)
+		retry.reset()
+	case unavailable(err):
+		// The database is away: try again soon (at most retryMax
+		// from now, so runs move on within moments of its return),
+		// logging the outage once rather than every attempt.
+		e.outage.failed(e.logger, "claim", err)
+		if !sleepUntilStopped(stopping, retry.next()) {
+			return stopLoop
+		}
+		return claimAgain
+	default:
+		// Unlike the original, a failing database does not
+		// make the worker spin: it waits for the next poll.
+		e.logger.Error("durably: claim failed", "err", err)
+	}
+	w.mu.Lock()
+	w.idle = err == nil && len(runs) < want
+	for _, run := range runs {
+		w.buffer = append(w.buffer, &claimed{run: run, keeper: e.keepLease(run)})
+	}
+	nothing := w.executing == 0 && len(w.buffer) == 0
+	w.mu.Unlock()
+	select {
+	case <-stopping:
+		// Stop may have given up waiting during the claim: the
+		// runs it brought go back (releaseBuffer), not into slots
+		// nothing would abort.
+		return stopLoop
+	default:
+	}
+	w.startBuffered()
+	if err == nil && len(runs) == want {
+		return claimAgain // the queue may hold more
+	}
+	if err == nil && nothing {
+		w.idleMaintenance(context.Background())
+	}
+	return waitForWork
 }
 
 // wait sleeps until a slot frees up, a trigger wakes the worker (D4), the

@@ -10,19 +10,12 @@ import (
 	"testing"
 )
 
-// readmeInstallSteps are the commands of the README's install subsection,
-// in order: the go commands of its sh blocks and the go:generate line.
-func readmeInstallSteps(t *testing.T) (commands [][]string, generateLine string) {
+// installSteps are the commands of the declaration guide's install
+// section, in order: the go commands of its sh blocks and the go:generate
+// line.
+func installSteps(t *testing.T) (commands [][]string, generateLine string) {
 	t.Helper()
-	sec := readmeSection(t, "Declaring jobs in durably.yaml")
-	i := strings.Index(sec, "### Installing durably-gen\n")
-	if i < 0 {
-		t.Fatal("README has no install subsection")
-	}
-	sec = sec[i:]
-	if j := strings.Index(sec[1:], "\n### "); j >= 0 {
-		sec = sec[:j+1]
-	}
+	sec := docSection(t, declarationGuide, "Installing durably-gen")
 	for _, m := range regexp.MustCompile("(?s)```(sh|go)\n(.*?)```").FindAllStringSubmatch(sec, -1) {
 		for _, line := range strings.Split(strings.TrimSpace(m[2]), "\n") {
 			switch {
@@ -40,8 +33,9 @@ func readmeInstallSteps(t *testing.T) (commands [][]string, generateLine string)
 }
 
 // userModule makes a module outside this repository and follows the
-// README's install steps in it, from a checkout: the recipe's -replace
-// names this checkout's directory where the README writes ../durably; the
+// declaration guide's install steps in it, from a checkout: the recipe's
+// -replace names this checkout's directory where the guide writes
+// ../durably; the
 // release command (@latest, which needs the published module) is only
 // checked to be there. The commands run with GOPROXY=off against the
 // module cache, but for go mod tidy: it wants the test dependencies of
@@ -53,7 +47,7 @@ func userModule(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds a module; skipped in -short mode")
 	}
-	commands, generateLine := readmeInstallSteps(t)
+	commands, generateLine := installSteps(t)
 	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +140,7 @@ func main() {
 		t.Fatal("the install subsection lacks the release command (go get -tool …@latest)")
 	}
 	if mod, _ := os.ReadFile(filepath.Join(dir, "go.mod")); !strings.Contains(string(mod), "github.com/durably-go/durably => "+repo) {
-		t.Fatalf("the README's recipe did not replace the module by the checkout:\n%s", mod)
+		t.Fatalf("the guide's recipe did not replace the module by the checkout:\n%s", mod)
 	}
 	return dir
 }
@@ -170,7 +164,8 @@ func command(dir, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// TestUserModuleGoGenerate: the README's install steps in a fresh module
+// TestUserModuleGoGenerate: the declaration guide's install steps in a
+// fresh module
 // (go get -tool, //go:generate go tool durably-gen, go generate, go build),
 // then go vet and go mod tidy, and the program runs.
 func TestUserModuleGoGenerate(t *testing.T) {

@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // TestCommittedOutputIsCurrent fails when regenerating a committed
 // declaration would change, add or remove a file (what -check reports).
 func TestCommittedOutputIsCurrent(t *testing.T) {
-	for _, decl := range []string{"../durably.yaml", "../examples/tenants/durably.yaml", "../cmd/durably-bench/durably.yaml"} {
+	for _, decl := range []string{"../durably.yaml", "../examples/tenants/durably.yaml", "../examples/orders/durably.yaml", "../cmd/durably-bench/durably.yaml"} {
 		t.Run(decl, func(t *testing.T) {
 			stale, err := Stale(decl)
 			if err != nil {

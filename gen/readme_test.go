@@ -11,17 +11,18 @@ import (
 	"testing"
 )
 
-// readmeSection returns the README's text under a "## " heading.
-func readmeSection(t *testing.T, heading string) string {
+// docSection returns the text of a Markdown file of the repository under
+// a "## " heading.
+func docSection(t *testing.T, file, heading string) string {
 	t.Helper()
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile(filepath.Join("..", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	i := strings.Index(s, "\n## "+heading+"\n")
 	if i < 0 {
-		t.Fatalf("README has no section %q", heading)
+		t.Fatalf("%s has no section %q", file, heading)
 	}
 	s = s[i+len(heading)+5:]
 	if j := strings.Index(s, "\n## "); j >= 0 {
@@ -30,20 +31,45 @@ func readmeSection(t *testing.T, heading string) string {
 	return s
 }
 
-// TestReadmeDeclaration: the declaration shown in the README is valid and
-// generates code.
-func TestReadmeDeclaration(t *testing.T) {
-	sec := readmeSection(t, "Declaring jobs in durably.yaml")
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindStringSubmatch(sec)
-	if m == nil {
-		t.Fatal("no yaml block in the section")
-	}
-	d, err := Parse("README.md", []byte(m[1]))
+// declarationGuide is the guide to durably.yaml and the generated code.
+const declarationGuide = "docs/declaration.md"
+
+// TestDocDeclarations: every declaration the README and the guides show
+// is valid and generates code: each YAML block, given a package when it
+// shows none, unless it says it is a part (an indented fragment, or a
+// first line "# …").
+func TestDocDeclarations(t *testing.T) {
+	docs, err := filepath.Glob("../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Generate(d, "durably.yaml", "example.com/app"); err != nil {
-		t.Fatal(err)
+	checked := 0
+	for _, doc := range append(docs, "../README.md") {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("(?ms)^```yaml\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
+			src := m[1]
+			if strings.HasPrefix(src, " ") || strings.HasPrefix(src, "# …") {
+				continue
+			}
+			if !regexp.MustCompile(`(?m)^package:`).MatchString(src) {
+				src = "package: {name: example, output: ./example}\n" + src
+			}
+			checked++
+			d, err := Parse(doc, []byte(src))
+			if err != nil {
+				t.Errorf("%s: a declaration it shows does not parse: %v\n%s", doc, err, m[1])
+				continue
+			}
+			if _, err := Generate(d, "durably.yaml", "example.com/app"); err != nil {
+				t.Errorf("%s: a declaration it shows does not generate: %v\n%s", doc, err, m[1])
+			}
+		}
+	}
+	if checked < 3 {
+		t.Fatalf("checked %d declarations", checked)
 	}
 }
 
@@ -85,10 +111,10 @@ func declared(t *testing.T, dir string) map[string]bool {
 	return names
 }
 
-// TestReadmeTour: every identifier the "Generated code tour" names exists
-// in the generated tenants package or its client.
-func TestReadmeTour(t *testing.T) {
-	sec := readmeSection(t, "Generated code tour")
+// TestTour: every identifier the declaration guide's "Generated code
+// tour" names exists in the generated tenants package or its client.
+func TestTour(t *testing.T) {
+	sec := docSection(t, declarationGuide, "Generated code tour")
 	pkg := declared(t, "../examples/tenants/tenantjobs")
 	client := declared(t, "../examples/tenants/tenantjobs/client")
 	runtime := declared(t, "../runtime/durablyclient")

@@ -61,34 +61,60 @@ func Resolve(ctx context.Context, ops EnqueueOps, items []store.NewRun, runs []*
 			continue
 		}
 		var err error
-		if out[i], err = resolveBlocked(ctx, ops, i, runs[i], it.Coalesce); err != nil {
+		if out[i], err = resolveBlocked(ctx, ops, blockedInsert{index: i, run: runs[i], item: it}); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
+// blockedInsert is a run whose insert hit a unique index: items[index]
+// of an Enqueue, prepared as run.
+type blockedInsert struct {
+	index int
+	run   *store.Run
+	item  store.NewRun
+}
+
 // resolveBlocked explains an insert that hit a unique index: an idempotent
 // hit wins over everything, then coalescing onto the pending run
-// (R-038, retried once when that run was claimed in between), else a conflict.
-func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *store.Run, coalesce bool) (store.Enqueued, error) {
-	for attempt := 0; ; attempt++ {
-		if run.IdempotencyKey != "" {
-			existing, err := ops.ByIdempotencyKey(ctx, run.JobName, run.KeyScope, run.IdempotencyKey)
-			if err != nil {
-				return store.Enqueued{}, err
-			}
-			if existing != nil {
-				return store.Enqueued{Run: existing, Disposition: store.Idempotent}, nil
-			}
-		}
-		if run.ConcurrencyKey == "" {
-			return store.Enqueued{}, fmt.Errorf("durably store: run %s of job %q violates a unique index that is neither its idempotency key nor its concurrency key", run.ID, run.JobName)
-		}
-		conflict := &store.ConflictError{Index: index, JobName: run.JobName, ConcurrencyKey: run.ConcurrencyKey, AfterRetry: attempt > 0}
-		if !coalesce {
-			return store.Enqueued{}, conflict
-		}
+// when the trigger asks for it, else a conflict.
+func resolveBlocked(ctx context.Context, ops EnqueueOps, b blockedInsert) (store.Enqueued, error) {
+	if hit, err := idempotentHit(ctx, ops, b.run); err != nil {
+		return store.Enqueued{}, err
+	} else if hit != nil {
+		return *hit, nil
+	}
+	run := b.run
+	if run.ConcurrencyKey == "" {
+		return store.Enqueued{}, fmt.Errorf("durably store: run %s of job %q violates a unique index that is neither its idempotency key nor its concurrency key", run.ID, run.JobName)
+	}
+	conflict := &store.ConflictError{Index: b.index, JobName: run.JobName, ConcurrencyKey: run.ConcurrencyKey}
+	if !b.item.Coalesce {
+		return store.Enqueued{}, conflict
+	}
+	return coalesce(ctx, ops, run, conflict)
+}
+
+// idempotentHit is the answer to run's trigger when a run of its job has
+// its idempotency key in its scope; nil when none has.
+func idempotentHit(ctx context.Context, ops EnqueueOps, run *store.Run) (*store.Enqueued, error) {
+	if run.IdempotencyKey == "" {
+		return nil, nil
+	}
+	existing, err := ops.ByIdempotencyKey(ctx, run.JobName, run.KeyScope, run.IdempotencyKey)
+	if err != nil || existing == nil {
+		return nil, err
+	}
+	return &store.Enqueued{Run: existing, Disposition: store.Idempotent}, nil
+}
+
+// coalesce returns the pending run whose concurrency key blocked run's
+// insert. When there is none (claimed since the insert), it inserts run
+// again, once: blocked a second time, it is the run of an idempotent twin
+// inserted meanwhile, the new pending run, or the conflict (AfterRetry).
+func coalesce(ctx context.Context, ops EnqueueOps, run *store.Run, conflict *store.ConflictError) (store.Enqueued, error) {
+	for retried := false; ; retried = true {
 		pending, err := ops.PendingByConcurrencyKey(ctx, run.JobName, run.KeyScope, run.ConcurrencyKey)
 		if err != nil {
 			return store.Enqueued{}, err
@@ -96,7 +122,8 @@ func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *store.R
 		if pending != nil {
 			return store.Enqueued{Run: pending, Disposition: store.Coalesced}, nil
 		}
-		if attempt > 0 {
+		if retried {
+			conflict.AfterRetry = true
 			return store.Enqueued{}, conflict
 		}
 		inserted, err := ops.Insert(ctx, []*store.Run{run})
@@ -105,6 +132,11 @@ func resolveBlocked(ctx context.Context, ops EnqueueOps, index int, run *store.R
 		}
 		if inserted[0] {
 			return store.Enqueued{Run: cloneRun(run), Disposition: store.Created}, nil
+		}
+		if hit, err := idempotentHit(ctx, ops, run); err != nil {
+			return store.Enqueued{}, err
+		} else if hit != nil {
+			return *hit, nil
 		}
 	}
 }

@@ -18,9 +18,9 @@ import (
 
 // DashboardOptions configure the dashboard (Handler.Dashboard).
 type DashboardOptions struct {
-	// BasePath is removed from the request path before routing (its first
-	// occurrence), as Options.BasePath: empty when the router strips the
-	// mount path.
+	// BasePath is the prefix of the request path before the dashboard's
+	// own, as Options.BasePath: a path that does not start with it is no
+	// page. Empty when the router strips the mount path.
 	BasePath string
 	// Title names the dashboard in its header and its pages' titles.
 	// Default "durably".
@@ -104,9 +104,10 @@ type dashboard[C any, L durably.Labels[L]] struct {
 func (d *dashboard[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Routed by the escaped path: its slashes are the browser's, which the
 	// pages' relative <base> counts.
-	p := r.URL.EscapedPath()
-	if d.opts.BasePath != "" {
-		p = strings.Replace(p, d.opts.BasePath, "", 1)
+	p, ok := strings.CutPrefix(r.URL.EscapedPath(), d.opts.BasePath)
+	if !ok {
+		notFound(w)
+		return
 	}
 	if rest, ok := strings.CutPrefix(p, "/api/"); ok {
 		if err := d.api.Check(r); err != nil {

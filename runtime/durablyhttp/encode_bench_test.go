@@ -1,4 +1,4 @@
-package durablyhttp_test
+package durablyhttp
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/durably-go/durably"
-	"github.com/durably-go/durably/runtime/durablyhttp"
 )
 
 // The SSE frame encodings: a list stream's projection (H-051) and a run
@@ -25,7 +24,7 @@ func BenchmarkSSEFrame(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				var ok bool
-				if buf, ok = durablyhttp.AppendProjection(buf[:0], &e); !ok {
+				if buf, ok = appendProjection(buf[:0], &e); !ok {
 					b.Fatal("not projected")
 				}
 			}

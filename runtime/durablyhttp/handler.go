@@ -64,8 +64,9 @@ type Options[C any, L durably.Labels[L]] struct {
 	// OnRequest runs on every request after authentication and before
 	// routing (H-060), e.g. for lazy initialisation.
 	OnRequest func(r *http.Request) error
-	// BasePath is removed from the request path before routing (its first
-	// occurrence, H-001). Empty when the router strips the mount path.
+	// BasePath is the prefix of the request path before the route (H-001);
+	// a path that does not start with it is no route. Empty when the router
+	// strips the mount path.
 	BasePath string
 	// SSEThrottle is the per-run interval of run:progress messages on an
 	// event stream (H-053). Default 100ms; negative disables throttling.
@@ -221,9 +222,9 @@ type request[C any] struct {
 // ServeHTTP runs authenticate → onRequest → routing → validation → hook →
 // operation (H-060).
 func (h *Handler[C, L]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	if h.opts.BasePath != "" {
-		path = strings.Replace(path, h.opts.BasePath, "", 1)
+	path, ok := strings.CutPrefix(r.URL.Path, h.opts.BasePath)
+	if !ok {
+		path = "" // no route: a 404 once the request is authenticated (H-003)
 	}
 	h.serve(w, r, path)
 }
@@ -398,38 +399,48 @@ type triggerBody struct {
 	Priority json.RawMessage `json:"priority"`
 }
 
+// trigger answers POST /trigger: the body read and checked, the OnTrigger
+// hook, then the engine's trigger.
 func (h *Handler[C, L]) trigger(req *request[C]) {
-	body, err := io.ReadAll(http.MaxBytesReader(req.w, req.r.Body, h.opts.MaxBodyBytes))
+	tr, err := h.readTrigger(req)
+	if err == nil && h.hooksOn(req) && h.opts.Auth.OnTrigger != nil {
+		err = h.opts.Auth.OnTrigger(req.r.Context(), req.auth, tr) // D8: it may change the request
+	}
+	var res *durably.TriggerResult
+	if err == nil {
+		res, err = h.e.TriggerRaw(req.r.Context(), engineRequest(tr))
+	}
 	if err != nil {
 		h.fail(req, err)
 		return
 	}
-	var tb triggerBody
-	if err := json.Unmarshal(body, &tb); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "json: ")
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field == "" {
-			msg = "expected an object" // not the name of the Go type it would fill
-		}
-		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: "+msg)
-		return
+	b := []byte(`{"runId":`)
+	b = appendString(b, res.Run.ID)
+	b = append(b, `,"disposition":`...)
+	b = appendString(b, string(res.Disposition))
+	writeJSON(req.w, append(b, '}'))
+}
+
+// readTrigger reads a trigger's body into the request its hook sees, in
+// this order: the JSON, jobName (H-031), the job (H-032), then the other
+// members. A refusal is a *durably.Error naming the member.
+func (h *Handler[C, L]) readTrigger(req *request[C]) (*TriggerRequest[L], error) {
+	body, err := io.ReadAll(http.MaxBytesReader(req.w, req.r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		return nil, err
 	}
-	if isNull(body) {
-		writeError(req.w, http.StatusBadRequest, "Invalid JSON body: expected an object")
-		return
+	tb, err := decodeTriggerBody(body)
+	if err != nil {
+		return nil, err
 	}
 	jobName, err := optionalString(tb.JobName, "jobName")
-	if err != nil {
-		writeError(req.w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if jobName == "" {
-		writeError(req.w, http.StatusBadRequest, "jobName is required") // H-031
-		return
-	}
-	if !h.e.HasJob(jobName) {
-		writeError(req.w, http.StatusNotFound, "Job not found: "+jobName) // H-032
-		return
+	switch {
+	case err != nil:
+		return nil, invalid(err.Error())
+	case jobName == "":
+		return nil, invalid("jobName is required") // H-031
+	case !h.e.HasJob(jobName):
+		return nil, &durably.Error{Kind: durably.ErrNotFound, Msg: "Job not found: " + jobName} // H-032
 	}
 	tr := &TriggerRequest[L]{JobName: jobName, Input: tb.Input}
 	for _, f := range []struct {
@@ -442,34 +453,54 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 		{tb.Coalesce, "coalesce", &tr.Coalesce},
 	} {
 		if *f.dst, err = optionalString(f.raw, f.name); err != nil {
-			writeError(req.w, http.StatusBadRequest, err.Error())
-			return
+			return nil, invalid(err.Error())
 		}
 	}
-	if err := readSchedule(tb, &tr.RunAt, &tr.Delay, &tr.Priority); err != nil {
-		writeError(req.w, http.StatusBadRequest, err.Error())
-		return
+	if err := readSchedule(tb, tr); err != nil {
+		return nil, invalid(err.Error())
 	}
-	if len(tb.Labels) > 0 && !isNull(tb.Labels) {
-		var m map[string]string
-		if err := json.Unmarshal(tb.Labels, &m); err != nil {
-			writeError(req.w, http.StatusBadRequest, "labels must be an object of strings")
-			return
-		}
-		var zero L
-		l, err := zero.FromMap(m)
-		if err != nil {
-			writeError(req.w, http.StatusBadRequest, "labels: "+err.Error())
-			return
-		}
-		tr.Labels = &l
+	if tr.Labels, err = readLabels[L](tb.Labels); err != nil {
+		return nil, err
 	}
-	if h.hooksOn(req) && h.opts.Auth.OnTrigger != nil {
-		if err := h.opts.Auth.OnTrigger(req.r.Context(), req.auth, tr); err != nil {
-			h.fail(req, err)
-			return
+	return tr, nil
+}
+
+// decodeTriggerBody reads a trigger's JSON, which must be an object.
+func decodeTriggerBody(body []byte) (triggerBody, error) {
+	var tb triggerBody
+	if err := json.Unmarshal(body, &tb); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "json: ")
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			msg = "expected an object" // not the name of the Go type it would fill
 		}
+		return tb, invalid("Invalid JSON body: " + msg)
 	}
+	if isNull(body) {
+		return tb, invalid("Invalid JSON body: expected an object")
+	}
+	return tb, nil
+}
+
+// readLabels reads a trigger's labels member: nil when absent or null.
+func readLabels[L durably.Labels[L]](raw json.RawMessage) (*L, error) {
+	if len(raw) == 0 || isNull(raw) {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, invalid("labels must be an object of strings")
+	}
+	var zero L
+	l, err := zero.FromMap(m)
+	if err != nil {
+		return nil, invalid("labels: " + err.Error())
+	}
+	return &l, nil
+}
+
+// engineRequest is the trigger the hook let through, as the engine takes it.
+func engineRequest[L durably.Labels[L]](tr *TriggerRequest[L]) durably.TriggerRequest {
 	raw := durably.TriggerRequest{
 		JobName: tr.JobName, Input: tr.Input, IdempotencyKey: tr.IdempotencyKey,
 		ConcurrencyKey: tr.ConcurrencyKey, Coalesce: tr.Coalesce,
@@ -478,17 +509,11 @@ func (h *Handler[C, L]) trigger(req *request[C]) {
 	if tr.Labels != nil {
 		raw.Labels = (*tr.Labels).ToMap()
 	}
-	res, err := h.e.TriggerRaw(req.r.Context(), raw)
-	if err != nil {
-		h.fail(req, err)
-		return
-	}
-	b := []byte(`{"runId":`)
-	b = appendString(b, res.Run.ID)
-	b = append(b, `,"disposition":`...)
-	b = appendString(b, string(res.Disposition))
-	writeJSON(req.w, append(b, '}'))
+	return raw
 }
+
+// invalid is a 400 answering msg (H-011).
+func invalid(msg string) error { return &durably.Error{Kind: durably.ErrValidation, Msg: msg} }
 
 func isNull(raw []byte) bool { return strings.TrimSpace(string(raw)) == "null" }
 
@@ -498,7 +523,7 @@ const maxDelayMs = math.MaxInt64 / int64(time.Millisecond)
 // readSchedule reads the additive members runAt (an RFC 3339 string),
 // delayMs (a non-negative integer) and priority (a 32-bit integer), each
 // optional, null meaning absent; an error names the member (R-207, D2).
-func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priority **int) error {
+func readSchedule[L any](tb triggerBody, tr *TriggerRequest[L]) error {
 	present := len(tb.RunAt) > 0 && !isNull(tb.RunAt) // absent is null or left out
 	if s, err := optionalString(tb.RunAt, "runAt"); err != nil || (present && s == "") {
 		return fmt.Errorf("runAt must be an RFC 3339 time string")
@@ -507,14 +532,14 @@ func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priori
 		if err != nil {
 			return fmt.Errorf("runAt must be an RFC 3339 time string, got %q", s)
 		}
-		*runAt = t
+		tr.RunAt = t
 	}
 	if len(tb.DelayMs) > 0 && !isNull(tb.DelayMs) {
 		var n int64
 		if err := json.Unmarshal(tb.DelayMs, &n); err != nil || n < 0 || n > maxDelayMs {
 			return fmt.Errorf("delayMs must be a non-negative integer of at most %d", maxDelayMs)
 		}
-		*delay = time.Duration(n) * time.Millisecond
+		tr.Delay = time.Duration(n) * time.Millisecond
 	}
 	if len(tb.Priority) > 0 && !isNull(tb.Priority) {
 		var n int32
@@ -522,7 +547,7 @@ func readSchedule(tb triggerBody, runAt *time.Time, delay *time.Duration, priori
 			return fmt.Errorf("priority must be an integer between %d and %d", math.MinInt32, math.MaxInt32)
 		}
 		p := int(n)
-		*priority = &p
+		tr.Priority = &p
 	}
 	return nil
 }
@@ -555,7 +580,7 @@ func (h *Handler[C, L]) listRuns(req *request[C]) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(runs)+2), runs, AppendClientRun))
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(runs)+2), runs, appendClientRun))
 }
 
 // countRuns serves GET /runs/counts, an addition of durably-go (issue 21):
@@ -642,6 +667,7 @@ func readWindow(q url.Values, from, to *time.Time, after **durably.RunCursor) er
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
+				//lint:ignore ST1005 the protocol's 400 messages begin "Invalid", as the original's do
 				return fmt.Errorf("Invalid %s: must be an RFC 3339 time, got %q", p.name, v)
 			}
 			*p.dst = t
@@ -651,6 +677,7 @@ func readWindow(q url.Values, from, to *time.Time, after **durably.RunCursor) er
 		at, id, found := strings.Cut(v, ",")
 		t, err := time.Parse(time.RFC3339Nano, at)
 		if !found || id == "" || err != nil {
+			//lint:ignore ST1005 the protocol's 400 messages begin "Invalid", as the original's do
 			return fmt.Errorf("Invalid after: must be the createdAt and id of a run, as <createdAt>,<id>, got %q", v)
 		}
 		*after = &durably.RunCursor{CreatedAt: t, ID: id}
@@ -727,7 +754,7 @@ func (h *Handler[C, L]) withRun(req *request[C], op Operation, then func(*reques
 }
 
 func (h *Handler[C, L]) getRun(req *request[C], run *durably.Run) {
-	writeJSON(req.w, AppendClientRun(nil, run))
+	writeJSON(req.w, appendClientRun(nil, run))
 }
 
 func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
@@ -736,7 +763,7 @@ func (h *Handler[C, L]) getSteps(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(nil, steps, AppendStep))
+	writeJSON(req.w, appendArray(nil, steps, appendStep))
 }
 
 // getLogs serves GET /logs, an addition of durably-go (issue 21): the
@@ -747,7 +774,7 @@ func (h *Handler[C, L]) getLogs(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(nil, logs, AppendLog))
+	writeJSON(req.w, appendArray(nil, logs, appendLog))
 }
 
 func (h *Handler[C, L]) retrigger(req *request[C], run *durably.Run) {
@@ -838,7 +865,7 @@ func (h *Handler[C, L]) getChildren(req *request[C], run *durably.Run) {
 		h.fail(req, err)
 		return
 	}
-	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(kids)+2), kids, AppendClientRun))
+	writeJSON(req.w, appendArray(make([]byte, 0, 256*len(kids)+2), kids, appendClientRun))
 }
 
 func (h *Handler[C, L]) deleteRun(req *request[C], run *durably.Run) {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,6 +31,24 @@ func TestRoutingH001H003(t *testing.T) {
 		}
 		// Authentication runs before routing (H-003, H-060).
 		v.do("GET", "/nope", "", nil).want(t, 401, "Unauthorized")
+		// The route is what follows the base path: a path that does not
+		// start with it is no route, wherever the base path occurs in it.
+		dash := v.h.Dashboard(durablyhttp.DashboardOptions{BasePath: "/ops/dash"})
+		for _, c := range []struct {
+			h    http.Handler
+			path string
+		}{
+			{v.h, "/runs"}, {v.h, "/runs/api/durably"}, {v.h, "/x/api/durably/runs"}, {v.h, "/api/durablyruns"},
+			{dash, "/api/runs"}, {dash, "/api/runs/ops/dash"}, {dash, "/x/ops/dash/api/runs"},
+		} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", c.path, nil)
+			req.Header = admin.Clone()
+			c.h.ServeHTTP(rec, req)
+			if rec.Code != 404 || rec.Body.String() != "Not Found" {
+				t.Errorf("GET %s outside the base path: %d %q", c.path, rec.Code, rec.Body.String())
+			}
+		}
 	})
 }
 

@@ -439,7 +439,7 @@ func (h *Handler[C, L]) subscribeRuns(req *request[C]) {
 			finish()
 		}
 	}()
-	s := newSSE(req.w, h.opts.StreamWriteTimeout, h.opts.SSEThrottle, AppendProjection)
+	s := newSSE(req.w, h.opts.StreamWriteTimeout, h.opts.SSEThrottle, appendProjection)
 	if handedOver = h.takeOver(req, s, sub, finish); handedOver {
 		return // the stream goes on without this goroutine
 	}
@@ -679,7 +679,7 @@ func (f *fanout) run(hb *hub, phase int) bool {
 	hb.mu.Unlock()
 	f.encoded = f.encoded[:0]
 	for _, e := range batch {
-		if data, ok := AppendProjection(nil, e); ok {
+		if data, ok := appendProjection(nil, e); ok {
 			f.encoded = append(f.encoded, item{ev: e, data: data})
 		}
 	}

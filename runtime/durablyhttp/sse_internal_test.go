@@ -71,7 +71,7 @@ func sharedItems(n int) []item {
 	items := make([]item, n)
 	for i := range items {
 		e := &durably.Event{Type: durably.EventStepComplete, RunID: fmt.Sprintf("run-%d", i), JobName: "echo", StepName: "s"}
-		data, _ := AppendProjection(nil, e)
+		data, _ := appendProjection(nil, e)
 		items[i] = item{ev: e, data: data}
 	}
 	return items
@@ -152,7 +152,7 @@ func BenchmarkListStreamEvent(b *testing.B) {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			batch := sharedItems(n)
 			w := &discardStream{h: http.Header{}}
-			s := newSSE(w, 0, 100*time.Millisecond, AppendProjection)
+			s := newSSE(w, 0, 100*time.Millisecond, appendProjection)
 			q := newQueue(1024)
 			var batches [][]item
 			b.ReportAllocs()

@@ -112,7 +112,7 @@ func TestTakenOverStreamSameBytes(t *testing.T) {
 func TestTakenOverStreamHoldsNothingOfNetHTTP(t *testing.T) {
 	held := make(chan *sse, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := newSSE(w, time.Minute, 0, AppendProjection)
+		s := newSSE(w, time.Minute, 0, appendProjection)
 		if !s.hijack(w, r) {
 			t.Error("the stream was not taken over")
 		}
@@ -157,7 +157,7 @@ func BenchmarkTakenOverStreamEvent(b *testing.B) {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			batch := sharedItems(n)
 			c := &countConn{wrote: make(chan struct{}, 1)}
-			s := newSSE(&discardStream{h: http.Header{}}, time.Minute, 100*time.Millisecond, AppendProjection)
+			s := newSSE(&discardStream{h: http.Header{}}, time.Minute, 100*time.Millisecond, appendProjection)
 			s.useConn(c)
 			sub := &listSub{q: newQueue(1024)}
 			w := newWire(s, sub, func() {})
@@ -180,7 +180,7 @@ func BenchmarkTakenOverStreamEvent(b *testing.B) {
 func TestTakenOverStreamWriteDeadline(t *testing.T) {
 	server, client := net.Pipe() // a write blocks until the other end reads: it never does
 	defer client.Close()
-	s := newSSE(&discardStream{h: http.Header{}}, 100*time.Millisecond, 0, AppendProjection)
+	s := newSSE(&discardStream{h: http.Header{}}, 100*time.Millisecond, 0, appendProjection)
 	s.useConn(server)
 	sub := &listSub{q: newQueue(1024)}
 	ended := make(chan time.Time, 1)
@@ -214,7 +214,7 @@ func TestTakeOverAfterCloseEndsTheStream(t *testing.T) {
 	h.hub.subs = map[*listSub]struct{}{}
 	var ended sync.WaitGroup
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := newSSE(w, time.Second, 0, AppendProjection)
+		s := newSSE(w, time.Second, 0, appendProjection)
 		sub := newListSub(nil, nil, 16)
 		ended.Add(1)
 		if !h.takeOver(&request[struct{}]{w: w, r: r}, s, sub, ended.Done) {

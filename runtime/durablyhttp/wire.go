@@ -26,12 +26,12 @@ func appendJSONObjectString(b []byte, k, v string) []byte {
 	return append(w.B, '}')
 }
 
-// AppendClientRun appends the ClientRun projection of a run (H-020): the
+// appendClientRun appends the ClientRun projection of a run (H-020): the
 // run without its keys, lease fields and updatedAt, plus isTerminal and
 // isActive, in exactly this key order; then durably-go's additive members
 // runAt, priority and attempt, crashes and attempts, which
 // the original's clients ignore.
-func AppendClientRun(b []byte, r *durably.Run) []byte {
+func appendClientRun(b []byte, r *durably.Run) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", r.ID)
 	w.Str("jobName", r.JobName)
@@ -81,8 +81,8 @@ func AppendSignal(b []byte, s *durably.SignalRecord) []byte {
 	return append(w.B, '}')
 }
 
-// AppendStep appends a step as GET /steps shows it (H-021).
-func AppendStep(b []byte, s *durably.StepRecord) []byte {
+// appendStep appends a step as GET /steps shows it (H-021).
+func appendStep(b []byte, s *durably.StepRecord) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", s.ID)
 	w.Str("runId", s.RunID)
@@ -99,10 +99,10 @@ func AppendStep(b []byte, s *durably.StepRecord) []byte {
 	return append(w.B, '}')
 }
 
-// AppendLog appends a log record as GET /logs shows it (issue 21), in the
+// appendLog appends a log record as GET /logs shows it (issue 21), in the
 // shape of the original's LogEntry: stepName null outside a step, data
 // null when none.
-func AppendLog(b []byte, l *durably.LogRecord) []byte {
+func appendLog(b []byte, l *durably.LogRecord) []byte {
 	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("id", l.ID)
 	w.Str("runId", l.RunID)
@@ -114,10 +114,10 @@ func AppendLog(b []byte, l *durably.LogRecord) []byte {
 	return append(w.B, '}')
 }
 
-// AppendProjection appends an event as GET /runs/subscribe sends it: a
+// appendProjection appends an event as GET /runs/subscribe sends it: a
 // projection without timestamp and sequence, keys in the order of H-051.
 // It reports false for types the list stream does not forward.
-func AppendProjection(b []byte, e *durably.Event) ([]byte, bool) {
+func appendProjection(b []byte, e *durably.Event) ([]byte, bool) {
 	w := jsonappend.Writer{B: append(b, '{')}
 	w.Str("type", string(e.Type))
 	w.Str("runId", e.RunID)

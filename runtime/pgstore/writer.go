@@ -168,116 +168,160 @@ var errRollback = errors.New("pgstore: rolled back")
 // connection, captures what each generated method would send, and the
 // batch sends it (sqlc's own batch support sends one query kind per batch).
 func (s *Store) pipeline(ctx context.Context, ops []*op) error {
-	var b pgx.Batch
-	rec := &recorder{}
-	q := pgdb.New(rec)
-	byKind := map[opKind][]*op{}
-	for _, o := range ops {
-		byKind[o.kind] = append(byKind[o.kind], o)
+	g := newGroupBatch(ops)
+	s.queueTriggers(ctx, g)
+	g.queueRunWrites(ctx)
+	s.queuePublished(ctx, g)
+	if err := s.pool.SendBatch(ctx, &g.b).Close(); err != nil {
+		return fmt.Errorf("pgstore: commit group: %w", err)
 	}
+	s.stats.commits.Add(1)
+	s.stats.writes.Add(int64(len(ops)))
+	g.settle()
+	s.explainTriggers(ctx, g)
+	return nil
+}
 
-	// Single-item triggers of all callers: one insert.
-	enqueues := byKind[opEnqueue]
-	var items []store.NewRun
-	var runs []*store.Run
-	var insertedIDs []string
-	if len(enqueues) > 0 {
-		items = make([]store.NewRun, len(enqueues))
-		for i, o := range enqueues {
-			items[i] = o.items[0]
-		}
-		runs = storekit.PrepareRuns(items)
-		if p := s.insertParams(runs); len(runs) == 1 {
-			_, _ = q.InsertRun(ctx, oneRunParams(p))
-		} else {
-			_, _ = q.InsertRuns(ctx, p)
-		}
-		rec.queueRows(&b, func(rows pgx.Rows) error {
-			for rows.Next() {
-				var id string
-				var notified int64
-				if err := rows.Scan(&id, &notified); err != nil {
-					return err
-				}
-				insertedIDs = append(insertedIDs, id)
+// groupBatch is a group's statements, queued for one round trip, and what
+// their rows answer.
+type groupBatch struct {
+	b      pgx.Batch
+	rec    recorder
+	q      *pgdb.Queries // sqlc's statements, captured by rec
+	byKind map[opKind][]*op
+
+	// The single-item triggers of all callers, inserted by one statement.
+	triggers    []*op
+	items       []store.NewRun
+	runs        []*store.Run // items' rows as inserted
+	insertedIDs []string
+
+	stepIDs                       []string
+	progressed, renewed, finished []store.Lease
+}
+
+func newGroupBatch(ops []*op) *groupBatch {
+	g := &groupBatch{byKind: map[opKind][]*op{}}
+	g.q = pgdb.New(&g.rec)
+	for _, o := range ops {
+		g.byKind[o.kind] = append(g.byKind[o.kind], o)
+	}
+	return g
+}
+
+// queueTriggers queues one insert of the single-item triggers of all
+// callers.
+func (s *Store) queueTriggers(ctx context.Context, g *groupBatch) {
+	g.triggers = g.byKind[opEnqueue]
+	if len(g.triggers) == 0 {
+		return
+	}
+	g.items = make([]store.NewRun, len(g.triggers))
+	for i, o := range g.triggers {
+		g.items[i] = o.items[0]
+	}
+	g.runs = storekit.PrepareRuns(g.items)
+	if p := s.insertParams(g.runs); len(g.runs) == 1 {
+		_, _ = g.q.InsertRun(ctx, oneRunParams(p))
+	} else {
+		_, _ = g.q.InsertRuns(ctx, p)
+	}
+	g.rec.queueRows(&g.b, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var notified int64
+			if err := rows.Scan(&id, &notified); err != nil {
+				return err
 			}
-			return rows.Err()
-		})
+			g.insertedIDs = append(g.insertedIDs, id)
+		}
+		return rows.Err()
+	})
+}
+
+// queueRunWrites queues the writes of runs in flight: logs, progress,
+// steps, renewals and finishes, one statement per kind.
+func (g *groupBatch) queueRunWrites(ctx context.Context) {
+	if logs := g.byKind[opLogs]; len(logs) > 0 {
+		_ = g.q.InsertLogs(ctx, logsParams(logs))
+		g.rec.queueExec(&g.b)
 	}
-	if logs := byKind[opLogs]; len(logs) > 0 {
-		_ = q.InsertLogs(ctx, logsParams(logs))
-		rec.queueExec(&b)
-	}
-	var stepIDs []string
-	var progressed, renewed, finished []store.Lease
-	if ps := byKind[opProgress]; len(ps) > 0 {
-		_, _ = q.SetProgress(ctx, progressParams(ps))
-		rec.queueLeases(&b, &progressed)
+	if ps := g.byKind[opProgress]; len(ps) > 0 {
+		_, _ = g.q.SetProgress(ctx, progressParams(ps))
+		g.rec.queueLeases(&g.b, &g.progressed)
 	}
 	// Steps carried by finishes go first, in the same statement as the
 	// others: a finish is refused exactly when its steps are.
 	// A group of one step or one finish, the usual case with few runs in
 	// flight, takes the one-row statements: the arrays' unnest, aggregate
 	// and join cost more than the write itself.
-	if steps := stepsParams(byKind[opSaveStep], byKind[opFinish]); len(steps.Ids) == 1 {
-		_, _ = q.SaveStep(ctx, oneStepParams(steps))
-		rec.queueIDs(&b, &stepIDs)
+	if steps := stepsParams(g.byKind[opSaveStep], g.byKind[opFinish]); len(steps.Ids) == 1 {
+		_, _ = g.q.SaveStep(ctx, oneStepParams(steps))
+		g.rec.queueIDs(&g.b, &g.stepIDs)
 	} else if len(steps.Ids) > 1 {
-		_, _ = q.SaveSteps(ctx, steps)
-		rec.queueIDs(&b, &stepIDs)
+		_, _ = g.q.SaveSteps(ctx, steps)
+		g.rec.queueIDs(&g.b, &g.stepIDs)
 	}
-	if rs := byKind[opRenew]; len(rs) > 0 {
-		_, _ = q.RenewLeases(ctx, renewParams(rs))
-		rec.queueLeases(&b, &renewed)
+	if rs := g.byKind[opRenew]; len(rs) > 0 {
+		_, _ = g.q.RenewLeases(ctx, renewParams(rs))
+		g.rec.queueLeases(&g.b, &g.renewed)
 	}
-	if fs := byKind[opFinish]; len(fs) == 1 {
-		_, _ = q.FinishRun(ctx, oneFinishParams(fs[0]))
-		rec.queueLeases(&b, &finished)
+	if fs := g.byKind[opFinish]; len(fs) == 1 {
+		_, _ = g.q.FinishRun(ctx, oneFinishParams(fs[0]))
+		g.rec.queueLeases(&g.b, &g.finished)
 	} else if len(fs) > 1 {
-		_, _ = q.FinishRuns(ctx, finishParams(fs))
-		rec.queueLeases(&b, &finished)
+		_, _ = g.q.FinishRuns(ctx, finishParams(fs))
+		g.rec.queueLeases(&g.b, &g.finished)
 	}
-	if pubs := byKind[opPublish]; len(pubs) > 0 {
-		notifications, oversized := s.packEvents(pubs)
-		now := ts(time.Now())
-		for _, p := range oversized {
-			id := s.ids.New(time.Now())
-			_ = q.InsertEventPayload(ctx, pgdb.InsertEventPayloadParams{ID: id, Payload: string(p), CreatedAt: now})
-			rec.queueExec(&b)
-			notifications = append(notifications, "r:"+s.instance+":"+id)
-		}
-		for _, n := range notifications {
-			_ = q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: n})
-			rec.queueExec(&b)
-		}
-	}
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("pgstore: commit group: %w", err)
-	}
-	s.stats.commits.Add(1)
-	s.stats.writes.Add(int64(len(ops)))
+}
 
-	// A run's writes are matched by lease, not by run: a stale holder and
-	// the live one can meet in one group, and only the live one's applied.
-	for _, o := range byKind[opProgress] {
-		o.ok = slices.Contains(progressed, o.lease)
+// queuePublished queues the notifications of the events to publish (D3),
+// and the rows of those too large for a notification.
+func (s *Store) queuePublished(ctx context.Context, g *groupBatch) {
+	pubs := g.byKind[opPublish]
+	if len(pubs) == 0 {
+		return
 	}
-	for _, o := range byKind[opSaveStep] {
-		o.ok = slices.Contains(stepIDs, o.step.ID)
+	notifications, oversized := s.packEvents(pubs)
+	now := ts(time.Now())
+	for _, p := range oversized {
+		id := s.ids.New(time.Now())
+		_ = g.q.InsertEventPayload(ctx, pgdb.InsertEventPayloadParams{ID: id, Payload: string(p), CreatedAt: now})
+		g.rec.queueExec(&g.b)
+		notifications = append(notifications, "r:"+s.instance+":"+id)
 	}
-	for _, o := range byKind[opRenew] {
-		o.ok = slices.Contains(renewed, o.lease)
+	for _, n := range notifications {
+		_ = g.q.Notify(ctx, pgdb.NotifyParams{Channel: s.channel, Payload: n})
+		g.rec.queueExec(&g.b)
 	}
-	for _, o := range byKind[opFinish] {
-		o.ok = slices.Contains(finished, o.lease)
+}
+
+// settle tells each fenced write of the committed group whether it
+// applied. A run's writes are matched by lease, not by run: a stale holder
+// and the live one can meet in one group, and only the live one's applied.
+func (g *groupBatch) settle() {
+	for _, o := range g.byKind[opProgress] {
+		o.ok = slices.Contains(g.progressed, o.lease)
 	}
-	// A trigger that inserted nothing is explained now that the group is
-	// committed: an idempotent hit, a coalesce, or a conflict (S-025). It
-	// wrote nothing, so there is nothing to undo.
+	for _, o := range g.byKind[opSaveStep] {
+		o.ok = slices.Contains(g.stepIDs, o.step.ID)
+	}
+	for _, o := range g.byKind[opRenew] {
+		o.ok = slices.Contains(g.renewed, o.lease)
+	}
+	for _, o := range g.byKind[opFinish] {
+		o.ok = slices.Contains(g.finished, o.lease)
+	}
+}
+
+// explainTriggers answers the group's triggers once it is committed; one
+// that inserted nothing is an idempotent hit, a coalesce, or a conflict
+// (S-025). It wrote nothing, so there is nothing to undo.
+func (s *Store) explainTriggers(ctx context.Context, g *groupBatch) {
 	eo := enqueueOps{q: s.q, s: s}
-	for i, o := range enqueues {
-		inserted := []bool{slices.Contains(insertedIDs, runs[i].ID)}
-		res, err := storekit.Resolve(ctx, eo, items[i:i+1], runs[i:i+1], inserted)
+	for i, o := range g.triggers {
+		inserted := []bool{slices.Contains(g.insertedIDs, g.runs[i].ID)}
+		res, err := storekit.Resolve(ctx, eo, g.items[i:i+1], g.runs[i:i+1], inserted)
 		var ce *store.ConflictError
 		switch {
 		case errors.As(err, &ce):
@@ -288,11 +332,8 @@ func (s *Store) pipeline(ctx context.Context, ops []*op) error {
 			o.enqueued = res
 		}
 	}
-	return nil
 }
 
-// recorder is a pgdb.DBTX that records the statement a generated method
-// would send instead of sending it.
 type recorder struct {
 	sql  string
 	args []any
@@ -321,8 +362,6 @@ func (r *recorder) queueRows(b *pgx.Batch, read func(pgx.Rows) error) {
 	b.Queue(r.sql, r.args...).Query(read)
 }
 
-// queueIDs queues the recorded statement and collects the first column of
-// its rows.
 // queueLeases queues the recorded statement, collecting the (id,
 // generation) rows it returns into dst.
 func (r *recorder) queueLeases(b *pgx.Batch, dst *[]store.Lease) {
@@ -338,6 +377,8 @@ func (r *recorder) queueLeases(b *pgx.Batch, dst *[]store.Lease) {
 	})
 }
 
+// queueIDs queues the recorded statement and collects the first column of
+// its rows.
 func (r *recorder) queueIDs(b *pgx.Batch, dst *[]string) {
 	r.queueRows(b, func(rows pgx.Rows) error {
 		for rows.Next() {

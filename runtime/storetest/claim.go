@@ -29,6 +29,7 @@ var batchCases = []Case{
 	{"R-047 batch validates every item first", func(t *testing.T, h *Harness) {
 		schema := durably.LabelSchemaFunc(func(l map[string]string) (map[string]string, error) {
 			if l["org"] == "" {
+				//lint:ignore ST1005 a label schema's error as the original's validator words it
 				return nil, fmt.Errorf("Invalid input: org: required")
 			}
 			return l, nil

@@ -265,7 +265,7 @@ var stepCases = []Case{
 		}
 		var got []string
 		for _, l := range logs {
-			got = append(got, fmt.Sprintf("%s|%s|%s|%s", l.Level, l.StepName, l.Message, l.Data))
+			got = append(got, fmt.Sprintf("%s|%s|%s|%s", l.Level, l.StepName, l.Message, string(l.Data)))
 		}
 		want := []string{
 			"info||before steps|",

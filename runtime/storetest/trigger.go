@@ -96,6 +96,7 @@ var triggerCases = []Case{
 	{"R-032 D1 labels schema applies to every trigger", func(t *testing.T, h *Harness) {
 		schema := durably.LabelSchemaFunc(func(l map[string]string) (map[string]string, error) {
 			if l["org"] == "" {
+				//lint:ignore ST1005 a label schema's error as the original's validator words it
 				return nil, fmt.Errorf("Invalid input: org: required")
 			}
 			out := maps.Clone(l)

@@ -87,6 +87,7 @@ func LabelSchema(s *Schema) durably.LabelSchema {
 			doc[k] = v
 		}
 		if err := s.ValidateValue(doc); err != nil {
+			//lint:ignore ST1005 the original's 400 message for an input its schema refuses, which clients match
 			return nil, fmt.Errorf("Invalid input: %w", err)
 		}
 		return m, nil
