@@ -83,6 +83,10 @@ func (s *Store) listenOnceConn(ctx context.Context) error {
 	if _, err := conn.Exec(connectCtx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
+	// A trigger committed before the LISTEN took effect notified nobody
+	// here: a worker started a moment ago, idle until its next poll, would
+	// miss it. Listening now, wake once.
+	s.wake()
 	for {
 		n, err := s.nextNotification(ctx, conn)
 		if err != nil {
