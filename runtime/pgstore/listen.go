@@ -13,14 +13,29 @@ import (
 )
 
 // Wakeups starts, on first use, a connection that LISTENs for triggers made
-// by other processes and delivers a value for each burst of them (D4).
+// by other processes and delivers a value for each burst of them (D4). It
+// returns once the LISTEN took effect, or after listenStartWait: a worker
+// that claimed first and went idle before it would miss, until its next
+// poll, a trigger committed in between.
 func (s *Store) Wakeups() <-chan struct{} {
 	if s.disableListen {
 		return nil
 	}
 	s.ensureListening()
+	t := time.NewTimer(listenStartWait)
+	defer t.Stop()
+	select {
+	case <-s.listening:
+	case <-t.C:
+	case <-s.closing:
+	}
 	return s.wakeups
 }
+
+// listenStartWait bounds Wakeups' wait for the first LISTEN: a database
+// away at start-up delays a worker's first claim, which would fail, no
+// longer than this.
+const listenStartWait = 2 * time.Second
 
 func (s *Store) ensureListening() {
 	s.listenOnce.Do(func() { go s.listen() })
@@ -83,10 +98,7 @@ func (s *Store) listenOnceConn(ctx context.Context) error {
 	if _, err := conn.Exec(connectCtx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
-	// A trigger committed before the LISTEN took effect notified nobody
-	// here: a worker started a moment ago, idle until its next poll, would
-	// miss it. Listening now, wake once.
-	s.wake()
+	s.listeningOnce.Do(func() { close(s.listening) })
 	for {
 		n, err := s.nextNotification(ctx, conn)
 		if err != nil {

@@ -113,6 +113,8 @@ type Store struct {
 
 	ids           ulid.Generator
 	listenOnce    sync.Once
+	listening     chan struct{} // closed once the first LISTEN took effect
+	listeningOnce sync.Once
 	closeOnce     sync.Once
 	disableListen bool
 	wakeups       chan struct{}
@@ -240,6 +242,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		remote:         make(chan []byte, 4096),
 		closing:        make(chan struct{}),
 		listenDone:     make(chan struct{}),
+		listening:      make(chan struct{}),
 		watchDone:      make(chan struct{}),
 		timeout:        opts.Timeout,
 		bulkTimeout:    opts.BulkTimeout,
